@@ -1,0 +1,16 @@
+// Original file: proto/envoy/config/route/v3/route.proto
+
+import type { VirtualHost as _envoy_config_route_v3_VirtualHost, VirtualHost__Output as _envoy_config_route_v3_VirtualHost__Output } from '../../../../envoy/config/route/v3/VirtualHost';
+import type { BoolValue as _google_protobuf_BoolValue, BoolValue__Output as _google_protobuf_BoolValue__Output } from '../../../../google/protobuf/BoolValue';
+
+export interface RouteConfiguration {
+  'name'?: (string);
+  'virtual_hosts'?: (_envoy_config_route_v3_VirtualHost)[];
+  'validate_clusters'?: (_google_protobuf_BoolValue | null);
+}
+
+export interface RouteConfiguration__Output {
+  'name': (string);
+  'virtual_hosts': (_envoy_config_route_v3_VirtualHost__Output)[];
+  'validate_clusters': (_google_protobuf_BoolValue__Output | null);
+}

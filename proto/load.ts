@@ -1,0 +1,63 @@
+// Loads Skein's .proto files once: gRPC service definitions for grpc-js, and message types for Any payloads.
+import { fileURLToPath } from 'node:url';
+import type * as grpc from '@grpc/grpc-js';
+import { loadPackageDefinition } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import protobuf from 'protobufjs';
+import type { ProtoGrpcType as AdsGrpcType } from './generated/ads.ts';
+import type { ProtoGrpcType as CaGrpcType } from './generated/ca.ts';
+
+export const PROTO_ROOT = fileURLToPath(new URL('.', import.meta.url));
+
+/** Every top-level file; their imports pull in the rest. */
+export const PROTO_FILES = [
+  'envoy/service/discovery/v3/ads.proto',
+  'envoy/config/cluster/v3/cluster.proto',
+  'envoy/config/endpoint/v3/endpoint.proto',
+  'envoy/config/listener/v3/listener.proto',
+  'envoy/config/route/v3/route.proto',
+  'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
+  'envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto',
+  'envoy/extensions/filters/http/router/v3/router.proto',
+  'skein/ca/v1/ca.proto',
+] as const;
+
+/** How decoded messages look: Envoy's snake_case names, enums as names, 64-bit ints as strings, defaults filled. */
+export const CONVERSION = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+} as const;
+
+let grpcTypes: (AdsGrpcType & CaGrpcType) | undefined;
+
+/** The grpc-js package definition holding the ADS and CA services. */
+export function grpcDefinitions(): AdsGrpcType & CaGrpcType {
+  if (!grpcTypes) {
+    const definition = loadSync([...PROTO_FILES], { ...CONVERSION, includeDirs: [PROTO_ROOT] });
+    grpcTypes = loadPackageDefinition(definition) as unknown as AdsGrpcType & CaGrpcType;
+  }
+  return grpcTypes;
+}
+
+let root: protobuf.Root | undefined;
+
+/** The protobufjs root with every message type, for encoding and decoding Any payloads. */
+export function messageRoot(): protobuf.Root {
+  if (!root) {
+    const r = new protobuf.Root();
+    r.resolvePath = (_origin, target) => {
+      // google/protobuf/* well-known types are built into protobufjs; the rest live here.
+      if (target.startsWith('google/protobuf/')) return target;
+      return `${PROTO_ROOT}${target}`;
+    };
+    r.loadSync([...PROTO_FILES], { keepCase: true });
+    r.resolveAll();
+    root = r;
+  }
+  return root;
+}
+
+export type GrpcServiceDefinition = grpc.ServiceDefinition;
