@@ -1,0 +1,96 @@
+// Parses the control plane's flags and environment into one frozen Config.
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ConfigError } from './errors.ts';
+
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+export type RegistrySource =
+  | { readonly kind: 'file'; readonly path: string }
+  | { readonly kind: 'kubernetes'; readonly kubeconfig?: string; readonly namespaces: readonly string[] };
+
+export interface Config {
+  readonly registry: RegistrySource;
+  readonly xdsAddress: HostPort;
+  readonly adminAddress: HostPort;
+  readonly clusterDomain: string;
+  readonly trustDomain: string;
+  readonly debounceMs: number;
+  readonly caDir: string;
+}
+
+export const USAGE = `Usage: skein control-plane (--registry FILE | --kubernetes [--kubeconfig FILE] [--namespaces a,b])
+                           [--xds-address HOST:PORT] [--admin-address HOST:PORT]
+                           [--cluster-domain cluster.local] [--trust-domain cluster.local]
+                           [--debounce-ms 100] [--ca-dir .skein/ca]
+
+  --registry FILE        serve Services, EndpointSlices and Pods from a multi-document YAML file (watched)
+  --kubernetes           watch the Kubernetes API (in-cluster config, or --kubeconfig / $KUBECONFIG)
+  --namespaces a,b       only these namespaces (default: all)
+  --xds-address          ADS gRPC, plaintext (default 127.0.0.1:15010)
+  --admin-address        /healthz /readyz /metrics /debug/* (default 127.0.0.1:15014)`;
+
+export function parseHostPort(flag: string, value: string): HostPort {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[3]) : Number.NaN;
+  if (!m || port > 65535) throw new ConfigError(`${flag}: "${value}" is not HOST:PORT (for example 127.0.0.1:15010)`);
+  return Object.freeze({ host: m[1] ?? (m[2] || '0.0.0.0'), port });
+}
+
+export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Config {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        registry: { type: 'string' },
+        kubernetes: { type: 'boolean', default: false },
+        kubeconfig: { type: 'string' },
+        namespaces: { type: 'string' },
+        'xds-address': { type: 'string', default: env.SKEIN_XDS_ADDRESS ?? '127.0.0.1:15010' },
+        'admin-address': { type: 'string', default: env.SKEIN_ADMIN_ADDRESS ?? '127.0.0.1:15014' },
+        'cluster-domain': { type: 'string', default: env.SKEIN_CLUSTER_DOMAIN ?? 'cluster.local' },
+        'trust-domain': { type: 'string', default: env.SKEIN_TRUST_DOMAIN ?? 'cluster.local' },
+        'debounce-ms': { type: 'string', default: '100' },
+        'ca-dir': { type: 'string', default: env.SKEIN_CA_DIR ?? '.skein/ca' },
+      },
+    }));
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message}\n\n${USAGE}`);
+  }
+  const inCluster = Boolean(env.KUBERNETES_SERVICE_HOST);
+  const registryPath = values.registry ?? env.SKEIN_REGISTRY;
+  if (registryPath && values.kubernetes) throw new ConfigError('--registry and --kubernetes exclude each other: pick one');
+  let registry: RegistrySource;
+  if (registryPath) {
+    registry = { kind: 'file', path: resolve(registryPath) };
+  } else if (values.kubernetes || inCluster) {
+    const namespaces = (values.namespaces ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+    registry = { kind: 'kubernetes', kubeconfig: values.kubeconfig, namespaces };
+  } else {
+    throw new ConfigError(
+      `no registry: pass --registry FILE (try examples/registry.yaml) or --kubernetes\n\n${USAGE}`,
+    );
+  }
+  const debounceMs = Number(values['debounce-ms']);
+  if (!Number.isInteger(debounceMs) || debounceMs < 0 || debounceMs > 10_000) {
+    throw new ConfigError(`--debounce-ms: "${values['debounce-ms']}" must be a whole number of milliseconds, 0-10000`);
+  }
+  return Object.freeze({
+    registry: Object.freeze(registry),
+    xdsAddress: parseHostPort('--xds-address', values['xds-address']),
+    adminAddress: parseHostPort('--admin-address', values['admin-address']),
+    clusterDomain: values['cluster-domain'],
+    trustDomain: values['trust-domain'],
+    debounceMs,
+    caDir: resolve(values['ca-dir']),
+  });
+}
