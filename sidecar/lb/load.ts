@@ -1,0 +1,57 @@
+// Per-endpoint live load: requests in flight and peak-EWMA latency (Finagle/Linkerd), read by the P2C picker.
+
+/** Linkerd's defaults: an unmeasured endpoint is assumed to answer in 30 ms; history decays over 10 s. */
+export const DEFAULT_RTT_MS = 30;
+export const DEFAULT_DECAY_MS = 10_000;
+
+export type Clock = () => number;
+
+export class EndpointLoad {
+  /** Requests sent and not yet finished. */
+  active = 0;
+  private ewmaMs: number;
+  private stamp: number;
+  private readonly decayMs: number;
+  private readonly now: Clock;
+
+  constructor(now: Clock = performance.now.bind(performance), defaultRttMs = DEFAULT_RTT_MS, decayMs = DEFAULT_DECAY_MS) {
+    this.now = now;
+    this.ewmaMs = defaultRttMs;
+    this.decayMs = decayMs;
+    this.stamp = now();
+  }
+
+  /** Call when a request is sent; returns the start time to hand back to `finish`. */
+  start(): number {
+    this.active++;
+    return this.now();
+  }
+
+  /** Call once per `start`, when the response ends (or fails). */
+  finish(startedAt: number): void {
+    if (this.active > 0) this.active--;
+    this.observe(this.now() - startedAt);
+  }
+
+  /** Peak EWMA: a slower sample replaces the average at once; faster ones pull it down with time-based decay. */
+  observe(rttMs: number): void {
+    const t = this.now();
+    if (rttMs > this.ewmaMs) {
+      this.ewmaMs = rttMs;
+    } else {
+      const w = Math.exp(-Math.max(0, t - this.stamp) / this.decayMs);
+      this.ewmaMs = this.ewmaMs * w + rttMs * (1 - w);
+    }
+    this.stamp = t;
+  }
+
+  /** The latency estimate in ms. */
+  get latencyMs(): number {
+    return this.ewmaMs;
+  }
+
+  /** Linkerd's cost: latency × (in flight + 1). */
+  cost(): number {
+    return this.ewmaMs * (this.active + 1);
+  }
+}

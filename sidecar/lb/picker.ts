@@ -1,0 +1,98 @@
+// The load-balancing seam: an immutable picker per endpoint set, and a name → factory registry (grpc-js style).
+import type { EndpointHealth, LbPolicyName } from '../xds/model.ts';
+import { UnknownLbPolicyError } from '../listeners/errors.ts';
+import type { EndpointLoad } from './load.ts';
+
+/** What a picker needs from an endpoint; upstream's Endpoint objects implement it and are handed back by pick(). */
+export interface LbEndpoint {
+  /** `address:port`, stable across updates. */
+  readonly key: string;
+  readonly weight: number;
+  readonly health: EndpointHealth;
+  /** Live load stats (in-flight count, peak-EWMA latency), shared across pickers for this endpoint. */
+  readonly load: EndpointLoad;
+}
+
+/** Per-request input to a pick. Reused by callers; do not keep it. */
+export interface PickContext {
+  /** The value of the route's hash header (ring-hash), if any. */
+  hash: string | undefined;
+}
+
+export interface Picker<E extends LbEndpoint = LbEndpoint> {
+  readonly policy: LbPolicyName;
+  /** Synchronous, never waits; undefined when no endpoint can take the request. */
+  pick(ctx: PickContext): E | undefined;
+}
+
+export interface PickerOptions {
+  /** Random source in [0, 1); tests inject a deterministic one. */
+  readonly random?: () => number;
+}
+
+/** Builds a picker over the healthy endpoints; returns undefined when none is healthy. */
+export type PickerFactory = <E extends LbEndpoint>(
+  healthy: readonly E[],
+  options: PickerOptions,
+) => Picker<E> | undefined;
+
+const factories = new Map<LbPolicyName, PickerFactory>();
+
+export function registerPicker(name: LbPolicyName, factory: PickerFactory): void {
+  factories.set(name, factory);
+}
+
+export function registeredPolicies(): string[] {
+  return [...factories.keys()];
+}
+
+/**
+ * Publishes a new picker for an endpoint set: only healthy endpoints ever get new requests
+ * (draining and unhealthy are left out); undefined when none is healthy.
+ */
+export function buildPicker<E extends LbEndpoint>(
+  policy: LbPolicyName,
+  endpoints: readonly E[],
+  options: PickerOptions = {},
+): Picker<E> | undefined {
+  const factory = factories.get(policy);
+  if (factory === undefined) throw new UnknownLbPolicyError(policy, registeredPolicies());
+  const healthy = endpoints.filter((e) => e.health === 'healthy' && e.weight > 0);
+  if (healthy.length === 0) return undefined;
+  return factory(healthy, options);
+}
+
+/** Cumulative weights for weighted random choice; `total` is their sum. */
+export class WeightTable {
+  readonly cumulative: Float64Array;
+  readonly total: number;
+  readonly uniform: boolean;
+  constructor(weights: readonly number[]) {
+    this.cumulative = new Float64Array(weights.length);
+    let total = 0;
+    let uniform = true;
+    for (let i = 0; i < weights.length; i++) {
+      const w = weights[i] as number;
+      if (w !== weights[0]) uniform = false;
+      total += w;
+      this.cumulative[i] = total;
+    }
+    this.total = total;
+    this.uniform = uniform;
+  }
+
+  /** Index chosen with probability weight/total, given r in [0, 1). */
+  index(r: number): number {
+    const n = this.cumulative.length;
+    if (this.uniform) return Math.min(n - 1, Math.floor(r * n));
+    const x = r * this.total;
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.cumulative[mid] as number) > x) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  }
+}

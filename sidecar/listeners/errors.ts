@@ -1,0 +1,133 @@
+// Data-plane error classes with stable codes, and the local replies (status, x-skein-reason, body) they become.
+
+/** The reasons a sidecar answers a request itself; sent as `x-skein-reason` and counted in skein_local_errors_total. */
+export type LocalReason =
+  | 'no_route'
+  | 'no_cluster'
+  | 'no_healthy_endpoint'
+  | 'upstream_connect_error'
+  | 'upstream_reset'
+  | 'timeout'
+  | 'bad_request'
+  | 'headers_too_large'
+  | 'header_timeout'
+  | 'direct_response'
+  | 'draining';
+
+export class SkeinDataPlaneError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'SkeinDataPlaneError';
+    this.code = code;
+  }
+}
+
+/** A request the sidecar answers itself (no route, no endpoint, upstream failure): status, reason header and text body. */
+export class LocalReplyError extends SkeinDataPlaneError {
+  readonly status: number;
+  readonly reason: LocalReason;
+  constructor(code: string, status: number, reason: LocalReason, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+    this.name = 'LocalReplyError';
+    this.status = status;
+    this.reason = reason;
+  }
+}
+
+export function noRoute(host: string): LocalReplyError {
+  return new LocalReplyError(
+    'SKEIN_NO_ROUTE',
+    404,
+    'no_route',
+    `no route for host "${host}": no virtual host in the outbound route table matches it (check the Service name, namespace and port)`,
+  );
+}
+
+export function noPathRoute(host: string, path: string): LocalReplyError {
+  return new LocalReplyError('SKEIN_NO_ROUTE', 404, 'no_route', `no route for host "${host}" and path "${path}"`);
+}
+
+export function noCluster(cluster: string): LocalReplyError {
+  return new LocalReplyError(
+    'SKEIN_NO_CLUSTER',
+    503,
+    'no_cluster',
+    `cluster ${cluster} is named by a route but is not known to this sidecar (config not yet received?)`,
+  );
+}
+
+export function noHealthyEndpoint(cluster: string): LocalReplyError {
+  return new LocalReplyError(
+    'SKEIN_NO_HEALTHY_ENDPOINT',
+    503,
+    'no_healthy_endpoint',
+    `no healthy endpoint for cluster ${cluster}`,
+  );
+}
+
+export function upstreamConnectError(code: string, target: string, cause?: unknown): LocalReplyError {
+  return new LocalReplyError(
+    'SKEIN_UPSTREAM_CONNECT',
+    503,
+    'upstream_connect_error',
+    `upstream connect error: ${code} ${target}`,
+    { cause },
+  );
+}
+
+export function upstreamReset(code: string, target: string, cause?: unknown): LocalReplyError {
+  return new LocalReplyError(
+    'SKEIN_UPSTREAM_RESET',
+    503,
+    'upstream_reset',
+    `upstream reset: ${code} ${target} (the connection closed before a full response)`,
+    { cause },
+  );
+}
+
+export function upstreamTimeout(what: string, ms: number, target: string): LocalReplyError {
+  return new LocalReplyError('SKEIN_UPSTREAM_TIMEOUT', 504, 'timeout', `upstream timeout: ${what} took over ${ms} ms (${target})`);
+}
+
+export function badRequest(detail: string): LocalReplyError {
+  return new LocalReplyError('SKEIN_BAD_REQUEST', 400, 'bad_request', `bad request: ${detail}`);
+}
+
+export function headersTooLarge(limitKb: number): LocalReplyError {
+  return new LocalReplyError(
+    'SKEIN_HEADERS_TOO_LARGE',
+    431,
+    'headers_too_large',
+    `request headers too large: over ${limitKb} KB`,
+  );
+}
+
+/** A listener could not bind; reported in stats, never fatal for TCP service listeners. */
+export class ListenerBindError extends SkeinDataPlaneError {
+  constructor(listener: string, address: string, port: number, cause: unknown) {
+    const code = (cause as NodeJS.ErrnoException | undefined)?.code ?? 'unknown';
+    super(
+      'SKEIN_LISTENER_BIND',
+      `listener ${listener} could not bind ${address}:${port}: ${code} (is the port in use, or the address not local?)`,
+      { cause },
+    );
+    this.name = 'ListenerBindError';
+  }
+}
+
+/** A PROXY protocol v2 header that cannot be parsed. */
+export class ProxyProtocolError extends SkeinDataPlaneError {
+  constructor(message: string) {
+    super('SKEIN_PROXY_PROTOCOL', `PROXY protocol v2 header: ${message}`);
+    this.name = 'ProxyProtocolError';
+  }
+}
+
+/** A load-balancing policy name with no registered picker factory. */
+export class UnknownLbPolicyError extends SkeinDataPlaneError {
+  constructor(name: string, known: readonly string[]) {
+    super('SKEIN_LB_UNKNOWN_POLICY', `unknown load-balancing policy "${name}"; known: ${known.join(', ')}`);
+    this.name = 'UnknownLbPolicyError';
+  }
+}

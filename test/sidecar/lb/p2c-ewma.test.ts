@@ -1,0 +1,68 @@
+import { describe, it, expect } from 'vitest';
+import { buildPicker, EndpointLoad } from '../../../sidecar/lb/index.ts';
+import { fake, seeded } from './fake.ts';
+
+describe('peak EWMA load', () => {
+  it('jumps to a slower sample at once and decays towards faster ones over time', () => {
+    let now = 0;
+    const load = new EndpointLoad(() => now, 30, 10_000);
+    expect(load.latencyMs).toBe(30);
+    load.observe(100);
+    expect(load.latencyMs).toBe(100);
+    now = 10_000; // one decay period: weight e^-1 on the old value
+    load.observe(10);
+    expect(load.latencyMs).toBeCloseTo(100 * Math.exp(-1) + 10 * (1 - Math.exp(-1)), 6);
+  });
+
+  it('tracks in-flight requests in its cost', () => {
+    let now = 0;
+    const load = new EndpointLoad(() => now, 30, 10_000);
+    const t1 = load.start();
+    load.start();
+    expect(load.active).toBe(2);
+    expect(load.cost()).toBe(90);
+    now = 5;
+    load.finish(t1);
+    expect(load.active).toBe(1);
+  });
+});
+
+describe('p2c-ewma', () => {
+  it('prefers the endpoint with lower latency × (active + 1)', () => {
+    const fast = fake('fast');
+    const slow = fake('slow');
+    slow.load.observe(500);
+    const p = buildPicker('p2c-ewma', [fast, slow], { random: seeded(5) })!;
+    // With two endpoints both are always the candidates, so the cheaper one always wins.
+    for (let i = 0; i < 20; i++) expect(p.pick({ hash: undefined })!.key).toBe('fast');
+  });
+
+  it('moves load away from an endpoint as its in-flight count grows (expected state sequence)', () => {
+    const a = fake('a');
+    const b = fake('b');
+    const p = buildPicker('p2c-ewma', [a, b], { random: seeded(9) })!;
+    const seq: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const e = p.pick({ hash: undefined })!;
+      e.load.start(); // never finished: in-flight grows
+      seq.push(e.key);
+    }
+    // Equal latency: each pick goes to the less busy one (ties to the first candidate), so they alternate in pairs.
+    expect(seq.filter((k) => k === 'a').length).toBe(3);
+    expect(seq.filter((k) => k === 'b').length).toBe(3);
+    expect(a.load.active).toBe(3);
+  });
+
+  it('spreads over many endpoints, avoiding a slow one', () => {
+    const eps = Array.from({ length: 10 }, (_, i) => fake(`e${i}`));
+    eps[0]!.load.observe(1000);
+    const p = buildPicker('p2c-ewma', eps, { random: seeded(11) })!;
+    const c: Record<string, number> = {};
+    for (let i = 0; i < 5000; i++) {
+      const k = p.pick({ hash: undefined })!.key;
+      c[k] = (c[k] ?? 0) + 1;
+    }
+    expect(c['e0'] ?? 0).toBe(0);
+    expect(Object.keys(c).length).toBe(9);
+  });
+});
