@@ -1,0 +1,206 @@
+// FileRegistry: Services, EndpointSlices and Pods from a watched multi-document YAML file; plus an atomic writer for it.
+import { watch as fsWatch, type FSWatcher } from 'node:fs';
+import { readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import type { V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node';
+import { LineCounter, parseAllDocuments, stringify } from 'yaml';
+import { logger } from '../log.ts';
+import { PROBLEM_FILE_MISSING, PROBLEM_INVALID, RegistryFileMissingError, RegistryInvalidError } from './errors.ts';
+import { Listeners, buildState, normalize, objectKey, reuse } from './objects.ts';
+import type { Registry, RegistryChange, RegistryListener, RegistryProblem, RegistryState } from './registry.ts';
+import { EMPTY_STATE, diffStates } from './registry.ts';
+import { validateDocuments } from './validate.ts';
+
+const log = logger('registry');
+
+export interface FileRegistryOptions {
+  /** Delay after a file-system event before reloading, so an editor's burst of writes is read once (ms). */
+  readonly debounceMs?: number;
+  /** How often to compare the file's mtime/size/inode, for file systems where fs.watch misses events (ms). */
+  readonly pollMs?: number;
+}
+
+interface Loaded {
+  readonly services: V1Service[];
+  readonly slices: V1EndpointSlice[];
+  readonly pods: V1Pod[];
+}
+
+/** Parses and validates registry file text; throws RegistryInvalidError listing every problem. */
+export function parseRegistryText(file: string, text: string): Loaded {
+  const lineCounter = new LineCounter();
+  const parsed = parseAllDocuments(text, { lineCounter, prettyErrors: false });
+  const docs = Array.isArray(parsed) ? parsed : [];
+  const { objects, problems } = validateDocuments(file, docs, lineCounter);
+  if (problems.length > 0) throw new RegistryInvalidError(file, problems);
+  const out: Loaded = { services: [], slices: [], pods: [] };
+  for (const o of objects) {
+    if (o.kind === 'Service') out.services.push(normalize<V1Service>('Service', o.raw));
+    else if (o.kind === 'EndpointSlice') out.slices.push(normalize<V1EndpointSlice>('EndpointSlice', o.raw));
+    else out.pods.push(normalize<V1Pod>('Pod', o.raw));
+  }
+  return out;
+}
+
+export class FileRegistry implements Registry {
+  readonly description: string;
+  private readonly path: string;
+  private readonly debounceMs: number;
+  private readonly pollMs: number;
+  private current: RegistryState = EMPTY_STATE;
+  private readonly changes = new Listeners<RegistryChange>();
+  private readonly problems = new Listeners<RegistryProblem>();
+  private watcher: FSWatcher | undefined;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private debounceTimer: NodeJS.Timeout | undefined;
+  private lastText: string | undefined;
+  private lastStat = '';
+  private reloading: Promise<void> | undefined;
+  private again = false;
+  private stopped = true;
+
+  constructor(path: string, options: FileRegistryOptions = {}) {
+    this.path = path;
+    this.description = `file:${path}`;
+    this.debounceMs = options.debounceMs ?? 50;
+    this.pollMs = options.pollMs ?? 1000;
+  }
+
+  async start(): Promise<void> {
+    let text: string;
+    try {
+      this.lastStat = await this.statKey();
+      text = await readFile(this.path, 'utf8');
+    } catch (err) {
+      throw new RegistryFileMissingError(this.path, err);
+    }
+    this.apply(text, true); // throws RegistryInvalidError: no last good state to fall back on
+    this.stopped = false;
+    try {
+      this.watcher = fsWatch(dirname(this.path), { persistent: false }, (_event, name) => {
+        if (!name || name.toString() === basename(this.path)) this.schedule();
+      });
+      this.watcher.on('error', (err) => log.warn('registry file watch failed; polling only', { error: err.message }));
+    } catch (err) {
+      log.warn('cannot watch the registry directory; polling only', { error: (err as Error).message });
+    }
+    this.pollTimer = setInterval(() => {
+      void this.statKey().then((key) => {
+        if (key !== this.lastStat) this.schedule();
+      });
+    }, this.pollMs);
+    this.pollTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.watcher?.close();
+    this.watcher = undefined;
+    clearInterval(this.pollTimer);
+    clearTimeout(this.debounceTimer);
+    await this.reloading;
+  }
+
+  state(): RegistryState {
+    return this.current;
+  }
+
+  subscribe(listener: RegistryListener): () => void {
+    return this.changes.add(listener);
+  }
+
+  onProblem(listener: (problem: RegistryProblem) => void): () => void {
+    return this.problems.add(listener);
+  }
+
+  /** Reloads now (also called by the watcher and the poll); resolves when the file has been read and applied. */
+  reload(): Promise<void> {
+    if (this.reloading) {
+      this.again = true;
+      return this.reloading;
+    }
+    this.reloading = this.reloadOnce().finally(() => {
+      this.reloading = undefined;
+      if (this.again && !this.stopped) {
+        this.again = false;
+        void this.reload();
+      }
+    });
+    return this.reloading;
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    clearTimeout(this.debounceTimer);
+    this.debounceTimer = setTimeout(() => void this.reload(), this.debounceMs);
+  }
+
+  private async statKey(): Promise<string> {
+    try {
+      const s = await stat(this.path);
+      return `${s.ino}:${s.size}:${s.mtimeMs}`;
+    } catch {
+      return 'missing';
+    }
+  }
+
+  private async reloadOnce(): Promise<void> {
+    const key = await this.statKey();
+    let text: string;
+    try {
+      text = await readFile(this.path, 'utf8');
+    } catch (err) {
+      if (this.lastStat !== 'missing') this.report(PROBLEM_FILE_MISSING, new RegistryFileMissingError(this.path, err).message);
+      this.lastStat = 'missing';
+      return;
+    }
+    this.lastStat = key;
+    if (this.stopped || text === this.lastText) return;
+    try {
+      this.apply(text, false);
+    } catch (err) {
+      if (!(err instanceof RegistryInvalidError)) throw err;
+      this.lastText = text; // report a broken version once, not on every poll
+      log.warn('registry file rejected; serving the last good state', { file: this.path, problems: err.problems.length });
+      for (const p of err.problems) this.report(PROBLEM_INVALID, p);
+    }
+  }
+
+  private apply(text: string, first: boolean): void {
+    const loaded = parseRegistryText(this.path, text);
+    const before = this.current;
+    const keep = <T extends V1Service | V1EndpointSlice | V1Pod>(prev: Iterable<T>, next: T[]): T[] => {
+      const byKey = new Map<string, T>();
+      for (const o of prev) byKey.set(objectKey(o), o);
+      return next.map((o) => reuse(byKey.get(objectKey(o)), o));
+    };
+    const prevSlices = [...before.slices.values()].flat();
+    const next = buildState(
+      keep(before.services.values(), loaded.services),
+      keep(prevSlices, loaded.slices),
+      keep(before.pods.values(), loaded.pods),
+    );
+    this.lastText = text;
+    const changed = diffStates(before, next);
+    this.current = next;
+    log.debug('registry file loaded', { file: this.path, services: next.services.size, changed: changed.size });
+    if (!first && changed.size > 0) this.changes.emit({ state: next, changed });
+  }
+
+  private report(code: string, message: string): void {
+    this.problems.emit({ code, message });
+  }
+}
+
+/** Writes Kubernetes objects as a multi-document YAML registry file atomically (temp file in the same dir + rename). */
+export async function writeRegistryFile(path: string, objects: readonly object[]): Promise<void> {
+  const text = objects.map((o) => stringify(o, { lineWidth: 0 })).join('---\n');
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
+  try {
+    await writeFile(tmp, text, { mode: 0o644 });
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+}

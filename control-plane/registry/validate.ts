@@ -1,0 +1,217 @@
+// Validates the Kubernetes objects of a registry file, collecting every problem with its document, line and field path.
+import { isIP, isIPv4, isIPv6 } from 'node:net';
+import type { Document, LineCounter } from 'yaml';
+import type { Kind } from './objects.ts';
+import { SERVICE_NAME_LABEL } from './registry.ts';
+
+type Obj = Record<string, unknown>;
+
+export interface ValidatedObject {
+  readonly kind: Kind;
+  /** The JSON value of the document (namespace defaulted), ready for normalize(). */
+  readonly raw: Obj;
+}
+
+export interface ValidationResult {
+  readonly objects: ValidatedObject[];
+  readonly problems: string[];
+}
+
+const KINDS: Record<string, { apiVersion: string; kind: Kind }> = {
+  Service: { apiVersion: 'v1', kind: 'Service' },
+  EndpointSlice: { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice' },
+  Pod: { apiVersion: 'v1', kind: 'Pod' },
+};
+const PROTOCOLS = new Set(['TCP', 'UDP', 'SCTP']);
+const SERVICE_TYPES = new Set(['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName']);
+const ADDRESS_TYPES = new Set(['IPv4', 'IPv6', 'FQDN']);
+const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const INBOUND_PORT_ANNOTATION = 'skein.dev/inbound-port';
+
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isPort = (v: unknown): boolean => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 65535;
+const show = (v: unknown): string => (v === undefined ? 'missing' : JSON.stringify(v));
+
+/** Validates every document of a parsed multi-document YAML file (`file` names it in messages). */
+export function validateDocuments(file: string, docs: readonly Document[], lines: LineCounter): ValidationResult {
+  const objects: ValidatedObject[] = [];
+  const problems: string[] = [];
+  const seen = new Map<string, string>();
+  docs.forEach((doc, i) => {
+    const line = lines.linePos(doc.range?.[0] ?? 0).line;
+    const where = (label?: string): string => `${file}: document ${i + 1} (${label ? `${label}, ` : ''}line ${line})`;
+    if (doc.errors.length > 0) {
+      for (const e of doc.errors) problems.push(`${where()}: YAML syntax: ${e.message.split('\n')[0]}`);
+      return;
+    }
+    const value: unknown = doc.toJS({ maxAliasCount: 100 });
+    if (value === null || value === undefined) return; // an empty document (e.g. a trailing `---`)
+    if (!isObj(value)) {
+      problems.push(`${where()}: expected a Kubernetes object (a mapping), got ${Array.isArray(value) ? 'a list' : show(value)}`);
+      return;
+    }
+    const items = value.kind === 'List' && value.apiVersion === 'v1' ? value.items : undefined;
+    if (value.kind === 'List') {
+      if (!Array.isArray(items)) {
+        problems.push(`${where('List')}: items: expected a list of objects, got ${show(value.items)}`);
+        return;
+      }
+      items.forEach((item, j) => check(item, `items[${j}].`, where));
+    } else {
+      check(value, '', where);
+    }
+  });
+  return { objects, problems };
+
+  function check(value: unknown, prefix: string, where: (label?: string) => string): void {
+    const errors: string[] = [];
+    const err = (path: string, msg: string): void => void errors.push(`${prefix}${path}: ${msg}`);
+    if (!isObj(value)) {
+      problems.push(`${where()}: ${prefix || '(document)'}: expected a Kubernetes object (a mapping), got ${show(value)}`);
+      return;
+    }
+    const meta = isObj(value.metadata) ? value.metadata : undefined;
+    const ns = typeof meta?.namespace === 'string' && meta.namespace ? meta.namespace : 'default';
+    const name = typeof meta?.name === 'string' ? meta.name : '';
+    const label = typeof value.kind === 'string' ? `${value.kind}${name ? ` ${ns}/${name}` : ''}` : undefined;
+    if (typeof value.apiVersion !== 'string' || !value.apiVersion) err('apiVersion', `required, got ${show(value.apiVersion)}`);
+    if (typeof value.kind !== 'string' || !value.kind) err('kind', `required, got ${show(value.kind)}`);
+    if (!meta) err('metadata', `required (a mapping with name), got ${show(value.metadata)}`);
+    else {
+      if (!name) err('metadata.name', `required, got ${show(meta.name)}`);
+      else if (!DNS_NAME.test(name)) err('metadata.name', `${show(name)} is not a valid Kubernetes name (lowercase DNS name)`);
+      if (meta.namespace !== undefined && (typeof meta.namespace !== 'string' || !DNS_NAME.test(meta.namespace)))
+        err('metadata.namespace', `${show(meta.namespace)} is not a valid namespace name`);
+      checkStringMap(meta.labels, 'metadata.labels', err);
+      checkStringMap(meta.annotations, 'metadata.annotations', err);
+    }
+    const known = typeof value.kind === 'string' ? KINDS[value.kind] : undefined;
+    if (typeof value.kind === 'string' && value.kind && !known) {
+      err('kind', `unknown kind ${show(value.kind)}; a registry file holds v1 Service, discovery.k8s.io/v1 EndpointSlice, v1 Pod or a v1 List of them`);
+    } else if (known && value.apiVersion !== known.apiVersion && typeof value.apiVersion === 'string') {
+      err('apiVersion', `${show(value.apiVersion)} is not supported for ${known.kind}; use ${show(known.apiVersion)}`);
+    }
+    if (known?.kind === 'Service') checkService(value, err);
+    if (known?.kind === 'EndpointSlice') checkSlice(value, err);
+    if (known?.kind === 'Pod') checkPod(value, err);
+    if (known && name && errors.length === 0) {
+      const id = `${known.kind} ${ns}/${name}`;
+      const first = seen.get(id);
+      if (first) err('metadata.name', `duplicate ${id} (first defined in ${first})`);
+      else seen.set(id, where().replace(`${file}: `, ''));
+    }
+    for (const e of errors) problems.push(`${where(label)}: ${e}`);
+    if (errors.length === 0 && known) {
+      objects.push({ kind: known.kind, raw: { ...value, metadata: { ...meta, namespace: ns } } });
+    }
+  }
+}
+
+type Err = (path: string, msg: string) => void;
+
+function checkStringMap(v: unknown, path: string, err: Err): void {
+  if (v === undefined || v === null) return;
+  if (!isObj(v)) return err(path, `expected a mapping of strings, got ${show(v)}`);
+  for (const [k, val] of Object.entries(v)) {
+    if (typeof val !== 'string') err(`${path}.${k}`, `expected a string (quote numbers and booleans), got ${show(val)}`);
+  }
+}
+
+function checkProtocol(v: unknown, path: string, err: Err): void {
+  if (v !== undefined && !PROTOCOLS.has(v as string)) err(path, `${show(v)} is not a protocol (TCP, UDP or SCTP)`);
+}
+
+function checkService(svc: Obj, err: Err): void {
+  const spec = svc.spec;
+  if (spec === undefined) return err('spec', 'required (a mapping with ports, selector, type…)');
+  if (!isObj(spec)) return err('spec', `expected a mapping, got ${show(spec)}`);
+  const type = spec.type ?? 'ClusterIP';
+  if (!SERVICE_TYPES.has(type as string)) err('spec.type', `${show(type)} is not a Service type (${[...SERVICE_TYPES].join(', ')})`);
+  if (type === 'ExternalName' && (typeof spec.externalName !== 'string' || !DNS_NAME.test(spec.externalName.toLowerCase())))
+    err('spec.externalName', `an ExternalName Service needs a DNS name, got ${show(spec.externalName)}`);
+  const ip = spec.clusterIP;
+  if (ip !== undefined && ip !== 'None' && ip !== '' && (typeof ip !== 'string' || !isIP(ip)))
+    err('spec.clusterIP', `${show(ip)} is not an IP address or "None"`);
+  checkStringMap(spec.selector, 'spec.selector', err);
+  if (spec.ports === undefined) return;
+  const ports: unknown = spec.ports;
+  if (!Array.isArray(ports)) return err('spec.ports', `expected a list, got ${show(ports)}`);
+  const names = new Set<string>();
+  ports.forEach((p: unknown, i) => {
+    const path = `spec.ports[${i}]`;
+    if (!isObj(p)) return err(path, `expected a mapping, got ${show(p)}`);
+    if (!isPort(p.port)) err(`${path}.port`, `${show(p.port)} is not a port number (1-65535)`);
+    checkProtocol(p.protocol, `${path}.protocol`, err);
+    const tp = p.targetPort;
+    if (tp !== undefined && !isPort(tp) && !(typeof tp === 'string' && /^[a-z0-9-]{1,15}$/.test(tp) && /[a-z]/.test(tp)))
+      err(`${path}.targetPort`, `${show(tp)} is neither a port number (1-65535) nor a port name`);
+    if (p.name !== undefined && typeof p.name !== 'string') err(`${path}.name`, `expected a string, got ${show(p.name)}`);
+    if (ports.length > 1 && !p.name) err(`${path}.name`, 'required when a Service has more than one port');
+    if (typeof p.name === 'string' && p.name) {
+      if (names.has(p.name)) err(`${path}.name`, `duplicate port name ${show(p.name)}`);
+      names.add(p.name);
+    }
+    if (p.appProtocol !== undefined && typeof p.appProtocol !== 'string')
+      err(`${path}.appProtocol`, `expected a string, got ${show(p.appProtocol)}`);
+  });
+}
+
+function checkSlice(slice: Obj, err: Err): void {
+  const labels = isObj(slice.metadata) && isObj(slice.metadata.labels) ? slice.metadata.labels : {};
+  if (typeof labels[SERVICE_NAME_LABEL] !== 'string' || !labels[SERVICE_NAME_LABEL])
+    err(`metadata.labels["${SERVICE_NAME_LABEL}"]`, 'required: the name of the Service this slice belongs to');
+  const type = slice.addressType;
+  if (!ADDRESS_TYPES.has(type as string)) err('addressType', `${show(type)} is not an address type (IPv4, IPv6 or FQDN)`);
+  const valid = type === 'IPv4' ? isIPv4 : type === 'IPv6' ? isIPv6 : (a: string) => DNS_NAME.test(a);
+  const what = type === 'FQDN' ? 'a DNS name (addressType FQDN)' : `an IP address (addressType ${String(type)})`;
+  if (slice.endpoints !== undefined && slice.endpoints !== null && !Array.isArray(slice.endpoints))
+    err('endpoints', `expected a list, got ${show(slice.endpoints)}`);
+  (Array.isArray(slice.endpoints) ? slice.endpoints : []).forEach((e: unknown, i) => {
+    const path = `endpoints[${i}]`;
+    if (!isObj(e)) return err(path, `expected a mapping, got ${show(e)}`);
+    if (!Array.isArray(e.addresses) || e.addresses.length === 0)
+      err(`${path}.addresses`, `required: a non-empty list of addresses, got ${show(e.addresses)}`);
+    else
+      e.addresses.forEach((a: unknown, j) => {
+        if (typeof a !== 'string' || !ADDRESS_TYPES.has(type as string)) {
+          if (typeof a !== 'string') err(`${path}.addresses[${j}]`, `${show(a)} is not an address`);
+        } else if (!valid(a)) err(`${path}.addresses[${j}]`, `${show(a)} is not ${what}`);
+      });
+    if (e.conditions !== undefined) {
+      if (!isObj(e.conditions)) err(`${path}.conditions`, `expected a mapping, got ${show(e.conditions)}`);
+      else
+        for (const c of ['ready', 'serving', 'terminating'])
+          if (e.conditions[c] !== undefined && e.conditions[c] !== null && typeof e.conditions[c] !== 'boolean')
+            err(`${path}.conditions.${c}`, `expected true or false, got ${show(e.conditions[c])}`);
+    }
+    if (e.targetRef !== undefined) {
+      if (!isObj(e.targetRef)) err(`${path}.targetRef`, `expected a mapping, got ${show(e.targetRef)}`);
+      else if (typeof e.targetRef.name !== 'string' || !e.targetRef.name)
+        err(`${path}.targetRef.name`, `required, got ${show(e.targetRef.name)}`);
+    }
+  });
+  if (slice.ports === undefined || slice.ports === null) return;
+  if (!Array.isArray(slice.ports)) return err('ports', `expected a list, got ${show(slice.ports)}`);
+  slice.ports.forEach((p: unknown, i) => {
+    if (!isObj(p)) return err(`ports[${i}]`, `expected a mapping, got ${show(p)}`);
+    if (p.port !== undefined && p.port !== null && !isPort(p.port)) err(`ports[${i}].port`, `${show(p.port)} is not a port number (1-65535)`);
+    checkProtocol(p.protocol, `ports[${i}].protocol`, err);
+    if (p.name !== undefined && typeof p.name !== 'string') err(`ports[${i}].name`, `expected a string, got ${show(p.name)}`);
+  });
+}
+
+function checkPod(pod: Obj, err: Err): void {
+  const annotations = isObj(pod.metadata) && isObj(pod.metadata.annotations) ? pod.metadata.annotations : {};
+  const inbound = annotations[INBOUND_PORT_ANNOTATION];
+  if (inbound !== undefined && !(typeof inbound === 'string' && /^\d+$/.test(inbound) && isPort(Number(inbound))))
+    err(`metadata.annotations["${INBOUND_PORT_ANNOTATION}"]`, `${show(inbound)} is not a port number (1-65535) in quotes`);
+  if (pod.spec !== undefined) {
+    if (!isObj(pod.spec)) err('spec', `expected a mapping, got ${show(pod.spec)}`);
+    else if (pod.spec.serviceAccountName !== undefined && (typeof pod.spec.serviceAccountName !== 'string' || !DNS_NAME.test(pod.spec.serviceAccountName)))
+      err('spec.serviceAccountName', `${show(pod.spec.serviceAccountName)} is not a valid service account name`);
+  }
+  if (pod.status !== undefined && isObj(pod.status)) {
+    const ip = pod.status.podIP;
+    if (ip !== undefined && (typeof ip !== 'string' || !isIP(ip))) err('status.podIP', `${show(ip)} is not an IP address`);
+  }
+}
