@@ -1,0 +1,178 @@
+// Parses the `skein.dev/*` annotations on Services and Pods into typed settings, with errors that name the field.
+import type { V1ObjectMeta } from '@kubernetes/client-node';
+import { parse as parseYaml } from 'yaml';
+import { SkeinControlPlaneError } from '../errors.ts';
+
+export const ANNOTATION = {
+  connectTimeout: 'skein.dev/connect-timeout',
+  timeout: 'skein.dev/timeout',
+  lbPolicy: 'skein.dev/lb-policy',
+  routes: 'skein.dev/routes',
+  inboundPort: 'skein.dev/inbound-port',
+} as const;
+
+/** A `skein.dev/*` annotation the translator cannot use; the setting falls back to its default. */
+export class AnnotationError extends SkeinControlPlaneError {
+  readonly annotation: string;
+  /** Where in the object: `Service default/web metadata.annotations["skein.dev/routes"][1].prefix`. */
+  readonly where: string;
+  constructor(where: string, annotation: string, path: string, problem: string) {
+    super('SKEIN_TRANSLATE_ANNOTATION', `${where} metadata.annotations["${annotation}"]${path}: ${problem}`);
+    this.name = 'AnnotationError';
+    this.annotation = annotation;
+    this.where = where;
+  }
+}
+
+export interface Duration {
+  readonly seconds: number;
+  readonly nanos: number;
+}
+
+const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Parses a Go-style duration ("250ms", "1.5s", "1m30s") into milliseconds; undefined if malformed. */
+export function parseDurationMs(text: string): number | undefined {
+  const trimmed = text.trim();
+  if (!/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(trimmed)) return undefined;
+  let total = 0;
+  for (const m of trimmed.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) total += Number(m[1]) * (UNIT_MS[m[2] ?? ''] ?? 0);
+  return Math.round(total);
+}
+
+export function durationOf(ms: number): Duration {
+  return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1_000_000 };
+}
+
+export type LbPolicyAnnotation = 'round-robin' | 'random' | 'ring-hash' | 'least-request';
+const LB_POLICIES: readonly LbPolicyAnnotation[] = ['round-robin', 'random', 'ring-hash', 'least-request'];
+
+/** A target of a `skein.dev/routes` entry, not yet checked against the registry. */
+export interface RouteTargetRef {
+  readonly service: string;
+  readonly namespace: string;
+  readonly port: number;
+  readonly weight: number;
+}
+
+export interface RouteAnnotationEntry {
+  readonly prefix: string;
+  readonly targets: readonly RouteTargetRef[];
+}
+
+export interface ServiceSettings {
+  readonly connectTimeoutMs?: number;
+  readonly timeoutMs?: number;
+  readonly lbPolicy?: LbPolicyAnnotation;
+  readonly routes?: readonly RouteAnnotationEntry[];
+}
+
+/** Reads every Service annotation; a bad one is reported in `errors` and left out of the settings. */
+export function parseServiceAnnotations(
+  meta: V1ObjectMeta | undefined,
+  where: string,
+): { settings: ServiceSettings; errors: AnnotationError[] } {
+  const annotations = meta?.annotations ?? {};
+  const namespace = meta?.namespace ?? 'default';
+  const errors: AnnotationError[] = [];
+  const settings: { -readonly [K in keyof ServiceSettings]: ServiceSettings[K] } = {};
+
+  const ct = annotations[ANNOTATION.connectTimeout];
+  if (ct !== undefined) {
+    const ms = parseDurationMs(ct);
+    if (ms === undefined || ms <= 0) {
+      errors.push(new AnnotationError(where, ANNOTATION.connectTimeout, '', `"${ct}" is not a positive duration; use e.g. "250ms" or "2s" (keeping 1s)`));
+    } else settings.connectTimeoutMs = ms;
+  }
+
+  const to = annotations[ANNOTATION.timeout];
+  if (to !== undefined) {
+    const ms = parseDurationMs(to);
+    if (ms === undefined) {
+      errors.push(new AnnotationError(where, ANNOTATION.timeout, '', `"${to}" is not a duration; use e.g. "15s", or "0s" for no timeout (keeping no timeout)`));
+    } else settings.timeoutMs = ms;
+  }
+
+  const lb = annotations[ANNOTATION.lbPolicy];
+  if (lb !== undefined) {
+    const value = lb.trim().toLowerCase() as LbPolicyAnnotation;
+    if (!LB_POLICIES.includes(value)) {
+      errors.push(new AnnotationError(where, ANNOTATION.lbPolicy, '', `"${lb}" is not one of ${LB_POLICIES.join(', ')} (keeping the default)`));
+    } else settings.lbPolicy = value;
+  }
+
+  const routes = annotations[ANNOTATION.routes];
+  if (routes !== undefined) {
+    const parsed = parseRoutes(routes, namespace, where);
+    if (parsed instanceof AnnotationError) errors.push(parsed);
+    else settings.routes = parsed;
+  }
+  return { settings, errors };
+}
+
+function parseRoutes(text: string, namespace: string, where: string): RouteAnnotationEntry[] | AnnotationError {
+  const fail = (path: string, problem: string) =>
+    new AnnotationError(where, ANNOTATION.routes, path, `${problem} (keeping the default route)`);
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    return fail('', `not valid YAML or JSON: ${(err as Error).message.split('\n')[0]}`);
+  }
+  if (!Array.isArray(doc)) return fail('', 'must be a list of {prefix, cluster} or {prefix, weighted: [...]}');
+  const entries: RouteAnnotationEntry[] = [];
+  for (const [i, raw] of doc.entries()) {
+    const at = `[${i}]`;
+    if (!raw || typeof raw !== 'object' || Array.isArray(raw)) return fail(at, 'must be a mapping with prefix and cluster or weighted');
+    const entry = raw as Record<string, unknown>;
+    const prefix = entry.prefix ?? '/';
+    if (typeof prefix !== 'string' || !prefix.startsWith('/')) return fail(`${at}.prefix`, `${JSON.stringify(prefix)} must be a path starting with "/"`);
+    const hasCluster = entry.cluster !== undefined;
+    const hasWeighted = entry.weighted !== undefined;
+    if (hasCluster === hasWeighted) return fail(at, 'needs exactly one of cluster ("<svc>[.<ns>]:<port>") or weighted ([{service, port, weight}])');
+    if (hasCluster) {
+      const m = typeof entry.cluster === 'string' ? /^([^:]+):(\d+)$/.exec(entry.cluster) : null;
+      const ref = m?.[1] ? splitRef(m[1], namespace) : undefined;
+      const port = Number(m?.[2]);
+      if (!ref || !validPort(port)) return fail(`${at}.cluster`, `${JSON.stringify(entry.cluster)} must look like "<svc>[.<ns>]:<port>"`);
+      entries.push({ prefix, targets: [{ ...ref, port, weight: 1 }] });
+      continue;
+    }
+    if (!Array.isArray(entry.weighted) || entry.weighted.length === 0) return fail(`${at}.weighted`, 'must be a non-empty list of {service, port, weight}');
+    const targets: RouteTargetRef[] = [];
+    for (const [j, w] of (entry.weighted as unknown[]).entries()) {
+      const wat = `${at}.weighted[${j}]`;
+      const t = (w ?? {}) as Record<string, unknown>;
+      const ref = typeof t.service === 'string' ? splitRef(t.service, namespace) : undefined;
+      if (!ref) return fail(`${wat}.service`, `${JSON.stringify(t.service)} must be "<svc>[.<ns>]"`);
+      const port = Number(t.port);
+      if (!validPort(port)) return fail(`${wat}.port`, `${JSON.stringify(t.port)} must be a port number 1-65535`);
+      const weight = t.weight === undefined ? 1 : Number(t.weight);
+      if (!Number.isInteger(weight) || weight < 1) return fail(`${wat}.weight`, `${JSON.stringify(t.weight)} must be a whole number >= 1`);
+      targets.push({ ...ref, port, weight });
+    }
+    entries.push({ prefix, targets });
+  }
+  return entries;
+}
+
+function splitRef(ref: string, namespace: string): { service: string; namespace: string } | undefined {
+  const m = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)(\.([a-z0-9]([-a-z0-9]*[a-z0-9])?))?$/.exec(ref.trim());
+  if (!m?.[1]) return undefined;
+  return { service: m[1], namespace: m[4] ?? namespace };
+}
+
+function validPort(port: number): boolean {
+  return Number.isInteger(port) && port >= 1 && port <= 65535;
+}
+
+/** The port a Pod's Skein sidecar accepts mesh traffic on, from `skein.dev/inbound-port`. */
+export function parseInboundPort(meta: V1ObjectMeta | undefined, where: string): number | AnnotationError | undefined {
+  const raw = meta?.annotations?.[ANNOTATION.inboundPort];
+  if (raw === undefined) return undefined;
+  const port = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || !validPort(port)) {
+    return new AnnotationError(where, ANNOTATION.inboundPort, '', `"${raw}" must be a port number 1-65535 (sending plain traffic to the pod)`);
+  }
+  return port;
+}

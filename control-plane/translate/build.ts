@@ -1,0 +1,218 @@
+// Translation entry points: everything one Service contributes, and assembling per-Service results into scopes.
+import type { V1Service, V1ServicePort } from '@kubernetes/client-node';
+import type { Cluster, ClusterLoadAssignment, Listener, RouteConfiguration, VirtualHost } from '../../proto/index.ts';
+import type { RegistryState, ServiceKey } from '../registry/registry.ts';
+import { serviceKey } from '../registry/registry.ts';
+import type { AnnotationError, ServiceSettings } from './annotations.ts';
+import { parseServiceAnnotations } from './annotations.ts';
+import { buildCluster, DEFAULT_CONNECT_TIMEOUT_MS, envoyLbPolicy, proxylessLbPolicy } from './cluster.ts';
+import { buildLoadAssignment } from './endpoints.ts';
+import { buildProxylessListener, buildTcpListener } from './listener.ts';
+import {
+  clusterIPOf,
+  clusterName,
+  DEFAULT_CLUSTER_DOMAIN,
+  defaultHttpPort,
+  detectProtocol,
+  hostPort,
+  meshPorts,
+  serviceDomains,
+  serviceFqdn,
+  tcpListenerName,
+} from './names.ts';
+import type { RouteSpec } from './route.ts';
+import { buildRouteConfiguration, buildRoutes, buildVirtualHost } from './route.ts';
+
+export interface TranslateOptions {
+  /** Default `cluster.local`. */
+  readonly clusterDomain?: string;
+  /** Default 1000 ms; the `skein.dev/connect-timeout` annotation overrides it per Service. */
+  readonly connectTimeoutMs?: number;
+}
+
+/** Something wrong with one Service's inputs; the rest of its resources (and every other Service's) still publish. */
+export interface TranslationProblem {
+  readonly service: ServiceKey;
+  readonly code: string;
+  readonly message: string;
+}
+
+/** A Service port's virtual host as other namespaces see it, and as the Service's own namespace sees it. */
+export interface ServiceVirtualHost {
+  readonly name: string;
+  readonly remote: VirtualHost;
+  /** The same vhost with the short-name domains (`<name>:<port>`, `<name>`) added. */
+  readonly local: VirtualHost;
+}
+
+/** Everything one Service contributes to the snapshot (plain messages with Envoy's field names). */
+export interface ServiceResources {
+  readonly key: ServiceKey;
+  readonly namespace: string;
+  /** Whether the Service exists in the registry state (a removed Service contributes nothing). */
+  readonly exists: boolean;
+  readonly clusters: { readonly envoy: readonly Cluster[]; readonly proxyless: readonly Cluster[] };
+  readonly endpoints: readonly ClusterLoadAssignment[];
+  /** Envoy scope: TCP listeners on the cluster IP. */
+  readonly tcpListeners: readonly Listener[];
+  /** Envoy scope: one vhost per HTTP port, for the `outbound/<ns>` route tables. */
+  readonly virtualHosts: readonly ServiceVirtualHost[];
+  readonly proxyless: { readonly listeners: readonly Listener[]; readonly routes: readonly RouteConfiguration[] };
+  /** Other Services whose existence or ports this one's routes depend on (retranslate this one when they change). */
+  readonly dependsOn: readonly ServiceKey[];
+  readonly problems: readonly TranslationProblem[];
+}
+
+function emptyResources(key: ServiceKey, problems: TranslationProblem[] = []): ServiceResources {
+  const slash = key.indexOf('/');
+  return {
+    key,
+    namespace: key.slice(0, slash),
+    exists: false,
+    clusters: { envoy: [], proxyless: [] },
+    endpoints: [],
+    tcpListeners: [],
+    virtualHosts: [],
+    proxyless: { listeners: [], routes: [] },
+    dependsOn: [],
+    problems,
+  };
+}
+
+/** Translates one Service of the registry state; pure: equal inputs give equal (deep-equal) outputs. */
+export function translateService(key: ServiceKey, state: RegistryState, options: TranslateOptions = {}): ServiceResources {
+  const service = state.services.get(key);
+  if (!service) return emptyResources(key);
+  const domain = options.clusterDomain ?? DEFAULT_CLUSTER_DOMAIN;
+  const slash = key.indexOf('/');
+  const namespace = service.metadata?.namespace ?? key.slice(0, slash);
+  const name = service.metadata?.name ?? key.slice(slash + 1);
+  const problems: TranslationProblem[] = [];
+  const report = (code: string, message: string) => {
+    if (!problems.some((p) => p.message === message)) problems.push({ service: key, code, message });
+  };
+  const reportErrors = (errors: readonly AnnotationError[]) => {
+    for (const e of errors) report(e.code, e.message);
+  };
+
+  const { settings, errors } = parseServiceAnnotations(service.metadata, `Service ${key}`);
+  reportErrors(errors);
+
+  const isExternal = service.spec?.type === 'ExternalName';
+  const externalName = service.spec?.externalName?.trim().replace(/\.$/, '');
+  if (isExternal && !externalName) {
+    report('SKEIN_TRANSLATE_EXTERNAL_NAME', `Service ${key} spec.externalName: missing for type ExternalName; set it to a DNS name (no resources published)`);
+    return { ...emptyResources(key, problems), exists: true };
+  }
+
+  const fqdn = serviceFqdn(name, namespace, domain);
+  const clusterIP = clusterIPOf(service);
+  const ports = meshPorts(service);
+  const httpPorts = ports.filter((p) => detectProtocol(p) !== 'tcp').map((p) => p.port);
+  const defaultPort = defaultHttpPort(httpPorts);
+  const { routes: extraRoutes, dependsOn } = resolveRoutes(key, settings, state, domain, report);
+  const timeoutMs = settings.timeoutMs ?? 0;
+  const connectTimeoutMs = settings.connectTimeoutMs ?? options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  const slices = state.slices.get(key) ?? [];
+  const publishNotReady = service.spec?.publishNotReadyAddresses === true;
+
+  const envoyClusters: Cluster[] = [];
+  const proxylessClusters: Cluster[] = [];
+  const endpoints: ClusterLoadAssignment[] = [];
+  const tcpListeners: Listener[] = [];
+  const virtualHosts: ServiceVirtualHost[] = [];
+  const listeners: Listener[] = [];
+  const routeTables: RouteConfiguration[] = [];
+
+  for (const port of ports) {
+    const cluster = clusterName(port.port, fqdn);
+    const protocol = detectProtocol(port);
+    const base = {
+      name: cluster,
+      service: key,
+      port: port.port,
+      protocol,
+      connectTimeoutMs,
+      externalName: isExternal ? externalName : undefined,
+    };
+    const envoyPolicy = envoyLbPolicy(settings.lbPolicy);
+    const proxylessPolicy = proxylessLbPolicy(settings.lbPolicy);
+    const envoyCluster = buildCluster({ ...base, lbPolicy: envoyPolicy });
+    envoyClusters.push(envoyCluster);
+    proxylessClusters.push(proxylessPolicy === envoyPolicy ? envoyCluster : buildCluster({ ...base, lbPolicy: proxylessPolicy }));
+
+    if (!isExternal) {
+      const eds = buildLoadAssignment({ clusterName: cluster, servicePort: port, slices, pods: state.pods, publishNotReadyAddresses: publishNotReady });
+      endpoints.push(eds.cla);
+      reportErrors(eds.errors);
+    }
+
+    const routes = buildRoutes(cluster, extraRoutes, timeoutMs);
+    const vhName = hostPort(fqdn, port.port);
+    if (protocol === 'tcp') {
+      if (clusterIP) tcpListeners.push(buildTcpListener(tcpListenerName(clusterIP, port.port), clusterIP, port.port, cluster));
+    } else {
+      const domains = serviceDomains({ name, namespace, fqdn, clusterIP, port: port.port, isDefaultPort: port.port === defaultPort });
+      virtualHosts.push({
+        name: vhName,
+        remote: buildVirtualHost(vhName, domains.remote, routes),
+        local: buildVirtualHost(vhName, [...domains.remote, ...domains.local], routes),
+      });
+    }
+    listeners.push(buildProxylessListener(vhName));
+    routeTables.push(buildRouteConfiguration(vhName, [buildVirtualHost(vhName, [vhName, fqdn], routes)]));
+  }
+
+  return {
+    key,
+    namespace,
+    exists: true,
+    clusters: { envoy: envoyClusters, proxyless: proxylessClusters },
+    endpoints,
+    tcpListeners,
+    virtualHosts,
+    proxyless: { listeners, routes: routeTables },
+    dependsOn,
+    problems,
+  };
+}
+
+/** Checks `skein.dev/routes` targets against the registry; any unknown target drops all of them (default route kept). */
+function resolveRoutes(
+  key: ServiceKey,
+  settings: ServiceSettings,
+  state: RegistryState,
+  domain: string,
+  report: (code: string, message: string) => void,
+): { routes: RouteSpec[]; dependsOn: ServiceKey[] } {
+  if (!settings.routes) return { routes: [], dependsOn: [] };
+  const dependsOn = new Set<ServiceKey>();
+  const routes: RouteSpec[] = [];
+  let failed = false;
+  for (const [i, entry] of settings.routes.entries()) {
+    const targets = [];
+    for (const t of entry.targets) {
+      const targetKey = serviceKey(t.namespace, t.service);
+      if (targetKey !== key) dependsOn.add(targetKey);
+      const target = state.services.get(targetKey);
+      const port: V1ServicePort | undefined = target ? meshPorts(target).find((p) => p.port === t.port) : undefined;
+      if (!target || !port || !hasCluster(target)) {
+        failed = true;
+        report(
+          'SKEIN_TRANSLATE_ROUTE_TARGET',
+          `Service ${key} metadata.annotations["skein.dev/routes"][${i}]: ${targetKey}:${t.port} ${target ? `has no TCP port ${t.port}` : 'does not exist'}; fix the target (keeping the default route)`,
+        );
+        continue;
+      }
+      targets.push({ cluster: clusterName(t.port, serviceFqdn(t.service, t.namespace, domain)), weight: t.weight });
+    }
+    routes.push({ prefix: entry.prefix, targets });
+  }
+  return { routes: failed ? [] : routes, dependsOn: [...dependsOn].sort() };
+}
+
+function hasCluster(service: V1Service): boolean {
+  return service.spec?.type !== 'ExternalName' || Boolean(service.spec?.externalName);
+}
+
+export { type Assembled, assemble } from './assemble.ts';

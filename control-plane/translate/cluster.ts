@@ -1,0 +1,80 @@
+// CDS: one Cluster per Service port; EDS-backed for ordinary and headless Services, LOGICAL_DNS for ExternalName.
+import type { Cluster } from '../../proto/index.ts';
+import type { LbPolicyAnnotation } from './annotations.ts';
+import { durationOf } from './annotations.ts';
+import type { PortProtocol } from './names.ts';
+import { ADS_V3, skeinMetadata } from './values.ts';
+
+export const DEFAULT_CONNECT_TIMEOUT_MS = 1000;
+
+type LbPolicy = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RING_HASH' | 'RANDOM';
+
+/** The envoy-scope policy: LEAST_REQUEST unless annotated (the sidecar runs P2C peak-EWMA for it). */
+export function envoyLbPolicy(annotation: LbPolicyAnnotation | undefined): LbPolicy {
+  switch (annotation) {
+    case 'round-robin':
+      return 'ROUND_ROBIN';
+    case 'random':
+      return 'RANDOM';
+    case 'ring-hash':
+      return 'RING_HASH';
+    default:
+      return 'LEAST_REQUEST';
+  }
+}
+
+/** grpc-js-xds NACKs policies it does not support, so proxyless clients get ROUND_ROBIN unless RING_HASH. */
+export function proxylessLbPolicy(annotation: LbPolicyAnnotation | undefined): LbPolicy {
+  return annotation === 'ring-hash' ? 'RING_HASH' : 'ROUND_ROBIN';
+}
+
+export interface ClusterInput {
+  readonly name: string;
+  /** `<ns>/<name>` of the Service. */
+  readonly service: string;
+  readonly port: number;
+  readonly protocol: PortProtocol;
+  readonly connectTimeoutMs: number;
+  readonly lbPolicy: LbPolicy;
+  /** Set for ExternalName Services: the DNS name to resolve. */
+  readonly externalName?: string | undefined;
+}
+
+/** A Cluster message (plain object, Envoy field names) ready for `pack`. */
+export function buildCluster(input: ClusterInput): Cluster {
+  const common: Cluster = {
+    name: input.name,
+    connect_timeout: durationOf(input.connectTimeoutMs),
+    lb_policy: input.lbPolicy,
+    metadata: skeinMetadata({ protocol: input.protocol, service: input.service, port: input.port }),
+  };
+  if (input.lbPolicy === 'RING_HASH') common.ring_hash_lb_config = {};
+  if (input.externalName !== undefined) {
+    return {
+      ...common,
+      type: 'LOGICAL_DNS',
+      dns_lookup_family: 'V4_PREFERRED',
+      load_assignment: {
+        cluster_name: input.name,
+        endpoints: [
+          {
+            locality: { zone: '' },
+            load_balancing_weight: { value: 1 },
+            priority: 0,
+            lb_endpoints: [
+              {
+                endpoint: { address: { socket_address: { address: input.externalName, port_value: input.port } } },
+                health_status: 'HEALTHY',
+              },
+            ],
+          },
+        ],
+      },
+    };
+  }
+  return {
+    ...common,
+    type: 'EDS',
+    eds_cluster_config: { eds_config: ADS_V3, service_name: input.name },
+  };
+}

@@ -1,0 +1,127 @@
+// EDS: a ClusterLoadAssignment per Service port, merged from every EndpointSlice with Kubernetes' endpoint semantics.
+import type { V1EndpointSlice, V1Pod, V1ServicePort } from '@kubernetes/client-node';
+import type { ClusterLoadAssignment, LbEndpoint } from '../../proto/index.ts';
+import type { AnnotationError } from './annotations.ts';
+import { parseInboundPort } from './annotations.ts';
+import { skeinMetadata } from './values.ts';
+
+export type Health = 'HEALTHY' | 'DRAINING' | 'UNHEALTHY';
+
+const HEALTH_RANK: Readonly<Record<Health, number>> = { HEALTHY: 0, DRAINING: 1, UNHEALTHY: 2 };
+
+/**
+ * Kubernetes endpoint conditions to Envoy health: ready (or unset, or publishNotReadyAddresses) is HEALTHY;
+ * serving while terminating is DRAINING (finish, send nothing new); anything else is UNHEALTHY.
+ */
+export function endpointHealth(
+  conditions: { ready?: boolean; serving?: boolean; terminating?: boolean } | undefined,
+  publishNotReadyAddresses: boolean,
+): Health {
+  if (publishNotReadyAddresses || conditions?.ready !== false) return 'HEALTHY';
+  if (conditions.serving === true && conditions.terminating === true) return 'DRAINING';
+  return 'UNHEALTHY';
+}
+
+/** The port a slice's endpoints take traffic on for this Service port: matched by the Service port's name. */
+export function slicePortFor(slice: V1EndpointSlice, servicePort: V1ServicePort): number | undefined {
+  const name = servicePort.name ?? '';
+  const match = (slice.ports ?? []).find((p) => (p.name ?? '') === name && (p.protocol ?? 'TCP') === 'TCP');
+  const port = match?.port;
+  return port !== undefined && port !== null && port > 0 && port <= 65535 ? port : undefined;
+}
+
+interface Collected {
+  address: string;
+  port: number;
+  zone: string;
+  health: Health;
+  podKey?: string;
+}
+
+export interface EndpointsInput {
+  readonly clusterName: string;
+  readonly servicePort: V1ServicePort;
+  readonly slices: readonly V1EndpointSlice[];
+  readonly pods: ReadonlyMap<string, V1Pod>;
+  readonly publishNotReadyAddresses: boolean;
+}
+
+/** Builds the CLA; bad pod annotations are returned as errors and the endpoint is kept without them. */
+export function buildLoadAssignment(input: EndpointsInput): { cla: ClusterLoadAssignment; errors: AnnotationError[] } {
+  const byAddress = new Map<string, Collected>();
+  for (const slice of input.slices) {
+    if (slice.addressType === 'FQDN') continue; // no semantics defined by Kubernetes; kube-proxy ignores them too
+    const port = slicePortFor(slice, input.servicePort);
+    if (port === undefined) continue;
+    for (const ep of slice.endpoints ?? []) {
+      const address = ep.addresses?.[0];
+      if (!address) continue;
+      const health = endpointHealth(ep.conditions, input.publishNotReadyAddresses);
+      const key = `${address}|${port}`;
+      const previous = byAddress.get(key);
+      // The same endpoint can sit in two slices while the controller moves it: keep its best state.
+      if (previous && HEALTH_RANK[previous.health] <= HEALTH_RANK[health]) continue;
+      const ref = ep.targetRef;
+      const podKey =
+        ref?.name && (ref.kind ?? 'Pod') === 'Pod'
+          ? `${ref.namespace ?? slice.metadata?.namespace ?? 'default'}/${ref.name}`
+          : undefined;
+      byAddress.set(key, { address, port, zone: ep.zone ?? '', health, ...(podKey ? { podKey } : {}) });
+    }
+  }
+
+  const errors: AnnotationError[] = [];
+  const zones = new Map<string, LbEndpoint[]>();
+  const sorted = [...byAddress.values()].sort((a, b) => compareAddress(a.address, b.address) || a.port - b.port);
+  for (const ep of sorted) {
+    const lb: LbEndpoint = {
+      endpoint: { address: { socket_address: { address: ep.address, port_value: ep.port } } },
+      health_status: ep.health,
+    };
+    if (ep.podKey) {
+      const slash = ep.podKey.indexOf('/');
+      const namespace = ep.podKey.slice(0, slash);
+      const podName = ep.podKey.slice(slash + 1);
+      const pod = input.pods.get(ep.podKey);
+      const inbound = parseInboundPort(pod?.metadata, `Pod ${ep.podKey}`);
+      if (inbound !== undefined && typeof inbound !== 'number') errors.push(inbound);
+      lb.metadata = skeinMetadata({
+        pod: podName,
+        namespace,
+        service_account: pod?.spec?.serviceAccountName || undefined,
+        inbound_port: typeof inbound === 'number' ? inbound : undefined,
+      });
+    }
+    const list = zones.get(ep.zone);
+    if (list) list.push(lb);
+    else zones.set(ep.zone, [lb]);
+  }
+
+  const endpoints = [...zones.keys()].sort().map((zone) => ({
+    locality: { zone },
+    lb_endpoints: zones.get(zone) ?? [],
+    load_balancing_weight: { value: 1 },
+    priority: 0,
+  }));
+  return { cla: { cluster_name: input.clusterName, endpoints }, errors };
+}
+
+/** Orders IPv4 numerically (10.0.0.9 before 10.0.0.10), then anything else as text. */
+function compareAddress(a: string, b: string): number {
+  const pa = ipv4Parts(a);
+  const pb = ipv4Parts(b);
+  if (pa && pb) {
+    for (let i = 0; i < 4; i++) if (pa[i] !== pb[i]) return (pa[i] ?? 0) - (pb[i] ?? 0);
+    return 0;
+  }
+  if (pa) return -1;
+  if (pb) return 1;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function ipv4Parts(ip: string): number[] | undefined {
+  const parts = ip.split('.');
+  if (parts.length !== 4) return undefined;
+  const nums = parts.map(Number);
+  return nums.every((n) => Number.isInteger(n) && n >= 0 && n <= 255) ? nums : undefined;
+}
