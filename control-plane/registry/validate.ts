@@ -38,7 +38,7 @@ export function validateDocuments(file: string, docs: readonly Document[], lines
   const problems: string[] = [];
   const seen = new Map<string, string>();
   docs.forEach((doc, i) => {
-    const line = lines.linePos(doc.range?.[0] ?? 0).line;
+    const line = lines.linePos(doc.contents?.range?.[0] ?? doc.range?.[0] ?? 0).line;
     const where = (label?: string): string => `${file}: document ${i + 1} (${label ? `${label}, ` : ''}line ${line})`;
     if (doc.errors.length > 0) {
       for (const e of doc.errors) problems.push(`${where()}: YAML syntax: ${e.message.split('\n')[0]}`);

@@ -1,0 +1,272 @@
+// FileRegistry: parsing, validation messages per document and field, reload on change, last good state, identity sharing.
+import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { RegistryFileMissingError, RegistryInvalidError } from '../../../control-plane/registry/errors.ts';
+import { FileRegistry, parseRegistryText, writeRegistryFile } from '../../../control-plane/registry/file.ts';
+import type { RegistryChange, RegistryProblem } from '../../../control-plane/registry/registry.ts';
+import { diffStates } from '../../../control-plane/registry/registry.ts';
+
+const svc = (name: string, port = 80, ns = 'default'): string => `apiVersion: v1
+kind: Service
+metadata:
+  name: ${name}
+  namespace: ${ns}
+spec:
+  ports:
+    - name: http
+      port: ${port}
+`;
+const slice = (service: string, ips: string[], name = `${service}-abc`): string => `apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: ${name}
+  labels:
+    kubernetes.io/service-name: ${service}
+addressType: IPv4
+ports: [{ name: http, port: 8080 }]
+endpoints:
+${ips.map((ip) => `  - addresses: ["${ip}"]\n    conditions: { ready: true }\n    targetRef: { kind: Pod, name: ${service}-${ip.split('.').pop()} }`).join('\n')}
+`;
+const pod = (name: string, sa: string): string => `apiVersion: v1
+kind: Pod
+metadata: { name: ${name}, annotations: { skein.dev/inbound-port: "15006" } }
+spec: { serviceAccountName: ${sa}, containers: [{ name: app, image: x }] }
+`;
+const docs = (...d: string[]): string => d.join('---\n');
+
+function invalid(text: string): string[] {
+  try {
+    parseRegistryText('registry.yaml', text);
+  } catch (err) {
+    expect(err).toBeInstanceOf(RegistryInvalidError);
+    expect((err as RegistryInvalidError).code).toBe('SKEIN_REGISTRY_INVALID');
+    return [...(err as RegistryInvalidError).problems];
+  }
+  throw new Error('expected the file to be rejected');
+}
+
+/** Resolves with the next change the registry emits. */
+function nextChange(r: FileRegistry): Promise<RegistryChange> {
+  return new Promise((resolve) => {
+    const off = r.subscribe((c) => {
+      off();
+      resolve(c);
+    });
+  });
+}
+
+describe('parseRegistryText', () => {
+  it('reads Services, EndpointSlices (several per Service) and Pods, flattening a v1 List', () => {
+    const text = docs(
+      svc('web'),
+      slice('web', ['10.0.0.1', '10.0.0.2']),
+      slice('web', ['10.0.0.3'], 'web-def'),
+      `apiVersion: v1\nkind: List\nitems:\n  - ${pod('web-1', 'web-sa').replaceAll('\n', '\n    ').trimEnd()}\n`,
+      '', // a trailing empty document is ignored
+    );
+    const loaded = parseRegistryText('registry.yaml', text);
+    expect(loaded.services.map((s) => s.metadata?.name)).toEqual(['web']);
+    expect(loaded.services[0]?.metadata?.namespace).toBe('default');
+    expect(loaded.services[0]?.spec?.ports?.[0]?.port).toBe(80);
+    expect(loaded.slices.map((s) => s.metadata?.name)).toEqual(['web-abc', 'web-def']);
+    expect(loaded.slices[0]?.endpoints?.map((e) => e.addresses[0])).toEqual(['10.0.0.1', '10.0.0.2']);
+    expect(loaded.pods[0]?.spec?.serviceAccountName).toBe('web-sa');
+    expect(loaded.pods[0]?.metadata?.annotations?.['skein.dev/inbound-port']).toBe('15006');
+    expect(Object.isFrozen(loaded.services[0]?.spec?.ports)).toBe(true);
+  });
+
+  it('accepts the sample examples/registry.yaml', async () => {
+    const text = await readFile(new URL('../../../examples/registry.yaml', import.meta.url), 'utf8');
+    const loaded = parseRegistryText('examples/registry.yaml', text);
+    expect(loaded.services.length).toBeGreaterThanOrEqual(4);
+    const types = loaded.services.map((s) => s.spec?.type ?? (s.spec?.clusterIP === 'None' ? 'headless' : 'ClusterIP'));
+    expect(types).toContain('ExternalName');
+    expect(types).toContain('headless');
+    expect(loaded.slices.some((s) => s.endpoints?.some((e) => e.conditions?.terminating))).toBe(true);
+  });
+
+  it('names the file, document, line, object and field path of an invalid address', () => {
+    const text = docs(svc('a'), svc('b'), slice('web', ['10.0.0.1', '10.0.0.x']));
+    expect(invalid(text)).toEqual([
+      'registry.yaml: document 3 (EndpointSlice default/web-abc, line 21): endpoints[1].addresses[0]: "10.0.0.x" is not an IP address (addressType IPv4)',
+    ]);
+  });
+
+  it('collects every problem of every document, not just the first', () => {
+    const text = docs(
+      `apiVersion: v1\nkind: Service\nmetadata: { name: web }\nspec:\n  ports:\n    - { name: a, port: 70000, protocol: TCPX }\n    - { port: 0 }\n`,
+      `kind: Service\nmetadata: {}\n`,
+      `apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: { name: s }\naddressType: IPv5\nendpoints:\n  - addresses: []\n`,
+      `apiVersion: apps/v1\nkind: Deployment\nmetadata: { name: d }\n`,
+      `apiVersion: v1\nkind: Pod\nmetadata: { name: p, annotations: { skein.dev/inbound-port: "x" } }\nstatus: { podIP: nope }\n`,
+      `apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: { name: v6, labels: { kubernetes.io/service-name: web } }\naddressType: IPv6\nendpoints:\n  - addresses: ["10.0.0.1"]\n    conditions: { ready: "yes" }\nports: [{ port: -1 }]\n`,
+      `- just\n- a list\n`,
+      `apiVersion: v1\nkind: Service\nmetadata: { name: bad: colon }\n`,
+    );
+    const problems = invalid(text);
+    const expected = [
+      'document 1 (Service default/web, line 1): spec.ports[0].port: 70000 is not a port number (1-65535)',
+      'document 1 (Service default/web, line 1): spec.ports[0].protocol: "TCPX" is not a protocol (TCP, UDP or SCTP)',
+      'document 1 (Service default/web, line 1): spec.ports[1].port: 0 is not a port number (1-65535)',
+      'document 1 (Service default/web, line 1): spec.ports[1].name: required when a Service has more than one port',
+      'document 2 (Service, line 9): apiVersion: required, got missing',
+      'document 2 (Service, line 9): metadata.name: required, got missing',
+      'document 2 (Service, line 9): spec: required',
+      'document 3 (EndpointSlice default/s, line 12): metadata.labels["kubernetes.io/service-name"]: required',
+      'document 3 (EndpointSlice default/s, line 12): addressType: "IPv5" is not an address type (IPv4, IPv6 or FQDN)',
+      'document 3 (EndpointSlice default/s, line 12): endpoints[0].addresses: required: a non-empty list of addresses, got []',
+      'document 4 (Deployment default/d, line 19): kind: unknown kind "Deployment"',
+      'document 5 (Pod default/p, line 23): metadata.annotations["skein.dev/inbound-port"]: "x" is not a port number',
+      'document 5 (Pod default/p, line 23): status.podIP: "nope" is not an IP address',
+      'document 6 (EndpointSlice default/v6, line 28): endpoints[0].addresses[0]: "10.0.0.1" is not an IP address (addressType IPv6)',
+      'document 6 (EndpointSlice default/v6, line 28): endpoints[0].conditions.ready: expected true or false, got "yes"',
+      'document 6 (EndpointSlice default/v6, line 28): ports[0].port: -1 is not a port number (1-65535)',
+      'document 7 (line 37): expected a Kubernetes object (a mapping), got a list',
+      'document 8 (line 40): YAML syntax:',
+    ];
+    for (const e of expected) expect(problems.some((p) => p.startsWith(`registry.yaml: ${e}`)), e).toBe(true);
+    expect(problems).toHaveLength(expected.length);
+  });
+
+  it('reports List items with their index and duplicate objects', () => {
+    const text = docs(
+      `apiVersion: v1\nkind: List\nitems:\n  - apiVersion: v1\n    kind: Service\n    metadata: { name: x }\n    spec: { ports: [{ port: 99999 }] }\n`,
+      svc('web'),
+      svc('web', 81),
+    );
+    expect(invalid(text)).toEqual([
+      'registry.yaml: document 1 (Service default/x, line 1): items[0].spec.ports[0].port: 99999 is not a port number (1-65535)',
+      'registry.yaml: document 3 (Service default/web, line 19): metadata.name: duplicate Service default/web (first defined in document 2 (line 9))',
+    ]);
+  });
+
+  it('checks ExternalName, clusterIP, targetPort, and label values', () => {
+    const problems = invalid(
+      `apiVersion: v1\nkind: Service\nmetadata: { name: e, labels: { tier: 3 } }\nspec:\n  type: ExternalName\n  clusterIP: 1.2.3\n  ports: [{ port: 80, targetPort: "Bad_Name" }]\n`,
+    );
+    expect(problems.map((p) => p.replace(/^.*line 1\): /, ''))).toEqual([
+      'metadata.labels.tier: expected a string (quote numbers and booleans), got 3',
+      'spec.externalName: an ExternalName Service needs a DNS name, got missing',
+      'spec.clusterIP: "1.2.3" is not an IP address or "None"',
+      'spec.ports[0].targetPort: "Bad_Name" is neither a port number (1-65535) nor a port name',
+    ]);
+  });
+});
+
+describe('FileRegistry', () => {
+  let dir: string;
+  let path: string;
+  let registry: FileRegistry | undefined;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'skein-registry-'));
+    path = join(dir, 'registry.yaml');
+  });
+  afterEach(async () => {
+    await registry?.stop();
+    registry = undefined;
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('rejects start() on a missing file with a clear error', async () => {
+    registry = new FileRegistry(path);
+    const err = await registry.start().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RegistryFileMissingError);
+    expect((err as RegistryFileMissingError).code).toBe('SKEIN_REGISTRY_FILE_MISSING');
+    expect((err as Error).message).toContain(path);
+  });
+
+  it('rejects start() on an invalid file, naming every problem', async () => {
+    await writeFile(path, docs(svc('a', 0), svc('b', 70000)));
+    registry = new FileRegistry(path);
+    const err = (await registry.start().catch((e: unknown) => e)) as RegistryInvalidError;
+    expect(err.code).toBe('SKEIN_REGISTRY_INVALID');
+    expect(err.problems).toHaveLength(2);
+    expect(err.message).toContain(`${path}: document 2 (Service default/b, line 11): spec.ports[0].port: 70000`);
+  });
+
+  it('reloads on change, keeps the last good state on a broken edit, recovers, and shares unchanged objects', async () => {
+    await writeFile(path, docs(svc('web'), slice('web', ['10.0.0.1']), svc('api'), slice('api', ['10.0.1.1']), pod('web-1', 'web')));
+    registry = new FileRegistry(path, { debounceMs: 20, pollMs: 200 });
+    const problems: RegistryProblem[] = [];
+    registry.onProblem((p) => problems.push(p));
+    await registry.start();
+    const first = registry.state();
+    expect([...first.services.keys()].sort()).toEqual(['default/api', 'default/web']);
+    expect(first.pods.get('default/web-1')?.spec?.serviceAccountName).toBe('web');
+
+    // Only the api slice changes: only default/api is reported; web's objects keep their identity.
+    let change = nextChange(registry);
+    await writeFile(path, docs(svc('web'), slice('web', ['10.0.0.1']), svc('api'), slice('api', ['10.0.1.1', '10.0.1.2']), pod('web-1', 'web')));
+    const c1 = await change;
+    expect([...c1.changed]).toEqual(['default/api']);
+    expect(c1.state.services.get('default/web')).toBe(first.services.get('default/web'));
+    expect(c1.state.slices.get('default/web')?.[0]).toBe(first.slices.get('default/web')?.[0]);
+    expect(c1.state.services.get('default/api')).toBe(first.services.get('default/api'));
+    expect(c1.state.slices.get('default/api')?.[0]?.endpoints).toHaveLength(2);
+    expect(diffStates(first, c1.state)).toEqual(new Set(['default/api']));
+
+    // A broken edit: rejected whole, every problem reported, the last good state stays served.
+    const broken = new Promise<void>((resolve) => {
+      const off = registry!.onProblem(() => {
+        off();
+        setTimeout(resolve, 20);
+      });
+    });
+    await writeFile(path, docs(svc('web', 0), slice('web', ['10.0.0.999']), svc('api')));
+    await broken;
+    expect(problems.map((p) => p.code)).toEqual(['SKEIN_REGISTRY_INVALID', 'SKEIN_REGISTRY_INVALID']);
+    expect(problems[1]?.message).toContain('endpoints[0].addresses[0]: "10.0.0.999" is not an IP address');
+    expect(registry.state()).toBe(c1.state);
+
+    // Recovery through an editor-style rename-replace: a pod change touches the Service whose slice names it.
+    change = nextChange(registry);
+    await writeFile(`${path}.swp`, docs(svc('web'), slice('web', ['10.0.0.1']), svc('api'), slice('api', ['10.0.1.1', '10.0.1.2']), pod('web-1', 'web-v2')));
+    await rename(`${path}.swp`, path);
+    const c2 = await change;
+    expect([...c2.changed]).toEqual(['default/web']);
+    expect(c2.state.pods.get('default/web-1')?.spec?.serviceAccountName).toBe('web-v2');
+    expect(c2.state.slices.get('default/api')).toEqual(c1.state.slices.get('default/api'));
+
+    // A Service removed is reported too.
+    change = nextChange(registry);
+    await writeRegistryFile(path, [...c2.state.services.values()].filter((s) => s.metadata?.name === 'web'));
+    const c3 = await change;
+    expect(c3.changed).toEqual(new Set(['default/api', 'default/web']));
+    expect([...c3.state.services.keys()]).toEqual(['default/web']);
+    expect(c3.state.services.get('default/web')).toBe(c2.state.services.get('default/web'));
+  });
+
+  it('reports a deleted file and reloads when it comes back', async () => {
+    await writeFile(path, svc('web'));
+    registry = new FileRegistry(path, { debounceMs: 10, pollMs: 100 });
+    const problems: RegistryProblem[] = [];
+    registry.onProblem((p) => problems.push(p));
+    await registry.start();
+    await rm(path);
+    await registry.reload();
+    expect(problems.map((p) => p.code)).toEqual(['SKEIN_REGISTRY_FILE_MISSING']);
+    expect(registry.state().services.size).toBe(1);
+    const change = nextChange(registry);
+    await writeFile(path, docs(svc('web'), svc('api')));
+    expect((await change).changed).toEqual(new Set(['default/api']));
+  });
+});
+
+describe('writeRegistryFile', () => {
+  it('writes a multi-document file atomically that the registry reads back', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'skein-registry-'));
+    try {
+      const path = join(dir, 'r.yaml');
+      const objects = parseRegistryText('x', docs(svc('web'), slice('web', ['10.0.0.1']), pod('web-1', 'web')));
+      await writeRegistryFile(path, [...objects.services, ...objects.slices, ...objects.pods]);
+      const again = parseRegistryText(path, await readFile(path, 'utf8'));
+      expect(again).toEqual(objects);
+      const { readdir } = await import('node:fs/promises');
+      expect(await readdir(dir)).toEqual(['r.yaml']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
