@@ -1,0 +1,230 @@
+// Incremental ADS (DeltaAggregatedResources): sends only resources whose version the client lacks, and removals.
+import type * as grpc from '@grpc/grpc-js';
+import {
+  type DeltaDiscoveryRequest__Output,
+  type DeltaDiscoveryResponse,
+  type Resource,
+  TYPE_URL,
+  type TypeUrl,
+} from '../../proto/index.ts';
+import { tracer } from './log.ts';
+import { nackedNames, type ResourceStatus } from './status.ts';
+import { AdsStreamBase, ALL, type Changed } from './stream-base.ts';
+import { newNonce, resourcesOf, type StreamDeps } from './stream-io.ts';
+
+const trace = tracer('xds');
+
+/** Responses not ACKed yet kept per type; older ones are dropped (their ACK would be stale anyway). */
+const MAX_INFLIGHT = 32;
+
+interface InflightResponse {
+  readonly systemVersion: string;
+  readonly sent: ReadonlyArray<readonly [name: string, version: string]>;
+  readonly removed: readonly string[];
+  readonly changedAt: number | undefined;
+}
+
+interface TypeState {
+  wildcard: boolean;
+  /** Names subscribed explicitly (besides a wildcard). */
+  readonly names: Set<string>;
+  /** What the client holds or is being sent: name → version. */
+  readonly known: Map<string, string>;
+  /** Resources sent but not ACKed: name → the version the client had ACKed before (undefined: none). */
+  readonly unacked: Map<string, { version: string; acked: string | undefined }>;
+  /** Names to look at on the next flush (changed, subscribed, or held by the client on reconnect). */
+  readonly pending: Set<string>;
+  /** Look at every resource of the type (new wildcard subscription or a new scope). */
+  pendingAll: boolean;
+  /** Newly subscribed names: answered with removed_resources if they do not exist, so nobody waits for them. */
+  readonly announceAbsent: Set<string>;
+  mustRespond: boolean;
+  changedAt: number | undefined;
+  readonly inflight: Map<string, InflightResponse>;
+}
+
+export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, DeltaDiscoveryResponse> {
+  readonly mode = 'delta' as const;
+  private readonly types = new Map<TypeUrl, TypeState>();
+
+  constructor(call: grpc.ServerDuplexStream<DeltaDiscoveryRequest__Output, DeltaDiscoveryResponse>, deps: StreamDeps) {
+    super(call, deps);
+  }
+
+  protected handleRequest(req: DeltaDiscoveryRequest__Output, typeUrl: TypeUrl): void {
+    let st = this.types.get(typeUrl);
+    const subscribe = req.resource_names_subscribe;
+    if (!st) {
+      const canWildcard = typeUrl === TYPE_URL.cluster || typeUrl === TYPE_URL.listener;
+      st = {
+        wildcard: subscribe.includes('*') || (subscribe.length === 0 && canWildcard),
+        names: new Set(),
+        known: new Map(),
+        unacked: new Map(),
+        pending: new Set(),
+        pendingAll: false,
+        announceAbsent: new Set(),
+        mustRespond: true,
+        changedAt: undefined,
+        inflight: new Map(),
+      };
+      this.types.set(typeUrl, st);
+      st.pendingAll = st.wildcard;
+      // On reconnect the client says what it holds: resources at these versions are not sent again.
+      for (const [name, version] of Object.entries(req.initial_resource_versions ?? {})) {
+        st.known.set(name, version);
+        st.pending.add(name);
+      }
+    } else if (req.response_nonce !== '') {
+      this.onAckOrNack(st, typeUrl, req);
+    }
+    for (const name of subscribe) {
+      if (name === '*') {
+        if (!st.wildcard) st.pendingAll = true;
+        st.wildcard = true;
+        continue;
+      }
+      st.names.add(name);
+      if (!st.known.has(name)) st.announceAbsent.add(name);
+      st.pending.add(name);
+    }
+    for (const name of req.resource_names_unsubscribe) {
+      if (name === '*') {
+        st.wildcard = false;
+        for (const held of st.known.keys()) if (!st.names.has(held)) this.forget(st, held);
+        continue;
+      }
+      st.names.delete(name);
+      st.announceAbsent.delete(name);
+      if (!st.wildcard) this.forget(st, name);
+    }
+    this.record?.subscribed(typeUrl, st.wildcard, st.names.size);
+  }
+
+  private forget(st: TypeState, name: string): void {
+    st.known.delete(name);
+    st.unacked.delete(name);
+    st.pending.delete(name);
+  }
+
+  private onAckOrNack(st: TypeState, typeUrl: TypeUrl, req: DeltaDiscoveryRequest__Output): void {
+    const nonce = req.response_nonce;
+    const response = st.inflight.get(nonce);
+    if (!response) {
+      trace('stale nonce ignored', { nodeId: this.nodeId, typeUrl, nonce });
+      return;
+    }
+    // Responses are processed in order: everything sent before this one has been handled by the client.
+    for (const key of st.inflight.keys()) {
+      st.inflight.delete(key);
+      if (key === nonce) break;
+    }
+    if (req.error_detail) {
+      const message = req.error_detail.message || `NACK with code ${req.error_detail.code}`;
+      const names = nackedNames(message, response.sent.map(([name]) => name));
+      this.nacked(typeUrl, nonce, response.systemVersion, message, names);
+      // The client keeps its previous versions; `known` keeps the rejected one so it is not resent in a loop.
+      return;
+    }
+    for (const [name, version] of response.sent) {
+      if (st.unacked.get(name)?.version === version) st.unacked.delete(name);
+    }
+    this.acked(typeUrl, nonce, response.systemVersion, response.changedAt);
+  }
+
+  protected subscribedTypes(): Iterable<TypeUrl> {
+    return this.types.keys();
+  }
+
+  protected markChanged(typeUrl: TypeUrl, changed: Changed, changedAt: number): void {
+    const st = this.types.get(typeUrl);
+    if (!st) return;
+    let touches = false;
+    if (changed === ALL) {
+      st.pendingAll = true;
+      touches = true;
+    } else {
+      for (const name of changed) {
+        if (st.wildcard || st.names.has(name)) {
+          st.pending.add(name);
+          touches = true;
+        }
+      }
+    }
+    if (touches) st.changedAt = st.changedAt === undefined ? changedAt : Math.min(st.changedAt, changedAt);
+  }
+
+  protected hasPending(typeUrl: TypeUrl): boolean {
+    const st = this.types.get(typeUrl);
+    return st !== undefined && (st.mustRespond || st.pendingAll || st.pending.size > 0);
+  }
+
+  private candidates(st: TypeState, typeUrl: TypeUrl): Iterable<string> {
+    if (!st.pendingAll) return st.pending;
+    const all = new Set<string>(st.pending);
+    if (st.wildcard) for (const name of resourcesOf(this.view, typeUrl).keys()) all.add(name);
+    for (const name of st.names) all.add(name);
+    for (const name of st.known.keys()) all.add(name);
+    return all;
+  }
+
+  protected flushType(typeUrl: TypeUrl): void {
+    const st = this.types.get(typeUrl);
+    if (!st) return;
+    const map = resourcesOf(this.view, typeUrl);
+    const resources: Resource[] = [];
+    const sent: Array<readonly [string, string]> = [];
+    const removed: string[] = [];
+    let bytes = 0;
+    for (const name of this.candidates(st, typeUrl)) {
+      if (!st.wildcard && !st.names.has(name)) continue;
+      const r = map.get(name);
+      const held = st.known.get(name);
+      if (r) {
+        if (held === r.version) continue;
+        const before = st.unacked.get(name);
+        st.unacked.set(name, { version: r.version, acked: before ? before.acked : held });
+        st.known.set(name, r.version);
+        resources.push({ name, version: r.version, resource: r.any });
+        sent.push([name, r.version]);
+        bytes += r.any.value.length;
+      } else if (held !== undefined || st.announceAbsent.has(name)) {
+        removed.push(name);
+        st.known.delete(name);
+        st.unacked.delete(name);
+      }
+    }
+    const mustRespond = st.mustRespond;
+    const changedAt = st.changedAt;
+    st.pending.clear();
+    st.announceAbsent.clear();
+    st.pendingAll = false;
+    st.mustRespond = false;
+    st.changedAt = undefined;
+    if (resources.length === 0 && removed.length === 0 && !mustRespond) return;
+    const nonce = newNonce();
+    const systemVersion = String(this.serial);
+    st.inflight.set(nonce, { systemVersion, sent, removed, changedAt });
+    if (st.inflight.size > MAX_INFLIGHT) {
+      const oldest = st.inflight.keys().next().value;
+      if (oldest !== undefined) st.inflight.delete(oldest);
+    }
+    const response: DeltaDiscoveryResponse = {
+      system_version_info: systemVersion,
+      resources,
+      type_url: typeUrl,
+      nonce,
+      removed_resources: removed,
+    };
+    this.sent(typeUrl, response, bytes, nonce, systemVersion);
+  }
+
+  protected *resourceStatus(typeUrl: TypeUrl): Iterable<ResourceStatus> {
+    const st = this.types.get(typeUrl);
+    if (!st) return;
+    for (const [name, version] of st.known) {
+      const pending = st.unacked.get(name);
+      yield { name, sentVersion: version, ackedVersion: pending ? (pending.acked ?? null) : version };
+    }
+  }
+}

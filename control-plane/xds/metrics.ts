@@ -1,0 +1,52 @@
+// Prometheus metrics of the xDS server, in their own prom-client Registry (never the global one).
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export type XdsMode = 'sotw' | 'delta';
+
+export interface XdsMetrics {
+  readonly registry: Registry;
+  /** Open ADS streams that sent their node. */
+  readonly connectedProxies: Gauge;
+  readonly pushes: Counter<'type'>;
+  readonly nacks: Counter<'type'>;
+  /** Bytes of resource payloads (the encoded Any values) sent, per type and protocol variant. */
+  readonly bytesSent: Counter<'type' | 'mode'>;
+  /** From snapshot.changedAt (the registry change) to the ACK of the response that carried it. */
+  readonly convergence: Histogram;
+}
+
+export function createXdsMetrics(): XdsMetrics {
+  const registry = new Registry();
+  return {
+    registry,
+    connectedProxies: new Gauge({
+      name: 'skein_xds_connected_proxies',
+      help: 'ADS streams currently open (one per connected proxy)',
+      registers: [registry],
+    }),
+    pushes: new Counter({
+      name: 'skein_xds_pushes_total',
+      help: 'xDS responses sent, by type (CDS, EDS, LDS, RDS)',
+      labelNames: ['type'],
+      registers: [registry],
+    }),
+    nacks: new Counter({
+      name: 'skein_xds_nacks_total',
+      help: 'xDS responses rejected by proxies (NACK), by type',
+      labelNames: ['type'],
+      registers: [registry],
+    }),
+    bytesSent: new Counter({
+      name: 'skein_xds_bytes_sent_total',
+      help: 'Bytes of encoded resources sent, by type and mode (sotw or delta)',
+      labelNames: ['type', 'mode'],
+      registers: [registry],
+    }),
+    convergence: new Histogram({
+      name: 'skein_xds_push_convergence_seconds',
+      help: 'Time from a registry change to the ACK of the xDS response that carried it',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+  };
+}

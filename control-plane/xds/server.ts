@@ -1,0 +1,150 @@
+// The ADS gRPC server: binds, serves SotW and delta streams from the snapshot cache, shuts down gracefully.
+import * as grpc from '@grpc/grpc-js';
+import { grpcDefinitions } from '../../proto/index.ts';
+import type { AggregatedDiscoveryServiceHandlers } from '../../proto/index.ts';
+import type { Snapshot, SnapshotCache } from '../cache/snapshot.ts';
+import { DeltaStream } from './delta-stream.ts';
+import { XdsBindError } from './errors.ts';
+import { stderrLog, type XdsLog } from './log.ts';
+import { createXdsMetrics, type XdsMetrics } from './metrics.ts';
+import { SotwStream } from './sotw-stream.ts';
+import type { StatusRegistry } from './status.ts';
+import { type AdsStream, errorText, type StreamDeps } from './stream-io.ts';
+
+export interface XdsServerOptions {
+  /** Default 127.0.0.1 (plaintext xDS belongs on loopback or a trusted network). */
+  readonly host?: string;
+  /** Default 15010; 0 lets the OS pick. */
+  readonly port?: number;
+  /** Default insecure (plaintext); pass TLS credentials for the 15012 listener. */
+  readonly credentials?: grpc.ServerCredentials;
+  /** Default: a fresh set in its own Registry (read it back from the returned handle). */
+  readonly metrics?: XdsMetrics;
+  readonly log?: XdsLog;
+  /** A stream that cannot be written for this long is closed with RESOURCE_EXHAUSTED. Default 30 s. */
+  readonly backlogLimitMs?: number;
+  /** Unflushed response bytes per stream above which the stream holds back and coalesces. Default 8 MiB. */
+  readonly maxBufferedBytes?: number;
+  /** How long close() waits for streams to end before forcing. Default 5 s. */
+  readonly shutdownGraceMs?: number;
+  /** Extra grpc-js server options (keepalive, message sizes). */
+  readonly grpcOptions?: grpc.ServerOptions;
+}
+
+export interface XdsServerHandle {
+  /** `host:port` actually bound. */
+  readonly address: string;
+  readonly port: number;
+  readonly metrics: XdsMetrics;
+  /** Number of open streams that sent their node. */
+  streams(): number;
+  /** Ends every stream with UNAVAILABLE (proxies reconnect elsewhere) and stops the server. */
+  close(): Promise<void>;
+}
+
+/** Routes each publish to the streams of the scopes it touches. */
+class Dispatcher {
+  private readonly byScope = new Map<string, Set<AdsStream>>();
+  private readonly log: XdsLog;
+
+  constructor(log: XdsLog) {
+    this.log = log;
+  }
+
+  add(stream: AdsStream): void {
+    if (stream.scope === undefined) return;
+    let set = this.byScope.get(stream.scope);
+    if (!set) this.byScope.set(stream.scope, (set = new Set()));
+    set.add(stream);
+  }
+
+  remove(stream: AdsStream): void {
+    if (stream.scope === undefined) return;
+    const set = this.byScope.get(stream.scope);
+    set?.delete(stream);
+    if (set?.size === 0) this.byScope.delete(stream.scope);
+  }
+
+  publish(snapshot: Snapshot): void {
+    for (const streams of this.byScope.values()) {
+      for (const stream of streams) {
+        try {
+          stream.onSnapshot(snapshot);
+        } catch (err) {
+          // onSnapshot guards itself; this only protects the other streams from a bug there.
+          this.log.error('publish to a stream failed', { reason: errorText(err) });
+        }
+      }
+    }
+  }
+
+  all(): AdsStream[] {
+    return [...this.byScope.values()].flatMap((s) => [...s]);
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const s of this.byScope.values()) n += s.size;
+    return n;
+  }
+}
+
+export async function startXdsServer(
+  options: XdsServerOptions,
+  cache: SnapshotCache,
+  status: StatusRegistry,
+): Promise<XdsServerHandle> {
+  const host = options.host ?? '127.0.0.1';
+  const metrics = options.metrics ?? createXdsMetrics();
+  const log = options.log ?? stderrLog;
+  const dispatcher = new Dispatcher(log);
+  const deps: StreamDeps = {
+    cache,
+    status,
+    metrics,
+    log,
+    limits: {
+      backlogLimitMs: options.backlogLimitMs ?? 30_000,
+      maxBufferedBytes: options.maxBufferedBytes ?? 8 * 1024 * 1024,
+    },
+    register: (s) => dispatcher.add(s),
+    unregister: (s) => dispatcher.remove(s),
+  };
+
+  const handlers: AggregatedDiscoveryServiceHandlers = {
+    StreamAggregatedResources: (call) => {
+      new SotwStream(call, deps);
+    },
+    DeltaAggregatedResources: (call) => {
+      new DeltaStream(call, deps);
+    },
+  };
+  const server = new grpc.Server(options.grpcOptions);
+  const service = grpcDefinitions().envoy.service.discovery.v3.AggregatedDiscoveryService.service;
+  server.addService(service, handlers);
+
+  const wanted = `${host.includes(':') ? `[${host}]` : host}:${options.port ?? 15010}`;
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(wanted, options.credentials ?? grpc.ServerCredentials.createInsecure(), (err, bound) =>
+      err ? reject(new XdsBindError(wanted, err.message)) : resolve(bound),
+    );
+  });
+  const unsubscribe = cache.subscribe((snapshot) => dispatcher.publish(snapshot));
+  const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= new Promise<void>((resolve) => {
+      unsubscribe();
+      for (const stream of dispatcher.all()) stream.terminate(grpc.status.UNAVAILABLE, 'control plane shutting down');
+      const timer = setTimeout(() => server.forceShutdown(), options.shutdownGraceMs ?? 5_000);
+      timer.unref();
+      server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    return closing;
+  };
+  return { address, port, metrics, streams: () => dispatcher.size, close };
+}

@@ -1,0 +1,195 @@
+// State-of-the-world ADS (StreamAggregatedResources): every response carries the whole subscription of its type.
+import { createHash } from 'node:crypto';
+import type * as grpc from '@grpc/grpc-js';
+import {
+  type DiscoveryRequest__Output,
+  type DiscoveryResponse,
+  TYPE_URL,
+  type TypeUrl,
+  type AnyMessage,
+} from '../../proto/index.ts';
+import type { ResourcesByName, VersionedResource } from '../cache/snapshot.ts';
+import { tracer } from './log.ts';
+import { nackedNames, type ResourceStatus } from './status.ts';
+import { AdsStreamBase, type Changed, ALL, payloadBytes } from './stream-base.ts';
+import { newNonce, resourcesOf, type StreamDeps } from './stream-io.ts';
+
+const trace = tracer('xds');
+
+interface SentRecord {
+  readonly nonce: string;
+  readonly version: string;
+  /** The type's resources at send time (shared, immutable) and the names subscribed then (null: wildcard). */
+  readonly resources: ResourcesByName;
+  readonly names: ReadonlySet<string> | null;
+  /** snapshot.changedAt of the earliest change this response carried, when a publish caused it. */
+  readonly changedAt: number | undefined;
+}
+
+interface TypeState {
+  wildcard: boolean;
+  names: ReadonlySet<string>;
+  /** A publish changed something this stream subscribes to. */
+  dirty: boolean;
+  /** A request must be answered even if the version did not change (first request, new subscription). */
+  mustRespond: boolean;
+  changedAt: number | undefined;
+  lastSent: SentRecord | undefined;
+  lastAcked: SentRecord | undefined;
+}
+
+/** Per resource map: the wildcard response (list and version) is computed once and shared by every stream. */
+const wildcardCache = new WeakMap<ResourcesByName, { anys: AnyMessage[]; version: string }>();
+
+function versionOf(resources: Iterable<VersionedResource>): string {
+  const hash = createHash('sha256');
+  for (const r of resources) hash.update(r.name).update('\0').update(r.version).update('\n');
+  return hash.digest('hex').slice(0, 16);
+}
+
+function wildcardResponse(map: ResourcesByName): { anys: AnyMessage[]; version: string } {
+  let hit = wildcardCache.get(map);
+  if (!hit) {
+    const sorted = [...map.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    hit = { anys: sorted.map((r) => r.any), version: versionOf(sorted) };
+    wildcardCache.set(map, hit);
+  }
+  return hit;
+}
+
+function namedResponse(map: ResourcesByName, names: ReadonlySet<string>): { anys: AnyMessage[]; version: string } {
+  const found: VersionedResource[] = [];
+  for (const name of names) {
+    const r = map.get(name);
+    if (r) found.push(r);
+  }
+  found.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return { anys: found.map((r) => r.any), version: versionOf(found) };
+}
+
+/** LDS and CDS may be wildcard: `*`, or an empty list on the first request (legacy wildcard). */
+function isWildcard(typeUrl: TypeUrl, names: readonly string[], wasWildcard: boolean | undefined): boolean {
+  if (names.includes('*')) return true;
+  if (names.length > 0) return false;
+  if (typeUrl !== TYPE_URL.cluster && typeUrl !== TYPE_URL.listener) return false;
+  return wasWildcard ?? true;
+}
+
+function sameNames(a: ReadonlySet<string>, b: readonly string[]): boolean {
+  if (a.size !== b.length) {
+    // b may repeat names; compare as sets.
+    const set = new Set(b);
+    if (set.size !== a.size) return false;
+  }
+  for (const name of b) if (!a.has(name)) return false;
+  return true;
+}
+
+export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, DiscoveryResponse> {
+  readonly mode = 'sotw' as const;
+  private readonly types = new Map<TypeUrl, TypeState>();
+
+  constructor(call: grpc.ServerDuplexStream<DiscoveryRequest__Output, DiscoveryResponse>, deps: StreamDeps) {
+    super(call, deps);
+  }
+
+  protected handleRequest(req: DiscoveryRequest__Output, typeUrl: TypeUrl): void {
+    const names = req.resource_names;
+    let st = this.types.get(typeUrl);
+    if (!st) {
+      const wildcard = isWildcard(typeUrl, names, undefined);
+      st = {
+        wildcard,
+        names: new Set(names.filter((n) => n !== '*')),
+        dirty: false,
+        mustRespond: true,
+        changedAt: undefined,
+        lastSent: undefined,
+        lastAcked: undefined,
+      };
+      this.types.set(typeUrl, st);
+      this.record?.subscribed(typeUrl, st.wildcard, st.names.size);
+      return;
+    }
+    const nonce = req.response_nonce;
+    const sent = st.lastSent;
+    if (nonce !== '' && nonce !== sent?.nonce) {
+      // A stale request: the client has not seen our latest response yet; it will answer that one.
+      trace('stale nonce ignored', { nodeId: this.nodeId, typeUrl, nonce, latest: sent?.nonce });
+      return;
+    }
+    if (nonce !== '' && sent) {
+      if (req.error_detail) {
+        const message = req.error_detail.message || `NACK with code ${req.error_detail.code}`;
+        const sentNames = sent.names ? [...sent.names].filter((n) => sent.resources.has(n)) : sent.resources.keys();
+        this.nacked(typeUrl, nonce, sent.version, message, nackedNames(message, sentNames));
+      } else {
+        st.lastAcked = sent;
+        this.acked(typeUrl, nonce, sent.version, sent.changedAt);
+      }
+    }
+    const wildcard = isWildcard(typeUrl, names, st.wildcard);
+    if (nonce === '' || wildcard !== st.wildcard || !sameNames(st.names, names.filter((n) => n !== '*'))) {
+      st.wildcard = wildcard;
+      st.names = new Set(names.filter((n) => n !== '*'));
+      st.mustRespond = true;
+      this.record?.subscribed(typeUrl, st.wildcard, st.names.size);
+    }
+  }
+
+  protected subscribedTypes(): Iterable<TypeUrl> {
+    return this.types.keys();
+  }
+
+  protected markChanged(typeUrl: TypeUrl, changed: Changed, changedAt: number): void {
+    const st = this.types.get(typeUrl);
+    if (!st) return;
+    let touches = false;
+    if (changed === ALL || st.wildcard) {
+      touches = changed === ALL || changed.size > 0;
+    } else if (changed.size <= st.names.size) {
+      for (const name of changed) if (st.names.has(name)) touches = true;
+    } else {
+      for (const name of st.names) if (changed.has(name)) touches = true;
+    }
+    if (!touches) return;
+    st.dirty = true;
+    st.changedAt = st.changedAt === undefined ? changedAt : Math.min(st.changedAt, changedAt);
+  }
+
+  protected hasPending(typeUrl: TypeUrl): boolean {
+    const st = this.types.get(typeUrl);
+    return st !== undefined && (st.dirty || st.mustRespond);
+  }
+
+  protected flushType(typeUrl: TypeUrl): void {
+    const st = this.types.get(typeUrl);
+    if (!st) return;
+    const map = resourcesOf(this.view, typeUrl);
+    const { anys, version } = st.wildcard ? wildcardResponse(map) : namedResponse(map, st.names);
+    const mustRespond = st.mustRespond;
+    const changedAt = st.changedAt;
+    st.dirty = false;
+    st.mustRespond = false;
+    st.changedAt = undefined;
+    // The client already holds this exact set (a change that reverted, or a NACKed version): do not resend it.
+    if (!mustRespond && st.lastSent?.version === version) return;
+    const nonce = newNonce();
+    st.lastSent = { nonce, version, resources: map, names: st.wildcard ? null : st.names, changedAt };
+    this.sent(typeUrl, { version_info: version, resources: anys, type_url: typeUrl, nonce }, payloadBytes(anys), nonce, version);
+  }
+
+  protected *resourceStatus(typeUrl: TypeUrl): Iterable<ResourceStatus> {
+    const st = this.types.get(typeUrl);
+    const sent = st?.lastSent;
+    if (!st || !sent) return;
+    const acked = st.lastAcked;
+    const names = sent.names ?? sent.resources.keys();
+    for (const name of names) {
+      const r = sent.resources.get(name);
+      if (!r) continue;
+      const ackedHas = acked && (acked.names === null || acked.names.has(name));
+      yield { name, sentVersion: r.version, ackedVersion: (ackedHas && acked.resources.get(name)?.version) || null };
+    }
+  }
+}

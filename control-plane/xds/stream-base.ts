@@ -1,0 +1,231 @@
+// The life of one ADS stream, shared by SotW and delta: node check, scope, publishes, ordered flushes, ACK/NACK books.
+import * as grpc from '@grpc/grpc-js';
+import { ADS_ORDER, kindOf, shortName, type Node__Output, type TypeUrl } from '../../proto/index.ts';
+import type { ScopeResources, Snapshot } from '../cache/snapshot.ts';
+import { tracer } from './log.ts';
+import type { XdsMode } from './metrics.ts';
+import type { ProxyStatusRecord, ResourceStatus } from './status.ts';
+import {
+  type AdsStream,
+  EMPTY_SCOPE,
+  errorText,
+  Outbox,
+  resetHttp2Stream,
+  type StreamDeps,
+  userAgentOf,
+} from './stream-io.ts';
+
+const trace = tracer('xds');
+
+export interface RequestHead {
+  readonly node: Node__Output | null;
+  readonly type_url: string;
+}
+
+/** Every name of the type changed (new scope, or a publish without change lists). */
+export const ALL = 'all';
+export type Changed = ReadonlySet<string> | typeof ALL;
+
+export abstract class AdsStreamBase<Req extends RequestHead, Res> implements AdsStream {
+  abstract readonly mode: XdsMode;
+  scope: string | undefined;
+  protected node: Node__Output | undefined;
+  protected record: ProxyStatusRecord | undefined;
+  /** The scope's resources as of the last snapshot this stream saw; responses are built from it. */
+  protected view: ScopeResources = EMPTY_SCOPE;
+  protected serial = 0;
+  protected readonly deps: StreamDeps;
+  protected readonly outbox: Outbox<Res>;
+  private readonly call: grpc.ServerDuplexStream<Req, Res>;
+  private closed = false;
+  private flushScheduled = false;
+
+  constructor(call: grpc.ServerDuplexStream<Req, Res>, deps: StreamDeps) {
+    this.call = call;
+    this.deps = deps;
+    this.outbox = new Outbox<Res>(
+      call,
+      deps.limits,
+      () => this.scheduleFlush(),
+      () =>
+        this.terminate(
+          grpc.status.RESOURCE_EXHAUSTED,
+          `proxy did not read xDS responses for ${deps.limits.backlogLimitMs} ms; closing the stream`,
+          true,
+        ),
+    );
+    call.on('data', (req: Req) => this.guard(() => this.onRequest(req)));
+    call.on('end', () => {
+      this.cleanup();
+      call.end();
+    });
+    call.on('cancelled', () => this.cleanup());
+  }
+
+  /** Applies a request of a known type to the per-type state (subscriptions, ACK/NACK). */
+  protected abstract handleRequest(req: Req, typeUrl: TypeUrl): void;
+  /** Types this stream has subscribed to (any order). */
+  protected abstract subscribedTypes(): Iterable<TypeUrl>;
+  /** Records that names of a type changed in the scope, at snapshot.changedAt. */
+  protected abstract markChanged(typeUrl: TypeUrl, changed: Changed, changedAt: number): void;
+  protected abstract hasPending(typeUrl: TypeUrl): boolean;
+  /** Builds and writes the response for a type with pending work. */
+  protected abstract flushType(typeUrl: TypeUrl): void;
+  protected abstract resourceStatus(typeUrl: TypeUrl): Iterable<ResourceStatus>;
+
+  get nodeId(): string {
+    return this.node?.id ?? '';
+  }
+
+  private onRequest(req: Req): void {
+    if (this.closed) return;
+    if (!this.node) {
+      if (!req.node?.id) {
+        this.terminate(grpc.status.INVALID_ARGUMENT, 'first request must carry node.id');
+        return;
+      }
+      this.start(req.node);
+    }
+    const typeUrl = req.type_url;
+    if (!kindOf(typeUrl)) {
+      if (!this.record?.unknownTypeUrls.has(typeUrl)) {
+        this.deps.log.warn('request for a type Skein does not serve; answering nothing', {
+          nodeId: this.nodeId,
+          typeUrl,
+        });
+      }
+      this.record?.unknownType(typeUrl);
+      return;
+    }
+    this.handleRequest(req, typeUrl as TypeUrl);
+    this.scheduleFlush();
+  }
+
+  private start(node: Node__Output): void {
+    this.node = node;
+    const scope = this.deps.cache.scopeOf(node);
+    // scopeOf may publish (a scope built on first use): read the snapshot after it.
+    const snapshot = this.deps.cache.current();
+    this.scope = scope;
+    this.serial = snapshot.serial;
+    this.view = snapshot.scopes.get(scope) ?? EMPTY_SCOPE;
+    this.record = this.deps.status.open({
+      nodeId: node.id,
+      scope,
+      userAgent: userAgentOf(node),
+      mode: this.mode,
+      peer: this.call.getPeer(),
+    });
+    this.record.setResourceView((typeUrl) => this.resourceStatus(typeUrl));
+    this.deps.metrics.connectedProxies.inc();
+    this.deps.register(this);
+    trace('stream started', { nodeId: node.id, scope, mode: this.mode });
+  }
+
+  onSnapshot(snapshot: Snapshot): void {
+    this.guard(() => {
+      if (this.closed || this.scope === undefined) return;
+      this.serial = snapshot.serial;
+      const next = snapshot.scopes.get(this.scope) ?? EMPTY_SCOPE;
+      const prev = this.view;
+      if (next === prev) return;
+      this.view = next;
+      const changes = snapshot.changes.get(this.scope);
+      for (const typeUrl of this.subscribedTypes()) {
+        if (prev.get(typeUrl) === next.get(typeUrl)) continue;
+        this.markChanged(typeUrl, changes?.get(typeUrl) ?? ALL, snapshot.changedAt);
+      }
+      this.scheduleFlush();
+    });
+  }
+
+  protected scheduleFlush(): void {
+    if (this.flushScheduled || this.closed) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.guard(() => this.flush());
+    });
+  }
+
+  /** Sends every type with pending work in ADS order (CDS, EDS, LDS, RDS); stops while the client is not reading. */
+  private flush(): void {
+    for (const typeUrl of ADS_ORDER) {
+      if (this.closed || !this.outbox.writable) return;
+      if (this.hasPending(typeUrl)) this.flushType(typeUrl);
+    }
+  }
+
+  protected sent(typeUrl: TypeUrl, response: Res, bytes: number, nonce: string, version: string): void {
+    this.outbox.write(response, bytes);
+    const type = shortName(typeUrl);
+    this.deps.metrics.pushes.inc({ type });
+    this.deps.metrics.bytesSent.inc({ type, mode: this.mode }, bytes);
+    this.record?.sent(typeUrl, nonce, version);
+    trace('sent', { nodeId: this.nodeId, type, nonce, version, bytes });
+  }
+
+  protected acked(typeUrl: TypeUrl, nonce: string, version: string, changedAt: number | undefined): void {
+    this.record?.acked(typeUrl, nonce, version);
+    if (changedAt !== undefined) {
+      this.deps.metrics.convergence.observe(Math.max(0, performance.now() - changedAt) / 1000);
+    }
+    trace('ack', { nodeId: this.nodeId, type: shortName(typeUrl), nonce, version });
+  }
+
+  protected nacked(typeUrl: TypeUrl, nonce: string, version: string, message: string, names: string[]): void {
+    const type = shortName(typeUrl);
+    this.deps.metrics.nacks.inc({ type });
+    this.record?.nacked(typeUrl, { version, nonce, message, resourceNames: names });
+    this.deps.log.warn('proxy rejected xDS response (NACK)', {
+      nodeId: this.nodeId,
+      type,
+      version,
+      nonce,
+      reason: message,
+      resources: names,
+    });
+  }
+
+  /** Ends the stream with a status; `reset` also resets the HTTP/2 stream (for a client that stopped reading). */
+  terminate(code: grpc.status, details: string, reset = false): void {
+    if (this.closed) return;
+    const level = code === grpc.status.UNAVAILABLE ? 'warn' : 'error';
+    this.deps.log[level]('xDS stream closed', {
+      nodeId: this.nodeId || '(none)',
+      scope: this.scope,
+      code: grpc.status[code],
+      reason: details,
+    });
+    this.cleanup();
+    this.call.emit('error', { code, details });
+    if (reset) resetHttp2Stream(this.call);
+  }
+
+  private cleanup(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.outbox.close();
+    if (this.node) {
+      this.deps.unregister(this);
+      this.record?.close();
+      this.deps.metrics.connectedProxies.dec();
+      trace('stream ended', { nodeId: this.nodeId });
+    }
+  }
+
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.terminate(grpc.status.INTERNAL, `xDS stream failed: ${errorText(err)}`);
+    }
+  }
+}
+
+/** Sum of the encoded resource bytes of a response. */
+export function payloadBytes(anys: Iterable<{ value: Uint8Array }>): number {
+  let n = 0;
+  for (const a of anys) n += a.value.length;
+  return n;
+}

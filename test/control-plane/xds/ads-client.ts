@@ -1,0 +1,108 @@
+// Test helpers: a real grpc-js ADS client built from Skein's proto definitions, with awaitable responses.
+import * as grpc from '@grpc/grpc-js';
+import {
+  type AggregatedDiscoveryServiceClient,
+  type DeltaDiscoveryRequest,
+  type DeltaDiscoveryResponse__Output,
+  type DiscoveryRequest,
+  type DiscoveryResponse__Output,
+  grpcDefinitions,
+  type Node,
+} from '../../../proto/index.ts';
+
+export function adsClient(address: string): AggregatedDiscoveryServiceClient {
+  const Ctor = grpcDefinitions().envoy.service.discovery.v3.AggregatedDiscoveryService;
+  return new Ctor(address, grpc.credentials.createInsecure());
+}
+
+export const envoyNode = (id: string): Node => ({ id, user_agent_name: 'envoy', user_agent_version: '1.30.0' });
+
+/** Queues what a call receives so tests can await the next message or the final status in order. */
+export class Reader<Req, Res> {
+  readonly call: grpc.ClientDuplexStream<Req, Res>;
+  private readonly queue: Res[] = [];
+  private waiters: Array<() => void> = [];
+  status: grpc.StatusObject | undefined;
+
+  constructor(call: grpc.ClientDuplexStream<Req, Res>) {
+    this.call = call;
+    call.on('data', (m: Res) => {
+      this.queue.push(m);
+      this.wake();
+    });
+    call.on('status', (s: grpc.StatusObject) => {
+      this.status = s;
+      this.wake();
+    });
+    call.on('error', () => {
+      /* the status event carries the code */
+    });
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  private async until(cond: () => boolean, what: string, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!cond()) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${what}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  send(req: Req): void {
+    this.call.write(req);
+  }
+
+  async next(timeoutMs = 5000): Promise<Res> {
+    await this.until(() => this.queue.length > 0 || this.status !== undefined, 'a response', timeoutMs);
+    const m = this.queue.shift();
+    if (m === undefined) throw new Error(`stream ended with ${this.status?.code}: ${this.status?.details}`);
+    return m;
+  }
+
+  async ended(timeoutMs = 5000): Promise<grpc.StatusObject> {
+    await this.until(() => this.status !== undefined, 'the stream status', timeoutMs);
+    return this.status as grpc.StatusObject;
+  }
+
+  get buffered(): number {
+    return this.queue.length;
+  }
+
+  close(): void {
+    this.call.cancel();
+  }
+}
+
+export type SotwReader = Reader<DiscoveryRequest, DiscoveryResponse__Output>;
+export type DeltaReader = Reader<DeltaDiscoveryRequest, DeltaDiscoveryResponse__Output>;
+
+export const openSotw = (client: AggregatedDiscoveryServiceClient): SotwReader =>
+  new Reader(client.StreamAggregatedResources());
+export const openDelta = (client: AggregatedDiscoveryServiceClient): DeltaReader =>
+  new Reader(client.DeltaAggregatedResources());
+
+/** Polls a condition (status bookkeeping happens when requests arrive, after the client wrote them). */
+export async function eventually(check: () => void, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      check();
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+}
