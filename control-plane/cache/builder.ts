@@ -1,0 +1,279 @@
+// Incremental, copy-on-write mesh state: retranslates changed Services and patches only the maps they touch.
+import type { VirtualHost } from '../../proto/index.ts';
+import { TYPE_URL, unpack } from '../../proto/index.ts';
+import type { RegistryState, ServiceKey } from '../registry/registry.ts';
+import { claimNames, namespaceVirtualHosts } from '../translate/assemble.ts';
+import type { TranslateOptions, TranslationProblem, ServiceResources } from '../translate/build.ts';
+import { translateService } from '../translate/build.ts';
+import { buildVirtualOutbound, VIRTUAL_OUTBOUND } from '../translate/listener.ts';
+import { outboundRouteName } from '../translate/names.ts';
+import type { Kind, PackedService, PackedVhost } from './packed.ts';
+import { KINDS, packService, sameList, sameVhosts } from './packed.ts';
+import type { ResourcesByName, VersionedResource } from './snapshot.ts';
+import { encodeRouteTable, encodeVirtualHost, versioned, versionedBytes } from './versions.ts';
+
+export type Translate = (key: ServiceKey, state: RegistryState, options: TranslateOptions) => ServiceResources;
+
+export interface NamespaceState {
+  readonly virtualOutbound: VersionedResource;
+  /** TCP listeners plus virtualOutbound. */
+  readonly lds: ResourcesByName;
+  /** `outbound/<ns>` only. */
+  readonly rds: ResourcesByName;
+  readonly problems: readonly TranslationProblem[];
+}
+
+export interface BuildState {
+  readonly services: ReadonlyMap<ServiceKey, PackedService>;
+  readonly maps: Readonly<Record<Kind, ResourcesByName>>;
+  readonly tcpProblems: readonly TranslationProblem[];
+  /** Every vhost, sorted by name. */
+  readonly vhosts: readonly PackedVhost[];
+  readonly namespaces: ReadonlyMap<string, NamespaceState>;
+  /** target Service → Services whose routes name it. */
+  readonly dependents: ReadonlyMap<ServiceKey, ReadonlySet<ServiceKey>>;
+  /** cluster → Services whose routes name it. */
+  readonly referrers: ReadonlyMap<string, ReadonlySet<ServiceKey>>;
+}
+
+export interface BuildResult {
+  readonly state: BuildState;
+  /** Names changed per kind (shared by every scope that holds that map). */
+  readonly changed: Readonly<Record<Kind, ReadonlySet<string>>>;
+  /** Namespaces whose `outbound/<ns>` table changed. */
+  readonly routeTablesChanged: ReadonlySet<string>;
+  readonly newNamespaces: ReadonlySet<string>;
+  readonly violations: readonly string[];
+  readonly translated: number;
+}
+
+export const EMPTY_BUILD: BuildState = {
+  services: new Map(),
+  maps: { cds: new Map(), pcds: new Map(), eds: new Map(), tcpLds: new Map(), plds: new Map(), prds: new Map() },
+  tcpProblems: [],
+  vhosts: [],
+  namespaces: new Map(),
+  dependents: new Map(),
+  referrers: new Map(),
+};
+
+function emptyChanges(): Record<Kind, Set<string>> {
+  return { cds: new Set(), pcds: new Set(), eds: new Set(), tcpLds: new Set(), plds: new Set(), prds: new Set() };
+}
+
+/** Retranslates `keys` (and the Services whose routes name them) against `registry`, returning a new state. */
+export function applyChanges(
+  prev: BuildState,
+  registry: RegistryState,
+  keys: Iterable<ServiceKey>,
+  options: TranslateOptions,
+  translate: Translate = translateService,
+  extraNamespaces: Iterable<string> = [],
+): BuildResult {
+  const queue = new Set<ServiceKey>();
+  for (const k of keys) {
+    queue.add(k);
+    for (const d of prev.dependents.get(k) ?? []) queue.add(d);
+  }
+  const services = new Map(prev.services);
+  const touched: { key: ServiceKey; before: PackedService | undefined; after: PackedService | undefined }[] = [];
+  for (const key of queue) {
+    const before = prev.services.get(key);
+    const res = translate(key, registry, options);
+    const after = res.exists ? packService(res, before) : undefined;
+    if (after) services.set(key, after);
+    else services.delete(key);
+    touched.push({ key, before, after });
+  }
+
+  // Named resources: patch copies of only the maps that change.
+  const changed = emptyChanges();
+  const maps: Record<Kind, ResourcesByName> = { ...prev.maps };
+  let tcpTouched = false;
+  for (const kind of KINDS) {
+    let copy: Map<string, VersionedResource> | undefined;
+    const writable = () => (copy ??= new Map(prev.maps[kind]));
+    for (const { before, after } of touched) {
+      const oldList = before?.resources[kind];
+      const newList = after?.resources[kind];
+      if (sameList(oldList, newList)) continue;
+      if (kind === 'tcpLds') {
+        tcpTouched = true; // listener names can collide across Services (same cluster IP): rebuilt below
+        continue;
+      }
+      const keep = new Set((newList ?? []).map((r) => r.name));
+      for (const r of oldList ?? []) {
+        if (!keep.has(r.name)) {
+          writable().delete(r.name);
+          changed[kind].add(r.name);
+        }
+      }
+      for (const r of newList ?? []) {
+        if (prev.maps[kind].get(r.name) !== r) {
+          writable().set(r.name, r);
+          changed[kind].add(r.name);
+        }
+      }
+    }
+    if (copy) maps[kind] = copy;
+  }
+
+  let tcpProblems = prev.tcpProblems;
+  if (tcpTouched) {
+    const rebuilt = rebuildTcpListeners(services);
+    tcpProblems = rebuilt.problems;
+    for (const [name, r] of rebuilt.map) if (prev.maps.tcpLds.get(name) !== r) changed.tcpLds.add(name);
+    for (const name of prev.maps.tcpLds.keys()) if (!rebuilt.map.has(name)) changed.tcpLds.add(name);
+    maps.tcpLds = changed.tcpLds.size > 0 ? rebuilt.map : prev.maps.tcpLds;
+  }
+
+  // Route dependencies and cluster referrers.
+  let dependents = prev.dependents;
+  let referrers = prev.referrers;
+  for (const { key, before, after } of touched) {
+    const oldDeps = before?.res.dependsOn ?? [];
+    const newDeps = after?.res.dependsOn ?? [];
+    if (oldDeps.join() !== newDeps.join()) dependents = relink(dependents, key, oldDeps, newDeps);
+    const oldRefs = before?.refs ?? [];
+    const newRefs = after?.refs ?? [];
+    if (oldRefs.join() !== newRefs.join()) referrers = relink(referrers, key, oldRefs, newRefs);
+  }
+
+  // Virtual hosts and the per-namespace tables.
+  const vhostsChanged = touched.some(({ before, after }) => !sameVhosts(before, after));
+  const vhosts = vhostsChanged ? sortedVhosts(services) : prev.vhosts;
+  const namespaceNames = new Set([...prev.namespaces.keys(), ...extraNamespaces]);
+  for (const { after } of touched) if (after) namespaceNames.add(after.res.namespace);
+  const namespaces = new Map(prev.namespaces);
+  const routeTablesChanged = new Set<string>();
+  const newNamespaces = new Set<string>();
+  for (const ns of namespaceNames) {
+    const old = prev.namespaces.get(ns);
+    if (old && !vhostsChanged && maps.tcpLds === prev.maps.tcpLds) continue;
+    const next = buildNamespace(ns, old, vhosts, maps.tcpLds, vhostsChanged || !old, maps.tcpLds !== prev.maps.tcpLds);
+    namespaces.set(ns, next);
+    if (!old) newNamespaces.add(ns);
+    else if (next.rds !== old.rds) routeTablesChanged.add(ns);
+  }
+
+  const state: BuildState = { services, maps, tcpProblems, vhosts, namespaces, dependents, referrers };
+  const violations = checkChanges(state, touched, changed, newNamespaces);
+  return { state, changed, routeTablesChanged, newNamespaces, violations, translated: queue.size };
+}
+
+function relink<K>(
+  index: ReadonlyMap<K, ReadonlySet<ServiceKey>>,
+  key: ServiceKey,
+  oldTargets: readonly K[],
+  newTargets: readonly K[],
+): ReadonlyMap<K, ReadonlySet<ServiceKey>> {
+  const out = new Map(index);
+  for (const t of oldTargets) {
+    const s = new Set(out.get(t));
+    s.delete(key);
+    if (s.size > 0) out.set(t, s);
+    else out.delete(t);
+  }
+  for (const t of newTargets) out.set(t, new Set(out.get(t)).add(key));
+  return out;
+}
+
+function rebuildTcpListeners(services: ReadonlyMap<ServiceKey, PackedService>) {
+  const map = new Map<string, VersionedResource>();
+  const owners = new Map<string, ServiceKey>();
+  const problems: TranslationProblem[] = [];
+  for (const key of [...services.keys()].sort()) {
+    const list = services.get(key)?.resources.tcpLds ?? [];
+    claimNames(map, owners, key, list, 'listener', problems);
+  }
+  return { map, problems };
+}
+
+function sortedVhosts(services: ReadonlyMap<ServiceKey, PackedService>): PackedVhost[] {
+  const all: PackedVhost[] = [];
+  for (const s of services.values()) all.push(...s.vhosts);
+  return all.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** The listeners and route table of `envoy/<ns>`; re-encodes the table only when `rebuildRoutes`. */
+export function buildNamespace(
+  ns: string,
+  old: NamespaceState | undefined,
+  vhosts: readonly PackedVhost[],
+  tcpLds: ResourcesByName,
+  rebuildRoutes: boolean,
+  tcpChanged = true,
+): NamespaceState {
+  const virtualOutbound = old?.virtualOutbound ?? versioned(TYPE_URL.listener, VIRTUAL_OUTBOUND, buildVirtualOutbound(ns));
+  let lds = old?.lds;
+  if (!lds || tcpChanged) {
+    const fresh = new Map(tcpLds);
+    fresh.set(VIRTUAL_OUTBOUND, virtualOutbound);
+    lds = fresh;
+  }
+  let rds = old?.rds;
+  let problems = old?.problems ?? [];
+  if (rebuildRoutes || !rds) {
+    const owned = vhosts.map((v) => ({ service: v.service, namespace: v.namespace, vhost: v }));
+    const table = namespaceVirtualHosts(owned, ns);
+    problems = table.problems;
+    const bytes = table.vhosts.map((vh: VirtualHost, i) => {
+      const packed = vhosts[i] as PackedVhost;
+      if (vh === packed.local) return packed.localBytes;
+      if (vh === packed.remote) return packed.remoteBytes;
+      return encodeVirtualHost(vh); // domains removed as duplicates
+    });
+    const name = outboundRouteName(ns);
+    const previous = old?.rds.get(name);
+    const resource = versionedBytes(TYPE_URL.route, name, encodeRouteTable(name, bytes), { name, virtual_hosts: table.vhosts }, previous);
+    rds = resource === previous && old ? old.rds : new Map([[name, resource]]);
+  }
+  return { virtualOutbound, lds, rds, problems };
+}
+
+/** Checks what this build changed: EDS clusters have CLAs, routes name existing clusters, listeners existing tables. */
+function checkChanges(
+  state: BuildState,
+  touched: readonly { key: ServiceKey; after: PackedService | undefined }[],
+  changed: Readonly<Record<Kind, ReadonlySet<string>>>,
+  newNamespaces: ReadonlySet<string>,
+): string[] {
+  const { cds, pcds, eds, prds } = state.maps;
+  const problems: string[] = [];
+  const isEds = (r: VersionedResource | undefined) => (r?.message as { type?: string } | undefined)?.type === 'EDS';
+  for (const { key, after } of touched) {
+    if (!after) continue;
+    for (const c of [...after.resources.cds, ...after.resources.pcds]) {
+      if (isEds(c) && !eds.has(c.name)) problems.push(`Service ${key}: EDS cluster ${c.name} has no ClusterLoadAssignment`);
+    }
+    for (const ref of after.refs) {
+      if (!cds.has(ref) || !pcds.has(ref)) problems.push(`Service ${key}: a route names cluster ${ref}, which is not published`);
+    }
+    for (const l of after.resources.tcpLds) {
+      const cluster = tcpClusterOf(l);
+      if (cluster === undefined || !cds.has(cluster)) problems.push(`Service ${key}: TCP listener ${l.name} names cluster ${cluster}, which is not published`);
+    }
+    for (const l of after.resources.plds) {
+      if (!prds.has(l.name)) problems.push(`Service ${key}: listener ${l.name} names route table ${l.name}, which is not published`);
+    }
+  }
+  for (const name of changed.eds) {
+    if (!eds.has(name) && (isEds(cds.get(name)) || isEds(pcds.get(name)))) problems.push(`cluster ${name} lost its ClusterLoadAssignment`);
+  }
+  for (const name of [...changed.cds, ...changed.pcds]) {
+    if (!cds.has(name) || !pcds.has(name)) {
+      const users = state.referrers.get(name);
+      if (users && users.size > 0) problems.push(`cluster ${name} was removed but routes of ${[...users].join(', ')} still name it`);
+    }
+  }
+  for (const ns of newNamespaces) {
+    if (!state.namespaces.get(ns)?.rds.has(outboundRouteName(ns))) problems.push(`namespace ${ns}: virtualOutbound names a missing route table`);
+  }
+  return problems;
+}
+
+function tcpClusterOf(listener: VersionedResource): string | undefined {
+  const chain = (listener.message as { filter_chains?: { filters?: { typed_config?: { type_url: string; value: Uint8Array } }[] }[] })
+    .filter_chains?.[0]?.filters?.[0]?.typed_config;
+  return chain ? unpack<{ cluster?: string }>(chain).cluster : undefined;
+}

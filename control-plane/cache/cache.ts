@@ -1,0 +1,247 @@
+// The snapshot cache: coalesces registry changes, retranslates only changed Services, publishes immutable snapshots.
+import type { TypeUrl } from '../../proto/index.ts';
+import { TYPE_URL } from '../../proto/index.ts';
+import { type Logger, logger } from '../log.ts';
+import type { RegistryListener, RegistryState, ServiceKey } from '../registry/registry.ts';
+import { dedupeProblems } from '../translate/assemble.ts';
+import type { TranslateOptions, TranslationProblem } from '../translate/build.ts';
+import { envoyScope, namespaceOfScope, outboundRouteName, PROXYLESS_SCOPE } from '../translate/names.ts';
+import type { BuildResult, BuildState, Translate } from './builder.ts';
+import { applyChanges, EMPTY_BUILD } from './builder.ts';
+import { checkSnapshot } from './consistency.ts';
+import { scopeOfNode } from './scope.ts';
+import type { ResourcesByName, ScopeKey, ScopeResources, Snapshot, SnapshotCache } from './snapshot.ts';
+
+/** What the cache needs from a registry. */
+export interface SnapshotSource {
+  state(): RegistryState;
+  subscribe(listener: RegistryListener): () => void;
+}
+
+export interface CacheOptions extends TranslateOptions {
+  /** Publish this long after the first change of a burst (default 100 ms). */
+  readonly debounceMs?: number;
+  /** At least this long between two publishes (default: debounceMs). */
+  readonly minIntervalMs?: number;
+  /** Never hold a change longer than this (default 1000 ms). */
+  readonly maxDelayMs?: number;
+  /** The translation function (tests inject faulty ones to exercise the consistency check). */
+  readonly translate?: Translate;
+  readonly log?: Logger;
+}
+
+export interface PublishStats {
+  readonly serial: number;
+  /** performance.now() of the earliest change folded into the snapshot. */
+  readonly changedAt: number;
+  readonly publishedAt: number;
+  /** Time spent translating, encoding and checking. */
+  readonly buildMs: number;
+  /** Services retranslated for this publish. */
+  readonly translated: number;
+}
+
+export interface ControlPlaneCache extends SnapshotCache {
+  /** Per Service, what could not be translated (bad annotations, unknown route targets, duplicate names). */
+  translationProblems(): ReadonlyMap<ServiceKey, readonly TranslationProblem[]>;
+  lastPublish(): PublishStats;
+  /** Publishes pending changes now instead of at the end of the debounce window. */
+  flush(): void;
+  /** Stops listening to the source and drops any pending change. */
+  close(): void;
+}
+
+const EMPTY_SET: ReadonlySet<string> = Object.freeze(new Set<string>());
+
+export function createSnapshotCache(source: SnapshotSource, options: CacheOptions = {}): ControlPlaneCache {
+  const debounceMs = options.debounceMs ?? 100;
+  const minIntervalMs = options.minIntervalMs ?? debounceMs;
+  const maxDelayMs = Math.max(options.maxDelayMs ?? 1000, debounceMs);
+  const translate = options.translate;
+  const log = options.log ?? logger('cache');
+  const translateOptions: TranslateOptions = { clusterDomain: options.clusterDomain, connectTimeoutMs: options.connectTimeoutMs };
+  const listeners = new Set<(s: Snapshot) => void>();
+
+  let build: BuildState = EMPTY_BUILD;
+  let latest = source.state();
+  let pending = new Set<ServiceKey>();
+  /** Keys of a publish refused by the consistency check: retried with the next change. */
+  let failed = new Set<ServiceKey>();
+  let firstChangeAt: number | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let closed = false;
+
+  // The first snapshot: everything, checked whole.
+  const start = performance.now();
+  const initial = applyChanges(EMPTY_BUILD, latest, latest.services.keys(), translateOptions, translate);
+  let snapshot = makeSnapshot(undefined, initial, start, 1);
+  const initialProblems = [...initial.violations, ...checkSnapshot(snapshot)];
+  if (initialProblems.length > 0) {
+    log.error('initial snapshot is inconsistent (a translation bug); serving an empty one', { problems: initialProblems });
+    snapshot = makeSnapshot(undefined, applyChanges(EMPTY_BUILD, latest, [], translateOptions, translate), start, 1);
+  } else {
+    build = initial.state;
+  }
+  let stats: PublishStats = {
+    serial: 1,
+    changedAt: start,
+    publishedAt: performance.now(),
+    buildMs: performance.now() - start,
+    translated: initial.translated,
+  };
+
+  const unsubscribe = source.subscribe((change) => {
+    if (closed) return;
+    latest = change.state;
+    if (change.changed.size === 0) return;
+    for (const key of change.changed) pending.add(key);
+    for (const key of failed) pending.add(key);
+    failed = new Set();
+    firstChangeAt ??= performance.now();
+    schedule();
+  });
+
+  function schedule(): void {
+    if (timer || firstChangeAt === undefined) return;
+    const due = Math.max(firstChangeAt + debounceMs, stats.publishedAt + minIntervalMs);
+    const at = Math.min(due, firstChangeAt + maxDelayMs);
+    timer = setTimeout(publishPending, Math.max(0, at - performance.now()));
+  }
+
+  function publishPending(): void {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    if (closed || pending.size === 0) return;
+    const keys = pending;
+    const changedAt = firstChangeAt ?? performance.now();
+    pending = new Set();
+    firstChangeAt = undefined;
+    const t0 = performance.now();
+    const result = applyChanges(build, latest, keys, translateOptions, translate);
+    if (result.violations.length > 0) {
+      log.error('snapshot is inconsistent (a translation bug); keeping the previous snapshot', {
+        services: [...keys],
+        problems: result.violations,
+      });
+      failed = keys;
+      return;
+    }
+    publish(result, changedAt, t0);
+  }
+
+  function publish(result: BuildResult, changedAt: number, t0: number): void {
+    build = result.state;
+    snapshot = makeSnapshot(snapshot, result, changedAt, snapshot.serial + 1);
+    const now = performance.now();
+    stats = { serial: snapshot.serial, changedAt, publishedAt: now, buildMs: now - t0, translated: result.translated };
+    if (log.debugEnabled) {
+      log.debug('published', { serial: snapshot.serial, buildMs: stats.buildMs.toFixed(2), translated: result.translated });
+    }
+    for (const listener of [...listeners]) {
+      try {
+        listener(snapshot);
+      } catch (err) {
+        log.error('snapshot listener failed', { error: String(err) });
+      }
+    }
+  }
+
+  return {
+    current: () => snapshot,
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    scopeOf(node) {
+      const scope = scopeOfNode(node);
+      if (snapshot.scopes.has(scope)) return scope;
+      const ns = namespaceOfScope(scope);
+      if (ns === undefined) return scope;
+      const t0 = performance.now();
+      const result = applyChanges(build, latest, [], translateOptions, translate, [ns]);
+      if (result.violations.length > 0) {
+        log.error('new scope is inconsistent (a translation bug)', { scope, problems: result.violations });
+        return scope;
+      }
+      publish(result, t0, t0);
+      return scope;
+    },
+    translationProblems() {
+      const out = new Map<ServiceKey, TranslationProblem[]>();
+      const all: TranslationProblem[] = [...build.tcpProblems];
+      for (const s of build.services.values()) all.push(...s.res.problems);
+      for (const ns of build.namespaces.values()) all.push(...ns.problems);
+      for (const p of dedupeProblems(all)) {
+        const list = out.get(p.service);
+        if (list) list.push(p);
+        else out.set(p.service, [p]);
+      }
+      return out;
+    },
+    lastPublish: () => stats,
+    flush: publishPending,
+    close() {
+      closed = true;
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      pending.clear();
+      unsubscribe();
+      listeners.clear();
+    },
+  };
+}
+
+function scopeOf(cds: ResourcesByName, eds: ResourcesByName, lds: ResourcesByName, rds: ResourcesByName, previous?: ScopeResources): ScopeResources {
+  if (
+    previous &&
+    previous.get(TYPE_URL.cluster) === cds &&
+    previous.get(TYPE_URL.endpoint) === eds &&
+    previous.get(TYPE_URL.listener) === lds &&
+    previous.get(TYPE_URL.route) === rds
+  ) {
+    return previous;
+  }
+  return new Map<TypeUrl, ResourcesByName>([
+    [TYPE_URL.cluster, cds],
+    [TYPE_URL.endpoint, eds],
+    [TYPE_URL.listener, lds],
+    [TYPE_URL.route, rds],
+  ]);
+}
+
+function changeSets(
+  cds: ReadonlySet<string>,
+  eds: ReadonlySet<string>,
+  lds: ReadonlySet<string>,
+  rds: ReadonlySet<string>,
+): ReadonlyMap<TypeUrl, ReadonlySet<string>> {
+  const none = (s: ReadonlySet<string>) => (s.size === 0 ? EMPTY_SET : s);
+  return new Map<TypeUrl, ReadonlySet<string>>([
+    [TYPE_URL.cluster, none(cds)],
+    [TYPE_URL.endpoint, none(eds)],
+    [TYPE_URL.listener, none(lds)],
+    [TYPE_URL.route, none(rds)],
+  ]);
+}
+
+/** Assembles the scopes from the build state, sharing CDS/EDS maps (and unchanged scopes) by reference. */
+function makeSnapshot(previous: Snapshot | undefined, result: BuildResult, changedAt: number, serial: number): Snapshot {
+  const { state, changed } = result;
+  const scopes = new Map<ScopeKey, ScopeResources>();
+  const changes = new Map<ScopeKey, ReadonlyMap<TypeUrl, ReadonlySet<string>>>();
+  for (const ns of [...state.namespaces.keys()].sort()) {
+    const nsState = state.namespaces.get(ns);
+    if (!nsState) continue;
+    const key = envoyScope(ns);
+    const prevScope = previous?.scopes.get(key);
+    scopes.set(key, scopeOf(state.maps.cds, state.maps.eds, nsState.lds, nsState.rds, prevScope));
+    if (prevScope) {
+      const rds = result.routeTablesChanged.has(ns) ? new Set([outboundRouteName(ns)]) : EMPTY_SET;
+      changes.set(key, changeSets(changed.cds, changed.eds, changed.tcpLds, rds));
+    }
+  }
+  const prevProxyless = previous?.scopes.get(PROXYLESS_SCOPE);
+  scopes.set(PROXYLESS_SCOPE, scopeOf(state.maps.pcds, state.maps.eds, state.maps.plds, state.maps.prds, prevProxyless));
+  if (prevProxyless) changes.set(PROXYLESS_SCOPE, changeSets(changed.pcds, changed.eds, changed.plds, changed.prds));
+  return Object.freeze({ serial, scopes, changes, changedAt });
+}
