@@ -1,0 +1,298 @@
+// A fake Kubernetes API server over real HTTP: list and watch (with resourceVersions, bookmarks, 410 Gone) for the registry.
+import { randomUUID } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/** The resources the fake serves, by their URL plural. */
+export type Resource = 'services' | 'pods' | 'endpointslices';
+
+interface KubeObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string; uid?: string; [k: string]: unknown };
+  [k: string]: unknown;
+}
+
+interface WatchEvent {
+  readonly rv: number;
+  readonly resource: Resource;
+  readonly namespace: string;
+  readonly type: 'ADDED' | 'MODIFIED' | 'DELETED';
+  readonly object: KubeObject;
+}
+
+interface Watcher {
+  readonly resource: Resource;
+  readonly namespace: string | undefined;
+  readonly bookmarks: boolean;
+  readonly res: ServerResponse;
+  readonly req: IncomingMessage;
+}
+
+export interface RequestRecord {
+  readonly path: string;
+  readonly query: Readonly<Record<string, string>>;
+  readonly watch: boolean;
+  /** Set when the watch was answered with 410 Gone (an ERROR event): the client must relist. */
+  gone?: boolean;
+}
+
+const TYPES: Record<Resource, { group: string; apiVersion: string; kind: string }> = {
+  services: { group: '/api/v1', apiVersion: 'v1', kind: 'Service' },
+  pods: { group: '/api/v1', apiVersion: 'v1', kind: 'Pod' },
+  endpointslices: { group: '/apis/discovery.k8s.io/v1', apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice' },
+};
+const RESOURCE_OF_KIND: Record<string, Resource> = { Service: 'services', Pod: 'pods', EndpointSlice: 'endpointslices' };
+const PATH = /^\/(?:api\/v1|apis\/discovery\.k8s\.io\/v1)(?:\/namespaces\/([^/]+))?\/(services|pods|endpointslices)$/;
+
+const clone = <T>(v: T): T => structuredClone(v);
+
+function status(code: number, reason: string, message: string): KubeObject {
+  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };
+}
+
+/**
+ * Serves GET list (`{kind: XList, metadata: {resourceVersion}, items}`, items without kind/apiVersion like the real
+ * server) and `?watch=true` streams of newline-delimited JSON events from one global resourceVersion counter.
+ * A watch from a resourceVersion older than the retained history gets an ERROR event with a 410 Status and the
+ * stream ends, as on a real API server after etcd compaction.
+ */
+export class FakeKubeApiServer {
+  readonly requests: RequestRecord[] = [];
+  private readonly server: Server;
+  private readonly objects = new Map<Resource, Map<string, KubeObject>>();
+  private history: WatchEvent[] = [];
+  private readonly watchers = new Set<Watcher>();
+  private rv = 100;
+  /** The oldest resourceVersion a watch may start from. */
+  private oldest = 100;
+  private unavailable = false;
+
+  private constructor(server: Server) {
+    this.server = server;
+    for (const r of Object.keys(TYPES) as Resource[]) this.objects.set(r, new Map());
+  }
+
+  static async start(): Promise<FakeKubeApiServer> {
+    const server = createServer();
+    const fake = new FakeKubeApiServer(server);
+    server.on('request', (req, res) => fake.handle(req, res));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return fake;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  /** The current global resourceVersion. */
+  get resourceVersion(): string {
+    return String(this.rv);
+  }
+
+  /** A kubeconfig for this server (plain HTTP, no credentials). */
+  kubeconfig(): string {
+    return [
+      'apiVersion: v1',
+      'kind: Config',
+      'clusters:',
+      `  - name: fake\n    cluster:\n      server: ${this.url}\n      insecure-skip-tls-verify: true`,
+      'users:',
+      '  - name: fake\n    user: {}',
+      'contexts:',
+      '  - name: fake\n    context:\n      cluster: fake\n      user: fake\n      namespace: default',
+      'current-context: fake',
+      '',
+    ].join('\n');
+  }
+
+  async writeKubeconfig(path: string): Promise<string> {
+    await writeFile(path, this.kubeconfig(), { mode: 0o600 });
+    return path;
+  }
+
+  /** Creates an object (kind Service, Pod or EndpointSlice); returns the stored copy with its resourceVersion. */
+  create(obj: KubeObject): KubeObject {
+    const { resource, key } = this.locate(obj);
+    if (this.objects.get(resource)!.has(key)) throw new Error(`fake apiserver: ${obj.kind} ${key} already exists`);
+    const stored = this.store(resource, obj, randomUUID());
+    this.record(resource, 'ADDED', stored);
+    return clone(stored);
+  }
+
+  /** Replaces an existing object; returns the stored copy. */
+  update(obj: KubeObject): KubeObject {
+    const { resource, key } = this.locate(obj);
+    const old = this.objects.get(resource)!.get(key);
+    if (!old) throw new Error(`fake apiserver: ${obj.kind} ${key} not found`);
+    const stored = this.store(resource, obj, old.metadata?.uid ?? randomUUID());
+    this.record(resource, 'MODIFIED', stored);
+    return clone(stored);
+  }
+
+  /** Creates or updates. */
+  apply(obj: KubeObject): KubeObject {
+    const { resource, key } = this.locate(obj);
+    return this.objects.get(resource)!.has(key) ? this.update(obj) : this.create(obj);
+  }
+
+  delete(kind: 'Service' | 'Pod' | 'EndpointSlice', namespace: string, name: string): void {
+    const resource = RESOURCE_OF_KIND[kind]!;
+    const map = this.objects.get(resource)!;
+    const old = map.get(`${namespace}/${name}`);
+    if (!old) throw new Error(`fake apiserver: ${kind} ${namespace}/${name} not found`);
+    map.delete(`${namespace}/${name}`);
+    const gone = clone(old);
+    gone.metadata!.resourceVersion = String(++this.rv);
+    this.record(resource, 'DELETED', gone);
+  }
+
+  /** Compacts the event history: every watch from a resourceVersion up to now gets 410 Gone (clients must relist). */
+  expireHistory(): void {
+    this.rv += 1; // as if other writes happened since, so no client's last resourceVersion is still current
+    this.oldest = this.rv;
+    this.history = [];
+  }
+
+  /** Ends every open watch: `abrupt` destroys the sockets (a network failure), else the streams end cleanly. */
+  dropWatches(options: { abrupt?: boolean } = {}): number {
+    const n = this.watchers.size;
+    for (const w of [...this.watchers]) {
+      this.watchers.delete(w);
+      if (options.abrupt) w.req.socket.destroy();
+      else w.res.end();
+    }
+    return n;
+  }
+
+  /** Sends a BOOKMARK with the current resourceVersion to watches that asked for bookmarks. */
+  sendBookmarks(): number {
+    let n = 0;
+    for (const w of this.watchers) {
+      if (!w.bookmarks) continue;
+      const { apiVersion, kind } = TYPES[w.resource];
+      w.res.write(`${JSON.stringify({ type: 'BOOKMARK', object: { kind, apiVersion, metadata: { resourceVersion: String(this.rv) } } })}\n`);
+      n += 1;
+    }
+    return n;
+  }
+
+  /** While unavailable, every request is answered 503 (and open watches are cut), like an API server restarting. */
+  setUnavailable(unavailable: boolean): void {
+    this.unavailable = unavailable;
+    if (unavailable) this.dropWatches({ abrupt: true });
+  }
+
+  /** Open watch streams, optionally for one resource. */
+  openWatches(resource?: Resource): number {
+    return [...this.watchers].filter((w) => !resource || w.resource === resource).length;
+  }
+
+  /** How many watches were answered 410 Gone. */
+  goneCount(): number {
+    return this.requests.filter((r) => r.gone).length;
+  }
+
+  /** How many list (non-watch) requests hit a resource. */
+  listCount(resource: Resource): number {
+    return this.requests.filter((r) => !r.watch && r.path.endsWith(`/${resource}`)).length;
+  }
+
+  async close(): Promise<void> {
+    this.dropWatches({ abrupt: true });
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private locate(obj: KubeObject): { resource: Resource; key: string } {
+    const resource = obj.kind ? RESOURCE_OF_KIND[obj.kind] : undefined;
+    if (!resource) throw new Error(`fake apiserver: unsupported kind ${String(obj.kind)}`);
+    if (!obj.metadata?.name) throw new Error('fake apiserver: metadata.name is required');
+    return { resource, key: `${obj.metadata.namespace ?? 'default'}/${obj.metadata.name}` };
+  }
+
+  private store(resource: Resource, obj: KubeObject, uid: string): KubeObject {
+    const { apiVersion, kind } = TYPES[resource];
+    const stored: KubeObject = clone({ ...obj, apiVersion, kind });
+    stored.metadata = {
+      creationTimestamp: new Date(0).toISOString(),
+      ...stored.metadata,
+      namespace: obj.metadata?.namespace ?? 'default',
+      uid,
+      resourceVersion: String(++this.rv),
+    };
+    this.objects.get(resource)!.set(`${stored.metadata.namespace}/${stored.metadata.name}`, stored);
+    return stored;
+  }
+
+  private record(resource: Resource, type: WatchEvent['type'], object: KubeObject): void {
+    const event: WatchEvent = { rv: this.rv, resource, namespace: object.metadata?.namespace ?? 'default', type, object: clone(object) };
+    this.history.push(event);
+    for (const w of this.watchers) if (matches(w, event)) send(w.res, event);
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? '/', 'http://fake');
+    const query = Object.fromEntries(url.searchParams);
+    const watch = query.watch === 'true' || query.watch === '1';
+    const record: RequestRecord = { path: url.pathname, query, watch };
+    this.requests.push(record);
+    const m = PATH.exec(url.pathname);
+    const resource = m?.[2] as Resource | undefined;
+    const namespace = m?.[1];
+    const reply = (code: number, body: unknown): void => {
+      res.writeHead(code, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    if (this.unavailable) return reply(503, status(503, 'ServiceUnavailable', 'the server is currently unable to handle the request'));
+    if (req.method !== 'GET') return reply(405, status(405, 'MethodNotAllowed', `${req.method} is not supported by the fake`));
+    if (!resource || (m && !url.pathname.startsWith(TYPES[resource].group))) {
+      return reply(404, status(404, 'NotFound', `the server could not find the requested resource (${url.pathname})`));
+    }
+    if (!watch) return reply(200, this.list(resource, namespace));
+
+    const from = query.resourceVersion;
+    res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    res.flushHeaders(); // the real server answers a watch at once; clients wait for headers before reading events
+    const watcher: Watcher = { resource, namespace, bookmarks: query.allowWatchBookmarks === 'true', res, req };
+    if (from && from !== '0' && Number(from) < this.oldest) {
+      const gone = status(410, 'Expired', `too old resource version: ${from} (${this.oldest})`);
+      record.gone = true;
+      res.end(`${JSON.stringify({ type: 'ERROR', object: gone })}\n`);
+      return;
+    }
+    if (!from || from === '0') {
+      // "Any" resourceVersion: synthetic ADDED events for the current state, then changes.
+      for (const obj of this.objects.get(resource)!.values()) {
+        const event: WatchEvent = { rv: Number(obj.metadata?.resourceVersion), resource, namespace: obj.metadata?.namespace ?? 'default', type: 'ADDED', object: obj };
+        if (matches(watcher, event)) send(res, event);
+      }
+    } else {
+      for (const event of this.history) if (event.rv > Number(from) && matches(watcher, event)) send(res, event);
+    }
+    this.watchers.add(watcher);
+    const timeout = Number(query.timeoutSeconds);
+    const timer = timeout > 0 ? setTimeout(() => res.end(), timeout * 1000) : undefined;
+    res.on('close', () => {
+      clearTimeout(timer);
+      this.watchers.delete(watcher);
+    });
+  }
+
+  private list(resource: Resource, namespace: string | undefined): unknown {
+    const { apiVersion, kind } = TYPES[resource];
+    const items = [...this.objects.get(resource)!.values()]
+      .filter((o) => !namespace || o.metadata?.namespace === namespace)
+      .map(({ apiVersion: _a, kind: _k, ...rest }) => clone(rest));
+    return { kind: `${kind}List`, apiVersion, metadata: { resourceVersion: String(this.rv) }, items };
+  }
+}
+
+function matches(w: Watcher, e: WatchEvent): boolean {
+  return w.resource === e.resource && (!w.namespace || w.namespace === e.namespace);
+}
+
+function send(res: ServerResponse, e: WatchEvent): void {
+  res.write(`${JSON.stringify({ type: e.type, object: e.object })}\n`);
+}
