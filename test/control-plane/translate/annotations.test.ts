@@ -1,0 +1,101 @@
+// Tests the skein.dev/* annotation parsers: accepted values and errors that name the object, annotation and field.
+import { describe, expect, it } from 'vitest';
+import {
+  AnnotationError,
+  durationOf,
+  parseDurationMs,
+  parseInboundPort,
+  parseServiceAnnotations,
+} from '../../../control-plane/translate/annotations.ts';
+
+const meta = (annotations: Record<string, string>) => ({ name: 'web', namespace: 'shop', annotations });
+
+describe('annotations', () => {
+  it('parses Go-style durations', () => {
+    expect(parseDurationMs('250ms')).toBe(250);
+    expect(parseDurationMs('1.5s')).toBe(1500);
+    expect(parseDurationMs('1m30s')).toBe(90_000);
+    expect(parseDurationMs('0s')).toBe(0);
+    expect(parseDurationMs('10')).toBeUndefined();
+    expect(parseDurationMs('fast')).toBeUndefined();
+    expect(durationOf(1250)).toEqual({ seconds: 1, nanos: 250_000_000 });
+  });
+
+  it('reads every Service setting', () => {
+    const { settings, errors } = parseServiceAnnotations(
+      meta({
+        'skein.dev/connect-timeout': '250ms',
+        'skein.dev/timeout': '15s',
+        'skein.dev/lb-policy': 'Ring-Hash',
+        'skein.dev/routes': '[{"prefix": "/api", "cluster": "api:8080"}, {"prefix": "/v2", "weighted": [{"service": "v2.other", "port": 80, "weight": 90}, {"service": "v1", "port": 80, "weight": 10}]}]',
+      }),
+      'Service shop/web',
+    );
+    expect(errors).toEqual([]);
+    expect(settings).toEqual({
+      connectTimeoutMs: 250,
+      timeoutMs: 15_000,
+      lbPolicy: 'ring-hash',
+      routes: [
+        { prefix: '/api', targets: [{ service: 'api', namespace: 'shop', port: 8080, weight: 1 }] },
+        {
+          prefix: '/v2',
+          targets: [
+            { service: 'v2', namespace: 'other', port: 80, weight: 90 },
+            { service: 'v1', namespace: 'shop', port: 80, weight: 10 },
+          ],
+        },
+      ],
+    });
+  });
+
+  it('accepts YAML for routes', () => {
+    const { settings, errors } = parseServiceAnnotations(meta({ 'skein.dev/routes': '- prefix: /a\n  cluster: a.x:81\n' }), 'Service shop/web');
+    expect(errors).toEqual([]);
+    expect(settings.routes).toEqual([{ prefix: '/a', targets: [{ service: 'a', namespace: 'x', port: 81, weight: 1 }] }]);
+  });
+
+  it.each([
+    ['skein.dev/connect-timeout', 'soon', 'metadata.annotations["skein.dev/connect-timeout"]: "soon" is not a positive duration'],
+    ['skein.dev/connect-timeout', '0s', 'is not a positive duration'],
+    ['skein.dev/timeout', '5', 'metadata.annotations["skein.dev/timeout"]: "5" is not a duration'],
+    ['skein.dev/lb-policy', 'maglev', '"maglev" is not one of round-robin, random, ring-hash, least-request'],
+    ['skein.dev/routes', '{prefix: /a}', 'must be a list'],
+    ['skein.dev/routes', '[{', 'not valid YAML or JSON'],
+    ['skein.dev/routes', '- prefix: api\n  cluster: a:80', '["skein.dev/routes"][0].prefix: "api" must be a path starting with "/"'],
+    ['skein.dev/routes', '- prefix: /a', '["skein.dev/routes"][0]: needs exactly one of cluster'],
+    ['skein.dev/routes', '- prefix: /a\n  cluster: a', '["skein.dev/routes"][0].cluster: "a" must look like "<svc>[.<ns>]:<port>"'],
+    ['skein.dev/routes', '- prefix: /a\n  cluster: a:99999', '[0].cluster'],
+    ['skein.dev/routes', '- weighted: []', '[0].weighted: must be a non-empty list'],
+    ['skein.dev/routes', '- weighted: [{service: a, port: 80, weight: 0}]', '[0].weighted[0].weight: 0 must be a whole number >= 1'],
+    ['skein.dev/routes', '- weighted: [{service: A_B, port: 80}]', '[0].weighted[0].service'],
+    ['skein.dev/routes', '- weighted: [{service: a}]', '[0].weighted[0].port'],
+  ])('reports %s=%j', (annotation, value, expected) => {
+    const { settings, errors } = parseServiceAnnotations(meta({ [annotation]: value }), 'Service shop/web');
+    expect(settings).toEqual({});
+    expect(errors).toHaveLength(1);
+    const err = errors[0] as AnnotationError;
+    expect(err).toBeInstanceOf(AnnotationError);
+    expect(err.code).toBe('SKEIN_TRANSLATE_ANNOTATION');
+    expect(err.annotation).toBe(annotation);
+    expect(err.message.startsWith('Service shop/web metadata.annotations[')).toBe(true);
+    expect(err.message).toContain(expected);
+  });
+
+  it('keeps good settings next to a bad one', () => {
+    const { settings, errors } = parseServiceAnnotations(
+      meta({ 'skein.dev/lb-policy': 'random', 'skein.dev/timeout': 'never' }),
+      'Service shop/web',
+    );
+    expect(settings).toEqual({ lbPolicy: 'random' });
+    expect(errors).toHaveLength(1);
+  });
+
+  it('reads the inbound port of a pod', () => {
+    expect(parseInboundPort({ annotations: { 'skein.dev/inbound-port': '15006' } }, 'Pod a/b')).toBe(15006);
+    expect(parseInboundPort({}, 'Pod a/b')).toBeUndefined();
+    const err = parseInboundPort({ annotations: { 'skein.dev/inbound-port': '15006x' } }, 'Pod a/b');
+    expect(err).toBeInstanceOf(AnnotationError);
+    expect((err as AnnotationError).message).toContain('Pod a/b metadata.annotations["skein.dev/inbound-port"]: "15006x" must be a port number');
+  });
+});

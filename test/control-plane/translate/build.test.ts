@@ -1,0 +1,256 @@
+// Tests translateService and assemble: clusters per scope, ExternalName, listeners, vhosts and domains, routes annotation.
+import { describe, expect, it } from 'vitest';
+import type {
+  Cluster__Output,
+  HttpConnectionManager__Output,
+  Listener__Output,
+  RouteConfiguration__Output,
+  TcpProxy__Output,
+} from '../../../proto/index.ts';
+import { EXTENSION_TYPE_URL, pack, TYPE_URL, unpack } from '../../../proto/index.ts';
+import { assemble, translateService } from '../../../control-plane/translate/build.ts';
+import { structValue } from '../../../control-plane/translate/values.ts';
+import { registryState, service, slice } from './fixtures.ts';
+
+function roundTrip<T>(typeUrl: string, message: object | undefined): T {
+  expect(message).toBeDefined();
+  return unpack<T>(pack(typeUrl, message as object));
+}
+
+const web = (annotations?: Record<string, string>) =>
+  service('shop', 'web', { clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'grpc', port: 9000 }, { name: 'tcp-admin', port: 7000 }] }, annotations);
+
+describe('translateService', () => {
+  it('emits one EDS cluster per port with Skein metadata and ADS config', () => {
+    const res = translateService('shop/web', registryState([web()]));
+    expect(res.clusters.envoy.map((c) => c.name)).toEqual([
+      'outbound|80||web.shop.svc.cluster.local',
+      'outbound|9000||web.shop.svc.cluster.local',
+      'outbound|7000||web.shop.svc.cluster.local',
+    ]);
+    const c = roundTrip<Cluster__Output>(TYPE_URL.cluster, res.clusters.envoy[1]);
+    expect(c).toMatchObject({
+      name: 'outbound|9000||web.shop.svc.cluster.local',
+      type: 'EDS',
+      lb_policy: 'LEAST_REQUEST',
+      connect_timeout: { seconds: '1', nanos: 0 },
+      eds_cluster_config: {
+        service_name: 'outbound|9000||web.shop.svc.cluster.local',
+        eds_config: { ads: {}, resource_api_version: 'V3' },
+      },
+    });
+    const md = c.metadata?.filter_metadata.skein;
+    expect([structValue(md, 'protocol'), structValue(md, 'service'), structValue(md, 'port')]).toEqual(['http2', 'shop/web', 9000]);
+    expect(structValue(roundTrip<Cluster__Output>(TYPE_URL.cluster, res.clusters.envoy[2]).metadata?.filter_metadata.skein, 'protocol')).toBe('tcp');
+    // The proxyless scope gets ROUND_ROBIN (grpc-js-xds does not take LEAST_REQUEST) and otherwise the same cluster.
+    const p = roundTrip<Cluster__Output>(TYPE_URL.cluster, res.clusters.proxyless[1]);
+    expect(p.lb_policy).toBe('ROUND_ROBIN');
+    expect({ ...p, lb_policy: 'LEAST_REQUEST' }).toEqual(c);
+  });
+
+  it.each([
+    [undefined, 'LEAST_REQUEST', 'ROUND_ROBIN'],
+    ['least-request', 'LEAST_REQUEST', 'ROUND_ROBIN'],
+    ['random', 'RANDOM', 'ROUND_ROBIN'],
+    ['round-robin', 'ROUND_ROBIN', 'ROUND_ROBIN'],
+    ['ring-hash', 'RING_HASH', 'RING_HASH'],
+  ])('lb-policy %s is %s for envoy and %s for proxyless', (policy, envoy, proxyless) => {
+    const res = translateService('shop/web', registryState([web(policy ? { 'skein.dev/lb-policy': policy } : undefined)]));
+    const e = roundTrip<Cluster__Output>(TYPE_URL.cluster, res.clusters.envoy[0]);
+    const p = roundTrip<Cluster__Output>(TYPE_URL.cluster, res.clusters.proxyless[0]);
+    expect([e.lb_policy, p.lb_policy]).toEqual([envoy, proxyless]);
+    expect(e.lb_config === 'ring_hash_lb_config').toBe(envoy === 'RING_HASH');
+    if (envoy === proxyless) expect(res.clusters.proxyless[0]).toBe(res.clusters.envoy[0]);
+  });
+
+  it('applies the connect-timeout annotation and the configured default', () => {
+    const annotated = translateService('shop/web', registryState([web({ 'skein.dev/connect-timeout': '250ms' })]));
+    expect(roundTrip<Cluster__Output>(TYPE_URL.cluster, annotated.clusters.envoy[0]).connect_timeout).toEqual({ seconds: '0', nanos: 250_000_000 });
+    const configured = translateService('shop/web', registryState([web()]), { connectTimeoutMs: 3000, clusterDomain: 'corp' });
+    expect(configured.clusters.envoy[0]?.name).toBe('outbound|80||web.shop.svc.corp');
+    expect(configured.clusters.envoy[0]?.connect_timeout).toEqual({ seconds: 3, nanos: 0 });
+  });
+
+  it('turns ExternalName into a LOGICAL_DNS alias with no EDS and no cluster-IP domains', () => {
+    const svc = service('shop', 'pay', { type: 'ExternalName', externalName: 'api.payments.example.com.', ports: [{ name: 'http', port: 80 }] });
+    const res = translateService('shop/pay', registryState([svc]));
+    expect(res.endpoints).toEqual([]);
+    const c = roundTrip<Cluster__Output>(TYPE_URL.cluster, res.clusters.envoy[0]);
+    expect(c).toMatchObject({ type: 'LOGICAL_DNS', dns_lookup_family: 'V4_PREFERRED', eds_cluster_config: null });
+    const ep = c.load_assignment?.endpoints[0]?.lb_endpoints[0]?.endpoint?.address?.socket_address;
+    expect([ep?.address, ep?.port_value]).toEqual(['api.payments.example.com', 80]);
+    expect(res.virtualHosts[0]?.remote.domains).toEqual([
+      'pay.shop.svc.cluster.local:80', 'pay.shop.svc:80', 'pay.shop:80', 'pay.shop.svc.cluster.local', 'pay.shop.svc', 'pay.shop',
+    ]);
+  });
+
+  it('reports an ExternalName Service without externalName and publishes nothing for it', () => {
+    const res = translateService('shop/x', registryState([service('shop', 'x', { type: 'ExternalName', ports: [{ port: 80 }] })]));
+    expect(res.clusters.envoy).toEqual([]);
+    expect(res.problems[0]?.code).toBe('SKEIN_TRANSLATE_EXTERNAL_NAME');
+  });
+
+  it('returns nothing for a Service that is gone', () => {
+    const res = translateService('shop/gone', registryState([]));
+    expect(res.exists).toBe(false);
+    expect(res.clusters.envoy).toEqual([]);
+  });
+
+  it('makes a bound-less TCP listener on the cluster IP for TCP ports', () => {
+    const res = translateService('shop/web', registryState([web()]));
+    expect(res.tcpListeners.map((l) => l.name)).toEqual(['10.96.0.10_7000']);
+    const l = roundTrip<Listener__Output>(TYPE_URL.listener, res.tcpListeners[0]);
+    expect(l.address?.socket_address).toMatchObject({ address: '10.96.0.10', port_value: 7000 });
+    expect(l.bind_to_port).toEqual({ value: false });
+    expect(l.traffic_direction).toBe('OUTBOUND');
+    const f = l.filter_chains[0]?.filters[0];
+    expect(f?.name).toBe('envoy.filters.network.tcp_proxy');
+    expect(f?.typed_config?.type_url).toBe(EXTENSION_TYPE_URL.tcpProxy);
+    expect(unpack<TcpProxy__Output>(f?.typed_config as { type_url: string; value: Buffer }).cluster).toBe('outbound|7000||web.shop.svc.cluster.local');
+  });
+
+  it('makes vhosts for HTTP and gRPC ports only, with short names only in the local variant', () => {
+    const res = translateService('shop/web', registryState([web()]));
+    expect(res.virtualHosts.map((v) => v.name)).toEqual(['web.shop.svc.cluster.local:80', 'web.shop.svc.cluster.local:9000']);
+    const grpc = res.virtualHosts[1];
+    expect(grpc?.remote.domains).toEqual(['web.shop.svc.cluster.local:9000', 'web.shop.svc:9000', 'web.shop:9000', '10.96.0.10:9000']);
+    expect(grpc?.local.domains).toEqual([...(grpc?.remote.domains ?? []), 'web:9000']);
+    expect(res.virtualHosts[0]?.local.domains).toContain('web');
+    expect(res.virtualHosts[0]?.remote.routes).toEqual([
+      { match: { prefix: '/' }, route: { cluster: 'outbound|80||web.shop.svc.cluster.local', timeout: { seconds: 0, nanos: 0 } } },
+    ]);
+  });
+
+  it('gives proxyless clients a listener and a route table per port', () => {
+    const res = translateService('shop/web', registryState([web({ 'skein.dev/timeout': '5s' })]));
+    expect(res.proxyless.listeners.map((l) => l.name)).toEqual([
+      'web.shop.svc.cluster.local:80', 'web.shop.svc.cluster.local:9000', 'web.shop.svc.cluster.local:7000',
+    ]);
+    const l = roundTrip<Listener__Output>(TYPE_URL.listener, res.proxyless.listeners[1]);
+    const hcm = unpack<HttpConnectionManager__Output>(l.api_listener?.api_listener as { type_url: string; value: Buffer });
+    expect(hcm.rds).toMatchObject({ route_config_name: 'web.shop.svc.cluster.local:9000', config_source: { ads: {} } });
+    expect(hcm.http_filters.map((f) => [f.name, f.typed_config?.type_url])).toEqual([['envoy.filters.http.router', EXTENSION_TYPE_URL.router]]);
+    const rt = roundTrip<RouteConfiguration__Output>(TYPE_URL.route, res.proxyless.routes[1]);
+    expect(rt.name).toBe('web.shop.svc.cluster.local:9000');
+    expect(rt.virtual_hosts[0]?.domains).toEqual(['web.shop.svc.cluster.local:9000', 'web.shop.svc.cluster.local']);
+    expect(rt.virtual_hosts[0]?.routes[0]?.route).toMatchObject({ cluster: 'outbound|9000||web.shop.svc.cluster.local', timeout: { seconds: '5' } });
+  });
+
+  it('resolves skein.dev/routes targets to clusters, before the default route', () => {
+    const routes = JSON.stringify([
+      { prefix: '/api', cluster: 'api:8080' },
+      { prefix: '/v2', weighted: [{ service: 'api', port: 8080, weight: 90 }, { service: 'web', port: 80, weight: 10 }] },
+    ]);
+    const api = service('shop', 'api', { clusterIP: '10.96.0.20', ports: [{ name: 'http', port: 8080 }] });
+    const res = translateService('shop/web', registryState([web({ 'skein.dev/routes': routes }), api]));
+    expect(res.problems).toEqual([]);
+    expect(res.dependsOn).toEqual(['shop/api']);
+    const r = res.virtualHosts[0]?.remote.routes ?? [];
+    expect(r.map((x) => x.match?.prefix)).toEqual(['/api', '/v2', '/']);
+    expect(r[0]?.route?.cluster).toBe('outbound|8080||api.shop.svc.cluster.local');
+    expect(r[1]?.route?.weighted_clusters?.clusters).toEqual([
+      { name: 'outbound|8080||api.shop.svc.cluster.local', weight: { value: 90 } },
+      { name: 'outbound|80||web.shop.svc.cluster.local', weight: { value: 10 } },
+    ]);
+  });
+
+  it('keeps the default route and reports unknown route targets', () => {
+    const res = translateService('shop/web', registryState([web({ 'skein.dev/routes': '- prefix: /a\n  cluster: nope.other:80\n- prefix: /b\n  cluster: web:81' })]));
+    expect(res.virtualHosts[0]?.remote.routes?.map((x) => x.match?.prefix)).toEqual(['/']);
+    expect(res.problems.map((p) => [p.service, p.code])).toEqual([
+      ['shop/web', 'SKEIN_TRANSLATE_ROUTE_TARGET'],
+      ['shop/web', 'SKEIN_TRANSLATE_ROUTE_TARGET'],
+    ]);
+    expect(res.problems[0]?.message).toContain('other/nope:80 does not exist');
+    expect(res.problems[1]?.message).toContain('shop/web:81 has no TCP port 81');
+    expect(res.dependsOn).toEqual(['other/nope']);
+  });
+
+  it('reports a bad annotation and still publishes the rest of the Service', () => {
+    const res = translateService('shop/web', registryState([web({ 'skein.dev/lb-policy': 'fastest' })]));
+    expect(res.clusters.envoy).toHaveLength(3);
+    expect(res.clusters.envoy[0]?.lb_policy).toBe('LEAST_REQUEST');
+    expect(res.problems).toEqual([expect.objectContaining({ service: 'shop/web', code: 'SKEIN_TRANSLATE_ANNOTATION' })]);
+  });
+});
+
+describe('assemble', () => {
+  const api = service('shop', 'api', { clusterIP: '10.96.0.20', ports: [{ name: 'http', port: 80 }] });
+  const other = service('blog', 'api', { clusterIP: '10.96.0.30', ports: [{ name: 'http', port: 80 }] });
+  const db = service('blog', 'db', { clusterIP: '10.96.0.31', ports: [{ name: 'tcp', port: 5432 }] });
+  const state = registryState([web(), api, other, db], [slice('shop', 'web', 'w', [{ name: 'http', port: 8080 }], [{ ip: '10.1.0.1' }])]);
+  const results = ['shop/web', 'shop/api', 'blog/api', 'blog/db'].map((k) => translateService(k as `${string}/${string}`, state));
+
+  it('builds envoy scopes per namespace (and requested ones) plus proxyless, sharing CDS and EDS', () => {
+    const { scopes, problems } = assemble(results, ['empty']);
+    expect(problems).toEqual([]);
+    expect([...scopes.keys()]).toEqual(['envoy/blog', 'envoy/empty', 'envoy/shop', 'proxyless']);
+    const shop = scopes.get('envoy/shop');
+    const blog = scopes.get('envoy/blog');
+    expect(shop?.get(TYPE_URL.cluster)).toBe(blog?.get(TYPE_URL.cluster));
+    expect(shop?.get(TYPE_URL.endpoint)).toBe(scopes.get('proxyless')?.get(TYPE_URL.endpoint));
+    expect([...(shop?.get(TYPE_URL.listener)?.keys() ?? [])].sort()).toEqual(['10.96.0.10_7000', '10.96.0.31_5432', 'virtualOutbound']);
+    expect([...(shop?.get(TYPE_URL.route)?.keys() ?? [])]).toEqual(['outbound/shop']);
+    expect([...(scopes.get('proxyless')?.get(TYPE_URL.route)?.keys() ?? [])]).toContain('api.blog.svc.cluster.local:80');
+  });
+
+  it('points virtualOutbound at its namespace table with the contract settings', () => {
+    const { scopes } = assemble(results);
+    const vo = roundTrip<Listener__Output>(TYPE_URL.listener, scopes.get('envoy/blog')?.get(TYPE_URL.listener)?.get('virtualOutbound'));
+    expect(vo.address?.socket_address).toMatchObject({ address: '0.0.0.0', port_value: 15001 });
+    expect(vo.traffic_direction).toBe('OUTBOUND');
+    const f = vo.filter_chains[0]?.filters[0];
+    expect(f?.name).toBe('envoy.filters.network.http_connection_manager');
+    const hcm = unpack<HttpConnectionManager__Output>(f?.typed_config as { type_url: string; value: Buffer });
+    expect(hcm).toMatchObject({
+      stat_prefix: 'outbound',
+      codec_type: 'AUTO',
+      rds: { route_config_name: 'outbound/blog', config_source: { ads: {}, resource_api_version: 'V3' } },
+      http_protocol_options: { allow_absolute_url: { value: true } },
+      request_headers_timeout: { seconds: '10' },
+      stream_idle_timeout: { seconds: '300' },
+      max_request_headers_kb: { value: 60 },
+    });
+  });
+
+  it('resolves short names in the proxy namespace only and never repeats a domain in a table', () => {
+    const { scopes } = assemble(results);
+    for (const ns of ['shop', 'blog']) {
+      const rt = roundTrip<RouteConfiguration__Output>(TYPE_URL.route, scopes.get(`envoy/${ns}`)?.get(TYPE_URL.route)?.get(`outbound/${ns}`));
+      const all = rt.virtual_hosts.flatMap((v) => v.domains);
+      expect(new Set(all).size, `outbound/${ns} domains unique`).toBe(all.length);
+      const owner = (d: string) => rt.virtual_hosts.find((v) => v.domains.includes(d))?.name;
+      expect(owner('api')).toBe(`api.${ns}.svc.cluster.local:80`);
+      expect(owner('api:80')).toBe(`api.${ns}.svc.cluster.local:80`);
+      expect(rt.virtual_hosts.map((v) => v.name)).toEqual([
+        'api.blog.svc.cluster.local:80', 'api.shop.svc.cluster.local:80', 'web.shop.svc.cluster.local:80', 'web.shop.svc.cluster.local:9000',
+      ]);
+    }
+  });
+
+  it('removes a domain two Services claim (same cluster IP) from the later one and reports it', () => {
+    const clash = service('shop', 'zz', { clusterIP: '10.96.0.20', ports: [{ name: 'http', port: 80 }, { name: 'tcp', port: 7000 }] });
+    const dup = service('shop', 'aa', { clusterIP: '10.96.0.20', ports: [{ name: 'tcp', port: 7000 }] });
+    const s = registryState([api, clash, dup]);
+    const { scopes, problems } = assemble(['shop/api', 'shop/zz', 'shop/aa'].map((k) => translateService(k as `${string}/${string}`, s)));
+    const rt = scopes.get('envoy/shop')?.get(TYPE_URL.route)?.get('outbound/shop') as { virtual_hosts: { name: string; domains: string[] }[] };
+    const zz = rt.virtual_hosts.find((v) => v.name === 'zz.shop.svc.cluster.local:80');
+    expect(zz?.domains).not.toContain('10.96.0.20:80');
+    expect(rt.virtual_hosts.find((v) => v.name === 'api.shop.svc.cluster.local:80')?.domains).toContain('10.96.0.20:80');
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ service: 'shop/zz', code: 'SKEIN_TRANSLATE_DUPLICATE_DOMAIN' }),
+        expect.objectContaining({ service: 'shop/zz', code: 'SKEIN_TRANSLATE_DUPLICATE_NAME' }),
+      ]),
+    );
+    const tcp = scopes.get('envoy/shop')?.get(TYPE_URL.listener)?.get('10.96.0.20_7000') as { filter_chains: { filters: { typed_config: { type_url: string; value: Buffer } }[] }[] };
+    expect(unpack<TcpProxy__Output>(tcp.filter_chains[0]?.filters[0]?.typed_config as { type_url: string; value: Buffer }).cluster).toBe(
+      'outbound|7000||aa.shop.svc.cluster.local',
+    );
+  });
+
+  it('encodes every assembled resource', () => {
+    const { scopes } = assemble(results, ['empty']);
+    for (const [, types] of scopes) for (const [typeUrl, map] of types) for (const [, msg] of map) expect(() => unpack(pack(typeUrl, msg))).not.toThrow();
+  });
+});
