@@ -1,0 +1,243 @@
+// One benchmark run: a fresh control plane, N simulated proxies, then the single-change and churn phases.
+import type { XdsMode } from './ads-client.ts';
+import { monotonicMs } from './change-tracker.ts';
+import { ControlPlaneProcess } from './control-plane-process.ts';
+import { cpuSeconds, memoryUsage, RssSampler } from './proc-stats.ts';
+import { type Histogram, histogramDelta, histogramQuantile, readHistogram } from './prom-text.ts';
+import { type GeneratedRegistry, namespaceName } from './registry-gen.ts';
+import { type Summary, summarize } from './stats.ts';
+import { WorkerPool } from './worker-pool.ts';
+
+export interface RunSettings {
+  readonly proxies: number;
+  readonly mode: XdsMode;
+  readonly registry: GeneratedRegistry;
+  readonly debounceMs: number;
+  readonly workers: number;
+  /** CPU lists for `taskset`, or undefined for no pinning. */
+  readonly pin: { controlPlane: string; load: string } | undefined;
+  readonly repetitions: number;
+  readonly churnSeconds: number;
+  /** Services changed per churn tick (1% of the mesh). */
+  readonly churnPerTick: number;
+  readonly syncTimeoutMs: number;
+  readonly changeTimeoutMs: number;
+  readonly log: (line: string) => void;
+}
+
+export interface PhaseResult {
+  /** Number of changes (single: repetitions; churn: ticks). */
+  readonly changes: number;
+  /** File rename → each proxy's ACK of the EDS update holding the change, ms; one sample per (change, proxy). */
+  readonly ack: Summary;
+  /** Per change, p99 over proxies (ms). */
+  readonly p99PerChange: number[];
+  /** File rename → the first proxy receiving the change (the first response leaving the server, plus loopback), ms. */
+  readonly firstResponse: Summary;
+  /** (change, proxy) pairs that never saw the change before the timeout. */
+  readonly missed: number;
+  /** Response bytes all proxies received in the phase, per change per proxy. */
+  readonly bytesPerChangePerProxy: number;
+  readonly edsBytesPerChangePerProxy: number;
+  /** Resource bytes the server says it sent (skein_xds_bytes_sent_total), per change per proxy. */
+  readonly serverBytesPerChangePerProxy: number;
+  readonly controlPlaneCpuSeconds: number;
+  /** Control plane's own skein_xds_push_convergence_seconds in the phase (registry change → ACK), ms. */
+  readonly serverConvergence: { count: number; p50: number; p99: number; mean: number } | undefined;
+}
+
+export interface RunResult {
+  readonly proxies: number;
+  readonly mode: XdsMode;
+  readonly synced: number;
+  readonly syncSeconds: number;
+  readonly syncCpuSeconds: number;
+  readonly single: PhaseResult | undefined;
+  readonly churn: PhaseResult | undefined;
+  readonly rssBytes: number;
+  readonly peakRssBytes: number;
+  readonly sampledMaxRssBytes: number;
+  readonly loadErrors: number;
+  readonly error?: string;
+}
+
+const CONVERGENCE = 'skein_xds_push_convergence_seconds';
+
+interface PhaseStart {
+  readonly cpu: number;
+  readonly bytes: number;
+  readonly edsBytes: number;
+  readonly serverBytes: number;
+  readonly histogram: Histogram | undefined;
+}
+
+export async function runOnce(s: RunSettings): Promise<RunResult> {
+  s.log(`[${s.mode} × ${s.proxies}] starting the control plane on ${s.registry.path}`);
+  const cp = await ControlPlaneProcess.start({
+    registry: s.registry.path,
+    debounceMs: s.debounceMs,
+    cpus: s.pin?.controlPlane,
+    readyTimeoutMs: 180_000,
+  });
+  const sampler = new RssSampler(cp.pid);
+  const pool = new WorkerPool({ workers: s.workers, cpus: s.pin?.load, onError: (m) => s.log(`  ${m}`) });
+  try {
+    const specs = Array.from({ length: s.proxies }, (_, index) => ({
+      index,
+      namespace: namespaceName(index % s.registry.shape.namespaces),
+    }));
+    const cpu0 = cpuSeconds(cp.pid);
+    const t0 = monotonicMs();
+    let lastLog = 0;
+    const synced = await pool.start(cp.xdsAddress, s.mode, specs, s.syncTimeoutMs, (n) => {
+      if (monotonicMs() - lastLog > 2000 || n === s.proxies) {
+        lastLog = monotonicMs();
+        s.log(`  synced ${n}/${s.proxies} proxies`);
+      }
+    });
+    const syncSeconds = (monotonicMs() - t0) / 1000;
+    const syncCpuSeconds = cpuSeconds(cp.pid) - cpu0;
+    const base = {
+      proxies: s.proxies,
+      mode: s.mode,
+      synced,
+      syncSeconds,
+      syncCpuSeconds,
+    };
+    if (synced < s.proxies) {
+      const mem = memoryUsage(cp.pid);
+      return {
+        ...base,
+        single: undefined,
+        churn: undefined,
+        rssBytes: mem.rss,
+        peakRssBytes: mem.peakRss,
+        sampledMaxRssBytes: sampler.stop(),
+        loadErrors: pool.errors,
+        error: `only ${synced} of ${s.proxies} proxies synced within ${s.syncTimeoutMs / 1000} s`,
+      };
+    }
+    await sleep(500);
+    s.log(`  single endpoint change × ${s.repetitions}`);
+    const single = await measurePhase(s, cp, pool, async (ids, writes) => {
+      for (let r = 0; r < s.repetitions; r++) {
+        const id = ids.length + 1;
+        ids.push(id);
+        writes.push(await change(s, pool, id, 1));
+        await pool.waitComplete([id], s.changeTimeoutMs);
+        await sleep(300);
+      }
+    });
+    s.log(`  churn: ${s.churnPerTick} Services every second for ${s.churnSeconds} s`);
+    const churn = await measurePhase(s, cp, pool, async (ids, writes) => {
+      const start = monotonicMs();
+      for (let tick = 0; tick < s.churnSeconds; tick++) {
+        const wait = start + tick * 1000 - monotonicMs();
+        if (wait > 0) await sleep(wait);
+        const id = 1000 + tick;
+        ids.push(id);
+        writes.push(await change(s, pool, id, s.churnPerTick));
+      }
+      await pool.waitComplete(ids, s.changeTimeoutMs);
+    });
+    const mem = memoryUsage(cp.pid);
+    return {
+      ...base,
+      single,
+      churn,
+      rssBytes: mem.rss,
+      peakRssBytes: mem.peakRss,
+      sampledMaxRssBytes: sampler.stop(),
+      loadErrors: pool.errors,
+    };
+  } finally {
+    sampler.stop();
+    await pool.stop();
+    await cp.stop();
+  }
+}
+
+/** Arms the proxies for `count` new endpoint IPs, rewrites the file, and returns the time of the rename. */
+async function change(s: RunSettings, pool: WorkerPool, id: number, count: number): Promise<number> {
+  const changes = s.registry.changeEndpoints(count);
+  await pool.expect(
+    id,
+    changes.map((c) => ({ cluster: c.cluster, ip: c.ip })),
+  );
+  s.registry.write();
+  return monotonicMs();
+}
+
+async function phaseStart(cp: ControlPlaneProcess, pool: WorkerPool): Promise<PhaseStart> {
+  const counters = await pool.counters();
+  const metrics = await cp.metrics().catch(() => '');
+  return {
+    cpu: cpuSeconds(cp.pid),
+    bytes: counters.bytes,
+    edsBytes: counters.edsBytes,
+    serverBytes: counterSum(metrics, 'skein_xds_bytes_sent_total'),
+    histogram: readHistogram(metrics, CONVERGENCE),
+  };
+}
+
+async function measurePhase(
+  s: RunSettings,
+  cp: ControlPlaneProcess,
+  pool: WorkerPool,
+  body: (ids: number[], writes: number[]) => Promise<void>,
+): Promise<PhaseResult> {
+  const before = await phaseStart(cp, pool);
+  const ids: number[] = [];
+  const writes: number[] = [];
+  await body(ids, writes);
+  await sleep(200); // late ACKs of the last responses
+  const after = await phaseStart(cp, pool);
+  const acks: number[] = [];
+  const firsts: number[] = [];
+  const p99PerChange: number[] = [];
+  let missed = 0;
+  for (let i = 0; i < ids.length; i++) {
+    const r = await pool.collect(ids[i] as number);
+    const t = writes[i] as number;
+    const lat = r.ackedAt.map((a) => a - t);
+    missed += lat.filter((v) => !Number.isFinite(v)).length;
+    acks.push(...lat);
+    p99PerChange.push(summarize(lat).p99);
+    const received = r.receivedAt.filter((v) => Number.isFinite(v));
+    if (received.length) firsts.push(Math.min(...received) - t);
+  }
+  const per = Math.max(1, ids.length) * s.proxies;
+  const conv = after.histogram ? histogramDelta(before.histogram, after.histogram) : undefined;
+  return {
+    changes: ids.length,
+    ack: summarize(acks),
+    p99PerChange,
+    firstResponse: summarize(firsts),
+    missed,
+    bytesPerChangePerProxy: (after.bytes - before.bytes) / per,
+    edsBytesPerChangePerProxy: (after.edsBytes - before.edsBytes) / per,
+    serverBytesPerChangePerProxy: (after.serverBytes - before.serverBytes) / per,
+    controlPlaneCpuSeconds: after.cpu - before.cpu,
+    serverConvergence:
+      conv && conv.count > 0
+        ? {
+            count: conv.count,
+            p50: histogramQuantile(conv, 0.5) * 1000,
+            p99: histogramQuantile(conv, 0.99) * 1000,
+            mean: (conv.sum / conv.count) * 1000,
+          }
+        : undefined,
+  };
+}
+
+function counterSum(text: string, name: string): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
