@@ -86,3 +86,18 @@ function podKeyOf(ref: { kind?: string; name?: string; namespace?: string } | un
   if (!ref || (ref.kind && ref.kind !== 'Pod') || !ref.name) return '';
   return `${ref.namespace ?? slice.metadata?.namespace ?? 'default'}/${ref.name}`;
 }
+
+/** Where the registry comes from (matches control-plane/config.ts RegistrySource). */
+export type RegistrySourceSpec =
+  | { readonly kind: 'file'; readonly path: string }
+  | { readonly kind: 'kubernetes'; readonly kubeconfig?: string; readonly namespaces?: readonly string[] };
+
+/** Creates (does not start) the Registry for a source; implementations load lazily so this file stays light. */
+export async function createRegistry(source: RegistrySourceSpec): Promise<Registry> {
+  if (source.kind === 'file') {
+    const { FileRegistry } = await import('./file.ts');
+    return new FileRegistry(source.path);
+  }
+  const { KubernetesRegistry } = await import('./kubernetes.ts');
+  return new KubernetesRegistry({ kubeconfig: source.kubeconfig, namespaces: source.namespaces });
+}

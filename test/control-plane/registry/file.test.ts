@@ -270,3 +270,18 @@ describe('writeRegistryFile', () => {
     }
   });
 });
+
+describe('createRegistry', () => {
+  it('opens the file source for a file spec', async () => {
+    const { createRegistry } = await import('../../../control-plane/registry/registry.ts');
+    const path = new URL('../../../examples/registry.yaml', import.meta.url).pathname;
+    const registry = await createRegistry({ kind: 'file', path });
+    expect(registry.description).toBe(`file:${path}`);
+    await registry.start();
+    try {
+      expect(registry.state().services.has('shop/web')).toBe(true);
+    } finally {
+      await registry.stop();
+    }
+  });
+});
