@@ -126,7 +126,10 @@ export class ServingCertificateProvider implements CertificateProvider {
 
   addCaCertificateListener(listener: CaListener): void {
     this.#caListeners.add(listener);
-    listener(this.#caUpdate());
+    // Deliver after the caller finishes registering: grpc-js adds its own watcher only after this call returns.
+    queueMicrotask(() => {
+      if (this.#caListeners.has(listener)) listener(this.#caUpdate());
+    });
   }
 
   removeCaCertificateListener(listener: CaListener): void {
@@ -135,7 +138,9 @@ export class ServingCertificateProvider implements CertificateProvider {
 
   addIdentityCertificateListener(listener: IdentityListener): void {
     this.#identityListeners.add(listener);
-    listener(this.#identityUpdate());
+    queueMicrotask(() => {
+      if (this.#identityListeners.has(listener)) listener(this.#identityUpdate());
+    });
   }
 
   removeIdentityCertificateListener(listener: IdentityListener): void {
