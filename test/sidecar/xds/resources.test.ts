@@ -1,6 +1,6 @@
 // Tests xDS resource validation: every error with its field path, and the mapping into the sidecar's MeshConfig model.
 import { describe, expect, it } from 'vitest';
-import { EXTENSION_TYPE_URL, pack, TYPE_URL } from '../../../proto/index.ts';
+import { EXTENSION_TYPE_URL, pack, TYPE_URL, type TypeUrl } from '../../../proto/index.ts';
 import { decodeResource, decodeResources } from '../../../sidecar/xds/resources.ts';
 
 const CLUSTER = 'outbound|80||web.default.svc.cluster.local';
@@ -20,11 +20,11 @@ function cluster(overrides: object = {}) {
   };
 }
 
-function decode(typeUrl: (typeof TYPE_URL)[keyof typeof TYPE_URL], message: object) {
+function decode<T extends TypeUrl>(typeUrl: T, message: object) {
   return decodeResource(typeUrl, pack(typeUrl, message));
 }
 
-function errorsOf(typeUrl: (typeof TYPE_URL)[keyof typeof TYPE_URL], message: object): readonly string[] {
+function errorsOf(typeUrl: TypeUrl, message: object): readonly string[] {
   const r = decode(typeUrl, message);
   if (r.ok) throw new Error('expected validation errors');
   return r.errors;

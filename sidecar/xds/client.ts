@@ -1,0 +1,240 @@
+// The sidecar's ADS client: delta first (SotW fallback), CDS→EDS→LDS→RDS warming, ACK/NACK, last good config, backoff.
+import * as grpc from '@grpc/grpc-js';
+import { grpcDefinitions, kindOf, type Node, shortName, TYPE_URL, type TypeUrl } from '../../proto/index.ts';
+import { logger } from '../log.ts';
+import { type AdsStream, type IncomingUpdate, openDeltaStream, openSotwStream } from './ads-stream.ts';
+import { Backoff, type BackoffOptions, DEFAULT_BACKOFF } from './backoff.ts';
+import type { XdsMetrics } from './metrics.ts';
+import type { MeshConfig } from './model.ts';
+import { decodeResources } from './resources.ts';
+import { ResourceStore, type Warmth } from './store.ts';
+
+const log = logger('xds');
+
+export interface XdsClientOptions {
+  /** The control plane's ADS address, `host:port`. */
+  readonly server: string;
+  readonly node: Node;
+  /** Plaintext unless given. */
+  readonly credentials?: grpc.ChannelCredentials;
+  /** Called with every new MeshConfig (never concurrently; exceptions are logged). */
+  readonly onConfig: (mesh: MeshConfig) => void;
+  /** Publish what is there after this long even if not warm (default 5000 ms). */
+  readonly warmingTimeoutMs?: number;
+  readonly backoff?: Partial<BackoffOptions>;
+  /** 'auto' (default): delta, falling back to SotW for good when the server answers UNIMPLEMENTED. */
+  readonly protocol?: 'auto' | 'delta' | 'sotw';
+  readonly metrics?: XdsMetrics;
+}
+
+export interface XdsNack {
+  readonly typeUrl: string;
+  readonly text: string;
+  readonly at: string;
+}
+
+/** What /ready and /config_dump show about the client. */
+export interface XdsClientState {
+  readonly server: string;
+  readonly connected: boolean;
+  readonly protocol: 'delta' | 'sotw';
+  readonly lastError?: string;
+  readonly lastNack?: XdsNack;
+  /** Per type URL, the version last ACKed. */
+  readonly versions: Readonly<Record<string, string>>;
+  readonly warming: Warmth;
+  /** True once a MeshConfig has been handed to onConfig. */
+  readonly published: boolean;
+  readonly lastPublishedAt?: string;
+}
+
+const TYPES: readonly TypeUrl[] = [TYPE_URL.cluster, TYPE_URL.endpoint, TYPE_URL.listener, TYPE_URL.route];
+const STATUS_NAME = Object.fromEntries(Object.entries(grpc.status).map(([k, v]) => [v, k])) as Record<number, string>;
+
+export class XdsClient {
+  private readonly options: XdsClientOptions;
+  private readonly grpcClient;
+  private readonly store = new ResourceStore();
+  private readonly backoff: Backoff;
+  private protocol: 'delta' | 'sotw';
+  private stream: AdsStream | undefined;
+  private streamStartedAt = 0;
+  private streamsOpened = 0;
+  private connected = false;
+  private stopped = true;
+  private lastError: string | undefined;
+  private lastNack: XdsNack | undefined;
+  private readonly versions: Record<string, string> = {};
+  private dirty = false;
+  private mesh: MeshConfig | undefined;
+  private lastPublishedAt: string | undefined;
+  private warmTimer: NodeJS.Timeout | undefined;
+  private warmingExpired = false;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: XdsClientOptions) {
+    this.options = options;
+    this.protocol = options.protocol === 'sotw' ? 'sotw' : 'delta';
+    this.backoff = new Backoff(options.backoff);
+    const b = { ...DEFAULT_BACKOFF, ...options.backoff };
+    const Ads = grpcDefinitions().envoy.service.discovery.v3.AggregatedDiscoveryService;
+    this.grpcClient = new Ads(options.server, options.credentials ?? grpc.credentials.createInsecure(), {
+      'grpc.max_receive_message_length': 256 * 1024 * 1024,
+      'grpc.initial_reconnect_backoff_ms': Math.max(b.baseMs, 10),
+      'grpc.max_reconnect_backoff_ms': b.capMs,
+      'grpc.keepalive_time_ms': 30_000,
+    });
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.connect();
+  }
+
+  /** Closes the stream and the channel; the last config stays available through current(). */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.reconnectTimer);
+    clearTimeout(this.warmTimer);
+    this.stream?.close();
+    this.stream = undefined;
+    this.setConnected(false);
+    this.grpcClient.close();
+  }
+
+  /** The last MeshConfig published, if any. */
+  current(): MeshConfig | undefined {
+    return this.mesh;
+  }
+
+  state(): XdsClientState {
+    return {
+      server: this.options.server,
+      connected: this.connected,
+      protocol: this.protocol,
+      ...(this.lastError !== undefined ? { lastError: this.lastError } : {}),
+      ...(this.lastNack ? { lastNack: this.lastNack } : {}),
+      versions: { ...this.versions },
+      warming: this.store.warmth(),
+      published: this.mesh !== undefined,
+      ...(this.lastPublishedAt ? { lastPublishedAt: this.lastPublishedAt } : {}),
+    };
+  }
+
+  private setConnected(up: boolean): void {
+    this.connected = up;
+    this.options.metrics?.connected.set(up ? 1 : 0);
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    this.streamStartedAt = Date.now();
+    if (this.streamsOpened++ > 0) this.options.metrics?.reconnects.inc();
+    const open = this.protocol === 'delta' ? openDeltaStream : openSotwStream;
+    log.debug('opening ADS stream', { server: this.options.server, protocol: this.protocol });
+    const stream: AdsStream = open(this.grpcClient, this.options.node, {
+      onOpen: () => {
+        if (this.stream !== stream) return;
+        this.setConnected(true);
+        log.info('ADS stream open', { server: this.options.server, protocol: this.protocol });
+      },
+      onUpdate: (update) => {
+        if (this.stream === stream) this.handleUpdate(stream, update);
+      },
+      onClose: (code, details) => {
+        if (this.stream === stream) this.handleClose(code, details);
+      },
+    });
+    this.stream = stream;
+    this.syncSubscriptions();
+  }
+
+  private handleClose(code: number, details: string): void {
+    this.stream = undefined;
+    this.setConnected(false);
+    if (this.stopped) return;
+    if (code === grpc.status.UNIMPLEMENTED && this.protocol === 'delta' && (this.options.protocol ?? 'auto') === 'auto') {
+      log.info('control plane does not serve delta xDS; using state of the world', { server: this.options.server });
+      this.protocol = 'sotw';
+      this.connect();
+      return;
+    }
+    this.lastError = `${STATUS_NAME[code] ?? code}: ${details}`;
+    this.backoff.streamEnded(Date.now() - this.streamStartedAt);
+    const delay = this.backoff.next();
+    log.warn('ADS stream closed; reconnecting', { error: this.lastError, delayMs: delay });
+    this.reconnectTimer = setTimeout(() => this.connect(), delay);
+    this.reconnectTimer.unref();
+  }
+
+  /** Tells the server what this sidecar wants: all clusters and listeners, and the EDS/RDS names they point at. */
+  private syncSubscriptions(): void {
+    const s = this.stream;
+    if (!s) return;
+    const store = this.store;
+    s.subscribe(TYPE_URL.cluster, 'wildcard', store.versionsOf(TYPE_URL.cluster));
+    s.subscribe(TYPE_URL.endpoint, [...store.edsNames()], store.versionsOf(TYPE_URL.endpoint));
+    s.subscribe(TYPE_URL.listener, 'wildcard', store.versionsOf(TYPE_URL.listener));
+    s.subscribe(TYPE_URL.route, [...store.rdsNames()], store.versionsOf(TYPE_URL.route));
+  }
+
+  private handleUpdate(stream: AdsStream, update: IncomingUpdate): void {
+    this.setConnected(true);
+    const typeUrl = update.typeUrl as TypeUrl;
+    const type = shortName(update.typeUrl);
+    if (!kindOf(update.typeUrl) || !TYPES.includes(typeUrl)) {
+      this.reject(stream, update, `type_url ${JSON.stringify(update.typeUrl)} is not served to the sidecar`);
+      return;
+    }
+    const decoded = decodeResources(typeUrl, update.items);
+    if (decoded.errors.length > 0) {
+      this.reject(stream, update, decoded.errors.join('\n'));
+      return;
+    }
+    this.store.apply(typeUrl, decoded.resources, update.removed, update.fullState);
+    this.versions[typeUrl] = update.versionInfo || this.store.digest(typeUrl);
+    stream.ack(update);
+    this.options.metrics?.updates.inc({ type });
+    log.debug('accepted', { type, version: this.versions[typeUrl], resources: decoded.resources.length, removed: update.removed.length });
+    this.syncSubscriptions();
+    this.dirty = true;
+    this.maybePublish();
+  }
+
+  private reject(stream: AdsStream, update: IncomingUpdate, text: string): void {
+    const type = shortName(update.typeUrl);
+    this.lastNack = { typeUrl: update.typeUrl, text, at: new Date().toISOString() };
+    this.options.metrics?.nacks.inc({ type });
+    log.warn('rejected xDS response; keeping the last good config', { type, nonce: update.nonce, errors: text });
+    stream.nack(update, text);
+  }
+
+  private maybePublish(): void {
+    if (!this.dirty || this.stopped) return;
+    if (!this.store.warmth().warm && !this.warmingExpired) {
+      if (!this.warmTimer) {
+        this.warmTimer = setTimeout(() => {
+          this.warmTimer = undefined;
+          const { missing } = this.store.warmth();
+          if (missing.length) log.warn('warming timed out; publishing without', { missing });
+          this.warmingExpired = true;
+          this.maybePublish();
+          this.warmingExpired = false;
+        }, this.options.warmingTimeoutMs ?? 5000);
+        this.warmTimer.unref();
+      }
+      return;
+    }
+    clearTimeout(this.warmTimer);
+    this.warmTimer = undefined;
+    this.dirty = false;
+    this.mesh = this.store.build(this.versions);
+    this.lastPublishedAt = new Date().toISOString();
+    try {
+      this.options.onConfig(this.mesh);
+    } catch (err) {
+      log.error('applying the new config failed', { error: (err as Error).stack ?? String(err) });
+    }
+  }
+}

@@ -1,0 +1,34 @@
+// Builds the xDS Node the sidecar identifies itself with (Istio-style id, Skein metadata the control plane scopes on).
+import type { Node } from '../../proto/index.ts';
+
+export interface NodeIdentity {
+  readonly ip: string;
+  readonly pod: string;
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  readonly inboundPort: number;
+  readonly clusterDomain: string;
+  /** The sidecar's version (package.json). */
+  readonly version: string;
+}
+
+export const USER_AGENT_NAME = 'skein-sidecar';
+
+const str = (s: string) => ({ stringValue: s });
+
+export function buildNode(id: NodeIdentity): Node {
+  return {
+    id: `sidecar~${id.ip}~${id.pod}.${id.namespace}~${id.namespace}.svc.${id.clusterDomain}`,
+    cluster: `${id.serviceAccount}.${id.namespace}`,
+    user_agent_name: USER_AGENT_NAME,
+    user_agent_version: id.version,
+    metadata: {
+      fields: {
+        NAMESPACE: str(id.namespace),
+        POD_NAME: str(id.pod),
+        SERVICE_ACCOUNT: str(id.serviceAccount),
+        INBOUND_PORT: str(String(id.inboundPort)),
+      },
+    },
+  };
+}

@@ -1,0 +1,134 @@
+// The xDS client's accepted resources: applies updates, derives EDS/RDS interest, checks warming, builds MeshConfig.
+import { createHash } from 'node:crypto';
+import { TYPE_URL, type TypeUrl } from '../../proto/index.ts';
+import type { ClusterConfig, ListenerConfig, MeshConfig, RouteTableConfig } from './model.ts';
+import { clustersOfRoutes, type DecodedResource, KIND_LABEL } from './resources.ts';
+
+type ByName<T extends TypeUrl> = Map<string, DecodedResource<T>>;
+
+export interface Warmth {
+  readonly warm: boolean;
+  /** What is still missing, e.g. `RouteConfiguration "outbound/default"`, `ClusterLoadAssignment "outbound|80||…"`. */
+  readonly missing: readonly string[];
+}
+
+export class ResourceStore {
+  readonly clusters: ByName<typeof TYPE_URL.cluster> = new Map();
+  readonly endpoints: ByName<typeof TYPE_URL.endpoint> = new Map();
+  readonly listeners: ByName<typeof TYPE_URL.listener> = new Map();
+  readonly routes: ByName<typeof TYPE_URL.route> = new Map();
+  /** Types the server has answered at least once (CDS and LDS must be among them before the first publish). */
+  readonly received = new Set<TypeUrl>();
+  /** Built clusters, reused while neither the cluster nor its endpoints changed (stable identity for the data path). */
+  private readonly built = new Map<string, { clusterVersion: string; endpointsVersion: string; config: ClusterConfig }>();
+
+  private map<T extends TypeUrl>(typeUrl: T): ByName<T> {
+    const maps = {
+      [TYPE_URL.cluster]: this.clusters,
+      [TYPE_URL.endpoint]: this.endpoints,
+      [TYPE_URL.listener]: this.listeners,
+      [TYPE_URL.route]: this.routes,
+    } as Record<TypeUrl, Map<string, DecodedResource>>;
+    return maps[typeUrl] as unknown as ByName<T>;
+  }
+
+  /**
+   * Applies a validated update. `fullState` (SotW CDS/LDS) replaces the whole type; otherwise resources are
+   * upserted and `removed` names deleted. Afterwards EDS/RDS entries nobody references any more are dropped.
+   */
+  apply<T extends TypeUrl>(typeUrl: T, resources: readonly DecodedResource<T>[], removed: readonly string[], fullState: boolean): void {
+    const m = this.map(typeUrl);
+    if (fullState) m.clear();
+    for (const n of removed) m.delete(n);
+    for (const r of resources) m.set(r.name, r);
+    this.received.add(typeUrl);
+    this.prune();
+  }
+
+  /** Per-resource versions of a type, for delta initial_resource_versions. */
+  versionsOf(typeUrl: TypeUrl): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [name, r] of this.map(typeUrl)) out[name] = r.version;
+    return out;
+  }
+
+  /** A version for a whole type computed from its resources (when a delta server sends no system_version_info). */
+  digest(typeUrl: TypeUrl): string {
+    const h = createHash('sha256');
+    for (const [name, r] of [...this.map(typeUrl)].sort(([a], [b]) => (a < b ? -1 : 1))) h.update(`${name}\0${r.version}\n`);
+    return h.digest('hex').slice(0, 16);
+  }
+
+  /** The ClusterLoadAssignment names the EDS clusters need. */
+  edsNames(): Set<string> {
+    const out = new Set<string>();
+    for (const c of this.clusters.values()) if (c.value.edsServiceName !== undefined) out.add(c.value.edsServiceName);
+    return out;
+  }
+
+  /** The RouteConfiguration names the HTTP listeners reference through RDS. */
+  rdsNames(): Set<string> {
+    const out = new Set<string>();
+    for (const l of this.listeners.values()) if (l.value.kind === 'http' && !l.value.inlineRoutes) out.add(l.value.routeConfigName);
+    return out;
+  }
+
+  private prune(): void {
+    const eds = this.edsNames();
+    for (const n of this.endpoints.keys()) if (!eds.has(n)) this.endpoints.delete(n);
+    const rds = this.rdsNames();
+    for (const n of this.routes.keys()) if (!rds.has(n)) this.routes.delete(n);
+    for (const n of this.built.keys()) if (!this.clusters.has(n)) this.built.delete(n);
+  }
+
+  /** Warm when CDS and LDS have arrived, every RDS a listener names is here, and every cluster routed to has its CLA. */
+  warmth(): Warmth {
+    const missing: string[] = [];
+    for (const t of [TYPE_URL.cluster, TYPE_URL.listener] as const)
+      if (!this.received.has(t)) missing.push(`${KIND_LABEL[t]} (no response yet)`);
+    const referenced = new Set<string>();
+    for (const l of this.listeners.values()) {
+      const v = l.value;
+      if (v.kind === 'tcp') referenced.add(v.cluster);
+      else {
+        const table = v.inlineRoutes ?? this.routes.get(v.routeConfigName)?.value;
+        if (!table) missing.push(`${KIND_LABEL[TYPE_URL.route]} ${JSON.stringify(v.routeConfigName)}`);
+        else for (const c of clustersOfRoutes(table)) referenced.add(c);
+      }
+    }
+    for (const name of [...referenced].sort()) {
+      const c = this.clusters.get(name);
+      if (!c) missing.push(`${KIND_LABEL[TYPE_URL.cluster]} ${JSON.stringify(name)}`);
+      else if (c.value.edsServiceName !== undefined && !this.endpoints.has(c.value.edsServiceName))
+        missing.push(`${KIND_LABEL[TYPE_URL.endpoint]} ${JSON.stringify(c.value.edsServiceName)}`);
+    }
+    return { warm: missing.length === 0, missing };
+  }
+
+  private cluster(r: DecodedResource<typeof TYPE_URL.cluster>): ClusterConfig {
+    const eds = r.value.edsServiceName;
+    if (eds === undefined) return r.value.config;
+    const cla = this.endpoints.get(eds);
+    const endpointsVersion = cla?.version ?? '';
+    const cached = this.built.get(r.name);
+    if (cached && cached.clusterVersion === r.version && cached.endpointsVersion === endpointsVersion) return cached.config;
+    const config: ClusterConfig = Object.freeze({
+      ...r.value.config,
+      endpoints: Object.freeze([...(cla?.value.endpoints ?? [])]),
+      endpointsVersion,
+    });
+    this.built.set(r.name, { clusterVersion: r.version, endpointsVersion, config });
+    return config;
+  }
+
+  /** The whole config as the data path consumes it. */
+  build(versions: Readonly<Record<string, string>>): MeshConfig {
+    const clusters = new Map<string, ClusterConfig>();
+    for (const r of this.clusters.values()) clusters.set(r.name, this.cluster(r));
+    const listeners = new Map<string, ListenerConfig>();
+    for (const r of this.listeners.values()) listeners.set(r.name, r.value);
+    const routes = new Map<string, RouteTableConfig>();
+    for (const r of this.routes.values()) routes.set(r.name, r.value);
+    return Object.freeze({ clusters, listeners, routes, versions: Object.freeze({ ...versions }) });
+  }
+}

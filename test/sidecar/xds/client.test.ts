@@ -1,0 +1,297 @@
+// Tests the sidecar's ADS client against an in-process xDS peer: ACK/NACK, subscriptions, warming, reconnect, fallback.
+import { Registry } from 'prom-client';
+import { afterEach, describe, expect, it } from 'vitest';
+import { EXTENSION_TYPE_URL, pack, TYPE_URL } from '../../../proto/index.ts';
+import { XdsClient, type XdsClientOptions } from '../../../sidecar/xds/client.ts';
+import { createXdsMetrics } from '../../../sidecar/xds/metrics.ts';
+import type { MeshConfig } from '../../../sidecar/xds/model.ts';
+import { buildNode } from '../../../sidecar/xds/node.ts';
+import { type RecordedRequest, XdsPeer } from '../../fakes/xds-peer.ts';
+
+const ads = { ads: {}, resource_api_version: 'V3' };
+const WEB = 'outbound|80||web.default.svc.cluster.local';
+const API = 'outbound|8080||api.default.svc.cluster.local';
+const ROUTES = 'outbound/default';
+
+const cluster = (name: string, lb = 'LEAST_REQUEST') => ({
+  name,
+  type: 'EDS',
+  eds_cluster_config: { eds_config: ads, service_name: name },
+  connect_timeout: { seconds: 1 },
+  lb_policy: lb,
+});
+const cla = (name: string, ...ips: string[]) => ({
+  cluster_name: name,
+  endpoints: [
+    {
+      load_balancing_weight: { value: 1 },
+      lb_endpoints: ips.map((ip) => ({
+        endpoint: { address: { socket_address: { address: ip, port_value: 8080 } } },
+        health_status: 'HEALTHY',
+      })),
+    },
+  ],
+});
+const listener = () => ({
+  name: 'virtualOutbound',
+  address: { socket_address: { address: '0.0.0.0', port_value: 15001 } },
+  filter_chains: [
+    {
+      filters: [
+        {
+          name: 'envoy.filters.network.http_connection_manager',
+          typed_config: pack(EXTENSION_TYPE_URL.httpConnectionManager, {
+            stat_prefix: 'outbound',
+            rds: { config_source: ads, route_config_name: ROUTES },
+            http_filters: [{ name: 'envoy.filters.http.router', typed_config: pack(EXTENSION_TYPE_URL.router, {}) }],
+          }),
+        },
+      ],
+    },
+  ],
+});
+const routes = (...clusters: string[]) => ({
+  name: ROUTES,
+  virtual_hosts: clusters.map((c, i) => ({
+    name: `vh${i}`,
+    domains: [`host${i}:80`],
+    routes: [{ match: { prefix: '/' }, route: { cluster: c } }],
+  })),
+});
+
+function seed(peer: XdsPeer): void {
+  peer.setAny(TYPE_URL.cluster, WEB, pack(TYPE_URL.cluster, cluster(WEB)));
+  peer.setAny(TYPE_URL.endpoint, WEB, pack(TYPE_URL.endpoint, cla(WEB, '10.0.0.1')));
+  peer.setAny(TYPE_URL.listener, 'virtualOutbound', pack(TYPE_URL.listener, listener()));
+  peer.setAny(TYPE_URL.route, ROUTES, pack(TYPE_URL.route, routes(WEB)));
+}
+
+const node = buildNode({
+  ip: '10.1.2.3',
+  pod: 'web-0',
+  namespace: 'default',
+  serviceAccount: 'web',
+  inboundPort: 15006,
+  clusterDomain: 'cluster.local',
+  version: '0.1.0',
+});
+
+interface Harness {
+  client: XdsClient;
+  configs: MeshConfig[];
+  registry: Registry;
+  next(): Promise<MeshConfig>;
+}
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function startClient(peer: XdsPeer, extra: Partial<XdsClientOptions> = {}): Harness {
+  const configs: MeshConfig[] = [];
+  const waiting: ((m: MeshConfig) => void)[] = [];
+  const registry = new Registry();
+  const client = new XdsClient({
+    server: peer.address,
+    node,
+    backoff: { baseMs: 20, capMs: 100 },
+    metrics: createXdsMetrics(registry),
+    onConfig: (mesh) => {
+      configs.push(mesh);
+      waiting.shift()?.(mesh);
+    },
+    ...extra,
+  });
+  client.start();
+  cleanups.push(() => client.stop());
+  return {
+    client,
+    configs,
+    registry,
+    next: () =>
+      new Promise<MeshConfig>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`no MeshConfig; peer saw ${peer.summary().join(' | ')}`)), 5000);
+        waiting.push((m) => {
+          clearTimeout(t);
+          resolve(m);
+        });
+      }),
+  };
+}
+
+async function startPeer(options: { delta?: boolean; port?: number } = {}): Promise<XdsPeer> {
+  const peer = await XdsPeer.start(options);
+  cleanups.push(() => peer.stop());
+  return peer;
+}
+
+const is = (type: string, kind: RecordedRequest['kind'], protocol?: string) => (r: RecordedRequest) =>
+  r.typeUrl === type && r.kind === kind && (!protocol || r.protocol === protocol);
+
+describe('XdsClient (delta)', () => {
+  it('sends its node, subscribes CDS→EDS→LDS→RDS, ACKs, and publishes a warm config', async () => {
+    const peer = await startPeer();
+    seed(peer);
+    const h = startClient(peer);
+    const mesh = await h.next();
+
+    expect(mesh.clusters.get(WEB)?.endpoints.map((e) => e.address)).toEqual(['10.0.0.1']);
+    expect(mesh.clusters.get(WEB)?.lbPolicy).toBe('p2c-ewma');
+    expect(mesh.listeners.get('virtualOutbound')).toMatchObject({ kind: 'http', routeConfigName: ROUTES });
+    expect(mesh.routes.get(ROUTES)?.virtualHosts[0]?.domains).toEqual(['host0:80']);
+    expect(Object.keys(mesh.versions).sort()).toEqual([...Object.values(TYPE_URL)].sort());
+
+    const first = peer.requests[0]!;
+    expect(first.protocol).toBe('delta');
+    expect(first.typeUrl).toBe(TYPE_URL.cluster);
+    expect(first.node?.id).toBe('sidecar~10.1.2.3~web-0.default~default.svc.cluster.local');
+    expect(first.node?.user_agent_name).toBe('skein-sidecar');
+    expect(first.node?.metadata?.fields.NAMESPACE?.stringValue).toBe('default');
+    expect(first.node?.metadata?.fields.INBOUND_PORT?.stringValue).toBe('15006');
+    expect(peer.requests.filter((r) => r.node)).toHaveLength(1);
+
+    const eds = await peer.waitFor(is(TYPE_URL.endpoint, 'request'));
+    expect(eds.names).toEqual([WEB]);
+    const rds = await peer.waitFor(is(TYPE_URL.route, 'request'));
+    expect(rds.names).toEqual([ROUTES]);
+    for (const t of Object.values(TYPE_URL)) await peer.waitFor(is(t, 'ack'));
+    expect(peer.requests.some((r) => r.kind === 'nack')).toBe(false);
+
+    const state = h.client.state();
+    expect(state).toMatchObject({ connected: true, protocol: 'delta', published: true, warming: { warm: true } });
+    const metrics = await h.registry.metrics();
+    expect(metrics).toContain('skein_sidecar_xds_connected 1');
+    expect(metrics).toMatch(/skein_sidecar_xds_updates_total\{type="CDS"\} 1/);
+  });
+
+  it('NACKs an invalid response with every error and keeps the last good config', async () => {
+    const peer = await startPeer();
+    seed(peer);
+    const h = startClient(peer);
+    const good = await h.next();
+
+    const from = peer.requests.length;
+    const bad = { ...cluster(API, 'MAGLEV'), connect_timeout: { seconds: -1 } };
+    peer.set(TYPE_URL.cluster, bad);
+    const nack = await peer.waitFor(is(TYPE_URL.cluster, 'nack'), 5000, from);
+    expect(nack.errorText).toBe(
+      `Cluster "${API}": lb_policy: MAGLEV is not supported\nCluster "${API}": connect_timeout: must not be negative`,
+    );
+    expect(h.client.current()).toBe(good);
+    expect(h.client.state().lastNack).toMatchObject({ typeUrl: TYPE_URL.cluster, text: nack.errorText });
+    expect(await h.registry.metrics()).toMatch(/skein_sidecar_xds_nacks_total\{type="CDS"\} 1/);
+
+    // A later good response is accepted and published.
+    peer.set(TYPE_URL.cluster, cluster(API));
+    peer.set(TYPE_URL.endpoint, cla(API, '10.0.0.9'));
+    const next = await h.next();
+    expect([...next.clusters.keys()].sort()).toEqual([API, WEB].sort());
+    expect(next.clusters.get(WEB)).toBe(good.clusters.get(WEB));
+  });
+
+  it('subscribes to EDS and RDS names as clusters and listeners appear, and unsubscribes when they go', async () => {
+    const peer = await startPeer();
+    seed(peer);
+    const h = startClient(peer);
+    await h.next();
+
+    let from = peer.requests.length;
+    peer.set(TYPE_URL.cluster, cluster(API, 'ROUND_ROBIN'));
+    const sub = await peer.waitFor((r) => r.typeUrl === TYPE_URL.endpoint && r.names.includes(API), 5000, from);
+    expect(sub.names).toEqual([API]);
+    peer.set(TYPE_URL.endpoint, cla(API, '10.0.0.7', '10.0.0.8'));
+    peer.set(TYPE_URL.route, routes(WEB, API));
+    let mesh = await h.next();
+    while (mesh.routes.get(ROUTES)?.virtualHosts.length !== 2 || mesh.clusters.get(API)?.endpoints.length !== 2) mesh = await h.next();
+    expect(mesh.clusters.get(API)?.lbPolicy).toBe('round-robin');
+
+    from = peer.requests.length;
+    peer.remove(TYPE_URL.cluster, WEB);
+    const unsub = await peer.waitFor((r) => r.typeUrl === TYPE_URL.endpoint && r.unsubscribe.length > 0, 5000, from);
+    expect(unsub.unsubscribe).toEqual([WEB]);
+  });
+
+  it('waits for a routed cluster\'s endpoints before publishing, up to the warming timeout', async () => {
+    const peer = await startPeer();
+    seed(peer);
+    peer.resources.get(TYPE_URL.endpoint)?.clear();
+    const h = startClient(peer, { warmingTimeoutMs: 300 });
+    await peer.waitFor(is(TYPE_URL.route, 'ack'));
+    expect(h.configs).toHaveLength(0);
+    expect(h.client.state().warming.missing).toEqual([`ClusterLoadAssignment "${WEB}"`]);
+    const mesh = await h.next();
+    expect(mesh.clusters.get(WEB)?.endpoints).toEqual([]);
+    peer.set(TYPE_URL.endpoint, cla(WEB, '10.0.0.1'));
+    expect((await h.next()).clusters.get(WEB)?.endpoints).toHaveLength(1);
+  });
+
+  it('keeps its config while the server is down and resumes with initial_resource_versions', async () => {
+    const peer = await startPeer();
+    seed(peer);
+    const h = startClient(peer);
+    const mesh = await h.next();
+    await peer.waitFor(is(TYPE_URL.route, 'ack'));
+    const port = peer.port;
+    await peer.stop();
+
+    await waitUntil(() => !h.client.state().connected);
+    const down = h.client.state();
+    expect(down.lastError).toMatch(/UNAVAILABLE|CANCELLED|OK|INTERNAL/);
+    expect(h.client.current()).toBe(mesh);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(h.configs).toHaveLength(1);
+
+    const again = await startPeer({ port });
+    seed(again);
+    const cds = await again.waitFor(is(TYPE_URL.cluster, 'request'));
+    expect(Object.keys(cds.initialVersions)).toEqual([WEB]);
+    const eds = await again.waitFor(is(TYPE_URL.endpoint, 'request'));
+    expect(eds.names).toEqual([WEB]);
+    expect(Object.keys(eds.initialVersions)).toEqual([WEB]);
+    await waitUntil(() => h.client.state().connected);
+    expect(await h.registry.metrics()).toMatch(/skein_sidecar_xds_reconnects_total [1-9]/);
+  });
+});
+
+describe('XdsClient (state of the world)', () => {
+  it('falls back to SotW when delta is UNIMPLEMENTED, ACKs with version_info and NACKs with the last good one', async () => {
+    const peer = await startPeer({ delta: false });
+    seed(peer);
+    const h = startClient(peer);
+    const good = await h.next();
+    expect(good.clusters.get(WEB)?.endpoints).toHaveLength(1);
+    expect(h.client.state().protocol).toBe('sotw');
+
+    const cdsAck = await peer.waitFor(is(TYPE_URL.cluster, 'ack', 'sotw'));
+    expect(cdsAck.versionInfo).not.toBe('');
+    const eds = await peer.waitFor(is(TYPE_URL.endpoint, 'request', 'sotw'));
+    expect(eds.names).toEqual([WEB]);
+    expect(peer.requests[0]?.node?.id).toContain('sidecar~10.1.2.3~');
+
+    const from = peer.requests.length;
+    peer.set(TYPE_URL.route, { name: ROUTES, virtual_hosts: [{ name: 'a', domains: ['x', 'x'], routes: [] }] });
+    const nack = await peer.waitFor(is(TYPE_URL.route, 'nack', 'sotw'), 5000, from);
+    expect(nack.errorText).toBe('RouteConfiguration "outbound/default": virtual_hosts[0].domains[1]: "x" is listed twice');
+    const lastAck = peer.requests.filter(is(TYPE_URL.route, 'ack', 'sotw')).at(-1);
+    expect(nack.versionInfo).toBe(lastAck?.versionInfo);
+    expect(h.client.current()).toBe(good);
+
+    // SotW CDS is the full state: a cluster missing from the response is deleted.
+    peer.set(TYPE_URL.route, routes(API));
+    peer.setAny(TYPE_URL.cluster, API, pack(TYPE_URL.cluster, cluster(API)));
+    peer.remove(TYPE_URL.cluster, WEB);
+    peer.set(TYPE_URL.endpoint, cla(API, '10.0.0.5'));
+    let mesh = await h.next();
+    while (mesh.clusters.has(WEB) || !mesh.clusters.get(API)?.endpoints.length) mesh = await h.next();
+    expect([...mesh.clusters.keys()]).toEqual([API]);
+  });
+});
+
+async function waitUntil(cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
