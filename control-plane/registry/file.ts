@@ -144,6 +144,13 @@ export class FileRegistry implements Registry {
     }
   }
 
+  /** An empty file may be a truncate-then-write in progress: confirm it stays empty for a moment before applying. */
+  private async stillEmpty(): Promise<boolean> {
+    await new Promise((resolve) => setTimeout(resolve, Math.max(100, this.debounceMs * 2)));
+    const again = await readFile(this.path, 'utf8').catch(() => '');
+    return again.trim() === '';
+  }
+
   private async reloadOnce(): Promise<void> {
     const key = await this.statKey();
     let text: string;
@@ -152,6 +159,10 @@ export class FileRegistry implements Registry {
     } catch (err) {
       if (this.lastStat !== 'missing') this.report(PROBLEM_FILE_MISSING, new RegistryFileMissingError(this.path, err).message);
       this.lastStat = 'missing';
+      return;
+    }
+    if (text.trim() === '' && this.current.services.size + this.current.pods.size > 0 && !(await this.stillEmpty())) {
+      this.schedule(); // an editor truncated the file and is still writing it: read it again once it settles
       return;
     }
     this.lastStat = key;

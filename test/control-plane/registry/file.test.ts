@@ -254,6 +254,34 @@ describe('FileRegistry', () => {
   });
 });
 
+describe('FileRegistry with an emptied file', () => {
+  it('applies an empty file only once it stays empty (a truncate-then-write is not an outage)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'skein-registry-'));
+    const path = join(dir, 'registry.yaml');
+    const registry = new FileRegistry(path, { debounceMs: 10, pollMs: 5000 });
+    try {
+      await writeFile(path, svc('web'));
+      await registry.start();
+      const changes: RegistryChange[] = [];
+      registry.subscribe((c) => changes.push(c));
+      await writeFile(path, '');
+      const reloading = registry.reload();
+      await new Promise((r) => setTimeout(r, 30));
+      await writeFile(path, docs(svc('web'), svc('api')));
+      await reloading;
+      await new Promise((r) => setTimeout(r, 150));
+      expect(changes.map((c) => [...c.changed])).toEqual([['default/api']]);
+      await writeFile(path, '# nothing here any more\n');
+      await registry.reload();
+      expect(registry.state().services.size).toBe(0);
+      expect(changes.at(-1)?.changed).toEqual(new Set(['default/api', 'default/web']));
+    } finally {
+      await registry.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('writeRegistryFile', () => {
   it('writes a multi-document file atomically that the registry reads back', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'skein-registry-'));
