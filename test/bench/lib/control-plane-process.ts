@@ -5,12 +5,13 @@ import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-export const SKEIN_CLI = `${REPO_ROOT}cli/skein.ts`;
+/** The `skein` entry point; SKEIN_BENCH_CLI points the harness at another script taking the same arguments. */
+export const SKEIN_CLI = process.env.SKEIN_BENCH_CLI ?? `${REPO_ROOT}cli/skein.ts`;
 const MAIN = `${REPO_ROOT}control-plane/main.ts`;
 
 /** Whether the `skein control-plane` entry point exists yet (it is wired by the integrator). */
 export function controlPlaneAvailable(): boolean {
-  return existsSync(SKEIN_CLI) && existsSync(MAIN);
+  return existsSync(SKEIN_CLI) && (process.env.SKEIN_BENCH_CLI !== undefined || existsSync(MAIN));
 }
 
 /** A port the OS considers free right now on 127.0.0.1 (listen on 0, read it, close). */

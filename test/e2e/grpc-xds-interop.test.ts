@@ -1,0 +1,220 @@
+// Proxyless gRPC interop: a grpc-js-xds client balances over endpoints that `skein control-plane` serves from a file.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync, renameSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { ControlPlaneProcess, controlPlaneAvailable } from '../bench/lib/control-plane-process.ts';
+import type { ClientReply, ClientRequest } from './grpc-xds-interop-client.ts';
+
+const CLIENT = fileURLToPath(new URL('./grpc-xds-interop-client.ts', import.meta.url));
+const SERVICE_PORT = 50051;
+const TARGET = `xds:///echo.default.svc.cluster.local:${SERVICE_PORT}`;
+
+const ECHO_PROTO = `syntax = "proto3";
+package skein.e2e;
+message EchoRequest { string message = 1; }
+message EchoReply { string server = 1; string message = 2; }
+service Echo { rpc Echo (EchoRequest) returns (EchoReply); }
+`;
+
+interface EchoServer {
+  readonly name: string;
+  readonly port: number;
+  readonly server: grpc.Server;
+}
+
+async function startEchoServer(protoPath: string, name: string): Promise<EchoServer> {
+  const pkg = grpc.loadPackageDefinition(loadSync(protoPath, { keepCase: true })) as unknown as {
+    skein: { e2e: { Echo: grpc.ServiceClientConstructor } };
+  };
+  const server = new grpc.Server();
+  server.addService(pkg.skein.e2e.Echo.service, {
+    Echo: (call: grpc.ServerUnaryCall<{ message: string }, unknown>, cb: grpc.sendUnaryData<unknown>) =>
+      cb(null, { server: name, message: call.request.message }),
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  return { name, port, server };
+}
+
+/** The registry: Service echo.default (gRPC port 50051 → named targetPort) with one EndpointSlice per server. */
+function registryObjects(servers: readonly EchoServer[]): object[] {
+  const objects: object[] = [
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'echo', namespace: 'default' },
+      spec: {
+        clusterIP: '10.96.0.50',
+        selector: { app: 'echo' },
+        ports: [{ name: 'grpc', port: SERVICE_PORT, targetPort: 'grpc', appProtocol: 'grpc', protocol: 'TCP' }],
+      },
+    },
+  ];
+  for (const s of servers) {
+    // Both servers share 127.0.0.1, so each needs its own slice: a slice's ports apply to all of its endpoints.
+    objects.push(
+      {
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSlice',
+        metadata: {
+          name: `echo-${s.name}`,
+          namespace: 'default',
+          labels: { 'kubernetes.io/service-name': 'echo' },
+        },
+        addressType: 'IPv4',
+        ports: [{ name: 'grpc', port: s.port, protocol: 'TCP' }],
+        endpoints: [
+          {
+            addresses: ['127.0.0.1'],
+            conditions: { ready: true, serving: true, terminating: false },
+            targetRef: { kind: 'Pod', name: `echo-${s.name}`, namespace: 'default' },
+          },
+        ],
+      },
+      {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: `echo-${s.name}`, namespace: 'default', labels: { app: 'echo' } },
+        spec: { serviceAccountName: 'echo', containers: [{ name: 'echo', image: 'echo:1' }] },
+        status: { phase: 'Running', podIP: '127.0.0.1' },
+      },
+    );
+  }
+  return objects;
+}
+
+function writeRegistry(path: string, servers: readonly EchoServer[]): void {
+  const tmp = `${path}.tmp`;
+  writeFileSync(tmp, registryObjects(servers).map((o) => stringify(o)).join('---\n'));
+  renameSync(tmp, path);
+}
+
+class XdsClient {
+  private readonly child: ChildProcess;
+  private readonly replies: ClientReply[] = [];
+  private wake: (() => void) | undefined;
+  stderr = '';
+
+  constructor(protoPath: string, bootstrap: object) {
+    this.child = spawn(process.execPath, [CLIENT, protoPath, TARGET], {
+      stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+      env: { ...process.env, GRPC_XDS_BOOTSTRAP_CONFIG: JSON.stringify(bootstrap) },
+    });
+    this.child.stderr?.setEncoding('utf8');
+    this.child.stderr?.on('data', (c: string) => {
+      this.stderr = (this.stderr + c).slice(-4000);
+    });
+    this.child.on('message', (m: ClientReply) => {
+      this.replies.push(m);
+      this.wake?.();
+    });
+    this.child.on('exit', () => this.wake?.());
+  }
+
+  private async next(): Promise<ClientReply> {
+    for (;;) {
+      const r = this.replies.shift();
+      if (r) return r;
+      if (this.child.exitCode !== null) throw new Error(`xDS client exited (${this.child.exitCode}): ${this.stderr}`);
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+    }
+  }
+
+  async ready(): Promise<void> {
+    const r = await this.next();
+    if (r.type !== 'ready') throw new Error(`unexpected ${r.type}`);
+  }
+
+  async call(count: number, deadlineMs = 1000): Promise<{ names: string[]; errors: string[] }> {
+    this.child.send({ type: 'call', count, deadlineMs } satisfies ClientRequest);
+    const r = await this.next();
+    if (r.type !== 'result') throw new Error(`unexpected ${r.type}`);
+    return r;
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise((r) => this.child.once('exit', r));
+    this.child.kill('SIGTERM');
+    await exited;
+  }
+}
+
+/** Calls in batches until `done` says so or the time is up; returns every name seen and the last errors. */
+async function callUntil(
+  client: XdsClient,
+  timeoutMs: number,
+  done: (names: string[]) => boolean,
+): Promise<{ names: string[]; errors: string[] }> {
+  const deadline = Date.now() + timeoutMs;
+  const names: string[] = [];
+  let errors: string[] = [];
+  while (Date.now() < deadline) {
+    const r = await client.call(10);
+    names.push(...r.names);
+    errors = r.errors.length ? r.errors : errors;
+    if (done(names)) break;
+    if (r.names.length === 0) await new Promise((res) => setTimeout(res, 200));
+  }
+  return { names, errors };
+}
+
+const available = controlPlaneAvailable();
+const title = available
+  ? 'proxyless gRPC (grpc-js-xds) against skein control-plane'
+  : 'proxyless gRPC interop — SKIPPED: control-plane/main.ts (the `skein control-plane` entry point) does not exist yet';
+
+describe.skipIf(!available)(title, () => {
+  let dir = '';
+  let registryPath = '';
+  let servers: EchoServer[] = [];
+  let cp: ControlPlaneProcess | undefined;
+  let client: XdsClient | undefined;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'skein-xds-interop-'));
+    const protoPath = join(dir, 'echo.proto');
+    writeFileSync(protoPath, ECHO_PROTO);
+    servers = [await startEchoServer(protoPath, 'a'), await startEchoServer(protoPath, 'b')];
+    registryPath = join(dir, 'registry.yaml');
+    writeRegistry(registryPath, servers);
+    cp = await ControlPlaneProcess.start({ registry: registryPath, debounceMs: 20, readyTimeoutMs: 15_000 });
+    client = new XdsClient(protoPath, {
+      xds_servers: [{ server_uri: cp.xdsAddress, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
+      node: { id: 'echo-client~default', locality: {}, metadata: { NAMESPACE: 'default' } },
+    });
+    await client.ready();
+  });
+
+  afterAll(async () => {
+    await client?.stop();
+    await cp?.stop();
+    await Promise.all(servers.map((s) => new Promise<void>((r) => s.server.tryShutdown(() => r()))));
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reaches both endpoints, then only the one left after the registry drops the other', async () => {
+    const c = client as XdsClient;
+    const first = await callUntil(c, 8000, (names) => names.includes('a') && names.includes('b'));
+    const context = () => `errors: ${first.errors.slice(0, 3).join('; ')}\nclient: ${c.stderr}\ncontrol plane: ${cp?.logTail()}`;
+    expect(new Set(first.names), context()).toEqual(new Set(['a', 'b']));
+
+    writeRegistry(registryPath, servers.filter((s) => s.name === 'a'));
+    // Converged once 20 calls in a row answer from "a" only.
+    const after = await callUntil(c, 8000, (names) => names.length >= 20 && names.slice(-20).every((n) => n === 'a'));
+    expect(after.names.slice(-20)).toEqual(Array(20).fill('a'));
+
+    const settled = await c.call(20);
+    expect(settled.errors).toEqual([]);
+    expect(new Set(settled.names)).toEqual(new Set(['a']));
+  });
+});
