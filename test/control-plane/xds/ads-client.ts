@@ -94,11 +94,11 @@ export const openDelta = (client: AggregatedDiscoveryServiceClient): DeltaReader
   new Reader(client.DeltaAggregatedResources());
 
 /** Polls a condition (status bookkeeping happens when requests arrive, after the client wrote them). */
-export async function eventually(check: () => void, timeoutMs = 5000): Promise<void> {
+export async function eventually(check: () => void | Promise<void>, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      check();
+      await check();
       return;
     } catch (err) {
       if (Date.now() > deadline) throw err;

@@ -1,0 +1,88 @@
+// Failures stay in their stream: a throwing cache call, malformed bytes; plus scopes that appear later and convergence.
+import * as grpc from '@grpc/grpc-js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TYPE_URL } from '../../../proto/index.ts';
+import { envoyNode, eventually, openDelta, openSotw } from './ads-client.ts';
+import { cluster, endpoints } from './fake-cache.ts';
+import { type Harness, startHarness } from './harness.ts';
+
+const SCOPE = 'envoy/default';
+let h: Harness;
+afterEach(async () => {
+  await h?.close();
+});
+
+const base = () => ({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('a')] }, [TYPE_URL.endpoint]: { put: [endpoints('a', '10.0.0.1')] } } });
+
+describe('stream isolation', () => {
+  it('ends only the stream whose handling threw, with INTERNAL, and logs its node id', async () => {
+    h = await startHarness(base());
+    const defaultScope = h.cache.scopeFor;
+    h.cache.scopeFor = (node) => {
+      if (node.id === 'boom') throw new Error('scope lookup exploded');
+      return defaultScope(node);
+    };
+    const good = openSotw(h.client());
+    good.send({ node: envoyNode('good'), type_url: TYPE_URL.cluster });
+    await good.next();
+    const bad = openSotw(h.client());
+    bad.send({ node: envoyNode('boom'), type_url: TYPE_URL.cluster });
+    const st = await bad.ended();
+    expect(st.code).toBe(grpc.status.INTERNAL);
+    expect(st.details).toContain('scope lookup exploded');
+    expect(h.logs.find((l) => l.fields.nodeId === 'boom')).toMatchObject({ level: 'error', fields: { code: 'INTERNAL' } });
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('b')] } } });
+    expect((await good.next()).resources).toHaveLength(2);
+  });
+
+  it('leaves malformed request bytes to grpc-js (INTERNAL) without disturbing other streams', async () => {
+    h = await startHarness(base());
+    const good = openDelta(h.client());
+    good.send({ node: envoyNode('good'), type_url: TYPE_URL.cluster });
+    await good.next();
+    const raw = new grpc.Client(h.server.address, grpc.credentials.createInsecure());
+    const call = raw.makeBidiStreamRequest(
+      '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources',
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+    );
+    const status = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
+    call.on('error', () => {});
+    // Field 2 (node) claims 5 bytes and carries 1.
+    call.write(Buffer.from([0x12, 0x05, 0x0a]));
+    expect((await status).code).toBe(grpc.status.INTERNAL);
+    raw.close();
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('b')] } } });
+    expect((await good.next()).resources.map((r) => r.name)).toEqual(['b']);
+  });
+});
+
+describe('scopes and convergence', () => {
+  it('sends a whole scope that appears in a later snapshot', async () => {
+    h = await startHarness(base());
+    h.cache.scopeFor = () => 'envoy/late';
+    const s = openDelta(h.client());
+    s.send({ node: envoyNode('late'), type_url: TYPE_URL.cluster });
+    const empty = await s.next();
+    expect(empty.resources).toEqual([]);
+    s.send({ type_url: TYPE_URL.cluster, response_nonce: empty.nonce });
+    h.cache.publish({ 'envoy/late': { [TYPE_URL.cluster]: { put: [cluster('x'), cluster('y')] } } });
+    expect((await s.next()).resources.map((r) => r.name).sort()).toEqual(['x', 'y']);
+  });
+
+  it('observes convergence from snapshot.changedAt to the ACK of the push', async () => {
+    h = await startHarness(base());
+    const s = openSotw(h.client());
+    s.send({ node: envoyNode('c'), type_url: TYPE_URL.endpoint, resource_names: ['a'] });
+    const first = await s.next();
+    s.send({ type_url: TYPE_URL.endpoint, resource_names: ['a'], response_nonce: first.nonce, version_info: first.version_info });
+    const histogram = h.server.metrics.registry.getSingleMetric('skein_xds_push_convergence_seconds');
+    const count = async () => (await histogram?.get())?.values.find((v) => v.metricName?.endsWith('_count'))?.value ?? 0;
+    await eventually(() => expect(h.status.list()[0]?.types[0]?.state).toBe('SYNCED'));
+    expect(await count()).toBe(0); // the initial answer is not a change
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.endpoint]: { put: [endpoints('a', '10.3.3.3')] } } });
+    const pushed = await s.next();
+    s.send({ type_url: TYPE_URL.endpoint, resource_names: ['a'], response_nonce: pushed.nonce, version_info: pushed.version_info });
+    await eventually(async () => expect(await count()).toBe(1));
+  });
+});
