@@ -1,0 +1,128 @@
+// Tests `skein sidecar` flag and environment parsing into the frozen Config, and the errors that name each flag.
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../sidecar/config.ts';
+import { ConfigInvalidError, SIDECAR_ERROR_CODES, SkeinSidecarError } from '../../sidecar/errors.ts';
+
+const base = ['--control-plane', 'skein.skein-system:15010', '--pod', 'web-0', '--namespace', 'default', '--ip', '10.1.2.3'];
+
+function failure(argv: string[], env: Record<string, string> = {}): ConfigInvalidError {
+  try {
+    parseConfig(argv, env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigInvalidError);
+    expect(err).toBeInstanceOf(SkeinSidecarError);
+    expect((err as ConfigInvalidError).code).toBe('SKEIN_CONFIG_INVALID');
+    return err as ConfigInvalidError;
+  }
+  throw new Error('expected a ConfigInvalidError');
+}
+
+describe('parseConfig', () => {
+  it('applies the defaults', () => {
+    const c = parseConfig(base, {});
+    expect(c).toEqual({
+      controlPlane: { host: 'skein.skein-system', port: 15010 },
+      pod: 'web-0',
+      namespace: 'default',
+      serviceAccount: 'default',
+      ip: '10.1.2.3',
+      appPorts: [],
+      outbound: { host: '127.0.0.1', port: 15001 },
+      inbound: { host: '10.1.2.3', port: 15006 },
+      admin: { host: '127.0.0.1', port: 15000 },
+      adminAddressUnsafe: false,
+      clusterDomain: 'cluster.local',
+      drainTimeoutMs: 5000,
+      xdsProtocol: 'auto',
+    });
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.appPorts)).toBe(true);
+  });
+
+  it('reads every flag, with repeated --app-port', () => {
+    const c = parseConfig(
+      [
+        ...base,
+        '--service-account', 'web',
+        '--app-port', '8080',
+        '--app-port', '9090',
+        '--outbound-address', '127.0.0.1:0',
+        '--inbound-address', '[::1]:15006',
+        '--admin-address', '127.0.0.5:15000',
+        '--cluster-domain', 'corp.local',
+        '--drain-timeout', '250ms',
+        '--xds-protocol', 'sotw',
+      ],
+      {},
+    );
+    expect(c).toMatchObject({
+      serviceAccount: 'web',
+      appPorts: [8080, 9090],
+      outbound: { host: '127.0.0.1', port: 0 },
+      inbound: { host: '::1', port: 15006 },
+      admin: { host: '127.0.0.5', port: 15000 },
+      clusterDomain: 'corp.local',
+      drainTimeoutMs: 250,
+      xdsProtocol: 'sotw',
+    });
+  });
+
+  it('falls back to the environment, flags winning', () => {
+    const env = {
+      SKEIN_CONTROL_PLANE: '10.0.0.1:15010',
+      POD_NAME: 'api-1',
+      POD_NAMESPACE: 'shop',
+      SERVICE_ACCOUNT: 'api',
+      POD_IP: '10.2.0.4',
+      SKEIN_APP_PORTS: '8080, 8443',
+      SKEIN_DRAIN_TIMEOUT: '1m',
+    };
+    const c = parseConfig([], env);
+    expect(c).toMatchObject({
+      controlPlane: { host: '10.0.0.1', port: 15010 },
+      pod: 'api-1',
+      namespace: 'shop',
+      serviceAccount: 'api',
+      ip: '10.2.0.4',
+      appPorts: [8080, 8443],
+      inbound: { host: '10.2.0.4', port: 15006 },
+      drainTimeoutMs: 60_000,
+    });
+    expect(parseConfig(['--pod', 'other', '--app-port', '1'], env)).toMatchObject({ pod: 'other', appPorts: [1] });
+  });
+
+  it.each([
+    [['--pod', 'p', '--namespace', 'n', '--ip', '10.0.0.1'], '--control-plane', /is required \(or set SKEIN_CONTROL_PLANE\)/],
+    [base.filter((_, i) => i !== 2 && i !== 3), '--pod', /is required \(or set POD_NAME\)/],
+    [[...base.slice(0, 6), '--ip', 'pod-ip'], '--ip', /"pod-ip" is not an IP address/],
+    [['--control-plane', 'nohost', ...base.slice(2)], '--control-plane', /is not HOST:PORT/],
+    [['--control-plane', 'h:0', ...base.slice(2)], '--control-plane', /must be 1-65535/],
+    [[...base, '--app-port', '70000'], '--app-port', /"70000" is not a port/],
+    [[...base, '--app-port', 'http'], '--app-port', /"http" is not a port/],
+    [[...base, '--drain-timeout', 'soon'], '--drain-timeout', /not a duration/],
+    [[...base, '--xds-protocol', 'rest'], '--xds-protocol', /not one of auto, delta, sotw/],
+    [[...base, '--namespace', 'Bad_NS'], '--namespace', /not a DNS label/],
+    [[...base, '--bogus'], '--bogus', /Unknown option/],
+  ])('rejects %j naming %s', (argv, flag, message) => {
+    const err = failure(argv);
+    expect(err.flag).toBe(flag);
+    expect(err.message.startsWith(`${flag}: `)).toBe(true);
+    expect(err.message).toMatch(message);
+  });
+
+  it('refuses a non-loopback admin address unless --admin-address-unsafe', () => {
+    const err = failure([...base, '--admin-address', '0.0.0.0:15000']);
+    expect(err.flag).toBe('--admin-address');
+    expect(err.message).toMatch(/not a loopback address.*--admin-address-unsafe/);
+    expect(parseConfig([...base, '--admin-address', '0.0.0.0:15000', '--admin-address-unsafe'], {}).admin.host).toBe('0.0.0.0');
+    expect(parseConfig([...base, '--admin-address', '[::1]:0'], {}).admin).toEqual({ host: '::1', port: 0 });
+  });
+});
+
+describe('sidecar error codes', () => {
+  it('gives each class its stable code', () => {
+    expect(new ConfigInvalidError('--x', 'bad').code).toBe(SIDECAR_ERROR_CODES.configInvalid);
+    expect(Object.values(SIDECAR_ERROR_CODES).every((c) => /^SKEIN_[A-Z_]+$/.test(c))).toBe(true);
+    expect(new Set(Object.values(SIDECAR_ERROR_CODES)).size).toBe(Object.values(SIDECAR_ERROR_CODES).length);
+  });
+});
