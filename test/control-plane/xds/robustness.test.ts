@@ -77,7 +77,7 @@ describe('scopes and convergence', () => {
     const first = await s.next();
     s.send({ type_url: TYPE_URL.endpoint, resource_names: ['a'], response_nonce: first.nonce, version_info: first.version_info });
     const histogram = h.server.metrics.registry.getSingleMetric('skein_xds_push_convergence_seconds');
-    const count = async () => (await histogram?.get())?.values.find((v) => v.metricName?.endsWith('_count'))?.value ?? 0;
+    const count = async () => (await histogram?.get())?.values.find((v) => (v as { metricName?: string }).metricName?.endsWith('_count'))?.value ?? 0;
     await eventually(() => expect(h.status.list()[0]?.types[0]?.state).toBe('SYNCED'));
     expect(await count()).toBe(0); // the initial answer is not a change
     h.cache.publish({ [SCOPE]: { [TYPE_URL.endpoint]: { put: [endpoints('a', '10.3.3.3')] } } });
