@@ -1,0 +1,117 @@
+// The benchmark's simulated sidecars against the real xDS server and cache: they sync, ACK, and spot a change.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeMessage, TYPE_URL } from '../../../proto/index.ts';
+import { createSnapshotCache, type ControlPlaneCache } from '../../../control-plane/cache/index.ts';
+import { parseRegistryText } from '../../../control-plane/registry/file.ts';
+import { buildState } from '../../../control-plane/registry/objects.ts';
+import { diffStates, type RegistryListener, type RegistryState } from '../../../control-plane/registry/registry.ts';
+import { startXdsServer, StatusRegistry, type XdsServerHandle } from '../../../control-plane/xds/index.ts';
+import { claNameOf, newCounters, SimulatedProxy, type XdsMode } from './ads-client.ts';
+import { ChangeTracker } from './change-tracker.ts';
+import { GeneratedRegistry, namespaceName } from './registry-gen.ts';
+
+function load(path: string): RegistryState {
+  const loaded = parseRegistryText(path, readFileSync(path, 'utf8'));
+  return buildState(loaded.services, loaded.slices, loaded.pods);
+}
+
+async function until(what: string, check: () => boolean, timeoutMs = 8000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('claNameOf', () => {
+  it('reads cluster_name from the encoded ClusterLoadAssignment', () => {
+    const name = `outbound|80||${'x'.repeat(200)}.ns.svc.cluster.local`; // a two-byte length
+    const bytes = encodeMessage(TYPE_URL.endpoint, { cluster_name: name, endpoints: [] });
+    expect(claNameOf(bytes)).toBe(name);
+    expect(claNameOf(Uint8Array.from([0x12, 0x00]))).toBeUndefined();
+  });
+});
+
+describe('SimulatedProxy against the xDS server', () => {
+  let dir = '';
+  let registry: GeneratedRegistry;
+  let state: RegistryState;
+  const listeners = new Set<RegistryListener>();
+  let cache: ControlPlaneCache;
+  let xds: XdsServerHandle;
+  const status = new StatusRegistry();
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'skein-bench-ads-'));
+    registry = new GeneratedRegistry(join(dir, 'registry.yaml'), { services: 12, endpointsPerService: 3, namespaces: 2 });
+    registry.write();
+    state = load(registry.path);
+    cache = createSnapshotCache(
+      {
+        state: () => state,
+        subscribe: (l) => {
+          listeners.add(l);
+          return () => listeners.delete(l);
+        },
+      },
+      { debounceMs: 5 },
+    );
+    xds = await startXdsServer({ host: '127.0.0.1', port: 0 }, cache, status);
+  });
+
+  afterAll(async () => {
+    await xds?.close();
+    cache?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const mode of ['sotw', 'delta'] as XdsMode[]) {
+    it(`${mode}: syncs CDS, EDS, LDS and RDS, then ACKs the EDS update that carries a changed endpoint`, async () => {
+      const tracker = new ChangeTracker(2);
+      const counters = newCounters();
+      const synced = new Set<number>();
+      const errors: string[] = [];
+      const proxies = [0, 1].map(
+        (slot) =>
+          new SimulatedProxy({
+            address: xds.address,
+            mode,
+            slot,
+            index: slot,
+            namespace: namespaceName(slot),
+            tracker,
+            counters,
+            onSynced: (s) => synced.add(s),
+            onError: (_s, m) => errors.push(m),
+          }),
+      );
+      try {
+        for (const p of proxies) p.start();
+        await until('both proxies to sync', () => synced.size === 2);
+        const nodes = status.list().map((s) => s.nodeId);
+        expect(nodes).toContain(`sidecar~127.0.0.1~p0.${namespaceName(0)}~${namespaceName(0)}.svc.cluster.local`);
+
+        const [change] = registry.changeEndpoints(1);
+        if (!change) throw new Error('no change');
+        tracker.expect(1, [{ cluster: change.cluster, ip: change.ip }]);
+        const edsBefore = counters.edsBytes;
+        registry.write();
+        const next = load(registry.path);
+        const changed = diffStates(state, next);
+        state = next;
+        for (const l of listeners) l({ state: next, changed });
+        await until('both proxies to ACK the change', () => tracker.result(1)?.ackedAt.every(Number.isFinite) ?? false);
+
+        const r = tracker.result(1);
+        for (let i = 0; i < 2; i++) expect(r?.ackedAt[i]).toBeGreaterThanOrEqual(r?.receivedAt[i] ?? Number.NaN);
+        expect(counters.edsBytes).toBeGreaterThan(edsBefore);
+        expect(errors).toEqual([]);
+      } finally {
+        for (const p of proxies) p.close();
+      }
+    });
+  }
+});
