@@ -132,13 +132,19 @@ describe('AdminServer', () => {
     const { get } = await start(() => published, () => true);
     const res = await get('/config_dump');
     expect(res.headers.get('content-type')).toBe('application/json');
-    const dump = (await res.json()) as Record<string, any>;
+    const dump = (await res.json()) as {
+      xds: { versions: unknown; lastNack: { text: string } };
+      node: { id: string };
+      clusters: unknown[];
+      listeners: { name: string }[];
+      routes: { name: string }[];
+    };
     expect(dump.xds.versions).toEqual(published.versions);
     expect(dump.xds.lastNack.text).toBe('Cluster "x": lb_policy: MAGLEV is not supported');
     expect(dump.node.id).toMatch(/^sidecar~/);
     expect(dump.clusters).toEqual([cluster]);
-    expect(dump.listeners[0].name).toBe('virtualOutbound');
-    expect(dump.routes[0].name).toBe('outbound/default');
+    expect(dump.listeners[0]?.name).toBe('virtualOutbound');
+    expect(dump.routes[0]?.name).toBe('outbound/default');
   });
 
   it('shows cluster endpoints with health and counters, as text or JSON', async () => {
