@@ -114,7 +114,7 @@ async function main(): Promise<number> {
               churnSeconds: flags.churnSeconds,
               churnPerTick: Math.max(1, Math.round(flags.services / 100)),
               syncTimeoutMs: proxies >= 1000 ? 150_000 : 60_000,
-              changeTimeoutMs: proxies >= 1000 ? 30_000 : 15_000,
+              changeTimeoutMs: 30_000,
               log,
             }),
           );

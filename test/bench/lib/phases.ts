@@ -120,7 +120,12 @@ export async function runOnce(s: RunSettings): Promise<RunResult> {
     await sleep(500);
     s.log(`  single endpoint change × ${s.repetitions}`);
     const single = await measurePhase(s, cp, pool, async (ids, writes) => {
+      const started = monotonicMs();
       for (let r = 0; r < s.repetitions; r++) {
+        if (r > 0 && monotonicMs() - started > 2 * s.changeTimeoutMs) {
+          s.log(`  stopping after ${r} repetitions: the time budget of this phase is spent`);
+          break;
+        }
         const id = ids.length + 1;
         ids.push(id);
         writes.push(await change(s, pool, id, 1));
