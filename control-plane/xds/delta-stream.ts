@@ -18,10 +18,19 @@ const trace = tracer('xds');
 const MAX_INFLIGHT = 32;
 
 interface InflightResponse {
+  /** Increases per response of the type; unacked entries carry the seq of the response that sent them. */
+  readonly seq: number;
   readonly systemVersion: string;
-  readonly sent: ReadonlyArray<readonly [name: string, version: string]>;
-  readonly removed: readonly string[];
   readonly changedAt: number | undefined;
+}
+
+interface Unacked {
+  readonly version: string;
+  /** The version the client had ACKed before (undefined: none). */
+  readonly acked: string | undefined;
+  readonly seq: number;
+  /** The response carrying it was NACKed: the client kept `acked`. */
+  rejected: boolean;
 }
 
 interface TypeState {
@@ -30,8 +39,9 @@ interface TypeState {
   readonly names: Set<string>;
   /** What the client holds or is being sent: name → version. */
   readonly known: Map<string, string>;
-  /** Resources sent but not ACKed: name → the version the client had ACKed before (undefined: none). */
-  readonly unacked: Map<string, { version: string; acked: string | undefined }>;
+  /** Resources sent but not ACKed (or rejected), kept small: entries leave on ACK. */
+  readonly unacked: Map<string, Unacked>;
+  seq: number;
   /** Names to look at on the next flush (changed, subscribed, or held by the client on reconnect). */
   readonly pending: Set<string>;
   /** Look at every resource of the type (new wildcard subscription or a new scope). */
@@ -67,13 +77,15 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
         mustRespond: true,
         changedAt: undefined,
         inflight: new Map(),
+        seq: 0,
       };
       this.types.set(typeUrl, st);
       st.pendingAll = st.wildcard;
       // On reconnect the client says what it holds: resources at these versions are not sent again.
       for (const [name, version] of Object.entries(req.initial_resource_versions ?? {})) {
-        st.known.set(name, version);
-        st.pending.add(name);
+        const key = this.intern(typeUrl, name);
+        st.known.set(key, version);
+        st.pending.add(key);
       }
     } else if (req.response_nonce !== '') {
       this.onAckOrNack(st, typeUrl, req);
@@ -84,9 +96,10 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
         st.wildcard = true;
         continue;
       }
-      st.names.add(name);
-      if (!st.known.has(name)) st.announceAbsent.add(name);
-      st.pending.add(name);
+      const key = this.intern(typeUrl, name);
+      st.names.add(key);
+      if (!st.known.has(key)) st.announceAbsent.add(key);
+      st.pending.add(key);
     }
     for (const name of req.resource_names_unsubscribe) {
       if (name === '*') {
@@ -99,6 +112,11 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
       if (!st.wildcard) this.forget(st, name);
     }
     this.record?.subscribed(typeUrl, st.wildcard, st.names.size);
+  }
+
+  /** The snapshot's own string for a name, so 1000 streams subscribed to it share one string. */
+  private intern(typeUrl: TypeUrl, name: string): string {
+    return resourcesOf(this.view, typeUrl).get(name)?.name ?? name;
   }
 
   private forget(st: TypeState, name: string): void {
@@ -121,14 +139,17 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     }
     if (req.error_detail) {
       const message = req.error_detail.message || `NACK with code ${req.error_detail.code}`;
-      const names = nackedNames(message, response.sent.map(([name]) => name));
-      this.nacked(typeUrl, nonce, response.systemVersion, message, names);
+      const rejected: string[] = [];
+      for (const [name, u] of st.unacked) {
+        if (u.seq !== response.seq) continue;
+        u.rejected = true;
+        rejected.push(name);
+      }
+      this.nacked(typeUrl, nonce, response.systemVersion, message, nackedNames(message, rejected));
       // The client keeps its previous versions; `known` keeps the rejected one so it is not resent in a loop.
       return;
     }
-    for (const [name, version] of response.sent) {
-      if (st.unacked.get(name)?.version === version) st.unacked.delete(name);
-    }
+    for (const [name, u] of st.unacked) if (u.seq <= response.seq && !u.rejected) st.unacked.delete(name);
     this.acked(typeUrl, nonce, response.systemVersion, response.changedAt);
   }
 
@@ -173,8 +194,8 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     if (!st) return;
     const map = resourcesOf(this.view, typeUrl);
     const resources: Resource[] = [];
-    const sent: Array<readonly [string, string]> = [];
     const removed: string[] = [];
+    const seq = st.seq + 1;
     let bytes = 0;
     for (const name of this.candidates(st, typeUrl)) {
       if (!st.wildcard && !st.names.has(name)) continue;
@@ -183,10 +204,9 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
       if (r) {
         if (held === r.version) continue;
         const before = st.unacked.get(name);
-        st.unacked.set(name, { version: r.version, acked: before ? before.acked : held });
+        st.unacked.set(name, { version: r.version, acked: before ? before.acked : held, seq, rejected: false });
         st.known.set(name, r.version);
         resources.push({ name, version: r.version, resource: r.any });
-        sent.push([name, r.version]);
         bytes += r.any.value.length;
       } else if (held !== undefined || st.announceAbsent.has(name)) {
         removed.push(name);
@@ -204,7 +224,8 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     if (resources.length === 0 && removed.length === 0 && !mustRespond) return;
     const nonce = newNonce();
     const systemVersion = String(this.serial);
-    st.inflight.set(nonce, { systemVersion, sent, removed, changedAt });
+    st.seq = seq;
+    st.inflight.set(nonce, { seq, systemVersion, changedAt });
     if (st.inflight.size > MAX_INFLIGHT) {
       const oldest = st.inflight.keys().next().value;
       if (oldest !== undefined) st.inflight.delete(oldest);

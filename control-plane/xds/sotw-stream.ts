@@ -100,7 +100,7 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
       const wildcard = isWildcard(typeUrl, names, undefined);
       st = {
         wildcard,
-        names: new Set(names.filter((n) => n !== '*')),
+        names: this.internAll(typeUrl, names),
         dirty: false,
         mustRespond: true,
         changedAt: undefined,
@@ -131,10 +131,18 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     const wildcard = isWildcard(typeUrl, names, st.wildcard);
     if (nonce === '' || wildcard !== st.wildcard || !sameNames(st.names, names.filter((n) => n !== '*'))) {
       st.wildcard = wildcard;
-      st.names = new Set(names.filter((n) => n !== '*'));
+      st.names = this.internAll(typeUrl, names);
       st.mustRespond = true;
       this.record?.subscribed(typeUrl, st.wildcard, st.names.size);
     }
+  }
+
+  /** The subscribed names, using the snapshot's own strings so streams share them. */
+  private internAll(typeUrl: TypeUrl, names: readonly string[]): Set<string> {
+    const map = resourcesOf(this.view, typeUrl);
+    const set = new Set<string>();
+    for (const name of names) if (name !== '*') set.add(map.get(name)?.name ?? name);
+    return set;
   }
 
   protected subscribedTypes(): Iterable<TypeUrl> {
