@@ -1,0 +1,185 @@
+// The downstream side of one proxied request (HTTP/1.1 response or HTTP/2 stream) as a dispatch handler.
+import http2 from 'node:http2';
+import type http from 'node:http';
+import type { DispatchController, DispatchHandler, Headers } from '../upstream/index.ts';
+import type { ClusterRequestMetrics, DataPlaneMetrics } from '../telemetry/metrics.ts';
+import type { LocalReplyError } from './errors.ts';
+import { replyH1, replyH2 } from './local-reply.ts';
+
+const kEx = Symbol('skein.downstream');
+
+/** Shared state every exchange reads: metrics and whether the listener is draining. */
+export interface ExchangeScope {
+  readonly metrics: DataPlaneMetrics;
+  draining: boolean;
+}
+
+export class H1Downstream implements DispatchHandler {
+  private readonly scope: ExchangeScope;
+  private readonly res: http.ServerResponse;
+  private readonly cm: ClusterRequestMetrics;
+  private readonly startedAt: number;
+  private controller: DispatchController | undefined;
+  private status = 0;
+  private done = false;
+
+  constructor(scope: ExchangeScope, res: http.ServerResponse, cm: ClusterRequestMetrics, startedAt: number) {
+    this.scope = scope;
+    this.res = res;
+    this.cm = cm;
+    this.startedAt = startedAt;
+    (res as unknown as Record<symbol, H1Downstream>)[kEx] = this;
+    res.on('close', onH1Close);
+  }
+
+  onRequestStart(controller: DispatchController): void {
+    this.controller = controller;
+  }
+
+  onResponseStart(status: number, headers: Headers): void {
+    this.status = status;
+    if (this.scope.draining) headers['connection'] = 'close';
+    this.res.writeHead(status, headers as http.OutgoingHttpHeaders);
+  }
+
+  onResponseData(chunk: Buffer): boolean {
+    const ok = this.res.write(chunk);
+    if (!ok) this.res.once('drain', onH1Drain);
+    return ok;
+  }
+
+  onResponseEnd(_trailers: Headers | undefined): void {
+    this.finish(this.status);
+    this.res.end();
+  }
+
+  onResponseError(error: LocalReplyError): void {
+    this.scope.metrics.localError(error.reason);
+    if (this.res.headersSent) {
+      this.finish(this.status);
+      this.res.destroy();
+      return;
+    }
+    this.finish(error.status);
+    replyH1(this.res, error.status, error.reason, error.message, this.scope.draining);
+  }
+
+  private finish(status: number): void {
+    if (this.done) return;
+    this.done = true;
+    this.cm.observe(status, (performance.now() - this.startedAt) / 1000);
+  }
+
+  resume(): void {
+    this.controller?.resume();
+  }
+
+  /** The client went away before the response ended: abandon the upstream request. */
+  closed(): void {
+    if (this.done) return;
+    this.finish(499);
+    this.controller?.abort();
+  }
+}
+
+function onH1Close(this: http.ServerResponse): void {
+  const ex = (this as unknown as Record<symbol, H1Downstream>)[kEx];
+  if (!this.writableFinished) ex?.closed();
+}
+function onH1Drain(this: http.ServerResponse): void {
+  (this as unknown as Record<symbol, H1Downstream>)[kEx]?.resume();
+}
+
+const { NGHTTP2_INTERNAL_ERROR } = http2.constants;
+
+export class H2Downstream implements DispatchHandler {
+  private readonly scope: ExchangeScope;
+  private readonly stream: http2.ServerHttp2Stream;
+  private readonly cm: ClusterRequestMetrics;
+  private readonly startedAt: number;
+  private readonly grpc: boolean;
+  private controller: DispatchController | undefined;
+  private trailers: Headers | undefined;
+  private status = 0;
+  private done = false;
+
+  constructor(scope: ExchangeScope, stream: http2.ServerHttp2Stream, cm: ClusterRequestMetrics, startedAt: number, grpc: boolean) {
+    this.scope = scope;
+    this.stream = stream;
+    this.cm = cm;
+    this.startedAt = startedAt;
+    this.grpc = grpc;
+    (stream as unknown as Record<symbol, H2Downstream>)[kEx] = this;
+    stream.on('close', onH2Close);
+  }
+
+  onRequestStart(controller: DispatchController): void {
+    this.controller = controller;
+  }
+
+  onResponseStart(status: number, headers: Headers): void {
+    this.status = status;
+    if (this.stream.destroyed) return;
+    const out = headers as http2.OutgoingHttpHeaders;
+    out[':status'] = status;
+    this.stream.respond(out, { waitForTrailers: true });
+    this.stream.once('wantTrailers', onWantTrailers);
+  }
+
+  onResponseData(chunk: Buffer): boolean {
+    if (this.stream.destroyed) return true;
+    const ok = this.stream.write(chunk);
+    if (!ok) this.stream.once('drain', onH2Drain);
+    return ok;
+  }
+
+  onResponseEnd(trailers: Headers | undefined): void {
+    this.trailers = trailers;
+    this.finish(this.status);
+    if (!this.stream.destroyed) this.stream.end();
+  }
+
+  sendTrailers(): void {
+    const t = this.trailers;
+    const out: http2.OutgoingHttpHeaders = {};
+    if (t !== undefined) for (const k in t) if (t[k] !== undefined) out[k] = t[k];
+    this.stream.sendTrailers(out);
+  }
+
+  onResponseError(error: LocalReplyError): void {
+    this.scope.metrics.localError(error.reason);
+    if (this.stream.headersSent) {
+      this.finish(this.status);
+      this.stream.close(NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    this.finish(error.status);
+    replyH2(this.stream, error.status, error.reason, error.message, this.grpc);
+  }
+
+  private finish(status: number): void {
+    if (this.done) return;
+    this.done = true;
+    this.cm.observe(status, (performance.now() - this.startedAt) / 1000);
+  }
+
+  resume(): void {
+    this.controller?.resume();
+  }
+
+  closed(): void {
+    if (this.done) return;
+    this.finish(499);
+    this.controller?.abort();
+  }
+}
+
+function onH2Close(this: http2.ServerHttp2Stream): void {
+  (this as unknown as Record<symbol, H2Downstream>)[kEx]?.closed();
+}
+function onH2Drain(this: http2.ServerHttp2Stream): void {
+  (this as unknown as Record<symbol, H2Downstream>)[kEx]?.resume();
+}
+function onWantTrailers(this: http2.ServerHttp2Stream): void {
+  (this as unknown as Record<symbol, H2Downstream>)[kEx]?.sendTrailers();
+}

@@ -1,0 +1,283 @@
+// The outbound HTTP listener: accepts HTTP/1.1 and h2c (by connection preface), routes each request, dispatches it.
+import http from 'node:http';
+import http2 from 'node:http2';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { findRoute, pickCluster, splitAbsoluteUrl } from '../router/index.ts';
+import type { CompiledRoute, RouteTable } from '../router/index.ts';
+import { stripHopByHop } from '../upstream/index.ts';
+import type { ClusterManager, Dispatch, DispatchRequest, Headers } from '../upstream/index.ts';
+import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
+import { logger } from '../log.ts';
+import { badRequest, noCluster, noPathRoute, noRoute } from './errors.ts';
+import type { LocalReason, LocalReplyError } from './errors.ts';
+import { H1Downstream, H2Downstream } from './downstream.ts';
+import type { ExchangeScope } from './downstream.ts';
+import { replyH1, replyH2, replyRaw } from './local-reply.ts';
+
+const log = logger('listener');
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+
+export interface OutboundOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly requestHeadersTimeoutMs: number;
+  readonly maxRequestHeadersKb: number;
+}
+
+/** What a request resolved to before dispatch: a route and its chosen cluster, or a local reply. */
+interface Resolution {
+  route: CompiledRoute | undefined;
+  cluster: string;
+  error: LocalReplyError | undefined;
+}
+
+export class OutboundListener {
+  readonly scope: ExchangeScope;
+  private readonly options: OutboundOptions;
+  private readonly manager: ClusterManager;
+  private readonly dispatch: Dispatch;
+  private readonly metrics: DataPlaneMetrics;
+  private readonly server: net.Server;
+  private readonly h1: http.Server;
+  private readonly h2: http2.Http2Server;
+  private readonly sockets = new Set<net.Socket>();
+  private readonly resolution: Resolution = { route: undefined, cluster: '', error: undefined };
+  /** Undefined until config names a route table for this listener. */
+  table: RouteTable | undefined;
+
+  constructor(options: OutboundOptions, manager: ClusterManager, dispatch: Dispatch, metrics: DataPlaneMetrics) {
+    this.options = options;
+    this.manager = manager;
+    this.dispatch = dispatch;
+    this.metrics = metrics;
+    this.scope = { metrics, draining: false };
+    this.h1 = http.createServer(
+      {
+        maxHeaderSize: options.maxRequestHeadersKb * 1024,
+        headersTimeout: options.requestHeadersTimeoutMs,
+        requestTimeout: 0,
+        keepAliveTimeout: 300_000,
+        connectionsCheckingInterval: Math.min(1000, options.requestHeadersTimeoutMs),
+        requireHostHeader: false,
+      },
+      (req, res) => this.onH1Request(req, res),
+    );
+    this.h1.on('clientError', (err: NodeJS.ErrnoException, socket) => this.onClientError(err, socket));
+    this.h2 = http2.createServer({ maxSessionMemory: 32 });
+    this.h2.on('stream', (stream, headers, flags) => this.onH2Stream(stream, headers, flags));
+    this.h2.on('sessionError', (err) => log.debug('h2 session error', { code: (err as NodeJS.ErrnoException).code }));
+    this.h2.on('session', (session) => session.on('error', () => {}));
+    this.server = net.createServer({ noDelay: true }, (socket) => this.onConnection(socket));
+  }
+
+  get port(): number {
+    return (this.server.address() as net.AddressInfo | null)?.port ?? this.options.port;
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.options.port, this.options.host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  setHeadersTimeout(ms: number): void {
+    this.h1.headersTimeout = ms;
+  }
+
+  /** Sniffs the first bytes: the HTTP/2 connection preface means h2c with prior knowledge, else HTTP/1.1. */
+  private onConnection(socket: net.Socket): void {
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('error', () => {});
+    if (this.scope.draining) {
+      socket.destroy();
+      return;
+    }
+    let head: Buffer | undefined;
+    const onData = (chunk: Buffer): void => {
+      head = head === undefined ? chunk : Buffer.concat([head, chunk]);
+      const n = Math.min(head.length, PREFACE.length);
+      const maybeH2 = head.subarray(0, n).equals(PREFACE.subarray(0, n));
+      if (maybeH2 && head.length < PREFACE.length) return; // read more
+      socket.off('data', onData);
+      socket.pause();
+      if (maybeH2) {
+        // The HTTP/2 session takes bytes already buffered on the socket before it consumes the handle.
+        socket.unshift(head);
+        this.h2.emit('connection', socket);
+      } else {
+        // node:http reads straight from the handle (unshifted bytes would be lost): hand it the first bytes as data.
+        this.h1.emit('connection', socket);
+        socket.emit('data', head);
+      }
+    };
+    socket.on('data', onData);
+  }
+
+  private onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    if (!socket.writable || err.code === 'ECONNRESET') {
+      socket.destroy();
+      return;
+    }
+    let status = 400;
+    let reason: LocalReason = 'bad_request';
+    let message = `bad request: ${err.code ?? 'parse error'} (${err.message}); the request is not valid HTTP/1.1`;
+    if (err.code === 'HPE_HEADER_OVERFLOW') {
+      status = 431;
+      reason = 'headers_too_large';
+      message = `request headers too large: over ${this.options.maxRequestHeadersKb} KB`;
+    } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      status = 408;
+      reason = 'header_timeout';
+      message = `request headers not received within ${this.h1.headersTimeout} ms`;
+    }
+    this.metrics.localError(reason);
+    replyRaw(socket, status, reason, message);
+  }
+
+  /** Virtual host → route → cluster; fills this.resolution (reused, read at once by the caller). */
+  private resolve(authority: string, path: string, headers: Headers): Resolution {
+    const r = this.resolution;
+    r.route = undefined;
+    r.error = undefined;
+    r.cluster = '';
+    const table = this.table;
+    const vh = table?.findVirtualHost(authority);
+    if (vh === undefined) {
+      r.error = noRoute(authority);
+      return r;
+    }
+    const route = findRoute(vh, path, headers);
+    if (route === undefined) {
+      r.error = noPathRoute(authority, path);
+      return r;
+    }
+    r.route = route;
+    if (route.action.kind === 'forward') {
+      r.cluster = pickCluster(route.action, Math.random());
+      if (this.manager.get(r.cluster) === undefined) r.error = noCluster(r.cluster);
+    }
+    return r;
+  }
+
+  private onH1Request(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const startedAt = performance.now();
+    const headers = req.headers as Headers;
+    let path = req.url ?? '/';
+    let authority = headers['host'] as string | undefined;
+    const abs = splitAbsoluteUrl(path);
+    if (abs !== undefined) {
+      path = abs.path;
+      authority = abs.authority;
+      headers['host'] = authority;
+    }
+    if (authority === undefined || authority === '') {
+      this.localH1(res, badRequest('no Host header and no absolute-form URL: the sidecar cannot tell which Service is meant'));
+      return;
+    }
+    const r = this.resolve(authority, path, headers);
+    if (r.error !== undefined) {
+      this.localH1(res, r.error);
+      return;
+    }
+    const action = (r.route as CompiledRoute).action;
+    if (action.kind === 'direct') {
+      replyH1(res, action.status, 'direct_response', action.body, this.scope.draining);
+      return;
+    }
+    const hasBody =
+      headers['transfer-encoding'] !== undefined ||
+      (headers['content-length'] !== undefined && headers['content-length'] !== '0');
+    stripHopByHop(headers);
+    const cluster = r.cluster;
+    const request: DispatchRequest = {
+      cluster,
+      method: req.method ?? 'GET',
+      path,
+      authority,
+      headers,
+      body: hasBody ? req : null,
+      hash: action.hashHeader === undefined ? undefined : headerValue(headers, action.hashHeader),
+      wantsH2: false,
+      timeoutMs: action.timeoutMs ?? 0,
+    };
+    const handler = new H1Downstream(this.scope, res, this.metrics.cluster('outbound', cluster), startedAt);
+    this.dispatch(request, handler);
+  }
+
+  private localH1(res: http.ServerResponse, e: LocalReplyError): void {
+    this.metrics.localError(e.reason);
+    replyH1(res, e.status, e.reason, e.message, this.scope.draining);
+  }
+
+  private onH2Stream(stream: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders, flags: number): void {
+    const startedAt = performance.now();
+    stream.on('error', () => {});
+    const ct = h['content-type'];
+    const grpc = ct !== undefined && ct.startsWith('application/grpc');
+    const authority = (h[':authority'] ?? h['host']) as string | undefined;
+    const path = (h[':path'] as string | undefined) ?? '/';
+    const headers: Headers = {};
+    for (const name in h) if (name.charCodeAt(0) !== 0x3a) headers[name] = h[name];
+    if (authority === undefined || authority === '') {
+      const e = badRequest('no :authority or host header');
+      this.metrics.localError(e.reason);
+      replyH2(stream, e.status, e.reason, e.message, grpc);
+      return;
+    }
+    if (headers['host'] === undefined) headers['host'] = authority;
+    const r = this.resolve(authority, path, headers);
+    if (r.error !== undefined) {
+      this.metrics.localError(r.error.reason);
+      replyH2(stream, r.error.status, r.error.reason, r.error.message, grpc);
+      return;
+    }
+    const action = (r.route as CompiledRoute).action;
+    if (action.kind === 'direct') {
+      replyH2(stream, action.status, 'direct_response', action.body, grpc);
+      return;
+    }
+    stripHopByHop(headers);
+    const cluster = r.cluster;
+    const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+    const request: DispatchRequest = {
+      cluster,
+      method: (h[':method'] as string | undefined) ?? 'GET',
+      path,
+      authority,
+      headers,
+      body: endStream ? null : stream,
+      hash: action.hashHeader === undefined ? undefined : headerValue(headers, action.hashHeader),
+      wantsH2: grpc,
+      timeoutMs: action.timeoutMs ?? 0,
+    };
+    const handler = new H2Downstream(this.scope, stream, this.metrics.cluster('outbound', cluster), startedAt, grpc);
+    this.dispatch(request, handler);
+  }
+
+  /** Stops accepting, lets requests in flight finish (responses say `connection: close`) for up to `ms`. */
+  async close(ms: number): Promise<void> {
+    this.scope.draining = true;
+    const closed = new Promise<void>((r) => this.server.close(() => r()));
+    this.h1.closeIdleConnections();
+    // HTTP/2 sessions get a GOAWAY through the h2 server's close.
+    this.h2.close();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([closed, new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+    clearTimeout(timer);
+    this.h1.closeAllConnections();
+    for (const s of this.sockets) s.destroy();
+    await closed;
+  }
+}
+
+function headerValue(headers: Headers, name: string): string | undefined {
+  const v = headers[name.toLowerCase()];
+  return Array.isArray(v) ? v.join(',') : v;
+}

@@ -1,0 +1,156 @@
+// Opaque TCP service listeners: bind each on the sidecar's own outbound host at the Service port, pipe to an endpoint.
+import net from 'node:net';
+import type { ClusterManager } from '../upstream/index.ts';
+import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
+import type { TcpListenerConfig } from '../xds/model.ts';
+import { logger } from '../log.ts';
+import { ListenerBindError } from './errors.ts';
+
+const log = logger('listener');
+
+export interface TcpListenerStat {
+  readonly name: string;
+  readonly address: string;
+  readonly port: number;
+  readonly cluster: string;
+  readonly bound: boolean;
+  readonly error: string | undefined;
+  readonly connections: number;
+}
+
+class TcpServiceListener {
+  config: TcpListenerConfig;
+  readonly server: net.Server;
+  bound = false;
+  error: string | undefined;
+  readonly conns = new Set<net.Socket>();
+  private readonly host: string;
+
+  constructor(config: TcpListenerConfig, host: string, manager: ClusterManager, metrics: DataPlaneMetrics) {
+    this.config = config;
+    this.host = host;
+    this.server = net.createServer({ noDelay: true, pauseOnConnect: true }, (client) => this.accept(client, manager, metrics));
+    this.server.on('error', (err) => {
+      this.bound = false;
+      const e = new ListenerBindError(config.name, host, config.port, err);
+      this.error = e.message;
+      metrics.listenerBindFailures.labels(config.name).set(1);
+      log.warn(e.message, { code: e.code });
+    });
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.once('error', () => resolve());
+      this.server.listen(this.config.port, this.host, () => {
+        this.bound = true;
+        this.error = undefined;
+        resolve();
+      });
+    });
+  }
+
+  private accept(client: net.Socket, manager: ClusterManager, metrics: DataPlaneMetrics): void {
+    const clusterName = this.config.cluster;
+    const cluster = manager.get(clusterName);
+    const ep = cluster === undefined ? undefined : manager.pick(cluster, undefined);
+    if (ep === undefined) {
+      metrics.localError(cluster === undefined ? 'no_cluster' : 'no_healthy_endpoint');
+      log.warn('TCP connection closed: no healthy endpoint', { listener: this.config.name, cluster: clusterName });
+      client.destroy();
+      return;
+    }
+    this.conns.add(client);
+    const upstream = ep.pool.openStream();
+    const startedAt = ep.load.start();
+    let released = false;
+    const done = (): void => {
+      if (released) return;
+      released = true;
+      this.conns.delete(client);
+      ep.load.finish(startedAt);
+      ep.pool.release();
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', done);
+    upstream.on('error', (err: NodeJS.ErrnoException) => {
+      metrics.localError('upstream_connect_error');
+      log.debug('TCP upstream error', { listener: this.config.name, target: ep.pool.dialTarget, code: err.code });
+      done();
+    });
+    client.on('close', done);
+    upstream.on('close', done);
+    if (this.config.idleTimeoutMs !== undefined && this.config.idleTimeoutMs > 0) {
+      client.setTimeout(this.config.idleTimeoutMs, done);
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.resume();
+  }
+
+  close(): void {
+    this.server.close();
+  }
+}
+
+/** The set of TCP service listeners, kept in step with config; bind failures are reported, never fatal. */
+export class TcpListeners {
+  private readonly host: string;
+  private readonly manager: ClusterManager;
+  private readonly metrics: DataPlaneMetrics;
+  private readonly listeners = new Map<string, TcpServiceListener>();
+
+  constructor(host: string, manager: ClusterManager, metrics: DataPlaneMetrics) {
+    this.host = host;
+    this.manager = manager;
+    this.metrics = metrics;
+  }
+
+  /** Binds new listeners, closes removed ones (their connections continue), re-targets changed ones. */
+  async update(configs: readonly TcpListenerConfig[]): Promise<void> {
+    const seen = new Set<string>();
+    const binding: Promise<void>[] = [];
+    for (const c of configs) {
+      const key = `${c.port}`;
+      if (seen.has(key)) continue; // one listener per port on our own host
+      seen.add(key);
+      const l = this.listeners.get(key);
+      if (l !== undefined) {
+        l.config = c;
+        continue;
+      }
+      const nl = new TcpServiceListener(c, this.host, this.manager, this.metrics);
+      this.listeners.set(key, nl);
+      binding.push(nl.listen());
+    }
+    for (const [key, l] of this.listeners) {
+      if (seen.has(key)) continue;
+      l.close();
+      this.listeners.delete(key);
+    }
+    await Promise.all(binding);
+  }
+
+  stats(): TcpListenerStat[] {
+    return [...this.listeners.values()].map((l) => ({
+      name: l.config.name,
+      address: this.host,
+      port: l.config.port,
+      cluster: l.config.cluster,
+      bound: l.bound,
+      error: l.error,
+      connections: l.conns.size,
+    }));
+  }
+
+  async close(drainMs: number): Promise<void> {
+    const all = [...this.listeners.values()];
+    this.listeners.clear();
+    for (const l of all) l.close();
+    const open = (): number => all.reduce((n, l) => n + l.conns.size, 0);
+    const deadline = Date.now() + drainMs;
+    while (open() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    for (const l of all) for (const c of l.conns) c.destroy();
+  }
+}

@@ -1,0 +1,71 @@
+// Every cluster by name, kept in step with MeshConfig; the base dispatch (pick an endpoint, send on its pool).
+import type { PickContext } from '../lb/index.ts';
+import { noCluster, noHealthyEndpoint } from '../listeners/errors.ts';
+import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
+import type { ClusterConfig } from '../xds/model.ts';
+import { Cluster } from './cluster.ts';
+import type { ClusterStat, Endpoint } from './cluster.ts';
+import type { Dispatch, DispatchHandler, DispatchRequest } from './dispatch.ts';
+
+export class ClusterManager {
+  private readonly clusters = new Map<string, Cluster>();
+  private readonly sourceIp: string;
+  private readonly metrics: DataPlaneMetrics;
+  private readonly pickCtx: PickContext = { hash: undefined };
+  /** The base of the request path: interceptors wrap this. */
+  readonly dispatch: Dispatch;
+
+  constructor(sourceIp: string, metrics: DataPlaneMetrics) {
+    this.sourceIp = sourceIp;
+    this.metrics = metrics;
+    this.dispatch = (req, handler) => this.send(req, handler);
+  }
+
+  /** Adds, updates (in place) and removes clusters; removed clusters drain in the background. */
+  update(configs: ReadonlyMap<string, ClusterConfig>, drainMs = 30_000): void {
+    for (const [name, config] of configs) {
+      const c = this.clusters.get(name);
+      if (c === undefined) this.clusters.set(name, new Cluster(config, this.sourceIp, this.metrics.cluster('outbound', name)));
+      else if (c.config !== config) c.update(config);
+    }
+    for (const [name, c] of this.clusters) {
+      if (configs.has(name)) continue;
+      this.clusters.delete(name);
+      void c.close(drainMs);
+    }
+  }
+
+  get(name: string): Cluster | undefined {
+    return this.clusters.get(name);
+  }
+
+  /** Picks an endpoint of a cluster (undefined: no cluster or none healthy). */
+  pick(cluster: Cluster, hash: string | undefined): Endpoint | undefined {
+    this.pickCtx.hash = hash;
+    return cluster.pick(this.pickCtx);
+  }
+
+  private send(req: DispatchRequest, handler: DispatchHandler): void {
+    const cluster = this.clusters.get(req.cluster);
+    if (cluster === undefined) {
+      handler.onResponseError(noCluster(req.cluster));
+      return;
+    }
+    const ep = this.pick(cluster, req.hash);
+    if (ep === undefined) {
+      handler.onResponseError(noHealthyEndpoint(req.cluster));
+      return;
+    }
+    ep.pool.request(req, handler, req.wantsH2 || cluster.config.protocol === 'http2');
+  }
+
+  stats(): ClusterStat[] {
+    return [...this.clusters.values()].map((c) => c.stat());
+  }
+
+  async close(drainMs: number): Promise<void> {
+    const all = [...this.clusters.values()];
+    this.clusters.clear();
+    await Promise.all(all.map((c) => c.close(drainMs)));
+  }
+}

@@ -1,0 +1,11 @@
+// The upstream folder's interface: clusters and pools, the dispatch seam and its interceptors, PROXY protocol v2.
+export { ClusterManager } from './cluster-manager.ts';
+export { Cluster, Endpoint, endpointKey } from './cluster.ts';
+export type { ClusterStat, EndpointStat } from './cluster.ts';
+export { EndpointPool, upstreamError } from './pool.ts';
+export type { PoolTarget, ConnectionGauge } from './pool.ts';
+export { compose, stripHopByHop, HOP_BY_HOP } from './dispatch.ts';
+export type { Dispatch, DispatchController, DispatchHandler, DispatchRequest, Headers, Interceptor } from './dispatch.ts';
+export { timeoutInterceptor } from './timeout.ts';
+export { encodeProxyHeader, parseProxyHeader, SIGNATURE as PROXY_V2_SIGNATURE } from './proxy-protocol.ts';
+export type { ProxyHeader, ParseResult } from './proxy-protocol.ts';

@@ -1,0 +1,145 @@
+// One request as an HTTP/2 stream on the endpoint's shared session (gRPC and h2c upstreams; trailers carried).
+import http2 from 'node:http2';
+import type { DispatchController, DispatchHandler, DispatchRequest, Headers } from './dispatch.ts';
+import { upstreamReset } from '../listeners/errors.ts';
+import type { EndpointPool } from './pool.ts';
+import { upstreamError } from './pool.ts';
+
+const { HTTP2_HEADER_STATUS } = http2.constants;
+
+const kExchange = Symbol('skein.h2exchange');
+type WithExchange = { [kExchange]: H2Exchange };
+
+/** Sends `req` on the pool's HTTP/2 session; the pool's active count is already raised. */
+export function sendH2(pool: EndpointPool, req: DispatchRequest, handler: DispatchHandler): void {
+  new H2Exchange(pool, req, handler);
+}
+
+class H2Exchange implements DispatchController {
+  readonly pool: EndpointPool;
+  private readonly handler: DispatchHandler;
+  private readonly startedAt: number;
+  private readonly stream: http2.ClientHttp2Stream | undefined;
+  private trailers: Headers | undefined;
+  private started = false;
+  private finished = false;
+
+  constructor(pool: EndpointPool, req: DispatchRequest, handler: DispatchHandler) {
+    this.pool = pool;
+    this.handler = handler;
+    this.startedAt = pool.load.start();
+    const headers: http2.OutgoingHttpHeaders = {
+      ':method': req.method,
+      ':path': req.path,
+      ':authority': req.authority,
+      ':scheme': 'http',
+    };
+    const src = req.headers;
+    for (const name in src) {
+      if (name === 'host' || name.charCodeAt(0) === 0x3a /* : */) continue;
+      const v = src[name];
+      if (v !== undefined) headers[name] = v;
+    }
+    // gRPC needs `te: trailers`; it is the one hop-by-hop header HTTP/2 allows.
+    if (req.wantsH2) headers['te'] = 'trailers';
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = pool.session().request(headers, { endStream: req.body === null });
+    } catch (err) {
+      handler.onRequestStart(this);
+      this.fail(err as NodeJS.ErrnoException);
+      return;
+    }
+    this.stream = stream;
+    (stream as unknown as WithExchange)[kExchange] = this;
+    stream.on('response', onResponse);
+    stream.on('data', onData);
+    stream.on('trailers', onTrailers);
+    stream.on('end', onEnd);
+    stream.on('error', onError);
+    stream.on('close', onClose);
+    if (req.body !== null) req.body.pipe(stream);
+    handler.onRequestStart(this);
+  }
+
+  response(h: http2.IncomingHttpHeaders): void {
+    const status = Number(h[HTTP2_HEADER_STATUS] ?? 502);
+    const out: Headers = {};
+    for (const name in h) if (name.charCodeAt(0) !== 0x3a) out[name] = h[name];
+    // 1xx informational responses are not forwarded.
+    if (status < 200) return;
+    this.started = true;
+    this.handler.onResponseStart(status, out);
+  }
+
+  data(chunk: Buffer): void {
+    if (!this.handler.onResponseData(chunk)) this.stream?.pause();
+  }
+
+  gotTrailers(h: http2.IncomingHttpHeaders): void {
+    const out: Headers = {};
+    for (const name in h) if (name.charCodeAt(0) !== 0x3a) out[name] = h[name];
+    this.trailers = out;
+  }
+
+  end(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.pool.load.finish(this.startedAt);
+    this.pool.release();
+    this.handler.onResponseEnd(this.trailers);
+  }
+
+  fail(err: NodeJS.ErrnoException): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.pool.load.finish(this.startedAt);
+    this.pool.release();
+    this.stream?.destroy();
+    this.handler.onResponseError(
+      this.started ? upstreamReset(err.code ?? 'ECONNRESET', this.pool.dialTarget, err) : upstreamError(err, this.pool.dialTarget),
+    );
+  }
+
+  closed(): void {
+    if (this.finished) return;
+    const s = this.stream;
+    const code = s !== undefined && s.rstCode !== undefined && s.rstCode !== 0 ? `RST_STREAM(${s.rstCode})` : 'ECONNRESET';
+    const err = new Error(`stream closed before the response ended`) as NodeJS.ErrnoException;
+    err.code = code;
+    this.fail(err);
+  }
+
+  pause(): void {
+    this.stream?.pause();
+  }
+  resume(): void {
+    this.stream?.resume();
+  }
+  abort(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.pool.load.finish(this.startedAt);
+    this.pool.release();
+    this.stream?.close(http2.constants.NGHTTP2_CANCEL);
+  }
+}
+
+function onResponse(this: http2.ClientHttp2Stream, h: http2.IncomingHttpHeaders): void {
+  (this as unknown as WithExchange)[kExchange].response(h);
+}
+function onData(this: http2.ClientHttp2Stream, chunk: Buffer): void {
+  (this as unknown as WithExchange)[kExchange].data(chunk);
+}
+function onTrailers(this: http2.ClientHttp2Stream, h: http2.IncomingHttpHeaders): void {
+  (this as unknown as WithExchange)[kExchange].gotTrailers(h);
+}
+function onEnd(this: http2.ClientHttp2Stream): void {
+  (this as unknown as WithExchange)[kExchange].end();
+}
+function onError(this: http2.ClientHttp2Stream, err: NodeJS.ErrnoException): void {
+  (this as unknown as WithExchange)[kExchange].fail(err);
+}
+function onClose(this: http2.ClientHttp2Stream): void {
+  (this as unknown as WithExchange)[kExchange].closed();
+}

@@ -1,0 +1,167 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import http from 'node:http';
+import http2 from 'node:http2';
+import { cluster, closeServer, domains, endpoint, listen, mesh, request, route, startApp, startPair } from './harness.ts';
+import type { Pair } from './harness.ts';
+
+const WEB = 'outbound|80||web.default.svc.cluster.local';
+const GRPC = 'outbound|50051||grpc.default.svc.cluster.local';
+
+describe('outbound + inbound pair to real servers', () => {
+  let pair: Pair;
+  let web: Awaited<ReturnType<typeof startApp>>;
+  let grpc: http2.Http2Server;
+  let grpcPort: number;
+  let grpcConnections = 0;
+
+  beforeAll(async () => {
+    web = await startApp('web');
+    grpc = http2.createServer();
+    grpc.on('connection', () => grpcConnections++);
+    grpc.on('stream', (stream, headers) => {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+        stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0', 'grpc-message': 'ok' }));
+        stream.end(Buffer.concat([Buffer.from(`${headers[':path']}|${headers['te']}|`), ...chunks]));
+      });
+    });
+    grpcPort = await listen(grpc);
+    pair = await startPair([web.port, grpcPort]);
+    pair.client.update(
+      mesh(
+        [
+          cluster(WEB, [endpoint(web.port, pair.inbound)]),
+          cluster(GRPC, [endpoint(grpcPort, pair.inbound)], { protocol: 'http2' }),
+        ],
+        [
+          { name: 'web', domains: domains('web', 'default', '10.96.0.10', 80, true), routes: [route(WEB)] },
+          { name: 'grpc', domains: domains('grpc', 'default', '10.96.0.11', 50051, false), routes: [route(GRPC)] },
+        ],
+      ),
+    );
+    pair.server.update(mesh([], []));
+  });
+
+  afterAll(async () => {
+    await pair.close();
+    await closeServer(web.server);
+    await closeServer(grpc);
+  });
+
+  it('is ready once config is applied', () => {
+    expect(pair.client.ready()).toBe(true);
+  });
+
+  it('carries HTTP/1.1 keep-alive requests through the pair, reusing upstream connections', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const before = web.connections();
+    for (let i = 0; i < 10; i++) {
+      const r = await request(pair.outbound, { host: 'web.default', path: `/n/${i}`, agent });
+      expect(r.status).toBe(200);
+      expect(r.body).toBe(`web GET /n/${i} host=web.default`);
+      expect(r.headers['x-app']).toBe('web');
+    }
+    agent.destroy();
+    expect(web.connections() - before).toBe(1);
+    const stat = pair.client.clusterStats().find((c) => c.name === WEB)!;
+    expect(stat.endpoints[0]!.connections).toBe(1);
+  });
+
+  it('forwards request bodies (large POST, chunked)', async () => {
+    const body = Buffer.alloc(300_000, 'a');
+    const r = await request(pair.outbound, { host: 'web', method: 'POST', path: '/echo', body });
+    expect(r.status).toBe(200);
+    expect(r.body.length).toBe(body.length);
+  });
+
+  it('carries an h2c gRPC-style request (prior knowledge) with trailers through the pair', async () => {
+    const session = http2.connect(`http://127.0.0.1:${pair.outbound}`);
+    try {
+      const result = await new Promise<{ headers: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders; body: string }>(
+        (resolve, reject) => {
+          const stream = session.request({
+            ':method': 'POST',
+            ':path': '/demo.Echo/Say',
+            ':authority': 'grpc.default:50051',
+            'content-type': 'application/grpc',
+            te: 'trailers',
+          });
+          let headers: http2.IncomingHttpHeaders = {};
+          let trailers: http2.IncomingHttpHeaders = {};
+          const chunks: Buffer[] = [];
+          stream.on('response', (h) => (headers = h));
+          stream.on('trailers', (t) => (trailers = t));
+          stream.on('data', (c: Buffer) => chunks.push(c));
+          stream.on('end', () => resolve({ headers, trailers, body: Buffer.concat(chunks).toString() }));
+          stream.on('error', reject);
+          stream.end(Buffer.from('hello'));
+        },
+      );
+      expect(result.headers[':status']).toBe(200);
+      expect(result.body).toBe('/demo.Echo/Say|trailers|hello');
+      expect(result.trailers['grpc-status']).toBe('0');
+      expect(result.trailers['grpc-message']).toBe('ok');
+    } finally {
+      session.close();
+    }
+    expect(grpcConnections).toBe(1);
+  });
+
+  it('serves plain HTTP/2 requests to an HTTP/1.1 upstream', async () => {
+    const session = http2.connect(`http://127.0.0.1:${pair.outbound}`);
+    try {
+      const body = await new Promise<string>((resolve, reject) => {
+        const s = session.request({ ':path': '/h2', ':authority': 'web.default.svc.cluster.local' });
+        const chunks: Buffer[] = [];
+        s.on('data', (c: Buffer) => chunks.push(c));
+        s.on('end', () => resolve(Buffer.concat(chunks).toString()));
+        s.on('error', reject);
+        s.end();
+      });
+      expect(body).toBe('web GET /h2 host=web.default.svc.cluster.local');
+    } finally {
+      session.close();
+    }
+  });
+
+  it.each([
+    'web',
+    'web:80',
+    'web.default',
+    'web.default:80',
+    'web.default.svc',
+    'web.default.svc:80',
+    'web.default.svc.cluster.local',
+    'web.default.svc.cluster.local:80',
+    '10.96.0.10',
+    '10.96.0.10:80',
+    'WEB.DEFAULT',
+  ])('routes Host form %s', async (host) => {
+    const r = await request(pair.outbound, { host, path: '/form' });
+    expect(r.status).toBe(200);
+    expect(r.body).toBe(`web GET /form host=${host}`);
+  });
+
+  it('routes absolute-form request URLs (as sent to an HTTP proxy)', async () => {
+    const r = await new Promise<string>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: pair.outbound, path: 'http://web.default/abs?x=1', agent: false, headers: { host: 'ignored' } }, (res) => {
+        let b = '';
+        res.on('data', (c) => (b += c));
+        res.on('end', () => resolve(b));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(r).toBe('web GET /abs?x=1 host=web.default');
+  });
+
+  it('counts requests in skein_requests_total and the duration histogram', async () => {
+    await request(pair.outbound, { host: 'web', path: '/m' });
+    const text = await pair.clientRegistry.metrics();
+    expect(text).toMatch(new RegExp(`skein_requests_total\\{direction="outbound",cluster="${WEB.replace(/\|/g, '\\|')}",code="200"\\} \\d+`));
+    expect(text).toContain('skein_request_duration_seconds_bucket');
+    expect(text).toMatch(/skein_upstream_connections\{cluster="outbound\|80\|\|web[^"]*"\} 1/);
+  });
+});
