@@ -89,6 +89,7 @@ async function main(): Promise<number> {
   }
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const dir = mkdtempSync(join(tmpdir(), 'skein-bench-'));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   const runs: RunResult[] = [];
   const started = Date.now();
   try {
@@ -160,6 +161,9 @@ async function main(): Promise<number> {
   process.stdout.write(`${toJson(meta, runs, checks)}\n`);
   return runs.some((r) => r.error) ? 1 : 0;
 }
+
+// Ctrl-C or kill: exit through process.exit so the 'exit' hooks stop the control plane and the load generators.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
 
 main().then(
   (code) => process.exit(code),

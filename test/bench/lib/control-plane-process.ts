@@ -27,6 +27,12 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Control planes still running: killed when this process exits, however it exits (Ctrl-C, an uncaught error). */
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
 export interface ControlPlaneOptions {
   readonly registry: string;
   readonly debounceMs?: number;
@@ -57,7 +63,13 @@ export class ControlPlaneProcess {
       onStderr?.(chunk);
     });
     child.stdout?.resume();
-    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    live.add(child);
+    this.exited = new Promise((resolve) =>
+      child.once('exit', (code) => {
+        live.delete(child);
+        resolve(code);
+      }),
+    );
   }
 
   static async start(options: ControlPlaneOptions): Promise<ControlPlaneProcess> {

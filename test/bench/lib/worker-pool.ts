@@ -7,6 +7,12 @@ import type { FromWorker, ProxySpec, ToWorker } from './proxy-worker.ts';
 
 const WORKER = fileURLToPath(new URL('./proxy-worker.ts', import.meta.url));
 
+/** Load generators still running: killed when the driver exits, however it exits. */
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
 interface Worker {
   readonly child: ChildProcess;
   size: number;
@@ -41,8 +47,10 @@ export class WorkerPool {
       });
       const w: Worker = { child, size: 0, synced: 0, complete: new Set(), waiters: [], exited: false };
       child.on('message', (msg: FromWorker) => this.onMessage(w, msg));
+      live.add(child);
       child.on('exit', () => {
         w.exited = true;
+        live.delete(child);
       });
       this.workers.push(w);
     }
