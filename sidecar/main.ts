@@ -1,0 +1,119 @@
+// `skein sidecar`: wires config → data plane → xDS client → admin server, and drains on SIGTERM/SIGINT.
+import { readFileSync } from 'node:fs';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { AdminServer, readinessOf } from './admin/server.ts';
+import { parseConfig, SIDECAR_USAGE, wantsHelp } from './config.ts';
+import { createDataPlane } from './listeners/index.ts';
+import { logger } from './log.ts';
+import { XdsClient } from './xds/client.ts';
+import { createXdsMetrics } from './xds/metrics.ts';
+import { buildNode } from './xds/node.ts';
+
+const log = logger('main');
+
+export interface SidecarRunOptions {
+  /** Environment for flag fallbacks (default process.env). */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Stops the sidecar like SIGTERM when aborted (tests; embedding). */
+  readonly signal?: AbortSignal;
+  /** Called once everything listens, with the bound ports (useful with port 0). */
+  readonly onStarted?: (ports: { admin: number; outbound: number; inbound: number }) => void;
+}
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+/** Waits for SIGTERM, SIGINT or the abort signal; resolves with what stopped us. */
+function stopRequested(signal: AbortSignal | undefined): Promise<string> {
+  return new Promise((resolve) => {
+    const done = (why: string) => {
+      process.off('SIGTERM', onTerm);
+      process.off('SIGINT', onInt);
+      signal?.removeEventListener('abort', onAbort);
+      resolve(why);
+    };
+    const onTerm = () => done('SIGTERM');
+    const onInt = () => done('SIGINT');
+    const onAbort = () => done('abort');
+    process.once('SIGTERM', onTerm);
+    process.once('SIGINT', onInt);
+    if (signal?.aborted) done('abort');
+    else signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+export async function runSidecar(argv: string[], options: SidecarRunOptions = {}): Promise<number> {
+  if (wantsHelp(argv)) {
+    process.stdout.write(`${SIDECAR_USAGE}\n`);
+    return 0;
+  }
+  const config = parseConfig(argv, options.env ?? process.env);
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'skein_sidecar_' });
+
+  const dataPlane = createDataPlane(
+    {
+      outbound: config.outbound,
+      inbound: config.inbound,
+      appPorts: config.appPorts,
+      namespace: config.namespace,
+      podIp: config.ip,
+    },
+    registry,
+  );
+  await dataPlane.start();
+
+  const node = buildNode({
+    ip: config.ip,
+    pod: config.pod,
+    namespace: config.namespace,
+    serviceAccount: config.serviceAccount,
+    inboundPort: dataPlane.ports().inbound,
+    clusterDomain: config.clusterDomain,
+    version: packageVersion(),
+  });
+  const xds = new XdsClient({
+    server: `${config.controlPlane.host.includes(':') ? `[${config.controlPlane.host}]` : config.controlPlane.host}:${config.controlPlane.port}`,
+    node,
+    protocol: config.xdsProtocol,
+    metrics: createXdsMetrics(registry),
+    onConfig: (mesh) => dataPlane.update(mesh),
+  });
+
+  let draining = false;
+  const admin = new AdminServer({
+    host: config.admin.host,
+    port: config.admin.port,
+    registry,
+    readiness: () => readinessOf(xds.state(), dataPlane.ready(), draining),
+    xdsState: () => xds.state(),
+    mesh: () => xds.current(),
+    clusterStats: () => dataPlane.clusterStats(),
+    dumpExtras: () => ({ node: { id: node.id, cluster: node.cluster }, tcpListeners: dataPlane.tcpListenerStats() }),
+  });
+  try {
+    await admin.start();
+  } catch (err) {
+    await dataPlane.close(0);
+    throw err;
+  }
+  xds.start();
+  const ports = { admin: admin.port, ...dataPlane.ports() };
+  log.info('sidecar started', { node: node.id, controlPlane: config.controlPlane, ...ports });
+  options.onStarted?.(ports);
+
+  const why = await stopRequested(options.signal);
+  draining = true;
+  log.info('draining', { reason: why, drainTimeoutMs: config.drainTimeoutMs });
+  xds.stop();
+  await dataPlane.close(config.drainTimeoutMs);
+  await admin.close();
+  log.info('sidecar stopped', { reason: why });
+  return 0;
+}

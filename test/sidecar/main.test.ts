@@ -1,0 +1,150 @@
+// Runs the whole sidecar (config → xDS client → data plane → admin) against an in-process xDS peer and a real backend.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { EXTENSION_TYPE_URL, pack, TYPE_URL } from '../../proto/index.ts';
+import { runSidecar } from '../../sidecar/main.ts';
+import { XdsPeer } from '../fakes/xds-peer.ts';
+
+const ads = { ads: {}, resource_api_version: 'V3' };
+const WEB = 'outbound|80||web.default.svc.cluster.local';
+
+function seed(peer: XdsPeer, backendPort: number): void {
+  peer.setAny(
+    TYPE_URL.cluster,
+    WEB,
+    pack(TYPE_URL.cluster, {
+      name: WEB,
+      type: 'EDS',
+      eds_cluster_config: { eds_config: ads, service_name: WEB },
+      connect_timeout: { seconds: 1 },
+      lb_policy: 'ROUND_ROBIN',
+      metadata: { filter_metadata: { skein: { fields: { protocol: { stringValue: 'http' } } } } },
+    }),
+  );
+  peer.setAny(
+    TYPE_URL.endpoint,
+    WEB,
+    pack(TYPE_URL.endpoint, {
+      cluster_name: WEB,
+      endpoints: [
+        {
+          load_balancing_weight: { value: 1 },
+          lb_endpoints: [
+            { endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: backendPort } } }, health_status: 'HEALTHY' },
+          ],
+        },
+      ],
+    }),
+  );
+  peer.setAny(
+    TYPE_URL.listener,
+    'virtualOutbound',
+    pack(TYPE_URL.listener, {
+      name: 'virtualOutbound',
+      address: { socket_address: { address: '0.0.0.0', port_value: 15001 } },
+      filter_chains: [
+        {
+          filters: [
+            {
+              name: 'envoy.filters.network.http_connection_manager',
+              typed_config: pack(EXTENSION_TYPE_URL.httpConnectionManager, {
+                stat_prefix: 'outbound',
+                rds: { config_source: ads, route_config_name: 'outbound/default' },
+                http_filters: [{ name: 'envoy.filters.http.router', typed_config: pack(EXTENSION_TYPE_URL.router, {}) }],
+              }),
+            },
+          ],
+        },
+      ],
+    }),
+  );
+  peer.setAny(
+    TYPE_URL.route,
+    'outbound/default',
+    pack(TYPE_URL.route, {
+      name: 'outbound/default',
+      virtual_hosts: [
+        { name: 'web', domains: ['web:80', 'web'], routes: [{ match: { prefix: '/' }, route: { cluster: WEB, timeout: { seconds: 0 } } }] },
+      ],
+    }),
+  );
+}
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+describe('runSidecar', () => {
+  it('prints usage for --help', async () => {
+    expect(await runSidecar(['--help'])).toBe(0);
+  });
+
+  it('rejects bad flags with SKEIN_CONFIG_INVALID', async () => {
+    await expect(runSidecar(['--pod', 'x'], { env: {} })).rejects.toMatchObject({ code: 'SKEIN_CONFIG_INVALID' });
+  });
+
+  it('becomes ready with config from the control plane, shows it on the admin server, and drains on stop', async () => {
+    const { admin, ports, peer } = await startSidecar();
+    const first = peer.requests[0];
+    expect(first?.node?.id).toBe('sidecar~127.0.0.1~client-0.default~default.svc.cluster.local');
+    expect(first?.node?.metadata?.fields.INBOUND_PORT?.stringValue).toBe(String(ports.inbound));
+
+    const dump = (await (await fetch(`${admin}/config_dump`)).json()) as { clusters: { name: string }[]; xds: { connected: boolean } };
+    expect(dump.xds.connected).toBe(true);
+    expect(dump.clusters.map((c) => c.name)).toEqual([WEB]);
+    expect(await (await fetch(`${admin}/stats/prometheus`)).text()).toContain('skein_sidecar_xds_connected 1');
+    const clusters = await (await fetch(`${admin}/clusters`)).text();
+    expect(clusters).toContain(`${WEB}::127.0.0.1:`);
+  });
+
+});
+
+async function startSidecar(): Promise<{ admin: string; ports: { admin: number; outbound: number; inbound: number }; peer: XdsPeer }> {
+  const backend: Server = createServer((req, res) => res.end(`hello from backend ${req.url}`));
+  await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
+  cleanups.push(() => new Promise((r) => backend.close(r)));
+  const peer = await XdsPeer.start();
+  cleanups.push(() => peer.stop());
+  seed(peer, (backend.address() as AddressInfo).port);
+
+  const abort = new AbortController();
+  let ports: { admin: number; outbound: number; inbound: number } | undefined;
+  await new Promise<void>((resolve, reject) => {
+    const run = runSidecar(
+      [
+        '--control-plane', peer.address,
+        '--pod', 'client-0',
+        '--namespace', 'default',
+        '--service-account', 'client',
+        '--ip', '127.0.0.1',
+        '--outbound-address', '127.0.0.1:0',
+        '--inbound-address', '127.0.0.1:0',
+        '--admin-address', '127.0.0.1:0',
+        '--drain-timeout', '100ms',
+      ],
+      {
+        env: {},
+        signal: abort.signal,
+        onStarted: (p) => {
+          ports = p;
+          resolve();
+        },
+      },
+    );
+    run.catch(reject);
+    cleanups.push(async () => {
+      abort.abort();
+      expect(await run).toBe(0);
+    });
+  });
+  const admin = `http://127.0.0.1:${ports!.admin}`;
+  let ready = await fetch(`${admin}/ready`);
+  for (let i = 0; i < 200 && ready.status !== 200; i++) {
+    await new Promise((r) => setTimeout(r, 25));
+    ready = await fetch(`${admin}/ready`);
+  }
+  expect(ready.status).toBe(200);
+  return { admin, ports: ports!, peer };
+}
