@@ -1,5 +1,5 @@
 // The certificate authority: a self-signed root kept in a CaStore, or an intermediate under a user-provided root.
-import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import forge from 'node-forge';
 import { CaConfigError } from './errors.ts';
@@ -56,7 +56,8 @@ export async function createRoot(trustDomain: string, now = new Date(), lifetime
   const key = forgePrivateKey(keyPem, 'generated root key');
   const { cert, extensions } = caCertificate(publicKeyOf(key), {
     organization: 'skein',
-    subjectCommonName: `Skein root CA ${trustDomain} ${now.toISOString().slice(0, 10)}`,
+    // A random suffix keeps subject names unique: chain building matches issuers by name (two roots during a rotation).
+    subjectCommonName: `Skein root CA ${trustDomain} ${now.toISOString().slice(0, 10)} ${randomBytes(4).toString('hex')}`,
     notBefore: new Date(now.getTime() - BACKDATE_MS),
     notAfter: new Date(now.getTime() + lifetimeMs),
   });

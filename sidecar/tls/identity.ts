@@ -1,0 +1,273 @@
+// The workload's identity: a local key, a CSR sent to the control plane's CA with our token, rotation at ~50% life.
+import { createPrivateKey, generateKeyPair, type KeyObject, X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import forge from 'node-forge';
+import { type CertificateServiceClient, grpcDefinitions } from '../../proto/index.ts';
+import type { CertificateResponse__Output } from '../../proto/generated/skein/ca/v1/CertificateResponse.ts';
+import { SkeinSidecarError } from '../errors.ts';
+import { logger } from '../log.ts';
+import type { IdentitySource, TlsMaterial } from './contexts.ts';
+import { parseSpiffeId, spiffeIdOfCertificate } from './spiffe.ts';
+
+const log = logger('tls');
+const generateKeyPairAsync = promisify(generateKeyPair);
+
+/** Getting or checking a workload certificate failed; the sidecar keeps retrying with backoff. */
+export class CertificateFetchError extends SkeinSidecarError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('SKEIN_TLS_CERT_FETCH', message, options);
+  }
+}
+
+export interface WorkloadIdentityOptions {
+  /** host:port of the control plane's TLS port (15012). */
+  readonly caAddress: string;
+  /** PEM root(s) that signed the control plane's serving certificate (the mesh root, distributed out of band). */
+  readonly caRootPem: string;
+  /** Our trust domain (default cluster.local): the control plane's SPIFFE ID and our leaf must be in it. */
+  readonly trustDomain?: string;
+  /** The SPIFFE ID the control plane must serve as (default spiffe://<td>/ns/skein-system/sa/skein-control-plane). */
+  readonly controlPlaneId?: string;
+  /** File with the bearer token; re-read for each request (the kubelet refreshes projected tokens in place). */
+  readonly tokenFile: string;
+  /** Requested lifetime in seconds; 0 = the CA's default (24 h). */
+  readonly validitySeconds?: number;
+  /** Backoff between failed attempts: full jitter between 0 and min(capMs, baseMs × 2^n). */
+  readonly retryBaseMs?: number;
+  readonly retryCapMs?: number;
+  readonly requestTimeoutMs?: number;
+  /** Random source in [0, 1) for jitter (tests pass a fixed one). */
+  readonly random?: () => number;
+}
+
+/** When to rotate: at 50% of the lifetime, give or take 10% of that (uniform), measured from notBefore. */
+export function rotationDelayMs(notBefore: Date, notAfter: Date, now: number, random: () => number = Math.random): number {
+  const lifetime = notAfter.getTime() - notBefore.getTime();
+  const fraction = 0.5 * (1 + (random() * 2 - 1) * 0.1);
+  return Math.max(0, notBefore.getTime() + lifetime * fraction - now);
+}
+
+interface Issued extends TlsMaterial {
+  readonly notBefore: Date;
+}
+
+/** Checks what the CA sent: our key, one SPIFFE ID in our trust domain, a chain that reaches a bundle root. */
+export function checkIssued(res: CertificateResponse__Output, key: KeyObject, trustDomain: string): Omit<Issued, 'keyPem'> {
+  if (res.cert_chain.length === 0) throw new CertificateFetchError('the CA answered with an empty certificate chain');
+  if (res.trust_bundle.length === 0) throw new CertificateFetchError('the CA answered with an empty trust bundle');
+  const chain = res.cert_chain.map((pem) => new X509Certificate(pem));
+  const roots = res.trust_bundle.map((pem) => new X509Certificate(pem));
+  const leaf = chain[0] as X509Certificate;
+  if (!leaf.checkPrivateKey(key)) throw new CertificateFetchError('the issued certificate is not for our key');
+  const spiffeId = spiffeIdOfCertificate(leaf);
+  if (!spiffeId || parseSpiffeId(spiffeId)?.trustDomain !== trustDomain) {
+    throw new CertificateFetchError(`the issued certificate names ${spiffeId ?? 'no SPIFFE ID'}, not an ID in ${trustDomain}`);
+  }
+  for (let i = 0; i + 1 < chain.length; i++) {
+    const [child, parent] = [chain[i] as X509Certificate, chain[i + 1] as X509Certificate];
+    if (!child.checkIssued(parent) || !child.verify(parent.publicKey)) {
+      throw new CertificateFetchError(`certificate ${i} of the chain is not signed by certificate ${i + 1}`);
+    }
+  }
+  const top = chain[chain.length - 1] as X509Certificate;
+  if (!roots.some((root) => top.checkIssued(root) && top.verify(root.publicKey))) {
+    throw new CertificateFetchError('the issued chain does not lead to a root of the trust bundle');
+  }
+  return {
+    certChainPem: [...res.cert_chain],
+    trustBundlePem: [...res.trust_bundle],
+    spiffeId,
+    notBefore: new Date(leaf.validFrom),
+    notAfter: new Date(leaf.validTo),
+  };
+}
+
+/** A PEM CSR for `keyPem`, signed with it; it asks for no SANs (the CA names us from our token). */
+export function buildCsr(keyPem: string): string {
+  const key = forge.pki.privateKeyFromPem(keyPem) as forge.pki.rsa.PrivateKey;
+  const csr = forge.pki.createCertificationRequest();
+  csr.publicKey = forge.pki.setRsaPublicKey(key.n, key.e);
+  csr.setSubject([{ name: 'organizationName', value: 'skein' }]);
+  csr.sign(key, forge.md.sha256.create());
+  return forge.pki.certificationRequestToPem(csr);
+}
+
+/**
+ * Obtains and rotates the workload certificate. The private key is made here and never leaves the process; key,
+ * chain and bundle live in memory only. `start()` resolves once the first certificate is in hand.
+ */
+export class WorkloadIdentity implements IdentitySource {
+  readonly #options: WorkloadIdentityOptions;
+  readonly #trustDomain: string;
+  readonly #client: CertificateServiceClient;
+  readonly #random: () => number;
+  readonly #listeners = new Set<(m: TlsMaterial) => void>();
+  #current: Issued | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  #attempt = 0;
+  #inflight: Promise<Issued> | undefined;
+  #lastError: string | undefined;
+
+  constructor(options: WorkloadIdentityOptions) {
+    this.#options = options;
+    this.#trustDomain = options.trustDomain ?? 'cluster.local';
+    this.#random = options.random ?? Math.random;
+    const controlPlaneId = options.controlPlaneId ?? `spiffe://${this.#trustDomain}/ns/skein-system/sa/skein-control-plane`;
+    const creds = grpc.credentials.createSsl(Buffer.from(options.caRootPem), null, null, {
+      // The control plane is named by its SPIFFE ID, not by whatever host name or IP we reach it at.
+      checkServerIdentity: (_host, cert) => {
+        const id = spiffeIdOfCertificate(cert);
+        return id === controlPlaneId ? undefined : new CertificateFetchError(`control plane presented ${id ?? 'no SPIFFE ID'}, expected ${controlPlaneId}`);
+      },
+    });
+    const Client = grpcDefinitions().skein.ca.v1.CertificateService;
+    // A DNS-style name for SNI so an IP target does not trip Node's "SNI must not be an IP" warning.
+    this.#client = new Client(options.caAddress, creds, { 'grpc.ssl_target_name_override': 'skein-control-plane' });
+  }
+
+  /** Creates the identity and waits for the first certificate (retrying with backoff until `signal` aborts). */
+  static async start(options: WorkloadIdentityOptions, signal?: AbortSignal): Promise<WorkloadIdentity> {
+    const identity = new WorkloadIdentity(options);
+    try {
+      await identity.#firstCertificate(signal);
+    } catch (err) {
+      identity.stop();
+      throw err;
+    }
+    return identity;
+  }
+
+  async #firstCertificate(signal?: AbortSignal): Promise<void> {
+    for (;;) {
+      if (signal?.aborted || this.#stopped) throw new CertificateFetchError(`no certificate yet: ${this.#lastError ?? 'aborted'}`);
+      try {
+        await this.rotateNow();
+        return;
+      } catch {
+        const delay = this.#backoffMs();
+        log.warn('could not get a workload certificate; retrying', { error: this.#lastError, retryInMs: delay });
+        await sleep(delay, signal);
+      }
+    }
+  }
+
+  /** The current key, chain and bundle; throws before the first certificate arrives. */
+  current(): TlsMaterial {
+    if (!this.#current) throw new CertificateFetchError('no workload certificate yet');
+    return this.#current;
+  }
+
+  onRotate(cb: (material: TlsMaterial) => void): () => void {
+    this.#listeners.add(cb);
+    return () => this.#listeners.delete(cb);
+  }
+
+  /** The leaf's notAfter in seconds since the epoch (skein_sidecar_cert_expiry_timestamp_seconds); 0 before the first. */
+  expiryTimestampSeconds(): number {
+    return this.#current ? Math.floor(this.#current.notAfter.getTime() / 1000) : 0;
+  }
+
+  /** The last failure's message, if the last attempt failed. */
+  lastError(): string | undefined {
+    return this.#lastError;
+  }
+
+  /** Gets a new certificate now (new key) and tells listeners; concurrent calls share one request. */
+  rotateNow(): Promise<TlsMaterial> {
+    this.#inflight ??= this.#fetch().finally(() => {
+      this.#inflight = undefined;
+    });
+    return this.#inflight;
+  }
+
+  async #fetch(): Promise<Issued> {
+    try {
+      const { privateKey } = await generateKeyPairAsync('rsa', { modulusLength: 2048 });
+      const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+      const token = (await readFile(this.#options.tokenFile, 'utf8')).trim();
+      if (!token) throw new CertificateFetchError(`token file ${this.#options.tokenFile} is empty`);
+      const res = await this.#call(buildCsr(keyPem), token);
+      const issued: Issued = { keyPem, ...checkIssued(res, createPrivateKey(keyPem), this.#trustDomain) };
+      if (this.#stopped) return issued;
+      this.#current = issued;
+      this.#attempt = 0;
+      this.#lastError = undefined;
+      log.info('workload certificate issued', { spiffeId: issued.spiffeId, notAfter: issued.notAfter.toISOString() });
+      this.#schedule(rotationDelayMs(issued.notBefore, issued.notAfter, Date.now(), this.#random));
+      for (const cb of this.#listeners) {
+        try {
+          cb(issued);
+        } catch (err) {
+          log.error('a certificate rotation listener failed', { error: (err as Error).message });
+        }
+      }
+      return issued;
+    } catch (err) {
+      this.#lastError = (err as Error).message;
+      if (this.#current && !this.#stopped) {
+        const delay = this.#backoffMs();
+        log.warn('certificate rotation failed; keeping the current certificate and retrying', {
+          error: this.#lastError,
+          retryInMs: delay,
+          notAfter: this.#current.notAfter.toISOString(),
+        });
+        this.#schedule(delay);
+      }
+      throw err instanceof SkeinSidecarError ? err : new CertificateFetchError(this.#lastError, { cause: err });
+    }
+  }
+
+  #call(csr: string, token: string): Promise<CertificateResponse__Output> {
+    const metadata = new grpc.Metadata();
+    metadata.set('authorization', `Bearer ${token}`);
+    const deadline = Date.now() + (this.#options.requestTimeoutMs ?? 10_000);
+    const request = { csr, validity_seconds: this.#options.validitySeconds ?? 0 };
+    return new Promise((resolve, reject) => {
+      this.#client.CreateCertificate(request, metadata, { deadline }, (err, res) => {
+        if (err) reject(new CertificateFetchError(`CreateCertificate at ${this.#options.caAddress}: ${err.message}`, { cause: err }));
+        else if (!res) reject(new CertificateFetchError('CreateCertificate returned no response'));
+        else resolve(res);
+      });
+    });
+  }
+
+  #backoffMs(): number {
+    const base = this.#options.retryBaseMs ?? 1000;
+    const cap = this.#options.retryCapMs ?? 60_000;
+    const ceiling = Math.min(cap, base * 2 ** Math.min(this.#attempt, 30));
+    this.#attempt++;
+    return Math.floor(this.#random() * ceiling);
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#stopped) return;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.rotateNow().catch(() => undefined); // #fetch logged it and scheduled a retry
+    }, Math.min(delayMs, 2 ** 31 - 1));
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#client.close();
+  }
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
