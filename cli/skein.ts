@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+// The `skein` command: dispatches to one subcommand, loading only that side's code.
+
+const HELP = `skein — a service mesh on Kubernetes discovery, speaking Envoy's xDS v3
+
+Usage: skein <command> [flags]
+
+Commands:
+  control-plane   watch a registry (file or Kubernetes) and serve xDS to proxies
+  sidecar         run the proxy beside one workload
+  proxy-status    show each connected proxy's config versions and rejected config (NACKs)
+  token           print a bootstrap token for a namespace and service account (local CA)
+  demo            run the local demo mesh (--smoke: a short self-check that exits)
+
+Run 'skein <command> --help' for a command's flags.`;
+
+type Command = (argv: string[]) => Promise<number>;
+
+const commands: Record<string, () => Promise<Command>> = {
+  'control-plane': async () => (await import('../control-plane/main.ts')).runControlPlane,
+  sidecar: async () => (await import('../sidecar/main.ts')).runSidecar,
+  'proxy-status': async () => (await import('../control-plane/cli/proxy-status.ts')).runProxyStatus,
+  token: async () => (await import('../control-plane/cli/token.ts')).runToken,
+  demo: async () => (await import('../examples/demo/launcher.ts')).runDemo,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${HELP}\n`);
+    return name ? 0 : 2;
+  }
+  const load = commands[name];
+  if (!load) {
+    process.stderr.write(`skein: unknown command "${name}"\n\n${HELP}\n`);
+    return 2;
+  }
+  return (await load())(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    const e = err as { code?: string; message?: string };
+    process.stderr.write(`skein: ${e.code ? `[${e.code}] ` : ''}${e.message ?? String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,82 @@
+// Counts the demo's calls per service and replica, and renders the live summary table.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { ServiceSpec } from './registry.ts';
+
+interface ServiceStats {
+  ok: number;
+  errors: number;
+  perReplica: Map<string, number>;
+  latencies: number[];
+  lastError?: string;
+}
+
+const HOP_HEADERS: Record<string, string> = { web: 'x-replica', app: 'x-app-replica', kv: 'x-kv-replica' };
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+export class Summary {
+  readonly #stats = new Map<string, ServiceStats>();
+  readonly #endpoints: () => (service: string) => { ready: number; terminating: number };
+  readonly #notes: string[] = [];
+
+  constructor(services: readonly ServiceSpec[], endpoints: () => (service: string) => { ready: number; terminating: number }) {
+    for (const s of services) this.#stats.set(s.name, { ok: 0, errors: 0, perReplica: new Map(), latencies: [] });
+    this.#endpoints = endpoints;
+  }
+
+  note(text: string): void {
+    this.#notes.push(text);
+  }
+
+  /** One call from the load generator: `web.demo` carries the web, app and kv hops in its headers. */
+  record(host: string, status: number, ms: number, headers: IncomingHttpHeaders, error?: string): void {
+    const entry = host.split('.')[0] ?? host;
+    const hops = entry === 'web' ? ['web', 'app', 'kv'] : [entry];
+    const ok = status >= 200 && status < 300;
+    for (const hop of hops) {
+      const stats = this.#stats.get(hop);
+      if (!stats) continue;
+      if (!ok) {
+        stats.errors++;
+        stats.lastError = error ?? `HTTP ${status} ${String(headers['x-skein-reason'] ?? '')}`.trim();
+        continue;
+      }
+      stats.ok++;
+      const replica = String(headers[HOP_HEADERS[hop] ?? 'x-replica'] ?? '?');
+      stats.perReplica.set(replica, (stats.perReplica.get(replica) ?? 0) + 1);
+      if (hop === entry) stats.latencies.push(ms);
+    }
+  }
+
+  render(): string {
+    const lines = ['', 'service    endpoints  requests  errors  p50 ms  p99 ms  per replica'];
+    for (const [name, s] of this.#stats) {
+      const sorted = [...s.latencies].sort((a, b) => a - b);
+      const eps = this.#endpoints()(name);
+      const epText = `${eps.ready}${eps.terminating ? `+${eps.terminating}t` : ''}`;
+      const replicas = [...s.perReplica.entries()].sort().map(([r, n]) => `${r}=${n}`).join(' ');
+      const p50 = sorted.length ? percentile(sorted, 50).toFixed(2) : '-';
+      const p99 = sorted.length ? percentile(sorted, 99).toFixed(2) : '-';
+      lines.push(
+        `${name.padEnd(10)} ${epText.padStart(9)} ${String(s.ok + s.errors).padStart(9)} ${String(s.errors).padStart(7)} ${p50.padStart(7)} ${p99.padStart(7)}  ${replicas}`,
+      );
+      if (s.lastError) lines.push(`${''.padEnd(10)} last error: ${s.lastError}`);
+    }
+    for (const n of this.#notes) lines.push(`  * ${n}`);
+    return lines.join('\n');
+  }
+
+  /** What the smoke run requires: every hop carried traffic, every replica served, no call failed. */
+  check(services: readonly string[]): string[] {
+    const problems: string[] = [];
+    for (const name of services) {
+      const s = this.#stats.get(name);
+      if (!s || s.ok === 0) problems.push(`${name}: carried no successful request`);
+      else if (s.errors > 0) problems.push(`${name}: ${s.errors} failed calls (last: ${s.lastError})`);
+    }
+    return problems;
+  }
+}
