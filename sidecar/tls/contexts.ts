@@ -74,7 +74,6 @@ export interface OutboundTarget {
  * so repeated connections resume instead of doing a full handshake; they are dropped on rotation.
  */
 export class TlsContexts {
-  readonly #source: IdentitySource;
   readonly #options: TlsContextsOptions;
   #material: TlsMaterial;
   #server: tls.SecureContext;
@@ -89,7 +88,6 @@ export class TlsContexts {
   readonly #unsubscribe: () => void;
 
   constructor(source: IdentitySource, options: TlsContextsOptions = {}) {
-    this.#source = source;
     this.#options = options;
     this.#material = source.current();
     this.#server = tls.createSecureContext(this.#serverContextOptions());

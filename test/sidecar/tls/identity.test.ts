@@ -1,0 +1,130 @@
+import { X509Certificate } from 'node:crypto';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { Registry } from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CertificateAuthority } from '../../../control-plane/ca/authority.ts';
+import { addCertificateService } from '../../../control-plane/ca/service.ts';
+import { ServingCertificateProvider } from '../../../control-plane/ca/serving.ts';
+import { DirectoryCaStore } from '../../../control-plane/ca/store.ts';
+import { BootstrapTokenVerifier, loadOrCreateTokenSecret, mintBootstrapToken } from '../../../control-plane/ca/tokens.ts';
+import { type TlsMaterial, TlsContexts } from '../../../sidecar/tls/contexts.ts';
+import { rotationDelayMs, WorkloadIdentity } from '../../../sidecar/tls/identity.ts';
+import { registerCertificateMetrics } from '../../../sidecar/tls/metrics.ts';
+
+let dir: string;
+let server: grpc.Server;
+let serving: ServingCertificateProvider;
+let address: string;
+let secret: Buffer;
+let refusals = 0;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'skein-identity-'));
+  const caDir = join(dir, 'ca');
+  const authority = await CertificateAuthority.open({ trustDomain: 'mesh.test', store: new DirectoryCaStore(caDir) });
+  secret = await loadOrCreateTokenSecret(caDir);
+  serving = await ServingCertificateProvider.start(authority);
+  server = new grpc.Server();
+  addCertificateService(server, { authority, verifier: new BootstrapTokenVerifier(secret), onRefused: () => refusals++ });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', serving.credentials(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  address = `127.0.0.1:${port}`;
+});
+
+afterAll(async () => {
+  serving?.stop();
+  await new Promise<void>((r) => (server ? server.tryShutdown(() => r()) : r()));
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function tokenFile(name: string, ns = 'shop', sa = 'cart'): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, `${mintBootstrapToken(secret, { namespace: ns, serviceAccount: sa }).token}\n`, { mode: 0o600 });
+  await chmod(path, 0o600);
+  return path;
+}
+
+describe('WorkloadIdentity against the real CertificateService', () => {
+  it('gets a certificate for the identity its token proves, keeps the key local, and rotates on demand', async () => {
+    const identity = await WorkloadIdentity.start({
+      caAddress: address,
+      caRootPem: serving.current().trustBundlePem,
+      trustDomain: 'mesh.test',
+      tokenFile: await tokenFile('token-a'),
+      validitySeconds: 3600,
+    });
+    try {
+      const first = identity.current();
+      expect(first.spiffeId).toBe('spiffe://mesh.test/ns/shop/sa/cart');
+      const leaf = new X509Certificate(first.certChainPem[0] ?? '');
+      expect(leaf.subjectAltName).toBe('URI:spiffe://mesh.test/ns/shop/sa/cart');
+      expect(first.keyPem).toContain('PRIVATE KEY');
+      expect(identity.expiryTimestampSeconds()).toBe(Math.floor(new Date(leaf.validTo).getTime() / 1000));
+
+      const registry = new Registry();
+      registerCertificateMetrics(registry, identity);
+      expect(await registry.metrics()).toContain(`skein_sidecar_cert_expiry_timestamp_seconds ${identity.expiryTimestampSeconds()}`);
+
+      const contexts = new TlsContexts(identity);
+      const rotated: TlsMaterial[] = [];
+      identity.onRotate((m) => rotated.push(m));
+      const second = await identity.rotateNow();
+      expect(rotated).toEqual([second]);
+      expect(second.keyPem).not.toBe(first.keyPem);
+      expect(new X509Certificate(second.certChainPem[0] ?? '').serialNumber).not.toBe(leaf.serialNumber);
+      expect(identity.current()).toBe(second);
+      expect(contexts.generation).toBe(1); // the data path's contexts were rebuilt from the new certificate
+      contexts.close();
+    } finally {
+      identity.stop();
+    }
+  });
+
+  it('refuses a control plane that does not present the expected SPIFFE ID, and keeps retrying until aborted', async () => {
+    const abort = new AbortController();
+    setTimeout(() => abort.abort(), 400);
+    const err = await WorkloadIdentity.start(
+      {
+        caAddress: address,
+        caRootPem: serving.current().trustBundlePem,
+        trustDomain: 'mesh.test',
+        controlPlaneId: 'spiffe://mesh.test/ns/skein-system/sa/impostor',
+        tokenFile: await tokenFile('token-b'),
+        retryBaseMs: 20,
+        retryCapMs: 50,
+      },
+      abort.signal,
+    ).catch((e: unknown) => e);
+    expect((err as { code?: string }).code).toBe('SKEIN_TLS_CERT_FETCH');
+    expect((err as Error).message).toMatch(/no certificate yet/);
+  });
+
+  it('reports a token the CA refuses', async () => {
+    const bad = join(dir, 'token-bad');
+    await writeFile(bad, 'skein1.e30.AAAA\n', { mode: 0o600 });
+    const before = refusals;
+    const abort = new AbortController();
+    setTimeout(() => abort.abort(), 300);
+    const err = await WorkloadIdentity.start(
+      { caAddress: address, caRootPem: serving.current().trustBundlePem, trustDomain: 'mesh.test', tokenFile: bad, retryBaseMs: 20 },
+      abort.signal,
+    ).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/UNAUTHENTICATED|signature does not match/);
+    expect(refusals).toBeGreaterThan(before);
+  });
+});
+
+describe('rotationDelayMs', () => {
+  it('rotates at 50% of the lifetime, plus or minus 10% of that', () => {
+    const nb = new Date(0);
+    const na = new Date(100_000);
+    expect(rotationDelayMs(nb, na, 0, () => 0.5)).toBe(50_000);
+    expect(rotationDelayMs(nb, na, 0, () => 0)).toBe(45_000);
+    expect(rotationDelayMs(nb, na, 0, () => 0.999999)).toBeCloseTo(55_000, -1);
+    expect(rotationDelayMs(nb, na, 60_000, () => 0.5)).toBe(0);
+  });
+});
