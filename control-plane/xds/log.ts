@@ -1,4 +1,5 @@
-// Logging for the xDS server: structured error lines always, and a `SKEIN_DEBUG=xds` tracer for the chatty parts.
+// Logging for the xDS server: the XdsLog seam tests replace, backed by the control plane's logger.
+import { logger } from '../log.ts';
 
 export type LogFields = Record<string, unknown>;
 
@@ -8,23 +9,12 @@ export interface XdsLog {
   error(message: string, fields: LogFields): void;
 }
 
-function line(level: string, message: string, fields: LogFields): string {
-  return JSON.stringify({ time: new Date().toISOString(), level, component: 'xds', message, ...fields });
-}
+const xdsLogger = logger('xds');
 
 /** One JSON line per event on stderr. */
-export const stderrLog: XdsLog = {
-  warn: (message, fields) => process.stderr.write(`${line('warn', message, fields)}\n`),
-  error: (message, fields) => process.stderr.write(`${line('error', message, fields)}\n`),
-};
+export const stderrLog: XdsLog = xdsLogger;
 
-function debugEnabled(name: string): boolean {
-  const list = (process.env.SKEIN_DEBUG ?? '').split(',').map((s) => s.trim());
-  return list.includes(name) || list.includes('*');
-}
-
-/** A named tracer switched on by SKEIN_DEBUG (comma-separated names, or `*`); a no-op otherwise. */
-export function tracer(name: string): (message: string, fields?: LogFields) => void {
-  if (!debugEnabled(name)) return () => {};
-  return (message, fields = {}) => process.stderr.write(`${line('debug', message, { tracer: name, ...fields })}\n`);
+/** The `SKEIN_DEBUG=xds` tracer (a no-op otherwise). */
+export function tracer(_name: 'xds'): (message: string, fields?: LogFields) => void {
+  return xdsLogger.debug;
 }
