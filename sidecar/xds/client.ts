@@ -1,6 +1,7 @@
 // The sidecar's ADS client: delta first (SotW fallback), CDS→EDS→LDS→RDS warming, ACK/NACK, last good config, backoff.
 import * as grpc from '@grpc/grpc-js';
 import { grpcDefinitions, kindOf, type Node, shortName, TYPE_URL, type TypeUrl } from '../../proto/index.ts';
+import { XdsResourceInvalidError, XdsStreamError } from '../errors.ts';
 import { logger } from '../log.ts';
 import { type AdsStream, type IncomingUpdate, openDeltaStream, openSotwStream } from './ads-stream.ts';
 import { Backoff, type BackoffOptions, DEFAULT_BACKOFF } from './backoff.ts';
@@ -69,7 +70,7 @@ export class XdsClient {
   private mesh: MeshConfig | undefined;
   private lastPublishedAt: string | undefined;
   private warmTimer: NodeJS.Timeout | undefined;
-  private warmingExpired = false;
+  private readonly gaveUpOn = new Set<string>();
   private reconnectTimer: NodeJS.Timeout | undefined;
 
   constructor(options: XdsClientOptions) {
@@ -160,10 +161,11 @@ export class XdsClient {
       this.connect();
       return;
     }
-    this.lastError = `${STATUS_NAME[code] ?? code}: ${details}`;
+    const err = new XdsStreamError(`${STATUS_NAME[code] ?? code}: ${details}`);
+    this.lastError = err.message;
     this.backoff.streamEnded(Date.now() - this.streamStartedAt);
     const delay = this.backoff.next();
-    log.warn('ADS stream closed; reconnecting', { error: this.lastError, delayMs: delay });
+    log.warn('ADS stream closed; reconnecting', { code: err.code, error: err.message, server: this.options.server, delayMs: delay });
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
     this.reconnectTimer.unref();
   }
@@ -184,12 +186,12 @@ export class XdsClient {
     const typeUrl = update.typeUrl as TypeUrl;
     const type = shortName(update.typeUrl);
     if (!kindOf(update.typeUrl) || !TYPES.includes(typeUrl)) {
-      this.reject(stream, update, `type_url ${JSON.stringify(update.typeUrl)} is not served to the sidecar`);
+      this.reject(stream, update, [`type_url ${JSON.stringify(update.typeUrl)} is not served to the sidecar`]);
       return;
     }
     const decoded = decodeResources(typeUrl, update.items);
     if (decoded.errors.length > 0) {
-      this.reject(stream, update, decoded.errors.join('\n'));
+      this.reject(stream, update, decoded.errors);
       return;
     }
     this.store.apply(typeUrl, decoded.resources, update.removed, update.fullState);
@@ -202,25 +204,29 @@ export class XdsClient {
     this.maybePublish();
   }
 
-  private reject(stream: AdsStream, update: IncomingUpdate, text: string): void {
+  private reject(stream: AdsStream, update: IncomingUpdate, errors: readonly string[]): void {
     const type = shortName(update.typeUrl);
+    const err = new XdsResourceInvalidError(errors);
+    const text = errors.join('\n');
     this.lastNack = { typeUrl: update.typeUrl, text, at: new Date().toISOString() };
     this.options.metrics?.nacks.inc({ type });
-    log.warn('rejected xDS response; keeping the last good config', { type, nonce: update.nonce, errors: text });
+    log.warn('rejected xDS response; keeping the last good config', { code: err.code, type, nonce: update.nonce, errors });
     stream.nack(update, text);
   }
 
   private maybePublish(): void {
     if (!this.dirty || this.stopped) return;
-    if (!this.store.warmth().warm && !this.warmingExpired) {
+    const missing = this.store.warmth().missing;
+    // Items already waited for (and published without) do not hold back later updates.
+    for (const m of this.gaveUpOn) if (!missing.includes(m)) this.gaveUpOn.delete(m);
+    if (missing.some((m) => !this.gaveUpOn.has(m))) {
       if (!this.warmTimer) {
         this.warmTimer = setTimeout(() => {
           this.warmTimer = undefined;
-          const { missing } = this.store.warmth();
-          if (missing.length) log.warn('warming timed out; publishing without', { missing });
-          this.warmingExpired = true;
+          const { missing: still } = this.store.warmth();
+          if (still.length) log.warn('warming timed out; publishing without', { missing: still });
+          for (const m of still) this.gaveUpOn.add(m);
           this.maybePublish();
-          this.warmingExpired = false;
         }, this.options.warmingTimeoutMs ?? 5000);
         this.warmTimer.unref();
       }

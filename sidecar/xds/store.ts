@@ -39,7 +39,12 @@ export class ResourceStore {
   apply<T extends TypeUrl>(typeUrl: T, resources: readonly DecodedResource<T>[], removed: readonly string[], fullState: boolean): void {
     const m = this.map(typeUrl);
     if (fullState) m.clear();
-    for (const n of removed) m.delete(n);
+    const eds = typeUrl === TYPE_URL.endpoint ? this.edsNames() : undefined;
+    for (const n of removed) {
+      m.delete(n);
+      // Like Envoy: a cluster whose assignment the server removed has no endpoints (it is not left warming).
+      if (eds?.has(n)) this.endpoints.set(n, { name: n, version: '', value: { name: n, version: '', endpoints: [] } });
+    }
     for (const r of resources) m.set(r.name, r);
     this.received.add(typeUrl);
     this.prune();

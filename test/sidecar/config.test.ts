@@ -1,7 +1,14 @@
 // Tests `skein sidecar` flag and environment parsing into the frozen Config, and the errors that name each flag.
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../sidecar/config.ts';
-import { ConfigInvalidError, SIDECAR_ERROR_CODES, SkeinSidecarError } from '../../sidecar/errors.ts';
+import {
+  AdminListenError,
+  ConfigInvalidError,
+  SIDECAR_ERROR_CODES,
+  SkeinSidecarError,
+  XdsResourceInvalidError,
+  XdsStreamError,
+} from '../../sidecar/errors.ts';
 
 const base = ['--control-plane', 'skein.skein-system:15010', '--pod', 'web-0', '--namespace', 'default', '--ip', '10.1.2.3'];
 
@@ -120,8 +127,19 @@ describe('parseConfig', () => {
 });
 
 describe('sidecar error codes', () => {
+  it.each([
+    [new ConfigInvalidError('--x', 'bad'), SIDECAR_ERROR_CODES.configInvalid, 'ConfigInvalidError'],
+    [new XdsResourceInvalidError(['Cluster "a": lb_policy: MAGLEV is not supported']), SIDECAR_ERROR_CODES.xdsResourceInvalid, 'XdsResourceInvalidError'],
+    [new XdsStreamError('UNAVAILABLE: down'), SIDECAR_ERROR_CODES.xdsStream, 'XdsStreamError'],
+    [new AdminListenError('127.0.0.1:15000', new Error('EADDRINUSE')), SIDECAR_ERROR_CODES.adminListen, 'AdminListenError'],
+  ])('%s has code %s', (err, code, name) => {
+    expect(err).toBeInstanceOf(SkeinSidecarError);
+    expect(err.code).toBe(code);
+    expect(err.name).toBe(name);
+    expect(err.message.length).toBeGreaterThan(0);
+  });
+
   it('gives each class its stable code', () => {
-    expect(new ConfigInvalidError('--x', 'bad').code).toBe(SIDECAR_ERROR_CODES.configInvalid);
     expect(Object.values(SIDECAR_ERROR_CODES).every((c) => /^SKEIN_[A-Z_]+$/.test(c))).toBe(true);
     expect(new Set(Object.values(SIDECAR_ERROR_CODES)).size).toBe(Object.values(SIDECAR_ERROR_CODES).length);
   });
