@@ -1,5 +1,5 @@
 // Runs the whole sidecar (config → xDS client → data plane → admin) against an in-process xDS peer and a real backend.
-import { createServer, type Server } from 'node:http';
+import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EXTENSION_TYPE_URL, pack, TYPE_URL } from '../../proto/index.ts';
@@ -71,6 +71,21 @@ function seed(peer: XdsPeer, backendPort: number): void {
   );
 }
 
+/** A plain HTTP/1.1 request with an explicit Host header (through the outbound listener). */
+function get(port: number, path: string, host: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, headers: { host }, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.setTimeout(5000, () => req.destroy(new Error('no response through the outbound listener within 5 s')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
@@ -99,6 +114,11 @@ describe('runSidecar', () => {
     expect(clusters).toContain(`${WEB}::127.0.0.1:`);
   });
 
+  it('proxies a request to the endpoint EDS names', async () => {
+    const { ports } = await startSidecar();
+    const res = await get(ports.outbound, '/greet', 'web');
+    expect(res).toEqual({ status: 200, body: 'hello from backend /greet' });
+  });
 });
 
 async function startSidecar(): Promise<{ admin: string; ports: { admin: number; outbound: number; inbound: number }; peer: XdsPeer }> {
