@@ -26,7 +26,7 @@ export class L4PipeHandler implements InboundHandler {
   }
 
   handle(client: net.Socket, appPort: number, header: ProxyHeader | undefined, rest: Buffer): void {
-    const app = net.connect({ host: this.appHost, port: appPort, noDelay: true });
+    const app = net.connect({ host: this.appHost, port: appPort, noDelay: true, allowHalfOpen: true });
     this.conns.add(client);
     if (rest.length > 0) app.write(rest);
     const done = (): void => {
@@ -67,7 +67,7 @@ export class InboundListener {
   constructor(options: InboundOptions, handler: InboundHandler) {
     this.options = options;
     this.handler = handler;
-    this.server = net.createServer({ noDelay: true }, (s) => this.accept(s));
+    this.server = net.createServer({ noDelay: true, allowHalfOpen: true }, (s) => this.accept(s));
   }
 
   get port(): number {

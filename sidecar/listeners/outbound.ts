@@ -64,12 +64,15 @@ export class OutboundListener {
       },
       (req, res) => this.onH1Request(req, res),
     );
+    // node:http tracks connections (header timeout, idle close) from its 'listening' event; this server never
+    // listens itself (the sniffing net.Server hands it sockets), so start that tracking explicitly.
+    this.h1.emit('listening');
     this.h1.on('clientError', (err: NodeJS.ErrnoException, socket) => this.onClientError(err, socket));
     this.h2 = http2.createServer({ maxSessionMemory: 32 });
     this.h2.on('stream', (stream, headers, flags) => this.onH2Stream(stream, headers, flags));
     this.h2.on('sessionError', (err) => log.debug('h2 session error', { code: (err as NodeJS.ErrnoException).code }));
     this.h2.on('session', (session) => session.on('error', () => {}));
-    this.server = net.createServer({ noDelay: true }, (socket) => this.onConnection(socket));
+    this.server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.onConnection(socket));
   }
 
   get port(): number {
@@ -100,12 +103,21 @@ export class OutboundListener {
       return;
     }
     let head: Buffer | undefined;
+    // Until the first bytes decide the protocol: a silent or half-closed client is dropped.
+    const onSilent = (): void => {
+      socket.destroy();
+    };
+    socket.setTimeout(this.h1.headersTimeout, onSilent);
+    socket.once('end', onSilent);
     const onData = (chunk: Buffer): void => {
       head = head === undefined ? chunk : Buffer.concat([head, chunk]);
       const n = Math.min(head.length, PREFACE.length);
       const maybeH2 = head.subarray(0, n).equals(PREFACE.subarray(0, n));
       if (maybeH2 && head.length < PREFACE.length) return; // read more
       socket.off('data', onData);
+      socket.off('end', onSilent);
+      socket.setTimeout(0);
+      socket.off('timeout', onSilent);
       socket.pause();
       if (maybeH2) {
         // The HTTP/2 session takes bytes already buffered on the socket before it consumes the handle.
@@ -272,6 +284,7 @@ export class OutboundListener {
     await Promise.race([closed, new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
     clearTimeout(timer);
     this.h1.closeAllConnections();
+    this.h1.close();
     for (const s of this.sockets) s.destroy();
     await closed;
   }

@@ -29,7 +29,7 @@ class TcpServiceListener {
   constructor(config: TcpListenerConfig, host: string, manager: ClusterManager, metrics: DataPlaneMetrics) {
     this.config = config;
     this.host = host;
-    this.server = net.createServer({ noDelay: true, pauseOnConnect: true }, (client) => this.accept(client, manager, metrics));
+    this.server = net.createServer({ noDelay: true, pauseOnConnect: true, allowHalfOpen: true }, (client) => this.accept(client, manager, metrics));
     this.server.on('error', (err) => {
       this.bound = false;
       const e = new ListenerBindError(config.name, host, config.port, err);

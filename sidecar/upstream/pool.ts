@@ -85,9 +85,9 @@ export class EndpointPool {
   }
 
   /** A new connection to the endpoint, with the PROXY v2 header already queued when it is a peer sidecar. */
-  connect(): net.Socket {
+  connect(allowHalfOpen = false): net.Socket {
     const t = this.target;
-    const socket = net.connect({ host: t.address, port: t.inboundPort ?? t.port, noDelay: true });
+    const socket = net.connect({ host: t.address, port: t.inboundPort ?? t.port, noDelay: true, allowHalfOpen });
     if (this.header !== undefined) socket.write(this.header);
     const timer = setTimeout(onConnectTimeout, t.connectTimeoutMs, socket, t.connectTimeoutMs);
     socket.once('connect', () => {
@@ -123,10 +123,10 @@ export class EndpointPool {
     new H1Exchange(this, this.agent, req, handler, true);
   }
 
-  /** A raw connection for a TCP proxy stream; call `release` when the stream closes. */
+  /** A raw half-open-capable connection for a TCP proxy stream; call `release` when the stream closes. */
   openStream(): net.Socket {
     this.active++;
-    return this.connect();
+    return this.connect(true);
   }
 
   /** Marks one request or stream finished; closes the pool when it was the last one of a draining pool. */

@@ -1,0 +1,185 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import net from 'node:net';
+import { cluster, closeServer, endpoint, freePort, mesh, raw, request, route, startApp, startPair } from './harness.ts';
+import type { Pair } from './harness.ts';
+
+const OK = 'outbound|80||ok.default.svc.cluster.local';
+const DOWN = 'outbound|80||down.default.svc.cluster.local';
+const REFUSED = 'outbound|80||refused.default.svc.cluster.local';
+const SLOW = 'outbound|80||slow.default.svc.cluster.local';
+
+describe('bad input and upstream failures', () => {
+  let pair: Pair;
+  let app: Awaited<ReturnType<typeof startApp>>;
+  let refusedPort: number;
+
+  beforeAll(async () => {
+    app = await startApp('ok');
+    refusedPort = await freePort();
+    pair = await startPair([app.port], { headersTimeoutMs: 300, maxKb: 8 });
+    pair.client.update(
+      mesh(
+        [
+          cluster(OK, [endpoint(app.port, pair.inbound)]),
+          cluster(DOWN, [endpoint(app.port, undefined, { health: 'draining' }), endpoint(1, undefined, { health: 'unhealthy' })]),
+          cluster(REFUSED, [endpoint(refusedPort)]),
+          cluster(SLOW, [endpoint(app.port)]),
+        ],
+        [
+          { name: 'ok', domains: ['ok', 'ok:80'], routes: [route(OK)] },
+          { name: 'down', domains: ['down'], routes: [route(DOWN)] },
+          { name: 'refused', domains: ['refused'], routes: [route(REFUSED)] },
+          { name: 'ghost', domains: ['ghost'], routes: [route('outbound|80||ghost.default.svc.cluster.local')] },
+          {
+            name: 'slow',
+            domains: ['slow'],
+            routes: [
+              {
+                ...route(SLOW),
+                action: { kind: 'forward', targets: [{ cluster: SLOW, weight: 1 }], totalWeight: 1, timeoutMs: 200 },
+              },
+            ],
+          },
+          {
+            name: 'only-api',
+            domains: ['only-api'],
+            routes: [{ ...route(OK), path: { kind: 'exact', value: '/api' } }],
+          },
+        ],
+      ),
+    );
+  });
+
+  afterAll(async () => {
+    await pair.close();
+    await closeServer(app.server);
+  });
+
+  it('answers a host with no route with 404 naming the host', async () => {
+    const r = await request(pair.outbound, { host: 'nowhere.default:8080' });
+    expect(r.status).toBe(404);
+    expect(r.headers['x-skein-reason']).toBe('no_route');
+    expect(r.body).toContain('nowhere.default:8080');
+  });
+
+  it('answers a path with no route with 404', async () => {
+    const r = await request(pair.outbound, { host: 'only-api', path: '/other' });
+    expect(r.status).toBe(404);
+    expect(r.headers['x-skein-reason']).toBe('no_route');
+  });
+
+  it('answers no healthy endpoint with 503 naming the cluster (draining and unhealthy get nothing)', async () => {
+    const r = await request(pair.outbound, { host: 'down' });
+    expect(r.status).toBe(503);
+    expect(r.headers['x-skein-reason']).toBe('no_healthy_endpoint');
+    expect(r.body).toContain(DOWN);
+  });
+
+  it('answers a route to an unknown cluster with 503 no_cluster', async () => {
+    const r = await request(pair.outbound, { host: 'ghost' });
+    expect(r.status).toBe(503);
+    expect(r.headers['x-skein-reason']).toBe('no_cluster');
+  });
+
+  it('answers connection refused with 503 naming the reason and target', async () => {
+    const r = await request(pair.outbound, { host: 'refused' });
+    expect(r.status).toBe(503);
+    expect(r.headers['x-skein-reason']).toBe('upstream_connect_error');
+    expect(r.body).toContain(`upstream connect error: ECONNREFUSED 127.0.0.1:${refusedPort}`);
+  });
+
+  it('answers an upstream reset with 503 upstream_reset', async () => {
+    const r = await request(pair.outbound, { host: 'ok', path: '/reset' });
+    expect(r.status).toBe(503);
+    expect(r.headers['x-skein-reason']).toBe('upstream_reset');
+    expect(r.body).toContain('ECONNRESET');
+  });
+
+  it('answers a route timeout with 504', async () => {
+    const r = await request(pair.outbound, { host: 'slow', path: '/slow' });
+    expect(r.status).toBe(504);
+    expect(r.headers['x-skein-reason']).toBe('timeout');
+    expect(r.body).toContain('200 ms');
+  });
+
+  it('answers a missing Host with 400', async () => {
+    const out = await raw(pair.outbound, 'GET / HTTP/1.0\r\n\r\n');
+    expect(out).toMatch(/^HTTP\/1\.[01] 400/);
+    expect(out.toLowerCase()).toContain('x-skein-reason: bad_request');
+  });
+
+  it('answers garbage with 400 bad_request', async () => {
+    const out = await raw(pair.outbound, Buffer.from([0x16, 0x03, 0x01, 0xff, 0x00, 0x13, 0x0d, 0x0a, 0x0d, 0x0a]));
+    expect(out).toMatch(/^HTTP\/1\.1 400/);
+    expect(out).toContain('x-skein-reason: bad_request');
+    expect(out).toContain('bad request');
+  });
+
+  it('answers a malformed request line with 400', async () => {
+    const out = await raw(pair.outbound, 'GET /a b c HTTP/9.9\r\nHost: ok\r\n\r\n');
+    expect(out).toMatch(/^HTTP\/1\.1 400/);
+    expect(out).toContain('x-skein-reason: bad_request');
+  });
+
+  it('answers headers over the limit with 431', async () => {
+    const out = await raw(pair.outbound, `GET / HTTP/1.1\r\nHost: ok\r\nX-Big: ${'a'.repeat(16 * 1024)}\r\n\r\n`);
+    expect(out).toMatch(/^HTTP\/1\.1 431/);
+    expect(out).toContain('x-skein-reason: headers_too_large');
+  });
+
+  it('answers slow headers with 408 after the header timeout', async () => {
+    const out = await raw(pair.outbound, 'GET / HTTP/1.1\r\nHost: ok\r\n', 5000);
+    expect(out).toMatch(/^HTTP\/1\.1 408/);
+    expect(out).toContain('x-skein-reason: header_timeout');
+  });
+
+  it('survives half requests, early closes and garbage on every listener', async () => {
+    const inputs = [
+      'GET / HTTP/1.1\r\nHo',
+      'POST / HTTP/1.1\r\nHost: ok\r\nContent-Length: 100\r\n\r\nabc',
+      'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x04garbage-frames',
+      'PRI * HTT',
+      '\x00\x01\x02\x03',
+      '\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c',
+      '\r\n\r\n\x00\r\nQUIT\n\x99\x99\x00\x00',
+    ];
+    for (const port of [pair.outbound, pair.inbound, pair.server.ports().outbound]) {
+      await Promise.all(
+        inputs.map(
+          (d) =>
+            new Promise<void>((resolve) => {
+              const s = net.connect(port, '127.0.0.1', () => {
+                s.write(d);
+                setTimeout(() => s.destroy(), 20);
+              });
+              s.on('error', () => {});
+              s.on('close', () => resolve());
+            }),
+        ),
+      );
+    }
+    // Still serving.
+    const r = await request(pair.outbound, { host: 'ok', path: '/after' });
+    expect(r.status).toBe(200);
+  });
+
+  it('aborts the upstream request when the client leaves early', async () => {
+    await new Promise<void>((resolve) => {
+      const s = net.connect(pair.outbound, '127.0.0.1', () => {
+        s.write('GET /slow HTTP/1.1\r\nHost: ok\r\n\r\n');
+        setTimeout(() => s.destroy(), 50);
+      });
+      s.on('close', () => resolve());
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    const stat = pair.client.clusterStats().find((c) => c.name === OK)!;
+    expect(stat.endpoints[0]!.active).toBe(0);
+  });
+
+  it('counts local errors by reason', async () => {
+    const text = await pair.clientRegistry.metrics();
+    for (const reason of ['no_route', 'no_healthy_endpoint', 'upstream_connect_error', 'upstream_reset', 'timeout', 'bad_request', 'headers_too_large']) {
+      expect(text).toMatch(new RegExp(`skein_local_errors_total\\{reason="${reason}"\\} [1-9]`));
+    }
+  });
+});

@@ -1,0 +1,85 @@
+import { describe, it, expect } from 'vitest';
+import net from 'node:net';
+import { Registry } from 'prom-client';
+import { createDataPlane } from '../../../sidecar/listeners/index.ts';
+import type { ListenerConfig } from '../../../sidecar/xds/model.ts';
+import { cluster, closeServer, endpoint, freePort, listen, mesh, startPair } from './harness.ts';
+
+const DB = 'outbound|5432||db.default.svc.cluster.local';
+
+function exchange(port: number, data: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () => s.end(data));
+    let out = '';
+    s.on('data', (c) => (out += c));
+    s.on('end', () => resolve(out));
+    s.on('error', reject);
+  });
+}
+
+async function waitFor(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 100 && !cond(); i++) await new Promise((r) => setTimeout(r, 20));
+}
+
+describe('opaque TCP listeners', () => {
+  it('binds the Service port on its own outbound host and pipes through the peer inbound (PROXY v2)', async () => {
+    const seen: string[] = [];
+    const echo = net.createServer((s) => {
+      seen.push(s.remoteAddress ?? '');
+      s.on('data', (c) => s.write(`echo:${c}`));
+      s.on('end', () => s.end());
+    });
+    const appPort = await listen(echo);
+    const pair = await startPair([appPort]);
+    const servicePort = await freePort();
+    const tcp: ListenerConfig = { kind: 'tcp', name: `10.96.0.30_${servicePort}`, version: '1', address: '10.96.0.30', port: servicePort, cluster: DB };
+    pair.client.update(mesh([cluster(DB, [endpoint(appPort, pair.inbound)], { protocol: 'tcp' })], [], [tcp]));
+    try {
+      await waitFor(() => pair.client.tcpListenerStats()[0]?.bound === true);
+      expect(await exchange(servicePort, 'hello')).toBe('echo:hello');
+      expect(await exchange(servicePort, 'again')).toBe('echo:again');
+      expect(seen.length).toBe(2);
+      const stat = pair.client.tcpListenerStats()[0]!;
+      expect(stat).toMatchObject({ port: servicePort, cluster: DB, bound: true });
+    } finally {
+      await pair.close();
+      await closeServer(echo);
+    }
+  });
+
+  it('reports a bind failure in stats and keeps running', async () => {
+    const blocker = net.createServer();
+    const taken = await listen(blocker);
+    const registry = new Registry();
+    const dp = createDataPlane(
+      { outbound: { host: '127.0.0.1', port: 0 }, inbound: { host: '127.0.0.1', port: 0 }, appPorts: [], namespace: 'default', podIp: '127.0.0.1' },
+      registry,
+    );
+    await dp.start();
+    try {
+      const tcp: ListenerConfig = { kind: 'tcp', name: `10.96.0.31_${taken}`, version: '1', address: '10.96.0.31', port: taken, cluster: DB };
+      dp.update(mesh([cluster(DB, [endpoint(1)], { protocol: 'tcp' })], [], [tcp]));
+      await waitFor(() => dp.tcpListenerStats()[0]?.error !== undefined);
+      const stat = dp.tcpListenerStats()[0]!;
+      expect(stat.bound).toBe(false);
+      expect(stat.error).toContain('EADDRINUSE');
+      expect(await registry.metrics()).toMatch(/skein_listener_bind_failures\{listener="10\.96\.0\.31_\d+"\} 1/);
+    } finally {
+      await dp.close(50);
+      await closeServer(blocker);
+    }
+  });
+
+  it('closes the client connection when no endpoint is healthy', async () => {
+    const pair = await startPair([]);
+    const servicePort = await freePort();
+    const tcp: ListenerConfig = { kind: 'tcp', name: 'x', version: '1', address: '10.96.0.32', port: servicePort, cluster: DB };
+    pair.client.update(mesh([cluster(DB, [], { protocol: 'tcp' })], [], [tcp]));
+    try {
+      await waitFor(() => pair.client.tcpListenerStats()[0]?.bound === true);
+      expect(await exchange(servicePort, 'x')).toBe('');
+    } finally {
+      await pair.close();
+    }
+  });
+});
