@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'proto/generated/', 'coverage/', '.skein/'] },
+  { ignores: ['node_modules/', 'proto/generated/', 'coverage/', '.skein/', '.bench-*'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
