@@ -61,6 +61,8 @@ export async function runSidecar(argv: string[], options: SidecarRunOptions = {}
     {
       outbound: config.outbound,
       inbound: config.inbound,
+      // Like Istio: inbound traffic reaches the app on the pod IP, so apps bound only to loopback stay private.
+      appHost: config.ip,
       appPorts: config.appPorts,
       namespace: config.namespace,
       podIp: config.ip,
