@@ -1,5 +1,8 @@
 // Runs the whole sidecar (config → xDS client → data plane → admin) against an in-process xDS peer and a real backend.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { createServer, request, type Server } from 'node:http';
+import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EXTENSION_TYPE_URL, pack, TYPE_URL } from '../../proto/index.ts';
@@ -118,6 +121,39 @@ describe('runSidecar', () => {
     const { ports } = await startSidecar();
     const res = await get(ports.outbound, '/greet', 'web');
     expect(res).toEqual({ status: 200, body: 'hello from backend /greet' });
+  });
+  it('runs as `skein sidecar` and exits 0 after draining on SIGTERM', async () => {
+    const peer = await XdsPeer.start();
+    cleanups.push(() => peer.stop());
+    seed(peer, 9);
+    const cli = fileURLToPath(new URL('../../cli/skein.ts', import.meta.url));
+    const child = spawn(
+      process.execPath,
+      [cli, 'sidecar', '--control-plane', peer.address, '--pod', 'p-0', '--namespace', 'default', '--ip', '127.0.0.1',
+        '--outbound-address', '127.0.0.1:0', '--inbound-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', '--drain-timeout', '100ms'],
+      { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH } },
+    );
+    cleanups.push(() => child.exitCode === null && child.kill('SIGKILL'));
+    let stderr = '';
+    const adminPort = await new Promise<number>((resolve, reject) => {
+      child.stderr.setEncoding('utf8');
+      child.stderr.on('data', (chunk: string) => {
+        stderr += chunk;
+        const m = /"msg":"sidecar started".*?"admin":(\d+)/.exec(stderr);
+        if (m) resolve(Number(m[1]));
+      });
+      child.once('exit', (code) => reject(new Error(`sidecar exited early (${code}): ${stderr}`)));
+    });
+    let ready = 0;
+    for (let i = 0; i < 200 && ready !== 200; i++) {
+      ready = (await fetch(`http://127.0.0.1:${adminPort}/ready`)).status;
+      if (ready !== 200) await new Promise((r) => setTimeout(r, 25));
+    }
+    expect(ready).toBe(200);
+    child.kill('SIGTERM');
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(0);
+    expect(stderr).toMatch(/"msg":"sidecar stopped","reason":"SIGTERM"/);
   });
 });
 

@@ -182,6 +182,14 @@ describe('XdsClient (delta)', () => {
     expect(h.client.state().lastNack).toMatchObject({ typeUrl: TYPE_URL.cluster, text: nack.errorText });
     expect(await h.registry.metrics()).toMatch(/skein_sidecar_xds_nacks_total\{type="CDS"\} 1/);
 
+    // One bad resource rejects the whole response: the good one beside it is not applied either.
+    const from2 = peer.requests.length;
+    peer.set(TYPE_URL.cluster, cluster('outbound|81||other.default.svc.cluster.local'), { ...cluster(API), lb_policy: 'CLUSTER_PROVIDED' });
+    const nack2 = await peer.waitFor(is(TYPE_URL.cluster, 'nack'), 5000, from2);
+    expect(nack2.errorText).toBe(`Cluster "${API}": lb_policy: CLUSTER_PROVIDED is not supported`);
+    expect(h.client.current()).toBe(good);
+    expect(h.client.state().warming.missing).toEqual([]);
+
     // A later good response is accepted and published.
     peer.set(TYPE_URL.cluster, cluster(API));
     peer.set(TYPE_URL.endpoint, cla(API, '10.0.0.9'));
