@@ -15,6 +15,8 @@ export type RegistrySource =
 export interface Config {
   readonly registry: RegistrySource;
   readonly xdsAddress: HostPort;
+  /** ADS and the CertificateService over TLS with the control plane's SPIFFE certificate; undefined when disabled. */
+  readonly xdsTlsAddress?: HostPort;
   readonly adminAddress: HostPort;
   readonly clusterDomain: string;
   readonly trustDomain: string;
@@ -23,7 +25,7 @@ export interface Config {
 }
 
 export const USAGE = `Usage: skein control-plane (--registry FILE | --kubernetes [--kubeconfig FILE] [--namespaces a,b])
-                           [--xds-address HOST:PORT] [--admin-address HOST:PORT]
+                           [--xds-address HOST:PORT] [--xds-tls-address HOST:PORT|none] [--admin-address HOST:PORT]
                            [--cluster-domain cluster.local] [--trust-domain cluster.local]
                            [--debounce-ms 100] [--ca-dir .skein/ca]
 
@@ -31,6 +33,8 @@ export const USAGE = `Usage: skein control-plane (--registry FILE | --kubernetes
   --kubernetes           watch the Kubernetes API (in-cluster config, or --kubeconfig / $KUBECONFIG)
   --namespaces a,b       only these namespaces (default: all)
   --xds-address          ADS gRPC, plaintext (default 127.0.0.1:15010)
+  --xds-tls-address      ADS and certificate signing over TLS (default 127.0.0.1:15012; "none" to disable)
+  --ca-dir               the local CA: root key (0600), trust bundle, bootstrap-token secret (default .skein/ca)
   --admin-address        /healthz /readyz /metrics /debug/* (default 127.0.0.1:15014)`;
 
 export function parseHostPort(flag: string, value: string): HostPort {
@@ -53,6 +57,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
         kubeconfig: { type: 'string' },
         namespaces: { type: 'string' },
         'xds-address': { type: 'string', default: env.SKEIN_XDS_ADDRESS ?? '127.0.0.1:15010' },
+        'xds-tls-address': { type: 'string', default: env.SKEIN_XDS_TLS_ADDRESS ?? '127.0.0.1:15012' },
         'admin-address': { type: 'string', default: env.SKEIN_ADMIN_ADDRESS ?? '127.0.0.1:15014' },
         'cluster-domain': { type: 'string', default: env.SKEIN_CLUSTER_DOMAIN ?? 'cluster.local' },
         'trust-domain': { type: 'string', default: env.SKEIN_TRUST_DOMAIN ?? 'cluster.local' },
@@ -87,6 +92,8 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
   return Object.freeze({
     registry: Object.freeze(registry),
     xdsAddress: parseHostPort('--xds-address', values['xds-address']),
+    xdsTlsAddress:
+      values['xds-tls-address'] === 'none' ? undefined : parseHostPort('--xds-tls-address', values['xds-tls-address']),
     adminAddress: parseHostPort('--admin-address', values['admin-address']),
     clusterDomain: values['cluster-domain'],
     trustDomain: values['trust-domain'],

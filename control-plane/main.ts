@@ -2,6 +2,8 @@
 import { createSnapshotCache } from './cache/index.ts';
 import { USAGE, parseConfig } from './config.ts';
 import { startAdminServer, snapshotReadiness } from './admin/server.ts';
+import { openMeshCa } from './ca/bootstrap.ts';
+import { addCertificateService } from './ca/index.ts';
 import { logger } from './log.ts';
 import { createRegistry } from './registry/registry.ts';
 import { StatusRegistry, startXdsServer } from './xds/index.ts';
@@ -24,6 +26,35 @@ export async function runControlPlane(argv: string[]): Promise<number> {
   const cache = createSnapshotCache(registry, { clusterDomain: config.clusterDomain, debounceMs: config.debounceMs });
   const status = new StatusRegistry();
   const xds = await startXdsServer({ host: config.xdsAddress.host, port: config.xdsAddress.port }, cache, status);
+  const servers = [xds];
+  let stopCa = () => {};
+  if (config.xdsTlsAddress) {
+    const tlsHost = config.xdsTlsAddress.host;
+    const { loadKubeConfig } =
+      config.registry.kind === 'kubernetes' ? await import('./registry/kubernetes.ts') : { loadKubeConfig: undefined };
+    const kubeconfigFile = config.registry.kind === 'kubernetes' ? config.registry.kubeconfig : undefined;
+    const ca = await openMeshCa({
+      trustDomain: config.trustDomain,
+      caDir: config.caDir,
+      kubeconfig: loadKubeConfig ? { load: () => loadKubeConfig(kubeconfigFile) } : undefined,
+      dnsNames: ['localhost', 'skein-control-plane.skein-system.svc', `skein-control-plane.skein-system.svc.${config.clusterDomain}`],
+      ipAddresses: ['127.0.0.1', ...(/^[\d.]+$/.test(tlsHost) && tlsHost !== '0.0.0.0' && tlsHost !== '127.0.0.1' ? [tlsHost] : [])],
+    });
+    stopCa = () => ca.serving.stop();
+    const xdsTls = await startXdsServer(
+      {
+        host: tlsHost,
+        port: config.xdsTlsAddress.port,
+        credentials: ca.serving.credentials(),
+        metrics: xds.metrics,
+        extraServices: (server) => addCertificateService(server, { authority: ca.authority, verifier: ca.verifier }),
+      },
+      cache,
+      status,
+    );
+    servers.push(xdsTls);
+    log.info('certificate authority ready', { trustDomain: config.trustDomain, tls: xdsTls.address });
+  }
   const admin = await startAdminServer({
     host: config.adminAddress.host,
     port: config.adminAddress.port,
@@ -35,14 +66,15 @@ export async function runControlPlane(argv: string[]): Promise<number> {
   for (const [service, problems] of cache.translationProblems()) {
     for (const p of problems) log.warn('translation problem', { service, problem: p.message });
   }
-  log.info('serving', { xds: xds.address, admin: admin.url });
+  log.info('serving', { xds: servers.map((s) => s.address), admin: admin.url });
 
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
   });
   log.info('shutting down');
-  await Promise.allSettled([xds.close(), admin.close()]);
+  await Promise.allSettled([...servers.map((s) => s.close()), admin.close()]);
+  stopCa();
   cache.close();
   await registry.stop();
   return 0;

@@ -27,6 +27,8 @@ export interface XdsServerOptions {
   readonly maxBufferedBytes?: number;
   /** How long close() waits for streams to end before forcing. Default 5 s. */
   readonly shutdownGraceMs?: number;
+  /** Mounts more services on the same server (the CertificateService on the TLS port). */
+  readonly extraServices?: (server: grpc.Server) => void;
   /** Extra grpc-js server options (keepalive, message sizes). */
   readonly grpcOptions?: grpc.ServerOptions;
 }
@@ -122,6 +124,7 @@ export async function startXdsServer(
   const server = new grpc.Server(options.grpcOptions);
   const service = grpcDefinitions().envoy.service.discovery.v3.AggregatedDiscoveryService.service;
   server.addService(service, handlers);
+  options.extraServices?.(server);
 
   const wanted = `${host.includes(':') ? `[${host}]` : host}:${options.port ?? 15010}`;
   const port = await new Promise<number>((resolve, reject) => {

@@ -1,0 +1,41 @@
+// Opens the mesh CA for the control plane's mode: a 0600 directory and bootstrap tokens locally, a Secret and TokenReview in Kubernetes.
+import { AuthenticationV1Api, CoreV1Api } from '@kubernetes/client-node';
+import { CertificateAuthority } from './authority.ts';
+import { SecretCaStore } from './secret-store.ts';
+import { ServingCertificateProvider } from './serving.ts';
+import { DirectoryCaStore } from './store.ts';
+import { RoutingVerifier, TokenReviewVerifier } from './token-review.ts';
+import { BootstrapTokenVerifier, type IdentityVerifier, isBootstrapToken } from './tokens.ts';
+
+export interface MeshCaOptions {
+  readonly trustDomain: string;
+  readonly caDir: string;
+  /** Set in Kubernetes mode: the root lives in a Secret and workload tokens are checked with TokenReview. */
+  readonly kubeconfig?: { readonly load: () => import('@kubernetes/client-node').KubeConfig };
+  /** SANs of the 15012 serving certificate. */
+  readonly dnsNames: readonly string[];
+  readonly ipAddresses: readonly string[];
+}
+
+export interface MeshCa {
+  readonly authority: CertificateAuthority;
+  readonly verifier: IdentityVerifier;
+  readonly serving: ServingCertificateProvider;
+}
+
+export async function openMeshCa(options: MeshCaOptions): Promise<MeshCa> {
+  const kc = options.kubeconfig?.load();
+  const store = kc
+    ? new SecretCaStore({ api: kc.makeApiClient(CoreV1Api) })
+    : new DirectoryCaStore(options.caDir);
+  const authority = await CertificateAuthority.open({ trustDomain: options.trustDomain, store });
+  const bootstrap = await BootstrapTokenVerifier.fromDir(options.caDir);
+  const verifier = kc
+    ? new RoutingVerifier(bootstrap, new TokenReviewVerifier({ api: kc.makeApiClient(AuthenticationV1Api) }), isBootstrapToken)
+    : bootstrap;
+  const serving = await ServingCertificateProvider.start(authority, {
+    dnsNames: [...options.dnsNames],
+    ipAddresses: [...options.ipAddresses],
+  });
+  return { authority, verifier, serving };
+}
