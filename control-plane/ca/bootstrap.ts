@@ -1,5 +1,5 @@
 // Opens the mesh CA for the control plane's mode: a 0600 directory and bootstrap tokens locally, a Secret and TokenReview in Kubernetes.
-import { AuthenticationV1Api, CoreV1Api } from '@kubernetes/client-node';
+import { AuthenticationV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { CertificateAuthority } from './authority.ts';
 import { SecretCaStore } from './secret-store.ts';
 import { ServingCertificateProvider } from './serving.ts';
@@ -11,7 +11,7 @@ export interface MeshCaOptions {
   readonly trustDomain: string;
   readonly caDir: string;
   /** Set in Kubernetes mode: the root lives in a Secret and workload tokens are checked with TokenReview. */
-  readonly kubeconfig?: { readonly load: () => import('@kubernetes/client-node').KubeConfig };
+  readonly kubeconfig?: { readonly load: () => KubeConfig };
   /** SANs of the 15012 serving certificate. */
   readonly dnsNames: readonly string[];
   readonly ipAddresses: readonly string[];
