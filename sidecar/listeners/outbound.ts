@@ -7,7 +7,7 @@ import { findRoute, pickCluster, splitAbsoluteUrl } from '../router/index.ts';
 import type { CompiledRoute, RouteTable } from '../router/index.ts';
 import { stripHopByHop } from '../upstream/index.ts';
 import type { ClusterManager, Dispatch, DispatchRequest, Headers } from '../upstream/index.ts';
-import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
+import type { ClusterRequestMetrics, DataPlaneMetrics } from '../telemetry/metrics.ts';
 import { logger } from '../log.ts';
 import { badRequest, noCluster, noPathRoute, noRoute } from './errors.ts';
 import type { LocalReason, LocalReplyError } from './errors.ts';
@@ -30,6 +30,8 @@ export interface OutboundOptions {
 interface Resolution {
   route: CompiledRoute | undefined;
   cluster: string;
+  /** The cluster's cached metric children (no label lookups per request). */
+  metrics: ClusterRequestMetrics | undefined;
   error: LocalReplyError | undefined;
 }
 
@@ -43,7 +45,7 @@ export class OutboundListener {
   private readonly h1: http.Server;
   private readonly h2: http2.Http2Server;
   private readonly sockets = new Set<net.Socket>();
-  private readonly resolution: Resolution = { route: undefined, cluster: '', error: undefined };
+  private readonly resolution: Resolution = { route: undefined, cluster: '', metrics: undefined, error: undefined };
   /** Undefined until config names a route table for this listener. */
   table: RouteTable | undefined;
 
@@ -159,6 +161,7 @@ export class OutboundListener {
     r.route = undefined;
     r.error = undefined;
     r.cluster = '';
+    r.metrics = undefined;
     const table = this.table;
     const vh = table?.findVirtualHost(authority);
     if (vh === undefined) {
@@ -173,7 +176,9 @@ export class OutboundListener {
     r.route = route;
     if (route.action.kind === 'forward') {
       r.cluster = pickCluster(route.action, Math.random());
-      if (this.manager.get(r.cluster) === undefined) r.error = noCluster(r.cluster);
+      const c = this.manager.get(r.cluster);
+      if (c === undefined) r.error = noCluster(r.cluster);
+      else r.metrics = c.metrics;
     }
     return r;
   }
@@ -219,7 +224,7 @@ export class OutboundListener {
       wantsH2: false,
       timeoutMs: action.timeoutMs ?? 0,
     };
-    const handler = new H1Downstream(this.scope, res, this.metrics.cluster('outbound', cluster), startedAt);
+    const handler = new H1Downstream(this.scope, res, r.metrics as ClusterRequestMetrics, startedAt);
     this.dispatch(request, handler);
   }
 
@@ -269,7 +274,7 @@ export class OutboundListener {
       wantsH2: grpc,
       timeoutMs: action.timeoutMs ?? 0,
     };
-    const handler = new H2Downstream(this.scope, stream, this.metrics.cluster('outbound', cluster), startedAt, grpc);
+    const handler = new H2Downstream(this.scope, stream, r.metrics as ClusterRequestMetrics, startedAt, grpc);
     this.dispatch(request, handler);
   }
 
