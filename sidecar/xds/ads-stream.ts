@@ -71,11 +71,19 @@ function watch<Req, Res>(call: grpc.ClientDuplexStream<Req, Res>, events: Stream
 const sameNames = (a: readonly string[] | undefined, b: readonly string[]) =>
   a !== undefined && a.length === b.length && a.every((n, i) => n === b[i]);
 
-export function openSotwStream(client: AggregatedDiscoveryServiceClient, node: Node, events: StreamEvents): AdsStream {
+/** `versions`: per type URL, the version_info accepted on earlier streams (sent again so the server can skip resends). */
+export function openSotwStream(
+  client: AggregatedDiscoveryServiceClient,
+  node: Node,
+  events: StreamEvents,
+  versions: Readonly<Record<string, string>> = {},
+): AdsStream {
   const call = client.StreamAggregatedResources();
   let nodeSent = false;
   const sent = new Map<string, string[]>();
-  const accepted = new Map<string, { version: string; nonce: string }>();
+  const accepted = new Map<string, { version: string; nonce: string }>(
+    Object.entries(versions).map(([type, version]) => [type, { version, nonce: '' }]),
+  );
   const write = (req: DiscoveryRequest) => {
     if (!nodeSent) {
       req = { ...req, node };
@@ -127,7 +135,12 @@ export function openSotwStream(client: AggregatedDiscoveryServiceClient, node: N
   };
 }
 
-export function openDeltaStream(client: AggregatedDiscoveryServiceClient, node: Node, events: StreamEvents): AdsStream {
+export function openDeltaStream(
+  client: AggregatedDiscoveryServiceClient,
+  node: Node,
+  events: StreamEvents,
+  _versions: Readonly<Record<string, string>> = {},
+): AdsStream {
   const call = client.DeltaAggregatedResources();
   let nodeSent = false;
   const sent = new Map<string, Set<string> | 'wildcard'>();

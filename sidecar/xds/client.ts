@@ -134,19 +134,24 @@ export class XdsClient {
     if (this.streamsOpened++ > 0) this.options.metrics?.reconnects.inc();
     const open = this.protocol === 'delta' ? openDeltaStream : openSotwStream;
     log.debug('opening ADS stream', { server: this.options.server, protocol: this.protocol });
-    const stream: AdsStream = open(this.grpcClient, this.options.node, {
-      onOpen: () => {
-        if (this.stream !== stream) return;
-        this.setConnected(true);
-        log.info('ADS stream open', { server: this.options.server, protocol: this.protocol });
+    const stream: AdsStream = open(
+      this.grpcClient,
+      this.options.node,
+      {
+        onOpen: () => {
+          if (this.stream !== stream) return;
+          this.setConnected(true);
+          log.info('ADS stream open', { server: this.options.server, protocol: this.protocol });
+        },
+        onUpdate: (update) => {
+          if (this.stream === stream) this.handleUpdate(stream, update);
+        },
+        onClose: (code, details) => {
+          if (this.stream === stream) this.handleClose(code, details);
+        },
       },
-      onUpdate: (update) => {
-        if (this.stream === stream) this.handleUpdate(stream, update);
-      },
-      onClose: (code, details) => {
-        if (this.stream === stream) this.handleClose(code, details);
-      },
-    });
+      this.versions,
+    );
     this.stream = stream;
     this.syncSubscriptions();
   }

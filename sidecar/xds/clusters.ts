@@ -67,7 +67,8 @@ export function decodeCluster(c: Cluster__Output, version: string, problems: Pro
   let edsServiceName: string | undefined;
   let endpoints: EndpointConfig[] = [];
   let dns: ClusterConfig['dns'];
-  switch (c.type) {
+  // `type` sits in a oneof: unset means Envoy's default, STATIC.
+  switch (c.type ?? 'STATIC') {
     case 'EDS':
       checkAdsSource(c.eds_cluster_config?.eds_config, 'eds_cluster_config.eds_config', problems);
       edsServiceName = c.eds_cluster_config?.service_name || c.name;

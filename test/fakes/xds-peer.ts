@@ -18,7 +18,10 @@ export interface RecordedRequest {
   /** Which stream (1, 2, …) sent it: a new number after every reconnect. */
   readonly stream: number;
   readonly typeUrl: string;
-  /** `request`: no nonce (first of the type on the stream); `ack`/`nack`: answers a response; `update`: a new nonce-carrying subscription change is recorded as ack too in SotW. */
+  /**
+   * `request`: no nonce (the first of its type on a stream); `nack`: carries error_detail; `ack`: carries a nonce.
+   * A SotW subscription change also carries the last nonce, so it is recorded as `ack` (look at `names`).
+   */
   readonly kind: 'request' | 'ack' | 'nack';
   readonly nonce: string;
   /** SotW: version_info. */

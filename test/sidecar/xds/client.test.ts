@@ -294,6 +294,27 @@ describe('XdsClient (state of the world)', () => {
     while (mesh.clusters.has(WEB) || !mesh.clusters.get(API)?.endpoints.length) mesh = await h.next();
     expect([...mesh.clusters.keys()]).toEqual([API]);
   });
+
+  it('resumes a SotW stream with the versions it last accepted', async () => {
+    const peer = await startPeer({ delta: false });
+    seed(peer);
+    const h = startClient(peer);
+    await h.next();
+    const ack = await peer.waitFor(is(TYPE_URL.cluster, 'ack', 'sotw'));
+    await peer.waitFor(is(TYPE_URL.route, 'ack', 'sotw'));
+    const port = peer.port;
+    await peer.stop();
+    await waitUntil(() => !h.client.state().connected);
+
+    const again = await startPeer({ delta: false, port });
+    seed(again);
+    const cds = await again.waitFor(is(TYPE_URL.cluster, 'request', 'sotw'));
+    expect(cds.versionInfo).toBe(ack.versionInfo);
+    expect(cds.node?.id).toBe(node.id);
+    expect(again.requests.some((r) => r.protocol === 'delta')).toBe(false);
+    await again.waitFor(is(TYPE_URL.route, 'ack', 'sotw'));
+    expect(h.client.state().connected).toBe(true);
+  });
 });
 
 async function waitUntil(cond: () => boolean, timeoutMs = 5000): Promise<void> {

@@ -114,6 +114,23 @@ describe('Cluster', () => {
     expect(r.resource.value.config).toMatchObject({ kind: 'dns', dns: { host: 'example.com', port: 443 } });
   });
 
+  it('treats an unset type as STATIC, with endpoints inline', () => {
+    const r = decode(TYPE_URL.cluster, {
+      name: 'static',
+      lb_policy: 'ROUND_ROBIN',
+      load_assignment: {
+        cluster_name: 'static',
+        endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '10.0.0.1', port_value: 80 } } } }] }],
+      },
+    });
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.resource.value.edsServiceName).toBeUndefined();
+    expect(r.resource.value.config).toMatchObject({ kind: 'eds', endpoints: [{ address: '10.0.0.1', port: 80, weight: 1, health: 'healthy' }] });
+    expect(r.resource.value.config.endpointsVersion).toBe(r.resource.version);
+    expect(errorsOf(TYPE_URL.cluster, { name: 'static' })).toEqual(['Cluster "static": load_assignment: is required for a STATIC cluster']);
+  });
+
   it('reports every error with its field path', () => {
     const errors = errorsOf(
       TYPE_URL.cluster,
