@@ -50,8 +50,13 @@ export class EndpointLoad {
     return this.ewmaMs;
   }
 
-  /** Linkerd's cost: latency × (in flight + 1). */
+  /**
+   * Linkerd's cost: latency × (in flight + 1), where the latency decays toward zero while the endpoint is idle
+   * (Finagle reads it through observe(0)), so one slow first answer cannot starve an endpoint for good.
+   */
   cost(): number {
-    return this.ewmaMs * (this.active + 1);
+    const idle = this.now() - this.stamp;
+    const latency = idle > 0 && this.active === 0 ? this.ewmaMs * Math.exp(-idle / this.decayMs) : this.ewmaMs;
+    return latency * (this.active + 1);
   }
 }

@@ -25,6 +25,20 @@ describe('peak EWMA load', () => {
     load.finish(t1);
     expect(load.active).toBe(1);
   });
+
+  it('lets an idle endpoint recover: one slow first answer does not starve it', () => {
+    let now = 0;
+    const slowStart = new EndpointLoad(() => now, 30, 10_000);
+    const steady = new EndpointLoad(() => now, 30, 10_000);
+    slowStart.observe(400); // a cold first request
+    for (let t = 0; t <= 60_000; t += 100) {
+      now = t;
+      steady.finish(steady.start() - 5); // answers in 5 ms, busy all the time
+    }
+    now = 60_000;
+    expect(slowStart.latencyMs).toBe(400); // nothing new was observed...
+    expect(slowStart.cost()).toBeLessThan(steady.cost()); // ...but idle time decayed its cost below the busy one's
+  });
 });
 
 describe('p2c-ewma', () => {
