@@ -10,12 +10,12 @@ import { GeneratedRegistry } from './lib/registry-gen.ts';
 import { checkTargets, renderTable, toJson } from './lib/report.ts';
 
 const USAGE = `Usage: npm run bench:control-plane -- [--proxies 100,1000] [--modes sotw,delta] [--quick]
-       [--services 1000] [--endpoints 10] [--namespaces 10] [--debounce-ms 100] [--repetitions 5]
+       [--services 1000] [--endpoints 10] [--namespaces 10] [--debounce-ms 100] [--repetitions 3]
        [--churn-seconds 10] [--workers 2] [--no-pin]
 
 Starts \`skein control-plane --registry <generated file>\` once per (proxies, mode), connects the simulated
 proxies over ADS, and measures one endpoint change and 1% churn per second. --quick: 100 proxies (unless
---proxies is given), 3 repetitions, 3 s of churn. --no-pin: do not pin the control plane and the load
+--proxies is given) and 3 s of churn. --no-pin: do not pin the control plane and the load
 generator to different cores with taskset.`;
 
 function parseList(value: string, flag: string): string[] {
@@ -68,7 +68,7 @@ function parseFlags(argv: string[]) {
     endpoints: int('endpoints', values.endpoints, 1),
     namespaces: int('namespaces', values.namespaces, 1),
     debounceMs: int('debounce-ms', values['debounce-ms'], 0),
-    repetitions: int('repetitions', values.repetitions ?? (values.quick ? '3' : '5'), 1),
+    repetitions: int('repetitions', values.repetitions ?? '3', 1),
     churnSeconds: int('churn-seconds', values['churn-seconds'] ?? (values.quick ? '3' : '10'), 1),
     workers: int('workers', values.workers, 1),
     pin: !values['no-pin'] && availableParallelism() >= 2,
@@ -114,8 +114,8 @@ async function main(): Promise<number> {
               repetitions: flags.repetitions,
               churnSeconds: flags.churnSeconds,
               churnPerTick: Math.max(1, Math.round(flags.services / 100)),
-              syncTimeoutMs: proxies >= 1000 ? 150_000 : 60_000,
-              changeTimeoutMs: 30_000,
+              syncTimeoutMs: proxies >= 1000 ? 120_000 : 60_000,
+              changeTimeoutMs: 20_000,
               log,
             }),
           );

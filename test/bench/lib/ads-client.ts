@@ -78,12 +78,31 @@ function claName(bytes: Uint8Array): string {
   return claNameOf(bytes) ?? decodeMessage<{ cluster_name: string }>(TYPE_URL.endpoint, bytes).cluster_name;
 }
 
-/** EDS names a set of Clusters asks for (EDS clusters: service_name, else the cluster name). */
+/**
+ * What each Cluster asks for over EDS (service_name, else its name; '' for non-EDS clusters), remembered by the
+ * Cluster's bytes: the proxies of one worker receive the same Clusters, and decoding each of them once per proxy
+ * would make the load generator, not the control plane, the bottleneck.
+ */
+const edsNameByBytes = new Map<string, string>();
+
+function edsNameOf(bytes: Uint8Array): string {
+  const key = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+  let name = edsNameByBytes.get(key);
+  if (name === undefined) {
+    const c = decodeMessage<Cluster__Output>(TYPE_URL.cluster, bytes);
+    name = c.type === 'EDS' ? c.eds_cluster_config?.service_name || c.name : '';
+    if (edsNameByBytes.size > 200_000) edsNameByBytes.clear();
+    edsNameByBytes.set(key, name);
+  }
+  return name;
+}
+
+/** EDS names a set of Clusters asks for. */
 function edsNames(clusters: Iterable<Uint8Array>): Set<string> {
   const names = new Set<string>();
   for (const bytes of clusters) {
-    const c = decodeMessage<Cluster__Output>(TYPE_URL.cluster, bytes);
-    if (c.type === 'EDS') names.add(c.eds_cluster_config?.service_name || c.name);
+    const name = edsNameOf(bytes);
+    if (name) names.add(name);
   }
   return names;
 }
@@ -114,7 +133,6 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   // A connection per proxy, like real sidecars (grpc-js otherwise shares one subchannel between equal channels).
   'grpc.use_local_subchannel_pool': 1,
   'grpc.max_receive_message_length': -1,
-  'grpc.keepalive_time_ms': 60_000,
 };
 
 export class SimulatedProxy {

@@ -86,6 +86,9 @@ export class ControlPlaneProcess {
       `127.0.0.1:${adminPort}`,
       '--debounce-ms',
       String(options.debounceMs ?? 100),
+      // No TLS listener or CA: it would take the fixed port 15012 and a CA directory in the work tree.
+      '--xds-tls-address',
+      'none',
     ];
     const [command, argv] = options.cpus
       ? ['taskset', ['-c', options.cpus, process.execPath, ...args]]

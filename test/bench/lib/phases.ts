@@ -39,6 +39,8 @@ export interface PhaseResult {
   /** Response bytes all proxies received in the phase, per change per proxy. */
   readonly bytesPerChangePerProxy: number;
   readonly edsBytesPerChangePerProxy: number;
+  /** Average size of one EDS response a proxy received in the phase (SotW: the whole set; delta: what changed). */
+  readonly edsBytesPerResponse: number;
   /** Resource bytes the server says it sent (skein_xds_bytes_sent_total), per change per proxy. */
   readonly serverBytesPerChangePerProxy: number;
   readonly controlPlaneCpuSeconds: number;
@@ -67,6 +69,7 @@ interface PhaseStart {
   readonly cpu: number;
   readonly bytes: number;
   readonly edsBytes: number;
+  readonly edsResponses: number;
   readonly serverBytes: number;
   readonly histogram: Histogram | undefined;
 }
@@ -180,6 +183,7 @@ async function phaseStart(cp: ControlPlaneProcess, pool: WorkerPool): Promise<Ph
     cpu: cpuSeconds(cp.pid),
     bytes: counters.bytes,
     edsBytes: counters.edsBytes,
+    edsResponses: counters.edsResponses,
     serverBytes: counterSum(metrics, 'skein_xds_bytes_sent_total'),
     histogram: readHistogram(metrics, CONVERGENCE),
   };
@@ -221,6 +225,7 @@ async function measurePhase(
     missed,
     bytesPerChangePerProxy: (after.bytes - before.bytes) / per,
     edsBytesPerChangePerProxy: (after.edsBytes - before.edsBytes) / per,
+    edsBytesPerResponse: (after.edsBytes - before.edsBytes) / Math.max(1, after.edsResponses - before.edsResponses),
     serverBytesPerChangePerProxy: (after.serverBytes - before.serverBytes) / per,
     controlPlaneCpuSeconds: after.cpu - before.cpu,
     serverConvergence:
