@@ -1,4 +1,4 @@
-// FileRegistry: Services, EndpointSlices and Pods from a watched multi-document YAML file; plus an atomic writer for it.
+// FileRegistry: Services, EndpointSlices, Pods and policies from a watched multi-document YAML file; plus an atomic writer for it.
 import { watch as fsWatch, type FSWatcher } from 'node:fs';
 import { readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -6,9 +6,9 @@ import type { V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node'
 import { LineCounter, parseAllDocuments, stringify } from 'yaml';
 import { logger } from '../log.ts';
 import { PROBLEM_FILE_MISSING, PROBLEM_INVALID, RegistryFileMissingError, RegistryInvalidError } from './errors.ts';
-import { Listeners, buildState, normalize, objectKey, reuse } from './objects.ts';
-import type { Registry, RegistryChange, RegistryListener, RegistryProblem, RegistryState } from './registry.ts';
-import { EMPTY_STATE, diffStates } from './registry.ts';
+import { Listeners, buildState, normalize, normalizePolicy, objectKey, reuse } from './objects.ts';
+import type { Registry, RegistryChange, RegistryListener, RegistryProblem, RegistryState, SkeinPolicy } from './registry.ts';
+import { EMPTY_STATE, diffStates, policyKey } from './registry.ts';
 import { validateDocuments } from './validate.ts';
 
 const log = logger('registry');
@@ -24,6 +24,7 @@ interface Loaded {
   readonly services: V1Service[];
   readonly slices: V1EndpointSlice[];
   readonly pods: V1Pod[];
+  readonly policies: SkeinPolicy[];
 }
 
 /** Parses and validates registry file text; throws RegistryInvalidError listing every problem. */
@@ -33,11 +34,12 @@ export function parseRegistryText(file: string, text: string): Loaded {
   const docs = Array.isArray(parsed) ? parsed : [];
   const { objects, problems } = validateDocuments(file, docs, lineCounter);
   if (problems.length > 0) throw new RegistryInvalidError(file, problems);
-  const out: Loaded = { services: [], slices: [], pods: [] };
+  const out: Loaded = { services: [], slices: [], pods: [], policies: [] };
   for (const o of objects) {
     if (o.kind === 'Service') out.services.push(normalize<V1Service>('Service', o.raw));
     else if (o.kind === 'EndpointSlice') out.slices.push(normalize<V1EndpointSlice>('EndpointSlice', o.raw));
-    else out.pods.push(normalize<V1Pod>('Pod', o.raw));
+    else if (o.kind === 'Pod') out.pods.push(normalize<V1Pod>('Pod', o.raw));
+    else out.policies.push(normalizePolicy(o.kind, o.raw));
   }
   return out;
 }
@@ -161,7 +163,7 @@ export class FileRegistry implements Registry {
       this.lastStat = 'missing';
       return;
     }
-    if (text.trim() === '' && this.current.services.size + this.current.pods.size > 0 && !(await this.stillEmpty())) {
+    if (text.trim() === '' && this.current.services.size + this.current.pods.size + this.current.policies.size > 0 && !(await this.stillEmpty())) {
       this.schedule(); // an editor truncated the file and is still writing it: read it again once it settles
       return;
     }
@@ -190,6 +192,7 @@ export class FileRegistry implements Registry {
       keep(before.services.values(), loaded.services),
       keep(prevSlices, loaded.slices),
       keep(before.pods.values(), loaded.pods),
+      loaded.policies.map((p) => reuse(before.policies.get(policyKey(p)), p)),
     );
     this.lastText = text;
     const changed = diffStates(before, next);

@@ -2,8 +2,8 @@
 import type { V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node';
 import { ObjectSerializer } from '@kubernetes/client-node/dist/gen/models/ObjectSerializer.js';
 import { logger } from '../log.ts';
-import type { RegistryProblem, RegistryState, ServiceKey } from './registry.ts';
-import { SERVICE_NAME_LABEL, serviceKey } from './registry.ts';
+import type { AuthorizationRule, PolicyKind, PolicyTargetRef, RegistryProblem, RegistryState, ServiceKey, SkeinPolicy } from './registry.ts';
+import { POLICY_API_VERSION, SERVICE_NAME_LABEL, policyKey, serviceKey } from './registry.ts';
 
 const log = logger('registry');
 
@@ -66,6 +66,55 @@ function trimPod(pod: V1Pod): V1Pod {
   };
 }
 
+type Raw = Record<string, unknown>;
+
+/**
+ * A validated policy (see validate-policy.ts) in its clean shape: only the fields Skein reads, namespace defaulted,
+ * AuthorizationPolicy action defaulted to ALLOW and rules to []. Deeply frozen.
+ */
+export function normalizePolicy(kind: PolicyKind, raw: unknown): SkeinPolicy {
+  const obj = raw as Raw & { metadata?: Raw; spec?: Raw };
+  const m = obj.metadata ?? {};
+  const metadata = {
+    name: String(m.name ?? ''),
+    namespace: typeof m.namespace === 'string' && m.namespace ? m.namespace : 'default',
+    ...(typeof m.resourceVersion === 'string' ? { resourceVersion: m.resourceVersion } : {}),
+  };
+  const spec = obj.spec ?? {};
+  const targetRefs = Array.isArray(spec.targetRefs)
+    ? { targetRefs: (spec.targetRefs as Raw[]).map((r): PolicyTargetRef => ({ kind: 'Service', name: String(r.name) })) }
+    : {};
+  if (kind === 'PeerAuthentication') {
+    const mode = (spec.mtls as Raw | undefined)?.mode === 'PERMISSIVE' ? 'PERMISSIVE' : 'STRICT';
+    return deepFreeze({ apiVersion: POLICY_API_VERSION, kind, metadata, spec: { mtls: { mode }, ...targetRefs } });
+  }
+  const rules = Array.isArray(spec.rules) ? (spec.rules as Raw[]).map(cleanRule) : [];
+  const action = spec.action === 'DENY' ? 'DENY' : 'ALLOW';
+  return deepFreeze({ apiVersion: POLICY_API_VERSION, kind, metadata, spec: { ...targetRefs, action, rules } });
+}
+
+function cleanRule(rule: Raw): AuthorizationRule {
+  const strings = (v: unknown) => (Array.isArray(v) ? { list: v.map(String) } : undefined);
+  const out: { -readonly [K in keyof AuthorizationRule]: AuthorizationRule[K] } = {};
+  if (Array.isArray(rule.from)) {
+    out.from = (rule.from as Raw[]).map((f) => {
+      const s = (f.source ?? {}) as Raw;
+      const principals = strings(s.principals);
+      const namespaces = strings(s.namespaces);
+      return { source: { ...(principals ? { principals: principals.list } : {}), ...(namespaces ? { namespaces: namespaces.list } : {}) } };
+    });
+  }
+  if (Array.isArray(rule.to)) {
+    out.to = (rule.to as Raw[]).map((t) => {
+      const o = (t.operation ?? {}) as Raw;
+      const methods = strings(o.methods);
+      const paths = strings(o.paths);
+      return { operation: { ...(methods ? { methods: methods.list } : {}), ...(paths ? { paths: paths.list } : {}) } };
+    });
+  }
+  return out;
+}
+
 export function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object' && !Object.isFrozen(value)) {
     Object.freeze(value);
@@ -110,6 +159,7 @@ export function buildState(
   services: Iterable<V1Service>,
   slices: Iterable<V1EndpointSlice>,
   pods: Iterable<V1Pod>,
+  policies: Iterable<SkeinPolicy> = [],
 ): RegistryState {
   const serviceMap = new Map<ServiceKey, V1Service>();
   for (const svc of services) serviceMap.set(objectKey(svc) as ServiceKey, svc);
@@ -128,7 +178,9 @@ export function buildState(
   }
   const podMap = new Map<string, V1Pod>();
   for (const pod of pods) podMap.set(objectKey(pod), pod);
-  return Object.freeze({ services: serviceMap, slices: sliceMap, pods: podMap });
+  const policyMap = new Map<string, SkeinPolicy>();
+  for (const policy of policies) policyMap.set(policyKey(policy), policy);
+  return Object.freeze({ services: serviceMap, slices: sliceMap, pods: podMap, policies: policyMap });
 }
 
 /** A list of callbacks; a throwing listener is logged and does not stop the others. */

@@ -1,4 +1,4 @@
-// The registry seam: a consistent view of Services, EndpointSlices and Pods, and which Services each change touched.
+// The registry seam: a consistent view of Services, EndpointSlices, Pods and policies, and which Services each change touched.
 import type { V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node';
 
 /** `<namespace>/<name>` of a Service; EndpointSlices map to it through the `kubernetes.io/service-name` label. */
@@ -8,6 +8,74 @@ export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 
 export function serviceKey(namespace: string, name: string): ServiceKey {
   return `${namespace}/${name}`;
+}
+
+/** The namespace whose namespace-wide policies apply to the whole mesh (Istio's root namespace). */
+export const MESH_POLICY_NAMESPACE = 'skein-system';
+export const POLICY_API_VERSION = 'skein.dev/v1';
+
+export type PolicyKind = 'PeerAuthentication' | 'AuthorizationPolicy';
+export type MtlsMode = 'STRICT' | 'PERMISSIVE';
+export type AuthorizationAction = 'ALLOW' | 'DENY';
+
+/** A Service a policy applies to (only Services can be targeted). */
+export interface PolicyTargetRef {
+  readonly kind: 'Service';
+  readonly name: string;
+}
+
+export interface PolicyMetadata {
+  readonly name: string;
+  readonly namespace: string;
+  readonly resourceVersion?: string;
+}
+
+/** Istio's PeerAuthentication shape (validated): the inbound mTLS mode of the targeted Services' pods. */
+export interface PeerAuthentication {
+  readonly apiVersion: typeof POLICY_API_VERSION;
+  readonly kind: 'PeerAuthentication';
+  readonly metadata: PolicyMetadata;
+  readonly spec: {
+    readonly mtls: { readonly mode: MtlsMode };
+    /** Absent: every Service of the namespace (of the mesh in skein-system). */
+    readonly targetRefs?: readonly PolicyTargetRef[];
+  };
+}
+
+/** Who may call: every field present must match (principals as written: `<ns>/<sa>`, `<td>/ns/<ns>/sa/<sa>`, `spiffe://…`, `*`). */
+export interface AuthorizationSource {
+  readonly principals?: readonly string[];
+  readonly namespaces?: readonly string[];
+}
+
+/** What is called: every field present must match (paths are prefixes; a trailing `*` is allowed and ignored). */
+export interface AuthorizationOperation {
+  readonly methods?: readonly string[];
+  readonly paths?: readonly string[];
+}
+
+export interface AuthorizationRule {
+  readonly from?: readonly { readonly source: AuthorizationSource }[];
+  readonly to?: readonly { readonly operation: AuthorizationOperation }[];
+}
+
+/** Istio's AuthorizationPolicy shape (validated; `action` defaulted to ALLOW, `rules` to []). */
+export interface AuthorizationPolicy {
+  readonly apiVersion: typeof POLICY_API_VERSION;
+  readonly kind: 'AuthorizationPolicy';
+  readonly metadata: PolicyMetadata;
+  readonly spec: {
+    readonly targetRefs?: readonly PolicyTargetRef[];
+    readonly action: AuthorizationAction;
+    readonly rules: readonly AuthorizationRule[];
+  };
+}
+
+export type SkeinPolicy = PeerAuthentication | AuthorizationPolicy;
+
+/** `<namespace>/<kind>/<name>`: the key of a policy in RegistryState.policies. */
+export function policyKey(policy: { kind: PolicyKind; metadata: { namespace: string; name: string } }): string {
+  return `${policy.metadata.namespace}/${policy.kind}/${policy.metadata.name}`;
 }
 
 /**
@@ -21,6 +89,8 @@ export interface RegistryState {
   readonly slices: ReadonlyMap<ServiceKey, readonly V1EndpointSlice[]>;
   /** Keyed by `<namespace>/<name>`; used to find an endpoint's service account and sidecar through targetRef. */
   readonly pods: ReadonlyMap<string, V1Pod>;
+  /** PeerAuthentication and AuthorizationPolicy objects, keyed by policyKey (`<ns>/<kind>/<name>`). */
+  readonly policies: ReadonlyMap<string, SkeinPolicy>;
 }
 
 export interface RegistryChange {
@@ -55,6 +125,7 @@ export const EMPTY_STATE: RegistryState = Object.freeze({
   services: new Map(),
   slices: new Map(),
   pods: new Map(),
+  policies: new Map(),
 });
 
 /** Which Services changed between two states: compares object identity, so unchanged objects must be shared. */
@@ -74,7 +145,44 @@ export function diffStates(before: RegistryState, after: RegistryState): Set<Ser
       }
     }
   }
+  if (before.policies !== after.policies) addPolicyChanges(before, after, changed);
   return changed;
+}
+
+/**
+ * Adds every Service a policy change can affect: the targeted Services, all Services of the namespace for a
+ * namespace-wide policy, all Services for a namespace-wide one in skein-system (mesh-wide).
+ */
+function addPolicyChanges(before: RegistryState, after: RegistryState, changed: Set<ServiceKey>): void {
+  const touched: SkeinPolicy[] = [];
+  for (const [key, policy] of after.policies) {
+    const old = before.policies.get(key);
+    if (old !== policy) {
+      touched.push(policy);
+      if (old) touched.push(old);
+    }
+  }
+  for (const [key, policy] of before.policies) if (!after.policies.has(key)) touched.push(policy);
+  if (touched.length === 0) return;
+  const wholeNamespaces = new Set<string>();
+  let mesh = false;
+  for (const p of touched) {
+    const ns = p.metadata.namespace;
+    if (!p.spec.targetRefs) {
+      if (ns === MESH_POLICY_NAMESPACE) mesh = true;
+      wholeNamespaces.add(ns);
+      continue;
+    }
+    for (const ref of p.spec.targetRefs) {
+      const key = serviceKey(ns, ref.name);
+      if (after.services.has(key) || before.services.has(key)) changed.add(key);
+    }
+  }
+  for (const services of [after.services, before.services]) {
+    for (const [key, svc] of services) {
+      if (mesh || wholeNamespaces.has(svc.metadata?.namespace ?? key.slice(0, key.indexOf('/')))) changed.add(key);
+    }
+  }
 }
 
 function sameList<T>(a: readonly T[] | undefined, b: readonly T[]): boolean {

@@ -1,13 +1,15 @@
-// Validates the Kubernetes objects of a registry file, collecting every problem with its document, line and field path.
+// Validates the Kubernetes objects and Skein policies of a registry file, collecting every problem with its document, line and field path.
 import { isIP, isIPv4, isIPv6 } from 'node:net';
 import type { Document, LineCounter } from 'yaml';
 import type { Kind } from './objects.ts';
-import { SERVICE_NAME_LABEL } from './registry.ts';
+import type { PolicyKind } from './registry.ts';
+import { POLICY_API_VERSION, SERVICE_NAME_LABEL } from './registry.ts';
+import { checkAuthorizationPolicy, checkPeerAuthentication } from './validate-policy.ts';
 
 type Obj = Record<string, unknown>;
 
 export interface ValidatedObject {
-  readonly kind: Kind;
+  readonly kind: Kind | PolicyKind;
   /** The JSON value of the document (namespace defaulted), ready for normalize(). */
   readonly raw: Obj;
 }
@@ -17,10 +19,12 @@ export interface ValidationResult {
   readonly problems: string[];
 }
 
-const KINDS: Record<string, { apiVersion: string; kind: Kind }> = {
+const KINDS: Record<string, { apiVersion: string; kind: Kind | PolicyKind }> = {
   Service: { apiVersion: 'v1', kind: 'Service' },
   EndpointSlice: { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice' },
   Pod: { apiVersion: 'v1', kind: 'Pod' },
+  PeerAuthentication: { apiVersion: POLICY_API_VERSION, kind: 'PeerAuthentication' },
+  AuthorizationPolicy: { apiVersion: POLICY_API_VERSION, kind: 'AuthorizationPolicy' },
 };
 const PROTOCOLS = new Set(['TCP', 'UDP', 'SCTP']);
 const SERVICE_TYPES = new Set(['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName']);
@@ -87,13 +91,15 @@ export function validateDocuments(file: string, docs: readonly Document[], lines
     }
     const known = typeof value.kind === 'string' ? KINDS[value.kind] : undefined;
     if (typeof value.kind === 'string' && value.kind && !known) {
-      err('kind', `unknown kind ${show(value.kind)}; a registry file holds v1 Service, discovery.k8s.io/v1 EndpointSlice, v1 Pod or a v1 List of them`);
+      err('kind', `unknown kind ${show(value.kind)}; a registry file holds v1 Service, discovery.k8s.io/v1 EndpointSlice, v1 Pod, ${POLICY_API_VERSION} PeerAuthentication, ${POLICY_API_VERSION} AuthorizationPolicy or a v1 List of them`);
     } else if (known && value.apiVersion !== known.apiVersion && typeof value.apiVersion === 'string') {
       err('apiVersion', `${show(value.apiVersion)} is not supported for ${known.kind}; use ${show(known.apiVersion)}`);
     }
     if (known?.kind === 'Service') checkService(value, err);
     if (known?.kind === 'EndpointSlice') checkSlice(value, err);
     if (known?.kind === 'Pod') checkPod(value, err);
+    if (known?.kind === 'PeerAuthentication') checkPeerAuthentication(value, err);
+    if (known?.kind === 'AuthorizationPolicy') checkAuthorizationPolicy(value, err);
     if (known && name && errors.length === 0) {
       const id = `${known.kind} ${ns}/${name}`;
       const first = seen.get(id);

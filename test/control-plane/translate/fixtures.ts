@@ -1,6 +1,8 @@
 // Registry states for translation and cache tests, built from plain objects shaped like Kubernetes JSON.
 import type { V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node';
-import type { RegistryState, ServiceKey } from '../../../control-plane/registry/registry.ts';
+import type { RegistryState, ServiceKey, SkeinPolicy } from '../../../control-plane/registry/registry.ts';
+import { normalizePolicy } from '../../../control-plane/registry/objects.ts';
+import { policyKey } from '../../../control-plane/registry/registry.ts';
 
 export interface PortSpec {
   name?: string;
@@ -69,8 +71,24 @@ export function pod(namespace: string, name: string, serviceAccountName?: string
   } as unknown as V1Pod;
 }
 
+/** A PeerAuthentication (namespace-wide unless `targets` names Services). */
+export function peerAuthentication(namespace: string, name: string, mode: string, targets?: string[]): SkeinPolicy {
+  const targetRefs = targets ? { targetRefs: targets.map((t) => ({ kind: 'Service', name: t })) } : {};
+  return normalizePolicy('PeerAuthentication', { metadata: { name, namespace }, spec: { mtls: { mode }, ...targetRefs } });
+}
+
+/** An AuthorizationPolicy in Istio's shape (`spec` as written in YAML). */
+export function authorizationPolicy(namespace: string, name: string, spec: Record<string, unknown>): SkeinPolicy {
+  return normalizePolicy('AuthorizationPolicy', { metadata: { name, namespace }, spec });
+}
+
 /** A state from lists; slices are grouped by their service-name label. */
-export function registryState(services: V1Service[], slices: V1EndpointSlice[] = [], pods: V1Pod[] = []): RegistryState {
+export function registryState(
+  services: V1Service[],
+  slices: V1EndpointSlice[] = [],
+  pods: V1Pod[] = [],
+  policies: SkeinPolicy[] = [],
+): RegistryState {
   const svc = new Map<ServiceKey, V1Service>();
   for (const s of services) svc.set(`${s.metadata?.namespace}/${s.metadata?.name}`, s);
   const sl = new Map<ServiceKey, V1EndpointSlice[]>();
@@ -80,5 +98,5 @@ export function registryState(services: V1Service[], slices: V1EndpointSlice[] =
   }
   const pd = new Map<string, V1Pod>();
   for (const p of pods) pd.set(`${p.metadata?.namespace}/${p.metadata?.name}`, p);
-  return { services: svc, slices: sl, pods: pd };
+  return { services: svc, slices: sl, pods: pd, policies: new Map(policies.map((p) => [policyKey(p), p])) };
 }
