@@ -12,7 +12,8 @@ export type LocalReason =
   | 'headers_too_large'
   | 'header_timeout'
   | 'direct_response'
-  | 'draining';
+  | 'draining'
+  | 'rbac_denied';
 
 export class SkeinDataPlaneError extends Error {
   readonly code: string;

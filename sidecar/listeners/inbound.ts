@@ -1,8 +1,13 @@
-// The inbound listener: reads a PROXY v2 header (if any), checks the app port, hands the connection to a handler (L4 pipe now).
+// The inbound listener: mTLS or plaintext by the first byte, PROXY v2 header, mode and authorization, then L4 pipe or L7.
 import net from 'node:net';
+import type { Counter } from 'prom-client';
+import { authorize, type Caller, type InboundPolicy } from '../authz/index.ts';
+import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
+import { parseSpiffeId, peerSpiffeId, type TlsContexts } from '../tls/index.ts';
 import { parseProxyHeader } from '../upstream/index.ts';
 import type { ProxyHeader } from '../upstream/index.ts';
 import { logger } from '../log.ts';
+import type { InboundHttpHandler } from './inbound-http.ts';
 
 const log = logger('inbound');
 
@@ -58,15 +63,29 @@ export interface InboundOptions {
   readonly appPorts: readonly number[];
 }
 
+/** What the inbound side enforces: mTLS (absent: plaintext only, `--mtls off`), per-port policy, the L7 path. */
+export interface InboundSecurity {
+  readonly tls: TlsContexts | undefined;
+  /** The policy for an app port (index rebuilt on every MeshConfig). */
+  policyFor(port: number): InboundPolicy;
+  readonly http: InboundHttpHandler;
+  readonly metrics: DataPlaneMetrics;
+}
+
+type CounterChild = ReturnType<Counter<string>['labels']>;
+
 export class InboundListener {
   private readonly options: InboundOptions;
   private readonly handler: InboundHandler;
+  private readonly security: InboundSecurity | undefined;
   private readonly server: net.Server;
   private readonly pending = new Set<net.Socket>();
+  private readonly connCounters = new Map<string, CounterChild>();
 
-  constructor(options: InboundOptions, handler: InboundHandler) {
+  constructor(options: InboundOptions, handler: InboundHandler, security?: InboundSecurity) {
     this.options = options;
     this.handler = handler;
+    this.security = security;
     this.server = net.createServer({ noDelay: true, allowHalfOpen: true }, (s) => this.accept(s));
   }
 
@@ -91,6 +110,41 @@ export class InboundListener {
       log.warn('inbound connection closed: no PROXY header or data within 5 s', { remote: socket.remoteAddress });
       socket.destroy();
     });
+    const tlsContexts = this.security?.tls;
+    if (tlsContexts === undefined) {
+      this.readPreface(socket, socket, undefined);
+      return;
+    }
+    // Peek at the first byte: 0x16 starts a TLS handshake (a peer sidecar); anything else is plaintext.
+    socket.once('data', (first: Buffer) => {
+      socket.pause();
+      if (first[0] !== 0x16) {
+        this.readPreface(socket, socket, undefined, first);
+        return;
+      }
+      const metrics = this.security?.metrics;
+      tlsContexts.acceptInbound(socket, first).then(
+        (secure) => {
+          metrics?.tlsHandshakes.labels('inbound', secure.isSessionReused() ? 'resumed' : 'ok').inc();
+          secure.on('error', () => secure.destroy());
+          this.readPreface(socket, secure, peerSpiffeId(secure));
+        },
+        (err: NodeJS.ErrnoException) => {
+          this.pending.delete(socket);
+          metrics?.tlsHandshakes.labels('inbound', 'failed').inc();
+          metrics?.inboundRefused.labels('tls_handshake').inc();
+          log.warn('inbound mTLS handshake failed', { remote: socket.remoteAddress, error: err.code ?? err.message });
+          socket.destroy();
+        },
+      );
+    });
+  }
+
+  /**
+   * Reads the PROXY v2 header (if any) from `stream` (the socket, or the TLS stream over it), then routes.
+   * `peer` is the verified SPIFFE ID for mTLS; `first` holds bytes already read from a plaintext socket.
+   */
+  private readPreface(raw: net.Socket, stream: net.Socket, peer: string | undefined, first?: Buffer): void {
     let buf: Buffer | undefined;
     const onData = (chunk: Buffer): void => {
       buf = buf === undefined ? chunk : Buffer.concat([buf, chunk]);
@@ -98,37 +152,90 @@ export class InboundListener {
       try {
         result = parseProxyHeader(buf);
       } catch (err) {
-        log.warn('inbound connection closed: bad PROXY v2 header', { remote: socket.remoteAddress, error: (err as Error).message });
-        socket.destroy();
+        log.warn('inbound connection closed: bad PROXY v2 header', { remote: raw.remoteAddress, error: (err as Error).message });
+        stream.destroy();
         return;
       }
       if (result.kind === 'partial') {
-        if (buf.length > MAX_HEADER) socket.destroy();
+        if (buf.length > MAX_HEADER) stream.destroy();
         return;
       }
-      socket.off('data', onData);
-      socket.pause();
-      socket.setTimeout(0);
-      this.pending.delete(socket);
+      stream.off('data', onData);
+      stream.pause();
+      raw.setTimeout(0);
+      this.pending.delete(raw);
       const header = result.kind === 'header' ? result.header : undefined;
       const rest = result.kind === 'header' ? buf.subarray(result.length) : buf;
-      this.route(socket, header, rest);
+      this.route(raw, stream, header, rest, peer);
     };
-    socket.on('data', onData);
+    stream.on('data', onData);
+    if (first !== undefined) onData(first);
+    if (!stream.destroyed && this.pending.has(raw)) stream.resume();
   }
 
-  private route(socket: net.Socket, header: ProxyHeader | undefined, rest: Buffer): void {
+  private route(raw: net.Socket, socket: net.Socket, header: ProxyHeader | undefined, rest: Buffer, peer: string | undefined): void {
     const appPorts = this.options.appPorts;
     const port = header?.destinationPort ?? appPorts[0];
+    const sec = this.security;
     if (port === undefined || !appPorts.includes(port)) {
       log.warn(`inbound connection closed: destination port ${port} is not one of this pod's app ports (${appPorts.join(', ')})`, {
-        remote: socket.remoteAddress,
+        remote: raw.remoteAddress,
         source: header?.sourceAddress,
+      });
+      sec?.metrics.inboundRefused.labels('bad_port').inc();
+      socket.destroy();
+      return;
+    }
+    if (sec === undefined) {
+      this.handler.handle(socket, port, header, rest);
+      return;
+    }
+    const policy = sec.policyFor(port);
+    const transport = socket === raw ? 'plaintext' : 'mtls';
+    if (transport === 'plaintext' && sec.tls !== undefined && policy.mode === 'STRICT') {
+      log.warn('inbound plaintext connection refused: the destination requires mTLS (STRICT)', {
+        remote: raw.remoteAddress,
+        source: header?.sourceAddress,
+        port,
+        services: policy.services,
+      });
+      sec.metrics.inboundRefused.labels('plaintext_strict').inc();
+      socket.destroy();
+      return;
+    }
+    this.countConnection(transport, peer ?? '');
+    if (policy.authz.length === 0) {
+      this.handler.handle(socket, port, header, rest);
+      return;
+    }
+    const caller: Caller = { principal: peer, namespace: peer === undefined ? undefined : parseSpiffeId(peer)?.namespace };
+    if (policy.l7) {
+      sec.http.handle(socket, port, header, rest, caller);
+      return;
+    }
+    const d = authorize(policy, caller, undefined);
+    if (!d.allowed) {
+      sec.metrics.authzDenied.labels(d.service).inc();
+      log.warn('inbound connection denied by authorization policy', {
+        peer: peer ?? '(plaintext)',
+        service: d.service,
+        reason: d.reason,
+        remote: raw.remoteAddress,
       });
       socket.destroy();
       return;
     }
     this.handler.handle(socket, port, header, rest);
+  }
+
+  private countConnection(transport: string, peer: string): void {
+    const key = `${transport}|${peer}`;
+    let c = this.connCounters.get(key);
+    if (c === undefined) {
+      c = (this.security as InboundSecurity).metrics.inboundConnections.labels(transport, peer);
+      this.connCounters.set(key, c);
+    }
+    c.inc();
   }
 
   async close(drainMs: number): Promise<void> {
@@ -138,6 +245,7 @@ export class InboundListener {
     await Promise.race([closed, new Promise<void>((r) => (timer = setTimeout(r, drainMs)))]);
     clearTimeout(timer);
     this.handler.close();
+    this.security?.http.close();
     await closed;
   }
 }

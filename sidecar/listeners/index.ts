@@ -1,6 +1,8 @@
 // The data plane's interface: createDataPlane(options, registry) → listeners, router and upstream kept in step with MeshConfig.
 import type { Registry } from 'prom-client';
-import { compose, ClusterManager, timeoutInterceptor } from '../upstream/index.ts';
+import { compose, ClusterManager, mtlsConnector, timeoutInterceptor } from '../upstream/index.ts';
+import { buildInboundIndex, type InboundPolicy, NO_SERVICE } from '../authz/index.ts';
+import type { TlsContexts } from '../tls/index.ts';
 import type { ClusterStat, Interceptor } from '../upstream/index.ts';
 import { RouteTable } from '../router/index.ts';
 import { DataPlaneMetrics } from '../telemetry/metrics.ts';
@@ -9,12 +11,14 @@ import { logger } from '../log.ts';
 import { OutboundListener } from './outbound.ts';
 import { InboundListener, L4PipeHandler } from './inbound.ts';
 import type { InboundHandler } from './inbound.ts';
+import { InboundHttpHandler } from './inbound-http.ts';
 import { TcpListeners } from './tcp.ts';
 import type { TcpListenerStat } from './tcp.ts';
 
 export type { ClusterStat, EndpointStat } from '../upstream/index.ts';
 export type { TcpListenerStat } from './tcp.ts';
 export type { InboundHandler } from './inbound.ts';
+export { PEER_IDENTITY_HEADER } from './inbound-http.ts';
 export * from './errors.ts';
 
 const log = logger('listener');
@@ -35,8 +39,13 @@ export interface DataPlaneOptions {
   readonly maxRequestHeadersKb?: number;
   /** Extra request-path wrappers (retry, breaker, tracing), inside the route timeout (which bounds them all). */
   readonly interceptors?: readonly Interceptor[];
-  /** Replaces the inbound L4 pipe (e.g. with an L7 authorizing handler). */
+  /** Replaces the inbound L4 pipe used when no authorization policy applies. */
   readonly inboundHandler?: InboundHandler;
+  /**
+   * Mutual TLS between sidecars: outbound connections to peer sidecars originate mTLS, inbound accepts it and
+   * enforces each Service's mTLS mode. Absent (`--mtls off`): plaintext everywhere, policies still evaluated.
+   */
+  readonly tls?: TlsContexts;
 }
 
 export interface DataPlane {
@@ -55,7 +64,8 @@ const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
 
 export function createDataPlane(options: DataPlaneOptions, registry: Registry): DataPlane {
   const metrics = new DataPlaneMetrics(registry);
-  const manager = new ClusterManager(options.podIp, metrics);
+  const connector = options.tls === undefined ? undefined : mtlsConnector(options.tls, metrics.tlsHandshakes);
+  const manager = new ClusterManager(options.podIp, metrics, connector);
   const dispatch = compose(manager.dispatch, timeoutInterceptor, ...(options.interceptors ?? []));
   const outbound = new OutboundListener(
     {
@@ -68,9 +78,19 @@ export function createDataPlane(options: DataPlaneOptions, registry: Registry): 
     dispatch,
     metrics,
   );
+  const appHost = options.appHost ?? '127.0.0.1';
+  const pipe = options.inboundHandler ?? new L4PipeHandler(appHost);
+  let inboundIndex: ReadonlyMap<number, InboundPolicy> = new Map();
+  const policyFor = (port: number): InboundPolicy => inboundIndex.get(port) ?? NO_SERVICE;
   const inbound = new InboundListener(
     { host: options.inbound.host, port: options.inbound.port, appPorts: options.appPorts },
-    options.inboundHandler ?? new L4PipeHandler(options.appHost ?? '127.0.0.1'),
+    pipe,
+    {
+      tls: options.tls,
+      policyFor,
+      metrics,
+      http: new InboundHttpHandler({ appHost, policyFor, metrics, fallback: pipe }),
+    },
   );
   const tcp = new TcpListeners(options.outbound.host, manager, metrics);
   let started = false;
@@ -88,6 +108,7 @@ export function createDataPlane(options: DataPlaneOptions, registry: Registry): 
       mesh = next;
       // Clusters first, so a route never names a cluster the manager has not seen.
       manager.update(next.clusters);
+      inboundIndex = buildInboundIndex(next, options.podIp);
       let http: HttpListenerConfig | undefined;
       const tcpConfigs: TcpListenerConfig[] = [];
       for (const l of next.listeners.values()) {

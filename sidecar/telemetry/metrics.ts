@@ -18,6 +18,8 @@ export class ClusterRequestMetrics {
   private readonly duration: HistogramChild;
   /** skein_upstream_connections{cluster}. */
   readonly connections: GaugeChild;
+  /** skein_upstream_requests_reused_total (one series for the sidecar). */
+  readonly reused: Counter<string>;
 
   constructor(owner: DataPlaneMetrics, direction: Direction, cluster: string) {
     this.owner = owner;
@@ -25,6 +27,7 @@ export class ClusterRequestMetrics {
     this.cluster = cluster;
     this.duration = owner.duration.labels(direction, cluster);
     this.connections = owner.connections.labels(cluster);
+    this.reused = owner.requestsReused;
   }
 
   /** One finished request: its status code and its duration in seconds. */
@@ -45,6 +48,14 @@ export class DataPlaneMetrics {
   readonly connections: Gauge<'cluster'>;
   readonly localErrors: Counter<'reason'>;
   readonly listenerBindFailures: Gauge<'listener'>;
+  /** skein_tls_handshakes_total{direction, result}: result ok | resumed | failed | identity_mismatch. */
+  readonly tlsHandshakes: Counter<'direction' | 'result'>;
+  /** Requests sent on a connection (or HTTP/2 session) that already carried one: no connect, no handshake. */
+  readonly requestsReused: Counter<string>;
+  readonly inboundRefused: Counter<'reason'>;
+  readonly authzDenied: Counter<'service'>;
+  /** Accepted inbound connections by transport (mtls | plaintext) and the peer's SPIFFE ID ('' when none). */
+  readonly inboundConnections: Counter<'transport' | 'peer'>;
   private readonly clusters = new Map<string, ClusterRequestMetrics>();
   private readonly reasons = new Map<LocalReason, CounterChild>();
 
@@ -79,6 +90,35 @@ export class DataPlaneMetrics {
       name: 'skein_listener_bind_failures',
       help: 'Listeners that could not bind their address (1 while failing), by listener name.',
       labelNames: ['listener'],
+      registers,
+    });
+    this.tlsHandshakes = new Counter({
+      name: 'skein_tls_handshakes_total',
+      help: 'mTLS handshakes between sidecars, by direction and result (ok, resumed, failed, identity_mismatch).',
+      labelNames: ['direction', 'result'],
+      registers,
+    });
+    this.requestsReused = new Counter({
+      name: 'skein_upstream_requests_reused_total',
+      help: 'Upstream requests sent on an already open connection or HTTP/2 session (no connect, no TLS handshake).',
+      registers,
+    });
+    this.inboundRefused = new Counter({
+      name: 'skein_inbound_refused_total',
+      help: 'Inbound connections refused before reaching the app, by reason (plaintext_strict, tls_handshake, bad_port, ...).',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.authzDenied = new Counter({
+      name: 'skein_authz_denied_total',
+      help: 'Inbound requests or connections denied by an authorization policy, by destination Service (<ns>/<name>).',
+      labelNames: ['service'],
+      registers,
+    });
+    this.inboundConnections = new Counter({
+      name: 'skein_inbound_connections_total',
+      help: 'Inbound connections accepted, by transport (mtls, plaintext) and the peer SPIFFE ID the sidecar verified.',
+      labelNames: ['transport', 'peer'],
       registers,
     });
   }

@@ -6,6 +6,7 @@ import type { ClusterConfig } from '../xds/model.ts';
 import { Cluster } from './cluster.ts';
 import type { ClusterStat, Endpoint } from './cluster.ts';
 import type { Dispatch, DispatchHandler, DispatchRequest } from './dispatch.ts';
+import type { Connector } from './pool.ts';
 
 export class ClusterManager {
   private readonly clusters = new Map<string, Cluster>();
@@ -15,9 +16,13 @@ export class ClusterManager {
   /** The base of the request path: interceptors wrap this. */
   readonly dispatch: Dispatch;
 
-  constructor(sourceIp: string, metrics: DataPlaneMetrics) {
+  private readonly connector: Connector | undefined;
+
+  /** `connector` opens connections to endpoints (default plain TCP; mTLS from connector.ts). */
+  constructor(sourceIp: string, metrics: DataPlaneMetrics, connector?: Connector) {
     this.sourceIp = sourceIp;
     this.metrics = metrics;
+    this.connector = connector;
     this.dispatch = (req, handler) => this.send(req, handler);
   }
 
@@ -25,7 +30,7 @@ export class ClusterManager {
   update(configs: ReadonlyMap<string, ClusterConfig>, drainMs = 30_000): void {
     for (const [name, config] of configs) {
       const c = this.clusters.get(name);
-      if (c === undefined) this.clusters.set(name, new Cluster(config, this.sourceIp, this.metrics.cluster('outbound', name)));
+      if (c === undefined) this.clusters.set(name, new Cluster(config, this.sourceIp, this.metrics.cluster('outbound', name), this.connector));
       else if (c.config !== config) c.update(config);
     }
     for (const [name, c] of this.clusters) {

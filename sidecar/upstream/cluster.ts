@@ -5,7 +5,7 @@ import type { ClusterConfig, EndpointConfig, EndpointHealth } from '../xds/model
 import type { ClusterRequestMetrics } from '../telemetry/metrics.ts';
 import { logger } from '../log.ts';
 import { EndpointPool } from './pool.ts';
-import type { ConnectionGauge } from './pool.ts';
+import type { ConnectionGauge, Connector, PeerIdentities } from './pool.ts';
 
 const log = logger('upstream');
 
@@ -17,16 +17,24 @@ export class Endpoint implements LbEndpoint {
   readonly load: EndpointLoad;
   readonly pool: EndpointPool;
 
-  constructor(config: EndpointConfig, sourceIp: string, connectTimeoutMs: number, gauge: ConnectionGauge) {
+  constructor(
+    config: EndpointConfig,
+    sourceIp: string,
+    connectTimeoutMs: number,
+    gauge: ConnectionGauge,
+    connector?: Connector,
+    peers?: PeerIdentities,
+  ) {
     this.key = endpointKey(config);
     this.config = config;
     this.weight = config.weight;
     this.health = config.health;
     this.load = new EndpointLoad();
     this.pool = new EndpointPool(
-      { address: config.address, port: config.port, inboundPort: config.inboundPort, sourceIp, connectTimeoutMs },
+      { address: config.address, port: config.port, inboundPort: config.inboundPort, sourceIp, connectTimeoutMs, ...(peers ? { peers } : {}) },
       this.load,
       gauge,
+      connector,
     );
   }
 }
@@ -62,21 +70,27 @@ export class Cluster {
   readonly metrics: ClusterRequestMetrics;
   private readonly sourceIp: string;
   private readonly gauge: ConnectionGauge;
+  private readonly connector: Connector | undefined;
+  /** Shared by this cluster's pools: the peer identities new connections accept. */
+  private readonly peers: PeerIdentities = { ids: [] };
   private endpoints = new Map<string, Endpoint>();
   private readonly drainingPools = new Set<EndpointPool>();
   /** Undefined while no endpoint is healthy. Replaced whole on every change. */
   picker: Picker<Endpoint> | undefined;
 
-  constructor(config: ClusterConfig, sourceIp: string, metrics: ClusterRequestMetrics) {
+  constructor(config: ClusterConfig, sourceIp: string, metrics: ClusterRequestMetrics, connector?: Connector) {
     this.config = config;
     this.sourceIp = sourceIp;
     this.metrics = metrics;
-    this.gauge = { inc: () => metrics.connections.inc(), dec: () => metrics.connections.dec() };
+    this.connector = connector;
+    this.gauge = { inc: () => metrics.connections.inc(), dec: () => metrics.connections.dec(), reused: () => metrics.reused.inc() };
     this.update(config);
   }
 
   /** Applies a new cluster config; endpoints that survive keep their pools and load stats. */
   update(config: ClusterConfig): void {
+    // Connections already open keep the identity they verified; new ones check the latest list.
+    this.peers.ids = config.identities ?? [];
     const old = this.endpoints;
     const next = new Map<string, Endpoint>();
     for (const ec of effectiveEndpoints(config)) {
@@ -89,7 +103,7 @@ export class Cluster {
         prev.health = ec.health;
         next.set(key, prev);
       } else {
-        next.set(key, new Endpoint(ec, this.sourceIp, config.connectTimeoutMs, this.gauge));
+        next.set(key, new Endpoint(ec, this.sourceIp, config.connectTimeoutMs, this.gauge, this.connector, this.peers));
       }
     }
     for (const [key, ep] of old) {

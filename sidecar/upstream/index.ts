@@ -2,8 +2,9 @@
 export { ClusterManager } from './cluster-manager.ts';
 export { Cluster, Endpoint, endpointKey } from './cluster.ts';
 export type { ClusterStat, EndpointStat } from './cluster.ts';
-export { EndpointPool, upstreamError } from './pool.ts';
-export type { PoolTarget, ConnectionGauge } from './pool.ts';
+export { EndpointPool, plainConnector, upstreamError } from './pool.ts';
+export type { PoolTarget, ConnectionGauge, Connector, PeerIdentities } from './pool.ts';
+export { mtlsConnector } from './connector.ts';
 export { compose, stripHopByHop, HOP_BY_HOP } from './dispatch.ts';
 export type { Dispatch, DispatchController, DispatchHandler, DispatchRequest, Headers, Interceptor } from './dispatch.ts';
 export { timeoutInterceptor } from './timeout.ts';

@@ -23,12 +23,34 @@ export interface PoolTarget {
   /** This pod's IP, the PROXY header's source. */
   readonly sourceIp: string;
   readonly connectTimeoutMs: number;
+  /** The SPIFFE IDs a peer sidecar of this cluster may present (empty: any of our trust domain); kept current by the cluster. */
+  readonly peers?: PeerIdentities;
 }
+
+/** Mutable holder shared by a cluster's pools, so new connections check the identities of the latest config. */
+export interface PeerIdentities {
+  ids: readonly string[];
+}
+
+/**
+ * Opens the transport to an endpoint with `header` (the PROXY v2 header, for peer sidecars) queued as its first
+ * bytes: plain TCP here, mutual TLS in connector.ts. The socket is usable after 'connect', or 'secureConnect' when
+ * it is a TLSSocket (the pool's connect timeout covers the handshake too).
+ */
+export type Connector = (target: PoolTarget, header: Buffer | undefined, allowHalfOpen: boolean) => net.Socket;
+
+export const plainConnector: Connector = (t, header, allowHalfOpen) => {
+  const socket = net.connect({ host: t.address, port: t.inboundPort ?? t.port, noDelay: true, allowHalfOpen });
+  if (header !== undefined) socket.write(header);
+  return socket;
+};
 
 /** Connection counting for skein_upstream_connections, shared by every pool of a cluster. */
 export interface ConnectionGauge {
   inc(): void;
   dec(): void;
+  /** A request went out on an already open connection or session (skein_upstream_requests_reused_total). */
+  reused(): void;
 }
 
 /** Error codes that mean the connection was never made (503 upstream_connect_error); others are resets. */
@@ -40,7 +62,8 @@ const kConnected = Symbol('skein.connected');
 export function upstreamError(err: unknown, target: string): LocalReplyError {
   const e = err as NodeJS.ErrnoException & { [kConnected]?: boolean };
   const code = e?.code ?? 'ECONNRESET';
-  if (CONNECT_CODES.has(code) && e[kConnected] !== true) return upstreamConnectError(code, target, err);
+  // kConnected is false when the socket failed before it was usable (refused, timed out, TLS handshake failed).
+  if (e[kConnected] === false || (CONNECT_CODES.has(code) && e[kConnected] !== true)) return upstreamConnectError(code, target, err);
   return upstreamReset(code, target, err);
 }
 
@@ -62,6 +85,7 @@ export class EndpointPool {
   readonly dialTarget: string;
   readonly load: EndpointLoad;
   private readonly gauge: ConnectionGauge;
+  private readonly connector: Connector;
   private readonly header: Buffer | undefined;
   private agent: PoolAgent | undefined;
   /** HTTP/2 session, created on first use and replaced when it closes. */
@@ -74,10 +98,11 @@ export class EndpointPool {
   private drainPromise: Promise<void> | undefined;
   private readonly sockets = new Set<net.Socket>();
 
-  constructor(target: PoolTarget, load: EndpointLoad, gauge: ConnectionGauge) {
+  constructor(target: PoolTarget, load: EndpointLoad, gauge: ConnectionGauge, connector: Connector = plainConnector) {
     this.target = target;
     this.load = load;
     this.gauge = gauge;
+    this.connector = connector;
     const dialPort = target.inboundPort ?? target.port;
     this.dialTarget = `${target.address}:${dialPort}`;
     this.header =
@@ -87,10 +112,9 @@ export class EndpointPool {
   /** A new connection to the endpoint, with the PROXY v2 header already queued when it is a peer sidecar. */
   connect(allowHalfOpen = false): net.Socket {
     const t = this.target;
-    const socket = net.connect({ host: t.address, port: t.inboundPort ?? t.port, noDelay: true, allowHalfOpen });
-    if (this.header !== undefined) socket.write(this.header);
+    const socket = this.connector(t, this.header, allowHalfOpen);
     const timer = setTimeout(onConnectTimeout, t.connectTimeoutMs, socket, t.connectTimeoutMs);
-    socket.once('connect', () => {
+    socket.once((socket as { encrypted?: boolean }).encrypted === true ? 'secureConnect' : 'connect', () => {
       clearTimeout(timer);
       (socket as unknown as Record<symbol, boolean>)[kConnected] = true;
       this.connections++;
@@ -98,7 +122,7 @@ export class EndpointPool {
     });
     socket.on('error', (err: NodeJS.ErrnoException & { [kConnected]?: boolean }) => {
       clearTimeout(timer);
-      if ((socket as unknown as Record<symbol, boolean>)[kConnected]) err[kConnected] = true;
+      err[kConnected] = (socket as unknown as Record<symbol, boolean>)[kConnected] === true;
     });
     socket.once('close', () => {
       clearTimeout(timer);
@@ -123,6 +147,11 @@ export class EndpointPool {
     new H1Exchange(this, this.agent, req, handler, true);
   }
 
+  /** Counts a request sent on a connection that already carried one. */
+  reused(): void {
+    this.gauge.reused();
+  }
+
   /** A raw half-open-capable connection for a TCP proxy stream; call `release` when the stream closes. */
   openStream(): net.Socket {
     this.active++;
@@ -138,7 +167,10 @@ export class EndpointPool {
   /** The HTTP/2 session to this endpoint (made on demand). */
   session(): http2.ClientHttp2Session {
     const s = this.h2;
-    if (s !== undefined && !s.closed && !s.destroyed) return s;
+    if (s !== undefined && !s.closed && !s.destroyed) {
+      this.gauge.reused();
+      return s;
+    }
     const session = http2.connect(`http://${this.dialTarget}`, { createConnection: () => this.connect() });
     session.on('error', (err) => log.debug('h2 session error', { target: this.dialTarget, code: (err as NodeJS.ErrnoException).code }));
     session.on('close', () => {
@@ -208,6 +240,7 @@ class H1Exchange implements DispatchController {
     this.mayRetry = mayRetry && req.body === null;
     this.startedAt = pool.load.start();
     this.ureq = this.send();
+    if (this.ureq.reusedSocket) pool.reused();
     handler.onRequestStart(this);
   }
 

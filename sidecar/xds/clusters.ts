@@ -3,6 +3,7 @@ import type { Cluster__Output } from '../../proto/index.ts';
 import type { ClusterConfig, EndpointConfig, LbPolicyName } from './model.ts';
 import { decodeEndpoints } from './endpoints.ts';
 import { durationMs, filterMetadata, type Problems, structString } from './fields.ts';
+import { type ClusterSecurity, decodeClusterSecurity } from './security.ts';
 
 /** A validated cluster plus what the xDS client needs to subscribe: the EDS name when its endpoints come from EDS. */
 export interface DecodedCluster {
@@ -51,8 +52,12 @@ export function decodeCluster(c: Cluster__Output, version: string, problems: Pro
   }
 
   let protocol: ClusterConfig['protocol'] = 'http1';
+  let service: string | undefined;
+  let security: ClusterSecurity = {};
   const meta = filterMetadata(c.metadata, 'skein');
   if (meta) {
+    service = structString(meta, 'service', 'metadata.filter_metadata.skein', problems);
+    security = decodeClusterSecurity(meta, 'metadata.filter_metadata.skein', problems);
     const p = structString(meta, 'protocol', 'metadata.filter_metadata.skein', problems);
     if (p !== undefined) {
       const mapped = PROTOCOLS[p];
@@ -109,6 +114,8 @@ export function decodeCluster(c: Cluster__Output, version: string, problems: Pro
     ...(dns ? { dns } : {}),
     endpoints,
     endpointsVersion: edsServiceName === undefined ? version : '',
+    ...(service !== undefined ? { service } : {}),
+    ...security,
   };
   return edsServiceName === undefined ? { config } : { config, edsServiceName };
 }

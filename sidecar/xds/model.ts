@@ -33,6 +33,43 @@ export interface ClusterConfig {
   /** Filled from EDS (or the cluster's own load_assignment); empty until EDS arrives. */
   readonly endpoints: readonly EndpointConfig[];
   readonly endpointsVersion: string;
+  /** `<ns>/<name>` of the Service this cluster is for (metadata skein.service); used in logs and metric labels. */
+  readonly service?: string;
+  /**
+   * SPIFFE IDs the outbound side accepts from this cluster's peer sidecars (metadata skein.identities); empty or
+   * absent: any ID of our trust domain.
+   */
+  readonly identities?: readonly string[];
+  /** What the inbound side of this Service's pods accepts (metadata skein.mtls_mode); absent means STRICT. */
+  readonly mtlsMode?: MtlsMode;
+  /** The Service's authorization policy (metadata skein.authz); absent when no policy applies. */
+  readonly authz?: AuthzPolicy;
+}
+
+export type MtlsMode = 'STRICT' | 'PERMISSIVE';
+
+/** Who is calling: a Source matches when every field present matches (principals exact or "*", namespaces exact). */
+export interface AuthzSource {
+  readonly principals?: readonly string[];
+  readonly namespaces?: readonly string[];
+}
+
+/** What is called: methods exact (upper-case), paths as prefixes. */
+export interface AuthzOperation {
+  readonly methods?: readonly string[];
+  readonly paths?: readonly string[];
+}
+
+/** An empty or absent list matches anything. */
+export interface AuthzRule {
+  readonly from: readonly AuthzSource[];
+  readonly to: readonly AuthzOperation[];
+}
+
+/** Istio semantics: any deny rule matching denies; else when `allow` is present one of its rules must match. */
+export interface AuthzPolicy {
+  readonly deny: readonly AuthzRule[];
+  readonly allow?: readonly AuthzRule[];
 }
 
 export type PathMatch =

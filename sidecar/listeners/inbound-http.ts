@@ -1,0 +1,132 @@
+// The inbound L7 path: an HTTP/1.1 server over each accepted connection checks every request, then forwards it to the app.
+import http from 'node:http';
+import type net from 'node:net';
+import { authorize, type Caller, type InboundPolicy } from '../authz/index.ts';
+import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
+import { stripHopByHop } from '../upstream/index.ts';
+import type { Headers, ProxyHeader } from '../upstream/index.ts';
+import { logger } from '../log.ts';
+import type { InboundHandler } from './inbound.ts';
+import { replyH1 } from './local-reply.ts';
+
+const log = logger('authz');
+
+/** The header that tells the app which SPIFFE ID the sidecar verified (removed when the caller has none). */
+export const PEER_IDENTITY_HEADER = 'x-skein-peer-identity';
+
+const kConn = Symbol('skein.inbound.conn');
+interface ConnInfo {
+  readonly appPort: number;
+  readonly caller: Caller;
+  readonly source: string | undefined;
+}
+type WithConn = { [kConn]?: ConnInfo };
+
+const H2_PREFACE = Buffer.from('PRI ');
+
+export interface InboundHttpOptions {
+  readonly appHost: string;
+  /** The current policy for an app port (looked up per request, so a config change applies to open connections). */
+  readonly policyFor: (port: number) => InboundPolicy;
+  readonly metrics: DataPlaneMetrics;
+  /** Where connections go that are not HTTP/1.1 (HTTP/2 prior knowledge): authorized at L4, then piped. */
+  readonly fallback: InboundHandler;
+}
+
+/** Describes the caller for logs and 403 bodies. */
+function who(caller: Caller): string {
+  return caller.principal ?? 'an unauthenticated (plaintext) caller';
+}
+
+export class InboundHttpHandler {
+  private readonly options: InboundHttpOptions;
+  private readonly server: http.Server;
+  /** Keep-alive connections to the app, shared by every inbound connection. */
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 256, scheduling: 'lifo' });
+
+  constructor(options: InboundHttpOptions) {
+    this.options = options;
+    this.server = http.createServer({ requestTimeout: 0, keepAliveTimeout: 60_000 }, (req, res) => this.request(req, res));
+    this.server.on('clientError', (_err, socket: net.Socket) => socket.destroy());
+  }
+
+  /** Takes a connection after its PROXY header; `rest` holds bytes already read past it. */
+  handle(stream: net.Socket, appPort: number, header: ProxyHeader | undefined, rest: Buffer, caller: Caller): void {
+    if (rest.length < H2_PREFACE.length) {
+      // HTTP clients speak first: wait for enough bytes to tell HTTP/2 prior knowledge from HTTP/1.1.
+      stream.once('data', (chunk: Buffer) => {
+        stream.pause();
+        this.handle(stream, appPort, header, Buffer.concat([rest, chunk]), caller);
+      });
+      stream.resume();
+      return;
+    }
+    if (rest.subarray(0, H2_PREFACE.length).equals(H2_PREFACE)) {
+      // HTTP/2 is authorized per connection (rules with methods or paths are judged as Istio does for TCP).
+      const d = authorize(this.options.policyFor(appPort), caller, undefined);
+      if (!d.allowed) {
+        this.options.metrics.authzDenied.labels(d.service).inc();
+        log.warn('HTTP/2 connection denied by authorization policy', { peer: who(caller), service: d.service, reason: d.reason, source: header?.sourceAddress });
+        stream.destroy();
+        return;
+      }
+      this.options.fallback.handle(stream, appPort, header, rest);
+      return;
+    }
+    (stream as WithConn)[kConn] = { appPort, caller, source: header?.sourceAddress };
+    this.server.emit('connection', stream);
+    // The HTTP server reads the socket's handle directly; bytes read before must be fed as an event.
+    stream.emit('data', rest);
+    stream.resume();
+  }
+
+  private request(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const info = (req.socket as WithConn)[kConn];
+    if (info === undefined) {
+      res.destroy();
+      return;
+    }
+    const method = req.method ?? 'GET';
+    const path = req.url ?? '/';
+    const d = authorize(this.options.policyFor(info.appPort), info.caller, { method, path });
+    if (!d.allowed) {
+      this.options.metrics.authzDenied.labels(d.service).inc();
+      log.warn('request denied by authorization policy', { peer: who(info.caller), service: d.service, method, path, reason: d.reason, source: info.source });
+      req.resume();
+      replyH1(res, 403, 'rbac_denied', `RBAC: access denied: ${who(info.caller)} may not ${method} ${path} on ${d.service} (${d.reason})`, false);
+      return;
+    }
+    const headers = stripHopByHop(req.headers as Headers);
+    if (info.caller.principal !== undefined) headers[PEER_IDENTITY_HEADER] = info.caller.principal;
+    else delete headers[PEER_IDENTITY_HEADER];
+    const ureq = http.request({
+      agent: this.agent,
+      host: this.options.appHost,
+      port: info.appPort,
+      method,
+      path,
+      headers: headers as http.OutgoingHttpHeaders,
+      setHost: false,
+    });
+    ureq.on('response', (ures) => {
+      res.writeHead(ures.statusCode ?? 502, stripHopByHop(ures.headers as Headers) as http.OutgoingHttpHeaders);
+      ures.pipe(res);
+      ures.on('error', () => res.destroy());
+    });
+    ureq.on('error', (err: NodeJS.ErrnoException) => {
+      log.debug('app request failed', { port: info.appPort, code: err.code });
+      if (res.headersSent) res.destroy();
+      else replyH1(res, 503, 'upstream_connect_error', `upstream connect error: ${err.code ?? 'error'} app port ${info.appPort}`, true);
+    });
+    res.on('close', () => {
+      if (!res.writableFinished) ureq.destroy();
+    });
+    req.pipe(ureq);
+  }
+
+  close(): void {
+    this.server.closeAllConnections();
+    this.server.close();
+    this.agent.destroy();
+  }
+}

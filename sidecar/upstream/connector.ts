@@ -1,0 +1,52 @@
+// The mTLS connector: to peer sidecars, TLS with a SPIFFE check and the PROXY v2 header inside; others plain TCP.
+import type tls from 'node:tls';
+import type { Counter } from 'prom-client';
+import type { TlsContexts } from '../tls/index.ts';
+import { logger } from '../log.ts';
+import { type Connector, plainConnector } from './pool.ts';
+
+const log = logger('tls');
+
+/**
+ * A Connector that originates mutual TLS to endpoints with an inbound port (they run a Skein sidecar): the peer
+ * must present a SPIFFE ID the cluster lists (`target.peers`; an empty list accepts any ID of our trust domain).
+ * The PROXY v2 header is the first data inside the TLS stream. Endpoints without a sidecar get plain TCP.
+ * Handshakes are counted in `handshakes{direction="outbound", result}`; sessions are resumed per peer by TlsContexts.
+ */
+export function mtlsConnector(contexts: TlsContexts, handshakes: Counter<'direction' | 'result'>): Connector {
+  const ok = handshakes.labels('outbound', 'ok');
+  const resumed = handshakes.labels('outbound', 'resumed');
+  const failed = handshakes.labels('outbound', 'failed');
+  const mismatch = handshakes.labels('outbound', 'identity_mismatch');
+  return (t, header, allowHalfOpen) => {
+    if (t.inboundPort === undefined) return plainConnector(t, header, allowHalfOpen);
+    const ids = t.peers?.ids ?? [];
+    const socket = contexts.connect(
+      { host: t.address, port: t.inboundPort, allowed: ids.length > 0 ? ids : 'same-trust-domain' },
+      // tls.connect passes allowHalfOpen to the TLSSocket (TCP proxy streams half-close); the typings omit it.
+      { allowHalfOpen } as Partial<tls.ConnectionOptions>,
+    );
+    socket.setNoDelay(true);
+    // Written before the handshake ends: TLS queues it and sends it as the first application data.
+    if (header !== undefined) socket.write(header);
+    let secure = false;
+    socket.once('secureConnect', () => {
+      secure = true;
+      (socket.isSessionReused() ? resumed : ok).inc();
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      if (secure) return;
+      if (err.code === 'SKEIN_TLS_PEER_IDENTITY') {
+        mismatch.inc();
+        log.warn('refused a peer sidecar: its identity is not one this cluster allows', {
+          target: `${t.address}:${t.inboundPort}`,
+          error: err.message,
+        });
+      } else {
+        failed.inc();
+        log.debug('TLS handshake to a peer sidecar failed', { target: `${t.address}:${t.inboundPort}`, code: err.code });
+      }
+    });
+    return socket;
+  };
+}
