@@ -1,0 +1,222 @@
+// Our sidecar pair for the proxy benchmark: `skein control-plane` on a registry file plus client and server `skein sidecar`s.
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { PinnedProcess, freePort, waitForHttp, waitForPort } from './pinned-process.ts';
+
+export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+export const SKEIN_CLI = `${REPO_ROOT}cli/skein.ts`;
+
+export function skeinAvailable(): boolean {
+  return existsSync(SKEIN_CLI) && existsSync(`${REPO_ROOT}sidecar/main.ts`) && existsSync(`${REPO_ROOT}control-plane/main.ts`);
+}
+
+/** The registry for the pair: Service bench.default → one endpoint (the app) whose pod runs a sidecar on inboundPort. */
+export function benchRegistry(o: { appIp: string; appPort: number; inboundPort: number }): string {
+  const labels = { app: 'bench' };
+  const docs = [
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'bench', namespace: 'default', labels },
+      spec: { clusterIP: '10.96.200.1', selector: labels, ports: [{ name: 'http', port: 80, targetPort: o.appPort, protocol: 'TCP' }] },
+    },
+    {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: 'bench-1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'bench' } },
+      addressType: 'IPv4',
+      ports: [{ name: 'http', port: o.appPort, protocol: 'TCP' }],
+      endpoints: [
+        {
+          addresses: [o.appIp],
+          conditions: { ready: true, serving: true, terminating: false },
+          targetRef: { kind: 'Pod', name: 'bench-server', namespace: 'default' },
+        },
+      ],
+    },
+    {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'bench-server', namespace: 'default', labels, annotations: { 'skein.dev/inbound-port': String(o.inboundPort) } },
+      spec: { serviceAccountName: 'bench-server', containers: [{ name: 'app', image: 'bench:1' }] },
+      status: { phase: 'Running', podIP: o.appIp },
+    },
+  ];
+  return docs.map((d) => stringify(d)).join('---\n');
+}
+
+/** `skein control-plane --registry FILE` on free loopback ports, plaintext xDS only. */
+export class ControlPlane {
+  readonly proc: PinnedProcess;
+  readonly xds: string;
+  readonly admin: string;
+  private constructor(proc: PinnedProcess, xds: string, admin: string) {
+    this.proc = proc;
+    this.xds = xds;
+    this.admin = admin;
+  }
+
+  static async start(registryFile: string, dir: string, cpus: string | undefined): Promise<ControlPlane> {
+    const xdsPort = await freePort();
+    const adminPort = await freePort();
+    const args = [
+      SKEIN_CLI,
+      'control-plane',
+      '--registry',
+      registryFile,
+      '--xds-address',
+      `127.0.0.1:${xdsPort}`,
+      '--admin-address',
+      `127.0.0.1:${adminPort}`,
+      '--xds-tls-address',
+      'none',
+      '--ca-dir',
+      join(dir, 'ca'),
+    ];
+    const proc = new PinnedProcess('control-plane', process.execPath, args, { cpus, cwd: REPO_ROOT });
+    const cp = new ControlPlane(proc, `127.0.0.1:${xdsPort}`, `http://127.0.0.1:${adminPort}`);
+    await waitForHttp(proc, `${cp.admin}/readyz`, (s) => s === 200, 60_000);
+    return cp;
+  }
+
+  async stop(): Promise<void> {
+    await this.proc.stop();
+  }
+}
+
+export interface SidecarSpec {
+  readonly name: string;
+  readonly pod: string;
+  readonly namespace: string;
+  readonly ip: string;
+  readonly outboundPort: number;
+  readonly inboundPort: number;
+  readonly appPorts?: readonly number[];
+  /** Extra node flags, e.g. ['--cpu-prof', '--cpu-prof-dir=/tmp/x']. */
+  readonly nodeFlags?: readonly string[];
+}
+
+export class Sidecar {
+  readonly proc: PinnedProcess;
+  readonly spec: SidecarSpec;
+  readonly admin: string;
+  private constructor(proc: PinnedProcess, spec: SidecarSpec, admin: string) {
+    this.proc = proc;
+    this.spec = spec;
+    this.admin = admin;
+  }
+
+  static async start(spec: SidecarSpec, controlPlane: string, cpus: string | undefined): Promise<Sidecar> {
+    const adminPort = await freePort();
+    const args = [
+      ...(spec.nodeFlags ?? []),
+      SKEIN_CLI,
+      'sidecar',
+      '--control-plane',
+      controlPlane,
+      '--pod',
+      spec.pod,
+      '--namespace',
+      spec.namespace,
+      '--ip',
+      spec.ip,
+      '--outbound-address',
+      `${spec.ip}:${spec.outboundPort}`,
+      '--inbound-address',
+      `${spec.ip}:${spec.inboundPort}`,
+      '--admin-address',
+      `127.0.0.1:${adminPort}`,
+      ...(spec.appPorts ?? []).flatMap((p) => ['--app-port', String(p)]),
+    ];
+    const proc = new PinnedProcess(`sidecar ${spec.name}`, process.execPath, args, { cpus, cwd: REPO_ROOT });
+    const sc = new Sidecar(proc, spec, `http://127.0.0.1:${adminPort}`);
+    await waitForPort(proc, spec.ip, spec.outboundPort, 30_000);
+    await waitForHttp(proc, `${sc.admin}/ready`, (s) => s === 200, 60_000);
+    return sc;
+  }
+
+  /** Clusters the sidecar holds (admin /clusters?format=json). */
+  async clusterCount(): Promise<number> {
+    const res = await fetch(`${this.admin}/clusters?format=json`, { signal: AbortSignal.timeout(10_000) });
+    const body = (await res.json()) as { clusters?: unknown[] };
+    return body.clusters?.length ?? 0;
+  }
+
+  async stop(): Promise<void> {
+    await this.proc.stop(8000);
+  }
+}
+
+export interface SidecarPair {
+  readonly controlPlane: ControlPlane;
+  readonly client: Sidecar;
+  readonly server: Sidecar;
+  /** Where the load generator sends (the client sidecar's outbound listener). */
+  readonly entry: { host: string; port: number };
+  stop(): Promise<void>;
+}
+
+/** Starts the control plane and both sidecars; the app (already listening on appIp:appPort) sits behind the server one. */
+export async function startSidecarPair(o: {
+  dir: string;
+  appIp: string;
+  appPort: number;
+  clientIp: string;
+  cpus: string | undefined;
+  /** Node flags per sidecar (e.g. --cpu-prof for profiling). */
+  nodeFlags?: { readonly client?: readonly string[]; readonly server?: readonly string[] };
+}): Promise<SidecarPair> {
+  const inboundPort = await freePort(o.appIp);
+  const registry = join(o.dir, 'registry.yaml');
+  writeFileSync(registry, benchRegistry({ appIp: o.appIp, appPort: o.appPort, inboundPort }));
+  const controlPlane = await ControlPlane.start(registry, o.dir, o.cpus);
+  const started: Sidecar[] = [];
+  try {
+    const server = await Sidecar.start(
+      {
+        name: 'server',
+        pod: 'bench-server',
+        namespace: 'default',
+        ip: o.appIp,
+        outboundPort: await freePort(o.appIp),
+        inboundPort,
+        appPorts: [o.appPort],
+        nodeFlags: o.nodeFlags?.server,
+      },
+      controlPlane.xds,
+      o.cpus,
+    );
+    started.push(server);
+    const clientOutbound = await freePort(o.clientIp);
+    const client = await Sidecar.start(
+      {
+        name: 'client',
+        pod: 'bench-client',
+        namespace: 'default',
+        ip: o.clientIp,
+        outboundPort: clientOutbound,
+        inboundPort: await freePort(o.clientIp),
+        nodeFlags: o.nodeFlags?.client,
+      },
+      controlPlane.xds,
+      o.cpus,
+    );
+    started.push(client);
+    return {
+      controlPlane,
+      client,
+      server,
+      entry: { host: o.clientIp, port: clientOutbound },
+      async stop() {
+        await Promise.all([client.stop(), server.stop()]);
+        await controlPlane.stop();
+      },
+    };
+  } catch (err) {
+    await Promise.all(started.map((s) => s.stop()));
+    await controlPlane.stop();
+    throw err;
+  }
+}
