@@ -1,0 +1,215 @@
+// Tests mTLS between two real data planes: STRICT/PERMISSIVE inbound, SPIFFE checks at the outbound, authorization, pooling.
+import http from 'node:http';
+import net from 'node:net';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { encodeProxyHeader } from '../../../sidecar/upstream/index.ts';
+import { StaticSource, type TestCa, testCa } from '../tls/mesh-helper.ts';
+import type { ListenerConfig } from '../../../sidecar/xds/model.ts';
+import { closeServer, freePort, listen, request } from './harness.ts';
+import { apiMesh, metricValue, type Sidecar, startIdentityApp, startSidecar, SVC } from './mtls-harness.ts';
+
+const WEB_ID = 'spiffe://mesh.test/ns/default/sa/web';
+const API_ID = 'spiffe://mesh.test/ns/default/sa/api';
+
+let ca: TestCa;
+let app: Awaited<ReturnType<typeof startIdentityApp>>;
+const open: Sidecar[] = [];
+
+beforeAll(async () => {
+  ca = await testCa('mesh.test');
+  app = await startIdentityApp();
+});
+afterAll(async () => {
+  await closeServer(app.server);
+  await ca.close();
+});
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((s) => s.close()));
+});
+
+async function sidecar(ns: string | undefined, sa: string, appPorts: number[] = []): Promise<Sidecar> {
+  const s = await startSidecar(ns === undefined ? undefined : new StaticSource(await ca.leaf(ns, sa)), appPorts);
+  open.push(s);
+  return s;
+}
+
+/** A client and a server sidecar, both given the mesh with `security` on the api cluster. */
+async function pair(security: Parameters<typeof apiMesh>[2] = {}, client: { ns?: string; sa: string } = { ns: 'default', sa: 'web' }) {
+  const server = await sidecar('default', 'api', [app.port]);
+  const c = await sidecar(client.ns, client.sa);
+  const m = apiMesh(app.port, server.inbound, security);
+  server.plane.update(m);
+  c.plane.update(m);
+  return { server, client: c };
+}
+
+/** Writes a PROXY v2 header and a plaintext HTTP request straight to an inbound port; returns what came back. */
+function plaintextTo(port: number, appPort: number): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => {
+      s.write(encodeProxyHeader('10.1.0.9', 0, '127.0.0.1', appPort));
+      s.write('GET /plain HTTP/1.1\r\nhost: api\r\nconnection: close\r\n\r\n');
+    });
+    let out = '';
+    s.on('data', (c) => (out += c));
+    s.on('error', () => {});
+    s.on('close', () => resolve(out));
+  });
+}
+
+describe('mutual TLS between sidecars', () => {
+  it('carries requests over mTLS with one handshake for many keep-alive requests', async () => {
+    const { server, client } = await pair();
+    for (let i = 0; i < 5; i++) {
+      const r = await request(client.outbound, { host: 'api.default', path: `/n/${i}` });
+      expect(r.status).toBe(200);
+      expect(r.body).toBe(`/n/${i} peer=`); // the L4 path (no policy) adds no header
+    }
+    expect(await metricValue(client.registry, 'skein_tls_handshakes_total', { direction: 'outbound', result: 'ok' })).toBe(1);
+    expect(await metricValue(server.registry, 'skein_tls_handshakes_total', { direction: 'inbound', result: 'ok' })).toBe(1);
+    expect(await metricValue(client.registry, 'skein_upstream_requests_reused_total')).toBe(4);
+    expect(await metricValue(server.registry, 'skein_inbound_connections_total', { transport: 'mtls', peer: WEB_ID })).toBe(1);
+  });
+
+  it('STRICT refuses plaintext (a raw PROXY header, and a sidecar running --mtls off) and counts it', async () => {
+    const { server } = await pair({ mtlsMode: 'STRICT' });
+    expect(await plaintextTo(server.inbound, app.port)).toBe('');
+    const plain = await sidecar(undefined, 'legacy');
+    plain.plane.update(apiMesh(app.port, server.inbound));
+    const r = await request(plain.outbound, { host: 'api.default', path: '/x' });
+    expect(r.status).toBe(503);
+    expect(await metricValue(server.registry, 'skein_inbound_refused_total', { reason: 'plaintext_strict' })).toBe(2);
+  });
+
+  it('a port no Service names is STRICT', async () => {
+    const server = await sidecar('default', 'api', [app.port]);
+    server.plane.update(apiMesh(app.port + 1, server.inbound)); // the cluster names another port
+    expect(await plaintextTo(server.inbound, app.port)).toBe('');
+    expect(await metricValue(server.registry, 'skein_inbound_refused_total', { reason: 'plaintext_strict' })).toBe(1);
+  });
+
+  it('PERMISSIVE accepts both mTLS and plaintext', async () => {
+    const { server, client } = await pair({ mtlsMode: 'PERMISSIVE' });
+    expect((await request(client.outbound, { host: 'api.default', path: '/tls' })).status).toBe(200);
+    expect(await plaintextTo(server.inbound, app.port)).toContain('/plain peer=');
+    const plain = await sidecar(undefined, 'legacy');
+    plain.plane.update(apiMesh(app.port, server.inbound, { mtlsMode: 'PERMISSIVE' }));
+    expect((await request(plain.outbound, { host: 'api.default', path: '/plain2' })).body).toBe('/plain2 peer=');
+    expect(await metricValue(server.registry, 'skein_inbound_connections_total', { transport: 'plaintext', peer: '' })).toBe(2);
+    expect(await metricValue(server.registry, 'skein_inbound_connections_total', { transport: 'mtls', peer: WEB_ID })).toBe(1);
+  });
+
+  it('the outbound refuses a peer whose SPIFFE ID the cluster does not list, and accepts a listed one', async () => {
+    const { client } = await pair({ identities: ['spiffe://mesh.test/ns/default/sa/not-api'] });
+    const r = await request(client.outbound, { host: 'api.default', path: '/x' });
+    expect(r.status).toBe(503);
+    expect(r.headers['x-skein-reason']).toBe('upstream_connect_error');
+    expect(r.body).toContain('SKEIN_TLS_PEER_IDENTITY');
+    expect(await metricValue(client.registry, 'skein_tls_handshakes_total', { direction: 'outbound', result: 'identity_mismatch' })).toBe(1);
+
+    const ok = await pair({ identities: [API_ID] });
+    expect((await request(ok.client.outbound, { host: 'api.default', path: '/y' })).status).toBe(200);
+  });
+
+  it('the outbound refuses a peer of another trust domain when the cluster lists no identities', async () => {
+    const other = await testCa('other.test');
+    try {
+      const server = await startSidecar(new StaticSource(await other.leaf('default', 'api', { bundle: [...ca.ca.trustBundle(), ...other.ca.trustBundle()] })), [app.port]);
+      open.push(server);
+      const client = await sidecar('default', 'web');
+      const bundle = [...ca.ca.trustBundle(), ...other.ca.trustBundle()];
+      const trusting = await startSidecar(new StaticSource(await ca.leaf('default', 'web', { bundle })));
+      open.push(trusting);
+      for (const s of [server, client, trusting]) s.plane.update(apiMesh(app.port, server.inbound));
+      // Even with the other root trusted, an ID outside our trust domain is refused.
+      const r = await request(trusting.outbound, { host: 'api.default', path: '/x' });
+      expect(r.status).toBe(503);
+      expect(r.body).toContain('SKEIN_TLS_PEER_IDENTITY');
+      expect((await request(client.outbound, { host: 'api.default', path: '/x' })).status).toBe(503);
+    } finally {
+      await other.close();
+    }
+  });
+});
+
+describe('authorization at the inbound sidecar', () => {
+  const onlyWeb = { allow: [{ from: [{ principals: [WEB_ID] }], to: [] }], deny: [] };
+
+  it('an allowed identity passes (the app sees it); a denied one gets a readable 403', async () => {
+    const { server, client } = await pair({ authz: onlyWeb });
+    const ok = await request(client.outbound, { host: 'api.default', path: '/ok' });
+    expect(ok.status).toBe(200);
+    expect(ok.body).toBe(`/ok peer=${WEB_ID}`);
+
+    const intruder = await sidecar('default', 'batch');
+    intruder.plane.update(apiMesh(app.port, server.inbound, { authz: onlyWeb }));
+    const denied = await request(intruder.outbound, { host: 'api.default', path: '/secret' });
+    expect(denied.status).toBe(403);
+    expect(denied.headers['x-skein-reason']).toBe('rbac_denied');
+    expect(denied.body).toContain('spiffe://mesh.test/ns/default/sa/batch');
+    expect(denied.body).toContain('no allow rule matched');
+    expect(await metricValue(server.registry, 'skein_authz_denied_total', { service: 'default/api' })).toBe(1);
+    // The connection stays usable: the next allowed request on the same keep-alive path still works.
+    expect((await request(client.outbound, { host: 'api.default', path: '/again' })).status).toBe(200);
+  });
+
+  it('checks methods and paths per request on one kept-alive connection', async () => {
+    const policy = { deny: [{ from: [], to: [{ methods: ['DELETE'] }] }], allow: [{ from: [{ namespaces: ['default'] }], to: [{ paths: ['/public'] }] }] };
+    const { client } = await pair({ authz: policy });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      expect((await request(client.outbound, { host: 'api.default', path: '/public/a', agent })).status).toBe(200);
+      expect((await request(client.outbound, { host: 'api.default', path: '/private', agent })).status).toBe(403);
+      const del = await request(client.outbound, { host: 'api.default', path: '/public/a', method: 'DELETE', agent });
+      expect(del.status).toBe(403);
+      expect(del.body).toContain('denied by deny rule 0');
+      expect((await request(client.outbound, { host: 'api.default', path: '/public/b', agent })).status).toBe(200);
+    } finally {
+      agent.destroy();
+    }
+    expect(await metricValue(client.registry, 'skein_tls_handshakes_total', { direction: 'outbound', result: 'ok' })).toBe(1);
+  });
+
+  it('plaintext callers (PERMISSIVE) have no identity: only rules without principals or namespaces match them', async () => {
+    const policy = { deny: [], allow: [{ from: [{ principals: ['*'] }], to: [] }] };
+    const { server, client } = await pair({ mtlsMode: 'PERMISSIVE', authz: policy });
+    expect((await request(client.outbound, { host: 'api.default', path: '/tls' })).status).toBe(200);
+    const out = await plaintextTo(server.inbound, app.port);
+    expect(out).toMatch(/^HTTP\/1.1 403/);
+    expect(out).toContain('x-skein-reason: rbac_denied');
+    expect(out).toContain('unauthenticated');
+  });
+
+  it('a TCP Service without operation rules is authorized at L4: an allowed peer half-closes cleanly, a denied one is closed', async () => {
+    const echo = net.createServer({ allowHalfOpen: true }, (s) => {
+      s.on('data', (c) => s.write(`echo:${c}`));
+      s.on('end', () => s.end());
+    });
+    const echoPort = await listen(echo);
+    try {
+      const server = await sidecar('default', 'api', [echoPort]);
+      const tcpCluster = { protocol: 'tcp' as const, authz: onlyWeb };
+      server.plane.update(apiMesh(echoPort, server.inbound, tcpCluster));
+      const through = async (sa: string): Promise<string> => {
+        const c = await sidecar('default', sa);
+        const port = await freePort();
+        const tcp: ListenerConfig = { kind: 'tcp', name: `t_${port}`, version: '1', address: '10.96.0.40', port, cluster: SVC };
+        const base = apiMesh(echoPort, server.inbound, tcpCluster);
+        c.plane.update({ ...base, listeners: new Map([[tcp.name, tcp]]) });
+        for (let i = 0; i < 100 && c.plane.tcpListenerStats()[0]?.bound !== true; i++) await new Promise((r) => setTimeout(r, 20));
+        return new Promise((resolve) => {
+          const s = net.connect(port, '127.0.0.1', () => s.end('hello'));
+          let out = '';
+          s.on('data', (d) => (out += d));
+          s.on('error', () => undefined);
+          s.on('close', () => resolve(out));
+        });
+      };
+      expect(await through('web')).toBe('echo:hello');
+      expect(await through('batch')).toBe('');
+      expect(await metricValue(server.registry, 'skein_authz_denied_total', { service: 'default/api' })).toBe(1);
+    } finally {
+      await closeServer(echo);
+    }
+  });
+});
