@@ -44,7 +44,7 @@ export class RegistrySyncTimeoutError extends Error {
     super(
       `kubernetes ${server}: not synced after ${timeoutMs} ms (still waiting for ${pending.join(', ')})` +
         `${lastError ? `; last error: ${lastError}` : ''}; check that the API server is reachable and that the ` +
-        `service account may list and watch services, endpointslices and pods`,
+        `service account may list and watch services, endpointslices, pods, peerauthentications and authorizationpolicies`,
     );
     this.name = 'RegistrySyncTimeoutError';
   }

@@ -1,6 +1,7 @@
-// KubernetesRegistry: Services, EndpointSlices and Pods from the API server through client-node informers (list+watch).
+// KubernetesRegistry: Services, EndpointSlices, Pods and skein.dev policies from the API server through informers (list+watch).
 import {
   CoreV1Api,
+  CustomObjectsApi,
   DiscoveryV1Api,
   KubeConfig,
   type KubernetesListObject,
@@ -12,10 +13,11 @@ import {
   type V1Service,
 } from '@kubernetes/client-node';
 import { logger } from '../log.ts';
-import { PROBLEM_WATCH, RegistryKubeconfigError, RegistrySyncTimeoutError } from './errors.ts';
-import { Listeners, buildState, normalize, objectKey, reuse, type Kind } from './objects.ts';
-import type { Registry, RegistryChange, RegistryListener, RegistryProblem, RegistryState } from './registry.ts';
+import { PROBLEM_INVALID, PROBLEM_WATCH, RegistryKubeconfigError, RegistrySyncTimeoutError } from './errors.ts';
+import { Listeners, buildState, normalize, normalizePolicy, objectKey, reuse, type Kind } from './objects.ts';
+import type { PolicyKind, Registry, RegistryChange, RegistryListener, RegistryProblem, RegistryState, SkeinPolicy } from './registry.ts';
 import { EMPTY_STATE, diffStates } from './registry.ts';
+import { checkAuthorizationPolicy, checkPeerAuthentication } from './validate-policy.ts';
 
 const log = logger('registry');
 
@@ -31,7 +33,17 @@ export interface KubernetesRegistryOptions {
   /** Restart backoff after a list or watch failure: first delay and cap (ms), with jitter. */
   readonly backoffInitialMs?: number;
   readonly backoffMaxMs?: number;
+  /** While a skein.dev CRD is not installed (404 on list), look for it again this often (ms); default 60 s. */
+  readonly crdRecheckMs?: number;
 }
+
+/** The custom resources Skein reads: group skein.dev, version v1 (deploy/crds.yaml installs them). */
+export const POLICY_GROUP = 'skein.dev';
+export const POLICY_VERSION = 'v1';
+export const POLICY_PLURALS: Readonly<Record<PolicyKind, string>> = {
+  PeerAuthentication: 'peerauthentications',
+  AuthorizationPolicy: 'authorizationpolicies',
+};
 
 /** Loads client configuration: an explicit file, in-cluster service account, or the default kubeconfig. */
 export function loadKubeConfig(file?: string): KubeConfig {
@@ -53,28 +65,65 @@ interface Store<T> {
   readonly objects: Map<string, T>;
 }
 
+interface PolicyStore {
+  readonly kind: PolicyKind;
+  readonly objects: Map<string, SkeinPolicy>;
+}
+
+type ListFn = () => Promise<KubernetesListObject<KubernetesObject>>;
+
 /** One informer with its own restart backoff; `synced` resolves after its first successful list was applied. */
 class Feed {
   readonly name: string;
-  readonly informer: Informer<KubernetesObject>;
+  informer: Informer<KubernetesObject>;
   readonly synced: Promise<void>;
+  readonly list: ListFn;
+  /** Set for custom resources: a 404 on list means the CRD is not installed (empty, looked for again later). */
+  readonly crd: { readonly kind: PolicyKind; readonly store: PolicyStore } | undefined;
+  /** A list result the next informer start uses instead of listing again (CRD feeds list once to probe). */
+  primed: KubernetesListObject<KubernetesObject> | undefined;
+  missing = false;
   private markSynced!: () => void;
+  private readonly create: () => Informer<KubernetesObject>;
   isSynced = false;
   attempts = 0;
   timer: NodeJS.Timeout | undefined;
 
-  constructor(kc: KubeConfig, name: string, path: string, list: () => Promise<KubernetesListObject<KubernetesObject>>) {
+  constructor(kc: KubeConfig, name: string, path: string, list: ListFn, crd?: Feed['crd']) {
     this.name = name;
+    this.list = list;
+    this.crd = crd;
     this.synced = new Promise((resolve) => (this.markSynced = resolve));
     const listed = async (): Promise<KubernetesListObject<KubernetesObject>> => {
-      const result = await list();
+      const primed = this.primed;
+      this.primed = undefined;
+      const result = primed ?? (await list());
       this.attempts = 0;
       // The informer applies the items right after this promise settles; the state is built on a later tick.
-      if (!this.isSynced) setImmediate(() => ((this.isSynced = true), this.markSynced()));
+      if (!this.isSynced) setImmediate(() => this.setSynced());
       return result;
     };
-    this.informer = makeInformer(kc, path, listed);
+    this.create = () => makeInformer(kc, path, listed);
+    this.informer = this.create();
   }
+
+  setSynced(): void {
+    if (this.isSynced) return;
+    this.isSynced = true;
+    this.markSynced();
+  }
+
+  /** A fresh informer (no remembered objects or resourceVersion): it lists before it watches. */
+  async renew(): Promise<Informer<KubernetesObject>> {
+    await this.informer.stop();
+    this.informer = this.create();
+    return this.informer;
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  const e = err as { code?: unknown; statusCode?: unknown } | undefined;
+  return e?.code === 404 || e?.statusCode === 404;
 }
 
 export class KubernetesRegistry implements Registry {
@@ -87,6 +136,12 @@ export class KubernetesRegistry implements Registry {
   private readonly services: Store<V1Service> = { kind: 'Service', objects: new Map() };
   private readonly slices: Store<V1EndpointSlice> = { kind: 'EndpointSlice', objects: new Map() };
   private readonly pods: Store<V1Pod> = { kind: 'Pod', objects: new Map() };
+  private readonly peerAuthentications: PolicyStore = { kind: 'PeerAuthentication', objects: new Map() };
+  private readonly authorizationPolicies: PolicyStore = { kind: 'AuthorizationPolicy', objects: new Map() };
+  private readonly crdRecheckMs: number;
+  private readonly missingLogged = new Set<PolicyKind>();
+  /** Last problem reported per invalid policy, so a resync does not repeat it. */
+  private readonly invalidReported = new Map<string, string>();
   private readonly feeds: Feed[] = [];
   private current: RegistryState = EMPTY_STATE;
   private readonly changes = new Listeners<RegistryChange>();
@@ -102,12 +157,14 @@ export class KubernetesRegistry implements Registry {
     this.syncTimeoutMs = options.syncTimeoutMs ?? 60_000;
     this.backoffInitialMs = options.backoffInitialMs ?? 500;
     this.backoffMaxMs = options.backoffMaxMs ?? 30_000;
+    this.crdRecheckMs = options.crdRecheckMs ?? 60_000;
     this.description = `kubernetes:${this.kc.getCurrentCluster()?.server ?? '?'}${this.namespaces.length ? ` namespaces=${this.namespaces.join(',')}` : ''}`;
   }
 
   async start(): Promise<void> {
     const core = this.kc.makeApiClient(CoreV1Api);
     const discovery = this.kc.makeApiClient(DiscoveryV1Api);
+    const custom = this.kc.makeApiClient(CustomObjectsApi);
     const scopes: (string | undefined)[] = this.namespaces.length ? [...this.namespaces] : [undefined];
     for (const ns of scopes) {
       const where = ns ? `/namespaces/${ns}` : '';
@@ -118,6 +175,12 @@ export class KubernetesRegistry implements Registry {
         () => (ns ? discovery.listNamespacedEndpointSlice({ namespace: ns }) : discovery.listEndpointSliceForAllNamespaces()));
       this.addFeed(`pods (${label})`, `/api/v1${where}/pods`, this.pods,
         () => (ns ? core.listNamespacedPod({ namespace: ns }) : core.listPodForAllNamespaces()));
+      for (const store of [this.peerAuthentications, this.authorizationPolicies]) {
+        const plural = POLICY_PLURALS[store.kind];
+        const base = { group: POLICY_GROUP, version: POLICY_VERSION };
+        this.addPolicyFeed(`${plural} (${label})`, `/apis/${POLICY_GROUP}/${POLICY_VERSION}${where}/${plural}`, store,
+          () => (ns ? custom.listNamespacedCustomObject({ ...base, namespace: ns, plural }) : custom.listCustomObjectForAllNamespaces({ ...base, resourcePlural: plural })) as Promise<KubernetesListObject<KubernetesObject>>);
+      }
     }
     for (const feed of this.feeds) this.run(feed);
     let timeout: NodeJS.Timeout | undefined;
@@ -186,15 +249,117 @@ export class KubernetesRegistry implements Registry {
     this.feeds.push(feed);
   }
 
+  private addPolicyFeed(name: string, path: string, store: PolicyStore, list: ListFn): void {
+    // Its informer is made (and its handlers attached) by probe(), once the CRD is known to exist.
+    this.feeds.push(new Feed(this.kc, name, path, list, { kind: store.kind, store }));
+  }
+
+  /** Handlers of a policy informer: validated like the registry file; an invalid object keeps its last good version. */
+  private attach(feed: Feed, informer: Informer<KubernetesObject>): void {
+    const crd = feed.crd;
+    if (!crd) return;
+    const upsert = (obj: KubernetesObject): void => {
+      feed.attempts = 0;
+      const key = objectKey(obj);
+      const errors: string[] = [];
+      const err = (path: string, msg: string): void => void errors.push(`${path}: ${msg}`);
+      const raw = obj as unknown as Record<string, unknown>;
+      if (crd.kind === 'PeerAuthentication') checkPeerAuthentication(raw, err);
+      else checkAuthorizationPolicy(raw, err);
+      const reportKey = `${crd.kind} ${key}`;
+      if (errors.length > 0) {
+        const kept = crd.store.objects.has(key) ? 'its last valid version stays in force' : 'it is ignored';
+        const message = `kubernetes ${reportKey}: ${errors.join('; ')}; ${kept} until it is fixed`;
+        if (this.invalidReported.get(reportKey) !== message) {
+          this.invalidReported.set(reportKey, message);
+          log.warn('invalid policy', { policy: reportKey, problems: errors.length });
+          this.problems.emit({ code: PROBLEM_INVALID, message });
+        }
+        return;
+      }
+      this.invalidReported.delete(reportKey);
+      const next = normalizePolicy(crd.kind, obj);
+      const prev = crd.store.objects.get(key);
+      if (reuse(prev, next) === prev) return;
+      crd.store.objects.set(key, next);
+      this.schedule();
+    };
+    informer.on('add', upsert);
+    informer.on('update', upsert);
+    informer.on('delete', (obj) => {
+      feed.attempts = 0;
+      const key = objectKey(obj);
+      this.invalidReported.delete(`${crd.kind} ${key}`);
+      if (crd.store.objects.delete(key)) this.schedule();
+    });
+    informer.on('error', (err: unknown) => this.failed(feed, err));
+  }
+
+  /**
+   * A CRD feed lists once to learn whether the CRD is installed. Installed: a fresh informer starts from that list
+   * (objects gone meanwhile are dropped first). Not installed (404): no policies of that kind, logged once, looked
+   * for again every crdRecheckMs; start() does not wait for it.
+   */
+  private async probe(feed: Feed): Promise<void> {
+    const crd = feed.crd;
+    if (!crd) return;
+    let listed: KubernetesListObject<KubernetesObject>;
+    try {
+      listed = await feed.list();
+    } catch (err) {
+      if (this.stopped) return;
+      if (!isNotFound(err)) return this.failed(feed, err);
+      feed.missing = true;
+      feed.attempts = 0;
+      if (!this.missingLogged.has(crd.kind)) {
+        this.missingLogged.add(crd.kind);
+        log.warn('policy CRD not installed; treating it as empty (apply deploy/crds.yaml to use it)', {
+          crd: `${POLICY_PLURALS[crd.kind]}.${POLICY_GROUP}`,
+          recheckMs: this.crdRecheckMs,
+        });
+      }
+      if (crd.store.objects.size > 0) {
+        crd.store.objects.clear();
+        this.schedule();
+      }
+      feed.setSynced();
+      clearTimeout(feed.timer);
+      feed.timer = setTimeout(() => this.run(feed), this.crdRecheckMs);
+      return;
+    }
+    if (this.stopped) return;
+    if (feed.missing) log.info('policy CRD found', { crd: `${POLICY_PLURALS[crd.kind]}.${POLICY_GROUP}` });
+    feed.missing = false;
+    const present = new Set((listed.items ?? []).map((o) => objectKey(o)));
+    for (const key of [...crd.store.objects.keys()]) {
+      if (!present.has(key) && crd.store.objects.delete(key)) this.schedule();
+    }
+    const informer = await feed.renew();
+    if (this.stopped) return;
+    this.attach(feed, informer);
+    feed.primed = listed;
+    informer.start().catch((err: unknown) => this.failed(feed, err));
+  }
+
   /** Starts (or restarts) an informer; it resumes its watch from its last resourceVersion, relisting on 410. */
   private run(feed: Feed): void {
     if (this.stopped) return;
+    if (feed.crd) {
+      void this.probe(feed);
+      return;
+    }
     feed.informer.start().catch((err: unknown) => this.failed(feed, err));
   }
 
   /** client-node's informer stops on a list or watch error: restart it with exponential backoff and jitter. */
   private failed(feed: Feed, err: unknown): void {
     if (this.stopped) return;
+    if (feed.crd && isNotFound(err)) {
+      // The CRD went away while watched: probe now (it empties the store and looks again later).
+      clearTimeout(feed.timer);
+      feed.timer = setTimeout(() => this.run(feed), 0);
+      return;
+    }
     const delayCap = Math.min(this.backoffMaxMs, this.backoffInitialMs * 2 ** feed.attempts);
     const delay = Math.round(delayCap / 2 + (Math.random() * delayCap) / 2);
     feed.attempts += 1;
@@ -225,7 +390,10 @@ export class KubernetesRegistry implements Registry {
   }
 
   private build(): RegistryState {
-    return buildState(this.services.objects.values(), this.slices.objects.values(), this.pods.objects.values());
+    return buildState(this.services.objects.values(), this.slices.objects.values(), this.pods.objects.values(), [
+      ...this.peerAuthentications.objects.values(),
+      ...this.authorizationPolicies.objects.values(),
+    ]);
   }
 }
 

@@ -4,8 +4,10 @@ import { writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-/** The resources the fake serves, by their URL plural. */
-export type Resource = 'services' | 'pods' | 'endpointslices';
+/** The resources the fake serves, by their URL plural (the last two are skein.dev/v1 custom resources). */
+export type Resource = 'services' | 'pods' | 'endpointslices' | 'peerauthentications' | 'authorizationpolicies';
+export type Kind = 'Service' | 'Pod' | 'EndpointSlice' | 'PeerAuthentication' | 'AuthorizationPolicy';
+const CUSTOM: ReadonlySet<Resource> = new Set(['peerauthentications', 'authorizationpolicies']);
 
 interface KubeObject {
   apiVersion?: string;
@@ -42,9 +44,18 @@ const TYPES: Record<Resource, { group: string; apiVersion: string; kind: string 
   services: { group: '/api/v1', apiVersion: 'v1', kind: 'Service' },
   pods: { group: '/api/v1', apiVersion: 'v1', kind: 'Pod' },
   endpointslices: { group: '/apis/discovery.k8s.io/v1', apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice' },
+  peerauthentications: { group: '/apis/skein.dev/v1', apiVersion: 'skein.dev/v1', kind: 'PeerAuthentication' },
+  authorizationpolicies: { group: '/apis/skein.dev/v1', apiVersion: 'skein.dev/v1', kind: 'AuthorizationPolicy' },
 };
-const RESOURCE_OF_KIND: Record<string, Resource> = { Service: 'services', Pod: 'pods', EndpointSlice: 'endpointslices' };
-const PATH = /^\/(?:api\/v1|apis\/discovery\.k8s\.io\/v1)(?:\/namespaces\/([^/]+))?\/(services|pods|endpointslices)$/;
+const RESOURCE_OF_KIND: Record<string, Resource> = {
+  Service: 'services',
+  Pod: 'pods',
+  EndpointSlice: 'endpointslices',
+  PeerAuthentication: 'peerauthentications',
+  AuthorizationPolicy: 'authorizationpolicies',
+};
+const PATH =
+  /^\/(?:api\/v1|apis\/discovery\.k8s\.io\/v1|apis\/skein\.dev\/v1)(?:\/namespaces\/([^/]+))?\/(services|pods|endpointslices|peerauthentications|authorizationpolicies)$/;
 
 const clone = <T>(v: T): T => structuredClone(v);
 
@@ -68,6 +79,8 @@ export class FakeKubeApiServer {
   /** The oldest resourceVersion a watch may start from. */
   private oldest = 100;
   private unavailable = false;
+  /** Whether the skein.dev CRDs are installed; without them their URLs answer 404 like a real server. */
+  private crds = true;
 
   private constructor(server: Server) {
     this.server = server;
@@ -112,7 +125,26 @@ export class FakeKubeApiServer {
     return path;
   }
 
-  /** Creates an object (kind Service, Pod or EndpointSlice); returns the stored copy with its resourceVersion. */
+  /**
+   * Installs or removes the skein.dev CRDs. Removing them deletes their objects (with DELETED events) and ends their
+   * watches; from then on their list and watch URLs answer 404 until they are installed again.
+   */
+  setCrdsInstalled(installed: boolean): void {
+    if (installed === this.crds) return;
+    if (!installed) {
+      for (const resource of CUSTOM) {
+        for (const obj of [...this.objects.get(resource)!.values()]) this.delete(obj.kind as Kind, obj.metadata?.namespace ?? 'default', obj.metadata?.name ?? '');
+      }
+      for (const w of [...this.watchers]) {
+        if (!CUSTOM.has(w.resource)) continue;
+        this.watchers.delete(w);
+        w.res.end();
+      }
+    }
+    this.crds = installed;
+  }
+
+  /** Creates an object (kind Service, Pod, EndpointSlice, PeerAuthentication or AuthorizationPolicy); returns the stored copy. */
   create(obj: KubeObject): KubeObject {
     const { resource, key } = this.locate(obj);
     if (this.objects.get(resource)!.has(key)) throw new Error(`fake apiserver: ${obj.kind} ${key} already exists`);
@@ -137,7 +169,7 @@ export class FakeKubeApiServer {
     return this.objects.get(resource)!.has(key) ? this.update(obj) : this.create(obj);
   }
 
-  delete(kind: 'Service' | 'Pod' | 'EndpointSlice', namespace: string, name: string): void {
+  delete(kind: Kind, namespace: string, name: string): void {
     const resource = RESOURCE_OF_KIND[kind]!;
     const map = this.objects.get(resource)!;
     const old = map.get(`${namespace}/${name}`);
@@ -209,6 +241,7 @@ export class FakeKubeApiServer {
     const resource = obj.kind ? RESOURCE_OF_KIND[obj.kind] : undefined;
     if (!resource) throw new Error(`fake apiserver: unsupported kind ${String(obj.kind)}`);
     if (!obj.metadata?.name) throw new Error('fake apiserver: metadata.name is required');
+    if (CUSTOM.has(resource) && !this.crds) throw new Error(`fake apiserver: the CRD for ${String(obj.kind)} is not installed`);
     return { resource, key: `${obj.metadata.namespace ?? 'default'}/${obj.metadata.name}` };
   }
 
@@ -247,7 +280,7 @@ export class FakeKubeApiServer {
     };
     if (this.unavailable) return reply(503, status(503, 'ServiceUnavailable', 'the server is currently unable to handle the request'));
     if (req.method !== 'GET') return reply(405, status(405, 'MethodNotAllowed', `${req.method} is not supported by the fake`));
-    if (!resource || (m && !url.pathname.startsWith(TYPES[resource].group))) {
+    if (!resource || (m && !url.pathname.startsWith(TYPES[resource].group)) || (CUSTOM.has(resource) && !this.crds)) {
       return reply(404, status(404, 'NotFound', `the server could not find the requested resource (${url.pathname})`));
     }
     if (!watch) return reply(200, this.list(resource, namespace));

@@ -169,8 +169,9 @@ describe('KubernetesRegistry', () => {
     const r = await startRegistry();
     const listsBefore = api.listCount('services');
 
-    await until(r, () => api.openWatches() === 3, 'three watches open');
-    expect(api.dropWatches({ abrupt: true })).toBe(3);
+    // services, endpointslices, pods, peerauthentications, authorizationpolicies
+    await until(r, () => api.openWatches() === 5, 'five watches open');
+    expect(api.dropWatches({ abrupt: true })).toBe(5);
     api.create(service('shop', 'during-outage'));
     await until(r, (s) => s.services.has('shop/during-outage'), 'event after abrupt drop');
 
