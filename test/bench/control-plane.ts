@@ -75,6 +75,13 @@ function parseFlags(argv: string[]) {
   };
 }
 
+/** An error as one line for the table: the first line, and the last line of the control plane's log when there is one. */
+function oneLine(message: string): string {
+  const lines = message.split('\n').map((l) => l.trim()).filter(Boolean);
+  const text = lines.length > 1 ? `${lines[0]} ${lines[lines.length - 1]}` : (lines[0] ?? 'failed');
+  return text.length > 240 ? `${text.slice(0, 237)}...` : text;
+}
+
 async function main(): Promise<number> {
   let flags;
   try {
@@ -133,7 +140,7 @@ async function main(): Promise<number> {
             peakRssBytes: Number.NaN,
             sampledMaxRssBytes: Number.NaN,
             loadErrors: 0,
-            error: (err as Error).message.split('\n')[0] ?? 'failed',
+            error: oneLine((err as Error).message),
           });
         }
       }

@@ -60,6 +60,8 @@ export interface RunResult {
   readonly peakRssBytes: number;
   readonly sampledMaxRssBytes: number;
   readonly loadErrors: number;
+  /** The control plane's own view at the end (/debug/proxy-status): streams, EDS SYNCED, any type NACKED. */
+  readonly serverView?: { streams: number; edsSynced: number; nacked: number };
   readonly error?: string;
 }
 
@@ -148,11 +150,13 @@ export async function runOnce(s: RunSettings): Promise<RunResult> {
       }
       await pool.waitComplete(ids, s.changeTimeoutMs);
     });
+    const serverView = await proxyStatusView(cp).catch(() => undefined);
     const mem = memoryUsage(cp.pid);
     return {
       ...base,
       single,
       churn,
+      serverView,
       rssBytes: mem.rss,
       peakRssBytes: mem.peakRss,
       sampledMaxRssBytes: sampler.stop(),
@@ -237,6 +241,20 @@ async function measurePhase(
             mean: (conv.sum / conv.count) * 1000,
           }
         : undefined,
+  };
+}
+
+interface ProxyStatusJson {
+  proxies: { userAgent?: string; types: { type: string; state: string }[] }[];
+}
+
+async function proxyStatusView(cp: ControlPlaneProcess): Promise<RunResult['serverView']> {
+  const body = JSON.parse(await cp.get('/debug/proxy-status')) as ProxyStatusJson;
+  const ours = body.proxies.filter((p) => (p.userAgent ?? 'skein-bench').startsWith('skein-bench'));
+  return {
+    streams: ours.length,
+    edsSynced: ours.filter((p) => p.types.some((t) => t.type === 'EDS' && t.state === 'SYNCED')).length,
+    nacked: ours.filter((p) => p.types.some((t) => t.state === 'NACKED')).length,
   };
 }
 

@@ -118,7 +118,7 @@ export function renderTable(runs: readonly RunResult[], checks: readonly TargetC
   out.push('');
   out.push(
     table(
-      ['proxies', 'mode', 'RSS now', 'RSS peak (VmHWM)', 'initial sync CPU', 'load errors'],
+      ['proxies', 'mode', 'RSS now', 'RSS peak (VmHWM)', 'initial sync CPU', 'load errors', 'server view: streams / EDS SYNCED / NACKED'],
       runs.map((r) => [
         String(r.proxies),
         r.mode,
@@ -126,6 +126,7 @@ export function renderTable(runs: readonly RunResult[], checks: readonly TargetC
         `${(Math.max(r.peakRssBytes, r.sampledMaxRssBytes) / MB).toFixed(0)} MB`,
         `${r.syncCpuSeconds.toFixed(2)}s`,
         String(r.loadErrors),
+        r.serverView ? `${r.serverView.streams} / ${r.serverView.edsSynced} / ${r.serverView.nacked}` : '-',
       ]),
     ),
   );
@@ -184,6 +185,7 @@ export function toJson(meta: object, runs: readonly RunResult[], checks: readonl
       rss_mb: round(r.rssBytes / MB),
       peak_rss_mb: round(Math.max(r.peakRssBytes, r.sampledMaxRssBytes) / MB),
       load_errors: r.loadErrors,
+      server_view: r.serverView ?? null,
       error: r.error ?? null,
     })),
     targets: checks.map((c) => ({ name: c.name, target: c.target, measured: c.measured, pass: c.pass ?? null })),
