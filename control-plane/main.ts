@@ -23,7 +23,7 @@ export async function runControlPlane(argv: string[]): Promise<number> {
   registryLoaded = true;
   log.info('registry loaded', { source: registry.description, services: registry.state().services.size });
 
-  const cache = createSnapshotCache(registry, { clusterDomain: config.clusterDomain, debounceMs: config.debounceMs });
+  const cache = createSnapshotCache(registry, { clusterDomain: config.clusterDomain, trustDomain: config.trustDomain, debounceMs: config.debounceMs });
   const status = new StatusRegistry();
   const xds = await startXdsServer({ host: config.xdsAddress.host, port: config.xdsAddress.port }, cache, status);
   const servers = [xds];

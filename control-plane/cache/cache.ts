@@ -59,7 +59,11 @@ export function createSnapshotCache(source: SnapshotSource, options: CacheOption
   const maxDelayMs = Math.max(options.maxDelayMs ?? 1000, debounceMs);
   const translate = options.translate;
   const log = options.log ?? logger('cache');
-  const translateOptions: TranslateOptions = { clusterDomain: options.clusterDomain, connectTimeoutMs: options.connectTimeoutMs };
+  const translateOptions: TranslateOptions = {
+    clusterDomain: options.clusterDomain,
+    connectTimeoutMs: options.connectTimeoutMs,
+    trustDomain: options.trustDomain,
+  };
   const listeners = new Set<(s: Snapshot) => void>();
 
   let build: BuildState = EMPTY_BUILD;

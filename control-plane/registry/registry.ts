@@ -4,6 +4,8 @@ import type { V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node'
 /** `<namespace>/<name>` of a Service; EndpointSlices map to it through the `kubernetes.io/service-name` label. */
 export type ServiceKey = `${string}/${string}`;
 
+export { normalisePrincipal, parsePrincipal, type Principal, PRINCIPAL_FORMS, spiffeId } from './principal.ts';
+
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 
 export function serviceKey(namespace: string, name: string): ServiceKey {

@@ -2,6 +2,8 @@
 import type { V1ObjectMeta } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { SkeinControlPlaneError } from '../errors.ts';
+import type { MtlsMode, Principal } from '../registry/registry.ts';
+import { parsePrincipal } from '../registry/registry.ts';
 
 export const ANNOTATION = {
   connectTimeout: 'skein.dev/connect-timeout',
@@ -9,6 +11,8 @@ export const ANNOTATION = {
   lbPolicy: 'skein.dev/lb-policy',
   routes: 'skein.dev/routes',
   inboundPort: 'skein.dev/inbound-port',
+  mtlsMode: 'skein.dev/mtls-mode',
+  allow: 'skein.dev/allow',
 } as const;
 
 /** A `skein.dev/*` annotation the translator cannot use; the setting falls back to its default. */
@@ -60,11 +64,18 @@ export interface RouteAnnotationEntry {
   readonly targets: readonly RouteTargetRef[];
 }
 
+/** A caller `skein.dev/allow` names: one identity (or `*`, any), or every service account of a namespace. */
+export type AllowEntry = Principal | { readonly namespaceWide: string };
+
 export interface ServiceSettings {
   readonly connectTimeoutMs?: number;
   readonly timeoutMs?: number;
   readonly lbPolicy?: LbPolicyAnnotation;
   readonly routes?: readonly RouteAnnotationEntry[];
+  /** `skein.dev/mtls-mode`: beats every PeerAuthentication. */
+  readonly mtlsMode?: MtlsMode;
+  /** `skein.dev/allow`: the callers of one ALLOW rule; an empty list (nothing valid) allows no caller. */
+  readonly allow?: readonly AllowEntry[];
 }
 
 /** Reads every Service annotation; a bad one is reported in `errors` and left out of the settings. */
@@ -107,7 +118,46 @@ export function parseServiceAnnotations(
     if (parsed instanceof AnnotationError) errors.push(parsed);
     else settings.routes = parsed;
   }
+
+  const mode = annotations[ANNOTATION.mtlsMode];
+  if (mode !== undefined) {
+    const value = mode.trim().toUpperCase();
+    if (value === 'STRICT' || value === 'PERMISSIVE') settings.mtlsMode = value;
+    else {
+      errors.push(new AnnotationError(where, ANNOTATION.mtlsMode, '', `"${mode}" is not STRICT or PERMISSIVE (using the PeerAuthentication policies, else STRICT)`));
+    }
+  }
+
+  const allow = annotations[ANNOTATION.allow];
+  if (allow !== undefined) {
+    const parsed = parseAllow(allow, where);
+    settings.allow = parsed.entries;
+    if (parsed.error) errors.push(parsed.error);
+  }
   return { settings, errors };
+}
+
+/**
+ * `skein.dev/allow: "<ns>/<sa>, <ns>/*, ..."` (also the Istio and SPIFFE principal forms, and `*` for any identity).
+ * Bad entries are reported and left out; the rest still apply, so a typo never opens the Service to everyone.
+ */
+function parseAllow(text: string, where: string): { entries: AllowEntry[]; error?: AnnotationError } {
+  const entries: AllowEntry[] = [];
+  const bad: string[] = [];
+  const items = text.split(/[,\s]+/).filter(Boolean);
+  for (const item of items) {
+    const wide = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/\*$/.exec(item);
+    const principal = wide ? undefined : parsePrincipal(item);
+    if (wide?.[1]) entries.push({ namespaceWide: wide[1] });
+    else if (principal) entries.push(principal);
+    else bad.push(`"${item}"`);
+  }
+  const forms = 'list callers as "<namespace>/<service-account>" or "<namespace>/*", comma-separated';
+  if (items.length === 0) return { entries, error: new AnnotationError(where, ANNOTATION.allow, '', `is empty; ${forms} (allowing no caller until fixed)`) };
+  if (bad.length === 0) return { entries };
+  const effect = entries.length > 0 ? 'allowing only the valid entries' : 'allowing no caller until fixed';
+  const what = bad.length === 1 ? `${bad[0]} is not a caller` : `${bad.join(', ')} are not callers`;
+  return { entries, error: new AnnotationError(where, ANNOTATION.allow, '', `${what}; ${forms} (${effect})`) };
 }
 
 function parseRoutes(text: string, namespace: string, where: string): RouteAnnotationEntry[] | AnnotationError {

@@ -22,12 +22,17 @@ import {
 } from './names.ts';
 import type { RouteSpec } from './route.ts';
 import { buildRouteConfiguration, buildRoutes, buildVirtualHost } from './route.ts';
+import { DEFAULT_TRUST_DOMAIN, policyIndex, serviceSecurity } from './security.ts';
+
+const NO_POLICIES: RegistryState['policies'] = new Map();
 
 export interface TranslateOptions {
   /** Default `cluster.local`. */
   readonly clusterDomain?: string;
   /** Default 1000 ms; the `skein.dev/connect-timeout` annotation overrides it per Service. */
   readonly connectTimeoutMs?: number;
+  /** The mesh's SPIFFE trust domain, for endpoint identities and `<ns>/<sa>` principals; default `cluster.local`. */
+  readonly trustDomain?: string;
 }
 
 /** Something wrong with one Service's inputs; the rest of its resources (and every other Service's) still publish. */
@@ -115,6 +120,14 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
   const connectTimeoutMs = settings.connectTimeoutMs ?? options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const slices = state.slices.get(key) ?? [];
   const publishNotReady = service.spec?.publishNotReadyAddresses === true;
+  // ExternalName Services have no mesh pods: no identities, inbound mode or authorization to carry.
+  let security;
+  if (!isExternal) {
+    const index = policyIndex(state.policies ?? NO_POLICIES, options.trustDomain ?? DEFAULT_TRUST_DOMAIN);
+    const result = serviceSecurity({ namespace, name, settings, slices, pods: state.pods, index });
+    security = result.security;
+    for (const p of result.problems) report(p.code, p.message);
+  }
 
   const envoyClusters: Cluster[] = [];
   const proxylessClusters: Cluster[] = [];
@@ -137,9 +150,11 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
     };
     const envoyPolicy = envoyLbPolicy(settings.lbPolicy);
     const proxylessPolicy = proxylessLbPolicy(settings.lbPolicy);
-    const envoyCluster = buildCluster({ ...base, lbPolicy: envoyPolicy });
+    const envoyCluster = buildCluster({ ...base, lbPolicy: envoyPolicy, security });
     envoyClusters.push(envoyCluster);
-    proxylessClusters.push(proxylessPolicy === envoyPolicy ? envoyCluster : buildCluster({ ...base, lbPolicy: proxylessPolicy }));
+    // Proxyless clients get no security metadata, so their cluster is its own object unless there is none.
+    const shared = proxylessPolicy === envoyPolicy && !security;
+    proxylessClusters.push(shared ? envoyCluster : buildCluster({ ...base, lbPolicy: proxylessPolicy }));
 
     if (!isExternal) {
       const eds = buildLoadAssignment({ clusterName: cluster, servicePort: port, slices, pods: state.pods, publishNotReadyAddresses: publishNotReady });

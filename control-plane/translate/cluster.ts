@@ -3,6 +3,8 @@ import type { Cluster } from '../../proto/index.ts';
 import type { LbPolicyAnnotation } from './annotations.ts';
 import { durationOf } from './annotations.ts';
 import type { PortProtocol } from './names.ts';
+import type { ServiceSecurity } from './security.ts';
+import type { StructInput } from './values.ts';
 import { ADS_V3, skeinMetadata } from './values.ts';
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 1000;
@@ -38,6 +40,17 @@ export interface ClusterInput {
   readonly lbPolicy: LbPolicy;
   /** Set for ExternalName Services: the DNS name to resolve. */
   readonly externalName?: string | undefined;
+  /** Envoy scope only: the destination's identities, inbound mTLS mode and authorization, added to the metadata. */
+  readonly security?: ServiceSecurity | undefined;
+}
+
+/** `identities`, `mtls_mode` and (when a policy applies) `authz`, as `filter_metadata.skein` carries them. */
+export function securityMetadata(security: ServiceSecurity): Record<string, StructInput | undefined> {
+  return {
+    identities: security.identities,
+    mtls_mode: security.mtlsMode,
+    authz: security.authz as StructInput | undefined,
+  };
 }
 
 /** A Cluster message (plain object, Envoy field names) ready for `pack`. */
@@ -46,7 +59,12 @@ export function buildCluster(input: ClusterInput): Cluster {
     name: input.name,
     connect_timeout: durationOf(input.connectTimeoutMs),
     lb_policy: input.lbPolicy,
-    metadata: skeinMetadata({ protocol: input.protocol, service: input.service, port: input.port }),
+    metadata: skeinMetadata({
+      protocol: input.protocol,
+      service: input.service,
+      port: input.port,
+      ...(input.security ? securityMetadata(input.security) : {}),
+    }),
   };
   if (input.lbPolicy === 'RING_HASH') common.ring_hash_lb_config = {};
   if (input.externalName !== undefined) {

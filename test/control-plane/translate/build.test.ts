@@ -42,10 +42,13 @@ describe('translateService', () => {
     const md = c.metadata?.filter_metadata.skein;
     expect([structValue(md, 'protocol'), structValue(md, 'service'), structValue(md, 'port')]).toEqual(['http2', 'shop/web', 9000]);
     expect(structValue(roundTrip<Cluster__Output>(TYPE_URL.cluster, res.clusters.envoy[2]).metadata?.filter_metadata.skein, 'protocol')).toBe('tcp');
-    // The proxyless scope gets ROUND_ROBIN (grpc-js-xds does not take LEAST_REQUEST) and otherwise the same cluster.
+    // The proxyless scope gets ROUND_ROBIN (grpc-js-xds does not take LEAST_REQUEST), no security metadata, and
+    // otherwise the same cluster.
     const p = roundTrip<Cluster__Output>(TYPE_URL.cluster, res.clusters.proxyless[1]);
     expect(p.lb_policy).toBe('ROUND_ROBIN');
-    expect({ ...p, lb_policy: 'LEAST_REQUEST' }).toEqual(c);
+    const { identities: _i, mtls_mode: _m, ...plain } = md?.fields ?? {};
+    const withoutSecurity = { ...c, metadata: { ...c.metadata, filter_metadata: { skein: { fields: plain } } } };
+    expect({ ...p, lb_policy: 'LEAST_REQUEST' }).toEqual(withoutSecurity);
   });
 
   it.each([
@@ -60,7 +63,9 @@ describe('translateService', () => {
     const p = roundTrip<Cluster__Output>(TYPE_URL.cluster, res.clusters.proxyless[0]);
     expect([e.lb_policy, p.lb_policy]).toEqual([envoy, proxyless]);
     expect(e.lb_config === 'ring_hash_lb_config').toBe(envoy === 'RING_HASH');
-    if (envoy === proxyless) expect(res.clusters.proxyless[0]).toBe(res.clusters.envoy[0]);
+    // Proxyless clusters never carry the security metadata, so they are separate objects from the envoy ones.
+    expect(structValue(p.metadata?.filter_metadata.skein, 'mtls_mode')).toBeUndefined();
+    expect(structValue(e.metadata?.filter_metadata.skein, 'mtls_mode')).toBe('STRICT');
   });
 
   it('applies the connect-timeout annotation and the configured default', () => {
