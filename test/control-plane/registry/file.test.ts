@@ -85,6 +85,7 @@ describe('parseRegistryText', () => {
     expect(types).toContain('ExternalName');
     expect(types).toContain('headless');
     expect(loaded.slices.some((s) => s.endpoints?.some((e) => e.conditions?.terminating))).toBe(true);
+    expect(loaded.policies.map((p) => p.kind).sort()).toEqual(['AuthorizationPolicy', 'PeerAuthentication']);
   });
 
   it('names the file, document, line, object and field path of an invalid address', () => {
