@@ -27,7 +27,22 @@ export interface Config {
   /** How long SIGTERM waits for in-flight work before closing connections. */
   readonly drainTimeoutMs: number;
   readonly xdsProtocol: 'auto' | 'delta' | 'sotw';
+  /** Mutual TLS between sidecars (on unless `--mtls off`). */
+  readonly mtls: MtlsConfig;
 }
+
+export type MtlsConfig =
+  | { readonly enabled: false }
+  | {
+      readonly enabled: true;
+      /** Bootstrap token (local mode, `skein token`) or projected service-account token; re-read on each request. */
+      readonly tokenFile: string;
+      /** The control plane's CertificateService (TLS, 15012). */
+      readonly caAddress: HostPort;
+      /** PEM root(s) that sign the control plane's serving certificate. */
+      readonly caRootFile: string;
+      readonly trustDomain: string;
+    };
 
 export const SIDECAR_USAGE = `Usage: skein sidecar [flags]
 
@@ -44,6 +59,11 @@ export const SIDECAR_USAGE = `Usage: skein sidecar [flags]
   --cluster-domain DOMAIN     Kubernetes cluster domain          (env SKEIN_CLUSTER_DOMAIN; default cluster.local)
   --drain-timeout DURATION    drain time on SIGTERM, e.g. 5s     (env SKEIN_DRAIN_TIMEOUT; default 5s)
   --xds-protocol MODE         auto | delta | sotw                (env SKEIN_XDS_PROTOCOL; default auto)
+  --mtls on|off               mutual TLS between sidecars        (env SKEIN_MTLS; default on; off = plaintext, no CA)
+  --token-file FILE           token proving our service account  (env SKEIN_TOKEN_FILE; required with --mtls on)
+  --ca-address HOST:PORT      the control plane's CA (TLS)       (env SKEIN_CA_ADDRESS; default <control-plane host>:15012)
+  --ca-root-file FILE         PEM root of the control plane cert (env SKEIN_CA_ROOT_FILE; required with --mtls on)
+  --trust-domain DOMAIN       SPIFFE trust domain                (env SKEIN_TRUST_DOMAIN; default cluster.local)
   --help                      show this help`;
 
 const OPTIONS = {
@@ -60,6 +80,11 @@ const OPTIONS = {
   'cluster-domain': { type: 'string' },
   'drain-timeout': { type: 'string' },
   'xds-protocol': { type: 'string' },
+  mtls: { type: 'string' },
+  'token-file': { type: 'string' },
+  'ca-address': { type: 'string' },
+  'ca-root-file': { type: 'string' },
+  'trust-domain': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -157,6 +182,8 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   if (xdsProtocol !== 'auto' && xdsProtocol !== 'delta' && xdsProtocol !== 'sotw')
     throw new ConfigInvalidError('--xds-protocol', `${JSON.stringify(xdsProtocol)} is not one of auto, delta, sotw`);
 
+  const mtls = parseMtls(str, controlPlane);
+
   return Object.freeze({
     controlPlane: Object.freeze(controlPlane),
     pod,
@@ -171,5 +198,33 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     clusterDomain,
     drainTimeoutMs,
     xdsProtocol,
+    mtls,
   });
+}
+
+function parseMtls(
+  str: (flag: keyof typeof OPTIONS, envName: string, fallback?: string) => string | undefined,
+  controlPlane: HostPort,
+): MtlsConfig {
+  const mode = str('mtls', 'SKEIN_MTLS', 'on')!;
+  if (mode === 'off') return Object.freeze({ enabled: false });
+  if (mode !== 'on') throw new ConfigInvalidError('--mtls', `${JSON.stringify(mode)} is not on or off`);
+  const tokenFile = str('token-file', 'SKEIN_TOKEN_FILE');
+  if (tokenFile === undefined || tokenFile.trim() === '')
+    throw new ConfigInvalidError(
+      '--token-file',
+      'is required for mutual TLS (or set SKEIN_TOKEN_FILE); make one with `skein token`, or pass --mtls off to run without a CA (plaintext)',
+    );
+  const caRootFile = str('ca-root-file', 'SKEIN_CA_ROOT_FILE');
+  if (caRootFile === undefined || caRootFile.trim() === '')
+    throw new ConfigInvalidError(
+      '--ca-root-file',
+      'is required for mutual TLS (or set SKEIN_CA_ROOT_FILE): the PEM root that signs the control plane certificate (<ca-dir>/root-cert.pem in local mode)',
+    );
+  const cpHost = controlPlane.host.includes(':') ? `[${controlPlane.host}]` : controlPlane.host;
+  const caAddress = parseHostPort('--ca-address', str('ca-address', 'SKEIN_CA_ADDRESS', `${cpHost}:15012`)!, false);
+  const trustDomain = str('trust-domain', 'SKEIN_TRUST_DOMAIN', 'cluster.local')!;
+  if (!DNS_LABELS.test(trustDomain))
+    throw new ConfigInvalidError('--trust-domain', `${JSON.stringify(trustDomain)} is not a DNS-style trust domain (e.g. cluster.local)`);
+  return Object.freeze({ enabled: true, tokenFile: tokenFile.trim(), caAddress: Object.freeze(caAddress), caRootFile: caRootFile.trim(), trustDomain });
 }

@@ -1,8 +1,11 @@
 // `skein sidecar`: wires config → data plane → xDS client → admin server, and drains on SIGTERM/SIGINT.
 import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { AdminServer, readinessOf } from './admin/server.ts';
-import { parseConfig, SIDECAR_USAGE, wantsHelp } from './config.ts';
+import { type Config, parseConfig, SIDECAR_USAGE, wantsHelp } from './config.ts';
+import { ConfigInvalidError } from './errors.ts';
+import { registerCertificateMetrics, TlsContexts, WorkloadIdentity } from './tls/index.ts';
 import { createDataPlane } from './listeners/index.ts';
 import { logger } from './log.ts';
 import { XdsClient } from './xds/client.ts';
@@ -48,6 +51,27 @@ function stopRequested(signal: AbortSignal | undefined): Promise<string> {
   });
 }
 
+/** Gets the first workload certificate (retrying until `signal` aborts); undefined when mTLS is off. */
+async function bootstrapIdentity(config: Config, signal: AbortSignal): Promise<WorkloadIdentity | undefined> {
+  const m = config.mtls;
+  if (!m.enabled) {
+    log.warn(
+      'MUTUAL TLS IS OFF (--mtls off): this sidecar sends and accepts PLAINTEXT, has no workload identity, and authorization ' +
+        'policies see every caller as unauthenticated. Use only for local experiments without a CA.',
+    );
+    return undefined;
+  }
+  let caRootPem: string;
+  try {
+    caRootPem = await readFile(m.caRootFile, 'utf8');
+  } catch (err) {
+    throw new ConfigInvalidError('--ca-root-file', `cannot read ${m.caRootFile}: ${(err as Error).message}`);
+  }
+  const caAddress = `${m.caAddress.host.includes(':') ? `[${m.caAddress.host}]` : m.caAddress.host}:${m.caAddress.port}`;
+  log.info('requesting the workload certificate', { caAddress, trustDomain: m.trustDomain, tokenFile: m.tokenFile });
+  return WorkloadIdentity.start({ caAddress, caRootPem, trustDomain: m.trustDomain, tokenFile: m.tokenFile }, signal);
+}
+
 export async function runSidecar(argv: string[], options: SidecarRunOptions = {}): Promise<number> {
   if (wantsHelp(argv)) {
     process.stdout.write(`${SIDECAR_USAGE}\n`);
@@ -56,6 +80,23 @@ export async function runSidecar(argv: string[], options: SidecarRunOptions = {}
   const config = parseConfig(argv, options.env ?? process.env);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'skein_sidecar_' });
+
+  // Listen for SIGTERM from the start, so a sidecar still waiting for its certificate stops promptly.
+  const stop = stopRequested(options.signal);
+  const bootstrapAbort = new AbortController();
+  void stop.then(() => bootstrapAbort.abort());
+  let identity: WorkloadIdentity | undefined;
+  try {
+    identity = await bootstrapIdentity(config, bootstrapAbort.signal);
+  } catch (err) {
+    if (bootstrapAbort.signal.aborted) {
+      log.info('stopped before the workload certificate arrived', { error: (err as Error).message });
+      return 0;
+    }
+    throw err;
+  }
+  const tls = identity === undefined ? undefined : new TlsContexts(identity);
+  if (identity !== undefined) registerCertificateMetrics(registry, identity);
 
   const dataPlane = createDataPlane(
     {
@@ -66,10 +107,16 @@ export async function runSidecar(argv: string[], options: SidecarRunOptions = {}
       appPorts: config.appPorts,
       namespace: config.namespace,
       podIp: config.ip,
+      ...(tls !== undefined ? { tls } : {}),
     },
     registry,
   );
-  await dataPlane.start();
+  try {
+    await dataPlane.start();
+  } catch (err) {
+    identity?.stop();
+    throw err;
+  }
 
   const node = buildNode({
     ip: config.ip,
@@ -97,25 +144,36 @@ export async function runSidecar(argv: string[], options: SidecarRunOptions = {}
     xdsState: () => xds.state(),
     mesh: () => xds.current(),
     clusterStats: () => dataPlane.clusterStats(),
-    dumpExtras: () => ({ node: { id: node.id, cluster: node.cluster }, tcpListeners: dataPlane.tcpListenerStats() }),
+    dumpExtras: () => ({
+      node: { id: node.id, cluster: node.cluster },
+      tcpListeners: dataPlane.tcpListenerStats(),
+      tls:
+        identity === undefined
+          ? { mtls: 'off' }
+          : { mtls: 'on', spiffeId: tls?.spiffeId, notAfter: identity.current().notAfter.toISOString(), lastError: identity.lastError() },
+    }),
   });
   try {
     await admin.start();
   } catch (err) {
     await dataPlane.close(0);
+    identity?.stop();
+    tls?.close();
     throw err;
   }
   xds.start();
   const ports = { admin: admin.port, ...dataPlane.ports() };
-  log.info('sidecar started', { node: node.id, controlPlane: config.controlPlane, ...ports });
+  log.info('sidecar started', { node: node.id, controlPlane: config.controlPlane, mtls: tls === undefined ? 'off' : tls.spiffeId, ...ports });
   options.onStarted?.(ports);
 
-  const why = await stopRequested(options.signal);
+  const why = await stop;
   draining = true;
   log.info('draining', { reason: why, drainTimeoutMs: config.drainTimeoutMs });
   xds.stop();
   await dataPlane.close(config.drainTimeoutMs);
   await admin.close();
+  identity?.stop();
+  tls?.close();
   log.info('sidecar stopped', { reason: why });
   return 0;
 }

@@ -11,6 +11,7 @@ import {
 } from '../../sidecar/errors.ts';
 
 const base = ['--control-plane', 'skein.skein-system:15010', '--pod', 'web-0', '--namespace', 'default', '--ip', '10.1.2.3'];
+const tlsFlags = ['--token-file', '/var/run/skein/token', '--ca-root-file', '/etc/skein/root-cert.pem'];
 
 function failure(argv: string[], env: Record<string, string> = {}): ConfigInvalidError {
   try {
@@ -26,7 +27,7 @@ function failure(argv: string[], env: Record<string, string> = {}): ConfigInvali
 
 describe('parseConfig', () => {
   it('applies the defaults', () => {
-    const c = parseConfig(base, {});
+    const c = parseConfig([...base, ...tlsFlags], {});
     expect(c).toEqual({
       controlPlane: { host: 'skein.skein-system', port: 15010 },
       pod: 'web-0',
@@ -41,8 +42,16 @@ describe('parseConfig', () => {
       clusterDomain: 'cluster.local',
       drainTimeoutMs: 5000,
       xdsProtocol: 'auto',
+      mtls: {
+        enabled: true,
+        tokenFile: '/var/run/skein/token',
+        caAddress: { host: 'skein.skein-system', port: 15012 },
+        caRootFile: '/etc/skein/root-cert.pem',
+        trustDomain: 'cluster.local',
+      },
     });
     expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.mtls)).toBe(true);
     expect(Object.isFrozen(c.appPorts)).toBe(true);
   });
 
@@ -59,6 +68,7 @@ describe('parseConfig', () => {
         '--cluster-domain', 'corp.local',
         '--drain-timeout', '250ms',
         '--xds-protocol', 'sotw',
+        '--mtls', 'off',
       ],
       {},
     );
@@ -71,7 +81,18 @@ describe('parseConfig', () => {
       clusterDomain: 'corp.local',
       drainTimeoutMs: 250,
       xdsProtocol: 'sotw',
+      mtls: { enabled: false },
     });
+  });
+
+  it('reads the mTLS flags and their environment fallbacks', () => {
+    const c = parseConfig([...base, '--ca-address', '10.0.0.9:15443', '--trust-domain', 'corp.example'], {
+      SKEIN_TOKEN_FILE: '/t',
+      SKEIN_CA_ROOT_FILE: '/r.pem',
+    });
+    expect(c.mtls).toEqual({ enabled: true, tokenFile: '/t', caAddress: { host: '10.0.0.9', port: 15443 }, caRootFile: '/r.pem', trustDomain: 'corp.example' });
+    expect(parseConfig(base, { SKEIN_MTLS: 'off' }).mtls).toEqual({ enabled: false });
+    expect(parseConfig([...base, '--control-plane', '[fd00::1]:15010', ...tlsFlags], {}).mtls).toMatchObject({ caAddress: { host: 'fd00::1', port: 15012 } });
   });
 
   it('falls back to the environment, flags winning', () => {
@@ -83,6 +104,7 @@ describe('parseConfig', () => {
       POD_IP: '10.2.0.4',
       SKEIN_APP_PORTS: '8080, 8443',
       SKEIN_DRAIN_TIMEOUT: '1m',
+      SKEIN_MTLS: 'off',
     };
     const c = parseConfig([], env);
     expect(c).toMatchObject({
@@ -110,6 +132,11 @@ describe('parseConfig', () => {
     [[...base, '--xds-protocol', 'rest'], '--xds-protocol', /not one of auto, delta, sotw/],
     [[...base, '--namespace', 'Bad_NS'], '--namespace', /not a DNS label/],
     [[...base, '--bogus'], '--bogus', /Unknown option/],
+    [base, '--token-file', /is required for mutual TLS.*--mtls off/],
+    [[...base, '--token-file', '/t'], '--ca-root-file', /is required for mutual TLS.*root-cert.pem/],
+    [[...base, '--mtls', 'maybe'], '--mtls', /"maybe" is not on or off/],
+    [[...base, ...tlsFlags, '--trust-domain', 'Bad Domain'], '--trust-domain', /not a DNS-style trust domain/],
+    [[...base, ...tlsFlags, '--ca-address', 'nohost'], '--ca-address', /is not HOST:PORT/],
   ])('rejects %j naming %s', (argv, flag, message) => {
     const err = failure(argv);
     expect(err.flag).toBe(flag);
@@ -118,11 +145,11 @@ describe('parseConfig', () => {
   });
 
   it('refuses a non-loopback admin address unless --admin-address-unsafe', () => {
-    const err = failure([...base, '--admin-address', '0.0.0.0:15000']);
+    const err = failure([...base, ...tlsFlags, '--admin-address', '0.0.0.0:15000']);
     expect(err.flag).toBe('--admin-address');
     expect(err.message).toMatch(/not a loopback address.*--admin-address-unsafe/);
-    expect(parseConfig([...base, '--admin-address', '0.0.0.0:15000', '--admin-address-unsafe'], {}).admin.host).toBe('0.0.0.0');
-    expect(parseConfig([...base, '--admin-address', '[::1]:0'], {}).admin).toEqual({ host: '::1', port: 0 });
+    expect(parseConfig([...base, ...tlsFlags, '--admin-address', '0.0.0.0:15000', '--admin-address-unsafe'], {}).admin.host).toBe('0.0.0.0');
+    expect(parseConfig([...base, ...tlsFlags, '--admin-address', '[::1]:0'], {}).admin).toEqual({ host: '::1', port: 0 });
   });
 });
 

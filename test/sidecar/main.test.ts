@@ -4,7 +4,16 @@ import { once } from 'node:events';
 import { createServer, request, type Server } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
+import { CertificateAuthority, createRoot } from '../../control-plane/ca/authority.ts';
+import { addCertificateService } from '../../control-plane/ca/service.ts';
+import { ServingCertificateProvider } from '../../control-plane/ca/serving.ts';
+import { DirectoryCaStore } from '../../control-plane/ca/store.ts';
+import { BootstrapTokenVerifier, loadOrCreateTokenSecret, mintBootstrapToken } from '../../control-plane/ca/tokens.ts';
 import { EXTENSION_TYPE_URL, pack, TYPE_URL } from '../../proto/index.ts';
 import { runSidecar } from '../../sidecar/main.ts';
 import { XdsPeer } from '../fakes/xds-peer.ts';
@@ -94,6 +103,63 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+describe('runSidecar with mutual TLS', () => {
+  it('gets its workload certificate from the CA before it starts, and shows identity and expiry', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'skein-main-'));
+    const caDir = join(dir, 'ca');
+    const authority = await CertificateAuthority.open({ trustDomain: 'mesh.test', store: new DirectoryCaStore(caDir) });
+    const secret = await loadOrCreateTokenSecret(caDir);
+    const serving = await ServingCertificateProvider.start(authority);
+    const server = new grpc.Server();
+    addCertificateService(server, { authority, verifier: new BootstrapTokenVerifier(secret) });
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', serving.credentials(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    cleanups.push(async () => {
+      serving.stop();
+      await new Promise<void>((r) => server.tryShutdown(() => r()));
+      await rm(dir, { recursive: true, force: true });
+    });
+    const tokenFile = join(dir, 'token');
+    await writeFile(tokenFile, mintBootstrapToken(secret, { namespace: 'default', serviceAccount: 'client' }).token, { mode: 0o600 });
+    const rootFile = join(dir, 'root.pem');
+    await writeFile(rootFile, serving.current().trustBundlePem);
+
+    const { admin } = await startSidecar([
+      '--token-file', tokenFile,
+      '--ca-root-file', rootFile,
+      '--ca-address', `127.0.0.1:${port}`,
+      '--trust-domain', 'mesh.test',
+    ]);
+    const dump = (await (await fetch(`${admin}/config_dump`)).json()) as { tls: { mtls: string; spiffeId: string; notAfter: string } };
+    expect(dump.tls.mtls).toBe('on');
+    expect(dump.tls.spiffeId).toBe('spiffe://mesh.test/ns/default/sa/client');
+    const metrics = await (await fetch(`${admin}/stats/prometheus`)).text();
+    const expiry = Math.floor(new Date(dump.tls.notAfter).getTime() / 1000);
+    expect(metrics).toContain(`skein_sidecar_cert_expiry_timestamp_seconds ${expiry}`);
+    expect(metrics).toContain('skein_tls_handshakes_total');
+  });
+
+  it('stops cleanly with exit code 0 while still waiting for a CA that does not answer', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'skein-main-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, 'token'), 'skein1.x.y', { mode: 0o600 });
+    await writeFile(join(dir, 'root.pem'), (await createRoot('mesh.test')).certPem);
+    const abort = new AbortController();
+    let started = false;
+    const run = runSidecar(
+      ['--control-plane', '127.0.0.1:1', '--pod', 'p', '--namespace', 'default', '--ip', '127.0.0.1',
+        '--outbound-address', '127.0.0.1:0', '--inbound-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0',
+        '--token-file', join(dir, 'token'), '--ca-root-file', join(dir, 'root.pem')],
+      { env: {}, signal: abort.signal, onStarted: () => (started = true) },
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    abort.abort();
+    expect(await run).toBe(0);
+    expect(started).toBe(false);
+  });
+});
+
 describe('runSidecar', () => {
   it('prints usage for --help', async () => {
     expect(await runSidecar(['--help'])).toBe(0);
@@ -130,7 +196,7 @@ describe('runSidecar', () => {
     const child = spawn(
       process.execPath,
       [cli, 'sidecar', '--control-plane', peer.address, '--pod', 'p-0', '--namespace', 'default', '--ip', '127.0.0.1',
-        '--outbound-address', '127.0.0.1:0', '--inbound-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', '--drain-timeout', '100ms'],
+        '--outbound-address', '127.0.0.1:0', '--inbound-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', '--drain-timeout', '100ms', '--mtls', 'off'],
       { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH } },
     );
     cleanups.push(() => child.exitCode === null && child.kill('SIGKILL'));
@@ -157,7 +223,9 @@ describe('runSidecar', () => {
   });
 });
 
-async function startSidecar(): Promise<{ admin: string; ports: { admin: number; outbound: number; inbound: number }; peer: XdsPeer }> {
+async function startSidecar(
+  extraArgs: string[] = ['--mtls', 'off'],
+): Promise<{ admin: string; ports: { admin: number; outbound: number; inbound: number }; peer: XdsPeer }> {
   const backend: Server = createServer((req, res) => res.end(`hello from backend ${req.url}`));
   await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
   cleanups.push(() => new Promise((r) => backend.close(r)));
@@ -179,6 +247,7 @@ async function startSidecar(): Promise<{ admin: string; ports: { admin: number; 
         '--inbound-address', '127.0.0.1:0',
         '--admin-address', '127.0.0.1:0',
         '--drain-timeout', '100ms',
+        ...extraArgs,
       ],
       {
         env: {},
