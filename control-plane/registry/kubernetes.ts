@@ -16,7 +16,7 @@ import { logger } from '../log.ts';
 import { PROBLEM_INVALID, PROBLEM_WATCH, RegistryKubeconfigError, RegistrySyncTimeoutError } from './errors.ts';
 import { Listeners, buildState, normalize, normalizePolicy, objectKey, reuse, type Kind } from './objects.ts';
 import type { PolicyKind, Registry, RegistryChange, RegistryListener, RegistryProblem, RegistryState, SkeinPolicy } from './registry.ts';
-import { EMPTY_STATE, diffStates } from './registry.ts';
+import { EMPTY_STATE, MESH_POLICY_NAMESPACE, diffStates } from './registry.ts';
 import { checkAuthorizationPolicy, checkPeerAuthentication } from './validate-policy.ts';
 
 const log = logger('registry');
@@ -79,7 +79,7 @@ class Feed {
   readonly synced: Promise<void>;
   readonly list: ListFn;
   /** Set for custom resources: a 404 on list means the CRD is not installed (empty, looked for again later). */
-  readonly crd: { readonly kind: PolicyKind; readonly store: PolicyStore } | undefined;
+  readonly crd: { readonly kind: PolicyKind; readonly store: PolicyStore; readonly namespace: string | undefined } | undefined;
   /** A list result the next informer start uses instead of listing again (CRD feeds list once to probe). */
   primed: KubernetesListObject<KubernetesObject> | undefined;
   missing = false;
@@ -175,11 +175,20 @@ export class KubernetesRegistry implements Registry {
         () => (ns ? discovery.listNamespacedEndpointSlice({ namespace: ns }) : discovery.listEndpointSliceForAllNamespaces()));
       this.addFeed(`pods (${label})`, `/api/v1${where}/pods`, this.pods,
         () => (ns ? core.listNamespacedPod({ namespace: ns }) : core.listPodForAllNamespaces()));
+    }
+    // Policies: the same namespaces, plus skein-system (its namespace-wide policies apply to the whole mesh).
+    const policyScopes = this.namespaces.length ? [...new Set([...this.namespaces, MESH_POLICY_NAMESPACE])] : [undefined];
+    for (const ns of policyScopes) {
+      const where = ns ? `/namespaces/${ns}` : '';
+      const label = ns ? `namespace ${ns}` : 'all namespaces';
       for (const store of [this.peerAuthentications, this.authorizationPolicies]) {
         const plural = POLICY_PLURALS[store.kind];
         const base = { group: POLICY_GROUP, version: POLICY_VERSION };
-        this.addPolicyFeed(`${plural} (${label})`, `/apis/${POLICY_GROUP}/${POLICY_VERSION}${where}/${plural}`, store,
-          () => (ns ? custom.listNamespacedCustomObject({ ...base, namespace: ns, plural }) : custom.listCustomObjectForAllNamespaces({ ...base, resourcePlural: plural })) as Promise<KubernetesListObject<KubernetesObject>>);
+        const list = () =>
+          (ns
+            ? custom.listNamespacedCustomObject({ ...base, namespace: ns, plural })
+            : custom.listCustomObjectForAllNamespaces({ ...base, resourcePlural: plural })) as Promise<KubernetesListObject<KubernetesObject>>;
+        this.addPolicyFeed(`${plural} (${label})`, `/apis/${POLICY_GROUP}/${POLICY_VERSION}${where}/${plural}`, store, ns, list);
       }
     }
     for (const feed of this.feeds) this.run(feed);
@@ -249,9 +258,9 @@ export class KubernetesRegistry implements Registry {
     this.feeds.push(feed);
   }
 
-  private addPolicyFeed(name: string, path: string, store: PolicyStore, list: ListFn): void {
+  private addPolicyFeed(name: string, path: string, store: PolicyStore, namespace: string | undefined, list: ListFn): void {
     // Its informer is made (and its handlers attached) by probe(), once the CRD is known to exist.
-    this.feeds.push(new Feed(this.kc, name, path, list, { kind: store.kind, store }));
+    this.feeds.push(new Feed(this.kc, name, path, list, { kind: store.kind, store, namespace }));
   }
 
   /** Handlers of a policy informer: validated like the registry file; an invalid object keeps its last good version. */
@@ -318,10 +327,7 @@ export class KubernetesRegistry implements Registry {
           recheckMs: this.crdRecheckMs,
         });
       }
-      if (crd.store.objects.size > 0) {
-        crd.store.objects.clear();
-        this.schedule();
-      }
+      this.dropPolicies(feed, new Set());
       feed.setSynced();
       clearTimeout(feed.timer);
       feed.timer = setTimeout(() => this.run(feed), this.crdRecheckMs);
@@ -330,15 +336,22 @@ export class KubernetesRegistry implements Registry {
     if (this.stopped) return;
     if (feed.missing) log.info('policy CRD found', { crd: `${POLICY_PLURALS[crd.kind]}.${POLICY_GROUP}` });
     feed.missing = false;
-    const present = new Set((listed.items ?? []).map((o) => objectKey(o)));
-    for (const key of [...crd.store.objects.keys()]) {
-      if (!present.has(key) && crd.store.objects.delete(key)) this.schedule();
-    }
+    this.dropPolicies(feed, new Set((listed.items ?? []).map((o) => objectKey(o))));
     const informer = await feed.renew();
     if (this.stopped) return;
     this.attach(feed, informer);
     feed.primed = listed;
     informer.start().catch((err: unknown) => this.failed(feed, err));
+  }
+
+  /** Removes the feed's policies (those of its namespace, when it has one) that are not in `keep`. */
+  private dropPolicies(feed: Feed, keep: ReadonlySet<string>): void {
+    const crd = feed.crd;
+    if (!crd) return;
+    const prefix = crd.namespace === undefined ? '' : `${crd.namespace}/`;
+    for (const key of [...crd.store.objects.keys()]) {
+      if (key.startsWith(prefix) && !keep.has(key) && crd.store.objects.delete(key)) this.schedule();
+    }
   }
 
   /** Starts (or restarts) an informer; it resumes its watch from its last resourceVersion, relisting on 410. */

@@ -118,6 +118,23 @@ describe('KubernetesRegistry policies (skein.dev/v1 custom resources)', () => {
     await until('fixed policy', () => state().policies.has('shop/AuthorizationPolicy/bad-new'));
   });
 
+  it('with a namespace list, also watches skein-system for mesh-wide policies and keeps each namespace\'s own', async () => {
+    api.create(service('shop', 'web'));
+    api.create(peerAuth('shop', 'local', 'PERMISSIVE', ['web']));
+    api.create(peerAuth('skein-system', 'mesh', 'STRICT'));
+    api.create(peerAuth('blog', 'unwatched', 'STRICT'));
+    await startRegistry(['shop']);
+    expect([...state().policies.keys()].sort()).toEqual(['shop/PeerAuthentication/local', 'skein-system/PeerAuthentication/mesh']);
+    expect(api.requests.some((r) => r.path === '/apis/skein.dev/v1/namespaces/skein-system/peerauthentications')).toBe(true);
+    // One namespace's relist (after its watch is cut) leaves the other namespace's policies alone.
+    api.delete('PeerAuthentication', 'skein-system', 'mesh');
+    api.dropWatches({ abrupt: true });
+    await until('mesh policy deleted', () => !state().policies.has('skein-system/PeerAuthentication/mesh'));
+    api.create(authz('skein-system', 'mesh-deny', { action: 'DENY' }));
+    await until('new mesh policy', () => state().policies.has('skein-system/AuthorizationPolicy/mesh-deny'));
+    expect([...state().policies.keys()].sort()).toEqual(['shop/PeerAuthentication/local', 'skein-system/AuthorizationPolicy/mesh-deny']);
+  });
+
   it('starts without the CRDs (empty, no problem), then picks them up once installed and empties them when removed', async () => {
     api.setCrdsInstalled(false);
     api.create(service('shop', 'web'));
