@@ -7,7 +7,6 @@ import {
   type KubernetesListObject,
   type KubernetesObject,
   type Informer,
-  makeInformer,
   type V1EndpointSlice,
   type V1Pod,
   type V1Service,
@@ -15,8 +14,9 @@ import {
 import { logger } from '../log.ts';
 import { PROBLEM_INVALID, PROBLEM_WATCH, RegistryKubeconfigError, RegistrySyncTimeoutError } from './errors.ts';
 import { Listeners, buildState, normalize, normalizePolicy, objectKey, reuse, type Kind } from './objects.ts';
-import type { PolicyKind, Registry, RegistryChange, RegistryListener, RegistryProblem, RegistryState, SkeinPolicy } from './registry.ts';
+import type { PolicyKind, Registry, RegistryChange, RegistryListener, RegistryProblem, RegistryState } from './registry.ts';
 import { EMPTY_STATE, MESH_POLICY_NAMESPACE, diffStates } from './registry.ts';
+import { Feed, isNotFound, type ListFn, type PolicyStore } from './feed.ts';
 import { checkAuthorizationPolicy, checkPeerAuthentication } from './validate-policy.ts';
 
 const log = logger('registry');
@@ -63,67 +63,6 @@ export function loadKubeConfig(file?: string): KubeConfig {
 interface Store<T> {
   readonly kind: Kind;
   readonly objects: Map<string, T>;
-}
-
-interface PolicyStore {
-  readonly kind: PolicyKind;
-  readonly objects: Map<string, SkeinPolicy>;
-}
-
-type ListFn = () => Promise<KubernetesListObject<KubernetesObject>>;
-
-/** One informer with its own restart backoff; `synced` resolves after its first successful list was applied. */
-class Feed {
-  readonly name: string;
-  informer: Informer<KubernetesObject>;
-  readonly synced: Promise<void>;
-  readonly list: ListFn;
-  /** Set for custom resources: a 404 on list means the CRD is not installed (empty, looked for again later). */
-  readonly crd: { readonly kind: PolicyKind; readonly store: PolicyStore; readonly namespace: string | undefined } | undefined;
-  /** A list result the next informer start uses instead of listing again (CRD feeds list once to probe). */
-  primed: KubernetesListObject<KubernetesObject> | undefined;
-  missing = false;
-  private markSynced!: () => void;
-  private readonly create: () => Informer<KubernetesObject>;
-  isSynced = false;
-  attempts = 0;
-  timer: NodeJS.Timeout | undefined;
-
-  constructor(kc: KubeConfig, name: string, path: string, list: ListFn, crd?: Feed['crd']) {
-    this.name = name;
-    this.list = list;
-    this.crd = crd;
-    this.synced = new Promise((resolve) => (this.markSynced = resolve));
-    const listed = async (): Promise<KubernetesListObject<KubernetesObject>> => {
-      const primed = this.primed;
-      this.primed = undefined;
-      const result = primed ?? (await list());
-      this.attempts = 0;
-      // The informer applies the items right after this promise settles; the state is built on a later tick.
-      if (!this.isSynced) setImmediate(() => this.setSynced());
-      return result;
-    };
-    this.create = () => makeInformer(kc, path, listed);
-    this.informer = this.create();
-  }
-
-  setSynced(): void {
-    if (this.isSynced) return;
-    this.isSynced = true;
-    this.markSynced();
-  }
-
-  /** A fresh informer (no remembered objects or resourceVersion): it lists before it watches. */
-  async renew(): Promise<Informer<KubernetesObject>> {
-    await this.informer.stop();
-    this.informer = this.create();
-    return this.informer;
-  }
-}
-
-function isNotFound(err: unknown): boolean {
-  const e = err as { code?: unknown; statusCode?: unknown } | undefined;
-  return e?.code === 404 || e?.statusCode === 404;
 }
 
 export class KubernetesRegistry implements Registry {
