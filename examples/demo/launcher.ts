@@ -1,9 +1,11 @@
 // `skein demo`: runs a local mesh (control plane, workloads, sidecars on 127.0.0.x) and prints a live summary.
 import { type ChildProcess, fork, spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { mintBootstrapToken } from '../../control-plane/ca/index.ts';
+import { loadOrCreateTokenSecret } from '../../control-plane/ca/tokens.ts';
 import { freePort, waitForHttp } from './processes.ts';
 import { type Replica, RegistryWriter, type ServiceSpec } from './registry.ts';
 import { Summary } from './summary.ts';
@@ -30,6 +32,32 @@ const USAGE = `Usage: skein demo [--smoke] [--duration SECONDS] [--state-dir .sk
   --smoke      run for a few seconds, check that every hop carried traffic, print the summary, exit 0 (1 on failure)
   --duration   stop after this many seconds (default: run until Ctrl-C; 10 with --smoke)`;
 
+/**
+ * The callers each Service's inbound sidecars accepted, read from their admin servers' skein_inbound_connections_total
+ * (the SPIFFE ID verified in the mTLS handshake, or PLAINTEXT). Stopped replicas are skipped.
+ */
+async function inboundPeers(replicas: readonly Running[]): Promise<Map<string, Map<string, number>>> {
+  const out = new Map<string, Map<string, number>>();
+  await Promise.all(
+    replicas.map(async (r) => {
+      let text: string;
+      try {
+        text = await (await fetch(`http://${r.ip}:15000/stats/prometheus`, { signal: AbortSignal.timeout(1000) })).text();
+      } catch {
+        return;
+      }
+      for (const m of text.matchAll(/^skein_inbound_connections_total\{([^}]*)\} (\d+)/gm)) {
+        const labels = Object.fromEntries([...(m[1] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
+        const key = labels['transport'] === 'mtls' ? (labels['peer'] ?? '') : 'PLAINTEXT';
+        const peers = out.get(r.service) ?? new Map<string, number>();
+        peers.set(key, (peers.get(key) ?? 0) + Number(m[2]));
+        out.set(r.service, peers);
+      }
+    }),
+  );
+  return out;
+}
+
 export async function runDemo(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -53,6 +81,10 @@ export async function runDemo(argv: string[]): Promise<number> {
   const out = (line: string) => process.stdout.write(`${line}\n`);
   const xdsPort = await freePort(15010);
   const adminPort = await freePort(15014);
+  const tlsPort = await freePort(15012);
+  const caDir = `${stateDir}/ca`;
+  const tokenDir = `${stateDir}/tokens`;
+  mkdirSync(tokenDir, { recursive: true, mode: 0o700 });
   const registry = new RegistryWriter(`${stateDir}/registry.yaml`, NAMESPACE, SERVICES);
   await registry.flush();
 
@@ -65,14 +97,23 @@ export async function runDemo(argv: string[]): Promise<number> {
   process.once('SIGINT', () => void shutdown().then(() => process.exit(130)));
 
   try {
-    out(`skein demo: control plane on xDS 127.0.0.1:${xdsPort}, admin http://127.0.0.1:${adminPort}`);
+    out(`skein demo: control plane on xDS 127.0.0.1:${xdsPort}, CA (TLS) 127.0.0.1:${tlsPort}, admin http://127.0.0.1:${adminPort}`);
     const cp = spawn(
       process.execPath,
-      [SKEIN, 'control-plane', '--registry', registry.path, '--xds-address', `127.0.0.1:${xdsPort}`, '--admin-address', `127.0.0.1:${adminPort}`, '--debounce-ms', '50'],
+      [SKEIN, 'control-plane', '--registry', registry.path, '--xds-address', `127.0.0.1:${xdsPort}`, '--xds-tls-address', `127.0.0.1:${tlsPort}`, '--ca-dir', caDir, '--admin-address', `127.0.0.1:${adminPort}`, '--debounce-ms', '50'],
       { stdio: ['ignore', 'inherit', smoke ? 'pipe' : 'inherit'] },
     );
     children.push(cp);
     await waitForHttp(`http://127.0.0.1:${adminPort}/readyz`, 15_000, cp);
+    // mTLS: each workload gets a bootstrap token (0600) for its service account; sidecars trade it for a certificate.
+    const tokenSecret = await loadOrCreateTokenSecret(caDir);
+    const tokenFor = (r: Running): string => {
+      const path = `${tokenDir}/${r.pod}.token`;
+      const { token } = mintBootstrapToken(tokenSecret, { namespace: NAMESPACE, serviceAccount: r.serviceAccount });
+      writeFileSync(path, `${token}\n`, { mode: 0o600 });
+      chmodSync(path, 0o600);
+      return path;
+    };
 
     // Each replica gets its own loopback address, like a pod IP; the load generator is a workload too.
     let nextIp = 10;
@@ -85,7 +126,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     const loadgen: Running = { service: 'loadgen', pod: 'loadgen-1', ip: '127.0.0.9', port: 0, serviceAccount: 'loadgen' };
 
     const startSidecar = async (r: Running) => {
-      const args = [SKEIN, 'sidecar', '--control-plane', `127.0.0.1:${xdsPort}`, '--pod', r.pod, '--namespace', NAMESPACE, '--service-account', r.serviceAccount, '--ip', r.ip, '--outbound-address', `${r.ip}:15001`, '--inbound-address', `${r.ip}:15006`, '--admin-address', `${r.ip}:15000`];
+      const args = [SKEIN, 'sidecar', '--control-plane', `127.0.0.1:${xdsPort}`, '--pod', r.pod, '--namespace', NAMESPACE, '--service-account', r.serviceAccount, '--ip', r.ip, '--outbound-address', `${r.ip}:15001`, '--inbound-address', `${r.ip}:15006`, '--admin-address', `${r.ip}:15000`, '--token-file', tokenFor(r), '--ca-root-file', `${caDir}/root-cert.pem`, '--ca-address', `127.0.0.1:${tlsPort}`];
       if (r.port) args.push('--app-port', String(r.port));
       r.sidecar = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', smoke ? 'pipe' : 'inherit'], env: { ...process.env, POD_NAME: r.pod } });
       children.push(r.sidecar);
@@ -134,6 +175,20 @@ export async function runDemo(argv: string[]): Promise<number> {
       await new Promise((r) => setTimeout(r, 100));
     }
 
+    // The one call that must be refused: kv allows only demo/app (AuthorizationPolicy kv-callers in the registry).
+    const denied = await new Promise<{ status: number; reason: string; body: string }>((resolve) => {
+      const req = request({ host: loadgen.ip, port: 15001, path: '/visits-0', headers: { host: 'kv.demo' }, agent }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, reason: String(res.headers['x-skein-reason'] ?? ''), body }));
+      });
+      req.setTimeout(5000, () => req.destroy(new Error('timeout')));
+      req.on('error', (err) => resolve({ status: 0, reason: err.message, body: '' }));
+      req.end();
+    });
+    summary.recordDenied(denied.status, denied.reason, denied.body);
+
     const started = Date.now();
     let stoppedOne = false;
     const victim = replicas.find((r) => r.pod === 'hostname-3');
@@ -158,18 +213,26 @@ export async function runDemo(argv: string[]): Promise<number> {
       }
       if (!smoke && Date.now() - lastPrint > 2000) {
         lastPrint = Date.now();
+        summary.setPeers(await inboundPeers(replicas));
         out(summary.render());
       }
     }
+    summary.setPeers(await inboundPeers(replicas));
     out(summary.render());
     agent.destroy();
     if (smoke) {
-      const problems = summary.check(['web', 'app', 'kv', 'hostname']);
+      const id = (sa: string) => `spiffe://cluster.local/ns/${NAMESPACE}/sa/${sa}`;
+      const problems = summary.check(['web', 'app', 'kv', 'hostname'], {
+        web: [id('loadgen')],
+        app: [id('web')],
+        kv: [id('app'), id('loadgen')], // loadgen's direct call reaches kv over mTLS and is refused there
+        hostname: [id('loadgen')],
+      });
       if (problems.length > 0) {
         out(`skein demo --smoke: FAILED\n  ${problems.join('\n  ')}`);
         return 1;
       }
-      out('skein demo --smoke: OK — every hop carried traffic and calls kept succeeding after a replica stopped');
+      out('skein demo --smoke: OK — every hop carried traffic over mTLS with the expected identities, the direct call to kv got 403 rbac_denied, and calls kept succeeding after a replica stopped');
     }
     return 0;
   } finally {

@@ -90,6 +90,17 @@ export class RegistryWriter {
         });
       }
     }
+    // Only the app may call kv (mTLS identity demo/app); the load generator's direct call is refused with a 403.
+    objects.push({
+      apiVersion: 'skein.dev/v1',
+      kind: 'AuthorizationPolicy',
+      metadata: { name: 'kv-callers', namespace: ns },
+      spec: {
+        targetRefs: [{ kind: 'Service', name: 'kv' }],
+        action: 'ALLOW',
+        rules: [{ from: [{ source: { principals: [`${ns}/app`] } }] }],
+      },
+    });
     return Promise.resolve(writeRegistryFile(this.path, objects));
   }
 }

@@ -21,6 +21,9 @@ export class Summary {
   readonly #stats = new Map<string, ServiceStats>();
   readonly #endpoints: () => (service: string) => { ready: number; terminating: number };
   readonly #notes: string[] = [];
+  /** Per service: the peer SPIFFE IDs (and plaintext) its inbound sidecars accepted, with connection counts. */
+  #peers = new Map<string, Map<string, number>>();
+  #denied: { status: number; reason: string; body: string } | undefined;
 
   constructor(services: readonly ServiceSpec[], endpoints: () => (service: string) => { ready: number; terminating: number }) {
     for (const s of services) this.#stats.set(s.name, { ok: 0, errors: 0, perReplica: new Map(), latencies: [] });
@@ -29,6 +32,16 @@ export class Summary {
 
   note(text: string): void {
     this.#notes.push(text);
+  }
+
+  /** What the inbound sidecars saw (from skein_inbound_connections_total on their admin servers). */
+  setPeers(peers: Map<string, Map<string, number>>): void {
+    this.#peers = peers;
+  }
+
+  /** The one call that must be refused: the load generator straight to kv, which only demo/app may call. */
+  recordDenied(status: number, reason: string, body: string): void {
+    this.#denied = { status, reason, body: body.trim() };
   }
 
   /** One call from the load generator: `web.demo` carries the web, app and kv hops in its headers. */
@@ -65,13 +78,32 @@ export class Summary {
       );
       if (s.lastError) lines.push(`${''.padEnd(10)} last error: ${s.lastError}`);
     }
+    if (this.#peers.size > 0) {
+      lines.push('', 'service    callers seen by its inbound sidecars (connections)');
+      for (const [name, peers] of this.#peers) {
+        const text = [...peers.entries()].sort().map(([p, n]) => `${p}=${n}`).join(' ');
+        lines.push(`${name.padEnd(10)} ${text}`);
+      }
+    }
+    if (this.#denied) lines.push('', `loadgen -> kv (direct): HTTP ${this.#denied.status} ${this.#denied.reason}: ${this.#denied.body}`);
     for (const n of this.#notes) lines.push(`  * ${n}`);
     return lines.join('\n');
   }
 
-  /** What the smoke run requires: every hop carried traffic, every replica served, no call failed. */
-  check(services: readonly string[]): string[] {
+  /**
+   * What the smoke run requires: every hop carried traffic, every replica served, no call failed; the direct call to
+   * kv came back 403 rbac_denied; each inbound saw only mTLS callers with the expected identities.
+   */
+  check(services: readonly string[], expectedCallers: Readonly<Record<string, readonly string[]>> = {}): string[] {
     const problems: string[] = [];
+    if (!this.#denied) problems.push('kv (direct from loadgen): the denied call was not made');
+    else if (this.#denied.status !== 403 || this.#denied.reason !== 'rbac_denied')
+      problems.push(`kv (direct from loadgen): expected 403 rbac_denied, got ${this.#denied.status} ${this.#denied.reason}`);
+    for (const [name, expected] of Object.entries(expectedCallers)) {
+      const seen = [...(this.#peers.get(name)?.keys() ?? [])].sort();
+      if (seen.join(',') !== [...expected].sort().join(','))
+        problems.push(`${name}: inbound callers were [${seen.join(', ')}], expected [${expected.join(', ')}]`);
+    }
     for (const name of services) {
       const s = this.#stats.get(name);
       if (!s || s.ok === 0) problems.push(`${name}: carried no successful request`);
