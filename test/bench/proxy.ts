@@ -1,38 +1,38 @@
 // Data-plane benchmark (issue 3): direct vs our sidecar pair vs a haproxy pair, open-loop latency, throughput, CPU, RSS.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { formatProfile, summarizeProfile } from './lib/cpu-profile.ts';
-import { Haproxy, haproxyAvailable, inboundConfig, outboundConfig, serverConfig } from './lib/haproxy.ts';
+import { Haproxy, haproxyAvailable, serverConfig } from './lib/haproxy.ts';
 import { getOnce } from './lib/http1-conn.ts';
 import { type IdleRssResult, measureIdleRss } from './lib/idle-rss.ts';
 import { freePort } from './lib/pinned-process.ts';
-import { memoryUsage } from './lib/proc-stats.ts';
+import { cpuSeconds, memoryUsage } from './lib/proc-stats.ts';
 import { aggregate, checkTargets, renderTable, toJson } from './lib/proxy-report.ts';
 import { type ScenarioOptions, type ScenarioResult, type Setup, type SetupName, measureSetup, openLoop } from './lib/proxy-scenario.ts';
-import { type SidecarPair, skeinAvailable, startSidecarPair } from './lib/sidecar-pair.ts';
+import { AUTHORITY, CLIENT_IP, type Running, SERVER_IP, startSetups } from './lib/proxy-setups.ts';
+import { type SidecarPair, sidecarHasMtls, skeinAvailable, startSidecarPair } from './lib/sidecar-pair.ts';
 import { wrkAvailable } from './lib/wrk.ts';
 
 const USAGE = `Usage: npm run bench:proxy -- [--runs 3] [--rate 1000] [--duration 10] [--warmup 2] [--connections 32]
-       [--seq-duration 3] [--wrk-duration 5] [--wrk-connections 64] [--setups direct,haproxy,skein]
-       [--idle-services 1000] [--no-idle] [--no-pin] [--quick] [--profile]
+       [--seq-duration 3] [--wrk-duration 5] [--wrk-connections 64] [--setups direct,haproxy,skein,haproxy-tls,skein-mtls]
+       [--mtls auto|on|off] [--idle-services 1000] [--no-idle] [--no-pin] [--quick] [--profile]
 
 Runs, in one process tree on loopback: the app (haproxy answering 200 with 1 KiB), direct (client → app), a haproxy
 pair (outbound routes by Host, PROXY v2 + keep-alive to the inbound one) and our sidecar pair (skein control-plane
 on a registry file, client sidecar on 127.0.0.2, server sidecar on 127.0.0.3). Load generators on CPU 1, everything
 under test on CPU 0 (taskset). Per run and setup: open-loop load at --rate for --duration s (latency from the
 scheduled time), one request at a time for --seq-duration s, then wrk (closed loop) for the maximum rate.
+With mTLS (--mtls auto: when \`skein sidecar\` has --mtls), also our pair with mutual TLS (certificates from the
+control plane's CA) and the haproxy pair with TLS between the haproxies (a test CA made with openssl).
 Then one sidecar's idle RSS holding --idle-services generated Services. Prints a table, then one JSON line.
 --profile: instead, runs our pair under the open-loop load with node --cpu-prof and prints where the time goes.`;
 
 const LOAD_CPUS = '1';
 const SUT_CPUS = '0';
-const CLIENT_IP = '127.0.0.2';
-const SERVER_IP = '127.0.0.3';
 const IDLE_IP = '127.0.0.4';
-const AUTHORITY = 'bench.default';
 const BUDGET_MS = 9.5 * 60_000;
 
 function parseFlags(argv: string[]) {
@@ -48,7 +48,8 @@ function parseFlags(argv: string[]) {
       'seq-duration': { type: 'string' },
       'wrk-duration': { type: 'string' },
       'wrk-connections': { type: 'string', default: '64' },
-      setups: { type: 'string', default: 'direct,haproxy,skein' },
+      setups: { type: 'string' },
+      mtls: { type: 'string', default: 'auto' },
       'idle-services': { type: 'string', default: '1000' },
       'no-idle': { type: 'boolean', default: false },
       'no-pin': { type: 'boolean', default: false },
@@ -67,9 +68,13 @@ function parseFlags(argv: string[]) {
     return n;
   };
   const q = values.quick;
-  const setups = values.setups.split(',').map((s) => s.trim()) as SetupName[];
+  if (!['auto', 'on', 'off'].includes(values.mtls)) throw new Error(`--mtls: "${values.mtls}" is not auto, on or off`);
+  const withMtls = values.mtls === 'on' || (values.mtls === 'auto' && skeinAvailable() && sidecarHasMtls());
+  const defaults = `direct,haproxy,skein${withMtls ? ',haproxy-tls,skein-mtls' : ''}`;
+  const setups = (values.setups ?? defaults).split(',').map((s) => s.trim()) as SetupName[];
+  const known: readonly string[] = ['direct', 'haproxy', 'skein', 'haproxy-tls', 'skein-mtls'];
   for (const s of setups) {
-    if (s !== 'direct' && s !== 'haproxy' && s !== 'skein') throw new Error(`--setups: "${s}" is not direct, haproxy or skein`);
+    if (!known.includes(s)) throw new Error(`--setups: "${s}" is not one of ${known.join(', ')}`);
   }
   if (!setups.includes('direct')) setups.unshift('direct');
   return {
@@ -101,122 +106,53 @@ function ensureTools(): void {
   if (!haproxyAvailable() || !wrkAvailable()) throw new Error('haproxy and wrk are needed (Debian packages haproxy, wrk)');
 }
 
-interface Running {
-  app: Haproxy;
-  appPort: number;
-  haproxyPair?: { outbound: Haproxy; inbound: Haproxy; port: number };
-  skeinPair?: SidecarPair;
-}
-
-async function startAll(dir: string, flags: Flags, cpus: string | undefined, log: (s: string) => void, profile: boolean): Promise<Running> {
-  const appPort = await freePort(SERVER_IP);
-  const app = await Haproxy.start(dir, 'app', serverConfig(SERVER_IP, appPort, join(dir, 'app.sock')), SERVER_IP, appPort, cpus);
-  const running: Running = { app, appPort };
-  if (flags.setups.includes('haproxy') && !profile) {
-    const inPort = await freePort(SERVER_IP);
-    const outPort = await freePort(CLIENT_IP);
-    const inbound = await Haproxy.start(
-      dir,
-      'inbound',
-      inboundConfig({ listen: SERVER_IP, port: inPort, appHost: SERVER_IP, appPort, stats: join(dir, 'inbound.sock') }),
-      SERVER_IP,
-      inPort,
-      cpus,
-    );
-    const outbound = await Haproxy.start(
-      dir,
-      'outbound',
-      outboundConfig({
-        listen: CLIENT_IP,
-        port: outPort,
-        authority: AUTHORITY,
-        podIp: CLIENT_IP,
-        peer: SERVER_IP,
-        peerPort: inPort,
-        stats: join(dir, 'outbound.sock'),
-      }),
-      CLIENT_IP,
-      outPort,
-      cpus,
-    );
-    running.haproxyPair = { outbound, inbound, port: outPort };
-    log(`haproxy pair: ${CLIENT_IP}:${outPort} → ${SERVER_IP}:${inPort} → app ${SERVER_IP}:${appPort}`);
-  }
-  if (flags.setups.includes('skein') || profile) {
-    const profDir = join(dir, 'profiles');
-    mkdirSync(profDir, { recursive: true });
-    const prof = (role: string) => ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${role}.cpuprofile`];
-    running.skeinPair = await startSidecarPair({
-      dir,
-      appIp: SERVER_IP,
-      appPort,
-      clientIp: CLIENT_IP,
-      cpus,
-      nodeFlags: profile ? { client: prof('client'), server: prof('server') } : undefined,
-    });
-    log(`skein pair: ${CLIENT_IP}:${running.skeinPair.entry.port} → server sidecar ${SERVER_IP} → app ${SERVER_IP}:${appPort}`);
-  }
-  return running;
-}
-
-function setupsOf(r: Running, flags: Flags): Setup[] {
-  const out: Setup[] = [{ name: 'direct', host: SERVER_IP, port: r.appPort, authority: AUTHORITY, procs: [] }];
-  if (r.haproxyPair && flags.setups.includes('haproxy')) {
-    out.push({
-      name: 'haproxy',
-      host: CLIENT_IP,
-      port: r.haproxyPair.port,
-      authority: AUTHORITY,
-      procs: [
-        { role: 'outbound', pid: r.haproxyPair.outbound.proc.pid },
-        { role: 'inbound', pid: r.haproxyPair.inbound.proc.pid },
-      ],
-    });
-  }
-  if (r.skeinPair && flags.setups.includes('skein')) {
-    out.push({
-      name: 'skein',
-      host: r.skeinPair.entry.host,
-      port: r.skeinPair.entry.port,
-      authority: AUTHORITY,
-      procs: [
-        { role: 'client', pid: r.skeinPair.client.proc.pid },
-        { role: 'server', pid: r.skeinPair.server.proc.pid },
-      ],
-    });
-  }
-  return out;
-}
-
-async function stopAll(r: Running | undefined): Promise<void> {
-  if (r === undefined) return;
-  await Promise.allSettled([r.skeinPair?.stop(), r.haproxyPair?.outbound.stop(), r.haproxyPair?.inbound.stop()]);
-  await r.app.stop();
-}
-
 function commandLine(): string {
   return `npm run bench:proxy -- ${process.argv.slice(2).join(' ')}`.trim();
 }
 
-async function profileRun(dir: string, flags: Flags, cpus: string | undefined, opts: ScenarioOptions, log: (s: string) => void): Promise<number> {
-  const r = await startAll(dir, flags, cpus, log, true);
-  let summaries: Record<string, unknown> = {};
-  try {
-    const pair = r.skeinPair as SidecarPair;
-    const setup = setupsOf(r, { ...flags, setups: ['direct', 'skein'] }).find((s) => s.name === 'skein') as Setup;
-    log(`profiling our pair: ${flags.rate} rps for ${(opts.durationMs + opts.warmupMs) / 1000} s`);
-    const res = await openLoop(setup, opts);
-    log(`under profiling: p50 ${(res.latency.p50 * 1000).toFixed(0)} µs, p99 ${(res.latency.p99 * 1000).toFixed(0)} µs`);
-    await pair.stop();
-    const profDir = join(dir, 'profiles');
-    for (const file of readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile'))) {
-      const s = summarizeProfile(join(profDir, file));
-      process.stdout.write(`\n${formatProfile(file, s)}\n`);
-      summaries = { ...summaries, [file.replace('.cpuprofile', '')]: { busy_s: s.busyUs / 1e6, areas: s.areas, top: s.top } };
+/**
+ * Profiles one sidecar at a time, alone on CPU 0 (everything else, the load generator included, on CPU 1), so its
+ * samples are its own work and not time it spent preempted by its peers on a shared core.
+ */
+async function profileRun(dir: string, flags: Flags, opts: ScenarioOptions, log: (s: string) => void): Promise<number> {
+  const summaries: Record<string, unknown> = {};
+  for (const role of ['client', 'server'] as const) {
+    const roleDir = join(dir, `profile-${role}`);
+    const profDir = join(roleDir, 'profiles');
+    mkdirSync(profDir, { recursive: true });
+    const appPort = await freePort(SERVER_IP);
+    const app = await Haproxy.start(roleDir, 'app', serverConfig(SERVER_IP, appPort, join(roleDir, 'app.sock')), SERVER_IP, appPort, LOAD_CPUS);
+    let pair: SidecarPair | undefined;
+    try {
+      pair = await startSidecarPair({
+        dir: roleDir,
+        appIp: SERVER_IP,
+        appPort,
+        clientIp: CLIENT_IP,
+        cpus: LOAD_CPUS,
+        sidecarCpus: { [role]: SUT_CPUS },
+        nodeFlags: { [role]: ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${role}.cpuprofile`] },
+      });
+      const setup: Setup = { name: 'skein', host: pair.entry.host, port: pair.entry.port, authority: AUTHORITY, procs: [] };
+      const pid = pair[role].proc.pid;
+      log(`profiling the ${role} sidecar alone on CPU ${SUT_CPUS}: ${flags.rate} rps for ${(opts.durationMs + opts.warmupMs) / 1000} s`);
+      const cpu0 = cpuSeconds(pid);
+      const fromUs = Number(process.hrtime.bigint() / 1000n);
+      // The generator shares CPU 1 with the app and the other sidecar: no busy-polling there.
+      const res = await openLoop(setup, { ...opts, spin: false });
+      const toUs = Number(process.hrtime.bigint() / 1000n);
+      const cpuPer1000 = ((cpuSeconds(pid) - cpu0) / (((opts.durationMs + opts.warmupMs) / 1000) * opts.rate)) * 1000;
+      log(`  p50 ${(res.latency.p50 * 1000).toFixed(0)} µs, p99 ${(res.latency.p99 * 1000).toFixed(0)} µs, ${cpuPer1000.toFixed(3)} CPU-s per 1000 requests (profiler on)`);
+      await pair.stop();
+      pair = undefined;
+      // The load window only, without the generator's warm-up: steady state, no start-up.
+      const s = summarizeProfile(join(profDir, `${role}.cpuprofile`), 25, { fromUs: fromUs + opts.warmupMs * 1000 + 500_000, toUs });
+      process.stdout.write(`\n${formatProfile(`${role} sidecar`, s)}\n`);
+      summaries[role] = { cpu_per_1000: cpuPer1000, busy_s: s.busyUs / 1e6, areas: s.areas, top: s.top };
+    } finally {
+      await pair?.stop();
+      await app.stop();
     }
-    if (Object.keys(summaries).length === 0) throw new Error('no .cpuprofile written (did the sidecars exit cleanly?)');
-  } finally {
-    await stopAll(r);
   }
   process.stdout.write(`${JSON.stringify({ bench: 'proxy-profile', command: commandLine(), rate: flags.rate, profiles: summaries })}\n`);
   return 0;
@@ -257,22 +193,21 @@ async function main(): Promise<number> {
     wrkConnections: flags.wrkConnections,
     loadCpus,
   };
-  if (flags.profile) return await profileRun(dir, flags, cpus, opts, log);
+  if (flags.profile) return await profileRun(dir, flags, opts, log);
 
   let running: Running | undefined;
   const runs: Partial<Record<SetupName, ScenarioResult>>[] = [];
   let idle: IdleRssResult | undefined;
   let idleRssOneCluster: number | undefined;
   try {
-    running = await startAll(dir, flags, cpus, log, false);
-    const setups = setupsOf(running, flags);
+    running = await startSetups(dir, flags.setups, cpus, log);
+    const setups = running.setups;
     for (const s of setups) {
       const status = await getOnce(s.host, s.port, AUTHORITY);
       if (status !== 200) throw new Error(`${s.name}: a probe request through ${s.host}:${s.port} answered ${status}, not 200`);
     }
-    if (running.skeinPair) {
-      idleRssOneCluster = memoryUsage(running.skeinPair.client.proc.pid).rss;
-    }
+    const ours = setups.find((s) => s.name === 'skein');
+    if (ours?.procs[0] !== undefined) idleRssOneCluster = memoryUsage(ours.procs[0].pid).rss;
     for (let run = 0; run < flags.runs; run++) {
       const results: Partial<Record<SetupName, ScenarioResult>> = {};
       // Rotate the order so no setup always runs first (warm caches, background load).
@@ -290,7 +225,7 @@ async function main(): Promise<number> {
       runs.push(results);
     }
   } finally {
-    await stopAll(running);
+    await running?.stop();
   }
   if (flags.idleServices > 0 && flags.setups.includes('skein')) {
     log(`idle RSS: one sidecar, ${flags.idleServices} generated Services`);
@@ -298,6 +233,7 @@ async function main(): Promise<number> {
   }
   const aggs = aggregate(runs);
   const checks = checkTargets(aggs, idle);
+  if (aggs.some((a) => a.setup === 'skein-mtls')) checks.push(...checkTargets(aggs, undefined, 'skein-mtls', 'haproxy-tls'));
   const seconds = (Date.now() - started) / 1000;
   process.stdout.write(
     `\nProxy benchmark: ${flags.runs} run(s), ${flags.rate} rps open loop for ${flags.durationMs / 1000} s ` +

@@ -60,7 +60,11 @@ export function areaOf(url: string, functionName: string): string {
   return url;
 }
 
-export function summarizeProfile(file: string, topN = 25): ProfileSummary {
+/**
+ * `window`: only samples taken within [fromUs, toUs] of the monotonic clock (V8's profile clock, the same as
+ * process.hrtime on Linux), so start-up (module loading, type stripping) stays out of a load window's figures.
+ */
+export function summarizeProfile(file: string, topN = 25, window?: { fromUs: number; toUs: number }): ProfileSummary {
   const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map<number, ProfileNode>();
   const parent = new Map<number, number>();
@@ -69,7 +73,10 @@ export function summarizeProfile(file: string, topN = 25): ProfileSummary {
     for (const c of n.children ?? []) parent.set(c, n.id);
   }
   const selfById = new Map<number, number>();
+  let at = p.startTime;
   for (let i = 0; i < p.samples.length; i++) {
+    at += p.timeDeltas[i] ?? 0;
+    if (window !== undefined && (at < window.fromUs || at > window.toUs)) continue;
     // timeDeltas[i] is the time since the previous sample; the next delta is the time this sample stood for.
     const dt = p.timeDeltas[i + 1] ?? 0;
     const id = p.samples[i] as number;

@@ -13,6 +13,7 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '10000' },
     warmup: { type: 'string', default: '2000' },
     connections: { type: 'string', default: '32' },
+    spin: { type: 'string', default: '1' },
   },
 });
 
@@ -25,7 +26,7 @@ async function main(): Promise<void> {
   const result =
     values.mode === 'sequential'
       ? await runSequential({ ...target, durationMs, warmupMs })
-      : await runOpenLoop({ ...target, durationMs, warmupMs, rate: Number(values.rate), connections: Number(values.connections) });
+      : await runOpenLoop({ ...target, durationMs, warmupMs, rate: Number(values.rate), connections: Number(values.connections), spin: values.spin !== '0' });
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 

@@ -43,10 +43,7 @@ function medianOf(results: readonly ScenarioResult[], f: (r: ScenarioResult) => 
 }
 
 /** Groups by run index: results[run][setup]. */
-export function aggregate(
-  runs: readonly Partial<Record<SetupName, ScenarioResult>>[],
-  extras: Partial<Record<SetupName, Record<string, number>>> = {},
-): SetupAggregate[] {
+export function aggregate(runs: readonly Partial<Record<SetupName, ScenarioResult>>[]): SetupAggregate[] {
   const names = new Set<SetupName>();
   for (const r of runs) for (const k of Object.keys(r)) names.add(k as SetupName);
   const out: SetupAggregate[] = [];
@@ -65,6 +62,8 @@ export function aggregate(
       cpuPer1000[role] = medianOf(mine, (r) => r.cpuPer1000[role] ?? Number.NaN);
       rssBytes[role] = medianOf(mine, (r) => r.rss[role] ?? Number.NaN);
     }
+    const extra: Record<string, number> = {};
+    for (const k of new Set(mine.flatMap((r) => Object.keys(r.extra)))) extra[k] = medianOf(mine, (r) => r.extra[k] ?? Number.NaN);
     out.push({
       setup: name,
       runs: mine.length,
@@ -81,7 +80,7 @@ export function aggregate(
       rssBytes,
       achievedRate: medianOf(mine, (r) => r.open.achievedRate),
       errors: mine.reduce((a, r) => a + r.open.errors + r.open.non2xx + r.seq.errors + r.seq.non2xx + r.wrk.errors, 0),
-      extra: extras[name] ?? {},
+      extra,
     });
   }
   return out;

@@ -23,6 +23,10 @@ export interface Setup {
   readonly authority: string;
   /** The proxies of the pair (empty for direct). */
   readonly procs: readonly MeasuredProcess[];
+  /** Counters read before and after the open-loop run (connection reuse, TLS handshakes). */
+  readonly counters?: () => Promise<Record<string, number>>;
+  /** Figures from the counters' increase over `requests` requests in `seconds`. */
+  readonly derive?: (delta: Record<string, number>, requests: number, seconds: number) => Record<string, number>;
 }
 
 export interface ScenarioOptions {
@@ -35,6 +39,8 @@ export interface ScenarioOptions {
   readonly wrkConnections: number;
   /** CPUs the load generators run on. */
   readonly loadCpus: string | undefined;
+  /** The open-loop generator busy-polls its clock (it needs its own core); default true. */
+  readonly spin?: boolean;
 }
 
 export interface ScenarioResult {
@@ -46,6 +52,8 @@ export interface ScenarioResult {
   readonly cpuPer1000: Record<string, number>;
   /** Per proxy role: RSS bytes right after the open-loop run. */
   readonly rss: Record<string, number>;
+  /** Setup-specific figures (Setup.derive), e.g. reused_share, handshakes_per_s. */
+  readonly extra: Record<string, number>;
 }
 
 export async function runLoadGen(
@@ -71,6 +79,7 @@ export async function openLoop(setup: Setup, o: ScenarioOptions): Promise<LoadRe
       duration: o.durationMs,
       warmup: o.warmupMs,
       connections: o.connections,
+      spin: o.spin === false ? 0 : 1,
     },
     o.loadCpus,
     o.durationMs + o.warmupMs + 30_000,
@@ -78,9 +87,13 @@ export async function openLoop(setup: Setup, o: ScenarioOptions): Promise<LoadRe
 }
 
 export async function measureSetup(setup: Setup, o: ScenarioOptions): Promise<ScenarioResult> {
+  const c0 = await setup.counters?.();
+  const t0 = performance.now();
   const before = setup.procs.map((p) => cpuSeconds(p.pid));
   const open = await openLoop(setup, o);
   const after = setup.procs.map((p) => cpuSeconds(p.pid));
+  const seconds = (performance.now() - t0) / 1000;
+  const c1 = await setup.counters?.();
   // Every request sent, warm-up included, over the CPU used meanwhile (the generator's start-up adds idle time).
   const requests = ((o.durationMs + o.warmupMs) / 1000) * o.rate;
   const cpuPer1000: Record<string, number> = {};
@@ -89,6 +102,11 @@ export async function measureSetup(setup: Setup, o: ScenarioOptions): Promise<Sc
     cpuPer1000[p.role] = (((after[i] as number) - (before[i] as number)) / requests) * 1000;
     rss[p.role] = memoryUsage(p.pid).rss;
   });
+  let extra: Record<string, number> = {};
+  if (c0 !== undefined && c1 !== undefined && setup.derive !== undefined) {
+    const delta = Object.fromEntries(Object.keys(c1).map((k) => [k, (c1[k] ?? 0) - (c0[k] ?? 0)]));
+    extra = setup.derive(delta, requests, seconds);
+  }
   const seq = await runLoadGen(
     { mode: 'sequential', host: setup.host, port: setup.port, authority: setup.authority, duration: o.seqDurationMs, warmup: 500 },
     o.loadCpus,
@@ -102,5 +120,5 @@ export async function measureSetup(setup: Setup, o: ScenarioOptions): Promise<Sc
     durationSec: o.wrkSeconds,
     cpus: o.loadCpus,
   });
-  return { setup: setup.name, open, seq, wrk, cpuPer1000, rss };
+  return { setup: setup.name, open, seq, wrk, cpuPer1000, rss, extra };
 }

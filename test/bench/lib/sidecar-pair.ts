@@ -1,12 +1,28 @@
 // Our sidecar pair for the proxy benchmark: `skein control-plane` on a registry file plus client and server `skein sidecar`s.
+import { execFileSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { PinnedProcess, freePort, waitForHttp, waitForPort } from './pinned-process.ts';
 
-export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+/** The checkout whose `skein` runs; SKEIN_BENCH_REPO points at another (e.g. a scratch copy with an experiment). */
+export const REPO_ROOT = process.env.SKEIN_BENCH_REPO?.replace(/\/?$/, '/') ?? fileURLToPath(new URL('../../../', import.meta.url));
 export const SKEIN_CLI = `${REPO_ROOT}cli/skein.ts`;
+
+let mtlsFlag: boolean | undefined;
+/** Whether this checkout's `skein sidecar` has the --mtls flag (mutual TLS between sidecars). */
+export function sidecarHasMtls(): boolean {
+  mtlsFlag ??= execFileSync(process.execPath, [SKEIN_CLI, 'sidecar', '--help'], { cwd: REPO_ROOT, encoding: 'utf8' }).includes('--mtls');
+  return mtlsFlag;
+}
+
+/** The CA side of mutual TLS: where sidecars get certificates and the root that signs the control plane's. */
+export interface MeshCa {
+  readonly caAddress: string;
+  readonly caRootFile: string;
+  readonly caDir: string;
+}
 
 export function skeinAvailable(): boolean {
   return existsSync(SKEIN_CLI) && existsSync(`${REPO_ROOT}sidecar/main.ts`) && existsSync(`${REPO_ROOT}control-plane/main.ts`);
@@ -52,15 +68,20 @@ export class ControlPlane {
   readonly proc: PinnedProcess;
   readonly xds: string;
   readonly admin: string;
-  private constructor(proc: PinnedProcess, xds: string, admin: string) {
+  /** Set when started with mTLS (CertificateService over TLS). */
+  readonly ca: MeshCa | undefined;
+  private constructor(proc: PinnedProcess, xds: string, admin: string, ca: MeshCa | undefined) {
     this.proc = proc;
     this.xds = xds;
     this.admin = admin;
+    this.ca = ca;
   }
 
-  static async start(registryFile: string, dir: string, cpus: string | undefined): Promise<ControlPlane> {
+  static async start(registryFile: string, dir: string, cpus: string | undefined, mtls = false): Promise<ControlPlane> {
     const xdsPort = await freePort();
     const adminPort = await freePort();
+    const tlsPort = mtls ? await freePort() : 0;
+    const caDir = join(dir, 'ca');
     const args = [
       SKEIN_CLI,
       'control-plane',
@@ -71,12 +92,13 @@ export class ControlPlane {
       '--admin-address',
       `127.0.0.1:${adminPort}`,
       '--xds-tls-address',
-      'none',
+      mtls ? `127.0.0.1:${tlsPort}` : 'none',
       '--ca-dir',
-      join(dir, 'ca'),
+      caDir,
     ];
     const proc = new PinnedProcess('control-plane', process.execPath, args, { cpus, cwd: REPO_ROOT });
-    const cp = new ControlPlane(proc, `127.0.0.1:${xdsPort}`, `http://127.0.0.1:${adminPort}`);
+    const ca = mtls ? { caAddress: `127.0.0.1:${tlsPort}`, caRootFile: join(caDir, 'root-cert.pem'), caDir } : undefined;
+    const cp = new ControlPlane(proc, `127.0.0.1:${xdsPort}`, `http://127.0.0.1:${adminPort}`, ca);
     await waitForHttp(proc, `${cp.admin}/readyz`, (s) => s === 200, 60_000);
     return cp;
   }
@@ -94,6 +116,7 @@ export interface SidecarSpec {
   readonly outboundPort: number;
   readonly inboundPort: number;
   readonly appPorts?: readonly number[];
+  readonly serviceAccount?: string;
   /** Extra node flags, e.g. ['--cpu-prof', '--cpu-prof-dir=/tmp/x']. */
   readonly nodeFlags?: readonly string[];
 }
@@ -108,8 +131,21 @@ export class Sidecar {
     this.admin = admin;
   }
 
-  static async start(spec: SidecarSpec, controlPlane: string, cpus: string | undefined): Promise<Sidecar> {
+  /** `ca` set: mutual TLS with a token from `skein token`; unset: `--mtls off` where the sidecar has that flag. */
+  static async start(spec: SidecarSpec, controlPlane: string, cpus: string | undefined, ca?: MeshCa): Promise<Sidecar> {
     const adminPort = await freePort();
+    const serviceAccount = spec.serviceAccount ?? 'default';
+    let tlsArgs: string[] = [];
+    if (ca !== undefined) {
+      const token = execFileSync(
+        process.execPath,
+        [SKEIN_CLI, 'token', '--namespace', spec.namespace, '--service-account', serviceAccount, '--ca-dir', ca.caDir],
+        { cwd: REPO_ROOT, encoding: 'utf8' },
+      ).trim();
+      const tokenFile = join(ca.caDir, `${spec.name}.token`);
+      writeFileSync(tokenFile, token, { mode: 0o600 });
+      tlsArgs = ['--mtls', 'on', '--token-file', tokenFile, '--ca-address', ca.caAddress, '--ca-root-file', ca.caRootFile];
+    } else if (sidecarHasMtls()) tlsArgs = ['--mtls', 'off'];
     const args = [
       ...(spec.nodeFlags ?? []),
       SKEIN_CLI,
@@ -120,6 +156,9 @@ export class Sidecar {
       spec.pod,
       '--namespace',
       spec.namespace,
+      '--service-account',
+      serviceAccount,
+      ...tlsArgs,
       '--ip',
       spec.ip,
       '--outbound-address',
@@ -142,6 +181,15 @@ export class Sidecar {
     const res = await fetch(`${this.admin}/clusters?format=json`, { signal: AbortSignal.timeout(10_000) });
     const body = (await res.json()) as { clusters?: unknown[] };
     return body.clusters?.length ?? 0;
+  }
+
+  /**
+   * Sums of metrics from /stats/prometheus over their label sets. A spec is a metric name, optionally followed by
+   * `{label="value",...}` that a series' labels must contain, e.g. `skein_tls_handshakes_total{direction="outbound"}`.
+   */
+  async counters(specs: readonly string[]): Promise<Record<string, number>> {
+    const res = await fetch(`${this.admin}/stats/prometheus`, { signal: AbortSignal.timeout(10_000) });
+    return sumSeries(await res.text(), specs);
   }
 
   async stop(): Promise<void> {
@@ -167,11 +215,15 @@ export async function startSidecarPair(o: {
   cpus: string | undefined;
   /** Node flags per sidecar (e.g. --cpu-prof for profiling). */
   nodeFlags?: { readonly client?: readonly string[]; readonly server?: readonly string[] };
+  /** CPUs per sidecar when they differ from `cpus` (profiling one sidecar alone on a core). */
+  sidecarCpus?: { readonly client?: string; readonly server?: string };
+  /** Mutual TLS between the sidecars (the control plane runs its CA). */
+  mtls?: boolean;
 }): Promise<SidecarPair> {
   const inboundPort = await freePort(o.appIp);
   const registry = join(o.dir, 'registry.yaml');
   writeFileSync(registry, benchRegistry({ appIp: o.appIp, appPort: o.appPort, inboundPort }));
-  const controlPlane = await ControlPlane.start(registry, o.dir, o.cpus);
+  const controlPlane = await ControlPlane.start(registry, o.dir, o.cpus, o.mtls === true);
   const started: Sidecar[] = [];
   try {
     const server = await Sidecar.start(
@@ -183,10 +235,12 @@ export async function startSidecarPair(o: {
         outboundPort: await freePort(o.appIp),
         inboundPort,
         appPorts: [o.appPort],
+        serviceAccount: 'bench-server',
         nodeFlags: o.nodeFlags?.server,
       },
       controlPlane.xds,
-      o.cpus,
+      o.sidecarCpus?.server ?? o.cpus,
+      controlPlane.ca,
     );
     started.push(server);
     const clientOutbound = await freePort(o.clientIp);
@@ -198,10 +252,12 @@ export async function startSidecarPair(o: {
         ip: o.clientIp,
         outboundPort: clientOutbound,
         inboundPort: await freePort(o.clientIp),
+        serviceAccount: 'bench-client',
         nodeFlags: o.nodeFlags?.client,
       },
       controlPlane.xds,
-      o.cpus,
+      o.sidecarCpus?.client ?? o.cpus,
+      controlPlane.ca,
     );
     started.push(client);
     return {
@@ -219,4 +275,21 @@ export async function startSidecarPair(o: {
     await controlPlane.stop();
     throw err;
   }
+}
+
+/** Sums Prometheus text series matching each spec (see Sidecar.counters). */
+export function sumSeries(text: string, specs: readonly string[]): Record<string, number> {
+  const wanted = specs.map((spec) => {
+    const b = spec.indexOf('{');
+    return { spec, name: b < 0 ? spec : spec.slice(0, b), labels: b < 0 ? [] : spec.slice(b + 1, -1).split(',').filter(Boolean) };
+  });
+  const out: Record<string, number> = Object.fromEntries(specs.map((s) => [s, 0]));
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    for (const w of wanted) {
+      if (w.name === m[1] && w.labels.every((l) => (m[2] ?? '').includes(l))) out[w.spec] = (out[w.spec] ?? 0) + Number(m[3]);
+    }
+  }
+  return out;
 }
