@@ -114,9 +114,17 @@ export class DirectoryCaStore implements CaStore {
     const created = await writePrivateFileExclusive(join(this.dir, ROOT_KEY_FILE), files.rootKeyPem);
     if (!created) {
       log.debug(`root key already exists in ${this.dir}; loading it`);
-      const existing = await this.load();
-      if (existing) return existing;
-      throw new CaStorageError(`${this.dir} holds a root key without a certificate: remove ${ROOT_KEY_FILE}`);
+      // Another control plane won the race and may still be writing the certificate beside its key: give it a moment.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const existing = await this.load();
+          if (existing) return existing;
+          if (attempt >= 40) throw new CaStorageError(`${this.dir}: the root files vanished while loading them`);
+        } catch (err) {
+          if (attempt >= 40 || !(err instanceof CaStorageError) || !err.message.includes('is missing')) throw err;
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
     }
     const certPath = join(this.dir, ROOT_CERT_FILE);
     const tmp = `${certPath}.tmp-${randomBytes(6).toString('hex')}`;
