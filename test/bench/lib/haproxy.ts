@@ -101,7 +101,7 @@ export class Haproxy {
     this.statsSocket = statsSocket;
   }
 
-  /** Writes `config` to dir/name.cfg, checks it, starts haproxy in the foreground pinned to `cpus`. */
+  /** Writes `config` to dir/name.cfg (its stats socket must be dir/name.sock), checks it, starts it pinned to `cpus`. */
   static async start(dir: string, name: string, config: string, host: string, port: number, cpus: string | undefined): Promise<Haproxy> {
     const file = join(dir, `${name}.cfg`);
     writeFileSync(file, config);
