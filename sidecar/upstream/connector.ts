@@ -28,7 +28,7 @@ export function mtlsConnector(contexts: TlsContexts, handshakes: Counter<'direct
     );
     socket.setNoDelay(true);
     // Written before the handshake ends: TLS queues it and sends it as the first application data.
-    if (header !== undefined) socket.write(header);
+    if (header !== undefined) holdSecureConnectUntilWritten(socket, header);
     let secure = false;
     socket.once('secureConnect', () => {
       secure = true;
@@ -49,4 +49,31 @@ export function mtlsConnector(contexts: TlsContexts, handshakes: Counter<'direct
     });
     return socket;
   };
+}
+
+/**
+ * Writes `header` and holds back 'secureConnect' until that write has completed. HTTP/2 sessions attach to the TLS
+ * handle on 'secureConnect' and write to it natively; a JS write still in flight then aborts the process
+ * (TLSWrap::DoWrite: !current_write_). HTTP/1.1 and TCP streams only see the event a little later.
+ */
+function holdSecureConnectUntilWritten(socket: tls.TLSSocket, header: Buffer): void {
+  const emit = socket.emit;
+  let written = false;
+  let held: unknown[] | undefined;
+  socket.emit = function (this: tls.TLSSocket, event: string | symbol, ...args: unknown[]): boolean {
+    if (event === 'secureConnect') {
+      if (!written) {
+        held = args;
+        return true;
+      }
+      socket.emit = emit;
+    }
+    return (emit as (e: string | symbol, ...a: unknown[]) => boolean).call(this, event, ...args);
+  } as typeof socket.emit;
+  socket.write(header, (err) => {
+    written = true;
+    if (held === undefined) return;
+    socket.emit = emit;
+    if (!err && !socket.destroyed) (emit as (e: string, ...a: unknown[]) => boolean).call(socket, 'secureConnect', ...held);
+  });
 }

@@ -84,6 +84,11 @@ class H2Exchange implements DispatchController {
 
   end(): void {
     if (this.finished) return;
+    // A stream that ends without a response (the peer closed the session) is a reset, not an empty answer.
+    if (!this.started) {
+      this.closed();
+      return;
+    }
     this.finished = true;
     this.pool.load.finish(this.startedAt);
     this.pool.release();

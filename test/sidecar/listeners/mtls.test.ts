@@ -1,5 +1,6 @@
 // Tests mTLS between two real data planes: STRICT/PERMISSIVE inbound, SPIFFE checks at the outbound, authorization, pooling.
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { encodeProxyHeader } from '../../../sidecar/upstream/index.ts';
@@ -210,6 +211,50 @@ describe('authorization at the inbound sidecar', () => {
       expect(await metricValue(server.registry, 'skein_authz_denied_total', { service: 'default/api' })).toBe(1);
     } finally {
       await closeServer(echo);
+    }
+  });
+
+  it('HTTP/2 (gRPC) over mTLS: authorized per connection (allowed peer gets trailers, denied peer is reset)', async () => {
+    const grpc = http2.createServer();
+    grpc.on('stream', (stream) => {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end('pong');
+    });
+    const grpcPort = await listen(grpc);
+    const call = (port: number) =>
+      new Promise<{ status: number; grpcStatus: string }>((resolve) => {
+        const session = http2.connect(`http://127.0.0.1:${port}`);
+        session.on('error', () => undefined);
+        const st = session.request({ ':method': 'POST', ':path': '/demo.Ping/Ping', ':authority': 'api.default', 'content-type': 'application/grpc', te: 'trailers' });
+        let status = 0;
+        st.on('response', (h) => (status = Number(h[':status'])));
+        st.on('trailers', (t) => {
+          resolve({ status, grpcStatus: String(t['grpc-status']) });
+          session.close();
+        });
+        st.on('error', () => undefined);
+        st.on('close', () => {
+          resolve({ status, grpcStatus: '' });
+          session.close();
+        });
+        st.resume();
+        st.end('ping');
+      });
+    try {
+      const server = await sidecar('default', 'api', [grpcPort]);
+      const m = apiMesh(grpcPort, server.inbound, { protocol: 'http2', authz: onlyWeb });
+      server.plane.update(m);
+      const web = await sidecar('default', 'web');
+      const batch = await sidecar('default', 'batch');
+      web.plane.update(m);
+      batch.plane.update(m);
+      expect(await call(web.outbound)).toEqual({ status: 200, grpcStatus: '0' });
+      const denied = await call(batch.outbound);
+      expect(denied.grpcStatus).not.toBe('0');
+      expect(await metricValue(server.registry, 'skein_authz_denied_total', { service: 'default/api' })).toBe(1);
+    } finally {
+      await closeServer(grpc);
     }
   });
 });
