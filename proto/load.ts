@@ -4,8 +4,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { loadPackageDefinition } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
-import type { ProtoGrpcType as AdsGrpcType } from './generated/ads.ts';
-import type { ProtoGrpcType as CaGrpcType } from './generated/ca.ts';
+import type { ProtoGrpcType as MeshGrpcType } from './generated/mesh.ts';
 
 export const PROTO_ROOT = fileURLToPath(new URL('.', import.meta.url));
 
@@ -31,13 +30,13 @@ export const CONVERSION = {
   oneofs: true,
 } as const;
 
-let grpcTypes: (AdsGrpcType & CaGrpcType) | undefined;
+let grpcTypes: MeshGrpcType | undefined;
 
 /** The grpc-js package definition holding the ADS and CA services. */
-export function grpcDefinitions(): AdsGrpcType & CaGrpcType {
+export function grpcDefinitions(): MeshGrpcType {
   if (!grpcTypes) {
     const definition = loadSync([...PROTO_FILES], { ...CONVERSION, includeDirs: [PROTO_ROOT] });
-    grpcTypes = loadPackageDefinition(definition) as unknown as AdsGrpcType & CaGrpcType;
+    grpcTypes = loadPackageDefinition(definition) as unknown as MeshGrpcType;
   }
   return grpcTypes;
 }
