@@ -7,4 +7,4 @@ export { addCertificateService, certificateServiceHandlers, type CertificateServ
 export { controlPlaneSpiffeId, createServingCertificate, type ServingCertificate, ServingCertificateProvider } from './serving.ts';
 export { type CaFiles, type CaStore, DirectoryCaStore } from './store.ts';
 export { RoutingVerifier, TokenReviewVerifier } from './token-review.ts';
-export { BootstrapTokenVerifier, type IdentityVerifier, isBootstrapToken, mintBootstrapToken } from './tokens.ts';
+export { BootstrapTokenVerifier, type IdentityVerifier, isBootstrapToken, loadOrCreateTokenSecret, mintBootstrapToken } from './tokens.ts';

@@ -2,10 +2,10 @@
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { mintBootstrapToken } from '../../control-plane/ca/index.ts';
-import { loadOrCreateTokenSecret } from '../../control-plane/ca/tokens.ts';
+import { loadOrCreateTokenSecret, mintBootstrapToken } from '../../control-plane/ca/index.ts';
 import { freePort, waitForHttp } from './processes.ts';
 import { type Replica, RegistryWriter, type ServiceSpec } from './registry.ts';
 import { Summary } from './summary.ts';
@@ -74,7 +74,7 @@ export async function runDemo(argv: string[]): Promise<number> {
   }
   const smoke = values.smoke;
   const durationS = values.duration ? Number(values.duration) : smoke ? 10 : Number.POSITIVE_INFINITY;
-  const stateDir = `${ROOT}${values['state-dir']}`;
+  const stateDir = resolve(ROOT, values['state-dir']);
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
 
   const children: ChildProcess[] = [];
