@@ -11,12 +11,13 @@ import { checkTargets, renderTable, toJson } from './lib/report.ts';
 
 const USAGE = `Usage: npm run bench:control-plane -- [--proxies 100,1000] [--modes sotw,delta] [--quick]
        [--services 1000] [--endpoints 10] [--namespaces 10] [--debounce-ms 100] [--repetitions 3]
-       [--churn-seconds 10] [--workers 2] [--no-pin]
+       [--churn-seconds 10] [--timeout-s 20] [--workers 2] [--no-pin]
 
 Starts \`skein control-plane --registry <generated file>\` once per (proxies, mode), connects the simulated
 proxies over ADS, and measures one endpoint change and 1% churn per second. --quick: 100 proxies (unless
 --proxies is given) and 3 s of churn. --no-pin: do not pin the control plane and the load
-generator to different cores with taskset.`;
+generator to different cores with taskset. --timeout-s: how long after a change (after the last churn tick)
+proxies may take to ACK it before they count as missed.`;
 
 function parseList(value: string, flag: string): string[] {
   const list = value.split(',').map((s) => s.trim()).filter(Boolean);
@@ -39,6 +40,7 @@ function parseFlags(argv: string[]) {
       repetitions: { type: 'string' },
       'churn-seconds': { type: 'string' },
       workers: { type: 'string', default: '2' },
+      'timeout-s': { type: 'string', default: '20' },
       'no-pin': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -71,6 +73,7 @@ function parseFlags(argv: string[]) {
     repetitions: int('repetitions', values.repetitions ?? '3', 1),
     churnSeconds: int('churn-seconds', values['churn-seconds'] ?? (values.quick ? '3' : '10'), 1),
     workers: int('workers', values.workers, 1),
+    timeoutMs: int('timeout-s', values['timeout-s'], 1) * 1000,
     pin: !values['no-pin'] && availableParallelism() >= 2,
   };
 }
@@ -122,7 +125,7 @@ async function main(): Promise<number> {
               churnSeconds: flags.churnSeconds,
               churnPerTick: Math.max(1, Math.round(flags.services / 100)),
               syncTimeoutMs: proxies >= 1000 ? 120_000 : 60_000,
-              changeTimeoutMs: 20_000,
+              changeTimeoutMs: flags.timeoutMs,
               log,
             }),
           );
@@ -161,6 +164,7 @@ async function main(): Promise<number> {
     debounce_ms: flags.debounceMs,
     repetitions: flags.repetitions,
     churn_seconds: flags.churnSeconds,
+    timeout_s: flags.timeoutMs / 1000,
     pinned: flags.pin,
     quick: flags.quick,
     node: process.version,

@@ -182,14 +182,15 @@ async function change(s: RunSettings, pool: WorkerPool, id: number, count: numbe
 
 async function phaseStart(cp: ControlPlaneProcess, pool: WorkerPool): Promise<PhaseStart> {
   const counters = await pool.counters();
-  const metrics = await cp.metrics().catch(() => '');
+  // A scrape that fails (the control plane too busy to answer in 10 s) gives NaN, not a bogus delta.
+  const metrics = await cp.metrics().catch(() => undefined);
   return {
     cpu: cpuSeconds(cp.pid),
     bytes: counters.bytes,
     edsBytes: counters.edsBytes,
     edsResponses: counters.edsResponses,
-    serverBytes: counterSum(metrics, 'skein_xds_bytes_sent_total'),
-    histogram: readHistogram(metrics, CONVERGENCE),
+    serverBytes: metrics === undefined ? Number.NaN : counterSum(metrics, 'skein_xds_bytes_sent_total'),
+    histogram: metrics === undefined ? undefined : readHistogram(metrics, CONVERGENCE),
   };
 }
 
