@@ -9,6 +9,7 @@ export const ANNOTATION = {
   connectTimeout: 'skein.dev/connect-timeout',
   timeout: 'skein.dev/timeout',
   lbPolicy: 'skein.dev/lb-policy',
+  hashHeader: 'skein.dev/hash-header',
   routes: 'skein.dev/routes',
   inboundPort: 'skein.dev/inbound-port',
   mtlsMode: 'skein.dev/mtls-mode',
@@ -71,6 +72,8 @@ export interface ServiceSettings {
   readonly connectTimeoutMs?: number;
   readonly timeoutMs?: number;
   readonly lbPolicy?: LbPolicyAnnotation;
+  /** `skein.dev/hash-header`: the request header a ring-hash balancer hashes on (lower-cased). */
+  readonly hashHeader?: string;
   readonly routes?: readonly RouteAnnotationEntry[];
   /** `skein.dev/mtls-mode`: beats every PeerAuthentication. */
   readonly mtlsMode?: MtlsMode;
@@ -110,6 +113,14 @@ export function parseServiceAnnotations(
     if (!LB_POLICIES.includes(value)) {
       errors.push(new AnnotationError(where, ANNOTATION.lbPolicy, '', `"${lb}" is not one of ${LB_POLICIES.join(', ')} (keeping the default)`));
     } else settings.lbPolicy = value;
+  }
+
+  const hashHeader = annotations[ANNOTATION.hashHeader];
+  if (hashHeader !== undefined) {
+    const name = hashHeader.trim().toLowerCase();
+    if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(name)) {
+      errors.push(new AnnotationError(where, ANNOTATION.hashHeader, '', `"${hashHeader}" is not an HTTP header name (no hashing)`));
+    } else settings.hashHeader = name;
   }
 
   const routes = annotations[ANNOTATION.routes];

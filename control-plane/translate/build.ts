@@ -162,7 +162,7 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
       reportErrors(eds.errors);
     }
 
-    const routes = buildRoutes(cluster, extraRoutes, timeoutMs);
+    const routes = buildRoutes(cluster, extraRoutes, timeoutMs, settings.hashHeader);
     const vhName = hostPort(fqdn, port.port);
     if (protocol === 'tcp') {
       if (clusterIP) tcpListeners.push(buildTcpListener(tcpListenerName(clusterIP, port.port), clusterIP, port.port, cluster));

@@ -13,8 +13,11 @@ export interface RouteSpec {
   readonly targets: readonly ClusterTarget[];
 }
 
-/** Routes for a vhost: annotation routes in order, then the catch-all to the port's own cluster (unless overridden). */
-export function buildRoutes(ownCluster: string, extra: readonly RouteSpec[], timeoutMs: number): Route[] {
+/**
+ * Routes for a vhost: annotation routes in order, then the catch-all to the port's own cluster (unless overridden).
+ * `hashHeader` adds a hash policy on that request header (what a ring-hash cluster hashes on).
+ */
+export function buildRoutes(ownCluster: string, extra: readonly RouteSpec[], timeoutMs: number, hashHeader?: string): Route[] {
   const specs = [...extra];
   if (!specs.some((s) => s.prefix === '/')) specs.push({ prefix: '/', targets: [{ cluster: ownCluster, weight: 1 }] });
   return specs.map((spec) => {
@@ -25,7 +28,8 @@ export function buildRoutes(ownCluster: string, extra: readonly RouteSpec[], tim
           weighted_clusters: { clusters: spec.targets.map((t) => ({ name: t.cluster, weight: { value: t.weight } })) },
           timeout: durationOf(timeoutMs),
         };
-    return { match: { prefix: spec.prefix }, route: action };
+    const hashing = hashHeader ? { hash_policy: [{ header: { header_name: hashHeader } }] } : {};
+    return { match: { prefix: spec.prefix }, route: { ...action, ...hashing } };
   });
 }
 

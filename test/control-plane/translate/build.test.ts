@@ -68,6 +68,18 @@ describe('translateService', () => {
     expect(structValue(e.metadata?.filter_metadata.skein, 'mtls_mode')).toBe('STRICT');
   });
 
+  it('hashes on the skein.dev/hash-header header for ring-hash Services', () => {
+    const res = translateService(
+      'shop/web',
+      registryState([web({ 'skein.dev/lb-policy': 'ring-hash', 'skein.dev/hash-header': 'X-User' })]),
+    );
+    const route = res.virtualHosts[0]?.remote.routes?.[0];
+    expect(route?.route?.hash_policy).toEqual([{ header: { header_name: 'x-user' } }]);
+    const bad = translateService('shop/web', registryState([web({ 'skein.dev/hash-header': 'x user' })]));
+    expect(bad.problems.map((p) => p.message).join('\n')).toMatch(/skein\.dev\/hash-header.*"x user" is not an HTTP header name/);
+    expect(bad.virtualHosts[0]?.remote.routes?.[0]?.route?.hash_policy).toBeUndefined();
+  });
+
   it('applies the connect-timeout annotation and the configured default', () => {
     const annotated = translateService('shop/web', registryState([web({ 'skein.dev/connect-timeout': '250ms' })]));
     expect(roundTrip<Cluster__Output>(TYPE_URL.cluster, annotated.clusters.envoy[0]).connect_timeout).toEqual({ seconds: '0', nanos: 250_000_000 });
