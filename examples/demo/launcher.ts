@@ -14,6 +14,8 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SKEIN = `${ROOT}cli/skein.ts`;
 const WORKLOAD = `${ROOT}examples/demo/workload.ts`;
 const NAMESPACE = 'demo';
+/** Generous: on a busy two-core machine seventeen processes start, make keys and fetch certificates at once. */
+const STARTUP_TIMEOUT_MS = 90_000;
 
 const SERVICES: readonly ServiceSpec[] = [
   { name: 'web', replicas: 1, serviceAccount: 'web' },
@@ -104,7 +106,7 @@ export async function runDemo(argv: string[]): Promise<number> {
       { stdio: ['ignore', 'inherit', smoke ? 'pipe' : 'inherit'] },
     );
     children.push(cp);
-    await waitForHttp(`http://127.0.0.1:${adminPort}/readyz`, 15_000, cp);
+    await waitForHttp(`http://127.0.0.1:${adminPort}/readyz`, STARTUP_TIMEOUT_MS, cp);
     // mTLS: each workload gets a bootstrap token (0600) for its service account; sidecars trade it for a certificate.
     const tokenSecret = await loadOrCreateTokenSecret(caDir);
     const tokenFor = (r: Running): string => {
@@ -130,7 +132,7 @@ export async function runDemo(argv: string[]): Promise<number> {
       if (r.port) args.push('--app-port', String(r.port));
       r.sidecar = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', smoke ? 'pipe' : 'inherit'], env: { ...process.env, POD_NAME: r.pod } });
       children.push(r.sidecar);
-      await waitForHttp(`http://${r.ip}:15000/ready`, 15_000, r.sidecar);
+      await waitForHttp(`http://${r.ip}:15000/ready`, STARTUP_TIMEOUT_MS, r.sidecar);
     };
     const startReplica = async (r: Running) => {
       r.workload = fork(WORKLOAD, ['--role', r.service, '--name', r.pod, '--ip', r.ip, '--port', String(r.port), '--outbound', `${r.ip}:15001`], { stdio: 'inherit' });
@@ -169,9 +171,9 @@ export async function runDemo(argv: string[]): Promise<number> {
       });
 
     // Wait until the load generator's sidecar routes both entry points (config converged), then count.
-    const warmDeadline = Date.now() + 15_000;
+    const warmDeadline = Date.now() + STARTUP_TIMEOUT_MS;
     while ((await call('web.demo', false)) !== 200 || (await call('hostname.demo', false)) !== 200) {
-      if (Date.now() > warmDeadline) throw new Error('the mesh did not route web.demo and hostname.demo within 15 s');
+      if (Date.now() > warmDeadline) throw new Error(`the mesh did not route web.demo and hostname.demo within ${STARTUP_TIMEOUT_MS / 1000} s`);
       await new Promise((r) => setTimeout(r, 100));
     }
 

@@ -27,5 +27,5 @@ describe('skein demo --smoke', () => {
     expect(code).toBe(0);
     expect(out).toMatch(/hostname-3 stopped/);
     expect(out).toMatch(/403 rbac_denied/);
-  }, 120_000);
+  }, 240_000);
 });
