@@ -3,13 +3,13 @@ import { watch as fsWatch, type FSWatcher } from 'node:fs';
 import { readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node';
-import { LineCounter, parseAllDocuments, stringify } from 'yaml';
+import { stringify } from 'yaml';
+import { DocumentCache } from './documents.ts';
 import { logger } from '../log.ts';
 import { PROBLEM_FILE_MISSING, PROBLEM_INVALID, RegistryFileMissingError, RegistryInvalidError } from './errors.ts';
-import { Listeners, buildState, normalize, normalizePolicy, objectKey, reuse } from './objects.ts';
+import { Listeners, buildState, objectKey, reuse } from './objects.ts';
 import type { Registry, RegistryChange, RegistryListener, RegistryProblem, RegistryState, SkeinPolicy } from './registry.ts';
 import { EMPTY_STATE, diffStates, policyKey } from './registry.ts';
-import { validateDocuments } from './validate.ts';
 
 const log = logger('registry');
 
@@ -27,19 +27,19 @@ interface Loaded {
   readonly policies: SkeinPolicy[];
 }
 
-/** Parses and validates registry file text; throws RegistryInvalidError listing every problem. */
-export function parseRegistryText(file: string, text: string): Loaded {
-  const lineCounter = new LineCounter();
-  const parsed = parseAllDocuments(text, { lineCounter, prettyErrors: false });
-  const docs = Array.isArray(parsed) ? parsed : [];
-  const { objects, problems } = validateDocuments(file, docs, lineCounter);
+/**
+ * Parses and validates registry file text; throws RegistryInvalidError listing every problem. With a cache, only
+ * documents whose text the cache has not seen are parsed, and unchanged documents give the same frozen objects.
+ */
+export function parseRegistryText(file: string, text: string, cache: DocumentCache = new DocumentCache()): Loaded {
+  const { objects, problems } = cache.parse(file, text);
   if (problems.length > 0) throw new RegistryInvalidError(file, problems);
   const out: Loaded = { services: [], slices: [], pods: [], policies: [] };
   for (const o of objects) {
-    if (o.kind === 'Service') out.services.push(normalize<V1Service>('Service', o.raw));
-    else if (o.kind === 'EndpointSlice') out.slices.push(normalize<V1EndpointSlice>('EndpointSlice', o.raw));
-    else if (o.kind === 'Pod') out.pods.push(normalize<V1Pod>('Pod', o.raw));
-    else out.policies.push(normalizePolicy(o.kind, o.raw));
+    if (o.kind === 'Service') out.services.push(o.value as V1Service);
+    else if (o.kind === 'EndpointSlice') out.slices.push(o.value as V1EndpointSlice);
+    else if (o.kind === 'Pod') out.pods.push(o.value as V1Pod);
+    else out.policies.push(o.value as SkeinPolicy);
   }
   return out;
 }
@@ -56,6 +56,7 @@ export class FileRegistry implements Registry {
   private pollTimer: NodeJS.Timeout | undefined;
   private debounceTimer: NodeJS.Timeout | undefined;
   private lastText: string | undefined;
+  private readonly documents = new DocumentCache();
   private lastStat = '';
   private reloading: Promise<void> | undefined;
   private again = false;
@@ -180,7 +181,9 @@ export class FileRegistry implements Registry {
   }
 
   private apply(text: string, first: boolean): void {
-    const loaded = parseRegistryText(this.path, text);
+    const started = performance.now();
+    const loaded = parseRegistryText(this.path, text, this.documents);
+    const parsedMs = performance.now() - started;
     const before = this.current;
     const keep = <T extends V1Service | V1EndpointSlice | V1Pod>(prev: Iterable<T>, next: T[]): T[] => {
       const byKey = new Map<string, T>();
@@ -197,7 +200,13 @@ export class FileRegistry implements Registry {
     this.lastText = text;
     const changed = diffStates(before, next);
     this.current = next;
-    log.debug('registry file loaded', { file: this.path, services: next.services.size, changed: changed.size });
+    log.debug('registry file loaded', {
+      file: this.path,
+      services: next.services.size,
+      changed: changed.size,
+      parseMs: Math.round(parsedMs),
+      totalMs: Math.round(performance.now() - started),
+    });
     if (!first && changed.size > 0) this.changes.emit({ state: next, changed });
   }
 

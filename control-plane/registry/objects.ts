@@ -145,6 +145,7 @@ export function fingerprint(obj: object): string {
 
 /** Returns `previous` when it has the same content as `next` (so identity is shared), else `next`. */
 export function reuse<T extends object>(previous: T | undefined, next: T): T {
+  if (previous === next) return next;
   return previous !== undefined && fingerprint(previous) === fingerprint(next) ? previous : next;
 }
 

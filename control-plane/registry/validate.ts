@@ -19,6 +19,21 @@ export interface ValidationResult {
   readonly problems: string[];
 }
 
+/** A valid object of one document, with what the cross-document duplicate check needs to word its message. */
+export interface CheckedObject extends ValidatedObject, Identified {}
+
+/** Where a document sits in the file: its 0-based index and its first line (1-based). */
+export interface DocumentPosition {
+  readonly index: number;
+  readonly line: number;
+}
+
+/** One document's outcome: its valid objects in order, and its problems (already carrying file, index and line). */
+export interface DocumentCheck {
+  readonly objects: CheckedObject[];
+  readonly problems: string[];
+}
+
 const KINDS: Record<string, { apiVersion: string; kind: Kind | PolicyKind }> = {
   Service: { apiVersion: 'v1', kind: 'Service' },
   EndpointSlice: { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice' },
@@ -36,38 +51,88 @@ const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !
 const isPort = (v: unknown): boolean => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 65535;
 const show = (v: unknown): string => (v === undefined ? 'missing' : JSON.stringify(v));
 
+/** `<file>: document <n> (<label>, line <l>)`: how every problem names its place. */
+export function whereText(file: string, pos: DocumentPosition, label?: string): string {
+  return `${file}: document ${pos.index + 1} (${label ? `${label}, ` : ''}line ${pos.line})`;
+}
+
+/** The first line (1-based, within the parsed text) of a parsed document. */
+export function documentLine(doc: Document, lines: LineCounter): number {
+  return lines.linePos(doc.contents?.range?.[0] ?? doc.range?.[0] ?? 0).line;
+}
+
 /** Validates every document of a parsed multi-document YAML file (`file` names it in messages). */
 export function validateDocuments(file: string, docs: readonly Document[], lines: LineCounter): ValidationResult {
-  const objects: ValidatedObject[] = [];
+  return joinDocuments(
+    file,
+    docs.map((doc, index) => {
+      const pos = { index, line: documentLine(doc, lines) };
+      return { pos, ...checkDocument(file, doc, pos) };
+    }),
+  );
+}
+
+/** What the cross-document check needs of an object. */
+export interface Identified {
+  readonly id: string;
+  readonly label: string;
+  readonly prefix: string;
+}
+
+/**
+ * Joins per-document outcomes in file order, adding the one check that spans documents: an object defined twice.
+ * Each document's own problems come first, then its duplicates.
+ */
+export function joinDocuments<T extends Identified>(
+  file: string,
+  docs: Iterable<{ readonly pos: DocumentPosition; readonly objects: readonly T[]; readonly problems: readonly string[] }>,
+): { objects: T[]; problems: string[] } {
+  const objects: T[] = [];
   const problems: string[] = [];
   const seen = new Map<string, string>();
-  docs.forEach((doc, i) => {
-    const line = lines.linePos(doc.contents?.range?.[0] ?? doc.range?.[0] ?? 0).line;
-    const where = (label?: string): string => `${file}: document ${i + 1} (${label ? `${label}, ` : ''}line ${line})`;
-    if (doc.errors.length > 0) {
-      for (const e of doc.errors) problems.push(`${where()}: YAML syntax: ${e.message.split('\n')[0]}`);
-      return;
-    }
-    const value: unknown = doc.toJS({ maxAliasCount: 100 });
-    if (value === null || value === undefined) return; // an empty document (e.g. a trailing `---`)
-    if (!isObj(value)) {
-      problems.push(`${where()}: expected a Kubernetes object (a mapping), got ${Array.isArray(value) ? 'a list' : show(value)}`);
-      return;
-    }
-    const items = value.kind === 'List' && value.apiVersion === 'v1' ? value.items : undefined;
-    if (value.kind === 'List') {
-      if (!Array.isArray(items)) {
-        problems.push(`${where('List')}: items: expected a list of objects, got ${show(value.items)}`);
-        return;
+  for (const { pos, objects: found, problems: own } of docs) {
+    problems.push(...own);
+    for (const o of found) {
+      const first = seen.get(o.id);
+      if (first) {
+        problems.push(`${whereText(file, pos, o.label)}: ${o.prefix}metadata.name: duplicate ${o.id} (first defined in ${first})`);
+        continue;
       }
-      items.forEach((item, j) => check(item, `items[${j}].`, where));
-    } else {
-      check(value, '', where);
+      seen.set(o.id, whereText(file, pos).replace(`${file}: `, ''));
+      objects.push(o);
     }
-  });
+  }
+  return { objects, problems };
+}
+
+/** Validates one parsed document; its outcome depends on nothing but the document and its position. */
+export function checkDocument(file: string, doc: Document, pos: DocumentPosition): DocumentCheck {
+  const objects: CheckedObject[] = [];
+  const problems: string[] = [];
+  const where = (label?: string): string => whereText(file, pos, label);
+  if (doc.errors.length > 0) {
+    for (const e of doc.errors) problems.push(`${where()}: YAML syntax: ${e.message.split('\n')[0]}`);
+    return { objects, problems };
+  }
+  const value: unknown = doc.toJS({ maxAliasCount: 100 });
+  if (value === null || value === undefined) return { objects, problems }; // an empty document (e.g. a trailing `---`)
+  if (!isObj(value)) {
+    problems.push(`${where()}: expected a Kubernetes object (a mapping), got ${Array.isArray(value) ? 'a list' : show(value)}`);
+    return { objects, problems };
+  }
+  const items = value.kind === 'List' && value.apiVersion === 'v1' ? value.items : undefined;
+  if (value.kind === 'List') {
+    if (!Array.isArray(items)) {
+      problems.push(`${where('List')}: items: expected a list of objects, got ${show(value.items)}`);
+      return { objects, problems };
+    }
+    items.forEach((item, j) => check(item, `items[${j}].`));
+  } else {
+    check(value, '');
+  }
   return { objects, problems };
 
-  function check(value: unknown, prefix: string, where: (label?: string) => string): void {
+  function check(value: unknown, prefix: string): void {
     const errors: string[] = [];
     const err = (path: string, msg: string): void => void errors.push(`${prefix}${path}: ${msg}`);
     if (!isObj(value)) {
@@ -100,15 +165,10 @@ export function validateDocuments(file: string, docs: readonly Document[], lines
     if (known?.kind === 'Pod') checkPod(value, err);
     if (known?.kind === 'PeerAuthentication') checkPeerAuthentication(value, err);
     if (known?.kind === 'AuthorizationPolicy') checkAuthorizationPolicy(value, err);
-    if (known && name && errors.length === 0) {
-      const id = `${known.kind} ${ns}/${name}`;
-      const first = seen.get(id);
-      if (first) err('metadata.name', `duplicate ${id} (first defined in ${first})`);
-      else seen.set(id, where().replace(`${file}: `, ''));
-    }
     for (const e of errors) problems.push(`${where(label)}: ${e}`);
-    if (errors.length === 0 && known) {
-      objects.push({ kind: known.kind, raw: { ...value, metadata: { ...meta, namespace: ns } } });
+    if (errors.length === 0 && known && name) {
+      const id = `${known.kind} ${ns}/${name}`;
+      objects.push({ kind: known.kind, raw: { ...value, metadata: { ...meta, namespace: ns } }, id, label: label ?? id, prefix });
     }
   }
 }

@@ -1,0 +1,91 @@
+// Incremental registry parsing: document splitting, the per-document cache, identity sharing and problem positions.
+import { describe, expect, it } from 'vitest';
+import { DocumentCache, splitDocuments } from '../../../control-plane/registry/documents.ts';
+import { RegistryInvalidError } from '../../../control-plane/registry/errors.ts';
+import { parseRegistryText } from '../../../control-plane/registry/file.ts';
+
+const svc = (name: string, port = 80): string =>
+  `apiVersion: v1\nkind: Service\nmetadata:\n  name: ${name}\nspec:\n  ports:\n    - port: ${port}\n`;
+const docs = (...d: string[]): string => d.join('---\n');
+
+function problems(cache: DocumentCache, text: string): string[] {
+  return cache.parse('r.yaml', text).problems;
+}
+
+describe('splitDocuments', () => {
+  it('splits at --- lines only, keeping each chunk first line', () => {
+    const text = '# head\napiVersion: v1\n---\na: "--- not a marker"\nb: |\n  ---\n--- # comment\nc: 1\n';
+    expect(splitDocuments(text)).toEqual([
+      { text: '# head\napiVersion: v1\n', line: 1 },
+      { text: '---\na: "--- not a marker"\nb: |\n  ---\n', line: 3 },
+      { text: '--- # comment\nc: 1\n', line: 7 },
+    ]);
+  });
+
+  it('keeps a file with directives whole (a directive belongs to the next ---)', () => {
+    const text = '%YAML 1.2\n---\na: 1\n...\n%YAML 1.2\n---\nb: 2\n';
+    expect(splitDocuments(text)).toEqual([{ text, line: 1 }]);
+  });
+});
+
+describe('DocumentCache', () => {
+  it('parses only changed documents and returns the same frozen objects for unchanged ones', () => {
+    const cache = new DocumentCache();
+    const first = cache.parse('r.yaml', docs(svc('a'), svc('b'), svc('c')));
+    expect(first.problems).toEqual([]);
+    expect(first.fresh).toBe(3);
+    const second = cache.parse('r.yaml', docs(svc('a'), svc('b', 81), svc('c')));
+    expect(second.fresh).toBe(1);
+    expect(second.cached).toBe(2);
+    expect(second.objects[0]?.value).toBe(first.objects[0]?.value);
+    expect(second.objects[1]?.value).not.toBe(first.objects[1]?.value);
+    expect(second.objects[2]?.value).toBe(first.objects[2]?.value);
+    expect(Object.isFrozen(second.objects[1]?.value)).toBe(true);
+    expect(cache.size).toBe(3);
+  });
+
+  it('gives the same result as a fresh parse, with a document moved, added and removed', () => {
+    const cache = new DocumentCache();
+    cache.parse('r.yaml', docs(svc('a'), svc('b'), svc('c')));
+    const text = docs(svc('c'), svc('d'), svc('a'));
+    const warm = parseRegistryText('r.yaml', text, cache);
+    const cold = parseRegistryText('r.yaml', text);
+    expect(warm).toEqual(cold);
+    expect(warm.services.map((s) => s.metadata?.name)).toEqual(['c', 'd', 'a']);
+  });
+
+  it('words problems of a changed document with its place in the whole file', () => {
+    const cache = new DocumentCache();
+    cache.parse('r.yaml', docs(svc('a'), svc('b'), svc('c')));
+    // Each svc() is 7 lines plus the --- line: the third document starts at line 17.
+    expect(problems(cache, docs(svc('a'), svc('b'), svc('c', 99999)))).toEqual([
+      'r.yaml: document 3 (Service default/c, line 17): spec.ports[0].port: 99999 is not a port number (1-65535)',
+    ]);
+  });
+
+  it('finds a duplicate between a cached and a new document, naming both places', () => {
+    const cache = new DocumentCache();
+    cache.parse('r.yaml', docs(svc('a'), svc('b')));
+    expect(problems(cache, docs(svc('a'), svc('b'), svc('a', 81)))).toEqual([
+      'r.yaml: document 3 (Service default/a, line 17): metadata.name: duplicate Service default/a (first defined in document 1 (line 1))',
+    ]);
+  });
+
+  it('counts documents after an explicit end marker and leading comments like a whole-file parse', () => {
+    const text = `# registry\n${svc('a')}...\n${svc('b')}---\n${svc('c', 0)}`;
+    const cache = new DocumentCache();
+    expect(problems(cache, text)).toEqual([
+      'r.yaml: document 3 (Service default/c, line 18): spec.ports[0].port: 0 is not a port number (1-65535)',
+    ]);
+  });
+
+  it('rejects a broken edit while keeping the good documents cached, then recovers', () => {
+    const cache = new DocumentCache();
+    const good = cache.parse('r.yaml', docs(svc('a'), svc('b')));
+    expect(() => parseRegistryText('r.yaml', docs(svc('a'), 'kind: [\n'), cache)).toThrow(RegistryInvalidError);
+    const again = cache.parse('r.yaml', docs(svc('a'), svc('b')));
+    expect(again.fresh).toBe(0);
+    expect(again.objects.map((o) => o.value)).toEqual(good.objects.map((o) => o.value));
+    expect(again.objects[1]?.value).toBe(good.objects[1]?.value);
+  });
+});
