@@ -1,4 +1,4 @@
-// State-of-the-world ADS (StreamAggregatedResources): every response carries the whole subscription of its type.
+// State-of-the-world ADS (StreamAggregatedResources): CDS/LDS responses carry the whole type, EDS/RDS only what changed.
 import { createHash } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import {
@@ -22,6 +22,8 @@ interface SentRecord {
   /** The type's resources at send time (shared, immutable) and the names subscribed then (null: wildcard). */
   readonly resources: ResourcesByName;
   readonly names: ReadonlySet<string> | null;
+  /** EDS/RDS: the names this (incremental) response carried; undefined for a full-state response. */
+  readonly carried?: readonly string[];
   /** snapshot.changedAt of the earliest change this response carried, when a publish caused it. */
   readonly changedAt: number | undefined;
 }
@@ -34,6 +36,10 @@ interface TypeState {
   /** A request must be answered even if the version did not change (first request, new subscription). */
   mustRespond: boolean;
   changedAt: number | undefined;
+  /** EDS/RDS: names changed since the last response (ALL: look at every subscribed name). */
+  changed: Set<string> | typeof ALL;
+  /** EDS/RDS: names subscribed since the last response (ALL: the first request). */
+  added: Set<string> | typeof ALL;
   lastSent: SentRecord | undefined;
   lastAcked: SentRecord | undefined;
 }
@@ -75,6 +81,26 @@ function isWildcard(typeUrl: TypeUrl, names: readonly string[], wasWildcard: boo
   return wasWildcard ?? true;
 }
 
+/**
+ * Per the xDS protocol, SotW Listener and Cluster responses are the complete state, while RouteConfiguration and
+ * ClusterLoadAssignment responses are incremental: a resource left out keeps what the client has. So EDS and RDS
+ * responses carry only resources that changed or were newly subscribed (grpc-js-xds and Envoy treat them so).
+ */
+function isIncremental(typeUrl: TypeUrl, wildcard: boolean): boolean {
+  return !wildcard && (typeUrl === TYPE_URL.endpoint || typeUrl === TYPE_URL.route);
+}
+
+/** A version for an incremental response: the previous one chained with what this one carries. */
+function chainVersion(previous: string, carried: readonly VersionedResource[]): string {
+  const hash = createHash('sha256').update(previous).update('\n');
+  for (const r of carried) hash.update(r.name).update('\0').update(r.version).update('\n');
+  return hash.digest('hex').slice(0, 16);
+}
+
+function byName(a: VersionedResource, b: VersionedResource): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
 function sameNames(a: ReadonlySet<string>, b: readonly string[]): boolean {
   if (a.size !== b.length) {
     // b may repeat names; compare as sets.
@@ -104,6 +130,8 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
         dirty: false,
         mustRespond: true,
         changedAt: undefined,
+        changed: new Set(),
+        added: ALL,
         lastSent: undefined,
         lastAcked: undefined,
       };
@@ -121,7 +149,7 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     if (nonce !== '' && sent) {
       if (req.error_detail) {
         const message = req.error_detail.message || `NACK with code ${req.error_detail.code}`;
-        const sentNames = sent.names ? [...sent.names].filter((n) => sent.resources.has(n)) : sent.resources.keys();
+        const sentNames = sent.carried ?? (sent.names ? [...sent.names].filter((n) => sent.resources.has(n)) : sent.resources.keys());
         this.nacked(typeUrl, nonce, sent.version, message, nackedNames(message, sentNames));
       } else {
         st.lastAcked = sent;
@@ -130,8 +158,11 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     }
     const wildcard = isWildcard(typeUrl, names, st.wildcard);
     if (nonce === '' || wildcard !== st.wildcard || !sameNames(st.names, names.filter((n) => n !== '*'))) {
+      const before = st.names;
       st.wildcard = wildcard;
       st.names = this.internAll(typeUrl, names);
+      if (nonce === '') st.added = ALL;
+      else if (st.added !== ALL) for (const name of st.names) if (!before.has(name)) st.added.add(name);
       st.mustRespond = true;
       this.record?.subscribed(typeUrl, st.wildcard, st.names.size);
     }
@@ -161,6 +192,10 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
       for (const name of st.names) if (changed.has(name)) touches = true;
     }
     if (!touches) return;
+    if (st.changed !== ALL) {
+      if (changed === ALL) st.changed = ALL;
+      else for (const name of changed) if (st.names.has(name)) st.changed.add(name);
+    }
     st.dirty = true;
     st.changedAt = st.changedAt === undefined ? changedAt : Math.min(st.changedAt, changedAt);
   }
@@ -173,6 +208,12 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
   protected flushType(typeUrl: TypeUrl): void {
     const st = this.types.get(typeUrl);
     if (!st) return;
+    if (isIncremental(typeUrl, st.wildcard)) {
+      this.flushIncremental(typeUrl, st);
+      return;
+    }
+    st.changed = new Set();
+    st.added = new Set();
     const map = resourcesOf(this.view, typeUrl);
     const { anys, version } = st.wildcard ? wildcardResponse(map) : namedResponse(map, st.names);
     const mustRespond = st.mustRespond;
@@ -184,6 +225,51 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     if (!mustRespond && st.lastSent?.version === version) return;
     const nonce = newNonce();
     st.lastSent = { nonce, version, resources: map, names: st.wildcard ? null : st.names, changedAt };
+    this.sent(typeUrl, { version_info: version, resources: anys, type_url: typeUrl, nonce }, payloadBytes(anys), nonce, version);
+  }
+
+  /** EDS/RDS: sends the subscribed resources whose version the client lacks (changed or newly subscribed). */
+  private flushIncremental(typeUrl: TypeUrl, st: TypeState): void {
+    const map = resourcesOf(this.view, typeUrl);
+    const prev = st.lastSent;
+    const everything = st.changed === ALL || st.added === ALL || !prev;
+    const carried: VersionedResource[] = [];
+    const look = (name: string, isNew: boolean): void => {
+      if (!st.names.has(name)) return;
+      const r = map.get(name);
+      if (!r) return;
+      const held = isNew || !prev?.names?.has(name) ? undefined : prev.resources.get(name);
+      if (held?.version !== r.version) carried.push(r);
+    };
+    if (everything) {
+      const added = st.added;
+      for (const name of st.names) look(name, added === ALL || added.has(name));
+    } else {
+      const added = st.added as Set<string>;
+      for (const name of added) look(name, true);
+      for (const name of st.changed as Set<string>) if (!added.has(name)) look(name, false);
+    }
+    const mustRespond = st.mustRespond;
+    const changedAt = st.changedAt;
+    st.dirty = false;
+    st.mustRespond = false;
+    st.changedAt = undefined;
+    st.changed = new Set();
+    st.added = new Set();
+    if (carried.length === 0 && !mustRespond) {
+      // Nothing the client lacks: it holds this map's version of every subscribed name now (the old map can go).
+      if (prev && prev.resources !== map) {
+        const moved = { ...prev, resources: map, names: st.names };
+        if (st.lastAcked === prev) st.lastAcked = moved;
+        st.lastSent = moved;
+      }
+      return;
+    }
+    carried.sort(byName);
+    const version = chainVersion(prev?.version ?? '', carried);
+    const nonce = newNonce();
+    const anys = carried.map((r) => r.any);
+    st.lastSent = { nonce, version, resources: map, names: st.names, carried: carried.map((r) => r.name), changedAt };
     this.sent(typeUrl, { version_info: version, resources: anys, type_url: typeUrl, nonce }, payloadBytes(anys), nonce, version);
   }
 

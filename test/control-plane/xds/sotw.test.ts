@@ -103,11 +103,53 @@ describe('SotW ADS', () => {
     s.send({ type_url: TYPE_URL.endpoint, resource_names: ['a', 'b'], response_nonce: first.nonce, version_info: first.version_info });
     s.send({ type_url: TYPE_URL.route, resource_names: ['outbound/default'] });
     expect((await s.next()).type_url).toBe(TYPE_URL.route);
-    // Current nonce with the new subscription: answered at once with both.
+    // Current nonce with the new subscription: answered at once with the newly subscribed one (EDS is incremental).
     s.send({ type_url: TYPE_URL.endpoint, resource_names: ['a', 'b'], response_nonce: second.nonce, version_info: second.version_info });
     const third = await s.next();
     expect(third.type_url).toBe(TYPE_URL.endpoint);
-    expect(names(third)).toEqual(['a', 'b']);
+    expect(names(third)).toEqual(['b']);
+  });
+
+  it('sends EDS and RDS incrementally: only changed or newly subscribed resources, CDS as the whole state', async () => {
+    h = await startHarness({
+      [SCOPE]: {
+        ...base()[SCOPE],
+        [TYPE_URL.route]: { put: [route('outbound/default', 'a'), route('inbound/default', 'b')] },
+      },
+    });
+    const s = openSotw(h.client());
+    const subscribed = { [TYPE_URL.endpoint]: ['a', 'b'], [TYPE_URL.route]: ['outbound/default', 'inbound/default'] };
+    s.send({ node: envoyNode('n'), type_url: TYPE_URL.cluster });
+    s.send({ type_url: TYPE_URL.endpoint, resource_names: subscribed[TYPE_URL.endpoint] });
+    s.send({ type_url: TYPE_URL.route, resource_names: subscribed[TYPE_URL.route] });
+    const initial = [await ackNext(s, subscribed), await ackNext(s, subscribed), await ackNext(s, subscribed)];
+    expect(initial.map(names)).toEqual([['a', 'b'], ['a', 'b'], ['inbound/default', 'outbound/default']]);
+    h.cache.publish({
+      [SCOPE]: {
+        [TYPE_URL.cluster]: { put: [cluster('c')] },
+        [TYPE_URL.endpoint]: { put: [endpoints('b', '10.0.0.9')] },
+        [TYPE_URL.route]: { put: [route('inbound/default', 'a')] },
+      },
+    });
+    const cds = await ackNext(s, subscribed);
+    expect(names(cds)).toEqual(['a', 'b', 'c']);
+    const eds = await ackNext(s, subscribed);
+    expect(eds.type_url).toBe(TYPE_URL.endpoint);
+    expect(names(eds)).toEqual(['b']);
+    expect(eds.version_info).not.toBe(initial[1]?.version_info);
+    const rds = await ackNext(s, subscribed);
+    expect(names(rds)).toEqual(['inbound/default']);
+    // A change that reverts before it is sent, and one to a name nobody subscribed, send nothing; the next real one does.
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.endpoint]: { put: [endpoints('a', '10.0.0.5')] } } });
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.endpoint]: { put: [endpoints('a', '10.0.0.1'), endpoints('zz', '10.0.0.6')] } } });
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.endpoint]: { put: [endpoints('a', '10.0.0.7')] } } });
+    const next = await s.next();
+    expect(names(next)).toEqual(['a']);
+    expect(JSON.stringify(unpack(next.resources[0]!))).toContain('10.0.0.7');
+    await eventually(() => {
+      const eds = h.status.list()[0]?.types.find((t) => t.type === 'EDS');
+      expect(eds?.sentVersion).toBe(next.version_info);
+    });
   });
 
   it('answers EDS with the requested names that exist, and only pushes changes to subscribed names', async () => {
