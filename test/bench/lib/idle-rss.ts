@@ -1,5 +1,5 @@
 // Idle memory of one sidecar holding a large mesh: control plane on a generated registry, one sidecar, RSS once settled.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from './pinned-process.ts';
 import { memoryUsage } from './proc-stats.ts';
@@ -11,6 +11,8 @@ export interface IdleRssResult {
   /** Clusters the sidecar reported holding (one per Service port). */
   readonly clusters: number;
   readonly rssBytes: number;
+  /** The private (anonymous) part of the RSS: the heap and malloc, without the node binary's shared file pages. */
+  readonly rssAnonBytes: number;
   /** Seconds from sidecar start until every cluster was there. */
   readonly loadSeconds: number;
 }
@@ -60,7 +62,8 @@ export async function measureIdleRss(o: {
     o.log(`idle sidecar holds ${clusters}/${expected} clusters after ${loadSeconds.toFixed(1)} s; settling ${o.settleMs} ms`);
     await new Promise((r) => setTimeout(r, o.settleMs));
     const rssBytes = memoryUsage(sidecar.proc.pid).rss;
-    return { services: o.services, clusters, rssBytes, loadSeconds };
+    const anon = /^RssAnon:\s+(\d+) kB/m.exec(readFileSync(`/proc/${sidecar.proc.pid}/status`, 'utf8'));
+    return { services: o.services, clusters, rssBytes, rssAnonBytes: anon ? Number(anon[1]) * 1024 : Number.NaN, loadSeconds };
   } finally {
     await sidecar?.stop();
     await controlPlane.stop();

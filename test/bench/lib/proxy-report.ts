@@ -136,7 +136,7 @@ export function checkTargets(
       value: idle.rssBytes / MiB,
       limit: 50,
       pass: idle.rssBytes <= 50 * MiB,
-      detail: `${(idle.rssBytes / MiB).toFixed(1)} MiB holding ${idle.clusters} clusters`,
+      detail: `${(idle.rssBytes / MiB).toFixed(1)} MiB holding ${idle.clusters} clusters (private/anonymous part ${(idle.rssAnonBytes / MiB).toFixed(1)} MiB)`,
     });
   }
   return checks;

@@ -8,7 +8,8 @@ import { PinnedProcess, freePort, waitForHttp, waitForPort } from './pinned-proc
 
 /** The checkout whose `skein` runs; SKEIN_BENCH_REPO points at another (e.g. a scratch copy with an experiment). */
 export const REPO_ROOT = process.env.SKEIN_BENCH_REPO?.replace(/\/?$/, '/') ?? fileURLToPath(new URL('../../../', import.meta.url));
-export const SKEIN_CLI = `${REPO_ROOT}cli/skein.ts`;
+/** The `skein` entry point; SKEIN_BENCH_CLI runs another build of it (e.g. ahead-of-time compiled JavaScript). */
+export const SKEIN_CLI = process.env.SKEIN_BENCH_CLI ?? `${REPO_ROOT}cli/skein.ts`;
 
 let mtlsFlag: boolean | undefined;
 /** Whether this checkout's `skein sidecar` has the --mtls flag (mutual TLS between sidecars). */
@@ -25,7 +26,7 @@ export interface MeshCa {
 }
 
 export function skeinAvailable(): boolean {
-  return existsSync(SKEIN_CLI) && existsSync(`${REPO_ROOT}sidecar/main.ts`) && existsSync(`${REPO_ROOT}control-plane/main.ts`);
+  return existsSync(SKEIN_CLI) && (process.env.SKEIN_BENCH_CLI !== undefined || (existsSync(`${REPO_ROOT}sidecar/main.ts`) && existsSync(`${REPO_ROOT}control-plane/main.ts`)));
 }
 
 /** The registry for the pair: Service bench.default → one endpoint (the app) whose pod runs a sidecar on inboundPort. */
