@@ -8,6 +8,7 @@ import {
   type TypeUrl,
 } from '../../proto/index.ts';
 import { tracer } from './log.ts';
+import { EMPTY_NAMES, HeldResources, internNames } from './shared-state.ts';
 import { nackedNames, type ResourceStatus } from './status.ts';
 import { AdsStreamBase, ALL, type Changed } from './stream-base.ts';
 import { newNonce, resourcesOf, type StreamDeps } from './stream-io.ts';
@@ -16,6 +17,8 @@ const trace = tracer('xds');
 
 /** Responses not ACKed yet kept per type; older ones are dropped (their ACK would be stale anyway). */
 const MAX_INFLIGHT = 32;
+/** Per-stream overrides of "what the client holds" above which it is re-based on the current snapshot map. */
+const HELD_OVERRIDE_LIMIT = 64;
 
 interface InflightResponse {
   /** Increases per response of the type; unacked entries carry the seq of the response that sent them. */
@@ -35,10 +38,10 @@ interface Unacked {
 
 interface TypeState {
   wildcard: boolean;
-  /** Names subscribed explicitly (besides a wildcard). */
-  readonly names: Set<string>;
-  /** What the client holds or is being sent: name → version. */
-  readonly known: Map<string, string>;
+  /** Names subscribed explicitly (besides a wildcard): interned, shared by streams with the same subscription. */
+  names: ReadonlySet<string>;
+  /** What the client holds or is being sent: name → version (a shared snapshot map plus per-stream overrides). */
+  readonly known: HeldResources;
   /** Resources sent but not ACKed (or rejected), kept small: entries leave on ACK. */
   readonly unacked: Map<string, Unacked>;
   seq: number;
@@ -66,10 +69,11 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     const subscribe = req.resource_names_subscribe;
     if (!st) {
       const canWildcard = typeUrl === TYPE_URL.cluster || typeUrl === TYPE_URL.listener;
-      st = {
-        wildcard: subscribe.includes('*') || (subscribe.length === 0 && canWildcard),
-        names: new Set(),
-        known: new Map(),
+      const wildcard = subscribe.includes('*') || (subscribe.length === 0 && canWildcard);
+      const state: TypeState = {
+        wildcard,
+        names: EMPTY_NAMES,
+        known: new HeldResources((name) => state.wildcard || state.names.has(name)),
         unacked: new Map(),
         pending: new Set(),
         pendingAll: false,
@@ -79,6 +83,7 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
         inflight: new Map(),
         seq: 0,
       };
+      st = state;
       this.types.set(typeUrl, st);
       st.pendingAll = st.wildcard;
       // On reconnect the client says what it holds: resources at these versions are not sent again.
@@ -90,6 +95,7 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     } else if (req.response_nonce !== '') {
       this.onAckOrNack(st, typeUrl, req);
     }
+    let names: Set<string> | undefined;
     for (const name of subscribe) {
       if (name === '*') {
         if (!st.wildcard) st.pendingAll = true;
@@ -97,20 +103,21 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
         continue;
       }
       const key = this.intern(typeUrl, name);
-      st.names.add(key);
+      if (!st.names.has(key)) (names ??= new Set(st.names)).add(key);
       if (!st.known.has(key)) st.announceAbsent.add(key);
       st.pending.add(key);
     }
     for (const name of req.resource_names_unsubscribe) {
       if (name === '*') {
         st.wildcard = false;
-        for (const held of st.known.keys()) if (!st.names.has(held)) this.forget(st, held);
+        for (const held of [...st.known.keys()]) if (!(names ?? st.names).has(held)) this.forget(st, held);
         continue;
       }
-      st.names.delete(name);
+      if ((names ?? st.names).has(name)) (names ??= new Set(st.names)).delete(name);
       st.announceAbsent.delete(name);
       if (!st.wildcard) this.forget(st, name);
     }
+    if (names) st.names = internNames(names);
     this.record?.subscribed(typeUrl, st.wildcard, st.names.size);
   }
 
@@ -200,12 +207,12 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     for (const name of this.candidates(st, typeUrl)) {
       if (!st.wildcard && !st.names.has(name)) continue;
       const r = map.get(name);
-      const held = st.known.get(name);
+      const held = st.known.version(name);
       if (r) {
         if (held === r.version) continue;
         const before = st.unacked.get(name);
         st.unacked.set(name, { version: r.version, acked: before ? before.acked : held, seq, rejected: false });
-        st.known.set(name, r.version);
+        st.known.set(name, r);
         resources.push({ name, version: r.version, resource: r.any });
         bytes += r.any.value.length;
       } else if (held !== undefined || st.announceAbsent.has(name)) {
@@ -214,6 +221,7 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
         st.unacked.delete(name);
       }
     }
+    st.known.compact(map, HELD_OVERRIDE_LIMIT);
     const mustRespond = st.mustRespond;
     const changedAt = st.changedAt;
     st.pending.clear();
@@ -243,7 +251,7 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
   protected *resourceStatus(typeUrl: TypeUrl): Iterable<ResourceStatus> {
     const st = this.types.get(typeUrl);
     if (!st) return;
-    for (const [name, version] of st.known) {
+    for (const [name, version] of st.known.entries()) {
       const pending = st.unacked.get(name);
       yield { name, sentVersion: version, ackedVersion: pending ? (pending.acked ?? null) : version };
     }

@@ -10,6 +10,7 @@ import {
 } from '../../proto/index.ts';
 import type { ResourcesByName, VersionedResource } from '../cache/snapshot.ts';
 import { tracer } from './log.ts';
+import { internNames } from './shared-state.ts';
 import { nackedNames, type ResourceStatus } from './status.ts';
 import { AdsStreamBase, type Changed, ALL, payloadBytes } from './stream-base.ts';
 import { newNonce, resourcesOf, type StreamDeps } from './stream-io.ts';
@@ -168,12 +169,12 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     }
   }
 
-  /** The subscribed names, using the snapshot's own strings so streams share them. */
-  private internAll(typeUrl: TypeUrl, names: readonly string[]): Set<string> {
+  /** The subscribed names, using the snapshot's own strings, as one set shared by streams with the same subscription. */
+  private internAll(typeUrl: TypeUrl, names: readonly string[]): ReadonlySet<string> {
     const map = resourcesOf(this.view, typeUrl);
     const set = new Set<string>();
     for (const name of names) if (name !== '*') set.add(map.get(name)?.name ?? name);
-    return set;
+    return internNames(set);
   }
 
   protected subscribedTypes(): Iterable<TypeUrl> {

@@ -1,0 +1,119 @@
+// Per-stream state shared across ADS streams: interned subscription sets and "what the client holds" as a snapshot map plus overrides.
+import { createHash } from 'node:crypto';
+import type { ResourcesByName, VersionedResource } from '../cache/snapshot.ts';
+
+const interned = new Map<string, WeakRef<ReadonlySet<string>>>();
+const collected = new FinalizationRegistry<string>((key) => {
+  if (interned.get(key)?.deref() === undefined) interned.delete(key);
+});
+
+function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const name of a) if (!b.has(name)) return false;
+  return true;
+}
+
+/**
+ * Returns one shared, never-mutated Set for equal subscriptions: most proxies subscribe to the same thousands of
+ * names, and 1000 copies would cost hundreds of MB. Equality is by content; the key hashes insertion order, so
+ * subscriptions listed in the same order (the common case: the same client software) share one set.
+ */
+export function internNames(names: ReadonlySet<string>): ReadonlySet<string> {
+  if (names.size === 0) return EMPTY_NAMES;
+  const hash = createHash('sha1');
+  for (const name of names) hash.update(name).update('\n');
+  const key = `${names.size}:${hash.digest('base64')}`;
+  const hit = interned.get(key)?.deref();
+  if (hit && sameSet(hit, names)) return hit;
+  interned.set(key, new WeakRef(names));
+  collected.register(names, key);
+  return names;
+}
+
+export const EMPTY_NAMES: ReadonlySet<string> = new Set();
+
+/** How many interned subscription sets are alive (for tests and debugging). */
+export function internedCount(): number {
+  return interned.size;
+}
+
+const EMPTY_MAP: ResourcesByName = new Map();
+
+/** A version the client said it holds (delta initial_resource_versions), or a resource we sent, or nothing. */
+type Held = VersionedResource | string | null;
+
+const versionOfHeld = (h: Held | undefined): string | undefined => (h === null || h === undefined ? undefined : typeof h === 'string' ? h : h.version);
+
+/**
+ * What a delta client holds, name → version, within its subscription: a reference to an immutable snapshot map
+ * (shared by every stream that holds the same) plus a small per-stream override map. Versions are kept as
+ * references to the VersionedResource, never copied. `inScope` says whether a base entry counts (the subscription).
+ */
+export class HeldResources {
+  private base: ResourcesByName = EMPTY_MAP;
+  private over = new Map<string, Held>();
+  private readonly inScope: (name: string) => boolean;
+
+  constructor(inScope: (name: string) => boolean) {
+    this.inScope = inScope;
+  }
+
+  get overrides(): number {
+    return this.over.size;
+  }
+
+  version(name: string): string | undefined {
+    if (this.over.has(name)) return versionOfHeld(this.over.get(name));
+    return this.inScope(name) ? this.base.get(name)?.version : undefined;
+  }
+
+  has(name: string): boolean {
+    return this.version(name) !== undefined;
+  }
+
+  set(name: string, held: VersionedResource | string): void {
+    if (typeof held !== 'string' && this.base.get(name) === held) this.over.delete(name);
+    else this.over.set(name, held);
+  }
+
+  delete(name: string): void {
+    if (this.base.has(name)) this.over.set(name, null);
+    else this.over.delete(name);
+  }
+
+  /** Every held name and version (subscription-filtered base entries, then overrides). */
+  *entries(): IterableIterator<[string, string]> {
+    for (const [name, r] of this.base) if (!this.over.has(name) && this.inScope(name)) yield [name, r.version];
+    for (const [name, h] of this.over) {
+      const v = versionOfHeld(h);
+      if (v !== undefined) yield [name, v];
+    }
+  }
+
+  *keys(): IterableIterator<string> {
+    for (const [name] of this.entries()) yield name;
+  }
+
+  /**
+   * Moves the base to `map` when the overrides have grown past `limit`, keeping as overrides only the names whose
+   * held version differs from `map`'s. After a flush that sent everything the client lacked, that is almost none.
+   */
+  compact(map: ResourcesByName, limit: number): void {
+    if (this.over.size <= limit || map === this.base) return;
+    const next = new Map<string, Held>();
+    for (const [name, h] of this.over) {
+      const r = map.get(name);
+      if (h === null ? r !== undefined : versionOfHeld(h) !== r?.version) next.set(name, h);
+    }
+    for (const [name, r] of this.base) {
+      if (this.over.has(name)) continue;
+      const now = map.get(name);
+      if (now?.version !== r.version) next.set(name, r);
+    }
+    for (const name of map.keys()) {
+      if (!this.base.has(name) && !this.over.has(name) && this.inScope(name)) next.set(name, null);
+    }
+    this.base = map;
+    this.over = next;
+  }
+}
