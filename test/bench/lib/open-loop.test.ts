@@ -58,8 +58,9 @@ describe('open-loop and sequential load against a real server', () => {
     expect(r.count).toBe(200);
     expect(r.errors).toBe(0);
     expect(r.non2xx).toBe(0);
-    expect(r.achievedRate).toBeGreaterThan(300);
-    expect(r.achievedRate).toBeLessThan(500);
+    // Never faster than the clock (a loaded machine may make it slower; that is not what this checks).
+    expect(r.achievedRate).toBeGreaterThan(0);
+    expect(r.achievedRate).toBeLessThan(450);
     expect(r.latency.p50).toBeGreaterThan(0);
     expect(r.latency.p50).toBeLessThanOrEqual(r.latency.p99);
     expect(hosts.at(-1)).toBe('bench.default');
