@@ -7,6 +7,8 @@ import {
   TYPE_URL,
   type TypeUrl,
 } from '../../proto/index.ts';
+import type { VersionedResource } from '../cache/snapshot.ts';
+import { encodeDeltaResources, withEncodedResources } from './encode.ts';
 import { tracer } from './log.ts';
 import { EMPTY_NAMES, HeldResources, internNames } from './shared-state.ts';
 import { nackedNames, type ResourceStatus } from './status.ts';
@@ -201,6 +203,7 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     if (!st) return;
     const map = resourcesOf(this.view, typeUrl);
     const resources: Resource[] = [];
+    const carried: VersionedResource[] = [];
     const removed: string[] = [];
     const seq = st.seq + 1;
     let bytes = 0;
@@ -214,6 +217,7 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
         st.unacked.set(name, { version: r.version, acked: before ? before.acked : held, seq, rejected: false });
         st.known.set(name, r);
         resources.push({ name, version: r.version, resource: r.any });
+        carried.push(r);
         bytes += r.any.value.length;
       } else if (held !== undefined || st.announceAbsent.has(name)) {
         removed.push(name);
@@ -238,13 +242,10 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
       const oldest = st.inflight.keys().next().value;
       if (oldest !== undefined) st.inflight.delete(oldest);
     }
-    const response: DeltaDiscoveryResponse = {
-      system_version_info: systemVersion,
-      resources,
-      type_url: typeUrl,
-      nonce,
-      removed_resources: removed,
-    };
+    const response: DeltaDiscoveryResponse = withEncodedResources(
+      { system_version_info: systemVersion, resources, type_url: typeUrl, nonce, removed_resources: removed },
+      encodeDeltaResources(carried),
+    );
     this.sent(typeUrl, response, bytes, nonce, systemVersion);
   }
 

@@ -9,6 +9,7 @@ import {
   type AnyMessage,
 } from '../../proto/index.ts';
 import type { ResourcesByName, VersionedResource } from '../cache/snapshot.ts';
+import { encodeSotwResources, withEncodedResources } from './encode.ts';
 import { tracer } from './log.ts';
 import { internNames } from './shared-state.ts';
 import { nackedNames, type ResourceStatus } from './status.ts';
@@ -46,7 +47,7 @@ interface TypeState {
 }
 
 /** Per resource map: the wildcard response (list and version) is computed once and shared by every stream. */
-const wildcardCache = new WeakMap<ResourcesByName, { anys: AnyMessage[]; version: string }>();
+const wildcardCache = new WeakMap<ResourcesByName, { anys: AnyMessage[]; version: string; encoded?: Buffer }>();
 
 function versionOf(resources: Iterable<VersionedResource>): string {
   const hash = createHash('sha256');
@@ -54,7 +55,7 @@ function versionOf(resources: Iterable<VersionedResource>): string {
   return hash.digest('hex').slice(0, 16);
 }
 
-function wildcardResponse(map: ResourcesByName): { anys: AnyMessage[]; version: string } {
+function wildcardResponse(map: ResourcesByName): { anys: AnyMessage[]; version: string; encoded?: Buffer } {
   let hit = wildcardCache.get(map);
   if (!hit) {
     const sorted = [...map.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -64,7 +65,7 @@ function wildcardResponse(map: ResourcesByName): { anys: AnyMessage[]; version: 
   return hit;
 }
 
-function namedResponse(map: ResourcesByName, names: ReadonlySet<string>): { anys: AnyMessage[]; version: string } {
+function namedResponse(map: ResourcesByName, names: ReadonlySet<string>): { anys: AnyMessage[]; version: string; encoded?: Buffer } {
   const found: VersionedResource[] = [];
   for (const name of names) {
     const r = map.get(name);
@@ -216,7 +217,8 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     st.changed = new Set();
     st.added = new Set();
     const map = resourcesOf(this.view, typeUrl);
-    const { anys, version } = st.wildcard ? wildcardResponse(map) : namedResponse(map, st.names);
+    const response = st.wildcard ? wildcardResponse(map) : namedResponse(map, st.names);
+    const { anys, version } = response;
     const mustRespond = st.mustRespond;
     const changedAt = st.changedAt;
     st.dirty = false;
@@ -226,7 +228,10 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     if (!mustRespond && st.lastSent?.version === version) return;
     const nonce = newNonce();
     st.lastSent = { nonce, version, resources: map, names: st.wildcard ? null : st.names, changedAt };
-    this.sent(typeUrl, { version_info: version, resources: anys, type_url: typeUrl, nonce }, payloadBytes(anys), nonce, version);
+    // The wildcard response's bytes are encoded once per map and shared by every stream that sends it.
+    const encoded = (response.encoded ??= encodeSotwResources(anys));
+    const message = withEncodedResources({ version_info: version, resources: anys, type_url: typeUrl, nonce }, encoded);
+    this.sent(typeUrl, message, payloadBytes(anys), nonce, version);
   }
 
   /** EDS/RDS: sends the subscribed resources whose version the client lacks (changed or newly subscribed). */
@@ -271,7 +276,8 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     const nonce = newNonce();
     const anys = carried.map((r) => r.any);
     st.lastSent = { nonce, version, resources: map, names: st.names, carried: carried.map((r) => r.name), changedAt };
-    this.sent(typeUrl, { version_info: version, resources: anys, type_url: typeUrl, nonce }, payloadBytes(anys), nonce, version);
+    const message = withEncodedResources({ version_info: version, resources: anys, type_url: typeUrl, nonce }, encodeSotwResources(anys));
+    this.sent(typeUrl, message, payloadBytes(anys), nonce, version);
   }
 
   protected *resourceStatus(typeUrl: TypeUrl): Iterable<ResourceStatus> {

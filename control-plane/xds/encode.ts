@@ -1,0 +1,98 @@
+// The ADS write path: each resource's wire bytes are encoded once and shared by every response (and stream) that sends it.
+import type * as grpc from '@grpc/grpc-js';
+import protobuf from 'protobufjs';
+import { type AnyMessage, messageRoot } from '../../proto/index.ts';
+import type { VersionedResource } from '../cache/snapshot.ts';
+
+/** A response's `resources` field, already encoded: serialize() writes the other fields and appends these bytes. */
+const ENCODED = Symbol('skein.encodedResources');
+
+type WithEncoded = { [ENCODED]?: Buffer };
+
+let fields: { sotw: number; delta: number; resourceType: protobuf.Type } | undefined;
+
+function fieldIds(): NonNullable<typeof fields> {
+  if (!fields) {
+    const root = messageRoot();
+    const sotw = root.lookupType('envoy.service.discovery.v3.DiscoveryResponse').fields.resources?.id;
+    const delta = root.lookupType('envoy.service.discovery.v3.DeltaDiscoveryResponse').fields.resources?.id;
+    if (sotw === undefined || delta === undefined) throw new Error('discovery response has no resources field');
+    fields = { sotw, delta, resourceType: root.lookupType('envoy.service.discovery.v3.Resource') };
+  }
+  return fields;
+}
+
+/** One length-delimited field entry: tag, length, bytes. */
+function entry(fieldId: number, bytes: Uint8Array): Buffer {
+  const w = protobuf.Writer.create();
+  w.uint32((fieldId << 3) | 2).bytes(bytes);
+  return Buffer.from(w.finish());
+}
+
+const anyEntries = new WeakMap<AnyMessage, Buffer>();
+const deltaEntries = new WeakMap<AnyMessage, Buffer>();
+
+/** DiscoveryResponse.resources entry for an Any (cached per resource). */
+function sotwEntry(any: AnyMessage): Buffer {
+  let hit = anyEntries.get(any);
+  if (!hit) {
+    const anyType = messageRoot().lookupType('google.protobuf.Any');
+    hit = entry(fieldIds().sotw, anyType.encode(anyType.fromObject(any)).finish());
+    anyEntries.set(any, hit);
+  }
+  return hit;
+}
+
+/** DeltaDiscoveryResponse.resources entry for Resource{name, version, resource} (cached per resource). */
+function deltaEntry(r: VersionedResource): Buffer {
+  let hit = deltaEntries.get(r.any);
+  if (!hit) {
+    const { resourceType, delta } = fieldIds();
+    const message = resourceType.fromObject({ name: r.name, version: r.version, resource: r.any });
+    hit = entry(delta, resourceType.encode(message).finish());
+    deltaEntries.set(r.any, hit);
+  }
+  return hit;
+}
+
+/** The encoded `resources` of a SotW response carrying these Anys. */
+export function encodeSotwResources(anys: readonly AnyMessage[]): Buffer {
+  return Buffer.concat(anys.map(sotwEntry));
+}
+
+/** The encoded `resources` of a delta response carrying these resources. */
+export function encodeDeltaResources(resources: readonly VersionedResource[]): Buffer {
+  return Buffer.concat(resources.map(deltaEntry));
+}
+
+/** Marks a response as carrying pre-encoded resources (the `resources` array stays for tests and logs). */
+export function withEncodedResources<T extends object>(response: T, encoded: Buffer): T {
+  Object.defineProperty(response, ENCODED, { value: encoded, enumerable: false });
+  return response;
+}
+
+/**
+ * Wraps a method's response serializer: a response with pre-encoded resources is written as its other fields
+ * (encoded by the original serializer with `resources` empty) followed by the shared resource bytes. Protobuf
+ * parsers accept fields in any order and append repeated ones, so the bytes decode to the same message.
+ */
+function fastSerializer<T extends object>(original: (value: T) => Buffer): (value: T) => Buffer {
+  return (value: T) => {
+    const encoded = (value as WithEncoded)[ENCODED];
+    if (!encoded) return original(value);
+    const head = original({ ...value, resources: [] });
+    return Buffer.concat([head, encoded], head.length + encoded.length);
+  };
+}
+
+/** The ADS service definition with both streaming methods using the shared-bytes serializer. */
+export function withSharedEncoding(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const out: Record<string, grpc.MethodDefinition<object, object>> = {};
+  for (const [name, method] of Object.entries(service) as [string, grpc.MethodDefinition<object, object>][]) {
+    out[name] =
+      name === 'StreamAggregatedResources' || name === 'DeltaAggregatedResources'
+        ? { ...method, responseSerialize: fastSerializer(method.responseSerialize) }
+        : method;
+  }
+  return out as grpc.ServiceDefinition;
+}
