@@ -4,6 +4,8 @@ import { USAGE, parseConfig } from './config.ts';
 import { startAdminServer, snapshotReadiness } from './admin/server.ts';
 import { openMeshCa } from './ca/bootstrap.ts';
 import { addCertificateService } from './ca/index.ts';
+import { CertificateLedger } from './ca/ledger.ts';
+import { Registry as MetricsRegistry } from 'prom-client';
 import { logger } from './log.ts';
 import { createRegistry } from './registry/registry.ts';
 import { StatusRegistry, startXdsServer } from './xds/index.ts';
@@ -27,6 +29,8 @@ export async function runControlPlane(argv: string[]): Promise<number> {
   const status = new StatusRegistry();
   const xds = await startXdsServer({ host: config.xdsAddress.host, port: config.xdsAddress.port }, cache, status);
   const servers = [xds];
+  const caMetrics = new MetricsRegistry();
+  let ledger: CertificateLedger | undefined;
   let stopCa = () => {};
   if (config.xdsTlsAddress) {
     const tlsHost = config.xdsTlsAddress.host;
@@ -41,13 +45,21 @@ export async function runControlPlane(argv: string[]): Promise<number> {
       ipAddresses: ['127.0.0.1', ...(/^[\d.]+$/.test(tlsHost) && tlsHost !== '0.0.0.0' && tlsHost !== '127.0.0.1' ? [tlsHost] : [])],
     });
     stopCa = () => ca.serving.stop();
+    const caLedger = new CertificateLedger(caMetrics, ca.authority);
+    ledger = caLedger;
     const xdsTls = await startXdsServer(
       {
         host: tlsHost,
         port: config.xdsTlsAddress.port,
         credentials: ca.serving.credentials(),
         metrics: xds.metrics,
-        extraServices: (server) => addCertificateService(server, { authority: ca.authority, verifier: ca.verifier }),
+        extraServices: (server) =>
+          addCertificateService(server, {
+            authority: ca.authority,
+            verifier: ca.verifier,
+            onIssued: (issued, _identity, requester) => caLedger.issued(issued, requester),
+            onRefused: (code) => caLedger.refused(`refused_${code}`),
+          }),
       },
       cache,
       status,
@@ -60,7 +72,8 @@ export async function runControlPlane(argv: string[]): Promise<number> {
     port: config.adminAddress.port,
     status,
     cache,
-    registries: [xds.metrics.registry],
+    registries: [xds.metrics.registry, caMetrics],
+    certificateOf: (nodeId) => ledger?.lookup(nodeId),
     readiness: snapshotReadiness(() => registryLoaded, cache),
   });
   for (const [service, problems] of cache.translationProblems()) {

@@ -10,7 +10,7 @@ import { createDataPlane } from './listeners/index.ts';
 import { logger } from './log.ts';
 import { XdsClient } from './xds/client.ts';
 import { createXdsMetrics } from './xds/metrics.ts';
-import { buildNode } from './xds/node.ts';
+import { buildNode, nodeId } from './xds/node.ts';
 
 const log = logger('main');
 
@@ -69,7 +69,8 @@ async function bootstrapIdentity(config: Config, signal: AbortSignal): Promise<W
   }
   const caAddress = `${m.caAddress.host.includes(':') ? `[${m.caAddress.host}]` : m.caAddress.host}:${m.caAddress.port}`;
   log.info('requesting the workload certificate', { caAddress, trustDomain: m.trustDomain, tokenFile: m.tokenFile });
-  return WorkloadIdentity.start({ caAddress, caRootPem, trustDomain: m.trustDomain, tokenFile: m.tokenFile }, signal);
+  const requester = nodeId({ ip: config.ip, pod: config.pod, namespace: config.namespace, clusterDomain: config.clusterDomain });
+  return WorkloadIdentity.start({ caAddress, caRootPem, trustDomain: m.trustDomain, tokenFile: m.tokenFile, requester }, signal);
 }
 
 export async function runSidecar(argv: string[], options: SidecarRunOptions = {}): Promise<number> {

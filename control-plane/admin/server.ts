@@ -15,6 +15,8 @@ export interface AdminServerOptions {
   readonly cache: SnapshotCache;
   /** Registries to expose on /metrics (the xDS server's, and others); process metrics are added. */
   readonly registries: readonly Registry[];
+  /** The certificate last issued to a proxy, by node id (shown by `skein proxy-status`). */
+  readonly certificateOf?: (nodeId: string) => object | undefined;
   /** Why the control plane is not ready yet, or undefined once it is (see `snapshotReadiness`). */
   readonly readiness: () => string | undefined;
 }
@@ -72,7 +74,11 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     '/debug/proxy-status': (url, res) => {
       const nodeId = url.searchParams.get('node') ?? undefined;
       const resources = url.searchParams.get('resources') === '1' || url.searchParams.get('resources') === 'true';
-      json(res, 200, { proxies: options.status.list({ ...(nodeId !== undefined ? { nodeId } : {}), resources }) });
+      const proxies = options.status.list({ ...(nodeId !== undefined ? { nodeId } : {}), resources });
+      const certificateOf = options.certificateOf;
+      json(res, 200, {
+        proxies: certificateOf ? proxies.map((p) => ({ ...p, certificate: certificateOf(p.nodeId) })) : proxies,
+      });
     },
     '/debug/config_dump': (url, res) => {
       const result = configDump(options.cache.current(), url.searchParams);

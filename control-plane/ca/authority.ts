@@ -191,6 +191,12 @@ export class CertificateAuthority {
   }
 
   /** PEM roots workloads must trust: the current root first, then extra roots kept during a rotation. */
+  /** When the first root of the trust bundle expires: the date by which a root rotation must be done. */
+  earliestRootExpiry(): Date {
+    const times = this.trustBundle().map((pem) => Date.parse(new X509Certificate(pem).validTo));
+    return new Date(Math.min(...times));
+  }
+
   trustBundle(): readonly string[] {
     return this.#bundle;
   }

@@ -13,7 +13,7 @@ export interface CertificateServiceOptions {
   readonly authority: CertificateAuthority;
   readonly verifier: IdentityVerifier;
   /** Called after each issued leaf (metrics, audit). Receives no key material. */
-  readonly onIssued?: (issued: IssuedCertificate, identity: WorkloadIdentity) => void;
+  readonly onIssued?: (issued: IssuedCertificate, identity: WorkloadIdentity, requester: string) => void;
   /** Called for each refused request with its gRPC status (metrics). */
   readonly onRefused?: (code: grpc.status, reason: string) => void;
 }
@@ -66,7 +66,7 @@ export function certificateServiceHandlers(options: CertificateServiceOptions): 
         const identity = await options.verifier.verify(token);
         const issued = issueFromCsr(options.authority, call.request.csr, identity, validityMs(call.request.validity_seconds));
         log.debug(`issued ${issued.spiffeId} serial ${issued.serial} until ${issued.notAfter.toISOString()} to ${peer}`);
-        options.onIssued?.(issued, identity);
+        options.onIssued?.(issued, identity, call.request.requester);
         return { cert_chain: [...issued.certChain], trust_bundle: [...issued.trustBundle] };
       })().then(
         (response) => callback(null, response),

@@ -29,18 +29,39 @@ function cell(t: TypeStatus | undefined): string {
   return t.state;
 }
 
+/** What /debug/proxy-status adds per proxy when the control plane runs the CA. */
+interface CertificateView {
+  readonly notAfter?: string;
+}
+
+/** `23h59m` until the proxy's certificate expires, `EXPIRED`, or `-` when the CA issued it none (mTLS off). */
+export function certificateCell(cert: CertificateView | undefined, now = Date.now()): string {
+  if (!cert?.notAfter) return '-';
+  const ms = Date.parse(cert.notAfter) - now;
+  if (!(ms > 0)) return 'EXPIRED';
+  const minutes = Math.floor(ms / 60_000);
+  return minutes >= 60 ? `${Math.floor(minutes / 60)}h${String(minutes % 60).padStart(2, '0')}m` : `${minutes}m`;
+}
+
 function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd((widths[i] ?? 0) + 3))).join('').trimEnd()).join('\n');
 }
 
 /** The text `skein proxy-status` prints for a /debug/proxy-status answer. */
-export function formatProxyStatus(proxies: readonly ProxyStatus[]): string {
+export function formatProxyStatus(proxies: readonly (ProxyStatus & { certificate?: CertificateView })[], now = Date.now()): string {
   if (proxies.length === 0) return 'No proxies are connected to the control plane.\n';
-  const rows = [['NAME', 'SCOPE', ...TYPES, 'MODE', 'AGENT']];
+  const rows = [['NAME', 'SCOPE', ...TYPES, 'CERT EXPIRES IN', 'MODE', 'AGENT']];
   for (const p of proxies) {
     const byType = new Map(p.types.map((t) => [t.type, t]));
-    rows.push([p.nodeId, p.scope, ...TYPES.map((t) => cell(byType.get(t))), p.mode.toUpperCase(), p.userAgent]);
+    rows.push([
+      p.nodeId,
+      p.scope,
+      ...TYPES.map((t) => cell(byType.get(t))),
+      certificateCell(p.certificate, now),
+      p.mode.toUpperCase(),
+      p.userAgent,
+    ]);
   }
   let out = `${table(rows)}\n`;
   const nacks: string[] = [];

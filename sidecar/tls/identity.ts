@@ -32,6 +32,8 @@ export interface WorkloadIdentityOptions {
   readonly controlPlaneId?: string;
   /** File with the bearer token; re-read for each request (the kubelet refreshes projected tokens in place). */
   readonly tokenFile: string;
+  /** Our xDS node id, sent along so `skein proxy-status` can show this proxy's certificate. */
+  readonly requester?: string;
   /** Requested lifetime in seconds; 0 = the CA's default (24 h). */
   readonly validitySeconds?: number;
   /** Backoff between failed attempts: full jitter between 0 and min(capMs, baseMs × 2^n). */
@@ -224,7 +226,7 @@ export class WorkloadIdentity implements IdentitySource {
     const metadata = new grpc.Metadata();
     metadata.set('authorization', `Bearer ${token}`);
     const deadline = Date.now() + (this.#options.requestTimeoutMs ?? 10_000);
-    const request = { csr, validity_seconds: this.#options.validitySeconds ?? 0 };
+    const request = { csr, validity_seconds: this.#options.validitySeconds ?? 0, requester: this.#options.requester ?? '' };
     return new Promise((resolve, reject) => {
       this.#client.CreateCertificate(request, metadata, { deadline }, (err, res) => {
         if (err) reject(new CertificateFetchError(`CreateCertificate at ${this.#options.caAddress}: ${err.message}`, { cause: err }));

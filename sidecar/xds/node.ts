@@ -16,9 +16,14 @@ export const USER_AGENT_NAME = 'skein-sidecar';
 
 const str = (s: string) => ({ stringValue: s });
 
+/** Istio's node id form: `sidecar~<ip>~<pod>.<ns>~<ns>.svc.<domain>`. */
+export function nodeId(id: Pick<NodeIdentity, 'ip' | 'pod' | 'namespace' | 'clusterDomain'>): string {
+  return `sidecar~${id.ip}~${id.pod}.${id.namespace}~${id.namespace}.svc.${id.clusterDomain}`;
+}
+
 export function buildNode(id: NodeIdentity): Node {
   return {
-    id: `sidecar~${id.ip}~${id.pod}.${id.namespace}~${id.namespace}.svc.${id.clusterDomain}`,
+    id: nodeId(id),
     cluster: `${id.serviceAccount}.${id.namespace}`,
     user_agent_name: USER_AGENT_NAME,
     user_agent_version: id.version,

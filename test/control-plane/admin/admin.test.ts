@@ -125,9 +125,9 @@ describe('skein proxy-status', () => {
     const code = await runProxyStatus(['--control-plane', admin?.url ?? ''], { write: (s: string) => (out += s) });
     expect(code).toBe(0);
     const lines = out.split('\n');
-    expect(lines[0]).toMatch(/^NAME\s+SCOPE\s+CDS\s+EDS\s+LDS\s+RDS\s+MODE\s+AGENT$/);
-    expect(lines[1]).toMatch(/^rejecting\s+proxyless\s+NOT SENT\s+NOT SENT\s+NACKED \([0-9a-f]+\)\s+NOT SENT\s+SOTW\s+gRPC Node\/1\.30\.0$/);
-    expect(lines[2]).toMatch(/^synced\s+envoy\/default\s+SYNCED\s+NOT SENT\s+NOT SENT\s+NOT SENT\s+SOTW\s+envoy\/1\.30\.0$/);
+    expect(lines[0]).toMatch(/^NAME\s+SCOPE\s+CDS\s+EDS\s+LDS\s+RDS\s+CERT EXPIRES IN\s+MODE\s+AGENT$/);
+    expect(lines[1]).toMatch(/^rejecting\s+proxyless\s+NOT SENT\s+NOT SENT\s+NACKED \([0-9a-f]+\)\s+NOT SENT\s+-\s+SOTW\s+gRPC Node\/1\.30\.0$/);
+    expect(lines[2]).toMatch(/^synced\s+envoy\/default\s+SYNCED\s+NOT SENT\s+NOT SENT\s+NOT SENT\s+-\s+SOTW\s+envoy\/1\.30\.0$/);
     expect(out).toContain('Rejected config (NACK):');
     expect(out).toContain('listener web.default.svc.cluster.local:80: api_listener is required');
     expect(out).toContain('resources: web.default.svc.cluster.local:80');
@@ -150,7 +150,7 @@ describe('skein proxy-status', () => {
         ],
       },
     ]);
-    expect(text).toMatch(/^p\s+proxyless\s+NOT SENT\s+STALE\s+NOT SENT\s+NOT SENT\s+DELTA\s+gRPC Node\/1\.14$/m);
+    expect(text).toMatch(/^p\s+proxyless\s+NOT SENT\s+STALE\s+NOT SENT\s+NOT SENT\s+-\s+DELTA\s+gRPC Node\/1\.14$/m);
     expect(text).not.toContain('NACK');
   });
 
@@ -160,5 +160,16 @@ describe('skein proxy-status', () => {
     expect(await runProxyStatus(['--control-plane', 'http://127.0.0.1:1'], sink, sink)).toBe(1);
     expect(err).toContain('is the control plane running?');
     expect(await runProxyStatus(['--bogus'], sink, sink)).toBe(2);
+  });
+});
+
+describe('certificate expiry in skein proxy-status', () => {
+  it('shows the time left on the certificate the CA issued to each proxy', async () => {
+    const { certificateCell } = await import('../../../control-plane/cli/proxy-status.ts');
+    const now = Date.parse('2026-01-01T00:00:00Z');
+    expect(certificateCell({ notAfter: '2026-01-01T23:59:30Z' }, now)).toBe('23h59m');
+    expect(certificateCell({ notAfter: '2026-01-01T00:42:00Z' }, now)).toBe('42m');
+    expect(certificateCell({ notAfter: '2025-12-31T00:00:00Z' }, now)).toBe('EXPIRED');
+    expect(certificateCell(undefined, now)).toBe('-');
   });
 });

@@ -3,6 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { Registry } from 'prom-client';
+import { CertificateLedger } from '../../../control-plane/ca/ledger.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CertificateAuthority } from '../../../control-plane/ca/authority.ts';
 import { addCertificateService } from '../../../control-plane/ca/service.ts';
@@ -19,6 +21,7 @@ let serving: ServingCertificateProvider;
 let client: CertificateServiceClient;
 let secret: Buffer;
 const issuedIds: string[] = [];
+let ledger: CertificateLedger;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'skein-ca-svc-'));
@@ -26,11 +29,15 @@ beforeAll(async () => {
   const authority = await CertificateAuthority.open({ trustDomain: 'mesh.test', store: new DirectoryCaStore(caDir) });
   secret = await loadOrCreateTokenSecret(caDir);
   serving = await ServingCertificateProvider.start(authority, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+  ledger = new CertificateLedger(new Registry(), authority);
   server = new grpc.Server();
   addCertificateService(server, {
     authority,
     verifier: new BootstrapTokenVerifier(secret),
-    onIssued: (issued) => issuedIds.push(issued.spiffeId),
+    onIssued: (issued, _identity, requester) => {
+      issuedIds.push(issued.spiffeId);
+      ledger.issued(issued, requester);
+    },
   });
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', serving.credentials(), (err, p) => (err ? reject(err) : resolve(p))),
@@ -51,11 +58,11 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function call(csr: string, token?: string, validitySeconds = 0) {
+function call(csr: string, token?: string, validitySeconds = 0, requester = '') {
   const md = new grpc.Metadata();
   if (token !== undefined) md.set('authorization', `Bearer ${token}`);
   return new Promise<CertificateResponse__Output>((resolve, reject) =>
-    client.CreateCertificate({ csr, validity_seconds: validitySeconds }, md, (err, res) => (err || !res ? reject(err) : resolve(res))),
+    client.CreateCertificate({ csr, validity_seconds: validitySeconds, requester }, md, (err, res) => (err || !res ? reject(err) : resolve(res))),
   );
 }
 
@@ -72,6 +79,17 @@ describe('CertificateService over TLS', () => {
     expect(res.trust_bundle).toHaveLength(1);
     expect(leaf.verify(new X509Certificate(res.trust_bundle[0] ?? '').publicKey)).toBe(true);
     expect(issuedIds).toContain('spiffe://mesh.test/ns/shop/sa/cart');
+  });
+
+  it('remembers which proxy got which certificate, for skein proxy-status', async () => {
+    const node = 'sidecar~10.0.0.7~cart-1.shop~shop.svc.cluster.local';
+    const res = await call(makeCsr().csrPem, token(), 7200, node);
+    const leaf = new X509Certificate(res.cert_chain[0] ?? '');
+    const record = ledger.lookup(node);
+    expect(record?.spiffeId).toBe('spiffe://mesh.test/ns/shop/sa/cart');
+    // X.509 keeps whole seconds.
+    expect(Math.floor(Date.parse(record?.notAfter ?? '') / 1000)).toBe(Date.parse(leaf.validTo) / 1000);
+    expect(ledger.lookup('someone-else')).toBeUndefined();
   });
 
   it('UNAUTHENTICATED without a token, with a forged one, or an expired one', async () => {
