@@ -1,15 +1,15 @@
-// Per-endpoint connections reused across requests: HTTP/1.1 keep-alive (http.Agent), one HTTP/2 session, raw TCP.
-import http from 'node:http';
+// Per-endpoint connections reused across requests: HTTP/1.1 keep-alive (an undici Pool), one HTTP/2 session, raw TCP.
 import http2 from 'node:http2';
 import net from 'node:net';
-import type { Duplex } from 'node:stream';
+import { Pool } from 'undici';
+import type { buildConnector } from 'undici';
 import type { EndpointLoad } from '../lb/index.ts';
 import { upstreamConnectError, upstreamReset } from '../listeners/errors.ts';
 import type { LocalReplyError } from '../listeners/errors.ts';
 import { logger } from '../log.ts';
-import type { DispatchController, DispatchHandler, DispatchRequest, Headers } from './dispatch.ts';
-import { stripHopByHop } from './dispatch.ts';
+import type { DispatchHandler, DispatchRequest } from './dispatch.ts';
 import { encodeProxyHeader } from './proxy-protocol.ts';
+import { sendH1 } from './pool-h1.ts';
 import { sendH2 } from './pool-h2.ts';
 
 const log = logger('upstream');
@@ -67,18 +67,6 @@ export function upstreamError(err: unknown, target: string): LocalReplyError {
   return upstreamReset(code, target, err);
 }
 
-/** An http.Agent whose connections go through the endpoint pool (PROXY v2 header, counting). */
-class PoolAgent extends http.Agent {
-  readonly pool: EndpointPool;
-  constructor(pool: EndpointPool) {
-    super({ keepAlive: true, keepAliveMsecs: 1000, maxSockets: Infinity, maxFreeSockets: 256, scheduling: 'lifo' });
-    this.pool = pool;
-  }
-  override createConnection(): Duplex {
-    return this.pool.connect();
-  }
-}
-
 export class EndpointPool {
   readonly target: PoolTarget;
   /** `address:port` actually dialled (the peer's inbound port when it has a sidecar). */
@@ -87,7 +75,10 @@ export class EndpointPool {
   private readonly gauge: ConnectionGauge;
   private readonly connector: Connector;
   private readonly header: Buffer | undefined;
-  private agent: PoolAgent | undefined;
+  /** HTTP/1.1 keep-alive connections (undici, one request per connection at a time), created on first use. */
+  private h1: Pool | undefined;
+  /** True only while undici takes a just-opened connection (its first request is not a reused one). */
+  private fresh = false;
   /** HTTP/2 session, created on first use and replaced when it closes. */
   h2: http2.ClientHttp2Session | undefined;
   /** Requests and TCP streams in progress. */
@@ -143,8 +134,53 @@ export class EndpointPool {
       sendH2(this, req, handler);
       return;
     }
-    this.agent ??= new PoolAgent(this);
-    new H1Exchange(this, this.agent, req, handler, true);
+    sendH1(this, (this.h1 ??= this.newH1Pool()), req, handler);
+  }
+
+  /**
+   * undici's Pool over our connector (PROXY v2 header, mTLS, connect timeout, counting). No undici timeouts: the
+   * route timeout wraps the whole dispatch. Idle connections close after 10 s, or earlier as the server's
+   * Keep-Alive hint asks.
+   */
+  private newH1Pool(): Pool {
+    const t = this.target;
+    const host = t.address.includes(':') ? `[${t.address}]` : t.address;
+    return new Pool(`http://${host}:${t.port}`, {
+      connect: (_opts, callback) => this.connectH1(callback),
+      pipelining: 1,
+      keepAliveTimeout: 10_000,
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      allowH2: false,
+    });
+  }
+
+  private connectH1(callback: buildConnector.Callback): void {
+    const socket = this.connect();
+    const ready = (socket as { encrypted?: boolean }).encrypted === true ? 'secureConnect' : 'connect';
+    const onReady = (): void => {
+      socket.off('error', onError);
+      // undici writes the first request synchronously inside the callback.
+      this.fresh = true;
+      try {
+        callback(null, socket);
+      } finally {
+        this.fresh = false;
+      }
+    };
+    const onError = (err: Error): void => {
+      socket.off(ready, onReady);
+      callback(err, null);
+    };
+    socket.once(ready, onReady);
+    socket.once('error', onError);
+  }
+
+  /** For the HTTP/1.1 exchange starting now: false when it goes out on a connection that carried one before. */
+  takeFreshConnection(): boolean {
+    const f = this.fresh;
+    this.fresh = false;
+    return f;
   }
 
   /** Counts a request sent on a connection that already carried one. */
@@ -201,8 +237,10 @@ export class EndpointPool {
   /** Closes every connection now (in-flight requests fail). */
   close(): void {
     this.draining = true;
-    this.agent?.destroy();
-    this.agent = undefined;
+    if (this.h1 !== undefined) {
+      this.h1.destroy().catch(() => {});
+      this.h1 = undefined;
+    }
     this.h2?.close();
     this.h2 = undefined;
     for (const s of this.sockets) s.destroy();
@@ -215,132 +253,4 @@ function onConnectTimeout(socket: net.Socket, ms: number): void {
   const err = new Error(`connect timeout after ${ms} ms`) as NodeJS.ErrnoException;
   err.code = 'ETIMEDOUT';
   socket.destroy(err);
-}
-
-const kExchange = Symbol('skein.exchange');
-type WithExchange = { [kExchange]: H1Exchange };
-
-/** One HTTP/1.1 request on the endpoint's keep-alive agent; also the controller handed to the handler. */
-class H1Exchange implements DispatchController {
-  readonly pool: EndpointPool;
-  private readonly agent: http.Agent;
-  private readonly req: DispatchRequest;
-  private readonly handler: DispatchHandler;
-  private readonly startedAt: number;
-  private ureq: http.ClientRequest;
-  private ures: http.IncomingMessage | undefined;
-  private finished = false;
-  private mayRetry: boolean;
-
-  constructor(pool: EndpointPool, agent: http.Agent, req: DispatchRequest, handler: DispatchHandler, mayRetry: boolean) {
-    this.pool = pool;
-    this.agent = agent;
-    this.req = req;
-    this.handler = handler;
-    this.mayRetry = mayRetry && req.body === null;
-    this.startedAt = pool.load.start();
-    this.ureq = this.send();
-    if (this.ureq.reusedSocket) pool.reused();
-    handler.onRequestStart(this);
-  }
-
-  private send(): http.ClientRequest {
-    const r = this.req;
-    const t = this.pool.target;
-    const ureq = http.request({
-      agent: this.agent,
-      host: t.address,
-      port: t.port,
-      method: r.method,
-      path: r.path,
-      headers: r.headers as http.OutgoingHttpHeaders,
-      setHost: r.headers['host'] === undefined,
-    });
-    (ureq as unknown as WithExchange)[kExchange] = this;
-    ureq.on('response', onH1Response);
-    ureq.on('error', onH1RequestError);
-    if (r.body === null) ureq.end();
-    else r.body.pipe(ureq);
-    return ureq;
-  }
-
-  requestError(err: NodeJS.ErrnoException): void {
-    if (this.finished) return;
-    // A kept-alive connection the server closed as we reused it: send once more on a fresh one (no body sent).
-    if (this.ures === undefined && this.mayRetry && this.ureq.reusedSocket && err.code === 'ECONNRESET') {
-      log.debug('retrying on a fresh connection after a stale keep-alive reset', { target: this.pool.dialTarget });
-      this.mayRetry = false;
-      this.ureq = this.send();
-      return;
-    }
-    this.fail(upstreamError(err, this.pool.dialTarget));
-  }
-
-  response(ures: http.IncomingMessage): void {
-    this.ures = ures;
-    (ures as unknown as WithExchange)[kExchange] = this;
-    ures.on('data', onH1Data);
-    ures.on('end', onH1End);
-    ures.on('aborted', onH1Aborted);
-    ures.on('error', onH1ResponseError);
-    this.handler.onResponseStart(ures.statusCode ?? 502, stripHopByHop(ures.headers as Headers));
-  }
-
-  data(chunk: Buffer): void {
-    if (!this.handler.onResponseData(chunk)) this.ures?.pause();
-  }
-
-  end(): void {
-    if (this.finished) return;
-    this.finished = true;
-    this.pool.load.finish(this.startedAt);
-    this.pool.release();
-    const u = this.ures;
-    const trailers = u !== undefined && u.rawTrailers.length > 0 ? (u.trailers as Headers) : undefined;
-    this.handler.onResponseEnd(trailers);
-  }
-
-  fail(error: LocalReplyError): void {
-    if (this.finished) return;
-    this.finished = true;
-    this.pool.load.finish(this.startedAt);
-    this.pool.release();
-    this.ureq.destroy();
-    this.handler.onResponseError(error);
-  }
-
-  pause(): void {
-    this.ures?.pause();
-  }
-  resume(): void {
-    this.ures?.resume();
-  }
-  abort(): void {
-    if (this.finished) return;
-    this.finished = true;
-    this.pool.load.finish(this.startedAt);
-    this.pool.release();
-    this.ureq.destroy();
-  }
-}
-
-function onH1Response(this: http.ClientRequest, ures: http.IncomingMessage): void {
-  (this as unknown as WithExchange)[kExchange].response(ures);
-}
-function onH1RequestError(this: http.ClientRequest, err: NodeJS.ErrnoException): void {
-  (this as unknown as WithExchange)[kExchange].requestError(err);
-}
-function onH1Data(this: http.IncomingMessage, chunk: Buffer): void {
-  (this as unknown as WithExchange)[kExchange].data(chunk);
-}
-function onH1End(this: http.IncomingMessage): void {
-  (this as unknown as WithExchange)[kExchange].end();
-}
-function onH1Aborted(this: http.IncomingMessage): void {
-  const ex = (this as unknown as WithExchange)[kExchange];
-  ex.fail(upstreamReset('ECONNRESET', ex.pool.dialTarget));
-}
-function onH1ResponseError(this: http.IncomingMessage, err: NodeJS.ErrnoException): void {
-  const ex = (this as unknown as WithExchange)[kExchange];
-  ex.fail(upstreamReset(err.code ?? 'ECONNRESET', ex.pool.dialTarget, err));
 }

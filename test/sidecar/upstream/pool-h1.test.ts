@@ -1,0 +1,159 @@
+// The HTTP/1.1 upstream path on undici: connection reuse and counting, the one retry after a stale keep-alive, headers.
+import { describe, it, expect, afterEach } from 'vitest';
+import http from 'node:http';
+import { PassThrough } from 'node:stream';
+import { Registry } from 'prom-client';
+import { Cluster } from '../../../sidecar/upstream/index.ts';
+import type { DispatchHandler, DispatchRequest, Headers } from '../../../sidecar/upstream/index.ts';
+import type { LocalReplyError } from '../../../sidecar/listeners/errors.ts';
+import { DataPlaneMetrics } from '../../../sidecar/telemetry/metrics.ts';
+import { closeServer, listen } from '../listeners/harness.ts';
+
+interface Outcome {
+  status: number;
+  headers: Headers;
+  body: string;
+  error: LocalReplyError | undefined;
+}
+
+function cluster(port: number, registry: Registry): Cluster {
+  return new Cluster(
+    { name: 'c', version: '1', kind: 'eds', lbPolicy: 'round-robin', connectTimeoutMs: 1000, protocol: 'http1', endpointsVersion: '1', endpoints: [{ address: '127.0.0.1', port, weight: 1, health: 'healthy' }] },
+    '127.0.0.1',
+    new DataPlaneMetrics(registry).cluster('outbound', 'c'),
+  );
+}
+
+async function send(c: Cluster, path: string, extra: Partial<DispatchRequest> = {}): Promise<Outcome> {
+  // As a request from the network would, arrive in a later turn than the previous response's end (undici frees the
+  // connection for the pool in a microtask after it).
+  await new Promise((r) => setImmediate(r));
+  const e = c.pick({ hash: undefined })!;
+  return new Promise((resolve) => {
+    const out: Outcome = { status: 0, headers: {}, body: '', error: undefined };
+    const handler: DispatchHandler = {
+      onRequestStart() {},
+      onResponseStart(s, h) {
+        out.status = s;
+        out.headers = h;
+      },
+      onResponseData(chunk) {
+        out.body += chunk.toString();
+        return true;
+      },
+      onResponseEnd: () => resolve(out),
+      onResponseError(err) {
+        out.error = err;
+        resolve(out);
+      },
+    };
+    const req: DispatchRequest = { cluster: 'c', method: 'GET', path, authority: 'c', headers: { host: 'c.default' }, body: null, hash: undefined, wantsH2: false, timeoutMs: 0, ...extra };
+    e.pool.request(req, handler, false);
+  });
+}
+
+async function metric(registry: Registry, name: string): Promise<number> {
+  const m = await registry.getSingleMetric(name)?.get();
+  return m?.values.reduce((a, v) => a + v.value, 0) ?? 0;
+}
+
+describe('HTTP/1.1 upstream pool (undici)', () => {
+  const servers: http.Server[] = [];
+  const clusters: Cluster[] = [];
+  afterEach(async () => {
+    await Promise.all(clusters.splice(0).map((c) => c.close(0)));
+    await Promise.all(servers.splice(0).map(closeServer));
+  });
+
+  /** An app counting connections; `/stale` on a connection that already served a request drops it unanswered. */
+  async function app(): Promise<{ port: number; connections: () => number }> {
+    let conns = 0;
+    const served = new WeakMap<object, number>();
+    const s = http.createServer((req, res) => {
+      const n = served.get(req.socket) ?? 0;
+      served.set(req.socket, n + 1);
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        if (req.url === '/stale' && n > 0) {
+          req.socket.destroy();
+          return;
+        }
+        res.setHeader('set-cookie', ['a=1', 'b=2']);
+        res.setHeader('x-seen', `${req.headers['host']} ${req.headers['x-multi']} ${req.headers['connection']}`);
+        res.end(`${req.method} ${req.url} ${Buffer.concat(chunks).toString()}`);
+      });
+    });
+    s.on('connection', () => conns++);
+    servers.push(s);
+    return { port: await listen(s), connections: () => conns };
+  }
+
+  it('reuses one kept-alive connection for sequential requests and counts the reused ones', async () => {
+    const a = await app();
+    const registry = new Registry();
+    const c = cluster(a.port, registry);
+    clusters.push(c);
+    for (let i = 0; i < 3; i++) {
+      const r = await send(c, `/r${i}`, { headers: { host: 'c.default', 'x-multi': ['1', '2'] } });
+      expect(r.status).toBe(200);
+      expect(r.body).toBe(`GET /r${i} `);
+      expect(r.headers['set-cookie']).toEqual(['a=1', 'b=2']);
+      expect(r.headers['x-seen']).toBe('c.default 1, 2 keep-alive');
+      // Hop-by-hop response headers are not handed on.
+      expect(r.headers['connection']).toBeUndefined();
+      expect(r.headers['keep-alive']).toBeUndefined();
+    }
+    expect(a.connections()).toBe(1);
+    expect(await metric(registry, 'skein_upstream_requests_reused_total')).toBe(2);
+    expect(await metric(registry, 'skein_upstream_connections')).toBe(1);
+    expect(c.stat().endpoints[0]?.active).toBe(0);
+  });
+
+  it('sends a bodiless request once more on a fresh connection when a kept-alive one was dropped under it', async () => {
+    const a = await app();
+    const c = cluster(a.port, new Registry());
+    clusters.push(c);
+    expect((await send(c, '/first')).status).toBe(200);
+    const r = await send(c, '/stale');
+    expect(r.error).toBeUndefined();
+    expect(r.status).toBe(200);
+    expect(r.body).toBe('GET /stale ');
+    expect(a.connections()).toBe(2);
+  });
+
+  it('does not resend a request with a body: the reset becomes 503 upstream_reset', async () => {
+    const a = await app();
+    const c = cluster(a.port, new Registry());
+    clusters.push(c);
+    expect((await send(c, '/first')).status).toBe(200);
+    const body = new PassThrough();
+    const pending = send(c, '/stale', { method: 'POST', body, headers: { host: 'c.default', 'content-length': '5' } });
+    body.end('hello');
+    const r = await pending;
+    expect(r.error?.status).toBe(503);
+    expect(r.error?.reason).toBe('upstream_reset');
+    expect(r.error?.message).toContain('ECONNRESET');
+    expect(c.stat().endpoints[0]?.active).toBe(0);
+  });
+
+  it('streams a request body and answers connection refused as upstream_connect_error', async () => {
+    const a = await app();
+    const c = cluster(a.port, new Registry());
+    clusters.push(c);
+    const body = new PassThrough();
+    const pending = send(c, '/echo', { method: 'PUT', body, headers: { host: 'c.default', 'transfer-encoding': undefined } });
+    body.write('chunk1 ');
+    body.end('chunk2');
+    expect((await pending).body).toBe('PUT /echo chunk1 chunk2');
+
+    const s = http.createServer();
+    const port = await listen(s);
+    await closeServer(s);
+    const refused = cluster(port, new Registry());
+    clusters.push(refused);
+    const r = await send(refused, '/x');
+    expect(r.error?.reason).toBe('upstream_connect_error');
+    expect(r.error?.message).toContain(`ECONNREFUSED 127.0.0.1:${port}`);
+  });
+});
