@@ -1,45 +1,11 @@
 // Incremental parsing of a multi-document registry file: split at document markers, parse and validate only new text.
-import { LineCounter, parseAllDocuments } from 'yaml';
+import { type Document, LineCounter, parseAllDocuments } from 'yaml';
 import type { Kind } from './objects.ts';
 import { normalize, normalizePolicy } from './objects.ts';
 import type { PolicyKind } from './registry.ts';
+export { splitDocuments } from './text-diff.ts';
+import { type Chunk, planChunks, type Placed as PlacedChunk, type Planned, splitDocuments } from './text-diff.ts';
 import { type CheckedObject, checkDocument, type DocumentPosition, documentLine, type Identified, joinDocuments } from './validate.ts';
-
-/** A piece of the file that starts at a `---` line (or at the top) and runs to the next one. */
-export interface Chunk {
-  readonly text: string;
-  /** 1-based line of the chunk's first line in the file. */
-  readonly line: number;
-}
-
-/**
- * Splits registry text into chunks at `---` lines at column 0. The YAML spec forbids a line starting with `---` or
- * `...` (followed by a space or the line end) inside any document content, so such a line always starts a new
- * document; `...` lines stay in the chunk they end, which may hold further bare documents (each chunk is parsed as
- * a stream). Directives (`%YAML`) belong to the next `---`, so text with one is parsed whole.
- */
-export function splitDocuments(text: string): Chunk[] {
-  if (/^%/m.test(text)) return [{ text, line: 1 }];
-  const chunks: Chunk[] = [];
-  const marker = /^---(?=[ \t\r\n]|$)/gm;
-  let start = 0;
-  let line = 1;
-  let m: RegExpExecArray | null;
-  while ((m = marker.exec(text)) !== null) {
-    if (m.index === 0) continue;
-    chunks.push({ text: text.slice(start, m.index), line });
-    line += countLines(text, start, m.index);
-    start = m.index;
-  }
-  chunks.push({ text: text.slice(start), line });
-  return chunks;
-}
-
-function countLines(text: string, from: number, to: number): number {
-  let n = 0;
-  for (let i = text.indexOf('\n', from); i !== -1 && i < to; i = text.indexOf('\n', i + 1)) n++;
-  return n;
-}
 
 /** A valid object as cached: validated and normalized once, the same frozen object for as long as its text stays. */
 export interface ParsedObject {
@@ -49,6 +15,12 @@ export interface ParsedObject {
   readonly prefix: string;
   /** client-node's shape for Service/EndpointSlice/Pod, a SkeinPolicy for policies; deeply frozen. */
   readonly value: object;
+}
+
+/** A cached chunk: its own copy of the text (the map key) and its documents. */
+interface CachedChunk {
+  readonly text: string;
+  readonly docs: readonly CachedDocument[];
 }
 
 /** One document of a chunk: its first line relative to the chunk and its objects. */
@@ -84,7 +56,10 @@ interface Placed {
  * one). A chunk with a problem is never cached, so its messages are always worded for where it is now.
  */
 export class DocumentCache {
-  private chunks = new Map<string, readonly CachedDocument[]>();
+  /** Chunk text → its documents; the key is the entry's own flat copy of the text (see parse()). */
+  private chunks = new Map<string, CachedChunk>();
+  /** The last good text and where its chunks start, to split only around the next edit. */
+  private last: { readonly text: string; readonly chunks: readonly PlacedChunk<CachedChunk>[] } | undefined;
 
   get size(): number {
     return this.chunks.size;
@@ -92,43 +67,62 @@ export class DocumentCache {
 
   /** Parses and validates `text`; objects keep their identity while their chunk's text is unchanged. */
   parse(file: string, text: string): ParseOutcome {
-    const next = new Map<string, readonly CachedDocument[]>();
+    const next = new Map<string, CachedChunk>();
     const placed: Placed[] = [];
     let index = 0;
     let fresh = 0;
     let cached = 0;
     let valid = true;
-    for (const chunk of splitDocuments(text)) {
-      let docs = this.chunks.get(chunk.text) ?? next.get(chunk.text);
-      if (docs) cached++;
-      else {
+    const placements: PlacedChunk<CachedChunk>[] = [];
+    let offset = 0;
+    const planned: Planned<CachedChunk>[] =
+      (this.last && planChunks(this.last.text, this.last.chunks, text)) || splitDocuments(text).map((c: Chunk) => ({ line: c.line, text: c.text }));
+    for (const chunk of planned) {
+      let entry = chunk.value ?? (this.chunks.get(chunk.text) || next.get(chunk.text));
+      if (entry) cached++;
+      else if (chunk.value === undefined) {
         fresh++;
-        const lines = new LineCounter();
-        const parsed = parseAllDocuments(chunk.text, { lineCounter: lines, prettyErrors: false });
-        const checks = (Array.isArray(parsed) ? parsed : []).map((doc) => {
-          const relLine = documentLine(doc, lines);
-          return { relLine, check: checkDocument(file, doc, { index: 0, line: 0 }), doc };
-        });
-        if (checks.every((c) => c.check.problems.length === 0)) {
-          docs = checks.map((c) => ({ relLine: c.relLine, objects: c.check.objects.map(toParsed) }));
-        } else {
+        const outcome = parseChunk(file, chunk.text);
+        if ('problems' in outcome) {
           // Problems are worded with the document's place: check again with the real positions.
           valid = false;
-          for (const c of checks) {
+          for (const c of outcome.problems) {
             const pos = { index: index++, line: chunk.line + c.relLine - 1 };
             placed.push({ pos, ...checkDocument(file, c.doc, pos) });
           }
           continue;
         }
+        entry = outcome.entry;
       }
-      next.set(chunk.text, docs);
-      for (const doc of docs) placed.push({ pos: { index: index++, line: chunk.line + doc.relLine - 1 }, objects: doc.objects, problems: [] });
+      if (!entry) continue;
+      next.set(entry.text, entry);
+      placements.push({ start: offset, line: chunk.line, value: entry });
+      offset += entry.text.length;
+      for (const doc of entry.docs) placed.push({ pos: { index: index++, line: chunk.line + doc.relLine - 1 }, objects: doc.objects, problems: [] });
     }
     const { objects, problems } = joinDocuments(file, placed);
-    if (valid && problems.length === 0) this.chunks = next;
-    else if (this.chunks.size > 2 * next.size + 1000) this.chunks = next;
-    else for (const [key, docs] of next) this.chunks.set(key, docs);
+    if (valid && problems.length === 0) {
+      this.chunks = next;
+      this.last = { text, chunks: placements };
+    } else if (this.chunks.size > 2 * next.size + 1000) this.chunks = next;
+    else for (const [key, kept] of next) this.chunks.set(key, kept);
     // Without problems every document came from the cache path, so every object is a ParsedObject.
     return { objects: objects as ParsedObject[], problems, fresh, cached };
   }
+}
+
+/** Parses and checks a chunk not seen before: its cache entry, or its documents when any has a problem. */
+function parseChunk(file: string, text: string): { entry: CachedChunk } | { problems: { relLine: number; doc: Document }[] } {
+  // A slice of the file text keeps the whole file alive (V8 sliced strings), and so would every string the
+  // parser cuts from it: parse and key a copy, so a cached document holds only its own text.
+  const own = Buffer.from(text, 'utf8').toString('utf8');
+  const lines = new LineCounter();
+  const parsed = parseAllDocuments(own, { lineCounter: lines, prettyErrors: false });
+  const checks = (Array.isArray(parsed) ? parsed : []).map((doc) => ({
+    relLine: documentLine(doc, lines),
+    check: checkDocument(file, doc, { index: 0, line: 0 }),
+    doc,
+  }));
+  if (checks.some((c) => c.check.problems.length > 0)) return { problems: checks };
+  return { entry: { text: own, docs: checks.map((c) => ({ relLine: c.relLine, objects: c.check.objects.map(toParsed) })) } };
 }

@@ -89,16 +89,17 @@ export function joinDocuments<T extends Identified>(
 ): { objects: T[]; problems: string[] } {
   const objects: T[] = [];
   const problems: string[] = [];
-  const seen = new Map<string, string>();
+  const seen = new Map<string, DocumentPosition>();
   for (const { pos, objects: found, problems: own } of docs) {
     problems.push(...own);
     for (const o of found) {
       const first = seen.get(o.id);
       if (first) {
-        problems.push(`${whereText(file, pos, o.label)}: ${o.prefix}metadata.name: duplicate ${o.id} (first defined in ${first})`);
+        const firstWhere = whereText(file, first).replace(`${file}: `, '');
+        problems.push(`${whereText(file, pos, o.label)}: ${o.prefix}metadata.name: duplicate ${o.id} (first defined in ${firstWhere})`);
         continue;
       }
-      seen.set(o.id, whereText(file, pos).replace(`${file}: `, ''));
+      seen.set(o.id, pos);
       objects.push(o);
     }
   }

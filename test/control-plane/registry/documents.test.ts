@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { DocumentCache, splitDocuments } from '../../../control-plane/registry/documents.ts';
 import { RegistryInvalidError } from '../../../control-plane/registry/errors.ts';
 import { parseRegistryText } from '../../../control-plane/registry/file.ts';
+import { planChunks } from '../../../control-plane/registry/text-diff.ts';
 
 const svc = (name: string, port = 80): string =>
   `apiVersion: v1\nkind: Service\nmetadata:\n  name: ${name}\nspec:\n  ports:\n    - port: ${port}\n`;
@@ -87,5 +88,56 @@ describe('DocumentCache', () => {
     expect(again.fresh).toBe(0);
     expect(again.objects.map((o) => o.value)).toEqual(good.objects.map((o) => o.value));
     expect(again.objects[1]?.value).toBe(good.objects[1]?.value);
+  });
+});
+
+describe('DocumentCache after edits anywhere in the file', () => {
+  it('matches a fresh parse (objects, problems, lines) after random edits, and reuses untouched documents', () => {
+    let seed = 7;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    let services = Array.from({ length: 30 }, (_, i) => svc(`s${i}`, 80 + i));
+    const cache = new DocumentCache();
+    cache.parse('r.yaml', docs(...services));
+    for (let round = 0; round < 60; round++) {
+      const i = rand(services.length);
+      const op = rand(6);
+      const next = [...services];
+      if (op === 0) next[i] = svc(`s${i}`, 1000 + round); // change a port
+      else if (op === 1) next.splice(i, 0, svc(`n${round}`)); // insert
+      else if (op === 2 && next.length > 10) next.splice(i, 1); // delete
+      else if (op === 3) next[i] = `# comment ${round}\n${next[i]}`; // a comment line shifts every later line
+      else if (op === 4) next[i] = svc(`s${i}`, 99999); // invalid: rejected, last good kept
+      else next[i] = svc(`s${rand(services.length)}`); // maybe a duplicate
+      const text = docs(...next);
+      const warm = cache.parse('r.yaml', text);
+      const cold = new DocumentCache().parse('r.yaml', text);
+      expect(warm.problems).toEqual(cold.problems);
+      if (cold.problems.length === 0) {
+        expect(warm.objects.map((o) => o.value)).toEqual(cold.objects.map((o) => o.value));
+        expect(warm.fresh).toBeLessThanOrEqual(2);
+        services = next;
+      }
+    }
+  });
+});
+
+describe('planChunks', () => {
+  it('carries over the chunks before and after an edit and splits only the edited region, with shifted lines', () => {
+    const before = docs(...Array.from({ length: 10 }, (_, i) => svc(`s${i}`)));
+    const chunks = splitDocuments(before);
+    let start = 0;
+    const placed = chunks.map((c, k) => {
+      const p = { start, line: c.line, value: k };
+      start += c.text.length;
+      return p;
+    });
+    const after = docs(...Array.from({ length: 10 }, (_, i) => (i === 4 ? `# note\n${svc('s4', 81)}` : svc(`s${i}`))));
+    const plan = planChunks(before, placed, after);
+    expect(plan?.map((c) => c.value)).toEqual([0, 1, 2, 3, undefined, 5, 6, 7, 8, 9]);
+    expect(plan?.map((c) => c.line)).toEqual(splitDocuments(after).map((c) => c.line));
+    expect(plan?.[4]).toEqual(splitDocuments(after)[4]);
   });
 });

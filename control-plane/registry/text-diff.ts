@@ -1,0 +1,101 @@
+// Splits registry text into per-document chunks; after an edit, splits again only the region around the edit.
+
+/** A piece of the file that starts at a `---` line (or at the top) and runs to the next one. */
+export interface Chunk {
+  readonly text: string;
+  /** 1-based line of the chunk's first line in the file. */
+  readonly line: number;
+}
+
+/**
+ * Splits registry text into chunks at `---` lines at column 0. The YAML spec forbids a line starting with `---` or
+ * `...` (followed by a space or the line end) inside any document content, so such a line always starts a new
+ * document; `...` lines stay in the chunk they end, which may hold further bare documents (each chunk is parsed as
+ * a stream). Directives (`%YAML`) belong to the next `---`, so text with one is parsed whole.
+ */
+export function splitDocuments(text: string): Chunk[] {
+  if (/^%/m.test(text)) return [{ text, line: 1 }];
+  const chunks: Chunk[] = [];
+  const marker = /^---(?=[ \t\r\n]|$)/gm;
+  let start = 0;
+  let line = 1;
+  let m: RegExpExecArray | null;
+  while ((m = marker.exec(text)) !== null) {
+    if (m.index === 0) continue;
+    chunks.push({ text: text.slice(start, m.index), line });
+    line += newlines(text, start, m.index);
+    start = m.index;
+  }
+  chunks.push({ text: text.slice(start), line });
+  return chunks;
+}
+
+/** A chunk of the previous text at a known offset, with whatever the caller attached to it. */
+export interface Placed<T> {
+  readonly start: number;
+  readonly line: number;
+  readonly value: T;
+}
+
+/** A chunk of the new text: carried over from the previous text (`value`), or new text to look up (`text`). */
+export type Planned<T> = { readonly line: number; readonly text: string; readonly value?: undefined } | { readonly line: number; readonly value: T };
+
+const BLOCK = 4096;
+
+/** Length of the common prefix of a and b (block compares first, then characters). */
+export function commonPrefix(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i + BLOCK <= n && a.slice(i, i + BLOCK) === b.slice(i, i + BLOCK)) i += BLOCK;
+  while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++;
+  return i;
+}
+
+/** Length of the common suffix of a and b, at most `max`. */
+export function commonSuffix(a: string, b: string, max: number): number {
+  const n = Math.min(a.length, b.length, max);
+  let k = 0;
+  while (k + BLOCK <= n && a.slice(a.length - k - BLOCK, a.length - k) === b.slice(b.length - k - BLOCK, b.length - k)) k += BLOCK;
+  while (k < n && a.charCodeAt(a.length - 1 - k) === b.charCodeAt(b.length - 1 - k)) k++;
+  return k;
+}
+
+function newlines(text: string, from: number, to: number): number {
+  let n = 0;
+  for (let i = text.indexOf('\n', from); i !== -1 && i < to; i = text.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
+/**
+ * Plans the chunks of `text` from the chunks of `previous`: chunks wholly inside the common prefix or suffix are
+ * carried over (their `---` line and the character after it unchanged, so they are still chunks of the new text),
+ * and only the region between is split again. Returns undefined when a full split is as cheap or required.
+ */
+export function planChunks<T>(previous: string, chunks: readonly Placed<T>[], text: string): Planned<T>[] | undefined {
+  if (chunks.length < 8) return undefined;
+  const p = commonPrefix(previous, text);
+  if (p === previous.length && p === text.length) return chunks.map((c) => ({ line: c.line, value: c.value }));
+  const s = commonSuffix(previous, text, Math.min(previous.length, text.length) - p);
+  const end = (k: number): number => chunks[k + 1]?.start ?? previous.length;
+  // Keep chunk k in front if its end boundary (`---` plus one character) lies in the prefix.
+  let front = 0;
+  while (front < chunks.length && end(front) + 4 <= p && end(front) < previous.length) front++;
+  // Keep chunk k at the back if the newline before its `---` lies in the suffix.
+  const suffixStart = previous.length - s;
+  let back = chunks.length;
+  while (back - 1 > front && (chunks[back - 1]?.start ?? 0) - 1 >= suffixStart) back--;
+  const midStart = front < chunks.length ? (chunks[front]?.start ?? 0) : previous.length;
+  const midEndOld = back < chunks.length ? (chunks[back]?.start ?? previous.length) : previous.length;
+  const delta = text.length - previous.length;
+  const midEndNew = midEndOld + delta;
+  if (midEndNew < midStart) return undefined;
+  const middle = text.slice(midStart, midEndNew);
+  if (/^%/m.test(middle)) return undefined; // directives: the caller parses the whole text
+  const firstLine = front < chunks.length ? (chunks[front]?.line ?? 1) : 1;
+  const lineShift = newlines(text, midStart, midEndNew) - newlines(previous, midStart, midEndOld);
+  const out: Planned<T>[] = [];
+  for (const c of chunks.slice(0, front)) out.push({ line: c.line, value: c.value });
+  if (middle.length > 0) for (const c of splitDocuments(middle)) out.push({ line: c.line + firstLine - 1, text: c.text });
+  for (const c of chunks.slice(back)) out.push({ line: c.line + lineShift, value: c.value });
+  return out;
+}
