@@ -36,6 +36,8 @@ export interface ParseOutcome {
   /** How many chunks were parsed and validated now, and how many came from the cache. */
   readonly fresh: number;
   readonly cached: number;
+  /** The values of objects parsed now (from new text); every other value is the cached object of earlier parses. */
+  readonly freshValues: ReadonlySet<object>;
 }
 
 function toParsed(o: CheckedObject): ParsedObject {
@@ -74,6 +76,7 @@ export class DocumentCache {
     let cached = 0;
     let valid = true;
     const placements: PlacedChunk<CachedChunk>[] = [];
+    const freshValues = new Set<object>();
     let offset = 0;
     const planned: Planned<CachedChunk>[] =
       (this.last && planChunks(this.last.text, this.last.chunks, text)) || splitDocuments(text).map((c: Chunk) => ({ line: c.line, text: c.text }));
@@ -93,6 +96,7 @@ export class DocumentCache {
           continue;
         }
         entry = outcome.entry;
+        for (const doc of entry.docs) for (const o of doc.objects) freshValues.add(o.value);
       }
       if (!entry) continue;
       next.set(entry.text, entry);
@@ -107,7 +111,7 @@ export class DocumentCache {
     } else if (this.chunks.size > 2 * next.size + 1000) this.chunks = next;
     else for (const [key, kept] of next) this.chunks.set(key, kept);
     // Without problems every document came from the cache path, so every object is a ParsedObject.
-    return { objects: objects as ParsedObject[], problems, fresh, cached };
+    return { objects: objects as ParsedObject[], problems, fresh, cached, freshValues };
   }
 }
 

@@ -7,9 +7,9 @@ import { stringify } from 'yaml';
 import { DocumentCache } from './documents.ts';
 import { logger } from '../log.ts';
 import { PROBLEM_FILE_MISSING, PROBLEM_INVALID, RegistryFileMissingError, RegistryInvalidError } from './errors.ts';
-import { Listeners, buildState, objectKey, reuse } from './objects.ts';
+import { Listeners, buildState, reuse } from './objects.ts';
 import type { Registry, RegistryChange, RegistryListener, RegistryProblem, RegistryState, SkeinPolicy } from './registry.ts';
-import { EMPTY_STATE, diffStates, policyKey } from './registry.ts';
+import { EMPTY_STATE, diffStates } from './registry.ts';
 
 const log = logger('registry');
 
@@ -57,6 +57,8 @@ export class FileRegistry implements Registry {
   private debounceTimer: NodeJS.Timeout | undefined;
   private lastText: string | undefined;
   private readonly documents = new DocumentCache();
+  /** The current objects by `<Kind> <namespace>/<name>`, to keep identity across content-equal edits. */
+  private byId = new Map<string, object>();
   private lastStat = '';
   private reloading: Promise<void> | undefined;
   private again = false;
@@ -80,8 +82,8 @@ export class FileRegistry implements Registry {
     this.apply(text, true); // throws RegistryInvalidError: no last good state to fall back on
     this.stopped = false;
     try {
-      this.watcher = fsWatch(dirname(this.path), { persistent: false }, (_event, name) => {
-        if (!name || name.toString() === basename(this.path)) this.schedule();
+      this.watcher = fsWatch(dirname(this.path), { persistent: false }, (event, name) => {
+        if (!name || name.toString() === basename(this.path)) this.schedule(event === 'rename');
       });
       this.watcher.on('error', (err) => log.warn('registry file watch failed; polling only', { error: err.message }));
     } catch (err) {
@@ -132,9 +134,22 @@ export class FileRegistry implements Registry {
     return this.reloading;
   }
 
-  private schedule(): void {
+  /**
+   * Reloads after the debounce. A rename onto the file (an atomic replace: the new file is complete) is read at
+   * once, unless the file is gone (a delete-then-write editor), which waits out the debounce like any write.
+   */
+  private schedule(renamed = false): void {
     if (this.stopped) return;
     clearTimeout(this.debounceTimer);
+    if (renamed) {
+      this.debounceTimer = setTimeout(() => {
+        void stat(this.path).then(
+          () => void this.reload(),
+          () => this.schedule(),
+        );
+      }, 0);
+      return;
+    }
     this.debounceTimer = setTimeout(() => void this.reload(), this.debounceMs);
   }
 
@@ -182,21 +197,24 @@ export class FileRegistry implements Registry {
 
   private apply(text: string, first: boolean): void {
     const started = performance.now();
-    const loaded = parseRegistryText(this.path, text, this.documents);
+    const { objects, problems, freshValues } = this.documents.parse(this.path, text);
+    if (problems.length > 0) throw new RegistryInvalidError(this.path, problems);
     const parsedMs = performance.now() - started;
     const before = this.current;
-    const keep = <T extends V1Service | V1EndpointSlice | V1Pod>(prev: Iterable<T>, next: T[]): T[] => {
-      const byKey = new Map<string, T>();
-      for (const o of prev) byKey.set(objectKey(o), o);
-      return next.map((o) => reuse(byKey.get(objectKey(o)), o));
-    };
-    const prevSlices = [...before.slices.values()].flat();
-    const next = buildState(
-      keep(before.services.values(), loaded.services),
-      keep(prevSlices, loaded.slices),
-      keep(before.pods.values(), loaded.pods),
-      loaded.policies.map((p) => reuse(before.policies.get(policyKey(p)), p)),
-    );
+    // Unchanged documents give the very objects of the last state; only new ones are compared by content, so an
+    // edit that changes nothing Skein reads (a comment, key order) keeps the old object and emits no change.
+    const byId = new Map<string, object>();
+    const loaded: Loaded = { services: [], slices: [], pods: [], policies: [] };
+    for (const o of objects) {
+      const value = freshValues.has(o.value) ? reuse(this.byId.get(o.id) ?? undefined, o.value) : o.value;
+      byId.set(o.id, value);
+      if (o.kind === 'Service') loaded.services.push(value as V1Service);
+      else if (o.kind === 'EndpointSlice') loaded.slices.push(value as V1EndpointSlice);
+      else if (o.kind === 'Pod') loaded.pods.push(value as V1Pod);
+      else loaded.policies.push(value as SkeinPolicy);
+    }
+    this.byId = byId;
+    const next = buildState(loaded.services, loaded.slices, loaded.pods, loaded.policies);
     this.lastText = text;
     const changed = diffStates(before, next);
     this.current = next;
