@@ -22,6 +22,8 @@ export interface Config {
   readonly trustDomain: string;
   readonly debounceMs: number;
   readonly caDir: string;
+  /** A root (or intermediate) the user provides; the CA then issues from an intermediate it makes under it. */
+  readonly caRoot?: { readonly certFile: string; readonly keyFile: string; readonly trustBundleFile?: string };
 }
 
 export const USAGE = `Usage: skein control-plane (--registry FILE | --kubernetes [--kubeconfig FILE] [--namespaces a,b])
@@ -35,6 +37,9 @@ export const USAGE = `Usage: skein control-plane (--registry FILE | --kubernetes
   --xds-address          ADS gRPC, plaintext (default 127.0.0.1:15010)
   --xds-tls-address      ADS and certificate signing over TLS (default 127.0.0.1:15012; "none" to disable)
   --ca-dir               the local CA: root key (0600), trust bundle, bootstrap-token secret (default .skein/ca)
+  --ca-root-cert FILE    issue under your own root: its certificate (with --ca-root-key, mode 0600)
+  --ca-root-key FILE     and its private key; the CA makes an intermediate under it and keeps that in memory
+  --ca-trust-bundle FILE extra roots to trust (needed when --ca-root-cert is itself an intermediate)
   --admin-address        /healthz /readyz /metrics /debug/* (default 127.0.0.1:15014)`;
 
 export function parseHostPort(flag: string, value: string): HostPort {
@@ -63,6 +68,9 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
         'trust-domain': { type: 'string', default: env.SKEIN_TRUST_DOMAIN ?? 'cluster.local' },
         'debounce-ms': { type: 'string', default: '100' },
         'ca-dir': { type: 'string', default: env.SKEIN_CA_DIR ?? '.skein/ca' },
+        'ca-root-cert': { type: 'string' },
+        'ca-root-key': { type: 'string' },
+        'ca-trust-bundle': { type: 'string' },
       },
     }));
   } catch (err) {
@@ -89,7 +97,22 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
   if (!Number.isInteger(debounceMs) || debounceMs < 0 || debounceMs > 10_000) {
     throw new ConfigError(`--debounce-ms: "${values['debounce-ms']}" must be a whole number of milliseconds, 0-10000`);
   }
+  const rootCert = values['ca-root-cert'];
+  const rootKey = values['ca-root-key'];
+  if (Boolean(rootCert) !== Boolean(rootKey)) {
+    throw new ConfigError('--ca-root-cert and --ca-root-key go together: pass both, or neither for a self-made root');
+  }
+  if (values['ca-trust-bundle'] && !rootCert) throw new ConfigError('--ca-trust-bundle needs --ca-root-cert and --ca-root-key');
+  const caRoot =
+    rootCert && rootKey
+      ? Object.freeze({
+          certFile: resolve(rootCert),
+          keyFile: resolve(rootKey),
+          ...(values['ca-trust-bundle'] ? { trustBundleFile: resolve(values['ca-trust-bundle']) } : {}),
+        })
+      : undefined;
   return Object.freeze({
+    caRoot,
     registry: Object.freeze(registry),
     xdsAddress: parseHostPort('--xds-address', values['xds-address']),
     xdsTlsAddress:

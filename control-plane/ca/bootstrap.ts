@@ -1,6 +1,6 @@
 // Opens the mesh CA for the control plane's mode: a 0600 directory and bootstrap tokens locally, a Secret and TokenReview in Kubernetes.
 import { AuthenticationV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { CertificateAuthority } from './authority.ts';
+import { CertificateAuthority, type ProvidedRoot } from './authority.ts';
 import { SecretCaStore } from './secret-store.ts';
 import { ServingCertificateProvider } from './serving.ts';
 import { DirectoryCaStore } from './store.ts';
@@ -10,6 +10,8 @@ import { BootstrapTokenVerifier, type IdentityVerifier, isBootstrapToken } from 
 export interface MeshCaOptions {
   readonly trustDomain: string;
   readonly caDir: string;
+  /** Issue under the user's own root (an intermediate is made under it) instead of a self-made root. */
+  readonly providedRoot?: ProvidedRoot;
   /** Set in Kubernetes mode: the root lives in a Secret and workload tokens are checked with TokenReview. */
   readonly kubeconfig?: { readonly load: () => KubeConfig };
   /** SANs of the 15012 serving certificate. */
@@ -28,7 +30,10 @@ export async function openMeshCa(options: MeshCaOptions): Promise<MeshCa> {
   const store = kc
     ? new SecretCaStore({ api: kc.makeApiClient(CoreV1Api) })
     : new DirectoryCaStore(options.caDir);
-  const authority = await CertificateAuthority.open({ trustDomain: options.trustDomain, store });
+  const authority = await CertificateAuthority.open({
+    trustDomain: options.trustDomain,
+    ...(options.providedRoot ? { providedRoot: options.providedRoot } : { store }),
+  });
   const bootstrap = await BootstrapTokenVerifier.fromDir(options.caDir);
   const verifier = kc
     ? new RoutingVerifier(bootstrap, new TokenReviewVerifier({ api: kc.makeApiClient(AuthenticationV1Api) }), isBootstrapToken)
