@@ -4,9 +4,9 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { findRoute, pickCluster, splitAbsoluteUrl } from '../router/index.ts';
-import type { CompiledRoute, RouteTable } from '../router/index.ts';
-import { stripHopByHop } from '../upstream/index.ts';
-import type { ClusterManager, Dispatch, DispatchRequest, Headers } from '../upstream/index.ts';
+import type { CompiledRoute, RequestHeaders, RouteTable } from '../router/index.ts';
+import { headerListFromObject, headerListFromRaw, headerListValue } from '../upstream/index.ts';
+import type { ClusterManager, Dispatch, DispatchRequest, HeaderList, Headers, RequestHeadInfo } from '../upstream/index.ts';
 import type { ClusterRequestMetrics, DataPlaneMetrics } from '../telemetry/metrics.ts';
 import { logger } from '../log.ts';
 import { badRequest, noCluster, noPathRoute, noRoute } from './errors.ts';
@@ -46,6 +46,8 @@ export class OutboundListener {
   private readonly h2: http2.Http2Server;
   private readonly sockets = new Set<net.Socket>();
   private readonly resolution: Resolution = { route: undefined, cluster: '', metrics: undefined, error: undefined };
+  /** Reused per request: what the header pass found (Host, whether a body follows). */
+  private readonly head: RequestHeadInfo = { host: undefined, hasBody: false };
   /** Undefined until config names a route table for this listener. */
   table: RouteTable | undefined;
 
@@ -155,8 +157,11 @@ export class OutboundListener {
     replyRaw(socket, status, reason, message);
   }
 
-  /** Virtual host → route → cluster; fills this.resolution (reused, read at once by the caller). */
-  private resolve(authority: string, path: string, headers: Headers): Resolution {
+  /**
+   * Virtual host → route → cluster; fills this.resolution (reused, read at once by the caller). `source` gives the
+   * request headers as an object, read only when a route of the virtual host matches on headers.
+   */
+  private resolve(authority: string, path: string, source: HeaderSource): Resolution {
     const r = this.resolution;
     r.route = undefined;
     r.error = undefined;
@@ -168,7 +173,7 @@ export class OutboundListener {
       r.error = noRoute(authority);
       return r;
     }
-    const route = findRoute(vh, path, headers);
+    const route = findRoute(vh, path, vh.matchesHeaders ? source.headers : NO_HEADERS);
     if (route === undefined) {
       r.error = noPathRoute(authority, path);
       return r;
@@ -185,20 +190,21 @@ export class OutboundListener {
 
   private onH1Request(req: http.IncomingMessage, res: http.ServerResponse): void {
     const startedAt = performance.now();
-    const headers = req.headers as Headers;
+    // One pass over rawHeaders: node's req.headers object is never built unless a route matches on headers.
+    const info = this.head;
+    const headers = headerListFromRaw(req.rawHeaders, info);
     let path = req.url ?? '/';
-    let authority = headers['host'] as string | undefined;
+    let authority = info.host;
     const abs = splitAbsoluteUrl(path);
     if (abs !== undefined) {
       path = abs.path;
       authority = abs.authority;
-      headers['host'] = authority;
     }
     if (authority === undefined || authority === '') {
       this.localH1(res, badRequest('no Host header and no absolute-form URL: the sidecar cannot tell which Service is meant'));
       return;
     }
-    const r = this.resolve(authority, path, headers);
+    const r = this.resolve(authority, path, req);
     if (r.error !== undefined) {
       this.localH1(res, r.error);
       return;
@@ -208,19 +214,14 @@ export class OutboundListener {
       replyH1(res, action.status, 'direct_response', action.body, this.scope.draining);
       return;
     }
-    const hasBody =
-      headers['transfer-encoding'] !== undefined ||
-      (headers['content-length'] !== undefined && headers['content-length'] !== '0');
-    stripHopByHop(headers);
-    const cluster = r.cluster;
     const request: DispatchRequest = {
-      cluster,
+      cluster: r.cluster,
       method: req.method ?? 'GET',
       path,
       authority,
       headers,
-      body: hasBody ? req : null,
-      hash: action.hashHeader === undefined ? undefined : headerValue(headers, action.hashHeader),
+      body: info.hasBody ? req : null,
+      hash: action.hashHeader === undefined ? undefined : hashValue(action.hashHeader, headers, authority),
       wantsH2: false,
       timeoutMs: action.timeoutMs ?? 0,
     };
@@ -240,16 +241,13 @@ export class OutboundListener {
     const grpc = ct !== undefined && ct.startsWith('application/grpc');
     const authority = (h[':authority'] ?? h['host']) as string | undefined;
     const path = (h[':path'] as string | undefined) ?? '/';
-    const headers: Headers = {};
-    for (const name in h) if (name.charCodeAt(0) !== 0x3a) headers[name] = h[name];
     if (authority === undefined || authority === '') {
       const e = badRequest('no :authority or host header');
       this.metrics.localError(e.reason);
       replyH2(stream, e.status, e.reason, e.message, grpc);
       return;
     }
-    if (headers['host'] === undefined) headers['host'] = authority;
-    const r = this.resolve(authority, path, headers);
+    const r = this.resolve(authority, path, new H2HeaderSource(h, authority));
     if (r.error !== undefined) {
       this.metrics.localError(r.error.reason);
       replyH2(stream, r.error.status, r.error.reason, r.error.message, grpc);
@@ -260,17 +258,16 @@ export class OutboundListener {
       replyH2(stream, action.status, 'direct_response', action.body, grpc);
       return;
     }
-    stripHopByHop(headers);
-    const cluster = r.cluster;
+    const headers = headerListFromObject(h as Headers);
     const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
     const request: DispatchRequest = {
-      cluster,
+      cluster: r.cluster,
       method: (h[':method'] as string | undefined) ?? 'GET',
       path,
       authority,
       headers,
       body: endStream ? null : stream,
-      hash: action.hashHeader === undefined ? undefined : headerValue(headers, action.hashHeader),
+      hash: action.hashHeader === undefined ? undefined : hashValue(action.hashHeader, headers, authority),
       wantsH2: grpc,
       timeoutMs: action.timeoutMs ?? 0,
     };
@@ -295,7 +292,31 @@ export class OutboundListener {
   }
 }
 
-function headerValue(headers: Headers, name: string): string | undefined {
-  const v = headers[name.toLowerCase()];
-  return Array.isArray(v) ? v.join(',') : v;
+/** Where resolve() reads request headers from when a route matches on them (node's lazily built req.headers). */
+interface HeaderSource {
+  readonly headers: RequestHeaders;
+}
+
+const NO_HEADERS: RequestHeaders = Object.freeze({});
+
+/** An HTTP/2 request's headers for route matching as HTTP/1.1 shows them (no pseudo-headers, `host` present), built on demand. */
+class H2HeaderSource implements HeaderSource {
+  private readonly h: http2.IncomingHttpHeaders;
+  private readonly authority: string;
+  constructor(h: http2.IncomingHttpHeaders, authority: string) {
+    this.h = h;
+    this.authority = authority;
+  }
+  get headers(): RequestHeaders {
+    const out: Headers = {};
+    for (const name in this.h) if (name.charCodeAt(0) !== 0x3a) out[name] = this.h[name];
+    out['host'] ??= this.authority;
+    return out;
+  }
+}
+
+/** The ring-hash key: the value of the route's hash header (Host is carried as the authority). */
+function hashValue(name: string, headers: HeaderList, authority: string): string | undefined {
+  const n = name.toLowerCase();
+  return n === 'host' ? authority : headerListValue(headers, n);
 }

@@ -7,6 +7,8 @@ export type RequestHeaders = Readonly<Record<string, string | string[] | undefin
 export interface CompiledVirtualHost {
   readonly config: VirtualHostConfig;
   readonly routes: readonly CompiledRoute[];
+  /** Some route matches on request headers (callers may skip building a headers object otherwise). */
+  readonly matchesHeaders: boolean;
 }
 
 export interface CompiledRoute {
@@ -36,7 +38,8 @@ export class RouteTable {
     this.config = config;
     let catchAll: CompiledVirtualHost | undefined;
     for (const vh of config.virtualHosts) {
-      const compiled: CompiledVirtualHost = { config: vh, routes: vh.routes.map(compileRoute) };
+      const routes = vh.routes.map(compileRoute);
+      const compiled: CompiledVirtualHost = { config: vh, routes, matchesHeaders: routes.some((r) => r.headers.length > 0) };
       for (const raw of vh.domains) {
         const d = raw.toLowerCase();
         if (d === '*') catchAll ??= compiled;

@@ -1,4 +1,4 @@
-// Data-plane Prometheus metrics in the registry we are given; label children cached so the hot path allocates nothing.
+// Data-plane Prometheus metrics in the registry we are given; per-request counts are plain numbers handed to prom-client at scrape time.
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Registry } from 'prom-client';
 import type { LocalReason } from '../listeners/errors.ts';
@@ -9,17 +9,28 @@ type CounterChild = ReturnType<Counter<string>['labels']>;
 type HistogramChild = ReturnType<Histogram<string>['labels']>;
 type GaugeChild = ReturnType<Gauge<string>['labels']>;
 
-/** Request metrics for one (direction, cluster): children per status code made once, then reused. */
+/** Requests finished with one status code: counted here, added to the prom-client child when scraped. */
+interface CodeCount {
+  n: number;
+  reported: number;
+  child: CounterChild | undefined;
+}
+
+/**
+ * Request metrics for one (direction, cluster). A prom-client child's inc() hashes its label values on every call,
+ * so request counts are plain numbers (per status code) flushed into skein_requests_total when it is collected; the
+ * duration histogram is observed per request.
+ */
 export class ClusterRequestMetrics {
   private readonly owner: DataPlaneMetrics;
   private readonly direction: Direction;
   private readonly cluster: string;
-  private readonly byCode = new Map<number, CounterChild>();
+  private readonly byCode = new Map<number, CodeCount>();
   private readonly duration: HistogramChild;
   /** skein_upstream_connections{cluster}. */
   readonly connections: GaugeChild;
   /** skein_upstream_requests_reused_total (one series for the sidecar). */
-  readonly reused: Counter<string>;
+  readonly reused: { inc(): void };
 
   constructor(owner: DataPlaneMetrics, direction: Direction, cluster: string) {
     this.owner = owner;
@@ -27,18 +38,39 @@ export class ClusterRequestMetrics {
     this.cluster = cluster;
     this.duration = owner.duration.labels(direction, cluster);
     this.connections = owner.connections.labels(cluster);
-    this.reused = owner.requestsReused;
+    this.reused = owner.reusedCount;
   }
 
   /** One finished request: its status code and its duration in seconds. */
   observe(code: number, seconds: number): void {
-    let c = this.byCode.get(code);
-    if (c === undefined) {
-      c = this.owner.requests.labels(this.direction, this.cluster, String(code));
-      this.byCode.set(code, c);
-    }
-    c.inc();
+    const c = this.byCode.get(code);
+    if (c === undefined) this.byCode.set(code, { n: 1, reported: 0, child: undefined });
+    else c.n++;
     this.duration.observe(seconds);
+  }
+
+  /** Adds the requests counted since the last scrape to skein_requests_total. */
+  flush(): void {
+    for (const [code, c] of this.byCode) {
+      if (c.n === c.reported) continue;
+      c.child ??= this.owner.requests.labels(this.direction, this.cluster, String(code));
+      c.child.inc(c.n - c.reported);
+      c.reported = c.n;
+    }
+  }
+}
+
+/** A plain counter flushed into a prom-client Counter without labels when scraped. */
+class PendingCount {
+  n = 0;
+  reported = 0;
+  inc(): void {
+    this.n++;
+  }
+  flush(into: Counter<string>): void {
+    if (this.n === this.reported) return;
+    into.inc(this.n - this.reported);
+    this.reported = this.n;
   }
 }
 
@@ -56,16 +88,23 @@ export class DataPlaneMetrics {
   readonly authzDenied: Counter<'service'>;
   /** Accepted inbound connections by transport (mtls | plaintext) and the peer's SPIFFE ID ('' when none). */
   readonly inboundConnections: Counter<'transport' | 'peer'>;
+  /** Requests sent on a reused connection, counted per request and flushed into requestsReused when scraped. */
+  readonly reusedCount = new PendingCount();
   private readonly clusters = new Map<string, ClusterRequestMetrics>();
   private readonly reasons = new Map<LocalReason, CounterChild>();
 
   constructor(registry: Registry) {
     const registers = [registry];
+    const clusters = this.clusters;
+    const reused = this.reusedCount;
     this.requests = new Counter({
       name: 'skein_requests_total',
       help: 'HTTP requests handled by the sidecar, by direction, cluster and response status code.',
       labelNames: ['direction', 'cluster', 'code'],
       registers,
+      collect() {
+        for (const m of clusters.values()) m.flush();
+      },
     });
     this.duration = new Histogram({
       name: 'skein_request_duration_seconds',
@@ -102,6 +141,9 @@ export class DataPlaneMetrics {
       name: 'skein_upstream_requests_reused_total',
       help: 'Upstream requests sent on an already open connection or HTTP/2 session (no connect, no TLS handshake).',
       registers,
+      collect() {
+        reused.flush(this);
+      },
     });
     this.inboundRefused = new Counter({
       name: 'skein_inbound_refused_total',

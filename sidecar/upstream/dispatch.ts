@@ -5,6 +5,12 @@ import type { LocalReplyError } from '../listeners/errors.ts';
 /** Header values as node:http/node:http2 give and take them. */
 export type Headers = Record<string, string | string[] | undefined>;
 
+/**
+ * Request headers as a flat `[name, value, name, value, ...]` list (node's rawHeaders and undici's array form): names
+ * lower-case, no hop-by-hop headers, no Host and no pseudo-headers (the upstream sends `authority` as Host or :authority).
+ */
+export type HeaderList = string[];
+
 /** One request to a cluster. Built once per request by the listener; interceptors may read and adjust it. */
 export interface DispatchRequest {
   cluster: string;
@@ -12,8 +18,8 @@ export interface DispatchRequest {
   /** Origin-form path with query. */
   path: string;
   authority: string;
-  /** Request headers without hop-by-hop ones; pseudo-headers never appear here. */
-  headers: Headers;
+  /** Request headers to forward (see HeaderList). */
+  headers: HeaderList;
   /** The request body stream, or null when the request has none. */
   body: Readable | null;
   /** The hash key for ring-hash clusters (the value of the route's hash header). */
@@ -71,6 +77,74 @@ export const HOP_BY_HOP = [
   'proxy-authenticate',
   'http2-settings',
 ] as const;
+
+/** Headers never forwarded from a request: hop-by-hop ones, Host (sent from `authority`) and Expect (answered here). */
+const DROPPED_REQUEST_HEADERS = new Set<string>([...HOP_BY_HOP, 'host', 'expect']);
+
+/** What one pass over a request's headers found besides the list to forward. */
+export interface RequestHeadInfo {
+  /** The Host header (first one). */
+  host: string | undefined;
+  /** A body follows: Transfer-Encoding, or a Content-Length other than 0. */
+  hasBody: boolean;
+}
+
+/**
+ * Builds the forwarded header list from node's `rawHeaders` in one pass (names lower-cased; hop-by-hop, Host and
+ * Expect left out, and any header the Connection header names). Fills `info` with the Host and whether a body follows.
+ */
+export function headerListFromRaw(raw: readonly string[], info: RequestHeadInfo): HeaderList {
+  const out: HeaderList = [];
+  let connection: string | undefined;
+  info.host = undefined;
+  info.hasBody = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    const value = raw[i + 1] as string;
+    if (DROPPED_REQUEST_HEADERS.has(name)) {
+      if (name === 'host') info.host ??= value;
+      else if (name === 'transfer-encoding') info.hasBody = true;
+      else if (name === 'connection') connection = connection === undefined ? value : `${connection},${value}`;
+      continue;
+    }
+    if (name === 'content-length' && value !== '0') info.hasBody = true;
+    out.push(name, value);
+  }
+  return connection === undefined ? out : dropConnectionListed(out, connection);
+}
+
+/** The forwarded header list of an HTTP/2 request (pseudo-headers, hop-by-hop ones and Host left out). */
+export function headerListFromObject(h: Headers): HeaderList {
+  const out: HeaderList = [];
+  const connection = h['connection'];
+  for (const name in h) {
+    if (name.charCodeAt(0) === 0x3a /* : */ || DROPPED_REQUEST_HEADERS.has(name)) continue;
+    const v = h[name];
+    if (v === undefined) continue;
+    if (typeof v === 'string') out.push(name, v);
+    else for (const one of v) out.push(name, one);
+  }
+  return connection === undefined ? out : dropConnectionListed(out, String(connection));
+}
+
+function dropConnectionListed(list: HeaderList, connection: string): HeaderList {
+  const named = new Set<string>();
+  for (const n of connection.split(',')) {
+    const t = n.trim().toLowerCase();
+    if (t !== '') named.add(t);
+  }
+  if (named.size === 0) return list;
+  const out: HeaderList = [];
+  for (let i = 0; i < list.length; i += 2) if (!named.has(list[i] as string)) out.push(list[i] as string, list[i + 1] as string);
+  return out;
+}
+
+/** The value of header `name` (lower-case) in a list, repeated values joined with `,`; undefined when absent. */
+export function headerListValue(list: HeaderList, name: string): string | undefined {
+  let v: string | undefined;
+  for (let i = 0; i < list.length; i += 2) if (list[i] === name) v = v === undefined ? list[i + 1] : `${v},${list[i + 1]}`;
+  return v;
+}
 
 /** Removes hop-by-hop headers (and any named in Connection) in place; returns the same object. */
 export function stripHopByHop(headers: Headers): Headers {

@@ -31,6 +31,8 @@ class H1Exchange implements DispatchController, Dispatcher.DispatchHandler {
   readonly pool: EndpointPool;
   private readonly dispatcher: Dispatcher;
   private readonly req: DispatchRequest;
+  /** The request's header list with Host added (undici writes it first). */
+  private readonly headers: string[];
   private readonly handler: DispatchHandler;
   private readonly startedAt: number;
   private controller: UndiciController | undefined;
@@ -44,6 +46,8 @@ class H1Exchange implements DispatchController, Dispatcher.DispatchHandler {
     this.pool = pool;
     this.dispatcher = dispatcher;
     this.req = req;
+    this.headers = req.headers;
+    this.headers.push('host', req.authority);
     this.handler = handler;
     this.mayRetry = req.body === null;
     this.startedAt = pool.load.start();
@@ -54,7 +58,7 @@ class H1Exchange implements DispatchController, Dispatcher.DispatchHandler {
     const r = this.req;
     this.controller = undefined;
     this.onReused = false;
-    this.dispatcher.dispatch({ method: r.method, path: r.path, headers: r.headers as Record<string, string | string[]>, body: r.body }, this);
+    this.dispatcher.dispatch({ method: r.method, path: r.path, headers: this.headers, body: r.body }, this);
   }
 
   // --- undici's side ---

@@ -35,10 +35,13 @@ class H2Exchange implements DispatchController {
       ':scheme': 'http',
     };
     const src = req.headers;
-    for (const name in src) {
-      if (name === 'host' || name.charCodeAt(0) === 0x3a /* : */) continue;
-      const v = src[name];
-      if (v !== undefined) headers[name] = v;
+    for (let i = 0; i < src.length; i += 2) {
+      const name = src[i] as string;
+      const value = src[i + 1] as string;
+      const v = headers[name];
+      if (v === undefined) headers[name] = value;
+      else if (Array.isArray(v)) v.push(value);
+      else headers[name] = [String(v), value];
     }
     // gRPC needs `te: trailers`; it is the one hop-by-hop header HTTP/2 allows.
     if (req.wantsH2) headers['te'] = 'trailers';

@@ -36,7 +36,7 @@ function send(cluster: Cluster, path: string): Promise<{ status: number; body: s
         reject(err);
       },
     };
-    const req: DispatchRequest = { cluster: 'c', method: 'GET', path, authority: 'c', headers: {}, body: null, hash: undefined, wantsH2: false, timeoutMs: 0 };
+    const req: DispatchRequest = { cluster: 'c', method: 'GET', path, authority: 'c', headers: [], body: null, hash: undefined, wantsH2: false, timeoutMs: 0 };
     e.pool.request(req, handler, false);
   });
 }
@@ -81,7 +81,7 @@ describe('cluster endpoint updates', () => {
             },
             onResponseError: reject,
           };
-          e2.pool.request({ cluster: 'c', method: 'GET', path: '/slow', authority: 'c', headers: {}, body: null, hash: undefined, wantsH2: false, timeoutMs: 0 }, h, false);
+          e2.pool.request({ cluster: 'c', method: 'GET', path: '/slow', authority: 'c', headers: [], body: null, hash: undefined, wantsH2: false, timeoutMs: 0 }, h, false);
         });
       }
     }
