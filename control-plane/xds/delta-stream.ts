@@ -100,12 +100,19 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     let names: Set<string> | undefined;
     for (const name of subscribe) {
       if (name === '*') {
-        if (!st.wildcard) st.pendingAll = true;
+        if (!st.wildcard) {
+          st.pendingAll = true;
+          const current = names ?? st.names;
+          for (const held of [...st.known.baseNames()]) if (!current.has(held)) st.known.enterScope(held);
+        }
         st.wildcard = true;
         continue;
       }
       const key = this.intern(typeUrl, name);
-      if (!st.names.has(key)) (names ??= new Set(st.names)).add(key);
+      if (!(names ?? st.names).has(key)) {
+        if (!st.wildcard) st.known.enterScope(key);
+        (names ??= new Set(st.names)).add(key);
+      }
       if (!st.known.has(key)) st.announceAbsent.add(key);
       st.pending.add(key);
     }

@@ -76,6 +76,19 @@ export class HeldResources {
     else this.over.set(name, held);
   }
 
+  /**
+   * A name comes into the subscription: a base entry for it was never sent on this stream (the base is only
+   * "held" within the subscription), so it is marked not held unless an override already says what is.
+   */
+  enterScope(name: string): void {
+    if (!this.over.has(name) && this.base.has(name)) this.over.set(name, null);
+  }
+
+  /** The names the base holds (to bring them into scope when the subscription becomes a wildcard). */
+  baseNames(): IterableIterator<string> {
+    return this.base.keys();
+  }
+
   delete(name: string): void {
     if (this.base.has(name)) this.over.set(name, null);
     else this.over.delete(name);

@@ -73,6 +73,21 @@ describe('delta ADS', () => {
     expect(names(await ack(s))).toEqual(['missing']);
   });
 
+  it('sends a name subscribed later even after the held state was re-based on a map that has it', async () => {
+    const many = Array.from({ length: 120 }, (_, i) => endpoints(`e${String(i).padStart(3, '0')}`, `10.9.0.${i}`));
+    h = await startHarness({ [SCOPE]: { [TYPE_URL.endpoint]: { put: many } } });
+    const s = openDelta(h.client());
+    const first = many.slice(0, 100).map((r) => r.name);
+    s.send({ node: envoyNode('d-rebase'), type_url: TYPE_URL.endpoint, resource_names_subscribe: first });
+    expect(names(await ack(s))).toEqual(first);
+    // 100 sends re-based this stream's held state on the whole map, which also has e100..e119.
+    s.send({ type_url: TYPE_URL.endpoint, resource_names_subscribe: ['e110', 'e005'] });
+    expect(names(await ack(s))).toEqual(['e110']);
+    s.send({ type_url: TYPE_URL.endpoint, resource_names_unsubscribe: ['e005'] });
+    s.send({ type_url: TYPE_URL.endpoint, resource_names_subscribe: ['e005'] });
+    expect(names(await ack(s))).toEqual(['e005']);
+  });
+
   it('sends removed_resources for a resource that disappears', async () => {
     h = await startHarness(base());
     const s = openDelta(h.client());

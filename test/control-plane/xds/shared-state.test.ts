@@ -48,4 +48,18 @@ describe('HeldResources', () => {
     names.delete('b');
     expect(held.has('b')).toBe(false);
   });
+
+  it('does not count a base entry as held when its name comes into the subscription later', () => {
+    const names = new Set(['a']);
+    const held = new HeldResources((n) => names.has(n));
+    const map = mapOf(res('a', '1'), res('b', '1'));
+    held.set('a', map.get('a')!);
+    held.compact(map, 0);
+    held.enterScope('b');
+    names.add('b');
+    expect(held.has('b')).toBe(false);
+    held.set('b', map.get('b')!);
+    expect(held.version('b')).toBe('1');
+    expect(held.overrides).toBe(0);
+  });
 });
