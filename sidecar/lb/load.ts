@@ -30,12 +30,16 @@ export class EndpointLoad {
   /** Call once per `start`, when the response ends (or fails). */
   finish(startedAt: number): void {
     if (this.active > 0) this.active--;
-    this.observe(this.now() - startedAt);
+    const t = this.now();
+    this.observeAt(t - startedAt, t);
   }
 
   /** Peak EWMA: a slower sample replaces the average at once; faster ones pull it down with time-based decay. */
   observe(rttMs: number): void {
-    const t = this.now();
+    this.observeAt(rttMs, this.now());
+  }
+
+  private observeAt(rttMs: number, t: number): void {
     if (rttMs > this.ewmaMs) {
       this.ewmaMs = rttMs;
     } else {

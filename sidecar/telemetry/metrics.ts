@@ -2,11 +2,11 @@
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Registry } from 'prom-client';
 import type { LocalReason } from '../listeners/errors.ts';
+import { HistogramSeries } from './histogram-series.ts';
 
 export type Direction = 'inbound' | 'outbound';
 
 type CounterChild = ReturnType<Counter<string>['labels']>;
-type HistogramChild = ReturnType<Histogram<string>['labels']>;
 type GaugeChild = ReturnType<Gauge<string>['labels']>;
 
 /** Requests finished with one status code: counted here, added to the prom-client child when scraped. */
@@ -16,17 +16,20 @@ interface CodeCount {
   child: CounterChild | undefined;
 }
 
+/** Buckets of skein_request_duration_seconds. */
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
 /**
- * Request metrics for one (direction, cluster). A prom-client child's inc() hashes its label values on every call,
- * so request counts are plain numbers (per status code) flushed into skein_requests_total when it is collected; the
- * duration histogram is observed per request.
+ * Request metrics for one (direction, cluster). prom-client children hash their label values on every call, so the
+ * request path only bumps plain numbers (counts per status code, duration buckets) that are flushed into
+ * skein_requests_total and skein_request_duration_seconds when those are collected (scraped).
  */
 export class ClusterRequestMetrics {
   private readonly owner: DataPlaneMetrics;
   private readonly direction: Direction;
   private readonly cluster: string;
   private readonly byCode = new Map<number, CodeCount>();
-  private readonly duration: HistogramChild;
+  private readonly duration: HistogramSeries;
   /** skein_upstream_connections{cluster}. */
   readonly connections: GaugeChild;
   /** skein_upstream_requests_reused_total (one series for the sidecar). */
@@ -36,7 +39,7 @@ export class ClusterRequestMetrics {
     this.owner = owner;
     this.direction = direction;
     this.cluster = cluster;
-    this.duration = owner.duration.labels(direction, cluster);
+    this.duration = new HistogramSeries({ direction, cluster }, DURATION_BUCKETS);
     this.connections = owner.connections.labels(cluster);
     this.reused = owner.reusedCount;
   }
@@ -47,6 +50,11 @@ export class ClusterRequestMetrics {
     if (c === undefined) this.byCode.set(code, { n: 1, reported: 0, child: undefined });
     else c.n++;
     this.duration.observe(seconds);
+  }
+
+  /** Copies the duration histogram into skein_request_duration_seconds. */
+  flushDuration(): void {
+    this.duration.flush(this.owner.duration);
   }
 
   /** Adds the requests counted since the last scrape to skein_requests_total. */
@@ -110,8 +118,11 @@ export class DataPlaneMetrics {
       name: 'skein_request_duration_seconds',
       help: 'Time from request received to response finished, by direction and cluster.',
       labelNames: ['direction', 'cluster'],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      buckets: DURATION_BUCKETS,
       registers,
+      collect() {
+        for (const m of clusters.values()) m.flushDuration();
+      },
     });
     this.connections = new Gauge({
       name: 'skein_upstream_connections',

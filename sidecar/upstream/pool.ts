@@ -139,8 +139,9 @@ export class EndpointPool {
 
   /**
    * undici's Pool over our connector (PROXY v2 header, mTLS, connect timeout, counting). No undici timeouts: the
-   * route timeout wraps the whole dispatch. Idle connections close after 10 s, or earlier as the server's
-   * Keep-Alive hint asks.
+   * route timeout wraps the whole dispatch. Idle connections close after 60 s, or earlier as the server's
+   * Keep-Alive hint asks (undici also checks an idle connection for a close before reusing it; a request that still
+   * meets a dropped one is retried once when it has no body).
    */
   private newH1Pool(): Pool {
     const t = this.target;
@@ -148,7 +149,7 @@ export class EndpointPool {
     return new Pool(`http://${host}:${t.port}`, {
       connect: (_opts, callback) => this.connectH1(callback),
       pipelining: 1,
-      keepAliveTimeout: 10_000,
+      keepAliveTimeout: 60_000,
       headersTimeout: 0,
       bodyTimeout: 0,
       allowH2: false,
