@@ -1,10 +1,12 @@
 // The inbound L7 path: an HTTP/1.1 server over each accepted connection checks every request, then forwards it to the app.
 import http from 'node:http';
 import type net from 'node:net';
+import { Pool } from 'undici';
+import type { Dispatcher } from 'undici';
 import { authorize, type Caller, type InboundPolicy } from '../authz/index.ts';
 import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
-import { stripHopByHop } from '../upstream/index.ts';
-import type { Headers, ProxyHeader } from '../upstream/index.ts';
+import { headerListFromRaw, stripHopByHop } from '../upstream/index.ts';
+import type { Headers, ProxyHeader, RequestHeadInfo } from '../upstream/index.ts';
 import { logger } from '../log.ts';
 import type { InboundHandler } from './inbound.ts';
 import { replyH1 } from './local-reply.ts';
@@ -41,8 +43,9 @@ function who(caller: Caller): string {
 export class InboundHttpHandler {
   private readonly options: InboundHttpOptions;
   private readonly server: http.Server;
-  /** Keep-alive connections to the app, shared by every inbound connection. */
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 256, scheduling: 'lifo' });
+  /** Keep-alive connections to the app per app port (undici, one request per connection at a time). */
+  private readonly pools = new Map<number, Pool>();
+  private readonly head: RequestHeadInfo = { host: undefined, hasBody: false };
 
   constructor(options: InboundHttpOptions) {
     this.options = options;
@@ -96,37 +99,86 @@ export class InboundHttpHandler {
       replyH1(res, 403, 'rbac_denied', `RBAC: access denied: ${who(info.caller)} may not ${method} ${path} on ${d.service} (${d.reason})`, false);
       return;
     }
-    const headers = stripHopByHop(req.headers as Headers);
-    if (info.caller.principal !== undefined) headers[PEER_IDENTITY_HEADER] = info.caller.principal;
-    else delete headers[PEER_IDENTITY_HEADER];
-    const ureq = http.request({
-      agent: this.agent,
-      host: this.options.appHost,
-      port: info.appPort,
-      method,
-      path,
-      headers: headers as http.OutgoingHttpHeaders,
-      setHost: false,
-    });
-    ureq.on('response', (ures) => {
-      res.writeHead(ures.statusCode ?? 502, stripHopByHop(ures.headers as Headers) as http.OutgoingHttpHeaders);
-      ures.pipe(res);
-      ures.on('error', () => res.destroy());
-    });
-    ureq.on('error', (err: NodeJS.ErrnoException) => {
-      log.debug('app request failed', { port: info.appPort, code: err.code });
-      if (res.headersSent) res.destroy();
-      else replyH1(res, 503, 'upstream_connect_error', `upstream connect error: ${err.code ?? 'error'} app port ${info.appPort}`, true);
-    });
-    res.on('close', () => {
-      if (!res.writableFinished) ureq.destroy();
-    });
-    req.pipe(ureq);
+    const head = this.head;
+    const headers = headerListFromRaw(req.rawHeaders, head);
+    // The identity header is ours alone: whatever the caller sent under that name is dropped.
+    for (let i = 0; i < headers.length; i += 2) {
+      if (headers[i] === PEER_IDENTITY_HEADER) {
+        headers.splice(i, 2);
+        i -= 2;
+      }
+    }
+    if (info.caller.principal !== undefined) headers.push(PEER_IDENTITY_HEADER, info.caller.principal);
+    if (head.host !== undefined) headers.push('host', head.host);
+    const exchange = new AppExchange(res, info.appPort);
+    res.on('close', () => exchange.closed());
+    this.pool(info.appPort).dispatch({ method, path, headers, body: head.hasBody ? req : null }, exchange);
+  }
+
+  private pool(port: number): Pool {
+    let p = this.pools.get(port);
+    if (p === undefined) {
+      const host = this.options.appHost.includes(':') ? `[${this.options.appHost}]` : this.options.appHost;
+      p = new Pool(`http://${host}:${port}`, { pipelining: 1, keepAliveTimeout: 60_000, headersTimeout: 0, bodyTimeout: 0, allowH2: false });
+      this.pools.set(port, p);
+    }
+    return p;
   }
 
   close(): void {
     this.server.closeAllConnections();
     this.server.close();
-    this.agent.destroy();
+    for (const p of this.pools.values()) p.destroy().catch(() => {});
+    this.pools.clear();
+  }
+}
+
+/** One request to the app, undici's handler: the response goes straight to the caller's ServerResponse. */
+class AppExchange implements Dispatcher.DispatchHandler {
+  private readonly res: http.ServerResponse;
+  private readonly appPort: number;
+  private controller: Dispatcher.DispatchController | undefined;
+  private done = false;
+
+  constructor(res: http.ServerResponse, appPort: number) {
+    this.res = res;
+    this.appPort = appPort;
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.done) controller.abort(new Error('the caller went away'));
+  }
+
+  onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[]>): void {
+    this.res.writeHead(status, stripHopByHop(headers as Headers) as http.OutgoingHttpHeaders);
+  }
+
+  onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.res.write(chunk)) {
+      c.pause();
+      this.res.once('drain', () => c.resume());
+    }
+  }
+
+  onResponseEnd(): void {
+    this.done = true;
+    this.res.end();
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController | null, err: Error): void {
+    if (this.done) return;
+    this.done = true;
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    log.debug('app request failed', { port: this.appPort, code });
+    if (this.res.headersSent) this.res.destroy();
+    else replyH1(this.res, 503, 'upstream_connect_error', `upstream connect error: ${code} app port ${this.appPort}`, true);
+  }
+
+  /** The caller's response closed: abandon the app request if it is still running. */
+  closed(): void {
+    if (this.done || this.res.writableFinished) return;
+    this.done = true;
+    this.controller?.abort(new Error('the caller went away'));
   }
 }
