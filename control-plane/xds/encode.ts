@@ -7,7 +7,10 @@ import type { VersionedResource } from '../cache/snapshot.ts';
 /** A response's `resources` field, already encoded: serialize() writes the other fields and appends these bytes. */
 const ENCODED = Symbol('skein.encodedResources');
 
-type WithEncoded = { [ENCODED]?: Buffer };
+type WithEncoded = { [ENCODED]?: EncodedResources };
+
+/** A response's resources as their shared encoded entries (concatenated only once, into the final message). */
+export type EncodedResources = readonly Buffer[];
 
 let fields: { sotw: number; delta: number; resourceType: protobuf.Type } | undefined;
 
@@ -56,17 +59,17 @@ function deltaEntry(r: VersionedResource): Buffer {
 }
 
 /** The encoded `resources` of a SotW response carrying these Anys. */
-export function encodeSotwResources(anys: readonly AnyMessage[]): Buffer {
-  return Buffer.concat(anys.map(sotwEntry));
+export function encodeSotwResources(anys: readonly AnyMessage[]): EncodedResources {
+  return anys.map(sotwEntry);
 }
 
 /** The encoded `resources` of a delta response carrying these resources. */
-export function encodeDeltaResources(resources: readonly VersionedResource[]): Buffer {
-  return Buffer.concat(resources.map(deltaEntry));
+export function encodeDeltaResources(resources: readonly VersionedResource[]): EncodedResources {
+  return resources.map(deltaEntry);
 }
 
 /** Marks a response as carrying pre-encoded resources (the `resources` array stays for tests and logs). */
-export function withEncodedResources<T extends object>(response: T, encoded: Buffer): T {
+export function withEncodedResources<T extends object>(response: T, encoded: EncodedResources): T {
   Object.defineProperty(response, ENCODED, { value: encoded, enumerable: false });
   return response;
 }
@@ -81,7 +84,9 @@ function fastSerializer<T extends object>(original: (value: T) => Buffer): (valu
     const encoded = (value as WithEncoded)[ENCODED];
     if (!encoded) return original(value);
     const head = original({ ...value, resources: [] });
-    return Buffer.concat([head, encoded], head.length + encoded.length);
+    let length = head.length;
+    for (const part of encoded) length += part.length;
+    return Buffer.concat([head, ...encoded], length);
   };
 }
 

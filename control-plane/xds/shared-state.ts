@@ -20,9 +20,7 @@ function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
  */
 export function internNames(names: ReadonlySet<string>): ReadonlySet<string> {
   if (names.size === 0) return EMPTY_NAMES;
-  const hash = createHash('sha1');
-  for (const name of names) hash.update(name).update('\n');
-  const key = `${names.size}:${hash.digest('base64')}`;
+  const key = `${names.size}:${createHash('sha1').update([...names].join('\n')).digest('base64')}`;
   const hit = interned.get(key)?.deref();
   if (hit && sameSet(hit, names)) return hit;
   interned.set(key, new WeakRef(names));

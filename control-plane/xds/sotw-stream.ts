@@ -9,7 +9,7 @@ import {
   type AnyMessage,
 } from '../../proto/index.ts';
 import type { ResourcesByName, VersionedResource } from '../cache/snapshot.ts';
-import { encodeSotwResources, withEncodedResources } from './encode.ts';
+import { type EncodedResources, encodeSotwResources, withEncodedResources } from './encode.ts';
 import { tracer } from './log.ts';
 import { internNames } from './shared-state.ts';
 import { nackedNames, type ResourceStatus } from './status.ts';
@@ -47,7 +47,7 @@ interface TypeState {
 }
 
 /** Per resource map: the wildcard response (list and version) is computed once and shared by every stream. */
-const wildcardCache = new WeakMap<ResourcesByName, { anys: AnyMessage[]; version: string; encoded?: Buffer }>();
+const wildcardCache = new WeakMap<ResourcesByName, { anys: AnyMessage[]; version: string; encoded?: EncodedResources }>();
 
 function versionOf(resources: Iterable<VersionedResource>): string {
   const hash = createHash('sha256');
@@ -55,7 +55,7 @@ function versionOf(resources: Iterable<VersionedResource>): string {
   return hash.digest('hex').slice(0, 16);
 }
 
-function wildcardResponse(map: ResourcesByName): { anys: AnyMessage[]; version: string; encoded?: Buffer } {
+function wildcardResponse(map: ResourcesByName): { anys: AnyMessage[]; version: string; encoded?: EncodedResources } {
   let hit = wildcardCache.get(map);
   if (!hit) {
     const sorted = [...map.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -65,7 +65,7 @@ function wildcardResponse(map: ResourcesByName): { anys: AnyMessage[]; version: 
   return hit;
 }
 
-function namedResponse(map: ResourcesByName, names: ReadonlySet<string>): { anys: AnyMessage[]; version: string; encoded?: Buffer } {
+function namedResponse(map: ResourcesByName, names: ReadonlySet<string>): { anys: AnyMessage[]; version: string; encoded?: EncodedResources } {
   const found: VersionedResource[] = [];
   for (const name of names) {
     const r = map.get(name);
