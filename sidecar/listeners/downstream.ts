@@ -1,9 +1,11 @@
 // The downstream side of one proxied request (HTTP/1.1 response or HTTP/2 stream) as a dispatch handler.
 import http2 from 'node:http2';
 import type http from 'node:http';
+import type net from 'node:net';
 import type { DispatchController, DispatchHandler, Headers } from '../upstream/index.ts';
 import type { ClusterRequestMetrics, DataPlaneMetrics } from '../telemetry/metrics.ts';
 import type { LocalReplyError } from './errors.ts';
+import { exchangeEnded, exchangeStarted } from './idle.ts';
 import { replyH1, replyH2 } from './local-reply.ts';
 
 const kEx = Symbol('skein.downstream');
@@ -17,6 +19,8 @@ export interface ExchangeScope {
 export class H1Downstream implements DispatchHandler {
   private readonly scope: ExchangeScope;
   private readonly res: http.ServerResponse;
+  /** The client connection, held (not idle) until the response closes. */
+  private readonly socket: net.Socket | null;
   private readonly cm: ClusterRequestMetrics;
   private readonly startedAt: number;
   private controller: DispatchController | undefined;
@@ -26,10 +30,17 @@ export class H1Downstream implements DispatchHandler {
   constructor(scope: ExchangeScope, res: http.ServerResponse, cm: ClusterRequestMetrics, startedAt: number) {
     this.scope = scope;
     this.res = res;
+    this.socket = res.socket;
     this.cm = cm;
     this.startedAt = startedAt;
     (res as unknown as Record<symbol, H1Downstream>)[kEx] = this;
     res.on('close', onH1Close);
+    if (this.socket !== null) exchangeStarted(this.socket);
+  }
+
+  /** The response closed (sent, or the connection went away). */
+  released(): void {
+    if (this.socket !== null) exchangeEnded(this.socket, performance.now());
   }
 
   onRequestStart(controller: DispatchController): void {
@@ -84,6 +95,7 @@ export class H1Downstream implements DispatchHandler {
 
 function onH1Close(this: http.ServerResponse): void {
   const ex = (this as unknown as Record<symbol, H1Downstream>)[kEx];
+  ex?.released();
   if (!this.writableFinished) ex?.closed();
 }
 function onH1Drain(this: http.ServerResponse): void {

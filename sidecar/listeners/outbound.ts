@@ -12,6 +12,7 @@ import { logger } from '../log.ts';
 import { badRequest, noCluster, noPathRoute, noRoute } from './errors.ts';
 import type { LocalReason, LocalReplyError } from './errors.ts';
 import { H1Downstream, H2Downstream } from './downstream.ts';
+import { IdleSweeper, markActive } from './idle.ts';
 import type { ExchangeScope } from './downstream.ts';
 import { replyH1, replyH2, replyRaw } from './local-reply.ts';
 
@@ -24,7 +25,11 @@ export interface OutboundOptions {
   readonly port: number;
   readonly requestHeadersTimeoutMs: number;
   readonly maxRequestHeadersKb: number;
+  /** Keep-alive connections with nothing in flight close after this long (default 300 s). */
+  readonly idleTimeoutMs?: number;
 }
+
+const IDLE_TIMEOUT_MS = 300_000;
 
 /** What a request resolved to before dispatch: a route and its chosen cluster, or a local reply. */
 interface Resolution {
@@ -45,6 +50,7 @@ export class OutboundListener {
   private readonly h1: http.Server;
   private readonly h2: http2.Http2Server;
   private readonly sockets = new Set<net.Socket>();
+  private readonly idle: IdleSweeper;
   private readonly resolution: Resolution = { route: undefined, cluster: '', metrics: undefined, error: undefined };
   /** Reused per request: what the header pass found (Host, whether a body follows). */
   private readonly head: RequestHeadInfo = { host: undefined, hasBody: false };
@@ -62,7 +68,8 @@ export class OutboundListener {
         maxHeaderSize: options.maxRequestHeadersKb * 1024,
         headersTimeout: options.requestHeadersTimeoutMs,
         requestTimeout: 0,
-        keepAliveTimeout: 300_000,
+        // Idle connections are closed by the IdleSweeper (node's keep-alive timeout re-arms a timer per request).
+        keepAliveTimeout: 0,
         connectionsCheckingInterval: Math.min(1000, options.requestHeadersTimeoutMs),
         requireHostHeader: false,
       },
@@ -77,6 +84,7 @@ export class OutboundListener {
     this.h2.on('sessionError', (err) => log.debug('h2 session error', { code: (err as NodeJS.ErrnoException).code }));
     this.h2.on('session', (session) => session.on('error', () => {}));
     this.server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.onConnection(socket));
+    this.idle = new IdleSweeper(this.sockets, options.idleTimeoutMs ?? IDLE_TIMEOUT_MS);
   }
 
   get port(): number {
@@ -190,6 +198,7 @@ export class OutboundListener {
 
   private onH1Request(req: http.IncomingMessage, res: http.ServerResponse): void {
     const startedAt = performance.now();
+    markActive(req.socket, startedAt);
     // One pass over rawHeaders: node's req.headers object is never built unless a route matches on headers.
     const info = this.head;
     const headers = headerListFromRaw(req.rawHeaders, info);
@@ -278,6 +287,7 @@ export class OutboundListener {
   /** Stops accepting, lets requests in flight finish (responses say `connection: close`) for up to `ms`. */
   async close(ms: number): Promise<void> {
     this.scope.draining = true;
+    this.idle.stop();
     const closed = new Promise<void>((r) => this.server.close(() => r()));
     this.h1.closeIdleConnections();
     // HTTP/2 sessions get a GOAWAY through the h2 server's close.

@@ -58,7 +58,9 @@ class H1Exchange implements DispatchController, Dispatcher.DispatchHandler {
     const r = this.req;
     this.controller = undefined;
     this.onReused = false;
-    this.dispatcher.dispatch({ method: r.method, path: r.path, headers: this.headers, body: r.body }, this);
+    // servername: undici would otherwise derive it from Host per request (an IPv6 regex test); plain HTTP never uses it.
+    const opts: Dispatcher.DispatchOptions & { servername: string } = { method: r.method, path: r.path, headers: this.headers, body: r.body, servername: 'skein' };
+    this.dispatcher.dispatch(opts, this);
   }
 
   // --- undici's side ---
