@@ -106,8 +106,9 @@ export class HeldResources {
   }
 
   /**
-   * Moves the base to `map` when the overrides have grown past `limit`, keeping as overrides only the names whose
-   * held version differs from `map`'s. After a flush that sent everything the client lacked, that is almost none.
+   * Moves the base to `map` when the overrides have grown past `limit`, keeping as overrides only what differs
+   * from `map` within the subscription. Costs O(overrides + names that differ between the two maps): that list is
+   * computed once per pair of maps and shared by every stream re-basing the same way (all of them, usually).
    */
   compact(map: ResourcesByName, limit: number): void {
     if (this.over.size <= limit || map === this.base) return;
@@ -116,15 +117,24 @@ export class HeldResources {
       const r = map.get(name);
       if (h === null ? r !== undefined : versionOfHeld(h) !== r?.version) next.set(name, h);
     }
-    for (const [name, r] of this.base) {
-      if (this.over.has(name)) continue;
-      const now = map.get(name);
-      if (now?.version !== r.version) next.set(name, r);
-    }
-    for (const name of map.keys()) {
-      if (!this.base.has(name) && !this.over.has(name) && this.inScope(name)) next.set(name, null);
+    for (const name of changedBetween(this.base, map)) {
+      if (this.over.has(name) || !this.inScope(name)) continue;
+      next.set(name, this.base.get(name) ?? null);
     }
     this.base = map;
     this.over = next;
   }
+}
+
+const diffs = new WeakMap<ResourcesByName, { readonly to: ResourcesByName; readonly names: readonly string[] }>();
+
+/** Names whose version differs between two maps (or that only one has); the last answer per `from` is kept. */
+export function changedBetween(from: ResourcesByName, to: ResourcesByName): readonly string[] {
+  const hit = diffs.get(from);
+  if (hit?.to === to) return hit.names;
+  const names: string[] = [];
+  for (const [name, r] of from) if (to.get(name)?.version !== r.version) names.push(name);
+  for (const name of to.keys()) if (!from.has(name)) names.push(name);
+  diffs.set(from, { to, names });
+  return names;
 }
