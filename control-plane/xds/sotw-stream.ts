@@ -103,14 +103,30 @@ function byName(a: VersionedResource, b: VersionedResource): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
+/**
+ * Whether a request lists exactly the subscribed names (`*` aside). A SotW client repeats its whole list on every
+ * ACK, usually in the order it first sent it, which is the set's order: comparing in step needs no hashing of the
+ * thousands of freshly decoded strings. Any other order falls back to set lookups.
+ */
 function sameNames(a: ReadonlySet<string>, b: readonly string[]): boolean {
-  if (a.size !== b.length) {
-    // b may repeat names; compare as sets.
-    const set = new Set(b);
-    if (set.size !== a.size) return false;
+  const inOrder = a.values();
+  let same = true;
+  for (const name of b) {
+    if (name === '*') continue;
+    const next = inOrder.next();
+    if (next.done || next.value !== name) {
+      same = false;
+      break;
+    }
   }
-  for (const name of b) if (!a.has(name)) return false;
-  return true;
+  if (same) return inOrder.next().done === true;
+  const listed = new Set<string>();
+  for (const name of b) {
+    if (name === '*') continue;
+    if (!a.has(name)) return false;
+    listed.add(name);
+  }
+  return listed.size === a.size;
 }
 
 export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, DiscoveryResponse> {
@@ -159,7 +175,7 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
       }
     }
     const wildcard = isWildcard(typeUrl, names, st.wildcard);
-    if (nonce === '' || wildcard !== st.wildcard || !sameNames(st.names, names.filter((n) => n !== '*'))) {
+    if (nonce === '' || wildcard !== st.wildcard || !sameNames(st.names, names)) {
       const before = st.names;
       st.wildcard = wildcard;
       st.names = this.internAll(typeUrl, names);
