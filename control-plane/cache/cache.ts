@@ -101,7 +101,7 @@ export function createSnapshotCache(source: SnapshotSource, options: CacheOption
     for (const key of change.changed) pending.add(key);
     for (const key of failed) pending.add(key);
     failed = new Set();
-    firstChangeAt ??= performance.now();
+    firstChangeAt ??= Math.min(performance.now(), change.detectedAt ?? Number.POSITIVE_INFINITY);
     schedule();
   });
 

@@ -59,6 +59,8 @@ export class FileRegistry implements Registry {
   private readonly documents = new DocumentCache();
   /** The current objects by `<Kind> <namespace>/<name>`, to keep identity across content-equal edits. */
   private byId = new Map<string, object>();
+  /** When a file event or poll first noticed a change not applied yet (for RegistryChange.detectedAt). */
+  private noticedAt: number | undefined;
   private lastStat = '';
   private reloading: Promise<void> | undefined;
   private again = false;
@@ -140,6 +142,7 @@ export class FileRegistry implements Registry {
    */
   private schedule(renamed = false): void {
     if (this.stopped) return;
+    this.noticedAt ??= performance.now();
     clearTimeout(this.debounceTimer);
     if (renamed) {
       this.debounceTimer = setTimeout(() => {
@@ -170,6 +173,8 @@ export class FileRegistry implements Registry {
   }
 
   private async reloadOnce(): Promise<void> {
+    const detectedAt = this.noticedAt;
+    this.noticedAt = undefined;
     const key = await this.statKey();
     let text: string;
     try {
@@ -186,7 +191,7 @@ export class FileRegistry implements Registry {
     this.lastStat = key;
     if (this.stopped || text === this.lastText) return;
     try {
-      this.apply(text, false);
+      this.apply(text, false, detectedAt);
     } catch (err) {
       if (!(err instanceof RegistryInvalidError)) throw err;
       this.lastText = text; // report a broken version once, not on every poll
@@ -195,7 +200,7 @@ export class FileRegistry implements Registry {
     }
   }
 
-  private apply(text: string, first: boolean): void {
+  private apply(text: string, first: boolean, detectedAt?: number): void {
     const started = performance.now();
     const { objects, problems, freshValues } = this.documents.parse(this.path, text);
     if (problems.length > 0) throw new RegistryInvalidError(this.path, problems);
@@ -225,7 +230,7 @@ export class FileRegistry implements Registry {
       parseMs: Math.round(parsedMs),
       totalMs: Math.round(performance.now() - started),
     });
-    if (!first && changed.size > 0) this.changes.emit({ state: next, changed });
+    if (!first && changed.size > 0) this.changes.emit({ state: next, changed, ...(detectedAt !== undefined ? { detectedAt } : {}) });
   }
 
   private report(code: string, message: string): void {

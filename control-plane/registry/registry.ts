@@ -99,6 +99,12 @@ export interface RegistryChange {
   readonly state: RegistryState;
   /** The Services whose resources may differ from the previous state (added, changed, removed, or their slices/pods changed). */
   readonly changed: ReadonlySet<ServiceKey>;
+  /**
+   * performance.now() when the source first noticed this change (a file event before the file was read and
+   * parsed); omitted when it is the moment of the event. The cache's debounce window and convergence timing start
+   * there, so reading a large file overlaps the window instead of adding to it.
+   */
+  readonly detectedAt?: number;
 }
 
 export type RegistryListener = (change: RegistryChange) => void;

@@ -20,9 +20,9 @@ class FakeSource {
     this.listeners.add(l);
     return () => this.listeners.delete(l);
   };
-  emit(state: RegistryState, changed: ServiceKey[]): void {
+  emit(state: RegistryState, changed: ServiceKey[], detectedAt?: number): void {
     this.current = state;
-    for (const l of this.listeners) l({ state, changed: new Set(changed) });
+    for (const l of this.listeners) l({ state, changed: new Set(changed), ...(detectedAt !== undefined ? { detectedAt } : {}) });
   }
 }
 
@@ -140,6 +140,23 @@ describe('snapshot cache', () => {
       'outbound|80||web.shop.svc.cluster.local',
     ]);
     expect(cache.lastPublish()).toMatchObject({ serial: 2, changedAt: firstAt, translated: 2 });
+  });
+
+  it('starts the debounce window when the source noticed the change, not when it finished reading it', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    const source = new FakeSource(baseState());
+    cache = createSnapshotCache(source, { debounceMs: 100, log: recordingLog() });
+    const published: Snapshot[] = [];
+    cache.subscribe((s) => published.push(s));
+    vi.advanceTimersByTime(500);
+    const noticed = performance.now();
+    vi.advanceTimersByTime(60); // the file took 60 ms to read and parse
+    source.emit(withSlices(source.current, 'shop/web', [eps('shop', 'web', ['10.1.0.1'])]), ['shop/web'], noticed);
+    vi.advanceTimersByTime(39);
+    expect(published).toHaveLength(0);
+    vi.advanceTimersByTime(1);
+    expect(published).toHaveLength(1);
+    expect(published[0]?.changedAt).toBe(noticed);
   });
 
   it('publishes at most every window and keeps publishing under a continuous burst', () => {

@@ -199,9 +199,14 @@ describe('FileRegistry', () => {
 
     // Only the api slice changes: only default/api is reported; web's objects keep their identity.
     let change = nextChange(registry);
+    const writtenAt = performance.now();
     await writeFile(path, docs(svc('web'), slice('web', ['10.0.0.1']), svc('api'), slice('api', ['10.0.1.1', '10.0.1.2']), pod('web-1', 'web')));
     const c1 = await change;
+    const emittedAt = performance.now();
     expect([...c1.changed]).toEqual(['default/api']);
+    // When the file event came, before the read and parse: the cache's debounce starts there.
+    expect(c1.detectedAt).toBeGreaterThanOrEqual(writtenAt);
+    expect(c1.detectedAt).toBeLessThanOrEqual(emittedAt);
     expect(c1.state.services.get('default/web')).toBe(first.services.get('default/web'));
     expect(c1.state.slices.get('default/web')?.[0]).toBe(first.slices.get('default/web')?.[0]);
     expect(c1.state.services.get('default/api')).toBe(first.services.get('default/api'));
