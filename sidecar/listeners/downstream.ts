@@ -6,6 +6,7 @@ import type { DispatchController, DispatchHandler, Headers } from '../upstream/i
 import type { ClusterRequestMetrics, DataPlaneMetrics } from '../telemetry/metrics.ts';
 import type { LocalReplyError } from './errors.ts';
 import { exchangeEnded, exchangeStarted } from './idle.ts';
+import type { HeldExchange } from './idle.ts';
 import { replyH1, replyH2 } from './local-reply.ts';
 
 const kEx = Symbol('skein.downstream');
@@ -16,31 +17,26 @@ export interface ExchangeScope {
   draining: boolean;
 }
 
-export class H1Downstream implements DispatchHandler {
+export class H1Downstream implements DispatchHandler, HeldExchange {
   private readonly scope: ExchangeScope;
   private readonly res: http.ServerResponse;
-  /** The client connection, held (not idle) until the response closes. */
-  private readonly socket: net.Socket | null;
+  /** The client connection, held (not idle) until the exchange finishes; its close abandons the exchange. */
+  private readonly socket: net.Socket;
   private readonly cm: ClusterRequestMetrics;
   private readonly startedAt: number;
   private controller: DispatchController | undefined;
   private status = 0;
   private done = false;
 
-  constructor(scope: ExchangeScope, res: http.ServerResponse, cm: ClusterRequestMetrics, startedAt: number) {
+  /** `socket` is the request's connection (a pipelined response has none of its own yet). */
+  constructor(scope: ExchangeScope, res: http.ServerResponse, socket: net.Socket, cm: ClusterRequestMetrics, startedAt: number) {
     this.scope = scope;
     this.res = res;
-    this.socket = res.socket;
+    this.socket = socket;
     this.cm = cm;
     this.startedAt = startedAt;
     (res as unknown as Record<symbol, H1Downstream>)[kEx] = this;
-    res.on('close', onH1Close);
-    if (this.socket !== null) exchangeStarted(this.socket);
-  }
-
-  /** The response closed (sent, or the connection went away). */
-  released(): void {
-    if (this.socket !== null) exchangeEnded(this.socket, performance.now());
+    exchangeStarted(socket, this);
   }
 
   onRequestStart(controller: DispatchController): void {
@@ -78,14 +74,16 @@ export class H1Downstream implements DispatchHandler {
   private finish(status: number): void {
     if (this.done) return;
     this.done = true;
-    this.cm.observe(status, (performance.now() - this.startedAt) / 1000);
+    const now = performance.now();
+    this.cm.observe(status, (now - this.startedAt) / 1000);
+    exchangeEnded(this.socket, this, now);
   }
 
   resume(): void {
     this.controller?.resume();
   }
 
-  /** The client went away before the response ended: abandon the upstream request. */
+  /** The client connection closed before the response ended: abandon the upstream request. */
   closed(): void {
     if (this.done) return;
     this.finish(499);
@@ -93,11 +91,6 @@ export class H1Downstream implements DispatchHandler {
   }
 }
 
-function onH1Close(this: http.ServerResponse): void {
-  const ex = (this as unknown as Record<symbol, H1Downstream>)[kEx];
-  ex?.released();
-  if (!this.writableFinished) ex?.closed();
-}
 function onH1Drain(this: http.ServerResponse): void {
   (this as unknown as Record<symbol, H1Downstream>)[kEx]?.resume();
 }

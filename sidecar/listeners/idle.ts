@@ -1,10 +1,15 @@
-// Closes downstream HTTP/1.1 connections idle too long with one sweep timer per listener (instead of node:http's per-request socket timer).
+// Downstream HTTP/1.1 connection bookkeeping: the exchanges each holds (abandoned when it closes) and one idle sweep per listener.
 import type net from 'node:net';
 
 const kLastActive = Symbol('skein.lastActive');
-const kInFlight = Symbol('skein.inFlight');
+const kHeld = Symbol('skein.exchanges');
 
-type Tracked = net.Socket & { [kLastActive]?: number; [kInFlight]?: number };
+/** A proxied exchange on a downstream connection; told when the connection closes before it finished. */
+export interface HeldExchange {
+  closed(): void;
+}
+
+type Tracked = net.Socket & { [kLastActive]?: number; [kHeld]?: HeldExchange[] };
 
 /**
  * node:http's keepAliveTimeout re-arms a timer on the socket after every response (a new Timeout object, a timer
@@ -29,7 +34,7 @@ export class IdleSweeper {
     let closed = 0;
     for (const s of this.sockets as ReadonlySet<Tracked>) {
       const last = s[kLastActive];
-      if (last === undefined || s.destroyed || (s[kInFlight] ?? 0) > 0 || now - last < this.idleMs) continue;
+      if (last === undefined || s.destroyed || (s[kHeld]?.length ?? 0) > 0 || now - last < this.idleMs) continue;
       s.destroy();
       closed++;
     }
@@ -46,14 +51,32 @@ export function markActive(socket: net.Socket, now: number): void {
   (socket as Tracked)[kLastActive] = now;
 }
 
-/** A proxied exchange holds `socket` until exchangeEnded. */
-export function exchangeStarted(socket: net.Socket): void {
+/**
+ * A proxied exchange holds `socket` until exchangeEnded. One 'close' listener per connection (abandonExchanges)
+ * replaces a listener per response.
+ */
+export function exchangeStarted(socket: net.Socket, ex: HeldExchange): void {
   const s = socket as Tracked;
-  s[kInFlight] = (s[kInFlight] ?? 0) + 1;
+  const held = s[kHeld];
+  if (held === undefined) s[kHeld] = [ex];
+  else held.push(ex);
 }
 
-export function exchangeEnded(socket: net.Socket, now: number): void {
+export function exchangeEnded(socket: net.Socket, ex: HeldExchange, now: number): void {
   const s = socket as Tracked;
-  s[kInFlight] = Math.max(0, (s[kInFlight] ?? 1) - 1);
+  const held = s[kHeld];
+  if (held !== undefined) {
+    const i = held.indexOf(ex);
+    if (i >= 0) held.splice(i, 1);
+  }
   s[kLastActive] = now;
+}
+
+/** The connection closed: every exchange it still holds is told (the client went away). */
+export function abandonExchanges(socket: net.Socket): void {
+  const s = socket as Tracked;
+  const held = s[kHeld];
+  if (held === undefined || held.length === 0) return;
+  s[kHeld] = [];
+  for (const ex of held) ex.closed();
 }

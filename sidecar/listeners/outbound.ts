@@ -12,7 +12,7 @@ import { logger } from '../log.ts';
 import { badRequest, noCluster, noPathRoute, noRoute } from './errors.ts';
 import type { LocalReason, LocalReplyError } from './errors.ts';
 import { H1Downstream, H2Downstream } from './downstream.ts';
-import { IdleSweeper, markActive } from './idle.ts';
+import { IdleSweeper, abandonExchanges, markActive } from './idle.ts';
 import type { ExchangeScope } from './downstream.ts';
 import { replyH1, replyH2, replyRaw } from './local-reply.ts';
 
@@ -108,7 +108,10 @@ export class OutboundListener {
   /** Sniffs the first bytes: the HTTP/2 connection preface means h2c with prior knowledge, else HTTP/1.1. */
   private onConnection(socket: net.Socket): void {
     this.sockets.add(socket);
-    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('close', () => {
+      this.sockets.delete(socket);
+      abandonExchanges(socket);
+    });
     socket.on('error', () => {});
     if (this.scope.draining) {
       socket.destroy();
@@ -234,7 +237,7 @@ export class OutboundListener {
       wantsH2: false,
       timeoutMs: action.timeoutMs ?? 0,
     };
-    const handler = new H1Downstream(this.scope, res, r.metrics as ClusterRequestMetrics, startedAt);
+    const handler = new H1Downstream(this.scope, res, req.socket, r.metrics as ClusterRequestMetrics, startedAt);
     this.dispatch(request, handler);
   }
 

@@ -1,7 +1,7 @@
 // Idle downstream connections: one sweep closes those with nothing in flight past the idle time, never busy ones.
 import { describe, it, expect, afterEach } from 'vitest';
 import net from 'node:net';
-import { IdleSweeper, exchangeEnded, exchangeStarted, markActive } from '../../../sidecar/listeners/idle.ts';
+import { IdleSweeper, abandonExchanges, exchangeEnded, exchangeStarted, markActive } from '../../../sidecar/listeners/idle.ts';
 
 describe('IdleSweeper', () => {
   const cleanup: (() => void)[] = [];
@@ -34,21 +34,35 @@ describe('IdleSweeper', () => {
     cleanup.push(() => sweeper.stop());
     markActive(idle!, 0);
     markActive(busy!, 0);
-    exchangeStarted(busy!);
+    const held = { closed: () => {} };
+    exchangeStarted(busy!, held);
     markActive(recent!, 0);
-    exchangeStarted(recent!);
-    exchangeEnded(recent!, 900);
+    exchangeStarted(recent!, held);
+    exchangeEnded(recent!, held, 900);
     expect(sweeper.sweep(1500)).toBe(1);
     expect(idle!.destroyed).toBe(true);
     expect(busy!.destroyed).toBe(false);
     expect(recent!.destroyed).toBe(false);
     expect(unstamped!.destroyed).toBe(false);
     // Once the exchange ends, the busy socket's idle time starts from then.
-    exchangeEnded(busy!, 2000);
+    exchangeEnded(busy!, held, 2000);
     expect(sweeper.sweep(2500)).toBe(1);
     expect(recent!.destroyed).toBe(true);
     expect(busy!.destroyed).toBe(false);
     expect(sweeper.sweep(3100)).toBe(1);
     expect(busy!.destroyed).toBe(true);
+  });
+
+  it('tells the exchanges a connection still holds when it closes, once', async () => {
+    const [s] = await socketPair(1);
+    const closed: string[] = [];
+    const a = { closed: () => closed.push('a') };
+    const b = { closed: () => closed.push('b') };
+    exchangeStarted(s!, a);
+    exchangeStarted(s!, b);
+    exchangeEnded(s!, a, 1);
+    abandonExchanges(s!);
+    abandonExchanges(s!);
+    expect(closed).toEqual(['b']);
   });
 });
