@@ -5,6 +5,7 @@ import type { AggregatedDiscoveryServiceHandlers } from '../../proto/index.ts';
 import type { Snapshot, SnapshotCache } from '../cache/snapshot.ts';
 import { DeltaStream } from './delta-stream.ts';
 import { withSharedEncoding } from './encode.ts';
+import { withLazyRequestNames } from './request-names.ts';
 import { XdsBindError } from './errors.ts';
 import { stderrLog, type XdsLog } from './log.ts';
 import { createXdsMetrics, type XdsMetrics } from './metrics.ts';
@@ -124,7 +125,7 @@ export async function startXdsServer(
   };
   const server = new grpc.Server(options.grpcOptions);
   const service = grpcDefinitions().envoy.service.discovery.v3.AggregatedDiscoveryService.service;
-  server.addService(withSharedEncoding(service), handlers);
+  server.addService(withLazyRequestNames(withSharedEncoding(service)), handlers);
   options.extraServices?.(server);
 
   const wanted = `${host.includes(':') ? `[${host}]` : host}:${options.port ?? 15010}`;

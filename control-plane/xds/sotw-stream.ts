@@ -11,6 +11,7 @@ import {
 import type { ResourcesByName, VersionedResource } from '../cache/snapshot.ts';
 import { type EncodedResources, encodeSotwResources, withEncodedResources } from './encode.ts';
 import { tracer } from './log.ts';
+import { rawNamesOf } from './request-names.ts';
 import { internNames } from './shared-state.ts';
 import { nackedNames, type ResourceStatus } from './status.ts';
 import { AdsStreamBase, type Changed, ALL, payloadBytes } from './stream-base.ts';
@@ -108,6 +109,9 @@ function byName(a: VersionedResource, b: VersionedResource): number {
  * ACK, usually in the order it first sent it, which is the set's order: comparing in step needs no hashing of the
  * thousands of freshly decoded strings. Any other order falls back to set lookups.
  */
+/** Per interned subscription set, the wire bytes of the resource_names that made it (shared by its streams). */
+const subscriptionBytes = new WeakMap<ReadonlySet<string>, Buffer>();
+
 function sameNames(a: ReadonlySet<string>, b: readonly string[]): boolean {
   const inOrder = a.values();
   let same = true;
@@ -138,9 +142,9 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
   }
 
   protected handleRequest(req: DiscoveryRequest__Output, typeUrl: TypeUrl): void {
-    const names = req.resource_names;
     let st = this.types.get(typeUrl);
     if (!st) {
+      const names = req.resource_names;
       const wildcard = isWildcard(typeUrl, names, undefined);
       st = {
         wildcard,
@@ -154,6 +158,7 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
         lastAcked: undefined,
       };
       this.types.set(typeUrl, st);
+      this.remember(st.names, req);
       this.record?.subscribed(typeUrl, st.wildcard, st.names.size);
       return;
     }
@@ -174,16 +179,27 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
         this.acked(typeUrl, nonce, sent.version, sent.changedAt);
       }
     }
+    // The same bytes as the request that made this subscription: the same names (the common ACK).
+    const raw = rawNamesOf(req);
+    if (nonce !== '' && raw !== undefined && subscriptionBytes.get(st.names)?.equals(raw)) return;
+    const names = req.resource_names;
     const wildcard = isWildcard(typeUrl, names, st.wildcard);
     if (nonce === '' || wildcard !== st.wildcard || !sameNames(st.names, names)) {
       const before = st.names;
       st.wildcard = wildcard;
       st.names = this.internAll(typeUrl, names);
+      this.remember(st.names, req);
       if (nonce === '') st.added = ALL;
       else if (st.added !== ALL) for (const name of st.names) if (!before.has(name)) st.added.add(name);
       st.mustRespond = true;
       this.record?.subscribed(typeUrl, st.wildcard, st.names.size);
     }
+  }
+
+  /** Keeps the raw names of the request that made a (shared) subscription set, to recognise repeats cheaply. */
+  private remember(names: ReadonlySet<string>, req: DiscoveryRequest__Output): void {
+    const raw = rawNamesOf(req);
+    if (raw !== undefined && !subscriptionBytes.has(names)) subscriptionBytes.set(names, Buffer.from(raw));
   }
 
   /** The subscribed names, using the snapshot's own strings, as one set shared by streams with the same subscription. */
