@@ -7,6 +7,7 @@ export default defineConfig({
     pool: 'forks',
     testTimeout: 20_000,
     hookTimeout: 20_000,
-    reporters: ['default'],
+    // The JSON report lets .ci/run print one plain "N passed, N failed" line at the end.
+    reporters: ['default', ['json', { outputFile: '.skein/test-results.json' }]],
   },
 });
