@@ -96,7 +96,15 @@ export async function runDemo(argv: string[]): Promise<number> {
     for (const child of children.reverse()) child.kill('SIGTERM');
     await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : null)));
   };
-  process.once('SIGINT', () => void shutdown().then(() => process.exit(130)));
+  // Ctrl-C during the run ends the load loop first, so the last summary counts no calls cut short by the shutdown;
+  // during start-up there is nothing to summarise: stop everything at once.
+  let loadRunning = false;
+  let interrupted = false;
+  process.once('SIGINT', () => {
+    interrupted = true;
+    if (loadRunning) stopping = true;
+    else void shutdown().then(() => process.exit(130));
+  });
 
   try {
     out(`skein demo: control plane on xDS 127.0.0.1:${xdsPort}, CA (TLS) 127.0.0.1:${tlsPort}, admin http://127.0.0.1:${adminPort}`);
@@ -196,6 +204,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     const victim = replicas.find((r) => r.pod === 'hostname-3');
     const stopAtS = Number.isFinite(durationS) ? durationS / 2 : 20;
     let lastPrint = Date.now();
+    loadRunning = true;
     while (!stopping && (Date.now() - started) / 1000 < durationS) {
       await Promise.all([call('web.demo'), call('hostname.demo'), call('hostname.demo')]);
       await new Promise((r) => setTimeout(r, 20));
@@ -236,7 +245,7 @@ export async function runDemo(argv: string[]): Promise<number> {
       }
       out('skein demo --smoke: OK — every hop carried traffic over mTLS with the expected identities, the direct call to kv got 403 rbac_denied, and calls kept succeeding after a replica stopped');
     }
-    return 0;
+    return interrupted ? 130 : 0;
   } finally {
     await shutdown();
   }
