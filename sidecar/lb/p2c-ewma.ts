@@ -1,24 +1,15 @@
 // Power of two choices on peak-EWMA latency × (in flight + 1), Linkerd's default balancer and ours; weights honoured.
 import type { LbEndpoint, PickContext, Picker, PickerOptions } from './picker.ts';
-import { WeightTable } from './picker.ts';
+import { WeightedRandomBase } from './picker.ts';
 
-export class P2cEwmaPicker<E extends LbEndpoint> implements Picker<E> {
+export class P2cEwmaPicker<E extends LbEndpoint> extends WeightedRandomBase<E> implements Picker<E> {
   readonly policy = 'p2c-ewma' as const;
-  private readonly endpoints: readonly E[];
-  private readonly table: WeightTable;
-  private readonly random: () => number;
-
-  constructor(endpoints: readonly E[], options: PickerOptions) {
-    this.endpoints = endpoints;
-    this.table = new WeightTable(endpoints.map((e) => e.weight));
-    this.random = options.random ?? Math.random;
-  }
 
   pick(_ctx: PickContext): E | undefined {
     const n = this.endpoints.length;
     if (n === 1) return this.endpoints[0];
-    const i = this.table.index(this.random());
-    let j = this.table.index(this.random());
+    const i = this.draw();
+    let j = this.draw();
     // Two distinct candidates: with weights, a second draw can repeat; fall back to the neighbour.
     if (j === i) j = i + 1 === n ? 0 : i + 1;
     const a = this.endpoints[i] as E;

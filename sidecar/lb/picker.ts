@@ -96,3 +96,21 @@ export class WeightTable {
     return lo;
   }
 }
+
+/** What the weighted-random pickers share: the endpoints, their cumulative weights, and a random source. */
+export abstract class WeightedRandomBase<E extends LbEndpoint> {
+  protected readonly endpoints: readonly E[];
+  protected readonly table: WeightTable;
+  protected readonly random: () => number;
+
+  constructor(endpoints: readonly E[], options: PickerOptions) {
+    this.endpoints = endpoints;
+    this.table = new WeightTable(endpoints.map((e) => e.weight));
+    this.random = options.random ?? Math.random;
+  }
+
+  /** One endpoint drawn with probability weight / total. */
+  protected draw(): number {
+    return this.table.index(this.random());
+  }
+}
