@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadOrCreateTokenSecret, mintBootstrapToken } from '../../control-plane/ca/index.ts';
-import { freePort, waitForHttp } from './processes.ts';
+import { busyAddresses, freePort, waitForHttp } from './processes.ts';
 import { type Replica, RegistryWriter, type ServiceSpec } from './registry.ts';
 import { Summary } from './summary.ts';
 
@@ -79,6 +79,25 @@ export async function runDemo(argv: string[]): Promise<number> {
   const stateDir = resolve(ROOT, values['state-dir']);
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
 
+  // Each replica gets its own loopback address, like a pod IP; the load generator is a workload too.
+  let nextIp = 10;
+  const replicas: Running[] = [];
+  for (const svc of SERVICES) {
+    for (let i = 1; i <= svc.replicas; i++) {
+      replicas.push({ service: svc.name, pod: `${svc.name}-${i}`, ip: `127.0.0.${nextIp++}`, port: 8080, serviceAccount: svc.serviceAccount });
+    }
+  }
+  const loadgen: Running = { service: 'loadgen', pod: 'loadgen-1', ip: '127.0.0.9', port: 0, serviceAccount: 'loadgen' };
+  // Pod addresses are fixed: if another demo (or the demo's e2e test) holds them, say so instead of failing midway.
+  const busy = await busyAddresses(
+    [...replicas, loadgen].flatMap((r) => [`${r.ip}:15001`, `${r.ip}:15006`, `${r.ip}:15000`, ...(r.port ? [`${r.ip}:${r.port}`] : [])]),
+  );
+  if (busy.length > 0) {
+    process.stderr.write(
+      `skein demo: ${busy.join(', ')} ${busy.length === 1 ? 'is' : 'are'} already in use; another demo (or its e2e test) is probably running. Stop it and start again.\n`,
+    );
+    return 1;
+  }
   const children: ChildProcess[] = [];
   const out = (line: string) => process.stdout.write(`${line}\n`);
   const xdsPort = await freePort(15010);
@@ -125,15 +144,6 @@ export async function runDemo(argv: string[]): Promise<number> {
       return path;
     };
 
-    // Each replica gets its own loopback address, like a pod IP; the load generator is a workload too.
-    let nextIp = 10;
-    const replicas: Running[] = [];
-    for (const svc of SERVICES) {
-      for (let i = 1; i <= svc.replicas; i++) {
-        replicas.push({ service: svc.name, pod: `${svc.name}-${i}`, ip: `127.0.0.${nextIp++}`, port: 8080, serviceAccount: svc.serviceAccount });
-      }
-    }
-    const loadgen: Running = { service: 'loadgen', pod: 'loadgen-1', ip: '127.0.0.9', port: 0, serviceAccount: 'loadgen' };
 
     const startSidecar = async (r: Running) => {
       const args = [SKEIN, 'sidecar', '--control-plane', `127.0.0.1:${xdsPort}`, '--pod', r.pod, '--namespace', NAMESPACE, '--service-account', r.serviceAccount, '--ip', r.ip, '--outbound-address', `${r.ip}:15001`, '--inbound-address', `${r.ip}:15006`, '--admin-address', `${r.ip}:15000`, '--token-file', tokenFor(r), '--ca-root-file', `${caDir}/root-cert.pem`, '--ca-address', `127.0.0.1:${tlsPort}`];

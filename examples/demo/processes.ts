@@ -17,6 +17,22 @@ export function freePort(preferred: number): Promise<number> {
   return tryPort(preferred).catch(() => tryPort(0));
 }
 
+/** Which of `addresses` ("ip:port") something already listens on (the demo's pod addresses are fixed). */
+export async function busyAddresses(addresses: readonly string[]): Promise<string[]> {
+  const busy = await Promise.all(
+    addresses.map(
+      (address) =>
+        new Promise<string | undefined>((resolve) => {
+          const [host, port] = address.split(':') as [string, string];
+          const server = createServer();
+          server.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'EADDRINUSE' ? address : undefined));
+          server.listen(Number(port), host, () => server.close(() => resolve(undefined)));
+        }),
+    ),
+  );
+  return busy.filter((a): a is string => a !== undefined);
+}
+
 function probe(url: string): Promise<number> {
   return new Promise((resolve) => {
     const req = get(url, (res) => {
