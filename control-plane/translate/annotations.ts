@@ -35,14 +35,19 @@ export interface Duration {
 }
 
 const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+/** google.protobuf.Duration's limit (10,000 years), which Envoy enforces when it loads config. */
+export const MAX_DURATION_MS = 315_576_000_000_000;
+/** weighted_clusters weights are shared out as percentages (see translate/route.ts), so at most 100 targets. */
+export const MAX_WEIGHTED_TARGETS = 100;
 
-/** Parses a Go-style duration ("250ms", "1.5s", "1m30s") into milliseconds; undefined if malformed. */
+/** Parses a Go-style duration ("250ms", "1.5s", "1m30s") into milliseconds; undefined if malformed or too long. */
 export function parseDurationMs(text: string): number | undefined {
   const trimmed = text.trim();
   if (!/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(trimmed)) return undefined;
   let total = 0;
   for (const m of trimmed.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) total += Number(m[1]) * (UNIT_MS[m[2] ?? ''] ?? 0);
-  return Math.round(total);
+  const ms = Math.round(total);
+  return ms <= MAX_DURATION_MS ? ms : undefined;
 }
 
 export function durationOf(ms: number): Duration {
@@ -200,6 +205,7 @@ function parseRoutes(text: string, namespace: string, where: string): RouteAnnot
       continue;
     }
     if (!Array.isArray(entry.weighted) || entry.weighted.length === 0) return fail(`${at}.weighted`, 'must be a non-empty list of {service, port, weight}');
+    if (entry.weighted.length > MAX_WEIGHTED_TARGETS) return fail(`${at}.weighted`, `has ${entry.weighted.length} targets; at most ${MAX_WEIGHTED_TARGETS} (weights are shared out as percentages)`);
     const targets: RouteTargetRef[] = [];
     for (const [j, w] of (entry.weighted as unknown[]).entries()) {
       const wat = `${at}.weighted[${j}]`;

@@ -4,7 +4,7 @@ import type { Cluster, ClusterLoadAssignment, Listener, RouteConfiguration, Virt
 import type { RegistryState, ServiceKey } from '../registry/registry.ts';
 import { serviceKey } from '../registry/registry.ts';
 import type { AnnotationError, ServiceSettings } from './annotations.ts';
-import { parseServiceAnnotations } from './annotations.ts';
+import { ANNOTATION, parseServiceAnnotations } from './annotations.ts';
 import { buildCluster, DEFAULT_CONNECT_TIMEOUT_MS, envoyLbPolicy, proxylessLbPolicy } from './cluster.ts';
 import { buildLoadAssignment } from './endpoints.ts';
 import { buildProxylessListener, buildTcpListener } from './listener.ts';
@@ -102,6 +102,12 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
 
   const { settings, errors } = parseServiceAnnotations(service.metadata, `Service ${key}`);
   reportErrors(errors);
+  if (settings.lbPolicy === 'ring-hash' && !settings.hashHeader) {
+    report(
+      'SKEIN_TRANSLATE_ANNOTATION',
+      `Service ${key} metadata.annotations["${ANNOTATION.lbPolicy}"]: ring-hash without "${ANNOTATION.hashHeader}" hashes nothing, so every request goes to a random endpoint; name the header to hash on`,
+    );
+  }
 
   const isExternal = service.spec?.type === 'ExternalName';
   const externalName = service.spec?.externalName?.trim().replace(/\.$/, '');
@@ -219,7 +225,9 @@ function resolveRoutes(
         );
         continue;
       }
-      targets.push({ cluster: clusterName(t.port, serviceFqdn(t.service, t.namespace, domain)), weight: t.weight });
+      // Ring hash needs the hash on the route: the target Service's own skein.dev/hash-header says which header.
+      const hashHeader = targetKey === key ? settings.hashHeader : parseServiceAnnotations(target.metadata, `Service ${targetKey}`).settings.hashHeader;
+      targets.push({ cluster: clusterName(t.port, serviceFqdn(t.service, t.namespace, domain)), weight: t.weight, hashHeader });
     }
     routes.push({ prefix: entry.prefix, targets });
   }

@@ -2,7 +2,7 @@
 import type { HttpConnectionManager, Listener, TcpProxy } from '../../proto/index.ts';
 import { EXTENSION_TYPE_URL, pack } from '../../proto/index.ts';
 import { outboundRouteName } from './names.ts';
-import { ADS_ONLY, ADS_V3 } from './values.ts';
+import { ADS_V3 } from './values.ts';
 
 export const VIRTUAL_OUTBOUND = 'virtualOutbound';
 export const OUTBOUND_CAPTURE_PORT = 15001;
@@ -30,6 +30,8 @@ export function buildVirtualOutbound(namespace: string): Listener {
     name: VIRTUAL_OUTBOUND,
     address: { socket_address: { address: '0.0.0.0', port_value: OUTBOUND_CAPTURE_PORT } },
     traffic_direction: 'OUTBOUND',
+    // Hands captured connections to the listener of their original destination (the TCP listeners do not bind).
+    use_original_dst: { value: true },
     filter_chains: [
       { filters: [{ name: HCM_FILTER, typed_config: pack(EXTENSION_TYPE_URL.httpConnectionManager, hcm) }] },
     ],
@@ -51,7 +53,9 @@ export function buildTcpListener(name: string, clusterIP: string, port: number, 
 /** What a gRPC client dialing `xds:///<fqdn>:<port>` asks for: an api_listener naming its route table. */
 export function buildProxylessListener(name: string): Listener {
   const hcm: HttpConnectionManager = {
-    rds: { config_source: ADS_ONLY, route_config_name: name },
+    // gRPC ignores stat_prefix, but Envoy's rules require one (min_len 1) of every HttpConnectionManager.
+    stat_prefix: name,
+    rds: { config_source: ADS_V3, route_config_name: name },
     http_filters: [routerFilter()],
   };
   return { name, api_listener: { api_listener: pack(EXTENSION_TYPE_URL.httpConnectionManager, hcm) } };

@@ -2,10 +2,11 @@
 import type { Route, RouteConfiguration, VirtualHost } from '../../proto/index.ts';
 import { durationOf } from './annotations.ts';
 
-/** A resolved route target: an existing cluster and its weight. */
+/** A resolved route target: an existing cluster, its weight, and the header its Service hashes on (ring hash). */
 export interface ClusterTarget {
   readonly cluster: string;
   readonly weight: number;
+  readonly hashHeader?: string | undefined;
 }
 
 export interface RouteSpec {
@@ -13,22 +14,54 @@ export interface RouteSpec {
   readonly targets: readonly ClusterTarget[];
 }
 
+/** What weighted_clusters weights add up to: Envoy before total_weight was deprecated requires 100 when it is unset. */
+export const TOTAL_WEIGHT = 100;
+
+/**
+ * Scales weights to sum to TOTAL_WEIGHT (largest remainder, every target keeps at least 1), so old and new Envoys,
+ * gRPC and the sidecar read the same split. The annotation allows at most TOTAL_WEIGHT targets.
+ */
+export function normaliseWeights(weights: readonly number[]): number[] {
+  const sum = weights.reduce((a, b) => a + b, 0);
+  if (weights.length === 0 || weights.length > TOTAL_WEIGHT || sum <= 0) return [...weights];
+  const exact = weights.map((w) => (w / sum) * TOTAL_WEIGHT);
+  const out = exact.map(Math.floor);
+  let left = TOTAL_WEIGHT - out.reduce((a, b) => a + b, 0);
+  const order = exact.map((x, i) => ({ i, rest: x - Math.floor(x) })).sort((a, b) => b.rest - a.rest || a.i - b.i);
+  for (const { i } of order) {
+    if (left <= 0) break;
+    out[i] = (out[i] ?? 0) + 1;
+    left--;
+  }
+  // A target rounded down to nothing keeps 1, taken from the largest share.
+  for (const [i, w] of out.entries()) {
+    if (w > 0 || (weights[i] ?? 0) <= 0) continue;
+    const largest = out.indexOf(Math.max(...out));
+    out[largest] = (out[largest] ?? 0) - 1;
+    out[i] = 1;
+  }
+  return out;
+}
+
 /**
  * Routes for a vhost: annotation routes in order, then the catch-all to the port's own cluster (unless overridden).
- * `hashHeader` adds a hash policy on that request header (what a ring-hash cluster hashes on).
+ * A route hashes (for ring-hash clusters) on the header of the first target's Service that names one, else on
+ * `hashHeader` (the vhost's own Service's).
  */
 export function buildRoutes(ownCluster: string, extra: readonly RouteSpec[], timeoutMs: number, hashHeader?: string): Route[] {
   const specs = [...extra];
-  if (!specs.some((s) => s.prefix === '/')) specs.push({ prefix: '/', targets: [{ cluster: ownCluster, weight: 1 }] });
+  if (!specs.some((s) => s.prefix === '/')) specs.push({ prefix: '/', targets: [{ cluster: ownCluster, weight: 1, hashHeader }] });
   return specs.map((spec) => {
     const only = spec.targets.length === 1 ? spec.targets[0] : undefined;
+    const weights = normaliseWeights(spec.targets.map((t) => t.weight));
     const action = only
       ? { cluster: only.cluster, timeout: durationOf(timeoutMs) }
       : {
-          weighted_clusters: { clusters: spec.targets.map((t) => ({ name: t.cluster, weight: { value: t.weight } })) },
+          weighted_clusters: { clusters: spec.targets.map((t, i) => ({ name: t.cluster, weight: { value: weights[i] } })) },
           timeout: durationOf(timeoutMs),
         };
-    const hashing = hashHeader ? { hash_policy: [{ header: { header_name: hashHeader } }] } : {};
+    const header = spec.targets.find((t) => t.hashHeader)?.hashHeader ?? hashHeader;
+    const hashing = header ? { hash_policy: [{ header: { header_name: header } }] } : {};
     return { match: { prefix: spec.prefix }, route: { ...action, ...hashing } };
   });
 }
@@ -61,7 +94,8 @@ export interface DuplicateDomain {
 
 /**
  * Envoy rejects a route table in which two virtual hosts share a domain. Walks vhosts in the given order and removes
- * a domain from every later vhost that repeats it; returns the same objects where nothing was removed.
+ * a domain from every later vhost that repeats it; returns the same objects where nothing was removed, and drops a
+ * vhost that has no domain left.
  */
 export function dedupeDomains(vhosts: readonly VirtualHost[]): { vhosts: VirtualHost[]; duplicates: DuplicateDomain[] } {
   const owner = new Map<string, string>();
@@ -82,5 +116,6 @@ export function dedupeDomains(vhosts: readonly VirtualHost[]): { vhosts: Virtual
     }
     return kept ? { ...vh, domains: kept } : vh;
   });
-  return { vhosts: out, duplicates };
+  // A vhost left with no domain is invalid in Envoy (domains needs at least one item): leave it out.
+  return { vhosts: out.filter((vh) => (vh.domains?.length ?? 0) > 0), duplicates };
 }

@@ -39,6 +39,3 @@ export function structValue(s: unknown, key: string): Scalar | undefined {
 
 /** ADS as the config source, API version 3. */
 export const ADS_V3 = Object.freeze({ ads: {}, resource_api_version: 'V3' as const });
-
-/** ADS as gRPC xDS clients take it in an api_listener's RDS. */
-export const ADS_ONLY = Object.freeze({ ads: {} });
