@@ -181,6 +181,8 @@ export class ResponseReader implements ParserEvents {
   onBody(chunk: Buffer): number {
     const sink = this.sink;
     if (sink === undefined) return PAUSE;
+    // llhttp reports an empty body span when it resumes on no input: nothing to deliver.
+    if (chunk.length === 0) return CONTINUE;
     return sink.onBody(chunk) ? CONTINUE : PAUSE;
   }
 
