@@ -36,7 +36,7 @@ export class H1Connection {
   private ready = false;
   /** Requests started on this connection. */
   requests = 0;
-  /** When it was last parked (performance.now()). */
+  /** When it was last parked (Date.now()). */
   idleSince = 0;
   /** How long it may stay idle: the default, or less when the server's Keep-Alive hint says so. */
   idleMs: number;
