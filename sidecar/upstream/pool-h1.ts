@@ -40,10 +40,10 @@ export class H1Pool implements ConnectionOwner {
     ex.send();
   }
 
-  /** An idle connection, else a new one (its request is written once it is up). */
-  acquire(): H1Connection {
+  /** An idle connection (unless `fresh`), else a new one (its request is written once it is up). */
+  acquire(fresh: boolean): H1Connection {
     const idle = this.idle;
-    while (idle.length > 0) {
+    while (!fresh && idle.length > 0) {
       const c = idle.pop() as H1Connection;
       if (!c.closed) return c;
     }
@@ -139,7 +139,8 @@ class H1Exchange implements DispatchController, ConnectionUser {
     this.startedAt = pool.load.start();
   }
 
-  send(): void {
+  /** Sends the request; `fresh`: on a new connection (the retry after a stale one). */
+  send(fresh = false): void {
     if (this.finished) return;
     const r = this.req;
     if (this.head === '') {
@@ -156,7 +157,7 @@ class H1Exchange implements DispatchController, ConnectionUser {
     }
     let conn: H1Connection;
     try {
-      conn = this.h1.acquire();
+      conn = this.h1.acquire(fresh);
     } catch (err) {
       this.finish();
       this.handler.onResponseError(upstreamError(err, this.pool.dialTarget));
@@ -259,7 +260,7 @@ class H1Exchange implements DispatchController, ConnectionUser {
     if (!started && this.mayRetry && reused && STALE_CODES.has(code)) {
       log.debug('retrying after a stale keep-alive connection failed', { target: this.pool.dialTarget, code });
       this.mayRetry = false;
-      this.send();
+      this.send(true);
       return;
     }
     this.finish();

@@ -307,6 +307,25 @@ describe('HTTP/1.1 upstream pool on the wire', () => {
     expect(e.pool.connections).toBe(0);
   });
 
+  it('retries a stale keep-alive failure on a new connection, not on another idle one', async () => {
+    const served = new WeakMap<net.Socket, number>();
+    const s = await raw((sock, head) => {
+      const n = (served.get(sock) ?? 0) + 1;
+      served.set(sock, n);
+      if (head.startsWith('GET /stale') && n > 1) sock.destroy();
+      else if (head.startsWith('GET /hold')) setTimeout(() => sock.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'), 30);
+      else sock.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    });
+    const c = use(s.port);
+    // Two idle connections, both of which drop /stale.
+    await Promise.all([send(c, { path: '/hold' }), send(c, { path: '/hold' })]);
+    expect(s.connections()).toBe(2);
+    const r = await send(c, { path: '/stale' });
+    expect(r.error).toBeUndefined();
+    expect(r.body).toBe('ok');
+    expect(s.connections()).toBe(3);
+  });
+
   it('closes an idle connection before the Keep-Alive timeout the server announced', async () => {
     const s = await raw((sock, _h, n) =>
       sock.write(`HTTP/1.1 200 OK\r\nKeep-Alive: timeout=${n === 1 ? 1 : 2}\r\nContent-Length: 0\r\n\r\n`),
