@@ -73,18 +73,29 @@ export class H1Connection {
     this.socket.pause();
   }
 
-  /** Read again: first what the parser held back, then the socket. */
+  /**
+   * Read again: first what the parser held back, then the socket. The held-back bytes are parsed on the next tick,
+   * so a caller that is itself inside a parser callback (a downstream llhttp parser) never re-enters llhttp.
+   */
   resume(): void {
     if (this.parsing) {
       this.resumeWanted = true;
       return;
     }
     if (this.closed || this.user === undefined) return;
-    this.socket.resume();
     if (this.bodyPaused) {
       this.bodyPaused = false;
-      this.parse(undefined);
+      process.nextTick(resumeParse, this, this.user);
+      return;
     }
+    this.socket.resume();
+  }
+
+  /** Parses what was held back for `user`, then reads the socket again (unless the parser paused once more). */
+  resumeHeld(user: ConnectionUser): void {
+    if (this.closed || this.user !== user) return;
+    this.parse(undefined);
+    if (this.user === user && !this.bodyPaused) this.socket.resume();
   }
 
   /** The request was given up: the connection is mid-exchange, so it closes. */
@@ -198,6 +209,9 @@ function protocolError(code: string, reason: string): NodeJS.ErrnoException {
   return err;
 }
 
+function resumeParse(c: H1Connection, user: ConnectionUser): void {
+  c.resumeHeld(user);
+}
 function onReady(this: net.Socket): void {
   (this as unknown as WithConn)[kConn].connected();
 }
