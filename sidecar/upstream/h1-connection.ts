@@ -51,6 +51,8 @@ export class H1Connection {
     this.socket = socket;
     this.idleMs = idleMs;
     (socket as unknown as WithConn)[kConn] = this;
+    // TCP keep-alive probes find a peer that vanished while the connection sat idle (undici does the same).
+    socket.setKeepAlive(true, 60_000);
     socket.once((socket as { encrypted?: boolean }).encrypted === true ? 'secureConnect' : 'connect', onReady);
     socket.on('data', onData);
     socket.on('end', onEnd);
