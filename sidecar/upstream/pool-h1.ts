@@ -1,140 +1,312 @@
-// One request as HTTP/1.1 on the endpoint's undici Pool (keep-alive, no pipelining): undici's handler API mapped onto ours.
-import type { Dispatcher } from 'undici';
+// HTTP/1.1 to one endpoint over our own keep-alive sockets: idle connections, one request per connection at a time.
+import type net from 'node:net';
+import type { Readable } from 'node:stream';
+import { bodyFraming, chunkHeader, CRLF, InvalidRequestHeadError, LAST_CHUNK, requestHead } from '../http1/request-head.ts';
+import type { ResponseHeaders } from '../http1/response-reader.ts';
 import { badRequest, upstreamReset } from '../listeners/errors.ts';
 import type { LocalReplyError } from '../listeners/errors.ts';
 import { logger } from '../log.ts';
-import type { DispatchController, DispatchHandler, DispatchRequest, Headers } from './dispatch.ts';
-import { stripHopByHop } from './dispatch.ts';
+import type { DispatchController, DispatchHandler, DispatchRequest } from './dispatch.ts';
+import { CLOSED_CODE, H1Connection } from './h1-connection.ts';
+import type { ConnectionOwner, ConnectionUser } from './h1-connection.ts';
 import type { EndpointPool } from './pool.ts';
 import { upstreamError } from './pool.ts';
 
 const log = logger('upstream');
 
-type UndiciController = Dispatcher.DispatchController;
-
 /** Error codes that mean the kept-alive connection was gone when the request went out (safe to send once more). */
-const STALE_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
+const STALE_CODES = new Set(['ECONNRESET', 'EPIPE', CLOSED_CODE]);
 
-/** Sends `req` on the pool's HTTP/1.1 connections; the pool's active count is already raised. */
-export function sendH1(pool: EndpointPool, dispatcher: Dispatcher, req: DispatchRequest, handler: DispatchHandler): void {
-  const ex = new H1Exchange(pool, dispatcher, req, handler);
-  handler.onRequestStart(ex);
-  ex.send();
+/** Idle connections close after this long, or a second before the server's Keep-Alive `timeout=` hint. */
+export const IDLE_TIMEOUT_MS = 60_000;
+
+/** The idle HTTP/1.1 connections of one endpoint (most recently used first) and their idle timer. */
+export class H1Pool implements ConnectionOwner {
+  private readonly pool: EndpointPool;
+  private readonly idle: H1Connection[] = [];
+  private readonly idleTimeoutMs: number;
+  private timer: NodeJS.Timeout | undefined;
+  private timerDue = 0;
+
+  constructor(pool: EndpointPool, idleTimeoutMs = IDLE_TIMEOUT_MS) {
+    this.pool = pool;
+    this.idleTimeoutMs = idleTimeoutMs;
+  }
+
+  /** Sends `req`; the endpoint pool's active count is already raised. */
+  send(req: DispatchRequest, handler: DispatchHandler): void {
+    const ex = new H1Exchange(this.pool, this, req, handler);
+    handler.onRequestStart(ex);
+    ex.send();
+  }
+
+  /** An idle connection (unless `fresh`), else a new one (its request is written once it is up). */
+  acquire(fresh: boolean): H1Connection {
+    const idle = this.idle;
+    while (!fresh && idle.length > 0) {
+      const c = idle.pop() as H1Connection;
+      if (!c.closed) return c;
+    }
+    return new H1Connection(this, this.pool.connect(), this.idleTimeoutMs);
+  }
+
+  park(c: H1Connection): boolean {
+    if (this.pool.isDraining || c.idleMs <= 0) return false;
+    // Date.now(): millisecond precision is plenty here, and it is far cheaper than performance.now().
+    const now = Date.now();
+    c.idleSince = now;
+    this.idle.push(c);
+    const due = now + c.idleMs;
+    if (this.timer === undefined || due < this.timerDue) this.arm(due, now);
+    return true;
+  }
+
+  forget(c: H1Connection): void {
+    const i = this.idle.lastIndexOf(c);
+    if (i >= 0) this.idle.splice(i, 1);
+  }
+
+  get idleCount(): number {
+    return this.idle.length;
+  }
+
+  /** Closes every idle connection (a drain: busy ones close when their response ends). */
+  closeIdle(): void {
+    for (const c of this.idle.splice(0)) c.destroy();
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private arm(due: number, now: number): void {
+    clearTimeout(this.timer);
+    this.timerDue = due;
+    this.timer = setTimeout(sweep, Math.max(0, due - now) + 1, this);
+    this.timer.unref();
+  }
+
+  /** Closes connections idle past their time and re-arms for the next one. */
+  sweep(): void {
+    this.timer = undefined;
+    const now = Date.now();
+    let next = Infinity;
+    const keep: H1Connection[] = [];
+    for (const c of this.idle) {
+      const due = c.idleSince + c.idleMs;
+      if (due <= now) c.destroy();
+      else {
+        keep.push(c);
+        if (due < next) next = due;
+      }
+    }
+    this.idle.length = 0;
+    this.idle.push(...keep);
+    if (next !== Infinity) this.arm(next, now);
+  }
 }
 
-/**
- * Both undici's handler for one attempt and the controller handed to our handler. undici calls onRequestStart when
- * the request is written to a connection (possibly after a connect), so an abort before that is remembered and
- * applied then.
- */
-class H1Exchange implements DispatchController, Dispatcher.DispatchHandler {
-  readonly pool: EndpointPool;
-  private readonly dispatcher: Dispatcher;
+function sweep(p: H1Pool): void {
+  p.sweep();
+}
+
+const kEx = Symbol('skein.h1exchange');
+type WithEx = { [kEx]: H1Exchange };
+
+/** One request: the controller handed to our handler, and the user of whichever connection carries it. */
+class H1Exchange implements DispatchController, ConnectionUser {
+  private readonly pool: EndpointPool;
+  private readonly h1: H1Pool;
   private readonly req: DispatchRequest;
-  /** The request's header list with Host added (undici writes it first). */
-  private readonly headers: string[];
   private readonly handler: DispatchHandler;
   private readonly startedAt: number;
-  private controller: UndiciController | undefined;
-  /** The current attempt went out on a connection that already carried a request. */
-  private onReused = false;
+  private readonly noBody: boolean;
+  private head = '';
+  private chunked = false;
+  private conn: H1Connection | undefined;
+  /** The socket the body is being written to. */
+  private socket: net.Socket | undefined;
   private responded = false;
   private finished = false;
   private mayRetry: boolean;
+  requestSent = false;
 
-  constructor(pool: EndpointPool, dispatcher: Dispatcher, req: DispatchRequest, handler: DispatchHandler) {
+  constructor(pool: EndpointPool, h1: H1Pool, req: DispatchRequest, handler: DispatchHandler) {
     this.pool = pool;
-    this.dispatcher = dispatcher;
+    this.h1 = h1;
     this.req = req;
-    this.headers = req.headers;
-    this.headers.push('host', req.authority);
     this.handler = handler;
+    this.noBody = req.method === 'HEAD';
     this.mayRetry = req.body === null;
     this.startedAt = pool.load.start();
   }
 
-  send(): void {
+  /** Sends the request; `fresh`: on a new connection (the retry after a stale one). */
+  send(fresh = false): void {
     if (this.finished) return;
     const r = this.req;
-    this.controller = undefined;
-    this.onReused = false;
-    // servername: undici would otherwise derive it from Host per request (an IPv6 regex test); plain HTTP never uses it.
-    const opts: Dispatcher.DispatchOptions & { servername: string } = { method: r.method, path: r.path, headers: this.headers, body: r.body, servername: 'skein' };
-    this.dispatcher.dispatch(opts, this);
-  }
-
-  // --- undici's side ---
-
-  onRequestStart(controller: UndiciController): void {
-    this.controller = controller;
-    if (this.finished) {
-      controller.abort(new Error('request abandoned before it was sent'));
+    if (this.head === '') {
+      try {
+        const framing = bodyFraming(r.body !== null, r.headers);
+        this.chunked = framing === 'chunked';
+        this.head = requestHead(r.method, r.path, r.authority, r.headers, framing);
+      } catch (err) {
+        if (!(err instanceof InvalidRequestHeadError)) throw err;
+        this.finish();
+        this.handler.onResponseError(badRequest(`the request cannot be forwarded to ${this.pool.dialTarget}: ${err.message}`));
+        return;
+      }
+    }
+    let conn: H1Connection;
+    try {
+      conn = this.h1.acquire(fresh);
+    } catch (err) {
+      this.finish();
+      this.handler.onResponseError(upstreamError(err, this.pool.dialTarget));
       return;
     }
-    this.onReused = this.pool.takeFreshConnection() === false;
-    if (this.onReused) this.pool.reused();
+    this.conn = conn;
+    if (conn.requests > 0) this.pool.reused();
+    conn.start(this, this.noBody);
   }
 
-  onResponseStart(_c: UndiciController, status: number, headers: Record<string, string | string[]>): void {
+  // --- the connection's side ---
+
+  write(socket: net.Socket): void {
+    const body = this.req.body;
+    if (body === null) {
+      socket.write(this.head, 'latin1');
+      this.requestSent = true;
+      return;
+    }
+    // Body bytes already buffered arrive on the next tick: held with the head so both go out in one write.
+    socket.cork();
+    socket.write(this.head, 'latin1');
+    this.socket = socket;
+    (body as unknown as WithEx)[kEx] = this;
+    body.on('data', onBodyData);
+    body.on('end', onBodyEnd);
+    body.on('error', onBodyError);
+    process.nextTick(uncork, socket);
+  }
+
+  bodyData(chunk: Buffer | string): void {
+    const s = this.socket;
+    if (s === undefined || s.destroyed) return;
+    let ok: boolean;
+    if (this.chunked) {
+      const n = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+      if (n === 0) return;
+      s.cork();
+      s.write(chunkHeader(n), 'latin1');
+      s.write(chunk);
+      ok = s.write(CRLF);
+      s.uncork();
+    } else {
+      ok = s.write(chunk);
+    }
+    if (!ok) {
+      const body = this.req.body as Readable;
+      body.pause();
+      s.once('drain', () => body.resume());
+    }
+  }
+
+  bodyEnd(): void {
+    const s = this.socket;
+    this.detachBody(false);
+    if (s === undefined || s.destroyed) return;
+    if (this.chunked) s.write(LAST_CHUNK);
+    this.requestSent = true;
+  }
+
+  bodyError(err: NodeJS.ErrnoException): void {
+    this.detachBody(false);
+    this.conn?.fail(err);
+  }
+
+  /** Stops writing the request body; `drop`: let the rest flow away unread (the exchange is over). */
+  private detachBody(drop: boolean): void {
+    const body = this.req.body;
+    if (body === null || this.socket === undefined) return;
+    this.socket = undefined;
+    body.off('data', onBodyData);
+    body.off('end', onBodyEnd);
+    body.off('error', onBodyError);
+    if (drop && !body.destroyed) body.resume();
+  }
+
+  onHead(status: number, headers: ResponseHeaders): void {
     if (this.finished) return;
     this.responded = true;
-    this.handler.onResponseStart(status, stripHopByHop(headers as Headers));
+    this.handler.onResponseStart(status, headers);
   }
 
-  onResponseData(c: UndiciController, chunk: Buffer): void {
-    if (this.finished) return;
-    if (!this.handler.onResponseData(chunk)) c.pause();
+  onBody(chunk: Buffer): boolean {
+    if (this.finished) return true;
+    return this.handler.onResponseData(chunk);
   }
 
-  onResponseEnd(c: UndiciController, trailers: Record<string, string | string[]>): void {
+  complete(trailers: ResponseHeaders | undefined): void {
     if (this.finished) return;
-    this.finished = true;
-    this.pool.load.finish(this.startedAt);
-    this.pool.release();
-    const raw = c.rawTrailers;
-    this.handler.onResponseEnd(Array.isArray(raw) && raw.length > 0 ? (trailers as Headers) : undefined);
+    this.conn = undefined;
+    this.finish();
+    this.handler.onResponseEnd(trailers);
   }
 
-  onResponseError(_c: UndiciController | null, err: Error): void {
+  failed(err: NodeJS.ErrnoException, started: boolean, reused: boolean): void {
     if (this.finished) return;
-    const code = (err as NodeJS.ErrnoException).code ?? '';
+    this.conn = undefined;
+    const code = err.code ?? '';
     // A kept-alive connection the server closed as we reused it: send once more on a fresh one (no body sent).
-    if (!this.responded && this.mayRetry && this.onReused && STALE_CODES.has(code)) {
+    if (!started && this.mayRetry && reused && STALE_CODES.has(code)) {
       log.debug('retrying after a stale keep-alive connection failed', { target: this.pool.dialTarget, code });
       this.mayRetry = false;
-      this.send();
+      this.send(true);
       return;
     }
+    this.finish();
+    this.handler.onResponseError(this.classify(err, code));
+  }
+
+  private finish(): void {
     this.finished = true;
+    this.detachBody(true);
     this.pool.load.finish(this.startedAt);
     this.pool.release();
-    this.handler.onResponseError(this.classify(err, code));
   }
 
   private classify(err: Error, code: string): LocalReplyError {
     const target = this.pool.dialTarget;
-    if (code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED') {
-      return badRequest(`the request cannot be forwarded to ${target}: ${err.message}`);
-    }
-    // undici reports a connection closed under a request as a SocketError ('other side closed').
-    if (code === 'UND_ERR_SOCKET') return upstreamReset('ECONNRESET', target, err);
-    if (this.responded) return upstreamReset(code === '' ? 'ECONNRESET' : code, target, err);
+    if (code === CLOSED_CODE) return upstreamReset('ECONNRESET', target, err);
+    if (this.responded || code.startsWith('HPE_')) return upstreamReset(code === '' ? 'ECONNRESET' : code, target, err);
     return upstreamError(err, target);
   }
 
   // --- our handler's side ---
 
   pause(): void {
-    this.controller?.pause();
+    this.conn?.pause();
   }
   resume(): void {
-    this.controller?.resume();
+    this.conn?.resume();
   }
   abort(): void {
     if (this.finished) return;
-    this.finished = true;
-    this.pool.load.finish(this.startedAt);
-    this.pool.release();
-    this.controller?.abort(new Error('request abandoned'));
+    this.finish();
+    const c = this.conn;
+    this.conn = undefined;
+    c?.abandon();
   }
+}
+
+function uncork(socket: net.Socket): void {
+  socket.uncork();
+}
+function onBodyData(this: Readable, chunk: Buffer | string): void {
+  (this as unknown as WithEx)[kEx].bodyData(chunk);
+}
+function onBodyEnd(this: Readable): void {
+  (this as unknown as WithEx)[kEx].bodyEnd();
+}
+function onBodyError(this: Readable, err: NodeJS.ErrnoException): void {
+  (this as unknown as WithEx)[kEx].bodyError(err);
 }

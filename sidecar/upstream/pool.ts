@@ -1,15 +1,13 @@
-// Per-endpoint connections reused across requests: HTTP/1.1 keep-alive (an undici Pool), one HTTP/2 session, raw TCP.
+// Per-endpoint connections reused across requests: HTTP/1.1 keep-alive (our own pool), one HTTP/2 session, raw TCP.
 import http2 from 'node:http2';
 import net from 'node:net';
-import { Pool } from 'undici';
-import type { buildConnector } from 'undici';
 import type { EndpointLoad } from '../lb/index.ts';
 import { upstreamConnectError, upstreamReset } from '../listeners/errors.ts';
 import type { LocalReplyError } from '../listeners/errors.ts';
 import { logger } from '../log.ts';
 import type { DispatchHandler, DispatchRequest } from './dispatch.ts';
 import { encodeProxyHeader } from './proxy-protocol.ts';
-import { sendH1 } from './pool-h1.ts';
+import { H1Pool } from './pool-h1.ts';
 import { sendH2 } from './pool-h2.ts';
 
 const log = logger('upstream');
@@ -75,10 +73,8 @@ export class EndpointPool {
   private readonly gauge: ConnectionGauge;
   private readonly connector: Connector;
   private readonly header: Buffer | undefined;
-  /** HTTP/1.1 keep-alive connections (undici, one request per connection at a time), created on first use. */
-  private h1: Pool | undefined;
-  /** True only while undici takes a just-opened connection (its first request is not a reused one). */
-  private fresh = false;
+  /** HTTP/1.1 keep-alive connections (one request per connection at a time), created on first use. */
+  private h1: H1Pool | undefined;
   /** HTTP/2 session, created on first use and replaced when it closes. */
   h2: http2.ClientHttp2Session | undefined;
   /** Requests and TCP streams in progress. */
@@ -134,54 +130,7 @@ export class EndpointPool {
       sendH2(this, req, handler);
       return;
     }
-    sendH1(this, (this.h1 ??= this.newH1Pool()), req, handler);
-  }
-
-  /**
-   * undici's Pool over our connector (PROXY v2 header, mTLS, connect timeout, counting). No undici timeouts: the
-   * route timeout wraps the whole dispatch. Idle connections close after 60 s, or earlier as the server's
-   * Keep-Alive hint asks (undici also checks an idle connection for a close before reusing it; a request that still
-   * meets a dropped one is retried once when it has no body).
-   */
-  private newH1Pool(): Pool {
-    const t = this.target;
-    const host = t.address.includes(':') ? `[${t.address}]` : t.address;
-    return new Pool(`http://${host}:${t.port}`, {
-      connect: (_opts, callback) => this.connectH1(callback),
-      pipelining: 1,
-      keepAliveTimeout: 60_000,
-      headersTimeout: 0,
-      bodyTimeout: 0,
-      allowH2: false,
-    });
-  }
-
-  private connectH1(callback: buildConnector.Callback): void {
-    const socket = this.connect();
-    const ready = (socket as { encrypted?: boolean }).encrypted === true ? 'secureConnect' : 'connect';
-    const onReady = (): void => {
-      socket.off('error', onError);
-      // undici writes the first request synchronously inside the callback.
-      this.fresh = true;
-      try {
-        callback(null, socket);
-      } finally {
-        this.fresh = false;
-      }
-    };
-    const onError = (err: Error): void => {
-      socket.off(ready, onReady);
-      callback(err, null);
-    };
-    socket.once(ready, onReady);
-    socket.once('error', onError);
-  }
-
-  /** For the HTTP/1.1 exchange starting now: false when it goes out on a connection that carried one before. */
-  takeFreshConnection(): boolean {
-    const f = this.fresh;
-    this.fresh = false;
-    return f;
+    (this.h1 ??= new H1Pool(this)).send(req, handler);
   }
 
   /** Counts a request sent on a connection that already carried one. */
@@ -227,6 +176,8 @@ export class EndpointPool {
     this.drainPromise = new Promise((resolve) => {
       this.drained = resolve;
     });
+    // Idle connections close now; busy ones when their response ends.
+    this.h1?.closeIdle();
     if (this.active === 0) this.close();
     return this.drainPromise;
   }
@@ -238,10 +189,7 @@ export class EndpointPool {
   /** Closes every connection now (in-flight requests fail). */
   close(): void {
     this.draining = true;
-    if (this.h1 !== undefined) {
-      this.h1.destroy().catch(() => {});
-      this.h1 = undefined;
-    }
+    this.h1?.closeIdle();
     this.h2?.close();
     this.h2 = undefined;
     for (const s of this.sockets) s.destroy();

@@ -1,4 +1,4 @@
-// The HTTP/1.1 upstream path on undici: connection reuse and counting, the one retry after a stale keep-alive, headers.
+// The HTTP/1.1 upstream path: connection reuse and counting, the one retry after a stale keep-alive, headers.
 import { describe, it, expect, afterEach } from 'vitest';
 import http from 'node:http';
 import { PassThrough } from 'node:stream';
@@ -25,8 +25,7 @@ function cluster(port: number, registry: Registry): Cluster {
 }
 
 async function send(c: Cluster, path: string, extra: Partial<DispatchRequest> = {}): Promise<Outcome> {
-  // As a request from the network would, arrive in a later turn than the previous response's end (undici frees the
-  // connection for the pool in a microtask after it).
+  // As a request from the network would, arrive in a later turn than the previous response's end.
   await new Promise((r) => setImmediate(r));
   const e = c.pick({ hash: undefined })!;
   return new Promise((resolve) => {
@@ -57,7 +56,7 @@ async function metric(registry: Registry, name: string): Promise<number> {
   return m?.values.reduce((a, v) => a + v.value, 0) ?? 0;
 }
 
-describe('HTTP/1.1 upstream pool (undici)', () => {
+describe('HTTP/1.1 upstream pool', () => {
   const servers: http.Server[] = [];
   const clusters: Cluster[] = [];
   afterEach(async () => {

@@ -1,0 +1,231 @@
+// One kept-alive HTTP/1.1 connection to an endpoint: one exchange at a time, responses parsed with llhttp.
+import type net from 'node:net';
+import { BODY_PAUSED, COMPLETE, NEED_MORE, ResponseReader } from '../http1/response-reader.ts';
+import type { ResponseHeaders, ResponseSink } from '../http1/response-reader.ts';
+
+/** The pool a connection returns to between requests. */
+export interface ConnectionOwner {
+  /** Keep `c` for the next request; false: close it instead. */
+  park(c: H1Connection): boolean;
+  /** `c` closed: never hand it out again. */
+  forget(c: H1Connection): void;
+}
+
+/** The request a connection carries, as the connection sees it. */
+export interface ConnectionUser extends ResponseSink {
+  /** The socket is usable: write the request. */
+  write(socket: net.Socket): void;
+  /** The whole request (body included) has been handed to the socket. */
+  readonly requestSent: boolean;
+  complete(trailers: ResponseHeaders | undefined): void;
+  /** The exchange broke; `started`: some response byte had arrived; `reused`: the connection carried one before. */
+  failed(err: NodeJS.ErrnoException, started: boolean, reused: boolean): void;
+}
+
+/** The code of the error for a connection the server closed before a full response (undici's "other side closed"). */
+export const CLOSED_CODE = 'SKEIN_UPSTREAM_CLOSED';
+
+const kConn = Symbol('skein.h1connection');
+type WithConn = { [kConn]: H1Connection };
+
+export class H1Connection {
+  readonly socket: net.Socket;
+  private readonly owner: ConnectionOwner;
+  private readonly reader = new ResponseReader();
+  private user: ConnectionUser | undefined;
+  private ready = false;
+  /** Requests started on this connection. */
+  requests = 0;
+  /** When it was last parked (Date.now()). */
+  idleSince = 0;
+  /** How long it may stay idle: the default, or less when the server's Keep-Alive hint says so. */
+  idleMs: number;
+  closed = false;
+  private parsing = false;
+  private bodyPaused = false;
+  private resumeWanted = false;
+  private ended = false;
+
+  constructor(owner: ConnectionOwner, socket: net.Socket, idleMs: number) {
+    this.owner = owner;
+    this.socket = socket;
+    this.idleMs = idleMs;
+    (socket as unknown as WithConn)[kConn] = this;
+    // TCP keep-alive probes find a peer that vanished while the connection sat idle (undici does the same).
+    socket.setKeepAlive(true, 60_000);
+    socket.once((socket as { encrypted?: boolean }).encrypted === true ? 'secureConnect' : 'connect', onReady);
+    socket.on('data', onData);
+    socket.on('end', onEnd);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+  }
+
+  /** Carries `user`'s request: written now, or once the connection is up. `noBody`: a HEAD request. */
+  start(user: ConnectionUser, noBody: boolean): void {
+    this.user = user;
+    this.requests++;
+    this.bodyPaused = false;
+    this.resumeWanted = false;
+    this.reader.begin(user, noBody);
+    if (this.ready) user.write(this.socket);
+  }
+
+  /** Stop reading (the downstream is full). */
+  pause(): void {
+    this.socket.pause();
+  }
+
+  /**
+   * Read again: first what the parser held back, then the socket. The held-back bytes are parsed on the next tick,
+   * so a caller that is itself inside a parser callback (a downstream llhttp parser) never re-enters llhttp.
+   */
+  resume(): void {
+    if (this.parsing) {
+      this.resumeWanted = true;
+      return;
+    }
+    if (this.closed || this.user === undefined) return;
+    if (this.bodyPaused) {
+      this.bodyPaused = false;
+      process.nextTick(resumeParse, this, this.user);
+      return;
+    }
+    this.socket.resume();
+  }
+
+  /** Parses what was held back for `user`, then reads the socket again (unless the parser paused once more). */
+  resumeHeld(user: ConnectionUser): void {
+    if (this.closed || this.user !== user) return;
+    this.parse(undefined);
+    if (this.user === user && !this.bodyPaused) this.socket.resume();
+  }
+
+  /** The request was given up: the connection is mid-exchange, so it closes. */
+  abandon(): void {
+    this.user = undefined;
+    this.reader.stop();
+    this.destroy();
+  }
+
+  /** Ends the exchange with `err` and closes the connection. */
+  fail(err: NodeJS.ErrnoException): void {
+    const user = this.user;
+    if (user === undefined) return;
+    this.user = undefined;
+    this.reader.stop();
+    this.destroy();
+    user.failed(err, this.reader.started, this.requests > 1);
+  }
+
+  destroy(): void {
+    if (!this.socket.destroyed) this.socket.destroy();
+  }
+
+  connected(): void {
+    this.ready = true;
+    this.user?.write(this.socket);
+  }
+
+  data(chunk: Buffer): void {
+    if (this.user === undefined) {
+      // Bytes while idle: the server is not speaking in turn; this connection cannot be trusted with a request.
+      this.destroy();
+      return;
+    }
+    this.parse(chunk);
+  }
+
+  /** Feeds the parser (`undefined`: what it held back) and acts on the outcome outside its callbacks. */
+  private parse(chunk: Buffer | undefined): void {
+    const user = this.user as ConnectionUser;
+    this.parsing = true;
+    let out;
+    try {
+      out = chunk === undefined ? this.reader.resumeBody() : this.reader.feed(chunk);
+    } finally {
+      this.parsing = false;
+    }
+    if (this.user !== user) return; // abandoned from a callback
+    if (out === NEED_MORE) return;
+    if (out === BODY_PAUSED) {
+      this.bodyPaused = true;
+      this.socket.pause();
+      if (this.resumeWanted) {
+        this.resumeWanted = false;
+        this.resume();
+      }
+      return;
+    }
+    if (out === COMPLETE) {
+      this.done(user);
+      return;
+    }
+    this.fail(protocolError(this.reader.errorCode, this.reader.errorReason));
+  }
+
+  private done(user: ConnectionUser): void {
+    const r = this.reader;
+    this.user = undefined;
+    const hint = r.keepAliveHintMs;
+    // Close before the server's own idle timeout would (a second early).
+    if (hint !== undefined) this.idleMs = Math.min(this.idleMs, hint - 1000);
+    const reusable = r.keepAlive && r.rest === undefined && user.requestSent && !this.ended && !this.closed;
+    if (reusable && this.owner.park(this)) {
+      if (this.socket.isPaused()) this.socket.resume();
+    } else {
+      this.destroy();
+    }
+    user.complete(r.trailers);
+  }
+
+  peerEnded(): void {
+    this.ended = true;
+    const user = this.user;
+    if (user === undefined) {
+      this.destroy();
+      return;
+    }
+    // A response framed by the close completes now; anything else is a close before a full response.
+    const out = this.reader.finish();
+    if (out === COMPLETE) this.done(user);
+    else this.fail(closedError());
+  }
+
+  onClosed(): void {
+    this.closed = true;
+    this.owner.forget(this);
+    if (this.user !== undefined) this.fail(closedError());
+    if (!this.parsing) this.reader.free();
+  }
+}
+
+function closedError(): NodeJS.ErrnoException {
+  const err = new Error('the upstream closed the connection before a full response') as NodeJS.ErrnoException;
+  err.code = CLOSED_CODE;
+  return err;
+}
+
+function protocolError(code: string, reason: string): NodeJS.ErrnoException {
+  const err = new Error(`the upstream response is not valid HTTP/1.1: ${reason} (${code})`) as NodeJS.ErrnoException;
+  err.code = code;
+  return err;
+}
+
+function resumeParse(c: H1Connection, user: ConnectionUser): void {
+  c.resumeHeld(user);
+}
+function onReady(this: net.Socket): void {
+  (this as unknown as WithConn)[kConn].connected();
+}
+function onData(this: net.Socket, chunk: Buffer): void {
+  (this as unknown as WithConn)[kConn].data(chunk);
+}
+function onEnd(this: net.Socket): void {
+  (this as unknown as WithConn)[kConn].peerEnded();
+}
+function onError(this: net.Socket, err: NodeJS.ErrnoException): void {
+  (this as unknown as WithConn)[kConn].fail(err);
+}
+function onClose(this: net.Socket): void {
+  (this as unknown as WithConn)[kConn].onClosed();
+}
