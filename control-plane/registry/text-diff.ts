@@ -66,15 +66,31 @@ function newlines(text: string, from: number, to: number): number {
   return n;
 }
 
+/** An edit located in the chunk list: chunks [front, back) of the previous text are replaced by `middle`. */
+export interface Edit {
+  readonly front: number;
+  readonly back: number;
+  /** The new chunks between, with their lines in the new text. */
+  readonly middle: readonly Chunk[];
+  /** Where the middle starts (the same offset in both texts). */
+  readonly midStart: number;
+  /** New length minus old length: the offset shift of the chunks from `back` on. */
+  readonly delta: number;
+  /** Line shift of the chunks from `back` on. */
+  readonly lineShift: number;
+}
+
 /**
- * Plans the chunks of `text` from the chunks of `previous`: chunks wholly inside the common prefix or suffix are
- * carried over (their `---` line and the character after it unchanged, so they are still chunks of the new text),
- * and only the region between is split again. Returns undefined when a full split is as cheap or required.
+ * Locates an edit: chunks wholly inside the common prefix or suffix are carried over (their `---` line and the
+ * character after it unchanged, so they are still chunks of the new text), and only the region between is split
+ * again. Returns undefined when a full split is as cheap or required.
  */
-export function planChunks<T>(previous: string, chunks: readonly Placed<T>[], text: string): Planned<T>[] | undefined {
+export function planEdit<T>(previous: string, chunks: readonly Placed<T>[], text: string): Edit | undefined {
   if (chunks.length < 8) return undefined;
   const p = commonPrefix(previous, text);
-  if (p === previous.length && p === text.length) return chunks.map((c) => ({ line: c.line, value: c.value }));
+  if (p === previous.length && p === text.length) {
+    return { front: chunks.length, back: chunks.length, middle: [], midStart: previous.length, delta: 0, lineShift: 0 };
+  }
   const s = commonSuffix(previous, text, Math.min(previous.length, text.length) - p);
   const end = (k: number): number => chunks[k + 1]?.start ?? previous.length;
   // Keep chunk k in front if its end boundary (`---` plus one character) lies in the prefix.
@@ -89,13 +105,21 @@ export function planChunks<T>(previous: string, chunks: readonly Placed<T>[], te
   const delta = text.length - previous.length;
   const midEndNew = midEndOld + delta;
   if (midEndNew < midStart) return undefined;
-  const middle = text.slice(midStart, midEndNew);
-  if (/^%/m.test(middle)) return undefined; // directives: the caller parses the whole text
+  const middleText = text.slice(midStart, midEndNew);
+  if (/^%/m.test(middleText)) return undefined; // directives: the caller parses the whole text
   const firstLine = front < chunks.length ? (chunks[front]?.line ?? 1) : 1;
   const lineShift = newlines(text, midStart, midEndNew) - newlines(previous, midStart, midEndOld);
+  const middle = middleText.length > 0 ? splitDocuments(middleText).map((c) => ({ text: c.text, line: c.line + firstLine - 1 })) : [];
+  return { front, back, middle, midStart, delta, lineShift };
+}
+
+/** Plans the chunks of `text` from the chunks of `previous` (see planEdit): carried chunks keep their value. */
+export function planChunks<T>(previous: string, chunks: readonly Placed<T>[], text: string): Planned<T>[] | undefined {
+  const edit = planEdit(previous, chunks, text);
+  if (!edit) return undefined;
   const out: Planned<T>[] = [];
-  for (const c of chunks.slice(0, front)) out.push({ line: c.line, value: c.value });
-  if (middle.length > 0) for (const c of splitDocuments(middle)) out.push({ line: c.line + firstLine - 1, text: c.text });
-  for (const c of chunks.slice(back)) out.push({ line: c.line + lineShift, value: c.value });
+  for (const c of chunks.slice(0, edit.front)) out.push({ line: c.line, value: c.value });
+  for (const c of edit.middle) out.push({ line: c.line, text: c.text });
+  for (const c of chunks.slice(edit.back)) out.push({ line: c.line + edit.lineShift, value: c.value });
   return out;
 }
