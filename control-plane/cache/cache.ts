@@ -147,15 +147,21 @@ export function createSnapshotCache(source: SnapshotSource, options: CacheOption
     snapshot = makeSnapshot(snapshot, result, changedAt, snapshot.serial + 1);
     const now = performance.now();
     stats = { serial: snapshot.serial, changedAt, publishedAt: now, buildMs: now - t0, translated: result.translated };
-    if (log.debugEnabled) {
-      log.debug('published', { serial: snapshot.serial, buildMs: stats.buildMs.toFixed(2), translated: result.translated });
-    }
     for (const listener of [...listeners]) {
       try {
         listener(snapshot);
       } catch (err) {
         log.error('snapshot listener failed', { error: String(err) });
       }
+    }
+    if (log.debugEnabled) {
+      log.debug('published', {
+        serial: snapshot.serial,
+        buildMs: stats.buildMs.toFixed(2),
+        translated: result.translated,
+        sinceChangeMs: (now - changedAt).toFixed(1),
+        listenersMs: (performance.now() - now).toFixed(1),
+      });
     }
   }
 

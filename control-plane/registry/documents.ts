@@ -4,7 +4,7 @@ import type { Kind } from './objects.ts';
 import { normalize, normalizePolicy } from './objects.ts';
 import type { PolicyKind } from './registry.ts';
 export { splitDocuments } from './text-diff.ts';
-import { type Chunk, type Edit, planEdit, type Placed as PlacedChunk, type Planned, splitDocuments } from './text-diff.ts';
+import { type Chunk, type Edit, planEdit, type Placed as PlacedChunk, type Planned, type Source, sliceText, splitDocuments } from './text-diff.ts';
 import { type CheckedObject, checkDocument, type DocumentPosition, documentLine, type Identified, joinDocuments } from './validate.ts';
 
 /** A valid object as cached: validated and normalized once, the same frozen object for as long as its text stays. */
@@ -66,7 +66,7 @@ export class DocumentCache {
   /** Chunk text → its documents; the key is the entry's own flat copy of the text (see parse()). */
   private chunks = new Map<string, CachedChunk>();
   /** The last good text and where its chunks start, to split only around the next edit. */
-  private last: { readonly text: string; readonly chunks: readonly PlacedChunk<CachedChunk>[] } | undefined;
+  private last: { readonly text: Source; readonly chunks: readonly PlacedChunk<CachedChunk>[] } | undefined;
   /** How many objects of the last good parse have each id (all 1: it had no duplicates). */
   private ids = new Map<string, number>();
 
@@ -74,8 +74,11 @@ export class DocumentCache {
     return this.chunks.size;
   }
 
-  /** Parses and validates `text`; objects keep their identity while their chunk's text is unchanged. */
-  parse(file: string, text: string): ParseOutcome {
+  /**
+   * Parses and validates `text` (a string, or the bytes of an all-ASCII file); objects keep their identity while
+   * their chunk's text is unchanged.
+   */
+  parse(file: string, text: Source): ParseOutcome {
     const edit = this.last && planEdit(this.last.text, this.last.chunks, text);
     return (edit && this.parseEdit(file, text, edit)) || this.parseAll(file, text, edit);
   }
@@ -84,7 +87,7 @@ export class DocumentCache {
    * The cost of one edit in a large file: parses the new chunks between the carried-over ones and checks ids
    * against the counts of the last good parse. Undefined when the edit has a problem (the full path words it).
    */
-  private parseEdit(file: string, text: string, edit: Edit): ParseOutcome | undefined {
+  private parseEdit(file: string, text: Source, edit: Edit): ParseOutcome | undefined {
     const last = this.last;
     if (!last) return undefined;
     const fresh: CachedChunk[] = [];
@@ -151,7 +154,7 @@ export class DocumentCache {
     };
   }
 
-  private parseAll(file: string, text: string, edit: Edit | undefined): ParseOutcome {
+  private parseAll(file: string, source: Source, edit: Edit | undefined): ParseOutcome {
     const next = new Map<string, CachedChunk>();
     const placed: Placed[] = [];
     let index = 0;
@@ -169,7 +172,7 @@ export class DocumentCache {
             ...edit.middle,
             ...last.chunks.slice(edit.back).map((c) => ({ line: c.line + edit.lineShift, value: c.value })),
           ]
-        : splitDocuments(text).map((c: Chunk) => ({ line: c.line, text: c.text }));
+        : splitDocuments(sliceText(source)).map((c: Chunk) => ({ line: c.line, text: c.text }));
     for (const chunk of planned) {
       let entry = chunk.value ?? (this.chunks.get(chunk.text) || next.get(chunk.text));
       if (entry) cached++;
@@ -197,7 +200,7 @@ export class DocumentCache {
     const { objects, problems } = joinDocuments(file, placed);
     if (valid && problems.length === 0) {
       this.chunks = next;
-      this.last = { text, chunks: placements };
+      this.last = { text: source, chunks: placements };
       this.ids = new Map();
       for (const o of objects) this.ids.set(o.id, 1);
     } else if (this.chunks.size > 2 * next.size + 1000) this.chunks = next;

@@ -57,7 +57,8 @@ export class FileRegistry implements Registry {
   private watcher: FSWatcher | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private debounceTimer: NodeJS.Timeout | undefined;
-  private lastText: string | undefined;
+  /** The bytes last applied (or last rejected), to skip rereads that changed nothing. */
+  private lastBytes: Buffer | undefined;
   private readonly documents = new DocumentCache();
   /** The current objects by `<Kind> <namespace>/<name>`, to keep identity across content-equal edits. */
   private byId = new Map<string, object>();
@@ -76,14 +77,14 @@ export class FileRegistry implements Registry {
   }
 
   async start(): Promise<void> {
-    let text: string;
+    let bytes: Buffer;
     try {
       this.lastStat = await this.statKey();
-      text = await readText(this.path);
+      bytes = await readFile(this.path);
     } catch (err) {
       throw new RegistryFileMissingError(this.path, err);
     }
-    this.apply(text, true); // throws RegistryInvalidError: no last good state to fall back on
+    this.apply(bytes, true); // throws RegistryInvalidError: no last good state to fall back on
     this.stopped = false;
     try {
       this.watcher = fsWatch(dirname(this.path), { persistent: false }, (event, name) => {
@@ -170,46 +171,48 @@ export class FileRegistry implements Registry {
   /** An empty file may be a truncate-then-write in progress: confirm it stays empty for a moment before applying. */
   private async stillEmpty(): Promise<boolean> {
     await new Promise((resolve) => setTimeout(resolve, Math.max(100, this.debounceMs * 2)));
-    const again = await readText(this.path).catch(() => '');
-    return again.trim() === '';
+    const again = await readFile(this.path).catch(() => Buffer.alloc(0));
+    return isBlank(again);
   }
 
   private async reloadOnce(): Promise<void> {
     const detectedAt = this.noticedAt;
     this.noticedAt = undefined;
     const key = await this.statKey();
-    let text: string;
+    let bytes: Buffer;
     try {
-      text = await readText(this.path);
+      bytes = await readFile(this.path);
     } catch (err) {
       if (this.lastStat !== 'missing') this.report(PROBLEM_FILE_MISSING, new RegistryFileMissingError(this.path, err).message);
       this.lastStat = 'missing';
       return;
     }
-    if (text.trim() === '' && this.current.services.size + this.current.pods.size + this.current.policies.size > 0 && !(await this.stillEmpty())) {
+    if (isBlank(bytes) && this.current.services.size + this.current.pods.size + this.current.policies.size > 0 && !(await this.stillEmpty())) {
       this.schedule(); // an editor truncated the file and is still writing it: read it again once it settles
       return;
     }
     this.lastStat = key;
-    if (this.stopped || text === this.lastText) return;
+    if (this.stopped || (this.lastBytes !== undefined && bytes.equals(this.lastBytes))) return;
     try {
-      this.apply(text, false, detectedAt);
+      this.apply(bytes, false, detectedAt);
     } catch (err) {
       if (!(err instanceof RegistryInvalidError)) throw err;
-      this.lastText = text; // report a broken version once, not on every poll
+      this.lastBytes = bytes; // report a broken version once, not on every poll
       log.warn('registry file rejected; serving the last good state', { file: this.path, problems: err.problems.length });
       for (const p of err.problems) this.report(PROBLEM_INVALID, p);
     }
   }
 
-  private apply(text: string, first: boolean, detectedAt?: number): void {
+  private apply(bytes: Buffer, first: boolean, detectedAt?: number): void {
     const started = performance.now();
-    const outcome = this.documents.parse(this.path, text);
+    // An all-ASCII file (the usual YAML) is handed over as bytes: comparing versions and cutting out the edited
+    // documents works on them directly, without decoding the whole file on every change.
+    const outcome = this.documents.parse(this.path, isAscii(bytes) ? bytes : bytes.toString('utf8'));
     if (outcome.problems.length > 0) throw new RegistryInvalidError(this.path, outcome.problems);
     const parsedMs = performance.now() - started;
     const before = this.current;
     if (outcome.delta && !first) {
-      this.lastText = text;
+      this.lastBytes = bytes;
       const { state, changed } = this.applyDelta(before, outcome.delta.removed, outcome.delta.added, outcome.freshValues);
       this.commit(before, state, started, parsedMs, detectedAt, false, changed);
       return;
@@ -229,7 +232,7 @@ export class FileRegistry implements Registry {
     }
     this.byId = byId;
     const next = buildState(loaded.services, loaded.slices, loaded.pods, loaded.policies);
-    this.lastText = text;
+    this.lastBytes = bytes;
     this.commit(before, next, started, parsedMs, detectedAt, first);
   }
 
@@ -348,6 +351,7 @@ export class FileRegistry implements Registry {
       changed: changed.size,
       parseMs: Math.round(parsedMs),
       totalMs: Math.round(performance.now() - started),
+      ...(detectedAt !== undefined ? { sinceNoticedMs: Math.round(performance.now() - detectedAt) } : {}),
     });
     if (!first && changed.size > 0) this.changes.emit({ state: next, changed, ...(detectedAt !== undefined ? { detectedAt } : {}) });
   }
@@ -377,11 +381,10 @@ function addPodChanges(state: RegistryState, pods: ReadonlySet<string>, changed:
   }
 }
 
-/** Reads the file as bytes and decodes them once: a flat string (readFile with an encoding builds it from pieces). */
-async function readText(path: string): Promise<string> {
-  const bytes = await readFile(path);
-  // ASCII (the usual YAML file) decodes as latin1, a plain copy; anything else as UTF-8.
-  return bytes.toString(isAscii(bytes) ? 'latin1' : 'utf8');
+/** Whether the file holds only whitespace (an editor's truncate before it writes). */
+function isBlank(bytes: Buffer): boolean {
+  for (const b of bytes) if (b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09) return false;
+  return true;
 }
 
 /** Writes Kubernetes objects as a multi-document YAML registry file atomically (temp file in the same dir + rename). */

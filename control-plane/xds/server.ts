@@ -8,6 +8,7 @@ import { withSharedEncoding } from './encode.ts';
 import { withLazyRequestNames } from './request-names.ts';
 import { XdsBindError } from './errors.ts';
 import { stderrLog, type XdsLog } from './log.ts';
+import { logger } from '../log.ts';
 import { createXdsMetrics, type XdsMetrics } from './metrics.ts';
 import { SotwStream } from './sotw-stream.ts';
 import type { StatusRegistry } from './status.ts';
@@ -46,6 +47,9 @@ export interface XdsServerHandle {
   close(): Promise<void>;
 }
 
+/** SKEIN_DEBUG=fanout: how long a publish takes to reach every stream's socket. */
+const fanout = logger('fanout');
+
 /** Routes each publish to the streams of the scopes it touches. */
 class Dispatcher {
   private readonly byScope = new Map<string, Set<AdsStream>>();
@@ -70,6 +74,18 @@ class Dispatcher {
   }
 
   publish(snapshot: Snapshot): void {
+    if (fanout.debugEnabled) {
+      // Streams flush in setImmediate callbacks queued below; this one runs after all of them.
+      const t0 = performance.now();
+      setImmediate(() =>
+        fanout.debug('publish written', {
+          serial: snapshot.serial,
+          streams: this.size,
+          flushMs: (performance.now() - t0).toFixed(1),
+          sinceChangeMs: (performance.now() - snapshot.changedAt).toFixed(1),
+        }),
+      );
+    }
     for (const streams of this.byScope.values()) {
       for (const stream of streams) {
         try {
