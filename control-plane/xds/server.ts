@@ -12,7 +12,7 @@ import { logger } from '../log.ts';
 import { createXdsMetrics, type XdsMetrics } from './metrics.ts';
 import { SotwStream } from './sotw-stream.ts';
 import type { StatusRegistry } from './status.ts';
-import { type AdsStream, errorText, type StreamDeps } from './stream-io.ts';
+import { type AdsStream, errorText, SendBudget, type StreamDeps } from './stream-io.ts';
 
 export interface XdsServerOptions {
   /** Default 127.0.0.1 (plaintext xDS belongs on loopback or a trusted network). */
@@ -28,6 +28,8 @@ export interface XdsServerOptions {
   readonly backlogLimitMs?: number;
   /** Unflushed response bytes per stream above which the stream holds back and coalesces. Default 8 MiB. */
   readonly maxBufferedBytes?: number;
+  /** Unflushed response bytes across all streams above which streams wait their turn. Default 32 MiB; 0: no limit. */
+  readonly maxInFlightBytes?: number;
   /** How long close() waits for streams to end before forcing. Default 5 s. */
   readonly shutdownGraceMs?: number;
   /** Mounts more services on the same server (the CertificateService on the TLS port). */
@@ -126,6 +128,7 @@ export async function startXdsServer(
     limits: {
       backlogLimitMs: options.backlogLimitMs ?? 30_000,
       maxBufferedBytes: options.maxBufferedBytes ?? 8 * 1024 * 1024,
+      budget: options.maxInFlightBytes === 0 ? undefined : new SendBudget(options.maxInFlightBytes ?? 32 * 1024 * 1024),
     },
     register: (s) => dispatcher.add(s),
     unregister: (s) => dispatcher.remove(s),

@@ -59,6 +59,8 @@ export interface RunResult {
   readonly syncCpuSeconds: number;
   readonly single: PhaseResult | undefined;
   readonly churn: PhaseResult | undefined;
+  /** A Service added then removed, `repetitions` times: a change that touches CDS (SotW resends every cluster). */
+  readonly serviceChurn?: PhaseResult | undefined;
   readonly rssBytes: number;
   readonly peakRssBytes: number;
   readonly sampledMaxRssBytes: number;
@@ -197,12 +199,33 @@ async function runMeasured(s: RunSettings, windows: [string, number, number][]):
       await pool.waitComplete(ids, s.changeTimeoutMs);
     });
     windows.push(['churn', churnFrom, monotonicMs()]);
+    s.log(`  Service added and removed × ${s.repetitions}`);
+    const serviceFrom = monotonicMs();
+    const serviceChurn = await measurePhase(s, cp, pool, async (ids, writes) => {
+      for (let r = 0; r < s.repetitions; r++) {
+        // Added: proxies see the new cluster in CDS, subscribe to its endpoints and ACK them (timed).
+        const id = 2000 + r;
+        ids.push(id);
+        const added = s.registry.addService();
+        await pool.expect(id, [{ cluster: added.cluster, ip: added.ip }]);
+        s.registry.write();
+        writes.push(monotonicMs());
+        await pool.waitComplete([id], s.changeTimeoutMs);
+        await sleep(300);
+        // Removed: not timed (nothing arrives to look for); its bytes and CPU count in the phase.
+        s.registry.removeAddedService();
+        s.registry.write();
+        await sleep(1000);
+      }
+    }, 2);
+    windows.push(['Service add/remove', serviceFrom, monotonicMs()]);
     const serverView = await proxyStatusView(cp).catch(() => undefined);
     const mem = memoryUsage(cp.pid);
     return {
       ...base,
       single,
       churn,
+      serviceChurn,
       serverView,
       rssBytes: mem.rss,
       peakRssBytes: mem.peakRss,
@@ -241,11 +264,13 @@ async function phaseStart(cp: ControlPlaneProcess, pool: WorkerPool): Promise<Ph
   };
 }
 
+/** `changesPerId`: registry changes each timed id stands for (an added Service is later removed: 2). */
 async function measurePhase(
   s: RunSettings,
   cp: ControlPlaneProcess,
   pool: WorkerPool,
   body: (ids: number[], writes: number[]) => Promise<void>,
+  changesPerId = 1,
 ): Promise<PhaseResult> {
   const before = await phaseStart(cp, pool);
   const ids: number[] = [];
@@ -267,10 +292,10 @@ async function measurePhase(
     const received = r.receivedAt.filter((v) => Number.isFinite(v));
     if (received.length) firsts.push(Math.min(...received) - t);
   }
-  const per = Math.max(1, ids.length) * s.proxies;
+  const per = Math.max(1, ids.length * changesPerId) * s.proxies;
   const conv = after.histogram ? histogramDelta(before.histogram, after.histogram) : undefined;
   return {
-    changes: ids.length,
+    changes: ids.length * changesPerId,
     ack: summarize(acks),
     p99PerChange,
     firstResponse: summarize(firsts),
