@@ -8,6 +8,7 @@ import { CertificateLedger } from './ca/ledger.ts';
 import { Registry as MetricsRegistry } from 'prom-client';
 import { logger } from './log.ts';
 import { createRegistry } from './registry/registry.ts';
+import { limitYoungGeneration } from './heap.ts';
 import { StatusRegistry, startXdsServer } from './xds/index.ts';
 
 const log = logger('main');
@@ -18,6 +19,7 @@ export async function runControlPlane(argv: string[]): Promise<number> {
     return 0;
   }
   const config = parseConfig(argv);
+  limitYoungGeneration();
   const registry = await createRegistry(config.registry);
   registry.onProblem((problem) => log.error('registry problem; still serving the last good state', { ...problem }));
   let registryLoaded = false;

@@ -19,8 +19,14 @@ export interface SnapshotSource {
 }
 
 export interface CacheOptions extends TranslateOptions {
-  /** Publish this long after the first change of a burst (default 100 ms). */
+  /**
+   * The coalescing window (default 100 ms). Leading edge (the default): a change after a quiet window is published
+   * at once, and changes that follow within the window are coalesced into one publish at its end. Trailing edge:
+   * every publish waits this long after the first change of a burst.
+   */
   readonly debounceMs?: number;
+  /** Default true: publish a change that follows a quiet window immediately (see debounceMs). */
+  readonly leadingEdge?: boolean;
   /** At least this long between two publishes (default: debounceMs). */
   readonly minIntervalMs?: number;
   /** Never hold a change longer than this (default 1000 ms). */
@@ -55,6 +61,7 @@ const EMPTY_SET: ReadonlySet<string> = Object.freeze(new Set<string>());
 
 export function createSnapshotCache(source: SnapshotSource, options: CacheOptions = {}): ControlPlaneCache {
   const debounceMs = options.debounceMs ?? 100;
+  const leadingEdge = options.leadingEdge ?? true;
   const minIntervalMs = options.minIntervalMs ?? debounceMs;
   const maxDelayMs = Math.max(options.maxDelayMs ?? 1000, debounceMs);
   const translate = options.translate;
@@ -107,7 +114,9 @@ export function createSnapshotCache(source: SnapshotSource, options: CacheOption
 
   function schedule(): void {
     if (timer || firstChangeAt === undefined) return;
-    const due = Math.max(firstChangeAt + debounceMs, stats.publishedAt + minIntervalMs);
+    // Leading edge: due as soon as the last publish is minIntervalMs old (at once after a quiet window; the
+    // zero-delay timer still folds in changes emitted in the same tick).
+    const due = leadingEdge ? stats.publishedAt + minIntervalMs : Math.max(firstChangeAt + debounceMs, stats.publishedAt + minIntervalMs);
     const at = Math.min(due, firstChangeAt + maxDelayMs);
     timer = setTimeout(publishPending, Math.max(0, at - performance.now()));
   }
@@ -138,15 +147,21 @@ export function createSnapshotCache(source: SnapshotSource, options: CacheOption
     snapshot = makeSnapshot(snapshot, result, changedAt, snapshot.serial + 1);
     const now = performance.now();
     stats = { serial: snapshot.serial, changedAt, publishedAt: now, buildMs: now - t0, translated: result.translated };
-    if (log.debugEnabled) {
-      log.debug('published', { serial: snapshot.serial, buildMs: stats.buildMs.toFixed(2), translated: result.translated });
-    }
     for (const listener of [...listeners]) {
       try {
         listener(snapshot);
       } catch (err) {
         log.error('snapshot listener failed', { error: String(err) });
       }
+    }
+    if (log.debugEnabled) {
+      log.debug('published', {
+        serial: snapshot.serial,
+        buildMs: stats.buildMs.toFixed(2),
+        translated: result.translated,
+        sinceChangeMs: (now - changedAt).toFixed(1),
+        listenersMs: (performance.now() - now).toFixed(1),
+      });
     }
   }
 

@@ -4,7 +4,7 @@ import type { Kind } from './objects.ts';
 import { normalize, normalizePolicy } from './objects.ts';
 import type { PolicyKind } from './registry.ts';
 export { splitDocuments } from './text-diff.ts';
-import { type Chunk, planChunks, type Placed as PlacedChunk, type Planned, splitDocuments } from './text-diff.ts';
+import { type Chunk, type Edit, planEdit, type Placed as PlacedChunk, type Planned, type Source, sliceText, splitDocuments } from './text-diff.ts';
 import { type CheckedObject, checkDocument, type DocumentPosition, documentLine, type Identified, joinDocuments } from './validate.ts';
 
 /** A valid object as cached: validated and normalized once, the same frozen object for as long as its text stays. */
@@ -38,6 +38,11 @@ export interface ParseOutcome {
   readonly cached: number;
   /** The values of objects parsed now (from new text); every other value is the cached object of earlier parses. */
   readonly freshValues: ReadonlySet<object>;
+  /**
+   * Set when only the documents around one edit were looked at (no problems): the objects of the replaced
+   * documents and of their replacements, in file order. `objects` is then built on first access.
+   */
+  readonly delta?: { readonly removed: readonly ParsedObject[]; readonly added: readonly ParsedObject[] };
 }
 
 function toParsed(o: CheckedObject): ParsedObject {
@@ -61,14 +66,95 @@ export class DocumentCache {
   /** Chunk text → its documents; the key is the entry's own flat copy of the text (see parse()). */
   private chunks = new Map<string, CachedChunk>();
   /** The last good text and where its chunks start, to split only around the next edit. */
-  private last: { readonly text: string; readonly chunks: readonly PlacedChunk<CachedChunk>[] } | undefined;
+  private last: { readonly text: Source; readonly chunks: readonly PlacedChunk<CachedChunk>[] } | undefined;
+  /** How many objects of the last good parse have each id (all 1: it had no duplicates). */
+  private ids = new Map<string, number>();
 
   get size(): number {
     return this.chunks.size;
   }
 
-  /** Parses and validates `text`; objects keep their identity while their chunk's text is unchanged. */
-  parse(file: string, text: string): ParseOutcome {
+  /**
+   * Parses and validates `text` (a string, or the bytes of an all-ASCII file); objects keep their identity while
+   * their chunk's text is unchanged.
+   */
+  parse(file: string, text: Source): ParseOutcome {
+    const edit = this.last && planEdit(this.last.text, this.last.chunks, text);
+    return (edit && this.parseEdit(file, text, edit)) || this.parseAll(file, text, edit);
+  }
+
+  /**
+   * The cost of one edit in a large file: parses the new chunks between the carried-over ones and checks ids
+   * against the counts of the last good parse. Undefined when the edit has a problem (the full path words it).
+   */
+  private parseEdit(file: string, text: Source, edit: Edit): ParseOutcome | undefined {
+    const last = this.last;
+    if (!last) return undefined;
+    const fresh: CachedChunk[] = [];
+    const middle: CachedChunk[] = [];
+    let cached = 0;
+    for (const chunk of edit.middle) {
+      let entry = this.chunks.get(chunk.text);
+      if (entry) cached++;
+      else {
+        const outcome = parseChunk(file, chunk.text);
+        if ('problems' in outcome) return undefined;
+        entry = outcome.entry;
+        fresh.push(entry);
+      }
+      middle.push(entry);
+    }
+    const removed: ParsedObject[] = [];
+    for (let k = edit.front; k < edit.back; k++) for (const doc of last.chunks[k]?.value.docs ?? []) removed.push(...doc.objects);
+    const added: ParsedObject[] = [];
+    for (const entry of middle) for (const doc of entry.docs) added.push(...doc.objects);
+    const counts = this.ids;
+    for (const o of removed) counts.set(o.id, (counts.get(o.id) ?? 1) - 1);
+    let duplicate = false;
+    for (const o of added) {
+      const n = (counts.get(o.id) ?? 0) + 1;
+      counts.set(o.id, n);
+      if (n > 1) duplicate = true;
+    }
+    if (duplicate) {
+      // Undo: the full path reports the duplicate with both places.
+      for (const o of added) counts.set(o.id, (counts.get(o.id) ?? 1) - 1);
+      for (const o of removed) counts.set(o.id, (counts.get(o.id) ?? 0) + 1);
+      return undefined;
+    }
+    for (const o of removed) if (counts.get(o.id) === 0) counts.delete(o.id);
+    const placements: PlacedChunk<CachedChunk>[] = last.chunks.slice(0, edit.front);
+    let offset = edit.midStart;
+    edit.middle.forEach((chunk, i) => {
+      const entry = middle[i] as CachedChunk;
+      placements.push({ start: offset, line: chunk.line, value: entry });
+      offset += entry.text.length;
+    });
+    for (let k = edit.back; k < last.chunks.length; k++) {
+      const c = last.chunks[k] as PlacedChunk<CachedChunk>;
+      placements.push({ start: c.start + edit.delta, line: c.line + edit.lineShift, value: c.value });
+    }
+    // Stale entries are harmless (an entry is valid for its exact text): drop them only when they pile up.
+    for (const entry of middle) this.chunks.set(entry.text, entry);
+    if (this.chunks.size > 2 * placements.length + 1000) this.chunks = new Map(placements.map((p) => [p.value.text, p.value]));
+    this.last = { text, chunks: placements };
+    const freshValues = new Set<object>();
+    for (const entry of fresh) for (const doc of entry.docs) for (const o of doc.objects) freshValues.add(o.value);
+    let objects: ParsedObject[] | undefined;
+    return {
+      get objects() {
+        objects ??= placements.flatMap((p) => p.value.docs.flatMap((d) => d.objects));
+        return objects;
+      },
+      problems: [],
+      fresh: fresh.length,
+      cached: cached + placements.length - middle.length,
+      freshValues,
+      delta: { removed, added },
+    };
+  }
+
+  private parseAll(file: string, source: Source, edit: Edit | undefined): ParseOutcome {
     const next = new Map<string, CachedChunk>();
     const placed: Placed[] = [];
     let index = 0;
@@ -78,8 +164,15 @@ export class DocumentCache {
     const placements: PlacedChunk<CachedChunk>[] = [];
     const freshValues = new Set<object>();
     let offset = 0;
+    const last = this.last;
     const planned: Planned<CachedChunk>[] =
-      (this.last && planChunks(this.last.text, this.last.chunks, text)) || splitDocuments(text).map((c: Chunk) => ({ line: c.line, text: c.text }));
+      last && edit
+        ? [
+            ...last.chunks.slice(0, edit.front).map((c) => ({ line: c.line, value: c.value })),
+            ...edit.middle,
+            ...last.chunks.slice(edit.back).map((c) => ({ line: c.line + edit.lineShift, value: c.value })),
+          ]
+        : splitDocuments(sliceText(source)).map((c: Chunk) => ({ line: c.line, text: c.text }));
     for (const chunk of planned) {
       let entry = chunk.value ?? (this.chunks.get(chunk.text) || next.get(chunk.text));
       if (entry) cached++;
@@ -107,7 +200,9 @@ export class DocumentCache {
     const { objects, problems } = joinDocuments(file, placed);
     if (valid && problems.length === 0) {
       this.chunks = next;
-      this.last = { text, chunks: placements };
+      this.last = { text: source, chunks: placements };
+      this.ids = new Map();
+      for (const o of objects) this.ids.set(o.id, 1);
     } else if (this.chunks.size > 2 * next.size + 1000) this.chunks = next;
     else for (const [key, kept] of next) this.chunks.set(key, kept);
     // Without problems every document came from the cache path, so every object is a ParsedObject.

@@ -1,4 +1,5 @@
 // FileRegistry: Services, EndpointSlices, Pods and policies from a watched multi-document YAML file; plus an atomic writer for it.
+import { isAscii } from 'node:buffer';
 import { watch as fsWatch, type FSWatcher } from 'node:fs';
 import { readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -7,9 +8,10 @@ import { stringify } from 'yaml';
 import { DocumentCache } from './documents.ts';
 import { logger } from '../log.ts';
 import { PROBLEM_FILE_MISSING, PROBLEM_INVALID, RegistryFileMissingError, RegistryInvalidError } from './errors.ts';
-import { Listeners, buildState, reuse } from './objects.ts';
-import type { Registry, RegistryChange, RegistryListener, RegistryProblem, RegistryState, SkeinPolicy } from './registry.ts';
-import { EMPTY_STATE, diffStates } from './registry.ts';
+import { Listeners, buildState, objectKey, reuse, sliceOwner } from './objects.ts';
+import type { Registry, RegistryChange, RegistryListener, RegistryProblem, RegistryState, ServiceKey, SkeinPolicy } from './registry.ts';
+import { EMPTY_STATE, diffStates, policyKey } from './registry.ts';
+import type { ParsedObject } from './documents.ts';
 
 const log = logger('registry');
 
@@ -55,7 +57,8 @@ export class FileRegistry implements Registry {
   private watcher: FSWatcher | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private debounceTimer: NodeJS.Timeout | undefined;
-  private lastText: string | undefined;
+  /** The bytes last applied (or last rejected), to skip rereads that changed nothing. */
+  private lastBytes: Buffer | undefined;
   private readonly documents = new DocumentCache();
   /** The current objects by `<Kind> <namespace>/<name>`, to keep identity across content-equal edits. */
   private byId = new Map<string, object>();
@@ -74,14 +77,14 @@ export class FileRegistry implements Registry {
   }
 
   async start(): Promise<void> {
-    let text: string;
+    let bytes: Buffer;
     try {
       this.lastStat = await this.statKey();
-      text = await readFile(this.path, 'utf8');
+      bytes = await readFile(this.path);
     } catch (err) {
       throw new RegistryFileMissingError(this.path, err);
     }
-    this.apply(text, true); // throws RegistryInvalidError: no last good state to fall back on
+    this.apply(bytes, true); // throws RegistryInvalidError: no last good state to fall back on
     this.stopped = false;
     try {
       this.watcher = fsWatch(dirname(this.path), { persistent: false }, (event, name) => {
@@ -168,44 +171,53 @@ export class FileRegistry implements Registry {
   /** An empty file may be a truncate-then-write in progress: confirm it stays empty for a moment before applying. */
   private async stillEmpty(): Promise<boolean> {
     await new Promise((resolve) => setTimeout(resolve, Math.max(100, this.debounceMs * 2)));
-    const again = await readFile(this.path, 'utf8').catch(() => '');
-    return again.trim() === '';
+    const again = await readFile(this.path).catch(() => Buffer.alloc(0));
+    return isBlank(again);
   }
 
   private async reloadOnce(): Promise<void> {
     const detectedAt = this.noticedAt;
     this.noticedAt = undefined;
     const key = await this.statKey();
-    let text: string;
+    let bytes: Buffer;
     try {
-      text = await readFile(this.path, 'utf8');
+      bytes = await readFile(this.path);
     } catch (err) {
       if (this.lastStat !== 'missing') this.report(PROBLEM_FILE_MISSING, new RegistryFileMissingError(this.path, err).message);
       this.lastStat = 'missing';
       return;
     }
-    if (text.trim() === '' && this.current.services.size + this.current.pods.size + this.current.policies.size > 0 && !(await this.stillEmpty())) {
+    if (isBlank(bytes) && this.current.services.size + this.current.pods.size + this.current.policies.size > 0 && !(await this.stillEmpty())) {
       this.schedule(); // an editor truncated the file and is still writing it: read it again once it settles
       return;
     }
     this.lastStat = key;
-    if (this.stopped || text === this.lastText) return;
+    if (this.stopped || (this.lastBytes !== undefined && bytes.equals(this.lastBytes))) return;
     try {
-      this.apply(text, false, detectedAt);
+      this.apply(bytes, false, detectedAt);
     } catch (err) {
       if (!(err instanceof RegistryInvalidError)) throw err;
-      this.lastText = text; // report a broken version once, not on every poll
+      this.lastBytes = bytes; // report a broken version once, not on every poll
       log.warn('registry file rejected; serving the last good state', { file: this.path, problems: err.problems.length });
       for (const p of err.problems) this.report(PROBLEM_INVALID, p);
     }
   }
 
-  private apply(text: string, first: boolean, detectedAt?: number): void {
+  private apply(bytes: Buffer, first: boolean, detectedAt?: number): void {
     const started = performance.now();
-    const { objects, problems, freshValues } = this.documents.parse(this.path, text);
-    if (problems.length > 0) throw new RegistryInvalidError(this.path, problems);
+    // An all-ASCII file (the usual YAML) is handed over as bytes: comparing versions and cutting out the edited
+    // documents works on them directly, without decoding the whole file on every change.
+    const outcome = this.documents.parse(this.path, isAscii(bytes) ? bytes : bytes.toString('utf8'));
+    if (outcome.problems.length > 0) throw new RegistryInvalidError(this.path, outcome.problems);
     const parsedMs = performance.now() - started;
     const before = this.current;
+    if (outcome.delta && !first) {
+      this.lastBytes = bytes;
+      const { state, changed } = this.applyDelta(before, outcome.delta.removed, outcome.delta.added, outcome.freshValues);
+      this.commit(before, state, started, parsedMs, detectedAt, false, changed);
+      return;
+    }
+    const { objects, freshValues } = outcome;
     // Unchanged documents give the very objects of the last state; only new ones are compared by content, so an
     // edit that changes nothing Skein reads (a comment, key order) keeps the old object and emits no change.
     const byId = new Map<string, object>();
@@ -220,8 +232,118 @@ export class FileRegistry implements Registry {
     }
     this.byId = byId;
     const next = buildState(loaded.services, loaded.slices, loaded.pods, loaded.policies);
-    this.lastText = text;
-    const changed = diffStates(before, next);
+    this.lastBytes = bytes;
+    this.commit(before, next, started, parsedMs, detectedAt, first);
+  }
+
+  /**
+   * The state after one edit, from the objects of the replaced documents and of their replacements: copies of the
+   * maps with only those entries changed (the same result as buildState over every object, slices sorted by name).
+   */
+  private applyDelta(
+    before: RegistryState,
+    removed: readonly ParsedObject[],
+    added: readonly ParsedObject[],
+    fresh: ReadonlySet<object>,
+  ): { state: RegistryState; changed: Set<ServiceKey> | undefined } {
+    const gone = new Map<string, object>();
+    for (const o of removed) {
+      const old = this.byId.get(o.id);
+      if (old) gone.set(o.id, old);
+    }
+    const came = new Map<string, ParsedObject & { resolved: object }>();
+    for (const o of added) {
+      const value = fresh.has(o.value) ? reuse(this.byId.get(o.id) ?? undefined, o.value) : o.value;
+      if (gone.get(o.id) === value) gone.delete(o.id);
+      else came.set(o.id, { ...o, resolved: value });
+    }
+    if (gone.size === 0 && came.size === 0) return { state: before, changed: new Set() };
+    // What diffStates would find, from the touched objects only (policy changes: diffStates itself).
+    const changed = new Set<ServiceKey>();
+    const touchedPods = new Set<string>();
+    let policyChanged = false;
+    let services: Map<ServiceKey, V1Service> | undefined;
+    let pods: Map<string, V1Pod> | undefined;
+    let policies: Map<string, SkeinPolicy> | undefined;
+    const sliceOut = new Set<object>();
+    const sliceIn: V1EndpointSlice[] = [];
+    for (const [id, old] of gone) {
+      this.byId.delete(id);
+      if (came.has(id)) continue; // replaced below, keeping its place in the map
+      const kind = (old as { kind?: string }).kind;
+      if (kind === 'Service') {
+        (services ??= new Map(before.services)).delete(objectKey(old) as ServiceKey);
+        changed.add(objectKey(old) as ServiceKey);
+      } else if (kind === 'EndpointSlice') sliceOut.add(old);
+      else if (kind === 'Pod') {
+        (pods ??= new Map(before.pods)).delete(objectKey(old));
+        touchedPods.add(objectKey(old));
+      } else {
+        (policies ??= new Map(before.policies)).delete(policyKey(old as SkeinPolicy));
+        policyChanged = true;
+      }
+    }
+    for (const [id, o] of came) {
+      const old = gone.get(id);
+      this.byId.set(id, o.resolved);
+      if (o.kind === 'Service') {
+        const map = (services ??= new Map(before.services));
+        if (old && objectKey(old) !== objectKey(o.resolved)) map.delete(objectKey(old) as never);
+        map.set(objectKey(o.resolved) as ServiceKey, o.resolved as V1Service);
+        changed.add(objectKey(o.resolved) as ServiceKey);
+      } else if (o.kind === 'EndpointSlice') {
+        if (old) sliceOut.add(old);
+        sliceIn.push(o.resolved as V1EndpointSlice);
+      } else if (o.kind === 'Pod') {
+        const map = (pods ??= new Map(before.pods));
+        if (old && objectKey(old) !== objectKey(o.resolved)) map.delete(objectKey(old) as never);
+        map.set(objectKey(o.resolved), o.resolved as V1Pod);
+        touchedPods.add(objectKey(o.resolved));
+      } else {
+        const map = (policies ??= new Map(before.policies));
+        if (old) map.delete(policyKey(old as SkeinPolicy));
+        map.set(policyKey(o.resolved as SkeinPolicy), o.resolved as SkeinPolicy);
+        policyChanged = true;
+      }
+    }
+    let slices = before.slices as Map<ServiceKey, readonly V1EndpointSlice[]>;
+    if (sliceOut.size > 0 || sliceIn.length > 0) {
+      slices = new Map(before.slices);
+      const owners = new Set<ServiceKey>();
+      for (const s of [...(sliceOut as Set<V1EndpointSlice>), ...sliceIn]) {
+        const owner = sliceOwner(s);
+        if (owner) owners.add(owner);
+      }
+      for (const owner of owners) {
+        changed.add(owner);
+        const list = (before.slices.get(owner) ?? []).filter((s) => !sliceOut.has(s));
+        for (const s of sliceIn) if (sliceOwner(s) === owner) list.push(s);
+        list.sort((a, b) => ((a.metadata?.name ?? '') < (b.metadata?.name ?? '') ? -1 : 1));
+        if (list.length > 0) slices.set(owner, Object.freeze(list));
+        else slices.delete(owner);
+      }
+    }
+    const state: RegistryState = Object.freeze({
+      services: services ?? before.services,
+      slices,
+      pods: pods ?? before.pods,
+      policies: policies ?? before.policies,
+    });
+    if (policyChanged) return { state, changed: undefined };
+    if (touchedPods.size > 0) addPodChanges(state, touchedPods, changed);
+    return { state, changed };
+  }
+
+  private commit(
+    before: RegistryState,
+    next: RegistryState,
+    started: number,
+    parsedMs: number,
+    detectedAt: number | undefined,
+    first = false,
+    known?: Set<ServiceKey>,
+  ): void {
+    const changed = known ?? (next === before ? new Set<ServiceKey>() : diffStates(before, next));
     this.current = next;
     log.debug('registry file loaded', {
       file: this.path,
@@ -229,6 +351,7 @@ export class FileRegistry implements Registry {
       changed: changed.size,
       parseMs: Math.round(parsedMs),
       totalMs: Math.round(performance.now() - started),
+      ...(detectedAt !== undefined ? { sinceNoticedMs: Math.round(performance.now() - detectedAt) } : {}),
     });
     if (!first && changed.size > 0) this.changes.emit({ state: next, changed, ...(detectedAt !== undefined ? { detectedAt } : {}) });
   }
@@ -236,6 +359,32 @@ export class FileRegistry implements Registry {
   private report(code: string, message: string): void {
     this.problems.emit({ code, message });
   }
+}
+
+/** Adds the Services whose slices point at one of the pods (`<ns>/<name>`) through an endpoint's targetRef. */
+function addPodChanges(state: RegistryState, pods: ReadonlySet<string>, changed: Set<ServiceKey>): void {
+  const names = new Set<string>();
+  for (const key of pods) names.add(key.slice(key.indexOf('/') + 1));
+  for (const [key, slices] of state.slices) {
+    if (changed.has(key)) continue;
+    for (const s of slices) {
+      const hit = s.endpoints?.some((e) => {
+        const ref = e.targetRef;
+        if (!ref?.name || !names.has(ref.name) || (ref.kind && ref.kind !== 'Pod')) return false;
+        return pods.has(`${ref.namespace ?? s.metadata?.namespace ?? 'default'}/${ref.name}`);
+      });
+      if (hit) {
+        changed.add(key);
+        break;
+      }
+    }
+  }
+}
+
+/** Whether the file holds only whitespace (an editor's truncate before it writes). */
+function isBlank(bytes: Buffer): boolean {
+  for (const b of bytes) if (b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09) return false;
+  return true;
 }
 
 /** Writes Kubernetes objects as a multi-document YAML registry file atomically (temp file in the same dir + rename). */

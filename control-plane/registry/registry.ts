@@ -148,8 +148,13 @@ export function diffStates(before: RegistryState, after: RegistryState): Set<Ser
     for (const [key, pod] of after.pods) if (before.pods.get(key) !== pod) touchedPods.add(key);
     for (const key of before.pods.keys()) if (!after.pods.has(key)) touchedPods.add(key);
     if (touchedPods.size > 0) {
+      // Names first: a set lookup per endpoint, and a key string only for the few that match a touched name.
+      const names = new Set<string>();
+      for (const key of touchedPods) names.add(key.slice(key.indexOf('/') + 1));
+      const touches = (e: { targetRef?: { kind?: string; name?: string; namespace?: string } }, s: V1EndpointSlice): boolean =>
+        e.targetRef?.name !== undefined && names.has(e.targetRef.name) && touchedPods.has(podKeyOf(e.targetRef, s));
       for (const [key, slices] of after.slices) {
-        if (slices.some((s) => s.endpoints?.some((e) => touchedPods.has(podKeyOf(e.targetRef, s))))) changed.add(key);
+        if (slices.some((s) => s.endpoints?.some((e) => touches(e, s)))) changed.add(key);
       }
     }
   }

@@ -40,41 +40,93 @@ export interface Placed<T> {
 /** A chunk of the new text: carried over from the previous text (`value`), or new text to look up (`text`). */
 export type Planned<T> = { readonly line: number; readonly text: string; readonly value?: undefined } | { readonly line: number; readonly value: T };
 
-const BLOCK = 4096;
+/**
+ * Registry text as a string, or as the file's bytes when they are all ASCII (then byte offsets are character
+ * offsets, and comparing two versions is a native memcmp instead of a string walk).
+ */
+export type Source = string | Buffer;
 
-/** Length of the common prefix of a and b (block compares first, then characters). */
-export function commonPrefix(a: string, b: string): number {
+const FIRST_BLOCK = 4096;
+const MAX_BLOCK = 1 << 20;
+
+/** Whether a[from, from+n) equals b[bFrom, bFrom+n). */
+function sameRange(a: Source, from: number, b: Source, bFrom: number, n: number): boolean {
+  if (typeof a === 'string') return a.slice(from, from + n) === (b as string).slice(bFrom, bFrom + n);
+  return a.compare(b as Buffer, bFrom, bFrom + n, from, from + n) === 0;
+}
+
+function codeAt(s: Source, i: number): number {
+  return typeof s === 'string' ? s.charCodeAt(i) : (s[i] as number);
+}
+
+/** Length of the common prefix of a and b (growing block compares, then characters). */
+export function commonPrefix(a: Source, b: Source): number {
   const n = Math.min(a.length, b.length);
   let i = 0;
-  while (i + BLOCK <= n && a.slice(i, i + BLOCK) === b.slice(i, i + BLOCK)) i += BLOCK;
-  while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++;
+  for (let block = FIRST_BLOCK; block >= FIRST_BLOCK; ) {
+    if (i + block <= n && sameRange(a, i, b, i, block)) {
+      i += block;
+      block = Math.min(block * 2, MAX_BLOCK);
+    } else block >>= 1;
+  }
+  while (i < n && codeAt(a, i) === codeAt(b, i)) i++;
   return i;
 }
 
 /** Length of the common suffix of a and b, at most `max`. */
-export function commonSuffix(a: string, b: string, max: number): number {
+export function commonSuffix(a: Source, b: Source, max: number): number {
   const n = Math.min(a.length, b.length, max);
   let k = 0;
-  while (k + BLOCK <= n && a.slice(a.length - k - BLOCK, a.length - k) === b.slice(b.length - k - BLOCK, b.length - k)) k += BLOCK;
-  while (k < n && a.charCodeAt(a.length - 1 - k) === b.charCodeAt(b.length - 1 - k)) k++;
+  for (let block = FIRST_BLOCK; block >= FIRST_BLOCK; ) {
+    if (k + block <= n && sameRange(a, a.length - k - block, b, b.length - k - block, block)) {
+      k += block;
+      block = Math.min(block * 2, MAX_BLOCK);
+    } else block >>= 1;
+  }
+  while (k < n && codeAt(a, a.length - 1 - k) === codeAt(b, b.length - 1 - k)) k++;
   return k;
 }
 
-function newlines(text: string, from: number, to: number): number {
+function newlines(text: Source, from: number, to: number): number {
   let n = 0;
-  for (let i = text.indexOf('\n', from); i !== -1 && i < to; i = text.indexOf('\n', i + 1)) n++;
+  if (typeof text === 'string') {
+    for (let i = text.indexOf('\n', from); i !== -1 && i < to; i = text.indexOf('\n', i + 1)) n++;
+  } else {
+    for (let i = text.indexOf(10, from); i !== -1 && i < to; i = text.indexOf(10, i + 1)) n++;
+  }
   return n;
 }
 
+/** The text of [from, to) as a string (ASCII bytes decode as latin1: one byte, one character). */
+export function sliceText(text: Source, from = 0, to = text.length): string {
+  return typeof text === 'string' ? text.slice(from, to) : text.toString('latin1', from, to);
+}
+
+/** An edit located in the chunk list: chunks [front, back) of the previous text are replaced by `middle`. */
+export interface Edit {
+  readonly front: number;
+  readonly back: number;
+  /** The new chunks between, with their lines in the new text. */
+  readonly middle: readonly Chunk[];
+  /** Where the middle starts (the same offset in both texts). */
+  readonly midStart: number;
+  /** New length minus old length: the offset shift of the chunks from `back` on. */
+  readonly delta: number;
+  /** Line shift of the chunks from `back` on. */
+  readonly lineShift: number;
+}
+
 /**
- * Plans the chunks of `text` from the chunks of `previous`: chunks wholly inside the common prefix or suffix are
- * carried over (their `---` line and the character after it unchanged, so they are still chunks of the new text),
- * and only the region between is split again. Returns undefined when a full split is as cheap or required.
+ * Locates an edit: chunks wholly inside the common prefix or suffix are carried over (their `---` line and the
+ * character after it unchanged, so they are still chunks of the new text), and only the region between is split
+ * again. Returns undefined when a full split is as cheap or required.
  */
-export function planChunks<T>(previous: string, chunks: readonly Placed<T>[], text: string): Planned<T>[] | undefined {
-  if (chunks.length < 8) return undefined;
+export function planEdit<T>(previous: Source, chunks: readonly Placed<T>[], text: Source): Edit | undefined {
+  if (chunks.length < 8 || typeof previous !== typeof text) return undefined;
   const p = commonPrefix(previous, text);
-  if (p === previous.length && p === text.length) return chunks.map((c) => ({ line: c.line, value: c.value }));
+  if (p === previous.length && p === text.length) {
+    return { front: chunks.length, back: chunks.length, middle: [], midStart: previous.length, delta: 0, lineShift: 0 };
+  }
   const s = commonSuffix(previous, text, Math.min(previous.length, text.length) - p);
   const end = (k: number): number => chunks[k + 1]?.start ?? previous.length;
   // Keep chunk k in front if its end boundary (`---` plus one character) lies in the prefix.
@@ -89,13 +141,21 @@ export function planChunks<T>(previous: string, chunks: readonly Placed<T>[], te
   const delta = text.length - previous.length;
   const midEndNew = midEndOld + delta;
   if (midEndNew < midStart) return undefined;
-  const middle = text.slice(midStart, midEndNew);
-  if (/^%/m.test(middle)) return undefined; // directives: the caller parses the whole text
+  const middleText = sliceText(text, midStart, midEndNew);
+  if (/^%/m.test(middleText)) return undefined; // directives: the caller parses the whole text
   const firstLine = front < chunks.length ? (chunks[front]?.line ?? 1) : 1;
   const lineShift = newlines(text, midStart, midEndNew) - newlines(previous, midStart, midEndOld);
+  const middle = middleText.length > 0 ? splitDocuments(middleText).map((c) => ({ text: c.text, line: c.line + firstLine - 1 })) : [];
+  return { front, back, middle, midStart, delta, lineShift };
+}
+
+/** Plans the chunks of `text` from the chunks of `previous` (see planEdit): carried chunks keep their value. */
+export function planChunks<T>(previous: Source, chunks: readonly Placed<T>[], text: Source): Planned<T>[] | undefined {
+  const edit = planEdit(previous, chunks, text);
+  if (!edit) return undefined;
   const out: Planned<T>[] = [];
-  for (const c of chunks.slice(0, front)) out.push({ line: c.line, value: c.value });
-  if (middle.length > 0) for (const c of splitDocuments(middle)) out.push({ line: c.line + firstLine - 1, text: c.text });
-  for (const c of chunks.slice(back)) out.push({ line: c.line + lineShift, value: c.value });
+  for (const c of chunks.slice(0, edit.front)) out.push({ line: c.line, value: c.value });
+  for (const c of edit.middle) out.push({ line: c.line, text: c.text });
+  for (const c of chunks.slice(edit.back)) out.push({ line: c.line + edit.lineShift, value: c.value });
   return out;
 }

@@ -8,10 +8,11 @@ import { withSharedEncoding } from './encode.ts';
 import { withLazyRequestNames } from './request-names.ts';
 import { XdsBindError } from './errors.ts';
 import { stderrLog, type XdsLog } from './log.ts';
+import { logger } from '../log.ts';
 import { createXdsMetrics, type XdsMetrics } from './metrics.ts';
 import { SotwStream } from './sotw-stream.ts';
 import type { StatusRegistry } from './status.ts';
-import { type AdsStream, errorText, type StreamDeps } from './stream-io.ts';
+import { type AdsStream, errorText, SendBudget, type StreamDeps } from './stream-io.ts';
 
 export interface XdsServerOptions {
   /** Default 127.0.0.1 (plaintext xDS belongs on loopback or a trusted network). */
@@ -27,6 +28,8 @@ export interface XdsServerOptions {
   readonly backlogLimitMs?: number;
   /** Unflushed response bytes per stream above which the stream holds back and coalesces. Default 8 MiB. */
   readonly maxBufferedBytes?: number;
+  /** Unflushed response bytes across all streams above which streams wait their turn. Default 32 MiB; 0: no limit. */
+  readonly maxInFlightBytes?: number;
   /** How long close() waits for streams to end before forcing. Default 5 s. */
   readonly shutdownGraceMs?: number;
   /** Mounts more services on the same server (the CertificateService on the TLS port). */
@@ -45,6 +48,9 @@ export interface XdsServerHandle {
   /** Ends every stream with UNAVAILABLE (proxies reconnect elsewhere) and stops the server. */
   close(): Promise<void>;
 }
+
+/** SKEIN_DEBUG=fanout: how long a publish takes to reach every stream's socket. */
+const fanout = logger('fanout');
 
 /** Routes each publish to the streams of the scopes it touches. */
 class Dispatcher {
@@ -70,6 +76,18 @@ class Dispatcher {
   }
 
   publish(snapshot: Snapshot): void {
+    if (fanout.debugEnabled) {
+      // Streams flush in setImmediate callbacks queued below; this one runs after all of them.
+      const t0 = performance.now();
+      setImmediate(() =>
+        fanout.debug('publish written', {
+          serial: snapshot.serial,
+          streams: this.size,
+          flushMs: (performance.now() - t0).toFixed(1),
+          sinceChangeMs: (performance.now() - snapshot.changedAt).toFixed(1),
+        }),
+      );
+    }
     for (const streams of this.byScope.values()) {
       for (const stream of streams) {
         try {
@@ -110,6 +128,7 @@ export async function startXdsServer(
     limits: {
       backlogLimitMs: options.backlogLimitMs ?? 30_000,
       maxBufferedBytes: options.maxBufferedBytes ?? 8 * 1024 * 1024,
+      budget: options.maxInFlightBytes === 0 ? undefined : new SendBudget(options.maxInFlightBytes ?? 32 * 1024 * 1024),
     },
     register: (s) => dispatcher.add(s),
     unregister: (s) => dispatcher.remove(s),

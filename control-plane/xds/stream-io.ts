@@ -12,6 +12,54 @@ export interface StreamLimits {
   readonly backlogLimitMs: number;
   /** Bytes written but not yet flushed to the socket above which the stream stops writing and coalesces. */
   readonly maxBufferedBytes: number;
+  /** Shared by every stream of a server: caps the response bytes waiting for sockets across all of them. */
+  readonly budget?: SendBudget;
+}
+
+/**
+ * Response bytes written to streams and not yet handed to their sockets, across a server. Each waiting response is
+ * a buffer of its own (grpc-js frames a copy per stream), so 1000 proxies syncing at once would hold gigabytes;
+ * over the limit, streams wait their turn (oldest first) and coalesce what changed meanwhile, as when their own
+ * client is slow. A client that has not taken its bytes within PARK_AFTER_MS stops counting against the budget
+ * (its own backlog limit deals with it), so slow or stuck clients cannot hold everyone else back.
+ */
+/** How long a response may hold the server-wide send budget before its client counts as slow. */
+export const PARK_AFTER_MS = 1000;
+
+export class SendBudget {
+  readonly limit: number;
+  inFlight = 0;
+  private readonly waiting = new Set<() => void>();
+
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+
+  get open(): boolean {
+    return this.inFlight < this.limit;
+  }
+
+  take(bytes: number): void {
+    this.inFlight += bytes;
+  }
+
+  give(bytes: number): void {
+    this.inFlight -= bytes;
+    // Wake waiters in order while there is room; each writes (taking budget) in its own flush.
+    for (const wake of this.waiting) {
+      if (!this.open) break;
+      this.waiting.delete(wake);
+      wake();
+    }
+  }
+
+  wait(wake: () => void): void {
+    this.waiting.add(wake);
+  }
+
+  cancel(wake: () => void): void {
+    this.waiting.delete(wake);
+  }
 }
 
 export interface StreamDeps {
@@ -92,6 +140,14 @@ export class Outbox<T> {
   private waitingDrain = false;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  private waitingBudget = false;
+  /** Bytes of this stream counted in the server-wide budget (0 once parked as a slow client). */
+  private counted = 0;
+  private parkTimer: NodeJS.Timeout | undefined;
+  private readonly wake = (): void => {
+    this.waitingBudget = false;
+    this.check();
+  };
 
   constructor(
     call: grpc.ServerDuplexStream<unknown, T>,
@@ -105,15 +161,41 @@ export class Outbox<T> {
     this.onBacklogExceeded = onBacklogExceeded;
   }
 
-  get writable(): boolean {
+  /** Whether the client keeps up (its own backlog is under the limits). */
+  private get keepsUp(): boolean {
     return !this.closed && !this.waitingDrain && this.bufferedBytes < this.limits.maxBufferedBytes;
+  }
+
+  /** Whether a response may be written now: the client keeps up and the server-wide budget has room for it. */
+  get writable(): boolean {
+    if (!this.keepsUp) return false;
+    const budget = this.limits.budget;
+    if (!budget || budget.open) return true;
+    if (!this.waitingBudget) {
+      this.waitingBudget = true;
+      budget.wait(this.wake);
+    }
+    return false;
   }
 
   write(message: T, bytes: number): void {
     if (this.closed) return;
     this.bufferedBytes += bytes;
+    if (this.limits.budget) {
+      this.counted += bytes;
+      this.limits.budget.take(bytes);
+      this.armPark();
+    }
+    let done = false;
     const ok = this.call.write(message, () => {
+      if (done || this.closed) return;
+      done = true;
       this.bufferedBytes -= bytes;
+      this.release(Math.min(bytes, this.counted));
+      if (this.bufferedBytes === 0 && this.parkTimer) {
+        clearTimeout(this.parkTimer);
+        this.parkTimer = undefined;
+      }
       this.check();
     });
     if (!ok && !this.waitingDrain) {
@@ -123,28 +205,50 @@ export class Outbox<T> {
         this.check();
       });
     }
-    if (!this.writable) this.armTimer();
+    if (!this.keepsUp) this.armTimer();
   }
 
   close(): void {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.parkTimer) clearTimeout(this.parkTimer);
+    this.parkTimer = undefined;
+    if (this.waitingBudget) this.limits.budget?.cancel(this.wake);
+    this.waitingBudget = false;
+    // Bytes still queued on a closed stream are dropped with it: hand their budget back.
+    this.release(this.counted);
+  }
+
+  private release(bytes: number): void {
+    if (bytes <= 0) return;
+    this.counted -= bytes;
+    this.limits.budget?.give(bytes);
+  }
+
+  /** After PARK_AFTER_MS with bytes still unsent, this client stops holding the shared budget. */
+  private armPark(): void {
+    if (this.parkTimer) return;
+    this.parkTimer = setTimeout(() => {
+      this.parkTimer = undefined;
+      if (this.bufferedBytes > 0) this.release(this.counted);
+    }, PARK_AFTER_MS);
+    this.parkTimer.unref();
   }
 
   private armTimer(): void {
     if (this.timer || this.closed) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      if (!this.closed && !this.writable) this.onBacklogExceeded();
+      if (!this.closed && !this.keepsUp) this.onBacklogExceeded();
     }, this.limits.backlogLimitMs);
     this.timer.unref();
   }
 
   private check(): void {
-    if (this.closed || !this.writable) return;
+    if (this.closed || !this.keepsUp) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    this.onWritable();
+    if (this.writable) this.onWritable();
   }
 }

@@ -1,5 +1,8 @@
 // One benchmark run: a fresh control plane, N simulated proxies, then the single-change and churn phases.
+import { appendFileSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import type { XdsMode } from './ads-client.ts';
+import { formatProfile, summarizeProfile } from './cpu-profile.ts';
 import { monotonicMs } from './change-tracker.ts';
 import { ControlPlaneProcess } from './control-plane-process.ts';
 import { cpuSeconds, memoryUsage, RssSampler } from './proc-stats.ts';
@@ -56,6 +59,8 @@ export interface RunResult {
   readonly syncCpuSeconds: number;
   readonly single: PhaseResult | undefined;
   readonly churn: PhaseResult | undefined;
+  /** A Service added then removed, `repetitions` times: a change that touches CDS (SotW resends every cluster). */
+  readonly serviceChurn?: PhaseResult | undefined;
   readonly rssBytes: number;
   readonly peakRssBytes: number;
   readonly sampledMaxRssBytes: number;
@@ -76,13 +81,52 @@ interface PhaseStart {
   readonly histogram: Histogram | undefined;
 }
 
+/**
+ * SKEIN_BENCH_CP_PROFILE=<dir>: the control plane runs with --cpu-prof into <dir>, and after the run its profile is
+ * summarized per phase (sync, single change, churn) on stderr. Off by default (profiling slows the control plane).
+ */
+const PROFILE_DIR = process.env.SKEIN_BENCH_CP_PROFILE;
+/** SKEIN_BENCH_CP_LOG=<file>: the control plane's stderr (JSON log lines; SKEIN_DEBUG=... adds traces) goes there too. */
+const LOG_FILE = process.env.SKEIN_BENCH_CP_LOG;
+
+function profileEnv(): NodeJS.ProcessEnv | undefined {
+  if (!PROFILE_DIR) return undefined;
+  mkdirSync(PROFILE_DIR, { recursive: true });
+  return { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${PROFILE_DIR}`.trim() };
+}
+
+/** Prints the newest profile of PROFILE_DIR per phase window (monotonic ms; V8 profiles use the same clock in µs). */
+function reportProfile(s: RunSettings, windows: [string, number, number][]): void {
+  if (!PROFILE_DIR) return;
+  const files = readdirSync(PROFILE_DIR)
+    .filter((f) => f.endsWith('.cpuprofile'))
+    .map((f) => join(PROFILE_DIR, f))
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+  const file = files[0];
+  if (!file) return;
+  for (const [name, from, to] of windows) {
+    s.log(formatProfile(`[${s.mode} × ${s.proxies}] control plane, ${name} (${file})`, summarizeProfile(file, 30, { fromUs: from * 1000, toUs: to * 1000 })));
+  }
+}
+
 export async function runOnce(s: RunSettings): Promise<RunResult> {
   s.log(`[${s.mode} × ${s.proxies}] starting the control plane on ${s.registry.path}`);
+  const windows: [string, number, number][] = [];
+  try {
+    return await runMeasured(s, windows);
+  } finally {
+    reportProfile(s, windows);
+  }
+}
+
+async function runMeasured(s: RunSettings, windows: [string, number, number][]): Promise<RunResult> {
   const cp = await ControlPlaneProcess.start({
     registry: s.registry.path,
     debounceMs: s.debounceMs,
     cpus: s.pin?.controlPlane,
     readyTimeoutMs: 180_000,
+    env: profileEnv(),
+    onStderr: LOG_FILE ? (chunk) => appendFileSync(LOG_FILE, chunk) : undefined,
   });
   const sampler = new RssSampler(cp.pid);
   const pool = new WorkerPool({ workers: s.workers, cpus: s.pin?.load, onError: (m) => s.log(`  ${m}`) });
@@ -101,6 +145,7 @@ export async function runOnce(s: RunSettings): Promise<RunResult> {
       }
     });
     const syncSeconds = (monotonicMs() - t0) / 1000;
+    windows.push(['initial sync', t0, monotonicMs()]);
     const syncCpuSeconds = cpuSeconds(cp.pid) - cpu0;
     const base = {
       proxies: s.proxies,
@@ -124,6 +169,7 @@ export async function runOnce(s: RunSettings): Promise<RunResult> {
     }
     await sleep(500);
     s.log(`  single endpoint change × ${s.repetitions}`);
+    const singleFrom = monotonicMs();
     const single = await measurePhase(s, cp, pool, async (ids, writes) => {
       const started = monotonicMs();
       for (let r = 0; r < s.repetitions; r++) {
@@ -138,7 +184,9 @@ export async function runOnce(s: RunSettings): Promise<RunResult> {
         await sleep(300);
       }
     });
+    windows.push(['single endpoint change', singleFrom, monotonicMs()]);
     s.log(`  churn: ${s.churnPerTick} Services every second for ${s.churnSeconds} s`);
+    const churnFrom = monotonicMs();
     const churn = await measurePhase(s, cp, pool, async (ids, writes) => {
       const start = monotonicMs();
       for (let tick = 0; tick < s.churnSeconds; tick++) {
@@ -150,12 +198,34 @@ export async function runOnce(s: RunSettings): Promise<RunResult> {
       }
       await pool.waitComplete(ids, s.changeTimeoutMs);
     });
+    windows.push(['churn', churnFrom, monotonicMs()]);
+    s.log(`  Service added and removed × ${s.repetitions}`);
+    const serviceFrom = monotonicMs();
+    const serviceChurn = await measurePhase(s, cp, pool, async (ids, writes) => {
+      for (let r = 0; r < s.repetitions; r++) {
+        // Added: proxies see the new cluster in CDS, subscribe to its endpoints and ACK them (timed).
+        const id = 2000 + r;
+        ids.push(id);
+        const added = s.registry.addService();
+        await pool.expect(id, [{ cluster: added.cluster, ip: added.ip }]);
+        s.registry.write();
+        writes.push(monotonicMs());
+        await pool.waitComplete([id], s.changeTimeoutMs);
+        await sleep(300);
+        // Removed: not timed (nothing arrives to look for); its bytes and CPU count in the phase.
+        s.registry.removeAddedService();
+        s.registry.write();
+        await sleep(1000);
+      }
+    }, 2);
+    windows.push(['Service add/remove', serviceFrom, monotonicMs()]);
     const serverView = await proxyStatusView(cp).catch(() => undefined);
     const mem = memoryUsage(cp.pid);
     return {
       ...base,
       single,
       churn,
+      serviceChurn,
       serverView,
       rssBytes: mem.rss,
       peakRssBytes: mem.peakRss,
@@ -194,11 +264,13 @@ async function phaseStart(cp: ControlPlaneProcess, pool: WorkerPool): Promise<Ph
   };
 }
 
+/** `changesPerId`: registry changes each timed id stands for (an added Service is later removed: 2). */
 async function measurePhase(
   s: RunSettings,
   cp: ControlPlaneProcess,
   pool: WorkerPool,
   body: (ids: number[], writes: number[]) => Promise<void>,
+  changesPerId = 1,
 ): Promise<PhaseResult> {
   const before = await phaseStart(cp, pool);
   const ids: number[] = [];
@@ -220,10 +292,10 @@ async function measurePhase(
     const received = r.receivedAt.filter((v) => Number.isFinite(v));
     if (received.length) firsts.push(Math.min(...received) - t);
   }
-  const per = Math.max(1, ids.length) * s.proxies;
+  const per = Math.max(1, ids.length * changesPerId) * s.proxies;
   const conv = after.histogram ? histogramDelta(before.histogram, after.histogram) : undefined;
   return {
-    changes: ids.length,
+    changes: ids.length * changesPerId,
     ack: summarize(acks),
     p99PerChange,
     firstResponse: summarize(firsts),

@@ -45,6 +45,7 @@ export class GeneratedRegistry {
   private readonly docs: string[][] = [];
   private nextChangeIp = 0;
   private nextService = 0;
+  private nextAdded = 0;
 
   constructor(path: string, shape: MeshShape) {
     this.path = path;
@@ -106,6 +107,40 @@ export class GeneratedRegistry {
       });
     }
     return out;
+  }
+
+  /**
+   * Adds a Service (one HTTP port, `endpointsPerService` endpoints, fresh IPs) at the end of the file: a change
+   * that touches CDS (a new cluster) besides EDS. Returns its cluster and one of its IPs for proxies to look for.
+   */
+  addService(): EndpointChange {
+    const s = this.services.length;
+    const namespace = namespaceName(s % this.shape.namespaces);
+    const name = `svc-added-${this.nextAdded++}`;
+    const ips: string[] = [];
+    for (let e = 0; e < this.shape.endpointsPerService; e++) {
+      const n = this.nextChangeIp++;
+      ips.push(`10.${232 + ((n >> 16) & 15)}.${(n >> 8) & 255}.${n & 255}`);
+    }
+    const model: ServiceModel = {
+      name,
+      namespace,
+      ports: [{ name: 'http', port: 80, targetPort: 'http', container: 8080 }],
+      clusterIP: `10.97.${(s >> 8) & 255}.${s & 255}`,
+      ips,
+    };
+    this.services.push(model);
+    this.docs.push(this.render(model));
+    return { service: name, namespace, cluster: GeneratedRegistry.clusterOf(name, namespace), ip: ips[0] as string };
+  }
+
+  /** Removes the last Service addService() added (its cluster disappears from CDS); false when there is none. */
+  removeAddedService(): boolean {
+    const last = this.services[this.services.length - 1];
+    if (!last?.name.startsWith('svc-added-')) return false;
+    this.services.pop();
+    this.docs.pop();
+    return true;
   }
 
   /** Every cluster name a sidecar should see (one per Service port). */

@@ -116,10 +116,10 @@ describe('snapshot cache', () => {
     again.close();
   });
 
-  it('coalesces a burst of changes into one publish after the debounce window', async () => {
+  it('coalesces a burst of changes into one publish after the trailing debounce window', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
     const source = new FakeSource(baseState());
-    cache = createSnapshotCache(source, { debounceMs: 100, log: recordingLog() });
+    cache = createSnapshotCache(source, { debounceMs: 100, leadingEdge: false, log: recordingLog() });
     const published: Snapshot[] = [];
     cache.subscribe((s) => published.push(s));
     let state = source.current;
@@ -142,10 +142,44 @@ describe('snapshot cache', () => {
     expect(cache.lastPublish()).toMatchObject({ serial: 2, changedAt: firstAt, translated: 2 });
   });
 
-  it('starts the debounce window when the source noticed the change, not when it finished reading it', () => {
+  it('publishes a change after a quiet window at once (leading edge) and coalesces the changes that follow', () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
     const source = new FakeSource(baseState());
     cache = createSnapshotCache(source, { debounceMs: 100, log: recordingLog() });
+    const published: Snapshot[] = [];
+    cache.subscribe((s) => published.push(s));
+    vi.advanceTimersByTime(500);
+    let state = withSlices(source.current, 'shop/web', [eps('shop', 'web', ['10.1.0.1'])]);
+    const firstAt = performance.now();
+    source.emit(state, ['shop/web']);
+    // Two changes in the same tick still make one publish.
+    state = withSlices(state, 'shop/api', [eps('shop', 'api', ['10.1.0.9'])]);
+    source.emit(state, ['shop/api']);
+    vi.advanceTimersByTime(0);
+    expect(published).toHaveLength(1);
+    expect(published[0]?.changedAt).toBe(firstAt);
+    expect([...(published[0]?.changes.get('envoy/shop')?.get(TYPE_URL.endpoint) ?? [])].sort()).toEqual([
+      'outbound|80||api.shop.svc.cluster.local',
+      'outbound|80||web.shop.svc.cluster.local',
+    ]);
+    // A burst right after: held until the window since the last publish has passed, then published once.
+    vi.advanceTimersByTime(30);
+    state = withSlices(state, 'shop/web', [eps('shop', 'web', ['10.1.0.2'])]);
+    source.emit(state, ['shop/web']);
+    vi.advanceTimersByTime(30);
+    state = withSlices(state, 'shop/api', [eps('shop', 'api', ['10.1.0.4'])]);
+    source.emit(state, ['shop/api']);
+    vi.advanceTimersByTime(39);
+    expect(published).toHaveLength(1);
+    vi.advanceTimersByTime(1);
+    expect(published).toHaveLength(2);
+    expect([...(published[1]?.changes.get('envoy/shop')?.get(TYPE_URL.endpoint) ?? [])]).toHaveLength(2);
+  });
+
+  it('starts the trailing debounce window when the source noticed the change, not when it finished reading it', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    const source = new FakeSource(baseState());
+    cache = createSnapshotCache(source, { debounceMs: 100, leadingEdge: false, log: recordingLog() });
     const published: Snapshot[] = [];
     cache.subscribe((s) => published.push(s));
     vi.advanceTimersByTime(500);

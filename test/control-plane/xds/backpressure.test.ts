@@ -50,4 +50,24 @@ describe('backpressure', () => {
     h.cache.publish({ [SCOPE]: { [TYPE_URL.endpoint]: { put: [endpoints('small', '10.0.2.1')] } } });
     expect((await healthy.next()).resources).toHaveLength(1);
   });
+
+  it('shares a server-wide send budget: streams take turns, a stuck one stops holding it, everyone gets served', async () => {
+    // A budget smaller than one response: every write waits until the previous ones reached their sockets.
+    h = await startHarness(
+      { [SCOPE]: { [TYPE_URL.endpoint]: { put: [big(0), endpoints('small', '10.0.0.1')] } } },
+      { maxInFlightBytes: 1024, backlogLimitMs: 20_000 },
+    );
+    const stuck = openSotw(h.client());
+    stuck.call.pause();
+    stuck.send({ node: envoyNode('stuck'), type_url: TYPE_URL.endpoint, resource_names: ['big'] });
+    const clients = Array.from({ length: 6 }, () => openSotw(h.client()));
+    clients.forEach((c, i) => c.send({ node: envoyNode(`c${i}`), type_url: TYPE_URL.endpoint, resource_names: ['big', 'small'] }));
+    for (const c of clients) expect((await c.next()).resources).toHaveLength(2);
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.endpoint]: { put: [big(1)] } } });
+    for (const c of clients) expect((await c.next()).resources).toHaveLength(1);
+    stuck.call.resume();
+    expect((await stuck.next()).resources.length).toBeGreaterThanOrEqual(1);
+    stuck.call.cancel();
+    for (const c of clients) c.call.cancel();
+  });
 });
