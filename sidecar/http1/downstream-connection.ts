@@ -102,7 +102,8 @@ export class DownstreamConnection implements RequestSink {
     s.on('close', () => this.onClose());
     this.headStartedAt = performance.now();
     this.onData(first);
-    s.resume();
+    // The sniff paused the socket; read on unless the first bytes already asked to wait.
+    if (!this.readPaused && !this.ended) s.resume();
   }
 
   // --- reading ---
