@@ -160,11 +160,17 @@ export class DownstreamConnection implements RequestSink {
 
   /** Pipelined bytes wait until now; the paused parser resumes (and may meet an upgrade pause first). */
   private continueParsing(): void {
-    const p = this.pending;
-    this.pending = undefined;
     this.nextMessage(HPE_PAUSED);
-    if (p !== undefined) this.parse(p);
-    else this.flow();
+    if (this.pending === undefined) this.flow();
+    // The response may have ended inside another parser's callback (the upstream's): parse on the next tick.
+    else process.nextTick(parsePending, this);
+  }
+
+  parsePending(): void {
+    const p = this.pending;
+    if (p === undefined || this.ended || this.inExchange) return;
+    this.pending = undefined;
+    this.parse(p);
   }
 
   headStarted(): void {
@@ -380,6 +386,10 @@ export class DownstreamConnection implements RequestSink {
     this.corked = false;
     this.socket.uncork();
   }
+}
+
+function parsePending(conn: DownstreamConnection): void {
+  conn.parsePending();
 }
 
 function uncork(conn: DownstreamConnection): void {
