@@ -30,6 +30,7 @@ for (const [name, n] of Object.entries((require('undici/lib/llhttp/constants.js'
 /** Bytes of pipelined requests held while a response is under way before the socket stops being read. */
 const MAX_PENDING = 64 * 1024;
 const REASON_HEADER = 'x-skein-reason';
+const HEAD_UNSEEN = -1;
 
 /** The listener side: routes and dispatches requests, counts local errors. */
 export interface DownstreamHost {
@@ -76,8 +77,11 @@ export class DownstreamConnection implements RequestSink {
   private bodyFull = false;
   private readPaused = false;
   private ended = false;
-  /** When the head being read began (0: not reading a head); the listener's sweep enforces the header timeout. */
-  headStartedAt = 0;
+  /**
+   * The header clock: 0 when no head is being read, HEAD_UNSEEN once one began, then the time the listener's sweep
+   * first saw it (a clock read per sweep, not per request; the timeout is never shorter than asked).
+   */
+  private headSeenAt = 0;
   headSent = false;
   private framing: Framing = FRAME_NONE;
   private closeAfter = false;
@@ -100,7 +104,7 @@ export class DownstreamConnection implements RequestSink {
     s.on('end', () => this.onEnd());
     s.on('drain', () => this.onDrain());
     s.on('close', () => this.onClose());
-    this.headStartedAt = performance.now();
+    this.headSeenAt = HEAD_UNSEEN;
     this.onData(first);
     // The sniff paused the socket; read on unless the first bytes already asked to wait.
     if (!this.readPaused && !this.ended) s.resume();
@@ -174,11 +178,11 @@ export class DownstreamConnection implements RequestSink {
   }
 
   headStarted(): void {
-    this.headStartedAt = performance.now();
+    this.headSeenAt = HEAD_UNSEEN;
   }
 
   headComplete(): void {
-    this.headStartedAt = 0;
+    this.headSeenAt = 0;
     this.headReady = true;
   }
 
@@ -266,17 +270,23 @@ export class DownstreamConnection implements RequestSink {
     this.writeFinal(localReplyText(status, REASON_HEADER, reason, message, 'close', true));
   }
 
-  /** The header timeout passed (called by the listener's sweep): 408 when no exchange is under way. */
-  headersTimedOut(): void {
+  /** Called by the listener's sweep: a head read for longer than the timeout gets 408 when no exchange is under way. */
+  sweepHead(now: number, timeoutMs: number): void {
+    const seen = this.headSeenAt;
+    if (seen === HEAD_UNSEEN) this.headSeenAt = now;
+    else if (seen !== 0 && now - seen >= timeoutMs) this.headersTimedOut();
+  }
+
+  private headersTimedOut(): void {
     if (this.inExchange || this.ended) return;
-    this.headStartedAt = 0;
+    this.headSeenAt = 0;
     this.host.localError('header_timeout');
     this.writeFinal(localReplyText(408, REASON_HEADER, 'header_timeout', `request headers not received within ${this.host.headersTimeoutMs} ms`, 'close', true));
   }
 
   /** Draining: close now if nothing is under way (a later response says `connection: close`). */
   closeIfIdle(): void {
-    if (!this.inExchange && this.headStartedAt === 0 && this.pending === undefined) this.writeFinal('');
+    if (!this.inExchange && this.headSeenAt === 0 && this.pending === undefined) this.writeFinal('');
   }
 
   private onEnd(): void {
@@ -332,6 +342,8 @@ export class DownstreamConnection implements RequestSink {
 
   endResponse(): void {
     if (this.framing === FRAME_CHUNKED && !this.ended) this.socket.write(LAST_CHUNK, 'latin1');
+    // Head, body and end written in one tick go out in one writev now (a streamed body uncorks on the next tick).
+    this.uncorkNow();
     this.responseDone();
   }
 
@@ -383,6 +395,7 @@ export class DownstreamConnection implements RequestSink {
   }
 
   uncorkNow(): void {
+    if (!this.corked) return;
     this.corked = false;
     this.socket.uncork();
   }

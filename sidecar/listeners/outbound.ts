@@ -96,7 +96,7 @@ export class OutboundListener implements DownstreamHost {
     return this.scope.draining;
   }
 
-  /** The request-headers timeout: a head not complete this long after it began gets 408 (checked by one sweep). */
+  /** The request-headers timeout: a head not complete this long after it began gets 408 (one sweep, at most twice a timeout late). */
   setHeadersTimeout(ms: number): void {
     if (ms === this.headersTimeoutMs && this.headerSweep !== undefined) return;
     this.headersTimeoutMs = ms;
@@ -106,8 +106,8 @@ export class OutboundListener implements DownstreamHost {
   }
 
   private sweepHeaders(): void {
-    const deadline = performance.now() - this.headersTimeoutMs;
-    for (const c of this.h1) if (c.headStartedAt !== 0 && c.headStartedAt <= deadline) c.headersTimedOut();
+    const now = performance.now();
+    for (const c of this.h1) c.sweepHead(now, this.headersTimeoutMs);
   }
 
   /** Sniffs the first bytes: the HTTP/2 connection preface means h2c with prior knowledge, else HTTP/1.1. */
