@@ -1,11 +1,10 @@
 // One client HTTP/1.1 connection on a raw socket: llhttp parses requests, one exchange at a time (pipelined ones wait), responses written here.
-import { createRequire } from 'node:module';
 import type net from 'node:net';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { LocalReason } from '../listeners/errors.ts';
 import { HPE_OK, HPE_PAUSED, HPE_PAUSED_UPGRADE, HttpParser, REQUEST } from './llhttp.ts';
 import type { ExecuteResult } from './llhttp.ts';
-import { RequestReader } from './request-reader.ts';
+import { RequestBody, RequestReader, errorName } from './request-reader.ts';
 import type { RequestSink } from './request-reader.ts';
 import {
   CONTINUE_100,
@@ -20,12 +19,6 @@ import {
   responseHead,
 } from './response-head.ts';
 import type { Framing } from './response-head.ts';
-
-const require = createRequire(import.meta.url);
-const ERROR_NAMES: string[] = [];
-for (const [name, n] of Object.entries((require('undici/lib/llhttp/constants.js') as { ERROR: Record<string, number> }).ERROR)) {
-  ERROR_NAMES[n] = `HPE_${name}`;
-}
 
 /** Bytes of pipelined requests held while a response is under way before the socket stops being read. */
 const MAX_PENDING = 64 * 1024;
@@ -45,18 +38,6 @@ export interface DownstreamHost {
 export interface DownstreamExchange {
   drained(): void;
   requestFailed(status: number, reason: LocalReason, message: string): void;
-}
-
-/** A request body as a stream: filled from the parser, the socket paused while the reader lags. */
-class RequestBody extends Readable {
-  private readonly conn: DownstreamConnection;
-  constructor(conn: DownstreamConnection) {
-    super();
-    this.conn = conn;
-  }
-  override _read(): void {
-    this.conn.bodyWanted();
-  }
 }
 
 export class DownstreamConnection implements RequestSink {
@@ -256,7 +237,7 @@ export class DownstreamConnection implements RequestSink {
     const reason: LocalReason = overflow ? 'headers_too_large' : 'bad_request';
     const message = overflow
       ? `request headers too large: over ${Math.round(this.head.maxHeaderBytes / 1024)} KB`
-      : `bad request: ${ERROR_NAMES[r.code] ?? `HPE_${r.code}`} (${r.reason}); the request is not valid HTTP/1.1`;
+      : `bad request: ${errorName(r.code)} (${r.reason}); the request is not valid HTTP/1.1`;
     this.closeAfter = true;
     const ex = this.exchange;
     if (this.inExchange && ex !== undefined) {

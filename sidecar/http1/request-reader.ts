@@ -1,4 +1,6 @@
-// Collects one HTTP/1.1 request head from llhttp's callbacks (URL, raw header pairs, byte count against the limit) and hands on body events.
+// Collects one HTTP/1.1 request head from llhttp's callbacks (URL, raw header pairs, byte count against the limit); the body stream; error names.
+import { createRequire } from 'node:module';
+import { Readable } from 'node:stream';
 import { BODY, CONTINUE, HPE_USER, PAUSE } from './llhttp.ts';
 import type { HttpParser, ParserEvents } from './llhttp.ts';
 
@@ -12,6 +14,29 @@ export interface RequestSink {
   bodyChunk(chunk: Buffer): void;
   /** The request ended; the parser pauses here until the response is done. */
   messageComplete(): void;
+}
+
+const require = createRequire(import.meta.url);
+const ERROR_NAMES: string[] = [];
+for (const [name, n] of Object.entries((require('undici/lib/llhttp/constants.js') as { ERROR: Record<string, number> }).ERROR)) {
+  ERROR_NAMES[n] = `HPE_${name}`;
+}
+
+/** llhttp's name for an error number (HPE_INVALID_METHOD, ...), from undici's copy of llhttp's constants. */
+export function errorName(code: number): string {
+  return ERROR_NAMES[code] ?? `HPE_${code}`;
+}
+
+/** A request body as a stream: filled from the parser; `_read` tells the connection to read the socket again. */
+export class RequestBody extends Readable {
+  private readonly owner: { bodyWanted(): void };
+  constructor(owner: { bodyWanted(): void }) {
+    super();
+    this.owner = owner;
+  }
+  override _read(): void {
+    this.owner.bodyWanted();
+  }
 }
 
 /** The request head being read, plus what llhttp decided about it. */
