@@ -1,13 +1,12 @@
-// The downstream side of one proxied request (HTTP/1.1 response or HTTP/2 stream) as a dispatch handler.
+// The downstream side of one proxied request (HTTP/1.1 on a raw client connection, or an HTTP/2 stream) as a dispatch handler.
 import http2 from 'node:http2';
-import type http from 'node:http';
-import type net from 'node:net';
+import type { DownstreamConnection, DownstreamExchange } from '../http1/downstream-connection.ts';
 import type { DispatchController, DispatchHandler, Headers } from '../upstream/index.ts';
 import type { ClusterRequestMetrics, DataPlaneMetrics } from '../telemetry/metrics.ts';
-import type { LocalReplyError } from './errors.ts';
+import type { LocalReason, LocalReplyError } from './errors.ts';
 import { exchangeEnded, exchangeStarted } from './idle.ts';
 import type { HeldExchange } from './idle.ts';
-import { replyH1, replyH2 } from './local-reply.ts';
+import { replyH2 } from './local-reply.ts';
 
 const kEx = Symbol('skein.downstream');
 
@@ -17,26 +16,23 @@ export interface ExchangeScope {
   draining: boolean;
 }
 
-export class H1Downstream implements DispatchHandler, HeldExchange {
+export class H1Downstream implements DispatchHandler, HeldExchange, DownstreamExchange {
   private readonly scope: ExchangeScope;
-  private readonly res: http.ServerResponse;
   /** The client connection, held (not idle) until the exchange finishes; its close abandons the exchange. */
-  private readonly socket: net.Socket;
+  private readonly conn: DownstreamConnection;
   private readonly cm: ClusterRequestMetrics;
   private readonly startedAt: number;
   private controller: DispatchController | undefined;
   private status = 0;
   private done = false;
 
-  /** `socket` is the request's connection (a pipelined response has none of its own yet). */
-  constructor(scope: ExchangeScope, res: http.ServerResponse, socket: net.Socket, cm: ClusterRequestMetrics, startedAt: number) {
+  constructor(scope: ExchangeScope, conn: DownstreamConnection, cm: ClusterRequestMetrics, startedAt: number) {
     this.scope = scope;
-    this.res = res;
-    this.socket = socket;
+    this.conn = conn;
     this.cm = cm;
     this.startedAt = startedAt;
-    (res as unknown as Record<symbol, H1Downstream>)[kEx] = this;
-    exchangeStarted(socket, this);
+    conn.exchange = this;
+    exchangeStarted(conn.socket, this);
   }
 
   onRequestStart(controller: DispatchController): void {
@@ -44,42 +40,55 @@ export class H1Downstream implements DispatchHandler, HeldExchange {
   }
 
   onResponseStart(status: number, headers: Headers): void {
+    if (this.done) return;
     this.status = status;
-    if (this.scope.draining) headers['connection'] = 'close';
-    this.res.writeHead(status, headers as http.OutgoingHttpHeaders);
+    this.conn.writeHead(status, headers);
   }
 
   onResponseData(chunk: Buffer): boolean {
-    const ok = this.res.write(chunk);
-    if (!ok) this.res.once('drain', onH1Drain);
-    return ok;
+    if (this.done) return true;
+    return this.conn.writeBody(chunk);
   }
 
   onResponseEnd(_trailers: Headers | undefined): void {
+    if (this.done) return;
     this.finish(this.status);
-    this.res.end();
+    this.conn.endResponse();
   }
 
   onResponseError(error: LocalReplyError): void {
+    if (this.done) return;
     this.scope.metrics.localError(error.reason);
-    if (this.res.headersSent) {
+    this.fail(error.status, error.reason, error.message);
+  }
+
+  /** The request broke midway (a malformed body): abandon the upstream request and answer, or reset. */
+  requestFailed(status: number, reason: LocalReason, message: string): void {
+    if (this.done) return;
+    this.scope.metrics.localError(reason);
+    this.controller?.abort();
+    this.fail(status, reason, message);
+  }
+
+  private fail(status: number, reason: LocalReason, message: string): void {
+    if (this.conn.headSent) {
       this.finish(this.status);
-      this.res.destroy();
+      this.conn.destroy();
       return;
     }
-    this.finish(error.status);
-    replyH1(this.res, error.status, error.reason, error.message, this.scope.draining);
+    this.finish(status);
+    this.conn.reply(status, reason, message);
   }
 
   private finish(status: number): void {
-    if (this.done) return;
     this.done = true;
     const now = performance.now();
     this.cm.observe(status, (now - this.startedAt) / 1000);
-    exchangeEnded(this.socket, this, now);
+    exchangeEnded(this.conn.socket, this, now);
   }
 
-  resume(): void {
+  /** The socket drained after a write said it was full. */
+  drained(): void {
     this.controller?.resume();
   }
 
@@ -89,10 +98,6 @@ export class H1Downstream implements DispatchHandler, HeldExchange {
     this.finish(499);
     this.controller?.abort();
   }
-}
-
-function onH1Drain(this: http.ServerResponse): void {
-  (this as unknown as Record<symbol, H1Downstream>)[kEx]?.resume();
 }
 
 const { NGHTTP2_INTERNAL_ERROR } = http2.constants;

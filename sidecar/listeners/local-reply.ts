@@ -1,8 +1,6 @@
-// Local replies (errors the sidecar answers itself): status, x-skein-reason, a text body, for HTTP/1.1, HTTP/2 and raw sockets.
-import http from 'node:http';
+// Local replies (errors the sidecar answers itself): status, x-skein-reason, a text body, for node:http responses and HTTP/2 streams.
+import type http from 'node:http';
 import type http2 from 'node:http2';
-import type net from 'node:net';
-import type { Duplex } from 'node:stream';
 import type { LocalReason } from './errors.ts';
 
 export const REASON_HEADER = 'x-skein-reason';
@@ -41,14 +39,4 @@ export function replyH2(stream: http2.ServerHttp2Stream, status: number, reason:
   }
   stream.respond(headers);
   stream.end(body);
-}
-
-/** For parse errors before a request exists: write a whole response on the raw socket and close it. */
-export function replyRaw(socket: net.Socket | Duplex, status: number, reason: LocalReason, message: string): void {
-  const body = `${message}\n`;
-  const head =
-    `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\n` +
-    `content-type: text/plain; charset=utf-8\r\n${REASON_HEADER}: ${reason}\r\n` +
-    `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n`;
-  socket.end(head + body);
 }

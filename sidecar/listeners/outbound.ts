@@ -1,10 +1,10 @@
-// The outbound HTTP listener: accepts HTTP/1.1 and h2c (by connection preface), routes each request, dispatches it.
-import http from 'node:http';
+// The outbound HTTP listener: accepts HTTP/1.1 (raw sockets parsed by llhttp) and h2c (by connection preface), routes each request, dispatches it.
 import http2 from 'node:http2';
 import net from 'node:net';
-import type { Duplex } from 'node:stream';
+import { DownstreamConnection } from '../http1/downstream-connection.ts';
+import type { DownstreamHost } from '../http1/downstream-connection.ts';
 import { findRoute, pickCluster, splitAbsoluteUrl } from '../router/index.ts';
-import type { CompiledRoute, RequestHeaders, RouteTable } from '../router/index.ts';
+import type { CompiledRoute, RouteTable } from '../router/index.ts';
 import { headerListFromObject, headerListFromRaw, headerListValue } from '../upstream/index.ts';
 import type { ClusterManager, Dispatch, DispatchRequest, HeaderList, Headers, RequestHeadInfo } from '../upstream/index.ts';
 import type { ClusterRequestMetrics, DataPlaneMetrics } from '../telemetry/metrics.ts';
@@ -14,7 +14,9 @@ import type { LocalReason, LocalReplyError } from './errors.ts';
 import { H1Downstream, H2Downstream } from './downstream.ts';
 import { IdleSweeper, abandonExchanges, markActive } from './idle.ts';
 import type { ExchangeScope } from './downstream.ts';
-import { replyH1, replyH2, replyRaw } from './local-reply.ts';
+import { H2HeaderSource, NO_HEADERS, RawHeaderSource } from './header-source.ts';
+import type { HeaderSource } from './header-source.ts';
+import { replyH2 } from './local-reply.ts';
 
 const log = logger('listener');
 
@@ -40,17 +42,20 @@ interface Resolution {
   error: LocalReplyError | undefined;
 }
 
-export class OutboundListener {
+export class OutboundListener implements DownstreamHost {
   readonly scope: ExchangeScope;
   private readonly options: OutboundOptions;
   private readonly manager: ClusterManager;
   private readonly dispatch: Dispatch;
   private readonly metrics: DataPlaneMetrics;
   private readonly server: net.Server;
-  private readonly h1: http.Server;
   private readonly h2: http2.Http2Server;
   private readonly sockets = new Set<net.Socket>();
+  /** HTTP/1.1 connections (after the preface sniff), for the header-timeout sweep and draining. */
+  private readonly h1 = new Set<DownstreamConnection>();
   private readonly idle: IdleSweeper;
+  private headerSweep: NodeJS.Timeout | undefined;
+  headersTimeoutMs: number;
   private readonly resolution: Resolution = { route: undefined, cluster: '', metrics: undefined, error: undefined };
   /** Reused per request: what the header pass found (Host, whether a body follows). */
   private readonly head: RequestHeadInfo = { host: undefined, hasBody: false };
@@ -63,22 +68,8 @@ export class OutboundListener {
     this.dispatch = dispatch;
     this.metrics = metrics;
     this.scope = { metrics, draining: false };
-    this.h1 = http.createServer(
-      {
-        maxHeaderSize: options.maxRequestHeadersKb * 1024,
-        headersTimeout: options.requestHeadersTimeoutMs,
-        requestTimeout: 0,
-        // Idle connections are closed by the IdleSweeper (node's keep-alive timeout re-arms a timer per request).
-        keepAliveTimeout: 0,
-        connectionsCheckingInterval: Math.min(1000, options.requestHeadersTimeoutMs),
-        requireHostHeader: false,
-      },
-      (req, res) => this.onH1Request(req, res),
-    );
-    // node:http tracks connections (header timeout, idle close) from its 'listening' event; this server never
-    // listens itself (the sniffing net.Server hands it sockets), so start that tracking explicitly.
-    this.h1.emit('listening');
-    this.h1.on('clientError', (err: NodeJS.ErrnoException, socket) => this.onClientError(err, socket));
+    this.headersTimeoutMs = options.requestHeadersTimeoutMs;
+    this.setHeadersTimeout(options.requestHeadersTimeoutMs);
     this.h2 = http2.createServer({ maxSessionMemory: 32 });
     this.h2.on('stream', (stream, headers, flags) => this.onH2Stream(stream, headers, flags));
     this.h2.on('sessionError', (err) => log.debug('h2 session error', { code: (err as NodeJS.ErrnoException).code }));
@@ -101,8 +92,22 @@ export class OutboundListener {
     });
   }
 
+  get draining(): boolean {
+    return this.scope.draining;
+  }
+
+  /** The request-headers timeout: a head not complete this long after it began gets 408 (one sweep, at most twice a timeout late). */
   setHeadersTimeout(ms: number): void {
-    this.h1.headersTimeout = ms;
+    if (ms === this.headersTimeoutMs && this.headerSweep !== undefined) return;
+    this.headersTimeoutMs = ms;
+    clearInterval(this.headerSweep);
+    this.headerSweep = setInterval(() => this.sweepHeaders(), Math.max(10, Math.min(1000, ms)));
+    this.headerSweep.unref();
+  }
+
+  private sweepHeaders(): void {
+    const now = performance.now();
+    for (const c of this.h1) c.sweepHead(now, this.headersTimeoutMs);
   }
 
   /** Sniffs the first bytes: the HTTP/2 connection preface means h2c with prior knowledge, else HTTP/1.1. */
@@ -122,7 +127,7 @@ export class OutboundListener {
     const onSilent = (): void => {
       socket.destroy();
     };
-    socket.setTimeout(this.h1.headersTimeout, onSilent);
+    socket.setTimeout(this.headersTimeoutMs, onSilent);
     socket.once('end', onSilent);
     const onData = (chunk: Buffer): void => {
       head = head === undefined ? chunk : Buffer.concat([head, chunk]);
@@ -139,33 +144,13 @@ export class OutboundListener {
         socket.unshift(head);
         this.h2.emit('connection', socket);
       } else {
-        // node:http reads straight from the handle (unshifted bytes would be lost): hand it the first bytes as data.
-        this.h1.emit('connection', socket);
-        socket.emit('data', head);
+        const conn = new DownstreamConnection(socket, this, this.options.maxRequestHeadersKb * 1024);
+        this.h1.add(conn);
+        socket.on('close', () => this.h1.delete(conn));
+        conn.start(head);
       }
     };
     socket.on('data', onData);
-  }
-
-  private onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-    if (!socket.writable || err.code === 'ECONNRESET') {
-      socket.destroy();
-      return;
-    }
-    let status = 400;
-    let reason: LocalReason = 'bad_request';
-    let message = `bad request: ${err.code ?? 'parse error'} (${err.message}); the request is not valid HTTP/1.1`;
-    if (err.code === 'HPE_HEADER_OVERFLOW') {
-      status = 431;
-      reason = 'headers_too_large';
-      message = `request headers too large: over ${this.options.maxRequestHeadersKb} KB`;
-    } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-      status = 408;
-      reason = 'header_timeout';
-      message = `request headers not received within ${this.h1.headersTimeout} ms`;
-    }
-    this.metrics.localError(reason);
-    replyRaw(socket, status, reason, message);
   }
 
   /**
@@ -199,13 +184,15 @@ export class OutboundListener {
     return r;
   }
 
-  private onH1Request(req: http.IncomingMessage, res: http.ServerResponse): void {
+  /** A request head parsed on an HTTP/1.1 connection (DownstreamHost). */
+  request(conn: DownstreamConnection): void {
     const startedAt = performance.now();
-    markActive(req.socket, startedAt);
-    // One pass over rawHeaders: node's req.headers object is never built unless a route matches on headers.
+    markActive(conn.socket, startedAt);
+    // One pass over the raw header pairs: an object of them is built only if a route matches on headers.
+    const req = conn.head;
     const info = this.head;
     const headers = headerListFromRaw(req.rawHeaders, info);
-    let path = req.url ?? '/';
+    let path = req.url;
     let authority = info.host;
     const abs = splitAbsoluteUrl(path);
     if (abs !== undefined) {
@@ -213,37 +200,41 @@ export class OutboundListener {
       authority = abs.authority;
     }
     if (authority === undefined || authority === '') {
-      this.localH1(res, badRequest('no Host header and no absolute-form URL: the sidecar cannot tell which Service is meant'));
+      this.localH1(conn, badRequest('no Host header and no absolute-form URL: the sidecar cannot tell which Service is meant'));
       return;
     }
-    const r = this.resolve(authority, path, req);
+    const r = this.resolve(authority, path, new RawHeaderSource(req.rawHeaders));
     if (r.error !== undefined) {
-      this.localH1(res, r.error);
+      this.localH1(conn, r.error);
       return;
     }
     const action = (r.route as CompiledRoute).action;
     if (action.kind === 'direct') {
-      replyH1(res, action.status, 'direct_response', action.body, this.scope.draining);
+      conn.reply(action.status, 'direct_response', action.body);
       return;
     }
     const request: DispatchRequest = {
       cluster: r.cluster,
-      method: req.method ?? 'GET',
+      method: req.method,
       path,
       authority,
       headers,
-      body: info.hasBody ? req : null,
+      body: info.hasBody ? conn.requestBody() : null,
       hash: action.hashHeader === undefined ? undefined : hashValue(action.hashHeader, headers, authority),
       wantsH2: false,
       timeoutMs: action.timeoutMs ?? 0,
     };
-    const handler = new H1Downstream(this.scope, res, req.socket, r.metrics as ClusterRequestMetrics, startedAt);
+    const handler = new H1Downstream(this.scope, conn, r.metrics as ClusterRequestMetrics, startedAt);
     this.dispatch(request, handler);
   }
 
-  private localH1(res: http.ServerResponse, e: LocalReplyError): void {
+  localError(reason: LocalReason): void {
+    this.metrics.localError(reason);
+  }
+
+  private localH1(conn: DownstreamConnection, e: LocalReplyError): void {
     this.metrics.localError(e.reason);
-    replyH1(res, e.status, e.reason, e.message, this.scope.draining);
+    conn.reply(e.status, e.reason, e.message);
   }
 
   private onH2Stream(stream: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders, flags: number): void {
@@ -291,40 +282,16 @@ export class OutboundListener {
   async close(ms: number): Promise<void> {
     this.scope.draining = true;
     this.idle.stop();
+    clearInterval(this.headerSweep);
     const closed = new Promise<void>((r) => this.server.close(() => r()));
-    this.h1.closeIdleConnections();
+    for (const c of this.h1) c.closeIfIdle();
     // HTTP/2 sessions get a GOAWAY through the h2 server's close.
     this.h2.close();
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([closed, new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
     clearTimeout(timer);
-    this.h1.closeAllConnections();
-    this.h1.close();
     for (const s of this.sockets) s.destroy();
     await closed;
-  }
-}
-
-/** Where resolve() reads request headers from when a route matches on them (node's lazily built req.headers). */
-interface HeaderSource {
-  readonly headers: RequestHeaders;
-}
-
-const NO_HEADERS: RequestHeaders = Object.freeze({});
-
-/** An HTTP/2 request's headers for route matching as HTTP/1.1 shows them (no pseudo-headers, `host` present), built on demand. */
-class H2HeaderSource implements HeaderSource {
-  private readonly h: http2.IncomingHttpHeaders;
-  private readonly authority: string;
-  constructor(h: http2.IncomingHttpHeaders, authority: string) {
-    this.h = h;
-    this.authority = authority;
-  }
-  get headers(): RequestHeaders {
-    const out: Headers = {};
-    for (const name in this.h) if (name.charCodeAt(0) !== 0x3a) out[name] = this.h[name];
-    out['host'] ??= this.authority;
-    return out;
   }
 }
 
