@@ -56,6 +56,8 @@ export class DownstreamConnection implements RequestSink {
   private parsing = false;
   private body: RequestBody | null = null;
   private bodyFull = false;
+  /** requestBody() handed this request's body out. */
+  private bodyTaken = false;
   private readPaused = false;
   private ended = false;
   /**
@@ -138,6 +140,8 @@ export class DownstreamConnection implements RequestSink {
   /** The response to the last request ended: let the parser go on to the next one. */
   private nextMessage(code: number): void {
     this.requestDone = false;
+    this.bodyTaken = false;
+    this.body = null;
     // An Upgrade request answered without 101 stays HTTP/1.1: start the next message afresh.
     if (code === HPE_PAUSED_UPGRADE) this.parser.reset();
     else this.parser.resume();
@@ -177,13 +181,20 @@ export class DownstreamConnection implements RequestSink {
     const b = this.body;
     if (b !== null) {
       b.push(null);
+      // A body that arrived whole with its head is not handed out yet: requestBody() still has to return it.
+      if (!this.bodyTaken) return;
       this.body = null;
     }
   }
 
   /** The request body stream, for requests that have one (empty and ended if it arrived with no bytes). */
   requestBody(): Readable {
-    if (this.body !== null) return this.body;
+    this.bodyTaken = true;
+    if (this.body !== null) {
+      const b = this.body;
+      if (this.requestDone) this.body = null;
+      return b;
+    }
     const b = new RequestBody(this);
     if (this.requestDone) b.push(null);
     else this.body = b;

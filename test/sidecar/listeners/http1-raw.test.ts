@@ -104,6 +104,22 @@ describe('outbound HTTP/1.1 on the raw socket', () => {
     expect(text.split('HTTP/1.1 200')[3]).toContain('connection: close');
   });
 
+  it('forwards a small body that arrives in the same read as its head, on fresh and kept-alive connections', async () => {
+    const agent = new http.Agent({ keepAlive: true });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const get = await request(pair.outbound, { host: 'app', path: '/x', agent });
+        expect(get.status).toBe(200);
+        const put = await request(pair.outbound, { host: 'app', method: 'PUT', path: '/k', body: String(i), agent });
+        expect(JSON.parse(put.body)).toMatchObject({ method: 'PUT', body: String(i) });
+      }
+    } finally {
+      agent.destroy();
+    }
+    const once = await request(pair.outbound, { host: 'app', method: 'POST', path: '/k', body: 'one' });
+    expect(JSON.parse(once.body)).toMatchObject({ method: 'POST', body: 'one' });
+  });
+
   it('parses requests split across many small reads (head and chunked body)', async () => {
     const msg = 'POST /echo HTTP/1.1\r\nHost: app\r\nX-Split: yes\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n';
     const parts: string[] = [];
