@@ -33,6 +33,9 @@ export class RequestBody extends Readable {
   constructor(owner: { bodyWanted(): void }) {
     super();
     this.owner = owner;
+    // The connection destroys the body when the client leaves; the exchange learns of it through its abort, and a
+    // reader attaches its own listener. With no reader yet (the upstream still connecting) the error must not throw.
+    this.on('error', ignore);
   }
   override _read(): void {
     this.owner.bodyWanted();
@@ -144,3 +147,5 @@ export class RequestReader implements ParserEvents {
     return HPE_USER;
   }
 }
+
+function ignore(): void {}
