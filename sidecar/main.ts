@@ -2,13 +2,14 @@
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { flushCompileCache } from 'node:module';
-import { collectDefaultMetrics, Registry } from 'prom-client';
 import { AdminServer, readinessOf } from './admin/server.ts';
 import { type Config, parseConfig, SIDECAR_USAGE, wantsHelp } from './config.ts';
 import { ConfigInvalidError } from './errors.ts';
 import { registerCertificateMetrics, TlsContexts, WorkloadIdentity } from './tls/index.ts';
 import { createDataPlane } from './listeners/index.ts';
 import { logger } from './log.ts';
+import { registerProcessMetrics } from './telemetry/process-metrics.ts';
+import { Registry } from './telemetry/prom.ts';
 import { XdsClient } from './xds/client.ts';
 import { createXdsMetrics } from './xds/metrics.ts';
 import { buildNode, nodeId } from './xds/node.ts';
@@ -82,7 +83,7 @@ export async function runSidecar(argv: string[], options: SidecarRunOptions = {}
   }
   const config = parseConfig(argv, options.env ?? process.env);
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'skein_sidecar_' });
+  registerProcessMetrics(registry, 'skein_sidecar_');
 
   // Listen for SIGTERM from the start, so a sidecar still waiting for its certificate stops promptly.
   const stop = stopRequested(options.signal);
