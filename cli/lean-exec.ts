@@ -3,10 +3,10 @@ import { fileURLToPath } from 'node:url';
 
 /**
  * V8 flags for a small idle footprint that cost the data path nothing measurable (see the README's benchmark):
- * a young generation of at most 2 × 4 MiB semi-spaces instead of 2 × 16 MiB (scavenges stay cheap because a proxy's
+ * a young generation of at most 2 × 2 MiB semi-spaces instead of 2 × 16 MiB (scavenges stay cheap because a proxy's
  * garbage dies young), and at most two V8 helper threads.
  */
-export const LEAN_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4', '--v8-pool-size=2'];
+export const LEAN_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2', '--v8-pool-size=2'];
 
 /** Set in the restarted process so it does not restart again. */
 const MARKER = 'SKEIN_LEAN_EXEC';
