@@ -19,14 +19,14 @@ export interface IdleRssResult {
   /** Seconds from sidecar start until every cluster was there. */
   readonly loadSeconds: number;
   /** From /proc/PID/smaps_rollup: pages only this process maps vs pages shared (mostly the node binary). */
-  readonly privateBytes: number;
-  readonly sharedBytes: number;
+  readonly privateBytes?: number;
+  readonly sharedBytes?: number;
   /** RSS backed by files (the node binary and libraries) rather than anonymous memory. */
-  readonly rssFileBytes: number;
+  readonly rssFileBytes?: number;
   /** V8 and Node as the sidecar reports them (nodejs_* metrics, read after the RSS): heap used/total, external. */
-  readonly heapUsedBytes: number;
-  readonly heapTotalBytes: number;
-  readonly externalBytes: number;
+  readonly heapUsedBytes?: number;
+  readonly heapTotalBytes?: number;
+  readonly externalBytes?: number;
 }
 
 function kb(text: string, field: string): number {
@@ -35,7 +35,7 @@ function kb(text: string, field: string): number {
 }
 
 /** Memory of `pid` from /proc: RSS split into private/shared (smaps_rollup) and anonymous/file (status). */
-export function procMemory(pid: number): Pick<IdleRssResult, 'rssBytes' | 'rssAnonBytes' | 'rssFileBytes' | 'privateBytes' | 'sharedBytes'> {
+export function procMemory(pid: number): Required<Pick<IdleRssResult, 'rssBytes' | 'rssAnonBytes' | 'rssFileBytes' | 'privateBytes' | 'sharedBytes'>> {
   const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return {
@@ -137,7 +137,7 @@ if (import.meta.main) {
         settleMs: Number(values.settle) * 1000,
         log,
       });
-      const mib = (n: number) => (n / MiB).toFixed(1);
+      const mib = (n: number | undefined) => ((n ?? Number.NaN) / MiB).toFixed(1);
       log(
         `idle sidecar, ${r.clusters} clusters: RSS ${mib(r.rssBytes)} MiB (private ${mib(r.privateBytes)}, shared ${mib(r.sharedBytes)}; ` +
           `anonymous ${mib(r.rssAnonBytes)}, file ${mib(r.rssFileBytes)}); V8 heap used ${mib(r.heapUsedBytes)} of ${mib(r.heapTotalBytes)}, external ${mib(r.externalBytes)}`,
