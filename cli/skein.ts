@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The `skein` command: dispatches to one subcommand, loading only that side's code.
+import { leanExec } from './lean-exec.ts';
 
 const HELP = `skein — a service mesh on Kubernetes discovery, speaking Envoy's xDS v3
 
@@ -18,7 +19,12 @@ type Command = (argv: string[]) => Promise<number>;
 
 const commands: Record<string, () => Promise<Command>> = {
   'control-plane': async () => (await import('../control-plane/main.ts')).runControlPlane,
-  sidecar: async () => (await import('../sidecar/main.ts')).runSidecar,
+  sidecar: async () => {
+    // One sidecar runs beside every workload: restart with the compile cache (no TypeScript stripper in memory) and
+    // small-heap V8 flags before loading anything.
+    leanExec();
+    return (await import('../sidecar/main.ts')).runSidecar;
+  },
   'proxy-status': async () => (await import('../control-plane/cli/proxy-status.ts')).runProxyStatus,
   token: async () => (await import('../control-plane/cli/token.ts')).runToken,
   demo: async () => (await import('../examples/demo/launcher.ts')).runDemo,

@@ -1,5 +1,6 @@
 // The wire contract's one interface: loaders, Any packing, type URLs, and the generated message types.
 export { type AnyMessage, decodeMessage, encodeMessage, pack, UnknownTypeError, unpack } from './any.ts';
+export { adsClientConstructor, certificateClientConstructor, type ClientConstructor, serviceDefinition } from './clients.ts';
 export { CONVERSION, grpcDefinitions, messageRoot, PROTO_FILES, PROTO_ROOT } from './load.ts';
 export * from './type-urls.ts';
 

@@ -1,8 +1,9 @@
 // Loads Skein's .proto files once: gRPC service definitions for grpc-js, and message types for Any payloads.
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type * as grpc from '@grpc/grpc-js';
 import { loadPackageDefinition } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
+import type * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
 import type { ProtoGrpcType as MeshGrpcType } from './generated/mesh.ts';
 
@@ -32,9 +33,13 @@ export const CONVERSION = {
 
 let grpcTypes: MeshGrpcType | undefined;
 
-/** The grpc-js package definition holding the ADS and CA services. */
+/**
+ * The grpc-js package definition holding the ADS and CA services (for servers: the control plane). @grpc/proto-loader
+ * is required only here, on first use: the sidecar builds its clients from messageRoot() instead (clients.ts).
+ */
 export function grpcDefinitions(): MeshGrpcType {
   if (!grpcTypes) {
+    const { loadSync } = createRequire(import.meta.url)('@grpc/proto-loader') as typeof protoLoader;
     const definition = loadSync([...PROTO_FILES], { ...CONVERSION, includeDirs: [PROTO_ROOT] });
     grpcTypes = loadPackageDefinition(definition) as unknown as MeshGrpcType;
   }

@@ -1,16 +1,19 @@
 // `skein sidecar`: wires config → data plane → xDS client → admin server, and drains on SIGTERM/SIGINT.
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { flushCompileCache } from 'node:module';
 import { AdminServer, readinessOf } from './admin/server.ts';
 import { type Config, parseConfig, SIDECAR_USAGE, wantsHelp } from './config.ts';
 import { ConfigInvalidError } from './errors.ts';
 import { registerCertificateMetrics, TlsContexts, WorkloadIdentity } from './tls/index.ts';
 import { createDataPlane } from './listeners/index.ts';
 import { logger } from './log.ts';
+import { registerProcessMetrics } from './telemetry/process-metrics.ts';
+import { Registry } from './telemetry/prom.ts';
 import { XdsClient } from './xds/client.ts';
 import { createXdsMetrics } from './xds/metrics.ts';
 import { buildNode, nodeId } from './xds/node.ts';
+import { ConfigSettler } from './xds/settle.ts';
 
 const log = logger('main');
 
@@ -80,7 +83,7 @@ export async function runSidecar(argv: string[], options: SidecarRunOptions = {}
   }
   const config = parseConfig(argv, options.env ?? process.env);
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'skein_sidecar_' });
+  registerProcessMetrics(registry, 'skein_sidecar_');
 
   // Listen for SIGTERM from the start, so a sidecar still waiting for its certificate stops promptly.
   const stop = stopRequested(options.signal);
@@ -128,12 +131,16 @@ export async function runSidecar(argv: string[], options: SidecarRunOptions = {}
     clusterDomain: config.clusterDomain,
     version: packageVersion(),
   });
+  const settler = new ConfigSettler();
   const xds = new XdsClient({
     server: `${config.controlPlane.host.includes(':') ? `[${config.controlPlane.host}]` : config.controlPlane.host}:${config.controlPlane.port}`,
     node,
     protocol: config.xdsProtocol,
     metrics: createXdsMetrics(registry),
-    onConfig: (mesh) => dataPlane.update(mesh),
+    onConfig: (mesh) => {
+      dataPlane.update(mesh);
+      settler.changed();
+    },
   });
 
   let draining = false;
@@ -166,9 +173,13 @@ export async function runSidecar(argv: string[], options: SidecarRunOptions = {}
   const ports = { admin: admin.port, ...dataPlane.ports() };
   log.info('sidecar started', { node: node.id, controlPlane: config.controlPlane, mtls: tls === undefined ? 'off' : tls.spiffeId, ...ports });
   options.onStarted?.(ports);
+  // Everything the sidecar runs is loaded: save it to the compile cache (when on), so the next start skips compiling
+  // and type stripping (no TypeScript stripper in memory at all).
+  flushCompileCache();
 
   const why = await stop;
   draining = true;
+  settler.stop();
   log.info('draining', { reason: why, drainTimeoutMs: config.drainTimeoutMs });
   xds.stop();
   await dataPlane.close(config.drainTimeoutMs);

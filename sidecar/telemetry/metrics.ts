@@ -1,6 +1,5 @@
 // Data-plane Prometheus metrics in the registry we are given; per-request counts are plain numbers handed to prom-client at scrape time.
-import { Counter, Gauge, Histogram } from 'prom-client';
-import type { Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from './prom.ts';
 import type { LocalReason } from '../listeners/errors.ts';
 import { HistogramSeries } from './histogram-series.ts';
 
@@ -23,15 +22,17 @@ const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 
  * Request metrics for one (direction, cluster). prom-client children hash their label values on every call, so the
  * request path only bumps plain numbers (counts per status code, duration buckets) that are flushed into
  * skein_requests_total and skein_request_duration_seconds when those are collected (scraped).
+ *
+ * A sidecar holds every cluster of the mesh but sends to few: everything per series (duration buckets, the
+ * connections gauge child) is made on first use, so an idle cluster costs this object and nothing else.
  */
 export class ClusterRequestMetrics {
   private readonly owner: DataPlaneMetrics;
   private readonly direction: Direction;
   private readonly cluster: string;
   private readonly byCode = new Map<number, CodeCount>();
-  private readonly duration: HistogramSeries;
-  /** skein_upstream_connections{cluster}. */
-  readonly connections: GaugeChild;
+  private duration: HistogramSeries | undefined;
+  private connectionsChild: GaugeChild | undefined;
   /** skein_upstream_requests_reused_total (one series for the sidecar). */
   readonly reused: { inc(): void };
 
@@ -39,9 +40,13 @@ export class ClusterRequestMetrics {
     this.owner = owner;
     this.direction = direction;
     this.cluster = cluster;
-    this.duration = new HistogramSeries({ direction, cluster }, DURATION_BUCKETS);
-    this.connections = owner.connections.labels(cluster);
     this.reused = owner.reusedCount;
+  }
+
+  /** skein_upstream_connections{cluster}, made on the first connection. */
+  get connections(): GaugeChild {
+    this.connectionsChild ??= this.owner.connections.labels(this.cluster);
+    return this.connectionsChild;
   }
 
   /** One finished request: its status code and its duration in seconds. */
@@ -49,12 +54,12 @@ export class ClusterRequestMetrics {
     const c = this.byCode.get(code);
     if (c === undefined) this.byCode.set(code, { n: 1, reported: 0, child: undefined });
     else c.n++;
-    this.duration.observe(seconds);
+    (this.duration ??= new HistogramSeries({ direction: this.direction, cluster: this.cluster }, DURATION_BUCKETS)).observe(seconds);
   }
 
   /** Copies the duration histogram into skein_request_duration_seconds. */
   flushDuration(): void {
-    this.duration.flush(this.owner.duration);
+    this.duration?.flush(this.owner.duration);
   }
 
   /** Adds the requests counted since the last scrape to skein_requests_total. */

@@ -1,10 +1,11 @@
 // The workload's identity: a local key, a CSR sent to the control plane's CA with our token, rotation at ~50% life.
 import { createPrivateKey, generateKeyPair, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
-import forge from 'node-forge';
-import { type CertificateServiceClient, grpcDefinitions } from '../../proto/index.ts';
+import type forgeModule from 'node-forge';
+import { certificateClientConstructor, type CertificateServiceClient } from '../../proto/index.ts';
 import type { CertificateResponse__Output } from '../../proto/generated/skein/ca/v1/CertificateResponse.ts';
 import { SkeinSidecarError } from '../errors.ts';
 import { logger } from '../log.ts';
@@ -86,9 +87,18 @@ export function checkIssued(res: CertificateResponse__Output, key: KeyObject, tr
   };
 }
 
+let forgeLoaded: typeof forgeModule | undefined;
+
+/** node-forge (node:crypto cannot write a CSR), loaded on the first CSR: ~10 MiB a sidecar without mTLS never pays. */
+function nodeForge(): typeof forgeModule {
+  forgeLoaded ??= createRequire(import.meta.url)('node-forge') as typeof forgeModule;
+  return forgeLoaded;
+}
+
 /** A PEM CSR for `keyPem`, signed with it; it asks for no SANs (the CA names us from our token). */
 export function buildCsr(keyPem: string): string {
-  const key = forge.pki.privateKeyFromPem(keyPem) as forge.pki.rsa.PrivateKey;
+  const forge = nodeForge();
+  const key = forge.pki.privateKeyFromPem(keyPem) as forgeModule.pki.rsa.PrivateKey;
   const csr = forge.pki.createCertificationRequest();
   csr.publicKey = forge.pki.setRsaPublicKey(key.n, key.e);
   csr.setSubject([{ name: 'organizationName', value: 'skein' }]);
@@ -125,7 +135,7 @@ export class WorkloadIdentity implements IdentitySource {
         return id === controlPlaneId ? undefined : new CertificateFetchError(`control plane presented ${id ?? 'no SPIFFE ID'}, expected ${controlPlaneId}`);
       },
     });
-    const Client = grpcDefinitions().skein.ca.v1.CertificateService;
+    const Client = certificateClientConstructor();
     // A DNS-style name for SNI so an IP target does not trip Node's "SNI must not be an IP" warning.
     this.#client = new Client(options.caAddress, creds, { 'grpc.ssl_target_name_override': 'skein-control-plane' });
   }

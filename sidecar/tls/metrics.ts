@@ -1,5 +1,5 @@
 // Certificate metrics: the leaf's expiry time, read from the workload identity whenever Prometheus scrapes.
-import { Gauge, type Registry } from 'prom-client';
+import { Gauge, type Registry } from '../telemetry/prom.ts';
 
 export interface ExpirySource {
   /** Seconds since the epoch; 0 before the first certificate. */

@@ -1,6 +1,6 @@
 // The sidecar's ADS client: delta first (SotW fallback), CDS→EDS→LDS→RDS warming, ACK/NACK, last good config, backoff.
 import * as grpc from '@grpc/grpc-js';
-import { grpcDefinitions, kindOf, type Node, shortName, TYPE_URL, type TypeUrl } from '../../proto/index.ts';
+import { adsClientConstructor, kindOf, type Node, shortName, TYPE_URL, type TypeUrl } from '../../proto/index.ts';
 import { XdsResourceInvalidError, XdsStreamError } from '../errors.ts';
 import { logger } from '../log.ts';
 import { type AdsStream, type IncomingUpdate, openDeltaStream, openSotwStream } from './ads-stream.ts';
@@ -78,7 +78,7 @@ export class XdsClient {
     this.protocol = options.protocol === 'sotw' ? 'sotw' : 'delta';
     this.backoff = new Backoff(options.backoff);
     const b = { ...DEFAULT_BACKOFF, ...options.backoff };
-    const Ads = grpcDefinitions().envoy.service.discovery.v3.AggregatedDiscoveryService;
+    const Ads = adsClientConstructor();
     this.grpcClient = new Ads(options.server, options.credentials ?? grpc.credentials.createInsecure(), {
       'grpc.max_receive_message_length': 256 * 1024 * 1024,
       'grpc.initial_reconnect_backoff_ms': Math.max(b.baseMs, 10),

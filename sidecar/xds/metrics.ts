@@ -1,5 +1,5 @@
 // Prometheus metrics of the sidecar's xDS client, registered on the registry the admin server exposes.
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from '../telemetry/prom.ts';
 
 export interface XdsMetrics {
   readonly connected: Gauge;

@@ -7,6 +7,9 @@ import { messageRoot, PROTO_FILES } from '../../proto/index.ts';
 
 const require = createRequire(import.meta.url);
 const xdsDeps = join(dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps');
+// Envoy's full protos import google/protobuf/descriptor.proto, which protobufjs resolves only once it is registered as a
+// common file (as @grpc/proto-loader does when loaded; proto/ no longer loads it in the sidecar).
+protobuf.common('descriptor', (require('protobufjs/google/protobuf/descriptor.json') as { nested: { google: { nested: { protobuf: { nested: protobuf.INamespace['nested'] } } } } }).nested.google.nested.protobuf.nested ?? {});
 const includeDirs = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(xdsDeps, d));
 
 function envoyRoot(): protobuf.Root {

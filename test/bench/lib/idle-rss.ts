@@ -1,6 +1,9 @@
 // Idle memory of one sidecar holding a large mesh: control plane on a generated registry, one sidecar, RSS once settled.
-import { mkdirSync, readFileSync } from 'node:fs';
+// Also runs alone: `node test/bench/lib/idle-rss.ts [--services 1000] [--runs 1]` prints one JSON line per run.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { freePort } from './pinned-process.ts';
 import { memoryUsage } from './proc-stats.ts';
 import { GeneratedRegistry, namespaceName } from './registry-gen.ts';
@@ -15,6 +18,38 @@ export interface IdleRssResult {
   readonly rssAnonBytes: number;
   /** Seconds from sidecar start until every cluster was there. */
   readonly loadSeconds: number;
+  /** From /proc/PID/smaps_rollup: pages only this process maps vs pages shared (mostly the node binary). */
+  readonly privateBytes?: number;
+  readonly sharedBytes?: number;
+  /** RSS backed by files (the node binary and libraries) rather than anonymous memory. */
+  readonly rssFileBytes?: number;
+  /** V8 and Node as the sidecar reports them (nodejs_* metrics, read after the RSS): heap used/total, external. */
+  readonly heapUsedBytes?: number;
+  readonly heapTotalBytes?: number;
+  readonly externalBytes?: number;
+}
+
+function kb(text: string, field: string): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text);
+  return m ? Number(m[1]) * 1024 : Number.NaN;
+}
+
+/** Memory of `pid` from /proc: RSS split into private/shared (smaps_rollup) and anonymous/file (status). */
+export function procMemory(pid: number): Required<Pick<IdleRssResult, 'rssBytes' | 'rssAnonBytes' | 'rssFileBytes' | 'privateBytes' | 'sharedBytes'>> {
+  const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return {
+    rssBytes: memoryUsage(pid).rss,
+    rssAnonBytes: kb(status, 'RssAnon'),
+    rssFileBytes: kb(status, 'RssFile'),
+    privateBytes: kb(rollup, 'Private_Clean') + kb(rollup, 'Private_Dirty'),
+    sharedBytes: kb(rollup, 'Shared_Clean') + kb(rollup, 'Shared_Dirty'),
+  };
+}
+
+function metric(text: string, name: string): number {
+  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : Number.NaN;
 }
 
 /** Starts a control plane on `services` generated Services and one sidecar at `ip`; measures its RSS after `settleMs`. */
@@ -61,11 +96,55 @@ export async function measureIdleRss(o: {
     const loadSeconds = (Date.now() - started) / 1000;
     o.log(`idle sidecar holds ${clusters}/${expected} clusters after ${loadSeconds.toFixed(1)} s; settling ${o.settleMs} ms`);
     await new Promise((r) => setTimeout(r, o.settleMs));
-    const rssBytes = memoryUsage(sidecar.proc.pid).rss;
-    const anon = /^RssAnon:\s+(\d+) kB/m.exec(readFileSync(`/proc/${sidecar.proc.pid}/status`, 'utf8'));
-    return { services: o.services, clusters, rssBytes, rssAnonBytes: anon ? Number(anon[1]) * 1024 : Number.NaN, loadSeconds };
+    // RSS first: rendering the metrics page allocates.
+    const mem = procMemory(sidecar.proc.pid);
+    const stats = await (await fetch(`${sidecar.admin}/stats/prometheus`, { signal: AbortSignal.timeout(10_000) })).text();
+    return {
+      services: o.services,
+      clusters,
+      loadSeconds,
+      ...mem,
+      heapUsedBytes: metric(stats, 'skein_sidecar_nodejs_heap_size_used_bytes'),
+      heapTotalBytes: metric(stats, 'skein_sidecar_nodejs_heap_size_total_bytes'),
+      externalBytes: metric(stats, 'skein_sidecar_nodejs_external_memory_bytes'),
+    };
   } finally {
     await sidecar?.stop();
     await controlPlane.stop();
+  }
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    options: {
+      services: { type: 'string', default: '1000' },
+      runs: { type: 'string', default: '1' },
+      settle: { type: 'string', default: '5' },
+      ip: { type: 'string', default: '127.0.0.4' },
+    },
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'skein-idle-'));
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const MiB = 2 ** 20;
+  try {
+    for (let run = 0; run < Number(values.runs); run++) {
+      const r = await measureIdleRss({
+        dir,
+        services: Number(values.services),
+        endpointsPerService: 3,
+        ip: values.ip,
+        cpus: undefined,
+        settleMs: Number(values.settle) * 1000,
+        log,
+      });
+      const mib = (n: number | undefined) => ((n ?? Number.NaN) / MiB).toFixed(1);
+      log(
+        `idle sidecar, ${r.clusters} clusters: RSS ${mib(r.rssBytes)} MiB (private ${mib(r.privateBytes)}, shared ${mib(r.sharedBytes)}; ` +
+          `anonymous ${mib(r.rssAnonBytes)}, file ${mib(r.rssFileBytes)}); V8 heap used ${mib(r.heapUsedBytes)} of ${mib(r.heapTotalBytes)}, external ${mib(r.externalBytes)}`,
+      );
+      process.stdout.write(`${JSON.stringify({ bench: 'idle-rss', ...r })}\n`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -1,0 +1,77 @@
+// The in-place restart of `skein sidecar`: what it execs, and that the restarted process runs and fills the compile cache.
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { compileCacheDir, LEAN_NODE_FLAGS, leanExecPlan } from '../../cli/lean-exec.ts';
+
+const SKEIN = fileURLToPath(new URL('../../cli/skein.ts', import.meta.url));
+
+describe('leanExecPlan', () => {
+  it('puts the lean flags before the caller’s own node flags and keeps every argument', () => {
+    const plan = leanExecPlan(['/bin/node', '/repo/cli/skein.ts', 'sidecar', '--pod', 'a'], ['--cpu-prof'], { PATH: '/bin' });
+    expect(plan).toBeDefined();
+    expect(plan?.file).toBe(process.execPath);
+    expect(plan?.args).toEqual([process.execPath, ...LEAN_NODE_FLAGS, '--cpu-prof', '/repo/cli/skein.ts', 'sidecar', '--pod', 'a']);
+    expect(plan?.env.PATH).toBe('/bin');
+    expect(plan?.env.SKEIN_LEAN_EXEC).toBe('1');
+    expect(plan?.env.NODE_COMPILE_CACHE).toBe(compileCacheDir({}));
+  });
+
+  it('does not restart twice, nor when switched off', () => {
+    expect(leanExecPlan(['/bin/node', 's.ts', 'sidecar'], [], { SKEIN_LEAN_EXEC: '1' })).toBeUndefined();
+    expect(leanExecPlan(['/bin/node', 's.ts', 'sidecar'], [], { SKEIN_LEAN_EXEC: '0' })).toBeUndefined();
+  });
+
+  it('keeps a NODE_COMPILE_CACHE the operator chose, else caches beside the code in node_modules/.cache', () => {
+    expect(compileCacheDir({ NODE_COMPILE_CACHE: '/var/cache/skein' })).toBe('/var/cache/skein');
+    expect(compileCacheDir({})).toMatch(/node_modules\/\.cache\/skein-compile\/$/);
+  });
+});
+
+describe('skein sidecar restarted in place', () => {
+  it('runs the command in the restarted process and fills the compile cache', async () => {
+    const cache = await mkdtemp(join(tmpdir(), 'skein-cc-'));
+    try {
+      const env: NodeJS.ProcessEnv = { ...process.env, NODE_COMPILE_CACHE: cache };
+      delete env.SKEIN_LEAN_EXEC;
+      const { stdout } = await promisify(execFile)(process.execPath, [SKEIN, 'sidecar', '--help'], { env, timeout: 15_000 });
+      expect(stdout).toContain('Usage: skein sidecar');
+      const versions = await readdir(cache);
+      expect(versions.length).toBeGreaterThan(0);
+      expect((await readdir(join(cache, versions[0] as string))).length).toBeGreaterThan(0);
+    } finally {
+      await rm(cache, { recursive: true, force: true });
+    }
+  });
+
+  it('keeps its pid and runs with the lean node flags', async () => {
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    delete env.SKEIN_LEAN_EXEC;
+    const args = ['--control-plane', '127.0.0.1:1', '--pod', 'p', '--namespace', 'default', '--ip', '127.0.0.1', '--mtls', 'off'];
+    const ports = ['--outbound-address', '127.0.0.1:0', '--inbound-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0'];
+    const child = spawn(process.execPath, [SKEIN, 'sidecar', ...args, ...ports], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    try {
+      let stderr = '';
+      child.stderr.setEncoding('utf8');
+      await new Promise<void>((resolve, reject) => {
+        child.stderr.on('data', (s: string) => {
+          stderr += s;
+          if (stderr.includes('sidecar started')) resolve();
+        });
+        child.once('exit', (code) => reject(new Error(`sidecar exited ${code}: ${stderr}`)));
+      });
+      const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0');
+      for (const flag of LEAN_NODE_FLAGS) expect(cmdline).toContain(flag);
+      expect(cmdline).toContain(SKEIN);
+    } finally {
+      child.kill('SIGTERM');
+      if (child.exitCode === null) await once(child, 'exit');
+    }
+  });
+});
