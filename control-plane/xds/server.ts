@@ -160,7 +160,9 @@ export async function startXdsServer(
   const close = (): Promise<void> => {
     closing ??= new Promise<void>((resolve) => {
       unsubscribe();
-      for (const stream of dispatcher.all()) stream.terminate(grpc.status.UNAVAILABLE, 'control plane shutting down');
+      const streams = [...dispatcher.all()];
+      if (streams.length > 0) logger('xds').info('shutting down: closing xDS streams (UNAVAILABLE; proxies reconnect)', { streams: streams.length });
+      for (const stream of streams) stream.terminate(grpc.status.UNAVAILABLE, 'control plane shutting down', false, true);
       const timer = setTimeout(() => server.forceShutdown(), options.shutdownGraceMs ?? 5_000);
       timer.unref();
       server.tryShutdown(() => {

@@ -188,15 +188,11 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
   }
 
   /** Ends the stream with a status; `reset` also resets the HTTP/2 stream (for a client that stopped reading). */
-  terminate(code: grpc.status, details: string, reset = false): void {
+  terminate(code: grpc.status, details: string, reset = false, quiet = false): void {
     if (this.closed) return;
-    const level = code === grpc.status.UNAVAILABLE ? 'warn' : 'error';
-    this.deps.log[level]('xDS stream closed', {
-      nodeId: this.nodeId || '(none)',
-      scope: this.scope,
-      code: grpc.status[code],
-      reason: details,
-    });
+    const fields = { nodeId: this.nodeId || '(none)', scope: this.scope, code: grpc.status[code], reason: details };
+    if (quiet) trace('xDS stream closed', fields);
+    else this.deps.log[code === grpc.status.UNAVAILABLE ? 'warn' : 'error']('xDS stream closed', fields);
     this.cleanup();
     this.call.emit('error', { code, details });
     if (reset) resetHttp2Stream(this.call);

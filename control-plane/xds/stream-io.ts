@@ -78,8 +78,8 @@ export interface StreamDeps {
 export interface AdsStream {
   readonly scope: string | undefined;
   onSnapshot(snapshot: Snapshot): void;
-  /** Ends the stream with a status (shutdown, errors). */
-  terminate(code: grpc.status, details: string): void;
+  /** Ends the stream with a status (shutdown, errors); `quiet`: an expected end, traced rather than logged. */
+  terminate(code: grpc.status, details: string, reset?: boolean, quiet?: boolean): void;
 }
 
 export const EMPTY_SCOPE: ScopeResources = new Map();
