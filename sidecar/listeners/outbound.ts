@@ -194,6 +194,10 @@ export class OutboundListener implements DownstreamHost {
     const headers = headerListFromRaw(req.rawHeaders, info);
     let path = req.url;
     let authority = info.host;
+    if (info.manyHosts === true) {
+      this.localH1(conn, badRequest('more than one Host header (RFC 9112 §3.2): the sidecar cannot tell which Service is meant'));
+      return;
+    }
     const abs = splitAbsoluteUrl(path);
     if (abs !== undefined) {
       path = abs.path;

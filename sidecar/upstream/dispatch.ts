@@ -87,6 +87,8 @@ export interface RequestHeadInfo {
   host: string | undefined;
   /** A body follows: Transfer-Encoding, or a Content-Length other than 0. */
   hasBody: boolean;
+  /** More than one Host header came (RFC 9112 §3.2: answer 400). */
+  manyHosts?: boolean;
 }
 
 /**
@@ -98,11 +100,15 @@ export function headerListFromRaw(raw: readonly string[], info: RequestHeadInfo)
   let connection: string | undefined;
   info.host = undefined;
   info.hasBody = false;
+  info.manyHosts = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase();
     const value = raw[i + 1] as string;
     if (DROPPED_REQUEST_HEADERS.has(name)) {
-      if (name === 'host') info.host ??= value;
+      if (name === 'host') {
+        if (info.host === undefined) info.host = value;
+        else info.manyHosts = true;
+      }
       else if (name === 'transfer-encoding') info.hasBody = true;
       else if (name === 'connection') connection = connection === undefined ? value : `${connection},${value}`;
       continue;

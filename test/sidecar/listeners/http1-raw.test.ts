@@ -120,6 +120,13 @@ describe('outbound HTTP/1.1 on the raw socket', () => {
     expect(JSON.parse(once.body)).toMatchObject({ method: 'POST', body: 'one' });
   });
 
+  it('answers 400 to a request with two Host headers, naming the rule', async () => {
+    const text = await raw(pair.outbound, 'GET / HTTP/1.1\r\nHost: app\r\nHost: other\r\nConnection: close\r\n\r\n');
+    expect(text).toMatch(/^HTTP\/1\.1 400 /);
+    expect(text).toContain('x-skein-reason: bad_request');
+    expect(text).toContain('more than one Host header');
+  });
+
   it('parses requests split across many small reads (head and chunked body)', async () => {
     const msg = 'POST /echo HTTP/1.1\r\nHost: app\r\nX-Split: yes\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n';
     const parts: string[] = [];

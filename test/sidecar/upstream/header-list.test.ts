@@ -12,15 +12,21 @@ describe('request header list', () => {
       info,
     );
     expect(list).toEqual(['accept', '*/*', 'cookie', 'a=1', 'cookie', 'b=2']);
-    expect(info).toEqual({ host: 'web.default', hasBody: true });
+    expect(info).toEqual({ host: 'web.default', hasBody: true, manyHosts: false });
     expect(headerListValue(list, 'cookie')).toBe('a=1,b=2');
     expect(headerListValue(list, 'nope')).toBeUndefined();
+  });
+
+  it('notices a second Host header', () => {
+    const info: RequestHeadInfo = { host: undefined, hasBody: false };
+    headerListFromRaw(['Host', 'a', 'host', 'b'], info);
+    expect(info).toEqual({ host: 'a', hasBody: false, manyHosts: true });
   });
 
   it('sees a body only for Transfer-Encoding or a Content-Length other than 0', () => {
     const info: RequestHeadInfo = { host: 'stale', hasBody: true };
     expect(headerListFromRaw(['content-length', '0'], info)).toEqual(['content-length', '0']);
-    expect(info).toEqual({ host: undefined, hasBody: false });
+    expect(info).toEqual({ host: undefined, hasBody: false, manyHosts: false });
     headerListFromRaw(['Content-Length', '12'], info);
     expect(info.hasBody).toBe(true);
   });
