@@ -23,6 +23,10 @@ export type {
   HttpConnectionManager,
   HttpConnectionManager__Output,
 } from './generated/envoy/extensions/filters/network/http_connection_manager/v3/HttpConnectionManager.ts';
+export type {
+  HttpProtocolOptions,
+  HttpProtocolOptions__Output,
+} from './generated/envoy/extensions/upstreams/http/v3/HttpProtocolOptions.ts';
 export type { TcpProxy, TcpProxy__Output } from './generated/envoy/extensions/filters/network/tcp_proxy/v3/TcpProxy.ts';
 export type {
   DiscoveryRequest,

@@ -19,6 +19,15 @@ export const EXTENSION_TYPE_URL = {
     'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
   router: 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router',
   tcpProxy: 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy',
+  httpProtocolOptions: 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+} as const;
+
+/**
+ * Keys of Cluster.typed_extension_protocol_options: the extension name Envoy looks the protocol options up by (Envoy
+ * checks the packed Any is that extension's config type).
+ */
+export const PROTOCOL_OPTIONS_KEY = {
+  http: 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
 } as const;
 
 const KIND_BY_URL = new Map<string, ResourceKind>(

@@ -156,10 +156,11 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
     };
     const envoyPolicy = envoyLbPolicy(settings.lbPolicy);
     const proxylessPolicy = proxylessLbPolicy(settings.lbPolicy);
-    const envoyCluster = buildCluster({ ...base, lbPolicy: envoyPolicy, security });
+    const envoyCluster = buildCluster({ ...base, lbPolicy: envoyPolicy, security, protocolOptions: true });
     envoyClusters.push(envoyCluster);
-    // Proxyless clients get no security metadata, so their cluster is its own object unless there is none.
-    const shared = proxylessPolicy === envoyPolicy && !security;
+    // Proxyless clients get no security metadata or protocol options, so their cluster is its own object unless the
+    // envoy one has neither.
+    const shared = proxylessPolicy === envoyPolicy && !security && protocol !== 'http2';
     proxylessClusters.push(shared ? envoyCluster : buildCluster({ ...base, lbPolicy: proxylessPolicy }));
 
     if (!isExternal) {

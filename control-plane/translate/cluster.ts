@@ -1,5 +1,6 @@
 // CDS: one Cluster per Service port; EDS-backed for ordinary and headless Services, LOGICAL_DNS for ExternalName.
-import type { Cluster } from '../../proto/index.ts';
+import type { AnyMessage, Cluster, HttpProtocolOptions } from '../../proto/index.ts';
+import { EXTENSION_TYPE_URL, pack, PROTOCOL_OPTIONS_KEY } from '../../proto/index.ts';
 import type { LbPolicyAnnotation } from './annotations.ts';
 import { durationOf } from './annotations.ts';
 import type { PortProtocol } from './names.ts';
@@ -42,6 +43,23 @@ export interface ClusterInput {
   readonly externalName?: string | undefined;
   /** Envoy scope only: the destination's identities, inbound mTLS mode and authorization, added to the metadata. */
   readonly security?: ServiceSecurity | undefined;
+  /**
+   * Envoy scope only: state an `http2` port's upstream protocol in typed_extension_protocol_options, as Envoy reads it
+   * (the metadata's `protocol` is Skein's own; Envoy ignores it and would speak HTTP/1.1). Proxyless gRPC clients
+   * always speak HTTP/2 and leave the field out.
+   */
+  readonly protocolOptions?: boolean | undefined;
+}
+
+let http2Options: AnyMessage | undefined;
+
+/** `HttpProtocolOptions { explicit_http_config { http2_protocol_options {} } }`, packed once (Istio's gRPC/HTTP2 form). */
+export function http2ProtocolOptions(): AnyMessage {
+  if (!http2Options) {
+    const options: HttpProtocolOptions = { explicit_http_config: { http2_protocol_options: {} } };
+    http2Options = pack(EXTENSION_TYPE_URL.httpProtocolOptions, options);
+  }
+  return http2Options;
 }
 
 /** `identities`, `mtls_mode` and (when a policy applies) `authz`, as `filter_metadata.skein` carries them. */
@@ -67,6 +85,9 @@ export function buildCluster(input: ClusterInput): Cluster {
     }),
   };
   if (input.lbPolicy === 'RING_HASH') common.ring_hash_lb_config = {};
+  if (input.protocolOptions && input.protocol === 'http2') {
+    common.typed_extension_protocol_options = { [PROTOCOL_OPTIONS_KEY.http]: http2ProtocolOptions() };
+  }
   if (input.externalName !== undefined) {
     return {
       ...common,

@@ -11,7 +11,16 @@ const T = {
   hcm: 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
   tcpProxy: 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy',
   router: 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router',
+  httpProtocolOptions: 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
 } as const;
+
+/**
+ * The typed_extension_protocol_options keys Envoy resolves (it looks the factory up by the key, then unpacks the Any
+ * into that factory's config type, failing the cluster on a mismatch), with the type each one takes.
+ */
+const PROTOCOL_OPTIONS: Readonly<Record<string, string>> = {
+  'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': T.httpProtocolOptions,
+};
 
 /** One resource as a DiscoveryResponse carries it. */
 export interface ServedResource {
@@ -111,6 +120,14 @@ function checkCluster(name: string, c: J, endpoints: Map<string, J>, add: Add): 
   };
   for (const [field, wants] of Object.entries(configs)) {
     if (c[field] && policy !== wants) add(`${path}.${field}`, 'lb_config', `set while lb_policy is ${policy}`);
+  }
+  for (const [key, any] of Object.entries((c.typed_extension_protocol_options ?? {}) as Record<string, J>)) {
+    const at = `${path}.typed_extension_protocol_options[${key}]`;
+    const wants = PROTOCOL_OPTIONS[key];
+    // Decoded Anys are expanded ("@type") when the payload's type is loaded, else left as type_url and value.
+    const url = any?.['@type'] ?? any?.type_url;
+    if (!wants) add(at, 'protocol_options', `no network filter, HTTP filter or upstream protocol options are named ${key}`);
+    else if (url !== wants) add(at, 'protocol_options', `${key} takes ${wants}, not ${url}`);
   }
 }
 

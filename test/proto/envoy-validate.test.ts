@@ -1,6 +1,7 @@
 // What Skein serves must load in a real Envoy: every PGV rule of Envoy's full protos, and Envoy's config-load checks.
 import { afterAll, describe, expect, it } from 'vitest';
-import { EXTENSION_TYPE_URL, pack, TYPE_URL, unpack } from '../../proto/index.ts';
+import { type Cluster__Output, EXTENSION_TYPE_URL, pack, PROTOCOL_OPTIONS_KEY, TYPE_URL, unpack } from '../../proto/index.ts';
+import { structValue } from '../../control-plane/translate/values.ts';
 import { createSnapshotCache, type ControlPlaneCache } from '../../control-plane/cache/index.ts';
 import type { Snapshot } from '../../control-plane/cache/snapshot.ts';
 import type { Logger } from '../../control-plane/log.ts';
@@ -161,6 +162,54 @@ describe('the resources Skein serves load in a real Envoy', () => {
   });
 });
 
+describe('upstream protocol as Envoy reads it (typed_extension_protocol_options)', () => {
+  const { snapshot } = snapshotOf(mesh());
+  const KEY = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+  const clusterType = protos.typeOf(TYPE_URL.cluster);
+
+  /** Each cluster of a scope: Skein's metadata protocol, and the protocol options decoded with Envoy's full protos. */
+  function clusters(scope: string): { name: string; protocol: unknown; options: M }[] {
+    // Loaded first, so the decoded Anys come out expanded ("@type" and the payload's fields).
+    expect(protos.typeOf(EXTENSION_TYPE_URL.httpProtocolOptions)).toBeDefined();
+    return served(snapshot, scope)
+      .filter((r) => r.typeUrl === TYPE_URL.cluster)
+      .map((r) => {
+        const ours = unpack<Cluster__Output>({ type_url: r.typeUrl, value: r.bytes });
+        const envoys = protos.decodeJson(clusterType as NonNullable<typeof clusterType>, r.bytes);
+        return { name: r.name, protocol: structValue(ours.metadata?.filter_metadata.skein, 'protocol'), options: envoys.typed_extension_protocol_options as M };
+      });
+  }
+
+  it('an http2 cluster tells Envoy to speak HTTP/2 upstream; http and tcp clusters leave HTTP/1.1 (the default) alone', () => {
+    let http2 = 0;
+    let other = 0;
+    for (const scope of ['envoy/default', 'envoy/lonely', 'envoy/shop']) {
+      for (const c of clusters(scope)) {
+        if (c.protocol === 'http2') {
+          http2++;
+          expect(Object.keys(c.options), c.name).toEqual([KEY]);
+          const opts = c.options[KEY] as M;
+          expect(opts['@type'], c.name).toBe(EXTENSION_TYPE_URL.httpProtocolOptions);
+          expect(opts.upstream_protocol_options, c.name).toBe('explicit_http_config');
+          expect(opts.explicit_http_config.protocol_config, c.name).toBe('http2_protocol_options');
+        } else {
+          other++;
+          expect(c.options, `${c.name} (${String(c.protocol)})`).toEqual({});
+        }
+      }
+    }
+    // The fixtures hold gRPC (appProtocol) and h2c ports, and HTTP and TCP ones, each seen from three namespaces.
+    expect(http2).toBe(6);
+    expect(other).toBeGreaterThan(20);
+  });
+
+  it('proxyless clusters carry no protocol options (gRPC clients always speak HTTP/2)', () => {
+    const all = clusters('proxyless');
+    expect(all.some((c) => c.protocol === 'http2')).toBe(true);
+    for (const c of all) expect(c.options, c.name).toEqual({});
+  });
+});
+
 /** Mutates one resource of a scope (decoded with our protos, re-encoded) and returns the findings. */
 function mutated(scope: string, typeUrl: string, name: string, change: (m: Record<string, unknown>) => void): string {
   const resources = served(snapshotOf(mesh()).snapshot, scope).map((r) => {
@@ -180,6 +229,23 @@ describe('the checks catch what Envoy would reject', () => {
     expect(mutated('envoy/default', TYPE_URL.cluster, WEB80, (c: M) => (c.name = ''))).toMatch(/Cluster .*name: \[string.min_len\]/);
     expect(mutated('envoy/default', TYPE_URL.cluster, WEB80, (c: M) => (c.connect_timeout = { seconds: 0, nanos: 0 }))).toMatch(/connect_timeout: \[duration.range\]/);
     expect(mutated('envoy/default', TYPE_URL.cluster, WEB80, (c: M) => (c.lb_policy = 42))).toMatch(/lb_policy: \[enum.defined_only\]/);
+  });
+
+  it('protocol options under an unknown key, of the wrong type, or without a protocol', () => {
+    const grpc = 'outbound|9090||web.default.svc.cluster.local';
+    const key = PROTOCOL_OPTIONS_KEY.http;
+    expect(mutated('envoy/default', TYPE_URL.cluster, grpc, (c: M) => {
+      c.typed_extension_protocol_options['envoy.upstreams.http.http_protocol_options'] = c.typed_extension_protocol_options[key];
+    })).toMatch(/typed_extension_protocol_options\[envoy.upstreams.http.http_protocol_options\]: \[protocol_options\] no network filter/);
+    expect(mutated('envoy/default', TYPE_URL.cluster, grpc, (c: M) => {
+      c.typed_extension_protocol_options[key] = pack(EXTENSION_TYPE_URL.router, {});
+    })).toMatch(/\[protocol_options\] envoy.extensions.upstreams.http.v3.HttpProtocolOptions takes .*HttpProtocolOptions, not .*Router/);
+    expect(mutated('envoy/default', TYPE_URL.cluster, grpc, (c: M) => {
+      c.typed_extension_protocol_options[key] = pack(EXTENSION_TYPE_URL.httpProtocolOptions, { explicit_http_config: {} });
+    })).toMatch(/explicit_http_config: \[oneof.required\] one of http_protocol_options, http2_protocol_options, http3_protocol_options/);
+    expect(mutated('envoy/default', TYPE_URL.cluster, grpc, (c: M) => {
+      c.typed_extension_protocol_options[key] = pack(EXTENSION_TYPE_URL.httpProtocolOptions, {});
+    })).toMatch(/\[oneof.required\] one of explicit_http_config, use_downstream_protocol_config, auto_config/);
   });
 
   it('a port above 65535 and a hostname in EDS', () => {

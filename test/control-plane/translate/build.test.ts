@@ -3,11 +3,12 @@ import { describe, expect, it } from 'vitest';
 import type {
   Cluster__Output,
   HttpConnectionManager__Output,
+  HttpProtocolOptions__Output,
   Listener__Output,
   RouteConfiguration__Output,
   TcpProxy__Output,
 } from '../../../proto/index.ts';
-import { EXTENSION_TYPE_URL, pack, TYPE_URL, unpack } from '../../../proto/index.ts';
+import { EXTENSION_TYPE_URL, pack, PROTOCOL_OPTIONS_KEY, TYPE_URL, unpack } from '../../../proto/index.ts';
 import { assemble, translateService } from '../../../control-plane/translate/build.ts';
 import { structValue } from '../../../control-plane/translate/values.ts';
 import { registryState, service, slice } from './fixtures.ts';
@@ -42,13 +43,42 @@ describe('translateService', () => {
     const md = c.metadata?.filter_metadata.skein;
     expect([structValue(md, 'protocol'), structValue(md, 'service'), structValue(md, 'port')]).toEqual(['http2', 'shop/web', 9000]);
     expect(structValue(roundTrip<Cluster__Output>(TYPE_URL.cluster, res.clusters.envoy[2]).metadata?.filter_metadata.skein, 'protocol')).toBe('tcp');
-    // The proxyless scope gets ROUND_ROBIN (grpc-js-xds does not take LEAST_REQUEST), no security metadata, and
-    // otherwise the same cluster.
+    // The proxyless scope gets ROUND_ROBIN (grpc-js-xds does not take LEAST_REQUEST), no security metadata, no
+    // protocol options (gRPC always speaks HTTP/2), and otherwise the same cluster.
     const p = roundTrip<Cluster__Output>(TYPE_URL.cluster, res.clusters.proxyless[1]);
     expect(p.lb_policy).toBe('ROUND_ROBIN');
+    expect(p.typed_extension_protocol_options).toEqual({});
     const { identities: _i, mtls_mode: _m, ...plain } = md?.fields ?? {};
-    const withoutSecurity = { ...c, metadata: { ...c.metadata, filter_metadata: { skein: { fields: plain } } } };
+    const withoutSecurity = {
+      ...c,
+      metadata: { ...c.metadata, filter_metadata: { skein: { fields: plain } } },
+      typed_extension_protocol_options: {},
+    };
     expect({ ...p, lb_policy: 'LEAST_REQUEST' }).toEqual(withoutSecurity);
+  });
+
+  it('tells Envoy through typed_extension_protocol_options that an http2 port speaks HTTP/2 (envoy scope only)', () => {
+    const res = translateService('shop/web', registryState([web()]));
+    const [http, grpc, tcp] = res.clusters.envoy.map((c) => roundTrip<Cluster__Output>(TYPE_URL.cluster, c));
+    const options = grpc?.typed_extension_protocol_options ?? {};
+    expect(Object.keys(options)).toEqual([PROTOCOL_OPTIONS_KEY.http]);
+    const any = options[PROTOCOL_OPTIONS_KEY.http];
+    expect(any?.type_url).toBe(EXTENSION_TYPE_URL.httpProtocolOptions);
+    expect(unpack<HttpProtocolOptions__Output>(any as { type_url: string; value: Buffer })).toEqual({
+      upstream_protocol_options: 'explicit_http_config',
+      explicit_http_config: { protocol_config: 'http2_protocol_options', http2_protocol_options: { max_concurrent_streams: null } },
+    });
+    // HTTP/1.1 is Envoy's default: plain HTTP and TCP ports carry no options.
+    expect(http?.typed_extension_protocol_options).toEqual({});
+    expect(tcp?.typed_extension_protocol_options).toEqual({});
+    for (const c of res.clusters.proxyless) {
+      expect(roundTrip<Cluster__Output>(TYPE_URL.cluster, c).typed_extension_protocol_options).toEqual({});
+    }
+    // ExternalName ports are upstreams too: an h2c one gets the options as well.
+    const ext = service('shop', 'ext', { type: 'ExternalName', externalName: 'api.example.com', ports: [{ name: 'h2c', port: 81 }] });
+    const extCluster = roundTrip<Cluster__Output>(TYPE_URL.cluster, translateService('shop/ext', registryState([ext])).clusters.envoy[0]);
+    expect(extCluster.type).toBe('LOGICAL_DNS');
+    expect(Object.keys(extCluster.typed_extension_protocol_options)).toEqual([PROTOCOL_OPTIONS_KEY.http]);
   });
 
   it.each([

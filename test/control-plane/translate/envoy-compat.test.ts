@@ -6,6 +6,7 @@ import { MAX_WEIGHTED_TARGETS, parseDurationMs, parseServiceAnnotations } from '
 import { translateService } from '../../../control-plane/translate/build.ts';
 import { buildProxylessListener, buildVirtualOutbound } from '../../../control-plane/translate/listener.ts';
 import { dedupeDomains, normaliseWeights } from '../../../control-plane/translate/route.ts';
+import { decodeResource } from '../../../sidecar/xds/resources.ts';
 import { registryState, service } from './fixtures.ts';
 
 function hcmOf(listener: Listener__Output): HttpConnectionManager__Output {
@@ -85,5 +86,15 @@ describe('limits Envoy enforces', () => {
   it('refuses durations beyond google.protobuf.Duration', () => {
     expect(parseDurationMs('87600000h')).toBe(315_360_000_000_000);
     expect(parseDurationMs('87700000h')).toBeUndefined();
+  });
+});
+
+describe('upstream HTTP/2 protocol options', () => {
+  it("Skein's sidecar takes an http2 cluster carrying typed_extension_protocol_options and still speaks HTTP/2 to it", () => {
+    const web = service('shop', 'web', { clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80 }, { name: 'grpc', port: 9000 }] });
+    const [http, grpc] = translateService('shop/web', registryState([web])).clusters.envoy;
+    expect(Object.keys(grpc?.typed_extension_protocol_options ?? {})).toHaveLength(1);
+    const decoded = [http, grpc].map((c) => decodeResource(TYPE_URL.cluster, pack(TYPE_URL.cluster, c as object)));
+    expect(decoded.map((d) => (d.ok ? d.resource.value.config.protocol : d.errors.join('; ')))).toEqual(['http1', 'http2']);
   });
 });
