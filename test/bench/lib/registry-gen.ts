@@ -86,12 +86,19 @@ export class GeneratedRegistry {
     renameSync(tmp, this.path);
   }
 
-  /** Changes one endpoint's IP in each of the next `count` Services (never the same Service twice per run). */
+  /**
+   * Changes one endpoint's IP in each of the next `count` one-port Services (never the same Service twice per run), so
+   * every change is one ClusterLoadAssignment in both modes: a two-port Service would send two and skew bytes/change.
+   */
   changeEndpoints(count: number): EndpointChange[] {
     const out: EndpointChange[] = [];
     for (let k = 0; k < count; k++) {
-      const index = this.nextService;
+      let index = this.nextService;
       this.nextService = (this.nextService + 37) % this.services.length; // 37 is coprime with 1000: every Service once
+      for (let tries = 0; (this.services[index]?.ports.length ?? 1) > 1 && tries < this.services.length; tries++) {
+        index = this.nextService;
+        this.nextService = (this.nextService + 37) % this.services.length;
+      }
       const svc = this.services[index];
       if (!svc) throw new Error(`no service ${index}`);
       const n = this.nextChangeIp++;
