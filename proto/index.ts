@@ -3,6 +3,7 @@ export { type AnyMessage, decodeMessage, encodeMessage, pack, UnknownTypeError, 
 export { adsClientConstructor, certificateClientConstructor, type ClientConstructor, serviceDefinition } from './clients.ts';
 export { CONVERSION, grpcDefinitions, messageRoot, PROTO_FILES, PROTO_ROOT } from './load.ts';
 export * from './type-urls.ts';
+export type { AuthzOperation, AuthzSource } from './skein-metadata.ts';
 
 export type { Cluster, Cluster__Output } from './generated/envoy/config/cluster/v3/Cluster.ts';
 export type { Address } from './generated/envoy/config/core/v3/Address.ts';

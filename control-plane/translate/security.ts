@@ -1,5 +1,6 @@
 // A Service's security metadata (peer identities, inbound mTLS mode, authorization rules) from policies and annotations.
 import type { V1EndpointSlice, V1Pod } from '@kubernetes/client-node';
+import type { AuthzOperation, AuthzSource } from '../../proto/index.ts';
 import type {
   AuthorizationAction,
   AuthorizationPolicy,
@@ -14,17 +15,7 @@ import type { AllowEntry, ServiceSettings } from './annotations.ts';
 export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
 export const DEFAULT_MTLS_MODE: MtlsMode = 'STRICT';
 
-/** Who a rule admits: every field present must match. Principals are full SPIFFE IDs or `*`. */
-export interface AuthzSource {
-  readonly principals?: readonly string[];
-  readonly namespaces?: readonly string[];
-}
-
-/** What a rule covers: every field present must match. Paths are prefixes. */
-export interface AuthzOperation {
-  readonly methods?: readonly string[];
-  readonly paths?: readonly string[];
-}
+export type { AuthzOperation, AuthzSource };
 
 /** Matches when one of `from` and one of `to` match; an absent list matches anything. */
 export interface AuthzRule {

@@ -1,4 +1,5 @@
 // The sidecar's validated view of its xDS config: what the xDS client produces and the data path consumes.
+import type { AuthzOperation, AuthzSource } from '../../proto/index.ts';
 
 /** How a cluster picks an endpoint. Envoy's LEAST_REQUEST maps to p2c-ewma (power of two choices on peak EWMA latency). */
 export type LbPolicyName = 'round-robin' | 'random' | 'ring-hash' | 'p2c-ewma';
@@ -48,17 +49,7 @@ export interface ClusterConfig {
 
 export type MtlsMode = 'STRICT' | 'PERMISSIVE';
 
-/** Who is calling: a Source matches when every field present matches (principals exact or "*", namespaces exact). */
-export interface AuthzSource {
-  readonly principals?: readonly string[];
-  readonly namespaces?: readonly string[];
-}
-
-/** What is called: methods exact (upper-case), paths as prefixes. */
-export interface AuthzOperation {
-  readonly methods?: readonly string[];
-  readonly paths?: readonly string[];
-}
+export type { AuthzOperation, AuthzSource };
 
 /** An empty or absent list matches anything. */
 export interface AuthzRule {
