@@ -5,28 +5,11 @@ import { TYPE_URL, unpack } from '../../../proto/index.ts';
 import type { Logger } from '../../../control-plane/log.ts';
 import { createSnapshotCache, type ControlPlaneCache } from '../../../control-plane/cache/index.ts';
 import type { Snapshot } from '../../../control-plane/cache/snapshot.ts';
-import type { RegistryListener, RegistryState, SkeinPolicy } from '../../../control-plane/registry/registry.ts';
-import { diffStates, policyKey } from '../../../control-plane/registry/registry.ts';
+import type { RegistryState, SkeinPolicy } from '../../../control-plane/registry/registry.ts';
+import { policyKey } from '../../../control-plane/registry/registry.ts';
 import { authorizationPolicy, peerAuthentication, pod, registryState, service, slice } from '../translate/fixtures.ts';
+import { FakeSource } from './fake-source.ts';
 
-class FakeSource {
-  current: RegistryState;
-  listeners = new Set<RegistryListener>();
-  constructor(state: RegistryState) {
-    this.current = state;
-  }
-  state = () => this.current;
-  subscribe = (l: RegistryListener) => {
-    this.listeners.add(l);
-    return () => this.listeners.delete(l);
-  };
-  /** Moves to `next`, naming the changed Services exactly as the real registries do. */
-  moveTo(next: RegistryState): void {
-    const changed = diffStates(this.current, next);
-    this.current = next;
-    for (const l of this.listeners) l({ state: next, changed });
-  }
-}
 
 const quiet: Logger = { info() {}, warn() {}, error() {}, debug() {}, debugEnabled: false };
 const svc = (ns: string, name: string, ip: string) => service(ns, name, { clusterIP: ip, ports: [{ name: 'http', port: 80 }] });

@@ -3,28 +3,13 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Node__Output } from '../../../proto/index.ts';
 import { encodeMessage, TYPE_URL } from '../../../proto/index.ts';
 import type { Logger } from '../../../control-plane/log.ts';
-import type { RegistryListener, RegistryState, ServiceKey } from '../../../control-plane/registry/registry.ts';
+import type { RegistryState, ServiceKey } from '../../../control-plane/registry/registry.ts';
 import { checkSnapshot, contentVersion, createSnapshotCache, type ControlPlaneCache } from '../../../control-plane/cache/index.ts';
 import type { Snapshot } from '../../../control-plane/cache/snapshot.ts';
 import { assemble, translateService } from '../../../control-plane/translate/build.ts';
 import { pod, registryState, service, slice } from '../translate/fixtures.ts';
+import { FakeSource } from './fake-source.ts';
 
-class FakeSource {
-  current: RegistryState;
-  listeners = new Set<RegistryListener>();
-  constructor(state: RegistryState) {
-    this.current = state;
-  }
-  state = () => this.current;
-  subscribe = (l: RegistryListener) => {
-    this.listeners.add(l);
-    return () => this.listeners.delete(l);
-  };
-  emit(state: RegistryState, changed: ServiceKey[], detectedAt?: number): void {
-    this.current = state;
-    for (const l of this.listeners) l({ state, changed: new Set(changed), ...(detectedAt !== undefined ? { detectedAt } : {}) });
-  }
-}
 
 function recordingLog(): Logger & { errors: string[] } {
   const errors: string[] = [];
