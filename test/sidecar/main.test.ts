@@ -14,11 +14,11 @@ import { addCertificateService } from '../../control-plane/ca/service.ts';
 import { ServingCertificateProvider } from '../../control-plane/ca/serving.ts';
 import { DirectoryCaStore } from '../../control-plane/ca/store.ts';
 import { BootstrapTokenVerifier, loadOrCreateTokenSecret, mintBootstrapToken } from '../../control-plane/ca/tokens.ts';
-import { EXTENSION_TYPE_URL, pack, TYPE_URL } from '../../proto/index.ts';
+import { pack, TYPE_URL } from '../../proto/index.ts';
+import { ADS_SOURCE, outboundListener } from './xds/listener-fixture.ts';
 import { runSidecar } from '../../sidecar/main.ts';
 import { XdsPeer } from '../fakes/xds-peer.ts';
 
-const ads = { ads: {}, resource_api_version: 'V3' };
 const WEB = 'outbound|80||web.default.svc.cluster.local';
 
 function seed(peer: XdsPeer, backendPort: number): void {
@@ -28,7 +28,7 @@ function seed(peer: XdsPeer, backendPort: number): void {
     pack(TYPE_URL.cluster, {
       name: WEB,
       type: 'EDS',
-      eds_cluster_config: { eds_config: ads, service_name: WEB },
+      eds_cluster_config: { eds_config: ADS_SOURCE, service_name: WEB },
       connect_timeout: { seconds: 1 },
       lb_policy: 'ROUND_ROBIN',
       metadata: { filter_metadata: { skein: { fields: { protocol: { stringValue: 'http' } } } } },
@@ -52,24 +52,7 @@ function seed(peer: XdsPeer, backendPort: number): void {
   peer.setAny(
     TYPE_URL.listener,
     'virtualOutbound',
-    pack(TYPE_URL.listener, {
-      name: 'virtualOutbound',
-      address: { socket_address: { address: '0.0.0.0', port_value: 15001 } },
-      filter_chains: [
-        {
-          filters: [
-            {
-              name: 'envoy.filters.network.http_connection_manager',
-              typed_config: pack(EXTENSION_TYPE_URL.httpConnectionManager, {
-                stat_prefix: 'outbound',
-                rds: { config_source: ads, route_config_name: 'outbound/default' },
-                http_filters: [{ name: 'envoy.filters.http.router', typed_config: pack(EXTENSION_TYPE_URL.router, {}) }],
-              }),
-            },
-          ],
-        },
-      ],
-    }),
+    pack(TYPE_URL.listener, outboundListener('outbound/default')),
   );
   peer.setAny(
     TYPE_URL.route,

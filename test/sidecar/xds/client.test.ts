@@ -1,14 +1,14 @@
 // Tests the sidecar's ADS client against an in-process xDS peer: ACK/NACK, subscriptions, warming, reconnect, fallback.
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { EXTENSION_TYPE_URL, pack, TYPE_URL } from '../../../proto/index.ts';
+import { pack, TYPE_URL } from '../../../proto/index.ts';
+import { ADS_SOURCE, outboundListener } from './listener-fixture.ts';
 import { XdsClient, type XdsClientOptions } from '../../../sidecar/xds/client.ts';
 import { createXdsMetrics } from '../../../sidecar/xds/metrics.ts';
 import type { MeshConfig } from '../../../sidecar/xds/model.ts';
 import { buildNode } from '../../../sidecar/xds/node.ts';
 import { type RecordedRequest, XdsPeer } from '../../fakes/xds-peer.ts';
 
-const ads = { ads: {}, resource_api_version: 'V3' };
 const WEB = 'outbound|80||web.default.svc.cluster.local';
 const API = 'outbound|8080||api.default.svc.cluster.local';
 const ROUTES = 'outbound/default';
@@ -16,7 +16,7 @@ const ROUTES = 'outbound/default';
 const cluster = (name: string, lb = 'LEAST_REQUEST') => ({
   name,
   type: 'EDS',
-  eds_cluster_config: { eds_config: ads, service_name: name },
+  eds_cluster_config: { eds_config: ADS_SOURCE, service_name: name },
   connect_timeout: { seconds: 1 },
   lb_policy: lb,
 });
@@ -32,24 +32,7 @@ const cla = (name: string, ...ips: string[]) => ({
     },
   ],
 });
-const listener = () => ({
-  name: 'virtualOutbound',
-  address: { socket_address: { address: '0.0.0.0', port_value: 15001 } },
-  filter_chains: [
-    {
-      filters: [
-        {
-          name: 'envoy.filters.network.http_connection_manager',
-          typed_config: pack(EXTENSION_TYPE_URL.httpConnectionManager, {
-            stat_prefix: 'outbound',
-            rds: { config_source: ads, route_config_name: ROUTES },
-            http_filters: [{ name: 'envoy.filters.http.router', typed_config: pack(EXTENSION_TYPE_URL.router, {}) }],
-          }),
-        },
-      ],
-    },
-  ],
-});
+const listener = () => outboundListener(ROUTES);
 const routes = (...clusters: string[]) => ({
   name: ROUTES,
   virtual_hosts: clusters.map((c, i) => ({

@@ -1,7 +1,8 @@
 // The sidecar's SotW client against Skein's real xDS server: EDS/RDS responses are incremental, CDS/LDS the whole state.
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { EXTENSION_TYPE_URL, pack, TYPE_URL } from '../../../proto/index.ts';
+import { TYPE_URL } from '../../../proto/index.ts';
+import { ADS_SOURCE, outboundListener } from './listener-fixture.ts';
 import { XdsClient } from '../../../sidecar/xds/client.ts';
 import { createXdsMetrics } from '../../../sidecar/xds/metrics.ts';
 import type { MeshConfig } from '../../../sidecar/xds/model.ts';
@@ -10,7 +11,6 @@ import { resource } from '../../control-plane/xds/fake-cache.ts';
 import { type Harness, startHarness } from '../../control-plane/xds/harness.ts';
 
 const SCOPE = 'envoy/default';
-const ads = { ads: {}, resource_api_version: 'V3' };
 const WEB = 'outbound|80||web.default.svc.cluster.local';
 const API = 'outbound|8080||api.default.svc.cluster.local';
 const ROUTES = 'outbound/default';
@@ -19,7 +19,7 @@ const cluster = (name: string) =>
   resource(TYPE_URL.cluster, {
     name,
     type: 'EDS',
-    eds_cluster_config: { eds_config: ads, service_name: name },
+    eds_cluster_config: { eds_config: ADS_SOURCE, service_name: name },
     connect_timeout: { seconds: 1 },
   });
 const cla = (name: string, ...ips: string[]) =>
@@ -35,24 +35,7 @@ const cla = (name: string, ...ips: string[]) =>
       },
     ],
   });
-const listener = resource(TYPE_URL.listener, {
-  name: 'virtualOutbound',
-  address: { socket_address: { address: '0.0.0.0', port_value: 15001 } },
-  filter_chains: [
-    {
-      filters: [
-        {
-          name: 'envoy.filters.network.http_connection_manager',
-          typed_config: pack(EXTENSION_TYPE_URL.httpConnectionManager, {
-            stat_prefix: 'outbound',
-            rds: { config_source: ads, route_config_name: ROUTES },
-            http_filters: [{ name: 'envoy.filters.http.router', typed_config: pack(EXTENSION_TYPE_URL.router, {}) }],
-          }),
-        },
-      ],
-    },
-  ],
-});
+const listener = resource(TYPE_URL.listener, outboundListener(ROUTES));
 const routes = (...clusters: string[]) =>
   resource(TYPE_URL.route, {
     name: ROUTES,
