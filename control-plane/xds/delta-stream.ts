@@ -10,7 +10,7 @@ import {
 import type { VersionedResource } from '../cache/snapshot.ts';
 import { encodeDeltaResources, withEncodedResources } from './encode.ts';
 import { tracer } from './log.ts';
-import { EMPTY_NAMES, HeldResources, internNames } from './shared-state.ts';
+import { EMPTY_NAMES, HeldResources, editNames } from './shared-state.ts';
 import { nackedNames, type ResourceStatus } from './status.ts';
 import { AdsStreamBase, ALL, type Changed } from './stream-base.ts';
 import { newNonce, resourcesOf, type StreamDeps } from './stream-io.ts';
@@ -97,21 +97,25 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     } else if (req.response_nonce !== '') {
       this.onAckOrNack(st, typeUrl, req);
     }
-    let names: Set<string> | undefined;
+    // The subscription edit, applied at the end to the shared set (editNames: one copy for all streams making it).
+    const added = new Set<string>();
+    const removed = new Set<string>();
+    const current = st.names;
+    const has = (name: string): boolean => added.has(name) || (current.has(name) && !removed.has(name));
     for (const name of subscribe) {
       if (name === '*') {
         if (!st.wildcard) {
           st.pendingAll = true;
-          const current = names ?? st.names;
-          for (const held of [...st.known.baseNames()]) if (!current.has(held)) st.known.enterScope(held);
+          for (const held of [...st.known.baseNames()]) if (!has(held)) st.known.enterScope(held);
         }
         st.wildcard = true;
         continue;
       }
       const key = this.intern(typeUrl, name);
-      if (!(names ?? st.names).has(key)) {
+      if (!has(key)) {
         if (!st.wildcard) st.known.enterScope(key);
-        (names ??= new Set(st.names)).add(key);
+        removed.delete(key);
+        if (!current.has(key)) added.add(key);
       }
       if (!st.known.has(key)) st.announceAbsent.add(key);
       st.pending.add(key);
@@ -119,14 +123,17 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     for (const name of req.resource_names_unsubscribe) {
       if (name === '*') {
         st.wildcard = false;
-        for (const held of [...st.known.keys()]) if (!(names ?? st.names).has(held)) this.forget(st, held);
+        for (const held of [...st.known.keys()]) if (!has(held)) this.forget(st, held);
         continue;
       }
-      if ((names ?? st.names).has(name)) (names ??= new Set(st.names)).delete(name);
+      if (has(name)) {
+        added.delete(name);
+        if (current.has(name)) removed.add(name);
+      }
       st.announceAbsent.delete(name);
       if (!st.wildcard) this.forget(st, name);
     }
-    if (names) st.names = internNames(names);
+    if (added.size > 0 || removed.size > 0) st.names = editNames(current, [...added], [...removed]);
     this.record?.subscribed(typeUrl, st.wildcard, st.names.size);
   }
 

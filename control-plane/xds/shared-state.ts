@@ -30,6 +30,32 @@ export function internNames(names: ReadonlySet<string>): ReadonlySet<string> {
 
 export const EMPTY_NAMES: ReadonlySet<string> = new Set();
 
+/** Per interned set: the set that an edit (names added, names removed) turns it into, shared like the sets. */
+const transitions = new WeakMap<ReadonlySet<string>, Map<string, WeakRef<ReadonlySet<string>>>>();
+/** Edits remembered per set; a subscription change is usually the same edit on every stream (a Service added). */
+const MAX_TRANSITIONS = 64;
+
+/**
+ * `from` (an interned set) with `added` names added and `removed` names removed, interned. The result of an edit is
+ * remembered on `from`, so when 1000 streams make the same change (all subscribe to a new Service's EDS name), only
+ * the first pays for copying and hashing the whole set; the others cost a lookup of the edit.
+ */
+export function editNames(from: ReadonlySet<string>, added: readonly string[], removed: readonly string[]): ReadonlySet<string> {
+  if (added.length === 0 && removed.length === 0) return from;
+  const key = `${added.join('\n')}\u0000${removed.join('\n')}`;
+  let cached = transitions.get(from);
+  const hit = cached?.get(key)?.deref();
+  if (hit) return hit;
+  const next = new Set(from);
+  for (const name of added) next.add(name);
+  for (const name of removed) next.delete(name);
+  const result = internNames(next);
+  if (!cached) transitions.set(from, (cached = new Map()));
+  if (cached.size >= MAX_TRANSITIONS) cached.clear();
+  cached.set(key, new WeakRef(result));
+  return result;
+}
+
 /** How many interned subscription sets are alive (for tests and debugging). */
 export function internedCount(): number {
   return interned.size;

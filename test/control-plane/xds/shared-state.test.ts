@@ -1,7 +1,7 @@
 // Shared per-stream state: interned subscription sets and held versions as a snapshot map plus overrides.
 import { describe, expect, it } from 'vitest';
 import type { ResourcesByName, VersionedResource } from '../../../control-plane/cache/snapshot.ts';
-import { HeldResources, internNames } from '../../../control-plane/xds/shared-state.ts';
+import { editNames, HeldResources, internNames } from '../../../control-plane/xds/shared-state.ts';
 
 const res = (name: string, version: string): VersionedResource => ({
   name,
@@ -17,6 +17,21 @@ describe('internNames', () => {
     expect(internNames(new Set(['x', 'y', 'z']))).toBe(a);
     expect(internNames(new Set(['x', 'y']))).not.toBe(a);
     expect([...internNames(new Set(['z', 'y', 'x']))].sort()).toEqual(['x', 'y', 'z']);
+  });
+});
+
+describe('editNames', () => {
+  it('gives every stream making the same edit one shared set with the edit applied', () => {
+    const base = internNames(new Set(['a', 'b', 'c']));
+    const one = editNames(base, ['d'], ['a']);
+    expect([...one].sort()).toEqual(['b', 'c', 'd']);
+    expect(base.has('a')).toBe(true); // the shared set is never mutated
+    expect(editNames(base, ['d'], ['a'])).toBe(one);
+    expect(internNames(new Set(['b', 'c', 'd']))).toBe(one);
+    expect(editNames(base, [], [])).toBe(base);
+    const other = editNames(base, ['e'], []);
+    expect([...other].sort()).toEqual(['a', 'b', 'c', 'e']);
+    expect(other).not.toBe(one);
   });
 });
 
