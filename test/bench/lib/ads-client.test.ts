@@ -108,6 +108,25 @@ describe('SimulatedProxy against the xDS server', () => {
         const r = tracker.result(1);
         for (let i = 0; i < 2; i++) expect(r?.ackedAt[i]).toBeGreaterThanOrEqual(r?.receivedAt[i] ?? Number.NaN);
         expect(counters.edsBytes).toBeGreaterThan(edsBefore);
+
+        // A new Service: its Cluster arrives over CDS, the proxies subscribe to its EDS name and see its endpoints.
+        const added = registry.addService();
+        tracker.expect(2, [{ cluster: added.cluster, ip: added.ip }]);
+        const publish = () => {
+          registry.write();
+          const after = load(registry.path);
+          const diff = diffStates(state, after);
+          state = after;
+          for (const l of listeners) l({ state: after, changed: diff });
+        };
+        publish();
+        await until('both proxies to receive the new Service', () => tracker.result(2)?.ackedAt.every(Number.isFinite) ?? false);
+        expect(status.list({ resources: true }).some((s) => JSON.stringify(s).includes(added.cluster))).toBe(true);
+        registry.removeAddedService();
+        publish();
+        await until('the server to drop the removed EDS name', () =>
+          status.list({ resources: true }).every((s) => !JSON.stringify(s).includes(added.cluster)),
+        );
         expect(errors).toEqual([]);
       } finally {
         for (const p of proxies) p.close();

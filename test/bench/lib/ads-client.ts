@@ -79,48 +79,88 @@ function claName(bytes: Uint8Array): string {
 }
 
 /**
- * What each Cluster asks for over EDS (service_name, else its name; '' for non-EDS clusters), remembered by the
- * Cluster's bytes: the proxies of one worker receive the same Clusters, and decoding each of them once per proxy
- * would make the load generator, not the control plane, the bottleneck.
+ * What one resource asks for next (a Cluster: its EDS name; a Listener: the route tables its HCMs name), remembered
+ * per resource name with the bytes it came from: the proxies of one worker receive the same resources, and decoding
+ * each of them once per proxy would make the load generator, not the control plane, the bottleneck. A hit costs one
+ * byte compare (Cluster.name and Listener.name are both field 1).
  */
-const edsNameByBytes = new Map<string, string>();
+class DerivedNames {
+  private readonly byName = new Map<string, { bytes: Uint8Array; names: readonly string[] }>();
+  private readonly derive: (bytes: Uint8Array) => readonly string[];
 
-function edsNameOf(bytes: Uint8Array): string {
-  const key = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
-  let name = edsNameByBytes.get(key);
-  if (name === undefined) {
-    const c = decodeMessage<Cluster__Output>(TYPE_URL.cluster, bytes);
-    name = c.type === 'EDS' ? c.eds_cluster_config?.service_name || c.name : '';
-    if (edsNameByBytes.size > 200_000) edsNameByBytes.clear();
-    edsNameByBytes.set(key, name);
+  constructor(derive: (bytes: Uint8Array) => readonly string[]) {
+    this.derive = derive;
   }
-  return name;
+
+  of(bytes: Uint8Array): readonly string[] {
+    const name = claNameOf(bytes);
+    const hit = name === undefined ? undefined : this.byName.get(name);
+    if (hit && Buffer.compare(hit.bytes, bytes) === 0) return hit.names;
+    const names = this.derive(bytes);
+    if (name !== undefined) this.byName.set(name, { bytes, names });
+    return names;
+  }
 }
 
-/** EDS names a set of Clusters asks for. */
-function edsNames(clusters: Iterable<Uint8Array>): Set<string> {
-  const names = new Set<string>();
-  for (const bytes of clusters) {
-    const name = edsNameOf(bytes);
-    if (name) names.add(name);
-  }
-  return names;
-}
+const EDS_OF_CLUSTER = new DerivedNames((bytes) => {
+  const c = decodeMessage<Cluster__Output>(TYPE_URL.cluster, bytes);
+  return c.type === 'EDS' ? [c.eds_cluster_config?.service_name || c.name] : [];
+});
 
-/** Route configuration names the Listeners' HTTP connection managers ask for over RDS. */
-function routeNames(listeners: Iterable<Uint8Array>): Set<string> {
+const ROUTES_OF_LISTENER = new DerivedNames((bytes) => {
   const names = new Set<string>();
   const fromHcm = (any: { type_url: string; value: Uint8Array } | null | undefined) => {
     if (!any || any.type_url !== EXTENSION_TYPE_URL.httpConnectionManager) return;
     const hcm = decodeMessage<HttpConnectionManager__Output>(any.type_url, any.value);
     if (hcm.rds?.route_config_name) names.add(hcm.rds.route_config_name);
   };
-  for (const bytes of listeners) {
-    const l = decodeMessage<Listener__Output>(TYPE_URL.listener, bytes);
-    fromHcm(l.api_listener?.api_listener);
-    for (const chain of l.filter_chains ?? []) for (const f of chain.filters ?? []) fromHcm(f.typed_config);
-  }
+  const l = decodeMessage<Listener__Output>(TYPE_URL.listener, bytes);
+  fromHcm(l.api_listener?.api_listener);
+  for (const chain of l.filter_chains ?? []) for (const f of chain.filters ?? []) fromHcm(f.typed_config);
+  return [...names];
+});
+
+/** Every name a state-of-the-world set of resources asks for. */
+function namesOfAll(derived: DerivedNames, resources: Iterable<Uint8Array>): Set<string> {
+  const names = new Set<string>();
+  for (const bytes of resources) for (const name of derived.of(bytes)) names.add(name);
   return names;
+}
+
+/**
+ * Delta: the names held resources ask for, kept by reference count and updated per resource received or removed,
+ * so a response touching one Cluster costs one lookup, not a pass over every Cluster held.
+ */
+class HeldDemand {
+  private readonly byResource = new Map<string, readonly string[]>();
+  private readonly refs = new Map<string, number>();
+  private readonly derived: DerivedNames;
+
+  constructor(derived: DerivedNames) {
+    this.derived = derived;
+  }
+
+  /** Applies one resource (bytes) or its removal (undefined); adds to `add`/`remove` the names that come and go. */
+  update(resource: string, bytes: Uint8Array | undefined, add: Set<string>, remove: Set<string>): void {
+    const before = this.byResource.get(resource) ?? [];
+    const after = bytes === undefined ? [] : this.derived.of(bytes);
+    if (before === after) return;
+    if (bytes === undefined) this.byResource.delete(resource);
+    else this.byResource.set(resource, after);
+    for (const name of after) {
+      const n = this.refs.get(name) ?? 0;
+      this.refs.set(name, n + 1);
+      if (n === 0 && !remove.delete(name)) add.add(name);
+    }
+    for (const name of before) {
+      const n = (this.refs.get(name) ?? 1) - 1;
+      if (n > 0) this.refs.set(name, n);
+      else {
+        this.refs.delete(name);
+        if (!add.delete(name)) remove.add(name);
+      }
+    }
+  }
 }
 
 function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
@@ -146,8 +186,13 @@ export class SimulatedProxy {
   private readonly subscribed = new Map<string, Set<string>>();
   private readonly version = new Map<string, string>();
   private readonly nonce = new Map<string, string>();
-  /** Delta: the resources currently held, per type, name → bytes (CDS/LDS) or version (EDS/RDS). */
-  private readonly held = new Map<string, Map<string, Uint8Array | string>>();
+  /** Delta: the resources currently held, per type, name → version. */
+  private readonly held = new Map<string, Map<string, string>>();
+  /** Delta: the EDS names the held Clusters ask for, and the route tables the held Listeners ask for. */
+  private readonly demand = new Map<string, { readonly of: HeldDemand; readonly type: string }>([
+    [TYPE_URL.cluster, { of: new HeldDemand(EDS_OF_CLUSTER), type: TYPE_URL.endpoint }],
+    [TYPE_URL.listener, { of: new HeldDemand(ROUTES_OF_LISTENER), type: TYPE_URL.route }],
+  ]);
   private readonly received = new Set<string>();
 
   constructor(options: SimulatedProxyOptions) {
@@ -254,11 +299,11 @@ export class SimulatedProxy {
     if (completed.length) this.o.tracker.acked(this.o.slot, completed, monotonicMs());
     this.received.add(type);
     if (type === TYPE_URL.cluster) {
-      const want = edsNames(res.resources.map((a) => a.value as Uint8Array));
+      const want = namesOfAll(EDS_OF_CLUSTER, res.resources.map((a) => a.value as Uint8Array));
       const have = this.subscribed.get(TYPE_URL.endpoint);
       if (!have || !sameSet(have, want)) this.subscribe(TYPE_URL.endpoint, want);
     } else if (type === TYPE_URL.listener) {
-      const want = routeNames(res.resources.map((a) => a.value as Uint8Array));
+      const want = namesOfAll(ROUTES_OF_LISTENER, res.resources.map((a) => a.value as Uint8Array));
       const have = this.subscribed.get(TYPE_URL.route);
       if (!have || !sameSet(have, want)) this.subscribe(TYPE_URL.route, want);
     }
@@ -268,26 +313,39 @@ export class SimulatedProxy {
   private onDelta(res: DeltaDiscoveryResponse__Output): void {
     const type = res.type_url;
     const at = monotonicMs();
-    const held = this.held.get(type) ?? new Map<string, Uint8Array | string>();
+    const held = this.held.get(type) ?? new Map<string, string>();
     this.held.set(type, held);
     const completed: Expectation[] = [];
-    const keepBytes = type === TYPE_URL.cluster || type === TYPE_URL.listener;
+    const demand = this.demand.get(type);
+    const add = new Set<string>();
+    const remove = new Set<string>();
     for (const r of res.resources) {
       const bytes = r.resource?.value as Uint8Array | undefined;
       if (!bytes) continue;
-      held.set(r.name, keepBytes ? bytes : r.version);
+      held.set(r.name, r.version);
       if (type === TYPE_URL.endpoint) this.o.tracker.inspect(this.o.slot, r.name, bytes, at, completed);
+      demand?.of.update(r.name, bytes, add, remove);
     }
-    for (const name of res.removed_resources) held.delete(name);
+    for (const name of res.removed_resources) {
+      held.delete(name);
+      demand?.of.update(name, undefined, add, remove);
+    }
     this.call?.write({ type_url: type, response_nonce: res.nonce } satisfies DeltaDiscoveryRequest);
     if (completed.length) this.o.tracker.acked(this.o.slot, completed, monotonicMs());
     this.received.add(type);
-    if (type === TYPE_URL.cluster) {
-      this.subscribe(TYPE_URL.endpoint, edsNames(held.values() as Iterable<Uint8Array>));
-    } else if (type === TYPE_URL.listener) {
-      this.subscribe(TYPE_URL.route, routeNames(held.values() as Iterable<Uint8Array>));
-    }
+    if (demand) this.subscribeDelta(demand.type, add, remove);
     this.checkSynced();
+  }
+
+  /** Delta: subscribes to `add` and unsubscribes from `remove` (the first time even when both are empty). */
+  private subscribeDelta(type: string, add: ReadonlySet<string>, remove: ReadonlySet<string>): void {
+    const before = this.subscribed.get(type);
+    if (before && add.size === 0 && remove.size === 0) return;
+    const names = before ?? new Set<string>();
+    for (const name of add) names.add(name);
+    for (const name of remove) names.delete(name);
+    this.subscribed.set(type, names);
+    this.write({ type_url: type, resource_names_subscribe: [...add], resource_names_unsubscribe: [...remove] });
   }
 
   private checkSynced(): void {
