@@ -11,6 +11,7 @@ import {
   CRLF,
   FRAME_CHUNKED,
   FRAME_CLOSE,
+  FRAME_LENGTH,
   FRAME_NONE,
   LAST_CHUNK,
   chooseFraming,
@@ -24,6 +25,9 @@ import type { Framing } from './response-head.ts';
 const MAX_PENDING = 64 * 1024;
 const REASON_HEADER = 'x-skein-reason';
 const HEAD_UNSEEN = -1;
+/** Largest body chunk held back to go out with the response head in one write (larger ones are written as they come). */
+const MAX_HELD_BODY = 16 * 1024;
+const RESOLVED = Promise.resolve();
 
 /** The listener side: routes and dispatches requests, counts local errors. */
 export interface DownstreamHost {
@@ -69,6 +73,12 @@ export class DownstreamConnection implements RequestSink {
   private framing: Framing = FRAME_NONE;
   private closeAfter = false;
   private corked = false;
+  /**
+   * The response head (and at most one small Content-Length body chunk) not written yet: a response that ends in the
+   * same tick goes out as one buffer in one write, without the socket's cork and writev path.
+   */
+  private heldHead: string | undefined;
+  private heldBody: Buffer | undefined;
   private needDrain = false;
   exchange: DownstreamExchange | undefined;
 
@@ -312,14 +322,25 @@ export class DownstreamConnection implements RequestSink {
     if (!keep) this.closeAfter = true;
     this.headSent = true;
     if (this.ended) return;
-    this.cork();
-    this.socket.write(responseHead(status, headers, this.framing, keep ? (h.http10 ? 'keep-alive' : undefined) : 'close'), 'latin1');
+    // Held until the body's first chunk or the end, or until this tick's microtasks when the body streams in later
+    // reads (a resolved promise's then costs a fraction of process.nextTick, which most responses never need).
+    this.heldHead = responseHead(status, headers, this.framing, keep ? (h.http10 ? 'keep-alive' : undefined) : 'close');
+    void RESOLVED.then(() => this.flushHeld(''));
   }
 
   /** A body chunk; false when the socket is full (drained() follows). */
   writeBody(chunk: Buffer): boolean {
     const f = this.framing;
     if (f === FRAME_NONE || chunk.length === 0 || this.ended) return true;
+    if (this.heldHead !== undefined) {
+      if (f === FRAME_LENGTH && this.heldBody === undefined && chunk.length <= MAX_HELD_BODY) {
+        this.heldBody = chunk;
+        return true;
+      }
+      // The head goes out with this chunk in one writev (uncorked on the next tick or at the end).
+      this.cork();
+      this.flushHeld('');
+    }
     const s = this.socket;
     let ok: boolean;
     if (f === FRAME_CHUNKED) {
@@ -333,10 +354,32 @@ export class DownstreamConnection implements RequestSink {
   }
 
   endResponse(): void {
-    if (this.framing === FRAME_CHUNKED && !this.ended) this.socket.write(LAST_CHUNK, 'latin1');
-    // Head, body and end written in one tick go out in one writev now (a streamed body uncorks on the next tick).
+    const last = this.framing === FRAME_CHUNKED ? LAST_CHUNK : '';
+    if (this.heldHead !== undefined) this.flushHeld(last);
+    else if (last !== '' && !this.ended) this.socket.write(last, 'latin1');
+    // A streamed body's last chunks (corked in this tick) go out in one writev now.
     this.uncorkNow();
     this.responseDone();
+  }
+
+  /** Writes the held head (and body chunk) with `tail` after them, as one write. */
+  flushHeld(tail: string): void {
+    const head = this.heldHead;
+    if (head === undefined) return;
+    const body = this.heldBody;
+    this.heldHead = undefined;
+    this.heldBody = undefined;
+    if (this.ended || this.socket.destroyed) return;
+    if (body === undefined) {
+      this.socket.write(tail === '' ? head : head + tail, 'latin1');
+      return;
+    }
+    // Heads are latin1 text: one byte per character.
+    const out = Buffer.allocUnsafe(head.length + body.length + tail.length);
+    out.write(head, 0, 'latin1');
+    out.set(body, head.length);
+    if (tail !== '') out.write(tail, head.length + body.length, 'latin1');
+    if (!this.socket.write(out)) this.needDrain = true;
   }
 
   /** A whole local reply (status, x-skein-reason, text body) to the current request. */
@@ -350,6 +393,8 @@ export class DownstreamConnection implements RequestSink {
 
   /** The response broke after its head went out: reset the connection. */
   destroy(): void {
+    this.heldHead = undefined;
+    this.heldBody = undefined;
     this.socket.destroy();
   }
 

@@ -71,9 +71,12 @@ let inputSize = 0;
 let memoryView: Buffer = Buffer.alloc(0);
 const methodNames: string[] = [];
 
+/**
+ * A view of the wasm memory. Reading `memory.buffer` is a call into V8's C++ side, made here only when the view is
+ * empty: at first, and after the memory grew (growing detaches the old ArrayBuffer, so every view of it has length 0).
+ */
 function memory(): Buffer {
-  const buffer = (llhttp as LlhttpExports).memory.buffer;
-  if (memoryView.buffer !== buffer) memoryView = Buffer.from(buffer);
+  if (memoryView.length === 0) memoryView = Buffer.from((llhttp as LlhttpExports).memory.buffer);
   return memoryView;
 }
 

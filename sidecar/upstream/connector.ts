@@ -18,8 +18,9 @@ export function mtlsConnector(contexts: TlsContexts, handshakes: Counter<'direct
   const resumed = handshakes.labels('outbound', 'resumed');
   const failed = handshakes.labels('outbound', 'failed');
   const mismatch = handshakes.labels('outbound', 'identity_mismatch');
-  return (t, header, allowHalfOpen) => {
-    if (t.inboundPort === undefined) return plainConnector(t, header, allowHalfOpen);
+  return (t, header, allowHalfOpen, onread) => {
+    // TLS sockets read through the stream ('data' events): onread is for plain TCP only.
+    if (t.inboundPort === undefined) return plainConnector(t, header, allowHalfOpen, onread);
     const ids = t.peers?.ids ?? [];
     const socket = contexts.connect(
       { host: t.address, port: t.inboundPort, allowed: ids.length > 0 ? ids : 'same-trust-domain' },

@@ -28,6 +28,15 @@ export const CLOSED_CODE = 'SKEIN_UPSTREAM_CLOSED';
 const kConn = Symbol('skein.h1connection');
 type WithConn = { [kConn]: H1Connection };
 
+/**
+ * Where plain TCP upstream sockets read (node's `onread`): one buffer for all of them, since each read is handed on
+ * synchronously and copied out first. This skips the Readable stream's per-read work and node's 64 KiB allocation.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
+/** Opens the socket; `onread` is honoured by plain TCP sockets (TLS ones emit 'data' instead). */
+export type OpenSocket = (onread: net.OnReadOpts) => net.Socket;
+
 export class H1Connection {
   readonly socket: net.Socket;
   private readonly owner: ConnectionOwner;
@@ -46,8 +55,9 @@ export class H1Connection {
   private resumeWanted = false;
   private ended = false;
 
-  constructor(owner: ConnectionOwner, socket: net.Socket, idleMs: number) {
+  constructor(owner: ConnectionOwner, open: OpenSocket, idleMs: number) {
     this.owner = owner;
+    const socket = open({ buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array) => this.received(n, buf) });
     this.socket = socket;
     this.idleMs = idleMs;
     (socket as unknown as WithConn)[kConn] = this;
@@ -124,6 +134,15 @@ export class H1Connection {
   connected(): void {
     this.ready = true;
     this.user?.write(this.socket);
+  }
+
+  /** `n` bytes read into the shared buffer: copied out (body chunks are handed on and may be written later). */
+  private received(n: number, buf: Uint8Array): boolean {
+    const chunk = Buffer.allocUnsafe(n);
+    chunk.set(buf.subarray(0, n));
+    this.data(chunk);
+    // Reading stops only through pause() (backpressure), never through the return value.
+    return true;
   }
 
   data(chunk: Buffer): void {

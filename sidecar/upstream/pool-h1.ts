@@ -47,7 +47,7 @@ export class H1Pool implements ConnectionOwner {
       const c = idle.pop() as H1Connection;
       if (!c.closed) return c;
     }
-    return new H1Connection(this, this.pool.connect(), this.idleTimeoutMs);
+    return new H1Connection(this, (onread) => this.pool.connect(false, onread), this.idleTimeoutMs);
   }
 
   park(c: H1Connection): boolean {

@@ -33,12 +33,13 @@ export interface PeerIdentities {
 /**
  * Opens the transport to an endpoint with `header` (the PROXY v2 header, for peer sidecars) queued as its first
  * bytes: plain TCP here, mutual TLS in connector.ts. The socket is usable after 'connect', or 'secureConnect' when
- * it is a TLSSocket (the pool's connect timeout covers the handshake too).
+ * it is a TLSSocket (the pool's connect timeout covers the handshake too). `onread`, when given, is honoured by plain
+ * TCP sockets (bytes go to its callback, no 'data' events); a connector may ignore it (TLS), so callers listen to both.
  */
-export type Connector = (target: PoolTarget, header: Buffer | undefined, allowHalfOpen: boolean) => net.Socket;
+export type Connector = (target: PoolTarget, header: Buffer | undefined, allowHalfOpen: boolean, onread?: net.OnReadOpts) => net.Socket;
 
-export const plainConnector: Connector = (t, header, allowHalfOpen) => {
-  const socket = net.connect({ host: t.address, port: t.inboundPort ?? t.port, noDelay: true, allowHalfOpen });
+export const plainConnector: Connector = (t, header, allowHalfOpen, onread) => {
+  const socket = net.connect({ host: t.address, port: t.inboundPort ?? t.port, noDelay: true, allowHalfOpen, onread });
   if (header !== undefined) socket.write(header);
   return socket;
 };
@@ -96,10 +97,13 @@ export class EndpointPool {
       target.inboundPort === undefined ? undefined : encodeProxyHeader(target.sourceIp, 0, target.address, target.port);
   }
 
-  /** A new connection to the endpoint, with the PROXY v2 header already queued when it is a peer sidecar. */
-  connect(allowHalfOpen = false): net.Socket {
+  /**
+   * A new connection to the endpoint, with the PROXY v2 header already queued when it is a peer sidecar. `onread`:
+   * read into that buffer and callback instead of 'data' events, where the connector supports it (plain TCP).
+   */
+  connect(allowHalfOpen = false, onread?: net.OnReadOpts): net.Socket {
     const t = this.target;
-    const socket = this.connector(t, this.header, allowHalfOpen);
+    const socket = this.connector(t, this.header, allowHalfOpen, onread);
     const timer = setTimeout(onConnectTimeout, t.connectTimeoutMs, socket, t.connectTimeoutMs);
     socket.once((socket as { encrypted?: boolean }).encrypted === true ? 'secureConnect' : 'connect', () => {
       clearTimeout(timer);

@@ -48,8 +48,17 @@ class UpstreamLike implements DownstreamHost {
 let server: net.Server | undefined;
 afterEach(() => new Promise<void>((r) => (server ? server.close(() => r()) : r())));
 
+/** Writes made on each served socket (socket.write calls), to see how many writes a response took. */
+let writes = 0;
+
 async function serve(host: DownstreamHost): Promise<number> {
+  writes = 0;
   server = net.createServer({ allowHalfOpen: true }, (socket) => {
+    const write = socket.write;
+    socket.write = function (this: net.Socket, ...args: unknown[]) {
+      writes++;
+      return (write as (...a: unknown[]) => boolean).apply(this, args);
+    } as typeof socket.write;
     socket.once('data', (first: Buffer) => {
       socket.pause();
       new DownstreamConnection(socket, host, 8192).start(first);
@@ -76,5 +85,73 @@ describe('downstream connection', () => {
     expect(responses.map((r) => /x-url: (\S+)/.exec(r)?.[1])).toEqual(['/one', '/two', '/three']);
     // An upstream length unknown to the client side: re-chunked, body intact.
     expect(responses[1]).toContain('transfer-encoding: chunked\r\n\r\n4\r\n/two\r\n0\r\n\r\n');
+  });
+
+  /** Answers every request with Content-Length `body`, in the given slices: together in one tick, or one per tick. */
+  function lengthHost(body: Buffer, slices: number[], sameTick: boolean): DownstreamHost {
+    return {
+      draining: false,
+      headersTimeoutMs: 1000,
+      localError: () => {},
+      request(conn: DownstreamConnection): void {
+        setImmediate(() => {
+          conn.writeHead(200, { 'content-length': String(body.length) });
+          let at = 0;
+          const parts = slices.map((n) => body.subarray(at, (at += n)));
+          if (sameTick) {
+            for (const p of parts) conn.writeBody(p);
+            conn.endResponse();
+            return;
+          }
+          const next = (): void => {
+            const p = parts.shift();
+            if (p === undefined) conn.endResponse();
+            else {
+              conn.writeBody(p);
+              setImmediate(next);
+            }
+          };
+          setImmediate(next);
+        });
+      },
+    };
+  }
+
+  async function fetchRaw(port: number, requests: number): Promise<string> {
+    return await new Promise<string>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      const chunks: Buffer[] = [];
+      s.on('data', (c: Buffer) => {
+        chunks.push(c);
+        const text = Buffer.concat(chunks).toString('latin1');
+        if ((text.match(/HTTP\/1\.1 200/g) ?? []).length === requests && text.endsWith('END')) s.end();
+      });
+      s.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+      s.write('GET /a HTTP/1.1\r\nhost: x\r\n\r\n'.repeat(requests));
+    });
+  }
+
+  it('writes a small Content-Length response that ends in one tick as a single write', async () => {
+    const body = Buffer.from('x'.repeat(1021) + 'END');
+    const port = await serve(lengthHost(body, [body.length], true));
+    const text = await fetchRaw(port, 2);
+    expect(text).toBe(`HTTP/1.1 200 OK\r\ncontent-length: 1024\r\n\r\n${body.toString()}`.repeat(2));
+    expect(writes).toBe(2);
+  });
+
+  it('sends the head on the next tick when the body comes later, and large or repeated chunks in order', async () => {
+    const body = Buffer.alloc(40_000, 'y');
+    body.write('END', body.length - 3);
+    for (const [slices, sameTick] of [
+      [[100, 200, 39_700], false],
+      [[20_000, 20_000], true],
+      [[10, 39_990], true],
+    ] as const) {
+      const port = await serve(lengthHost(body, [...slices], sameTick));
+      const text = await fetchRaw(port, 1);
+      expect(text).toBe(`HTTP/1.1 200 OK\r\ncontent-length: 40000\r\n\r\n${body.toString('latin1')}`);
+      await new Promise<void>((r) => server!.close(() => r()));
+      server = undefined;
+    }
   });
 });

@@ -53,6 +53,21 @@ describe('llhttp binding', () => {
     parser.free();
   });
 
+  it('reads heads right after the wasm memory grew (a large input makes the binding allocate more)', () => {
+    const r = recorder();
+    const parser = new HttpParser(REQUEST, r.events);
+    r.parser = parser;
+    const body = 'b'.repeat(3 * 1024 * 1024);
+    const big = Buffer.from(`POST /big HTTP/1.1\r\nHost: before.demo\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    expect(parser.execute(big).code).toBe(HPE_OK);
+    expect(parser.execute(Buffer.from('GET /after HTTP/1.1\r\nHost: after.demo\r\n\r\n')).code).toBe(HPE_OK);
+    expect(r.messages.map((m) => [m.url, m.headers[1], m.body.length])).toEqual([
+      ['/big', 'before.demo', body.length],
+      ['/after', 'after.demo', 0],
+    ]);
+    parser.free();
+  });
+
   it('parses a chunked response split across reads', () => {
     const r = recorder();
     const parser = new HttpParser(RESPONSE, r.events);
