@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { XdsMode } from './lib/ads-client.ts';
+import type { ClientKind, XdsMode } from './lib/ads-client.ts';
 import { controlPlaneAvailable, SKEIN_CLI } from './lib/control-plane-process.ts';
 import { type RunResult, runOnce } from './lib/phases.ts';
 import { GeneratedRegistry } from './lib/registry-gen.ts';
@@ -11,12 +11,14 @@ import { checkTargets, renderTable, toJson } from './lib/report.ts';
 
 const USAGE = `Usage: npm run bench:control-plane -- [--proxies 100,1000] [--modes sotw,delta] [--quick]
        [--services 1000] [--endpoints 10] [--namespaces 10] [--debounce-ms 100] [--repetitions 3]
-       [--churn-seconds 10] [--timeout-s 20] [--workers 2] [--no-pin]
+       [--churn-seconds 10] [--timeout-s 20] [--workers 2] [--client h2|grpc-js] [--no-pin]
 
 Starts \`skein control-plane --registry <generated file>\` once per (proxies, mode), connects the simulated
 proxies over ADS, and measures one endpoint change and 1% churn per second. --quick: 100 proxies (unless
 --proxies is given) and 3 s of churn. --no-pin: do not pin the control plane and the load
-generator to different cores with taskset. --timeout-s: how long after a change (after the last churn tick)
+generator to different cores with taskset. --client: how the simulated proxies speak gRPC: h2 (default), a bare
+HTTP/2 stream per proxy (test/bench/lib/h2-call.ts), or grpc-js's client (more load-generator CPU per response;
+with 1000 proxies on one core its own queue then shows in the tail). --timeout-s: how long after a change (after the last churn tick)
 proxies may take to ACK it before they count as missed.`;
 
 function parseList(value: string, flag: string): string[] {
@@ -40,6 +42,7 @@ function parseFlags(argv: string[]) {
       repetitions: { type: 'string' },
       'churn-seconds': { type: 'string' },
       workers: { type: 'string', default: '2' },
+      client: { type: 'string', default: 'h2' },
       'timeout-s': { type: 'string', default: '20' },
       'no-pin': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -62,6 +65,8 @@ function parseFlags(argv: string[]) {
     return m as XdsMode;
   });
   const services = int('services', values.services, 1);
+  if (values.client !== 'h2' && values.client !== 'grpc-js') throw new Error(`--client: "${values.client}" is not h2 or grpc-js`);
+  const client: ClientKind = values.client;
   return {
     proxies,
     modes,
@@ -73,6 +78,7 @@ function parseFlags(argv: string[]) {
     repetitions: int('repetitions', values.repetitions ?? '3', 1),
     churnSeconds: int('churn-seconds', values['churn-seconds'] ?? (values.quick ? '3' : '10'), 1),
     workers: int('workers', values.workers, 1),
+    client,
     timeoutMs: int('timeout-s', values['timeout-s'], 1) * 1000,
     pin: !values['no-pin'] && availableParallelism() >= 2,
   };
@@ -117,6 +123,7 @@ async function main(): Promise<number> {
             await runOnce({
               proxies,
               mode,
+              client: flags.client,
               registry,
               debounceMs: flags.debounceMs,
               workers: Math.min(flags.workers, proxies),
@@ -154,7 +161,7 @@ async function main(): Promise<number> {
   const checks = checkTargets(runs);
   process.stdout.write(`\nControl-plane benchmark: ${flags.services} Services × ${flags.endpoints} endpoints, ` +
     `${flags.namespaces} namespaces, debounce ${flags.debounceMs} ms, ` +
-    `${flags.pin ? 'control plane on CPU 0, load generator on CPU 1' : 'no CPU pinning'}, ` +
+    `${flags.pin ? 'control plane on CPU 0, load generator on CPU 1' : 'no CPU pinning'}, simulated proxies on ${flags.client === 'h2' ? 'bare HTTP/2 streams' : "grpc-js's client"}, ` +
     `${((Date.now() - started) / 1000).toFixed(0)} s\n\n`);
   process.stdout.write(`${renderTable(runs, checks, flags.debounceMs)}\n`);
   const meta = {
@@ -162,6 +169,7 @@ async function main(): Promise<number> {
     endpoints_per_service: flags.endpoints,
     namespaces: flags.namespaces,
     debounce_ms: flags.debounceMs,
+    client: flags.client,
     repetitions: flags.repetitions,
     churn_seconds: flags.churnSeconds,
     timeout_s: flags.timeoutMs / 1000,

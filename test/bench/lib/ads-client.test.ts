@@ -9,7 +9,7 @@ import { parseRegistryText } from '../../../control-plane/registry/file.ts';
 import { buildState } from '../../../control-plane/registry/objects.ts';
 import { diffStates, type RegistryListener, type RegistryState } from '../../../control-plane/registry/registry.ts';
 import { startXdsServer, StatusRegistry, type XdsServerHandle } from '../../../control-plane/xds/index.ts';
-import { claNameOf, newCounters, SimulatedProxy, type XdsMode } from './ads-client.ts';
+import { claNameOf, type ClientKind, newCounters, SimulatedProxy, type XdsMode } from './ads-client.ts';
 import { ChangeTracker } from './change-tracker.ts';
 import { GeneratedRegistry, namespaceName } from './registry-gen.ts';
 
@@ -68,8 +68,9 @@ describe('SimulatedProxy against the xDS server', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  for (const mode of ['sotw', 'delta'] as XdsMode[]) {
-    it(`${mode}: syncs CDS, EDS, LDS and RDS, then ACKs the EDS update that carries a changed endpoint`, async () => {
+  const cases = (['sotw', 'delta'] as XdsMode[]).flatMap((mode) => (['h2', 'grpc-js'] as ClientKind[]).map((client) => ({ mode, client })));
+  for (const { mode, client } of cases) {
+    it(`${mode} (${client}): syncs CDS, EDS, LDS and RDS, ACKs the EDS update that carries a changed endpoint, follows a Service added and removed`, async () => {
       const tracker = new ChangeTracker(2);
       const counters = newCounters();
       const synced = new Set<number>();
@@ -79,6 +80,7 @@ describe('SimulatedProxy against the xDS server', () => {
           new SimulatedProxy({
             address: xds.address,
             mode,
+            client,
             slot,
             index: slot,
             namespace: namespaceName(slot),

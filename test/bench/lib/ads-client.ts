@@ -15,8 +15,11 @@ import {
   grpcDefinitions,
 } from '../../../proto/index.ts';
 import { type ChangeTracker, type Expectation, monotonicMs } from './change-tracker.ts';
+import { H2Call } from './h2-call.ts';
 
 export type XdsMode = 'sotw' | 'delta';
+/** How a simulated proxy speaks gRPC: a bare HTTP/2 stream (default, see h2-call.ts) or grpc-js's client. */
+export type ClientKind = 'h2' | 'grpc-js';
 
 export interface ProxyCounters {
   /** Serialized response bytes received, all types. */
@@ -46,6 +49,17 @@ export interface SimulatedProxyOptions {
   /** Called once, when CDS, EDS (every subscribed cluster), LDS and RDS have all been received and ACKed. */
   readonly onSynced: (slot: number) => void;
   readonly onError: (slot: number, message: string) => void;
+  /** Default 'h2'. */
+  readonly client?: ClientKind;
+}
+
+/** The part of a bidi call the simulated proxy uses (grpc-js's ClientDuplexStream and H2Call both have it). */
+interface AdsCall {
+  write(message: object): unknown;
+  cancel(): void;
+  on(event: 'data', listener: (message: object) => void): unknown;
+  on(event: 'error', listener: (err: grpc.ServiceError) => void): unknown;
+  on(event: 'end', listener: () => void): unknown;
 }
 
 type AdsMethod = grpc.MethodDefinition<object, object>;
@@ -177,8 +191,8 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
 
 export class SimulatedProxy {
   private readonly o: SimulatedProxyOptions;
-  private readonly client: grpc.Client;
-  private call: grpc.ClientDuplexStream<object, object> | undefined;
+  private client: grpc.Client | undefined;
+  private call: AdsCall | undefined;
   private synced = false;
   private closed = false;
   private nodeSent = false;
@@ -197,7 +211,6 @@ export class SimulatedProxy {
 
   constructor(options: SimulatedProxyOptions) {
     this.o = options;
-    this.client = new grpc.Client(options.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
   }
 
   get node(): Node {
@@ -224,7 +237,11 @@ export class SimulatedProxy {
       }
       return msg;
     };
-    const call = this.client.makeBidiStreamRequest(method.path, method.requestSerialize, deserialize);
+    let call: AdsCall;
+    if (this.o.client === 'grpc-js') {
+      this.client = new grpc.Client(this.o.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+      call = this.client.makeBidiStreamRequest(method.path, method.requestSerialize, deserialize);
+    } else call = new H2Call(this.o.address, method.path, method.requestSerialize, deserialize);
     this.call = call;
     call.on('data', (msg: object) => {
       try {
@@ -247,7 +264,7 @@ export class SimulatedProxy {
   close(): void {
     this.closed = true;
     this.call?.cancel();
-    this.client.close();
+    this.client?.close();
   }
 
   private write(req: DiscoveryRequest | DeltaDiscoveryRequest): void {

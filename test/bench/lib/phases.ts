@@ -1,7 +1,7 @@
 // One benchmark run: a fresh control plane, N simulated proxies, then the single-change and churn phases.
 import { appendFileSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { XdsMode } from './ads-client.ts';
+import type { ClientKind, XdsMode } from './ads-client.ts';
 import { formatProfile, summarizeProfile } from './cpu-profile.ts';
 import { monotonicMs } from './change-tracker.ts';
 import { ControlPlaneProcess } from './control-plane-process.ts';
@@ -14,6 +14,8 @@ import { WorkerPool } from './worker-pool.ts';
 export interface RunSettings {
   readonly proxies: number;
   readonly mode: XdsMode;
+  /** How the simulated proxies speak gRPC. */
+  readonly client: ClientKind;
   readonly registry: GeneratedRegistry;
   readonly debounceMs: number;
   readonly workers: number;
@@ -138,7 +140,7 @@ async function runMeasured(s: RunSettings, windows: [string, number, number][]):
     const cpu0 = cpuSeconds(cp.pid);
     const t0 = monotonicMs();
     let lastLog = 0;
-    const synced = await pool.start(cp.xdsAddress, s.mode, specs, s.syncTimeoutMs, (n) => {
+    const synced = await pool.start(cp.xdsAddress, s.mode, s.client, specs, s.syncTimeoutMs, (n) => {
       if (monotonicMs() - lastLog > 2000 || n === s.proxies) {
         lastLog = monotonicMs();
         s.log(`  synced ${n}/${s.proxies} proxies`);

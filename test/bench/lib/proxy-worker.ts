@@ -1,5 +1,5 @@
 // A load-generator process: runs a share of the simulated proxies and answers the benchmark driver over IPC.
-import { type ProxyCounters, SimulatedProxy, type XdsMode, newCounters } from './ads-client.ts';
+import { type ClientKind, type ProxyCounters, SimulatedProxy, type XdsMode, newCounters } from './ads-client.ts';
 import { ChangeTracker, type Marker } from './change-tracker.ts';
 
 export interface ProxySpec {
@@ -8,7 +8,7 @@ export interface ProxySpec {
 }
 
 export type ToWorker =
-  | { type: 'start'; address: string; mode: XdsMode; proxies: ProxySpec[]; maxConnecting: number }
+  | { type: 'start'; address: string; mode: XdsMode; client: ClientKind; proxies: ProxySpec[]; maxConnecting: number }
   | { type: 'expect'; id: number; markers: Marker[] }
   | { type: 'collect'; id: number }
   | { type: 'forget'; id: number }
@@ -46,6 +46,7 @@ function start(msg: Extract<ToWorker, { type: 'start' }>): void {
       new SimulatedProxy({
         address: msg.address,
         mode: msg.mode,
+        client: msg.client,
         slot,
         index: spec.index,
         namespace: spec.namespace,

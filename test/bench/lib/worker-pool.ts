@@ -1,7 +1,7 @@
 // The driver's side of the load-generator processes: spreads proxies over them and gathers their measurements.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { type ProxyCounters, type XdsMode, newCounters } from './ads-client.ts';
+import { type ClientKind, type ProxyCounters, type XdsMode, newCounters } from './ads-client.ts';
 import type { Marker } from './change-tracker.ts';
 import type { FromWorker, ProxySpec, ToWorker } from './proxy-worker.ts';
 
@@ -84,13 +84,13 @@ export class WorkerPool {
   }
 
   /** Starts the proxies, spread round-robin over the workers; resolves when all are synced or on timeout. */
-  async start(address: string, mode: XdsMode, specs: readonly ProxySpec[], timeoutMs: number,
+  async start(address: string, mode: XdsMode, client: ClientKind, specs: readonly ProxySpec[], timeoutMs: number,
     progress?: (synced: number) => void): Promise<number> {
     const shares: ProxySpec[][] = this.workers.map(() => []);
     specs.forEach((s, i) => shares[i % shares.length]?.push(s));
     this.workers.forEach((w, i) => {
       w.size = shares[i]?.length ?? 0;
-      w.child.send({ type: 'start', address, mode, proxies: shares[i] ?? [], maxConnecting: 25 } satisfies ToWorker);
+      w.child.send({ type: 'start', address, mode, client, proxies: shares[i] ?? [], maxConnecting: 25 } satisfies ToWorker);
     });
     const deadline = Date.now() + timeoutMs;
     let last = -1;
