@@ -62,6 +62,8 @@ export class FileRegistry implements Registry {
   private readonly documents = new DocumentCache();
   /** The current objects by `<Kind> <namespace>/<name>`, to keep identity across content-equal edits. */
   private byId = new Map<string, object>();
+  /** Pod (`<ns>/<name>`) → the Services whose slices point at it; built with each full parse, then kept per edit. */
+  private podOwners: PodOwners | undefined;
   /** When a file event or poll first noticed a change not applied yet (for RegistryChange.detectedAt). */
   private noticedAt: number | undefined;
   private lastStat = '';
@@ -232,6 +234,8 @@ export class FileRegistry implements Registry {
     }
     this.byId = byId;
     const next = buildState(loaded.services, loaded.slices, loaded.pods, loaded.policies);
+    // Built here, with the full parse, so that the first edit does not pay for it.
+    this.podOwners = PodOwners.of(next.slices);
     this.lastBytes = bytes;
     this.commit(before, next, started, parsedMs, detectedAt, first);
   }
@@ -314,13 +318,16 @@ export class FileRegistry implements Registry {
         const owner = sliceOwner(s);
         if (owner) owners.add(owner);
       }
+      const index = (this.podOwners ??= PodOwners.of(before.slices));
       for (const owner of owners) {
         changed.add(owner);
+        index.unlink(owner, before.slices.get(owner) ?? []);
         const list = (before.slices.get(owner) ?? []).filter((s) => !sliceOut.has(s));
         for (const s of sliceIn) if (sliceOwner(s) === owner) list.push(s);
         list.sort((a, b) => ((a.metadata?.name ?? '') < (b.metadata?.name ?? '') ? -1 : 1));
         if (list.length > 0) slices.set(owner, Object.freeze(list));
         else slices.delete(owner);
+        index.link(owner, list);
       }
     }
     const state: RegistryState = Object.freeze({
@@ -330,7 +337,10 @@ export class FileRegistry implements Registry {
       policies: policies ?? before.policies,
     });
     if (policyChanged) return { state, changed: undefined };
-    if (touchedPods.size > 0) addPodChanges(state, touchedPods, changed);
+    if (touchedPods.size > 0) {
+      const index = (this.podOwners ??= PodOwners.of(state.slices));
+      for (const pod of touchedPods) for (const owner of index.owners(pod)) changed.add(owner);
+    }
     return { state, changed };
   }
 
@@ -361,22 +371,44 @@ export class FileRegistry implements Registry {
   }
 }
 
-/** Adds the Services whose slices point at one of the pods (`<ns>/<name>`) through an endpoint's targetRef. */
-function addPodChanges(state: RegistryState, pods: ReadonlySet<string>, changed: Set<ServiceKey>): void {
-  const names = new Set<string>();
-  for (const key of pods) names.add(key.slice(key.indexOf('/') + 1));
-  for (const [key, slices] of state.slices) {
-    if (changed.has(key)) continue;
-    for (const s of slices) {
-      const hit = s.endpoints?.some((e) => {
-        const ref = e.targetRef;
-        if (!ref?.name || !names.has(ref.name) || (ref.kind && ref.kind !== 'Pod')) return false;
-        return pods.has(`${ref.namespace ?? s.metadata?.namespace ?? 'default'}/${ref.name}`);
-      });
-      if (hit) {
-        changed.add(key);
-        break;
-      }
+/** Which Services' slices point at each pod through an endpoint's targetRef, so a pod edit finds them without a scan. */
+class PodOwners {
+  private readonly byPod = new Map<string, Set<ServiceKey>>();
+
+  static of(slices: RegistryState['slices']): PodOwners {
+    const index = new PodOwners();
+    for (const [owner, list] of slices) index.link(owner, list);
+    return index;
+  }
+
+  owners(pod: string): Iterable<ServiceKey> {
+    return this.byPod.get(pod) ?? [];
+  }
+
+  link(owner: ServiceKey, slices: readonly V1EndpointSlice[]): void {
+    for (const pod of podsOf(slices)) {
+      let set = this.byPod.get(pod);
+      if (!set) this.byPod.set(pod, (set = new Set()));
+      set.add(owner);
+    }
+  }
+
+  unlink(owner: ServiceKey, slices: readonly V1EndpointSlice[]): void {
+    for (const pod of podsOf(slices)) {
+      const set = this.byPod.get(pod);
+      set?.delete(owner);
+      if (set?.size === 0) this.byPod.delete(pod);
+    }
+  }
+}
+
+/** The pods (`<ns>/<name>`) the endpoints of some slices point at. */
+function* podsOf(slices: readonly V1EndpointSlice[]): Iterable<string> {
+  for (const s of slices) {
+    for (const e of s.endpoints ?? []) {
+      const ref = e.targetRef;
+      if (!ref?.name || (ref.kind && ref.kind !== 'Pod')) continue;
+      yield `${ref.namespace ?? s.metadata?.namespace ?? 'default'}/${ref.name}`;
     }
   }
 }

@@ -102,6 +102,16 @@ export function sliceText(text: Source, from = 0, to = text.length): string {
   return typeof text === 'string' ? text.slice(from, to) : text.toString('latin1', from, to);
 }
 
+/** The first k in [lo, hi) for which `holds` is false (hi if none), where `holds` is true up to some k, then false. */
+function firstFailing(lo: number, hi: number, holds: (k: number) => boolean): number {
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (holds(mid)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 /** An edit located in the chunk list: chunks [front, back) of the previous text are replaced by `middle`. */
 export interface Edit {
   readonly front: number;
@@ -129,13 +139,12 @@ export function planEdit<T>(previous: Source, chunks: readonly Placed<T>[], text
   }
   const s = commonSuffix(previous, text, Math.min(previous.length, text.length) - p);
   const end = (k: number): number => chunks[k + 1]?.start ?? previous.length;
-  // Keep chunk k in front if its end boundary (`---` plus one character) lies in the prefix.
-  let front = 0;
-  while (front < chunks.length && end(front) + 4 <= p && end(front) < previous.length) front++;
-  // Keep chunk k at the back if the newline before its `---` lies in the suffix.
+  // Keep chunk k in front if its end boundary (`---` plus one character) lies in the prefix. Chunk ends grow with
+  // k, so the kept ones are a run from 0: found by binary search (a large file has thousands of chunks).
+  const front = firstFailing(0, chunks.length, (k) => end(k) + 4 <= p && end(k) < previous.length);
+  // Keep chunk k at the back if the newline before its `---` lies in the suffix (a run up to the last chunk).
   const suffixStart = previous.length - s;
-  let back = chunks.length;
-  while (back - 1 > front && (chunks[back - 1]?.start ?? 0) - 1 >= suffixStart) back--;
+  const back = firstFailing(Math.min(front + 1, chunks.length), chunks.length, (k) => (chunks[k]?.start ?? 0) - 1 < suffixStart);
   const midStart = front < chunks.length ? (chunks[front]?.start ?? 0) : previous.length;
   const midEndOld = back < chunks.length ? (chunks[back]?.start ?? previous.length) : previous.length;
   const delta = text.length - previous.length;
