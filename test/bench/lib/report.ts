@@ -117,6 +117,7 @@ export function renderTable(runs: readonly RunResult[], checks: readonly TargetC
       ['proxies', 'mode', 'sync', 'phase', 'changes', 'ACK p50 / p99', 'first resp p50', 'server p50 / p99', 'bytes/chg/proxy', 'EDS resp size', 'CP CPU', 'missed'],
       runs.flatMap((r) => {
         const phases: [string, PhaseResult | undefined][] = [
+          ...(r.cold ? [['first change (cold)', r.cold] as [string, PhaseResult]] : []),
           ['single', r.single],
           ['churn 1%/s', r.churn],
           ...(r.serviceChurn ? [['Service add/rm', r.serviceChurn] as [string, PhaseResult]] : []),
@@ -208,6 +209,7 @@ export function toJson(meta: object, runs: readonly RunResult[], checks: readonl
       synced: r.synced,
       sync_s: round(r.syncSeconds, 2),
       sync_cpu_s: round(r.syncCpuSeconds, 2),
+      first_change_cold: phaseJson(r.cold),
       single: phaseJson(r.single),
       churn: phaseJson(r.churn),
       service_add_remove: phaseJson(r.serviceChurn),
