@@ -1,4 +1,4 @@
-// Restarts a long-running command in place (execve) with Node's compile cache and small-footprint V8 flags.
+// Restarts a long-running command in place (execve) with Node's compile cache and its small-footprint settings.
 import { fileURLToPath } from 'node:url';
 
 /**
@@ -7,6 +7,26 @@ import { fileURLToPath } from 'node:url';
  * garbage dies young), and at most two V8 helper threads.
  */
 export const LEAN_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2', '--v8-pool-size=2'];
+
+/** What a long-running command restarts with: node flags (before the caller's own) and environment to start with. */
+export interface ExecProfile {
+  readonly nodeFlags: readonly string[];
+  /** Set unless the operator already set them. */
+  readonly env: Readonly<Record<string, string>>;
+}
+
+/** `skein sidecar`: one per workload, so the smallest idle footprint. */
+export const SIDECAR_PROFILE: ExecProfile = { nodeFlags: LEAN_NODE_FLAGS, env: {} };
+
+/**
+ * `skein control-plane`: glibc raises its mmap threshold (up to 32 MiB) each time a large mmapped buffer is freed, and
+ * then serves the next large buffers from its heaps, whose pages stay resident after they are freed. The control
+ * plane allocates and frees a large buffer per proxy per response, so that memory piles up. Setting the trim
+ * threshold (to glibc's own default) switches the adjustment off, and large buffers go back to the system when they
+ * are freed. At 1000 proxies, steady RSS went from 550–580 MB to 478 MB (README, Benchmarks). glibc reads it only
+ * at start-up, hence the restart; other C libraries ignore it.
+ */
+export const CONTROL_PLANE_PROFILE: ExecProfile = { nodeFlags: [], env: { MALLOC_TRIM_THRESHOLD_: '131072' } };
 
 /** Set in the restarted process so it does not restart again. */
 const MARKER = 'SKEIN_LEAN_EXEC';
@@ -33,20 +53,22 @@ export function leanExecPlan(
   argv: readonly string[] = process.argv,
   execArgv: readonly string[] = process.execArgv,
   env: Readonly<Record<string, string | undefined>> = process.env,
+  profile: ExecProfile = SIDECAR_PROFILE,
 ): LeanExecPlan | undefined {
   if (env[MARKER] !== undefined || typeof process.execve !== 'function') return undefined;
   const script = argv[1];
   if (script === undefined) return undefined;
   const clean: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (v !== undefined) clean[k] = v;
+  for (const [k, v] of Object.entries(profile.env)) clean[k] ??= v;
   clean[MARKER] = '1';
   clean.NODE_COMPILE_CACHE = compileCacheDir(env);
-  return { file: process.execPath, args: [process.execPath, ...LEAN_NODE_FLAGS, ...execArgv, script, ...argv.slice(2)], env: clean };
+  return { file: process.execPath, args: [process.execPath, ...profile.nodeFlags, ...execArgv, script, ...argv.slice(2)], env: clean };
 }
 
 /** Replaces this process with the lean one (same pid, stdio, CPU affinity); returns only when it does not. */
-export function leanExec(): void {
-  const plan = leanExecPlan();
+export function leanExec(profile: ExecProfile = SIDECAR_PROFILE): void {
+  const plan = leanExecPlan(process.argv, process.execArgv, process.env, profile);
   if (plan === undefined) return;
   try {
     process.execve?.(plan.file, [...plan.args], plan.env);

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The `skein` command: dispatches to one subcommand, loading only that side's code.
-import { leanExec } from './lean-exec.ts';
+import { CONTROL_PLANE_PROFILE, leanExec } from './lean-exec.ts';
 
 const HELP = `skein — a service mesh on Kubernetes discovery, speaking Envoy's xDS v3
 
@@ -18,7 +18,11 @@ Run 'skein <command> --help' for a command's flags.`;
 type Command = (argv: string[]) => Promise<number>;
 
 const commands: Record<string, () => Promise<Command>> = {
-  'control-plane': async () => (await import('../control-plane/main.ts')).runControlPlane,
+  'control-plane': async () => {
+    // Restart with glibc's large-buffer reuse switched off (see CONTROL_PLANE_PROFILE) and the compile cache.
+    leanExec(CONTROL_PLANE_PROFILE);
+    return (await import('../control-plane/main.ts')).runControlPlane;
+  },
   sidecar: async () => {
     // One sidecar runs beside every workload: restart with the compile cache (no TypeScript stripper in memory) and
     // small-heap V8 flags before loading anything.

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { compileCacheDir, LEAN_NODE_FLAGS, leanExecPlan } from '../../cli/lean-exec.ts';
+import { compileCacheDir, CONTROL_PLANE_PROFILE, LEAN_NODE_FLAGS, leanExecPlan } from '../../cli/lean-exec.ts';
 
 const SKEIN = fileURLToPath(new URL('../../cli/skein.ts', import.meta.url));
 
@@ -21,6 +21,15 @@ describe('leanExecPlan', () => {
     expect(plan?.env.PATH).toBe('/bin');
     expect(plan?.env.SKEIN_LEAN_EXEC).toBe('1');
     expect(plan?.env.NODE_COMPILE_CACHE).toBe(compileCacheDir({}));
+  });
+
+  it('restarts the control plane with its glibc setting and no V8 flags, unless the operator set it', () => {
+    const plan = leanExecPlan(['/bin/node', '/repo/cli/skein.ts', 'control-plane'], [], { PATH: '/bin' }, CONTROL_PLANE_PROFILE);
+    expect(plan?.args).toEqual([process.execPath, '/repo/cli/skein.ts', 'control-plane']);
+    expect(plan?.env.MALLOC_TRIM_THRESHOLD_).toBe('131072');
+    const own = leanExecPlan(['/bin/node', 's.ts', 'control-plane'], [], { MALLOC_TRIM_THRESHOLD_: '0' }, CONTROL_PLANE_PROFILE);
+    expect(own?.env.MALLOC_TRIM_THRESHOLD_).toBe('0');
+    expect(leanExecPlan(['/bin/node', 's.ts', 'sidecar'], [], {})?.env.MALLOC_TRIM_THRESHOLD_).toBeUndefined();
   });
 
   it('does not restart twice, nor when switched off', () => {
@@ -51,27 +60,50 @@ describe('skein sidecar restarted in place', () => {
   });
 
   it('keeps its pid and runs with the lean node flags', async () => {
-    const env: NodeJS.ProcessEnv = { ...process.env };
-    delete env.SKEIN_LEAN_EXEC;
     const args = ['--control-plane', '127.0.0.1:1', '--pod', 'p', '--namespace', 'default', '--ip', '127.0.0.1', '--mtls', 'off'];
     const ports = ['--outbound-address', '127.0.0.1:0', '--inbound-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0'];
-    const child = spawn(process.execPath, [SKEIN, 'sidecar', ...args, ...ports], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-    try {
-      let stderr = '';
-      child.stderr.setEncoding('utf8');
-      await new Promise<void>((resolve, reject) => {
-        child.stderr.on('data', (s: string) => {
-          stderr += s;
-          if (stderr.includes('sidecar started')) resolve();
-        });
-        child.once('exit', (code) => reject(new Error(`sidecar exited ${code}: ${stderr}`)));
-      });
-      const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0');
+    await whileRunning(['sidecar', ...args, ...ports], 'sidecar started', (pid) => {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
       for (const flag of LEAN_NODE_FLAGS) expect(cmdline).toContain(flag);
       expect(cmdline).toContain(SKEIN);
-    } finally {
-      child.kill('SIGTERM');
-      if (child.exitCode === null) await once(child, 'exit');
-    }
+    });
   });
 });
+
+describe('skein control-plane restarted in place', () => {
+  it('keeps its pid and runs with the glibc setting in its environment', async () => {
+    const registry = fileURLToPath(new URL('../../examples/registry.yaml', import.meta.url));
+    const args = ['--registry', registry, '--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', '--xds-tls-address', 'none'];
+    await whileRunning(['control-plane', ...args], '"serving"', (pid) => {
+      const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+      expect(environ).toContain(`MALLOC_TRIM_THRESHOLD_=${CONTROL_PLANE_PROFILE.env.MALLOC_TRIM_THRESHOLD_}`);
+      expect(environ).toContain('SKEIN_LEAN_EXEC=1');
+    });
+  });
+});
+
+/**
+ * Runs `skein <args>` as a fresh process (no restart marker or glibc setting inherited), waits for `ready` on its
+ * stderr, checks it by the pid it was started with (the restart must keep it), then stops it.
+ */
+async function whileRunning(args: string[], ready: string, check: (pid: number) => void): Promise<void> {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.SKEIN_LEAN_EXEC;
+  delete env.MALLOC_TRIM_THRESHOLD_;
+  const child = spawn(process.execPath, [SKEIN, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  try {
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    await new Promise<void>((resolve, reject) => {
+      child.stderr.on('data', (s: string) => {
+        stderr += s;
+        if (stderr.includes(ready)) resolve();
+      });
+      child.once('exit', (code) => reject(new Error(`skein ${args[0]} exited ${code}: ${stderr}`)));
+    });
+    check(child.pid as number);
+  } finally {
+    child.kill('SIGTERM');
+    if (child.exitCode === null) await once(child, 'exit');
+  }
+}
