@@ -1,5 +1,5 @@
 // Opens the mesh CA for the control plane's mode: a 0600 directory and bootstrap tokens locally, a Secret and TokenReview in Kubernetes.
-import { AuthenticationV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { CertificateAuthority, type ProvidedRoot } from './authority.ts';
 import { SecretCaStore } from './secret-store.ts';
 import { ServingCertificateProvider } from './serving.ts';
@@ -27,16 +27,18 @@ export interface MeshCa {
 
 export async function openMeshCa(options: MeshCaOptions): Promise<MeshCa> {
   const kc = options.kubeconfig?.load();
-  const store = kc
-    ? new SecretCaStore({ api: kc.makeApiClient(CoreV1Api) })
+  // Loaded only with a cluster: client-node's generated API is tens of MB of code a file-registry run never uses.
+  const k8s = kc ? await import('@kubernetes/client-node') : undefined;
+  const store = kc && k8s
+    ? new SecretCaStore({ api: kc.makeApiClient(k8s.CoreV1Api) })
     : new DirectoryCaStore(options.caDir);
   const authority = await CertificateAuthority.open({
     trustDomain: options.trustDomain,
     ...(options.providedRoot ? { providedRoot: options.providedRoot } : { store }),
   });
   const bootstrap = await BootstrapTokenVerifier.fromDir(options.caDir);
-  const verifier = kc
-    ? new RoutingVerifier(bootstrap, new TokenReviewVerifier({ api: kc.makeApiClient(AuthenticationV1Api) }), isBootstrapToken)
+  const verifier = kc && k8s
+    ? new RoutingVerifier(bootstrap, new TokenReviewVerifier({ api: kc.makeApiClient(k8s.AuthenticationV1Api) }), isBootstrapToken)
     : bootstrap;
   const serving = await ServingCertificateProvider.start(authority, {
     dnsNames: [...options.dnsNames],

@@ -1,0 +1,29 @@
+// What a file-registry control plane loads: not client-node's generated API client, which only a cluster needs.
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** Imports `entry` in a fresh Node and returns every module URL it resolved under node_modules. */
+async function loadedPackages(entry: string): Promise<string[]> {
+  const script = `
+    import { registerHooks } from 'node:module';
+    const seen = new Set();
+    registerHooks({ resolve(spec, ctx, next) { const r = next(spec, ctx); if (r.url.includes('/node_modules/')) seen.add(r.url); return r; } });
+    await import(${JSON.stringify(entry)});
+    process.stdout.write(JSON.stringify([...seen]));
+  `;
+  const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT });
+  return JSON.parse(stdout) as string[];
+}
+
+describe('control-plane module footprint', () => {
+  it('does not load the Kubernetes API client (tens of MB of heap) unless --kubernetes is given', async () => {
+    const urls = await loadedPackages(`${ROOT}control-plane/main.ts`);
+    expect(urls.some((u) => u.includes('/@grpc/grpc-js/'))).toBe(true); // the hook saw the real imports
+    const apiClient = urls.filter((u) => /@kubernetes\/client-node\/dist\/(index|api|gen\/apis\/|gen\/types\/)/.test(u));
+    expect(apiClient).toEqual([]);
+  });
+});
