@@ -1,8 +1,8 @@
 // The inbound L7 path: an HTTP/1.1 server over each accepted connection checks every request, then forwards it to the app.
 import http from 'node:http';
 import type net from 'node:net';
-import { Pool } from 'undici';
-import type { Dispatcher } from 'undici';
+import type * as Undici from 'undici';
+import type { Dispatcher, Pool } from 'undici';
 import { authorize, type Caller, type InboundPolicy } from '../authz/index.ts';
 import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import { headerListFromRaw, stripHopByHop } from '../upstream/index.ts';
@@ -46,6 +46,12 @@ export class InboundHttpHandler {
   /** Keep-alive connections to the app per app port (undici, one request per connection at a time). */
   private readonly pools = new Map<number, Pool>();
   private readonly head: RequestHeadInfo = { host: undefined, hasBody: false };
+  /**
+   * undici, loaded by the first connection that needs this path: it is a few MB of heap that a sidecar without L7
+   * authorization policies never uses.
+   */
+  private undici: typeof Undici | undefined;
+  private loading: Promise<void> | undefined;
 
   constructor(options: InboundHttpOptions) {
     this.options = options;
@@ -55,6 +61,20 @@ export class InboundHttpHandler {
 
   /** Takes a connection after its PROXY header; `rest` holds bytes already read past it. */
   handle(stream: net.Socket, appPort: number, header: ProxyHeader | undefined, rest: Buffer, caller: Caller): void {
+    if (this.undici === undefined) {
+      stream.pause();
+      this.loading ??= import('undici').then((m) => {
+        this.undici = m;
+      });
+      this.loading.then(
+        () => this.handle(stream, appPort, header, rest, caller),
+        (err: unknown) => {
+          log.error('cannot load the HTTP client for the inbound L7 path', { error: String(err) });
+          stream.destroy();
+        },
+      );
+      return;
+    }
     if (rest.length < H2_PREFACE.length) {
       // HTTP clients speak first: wait for enough bytes to tell HTTP/2 prior knowledge from HTTP/1.1.
       stream.once('data', (chunk: Buffer) => {
@@ -118,6 +138,7 @@ export class InboundHttpHandler {
   private pool(port: number): Pool {
     let p = this.pools.get(port);
     if (p === undefined) {
+      const { Pool } = this.undici as typeof Undici;
       const host = this.options.appHost.includes(':') ? `[${this.options.appHost}]` : this.options.appHost;
       p = new Pool(`http://${host}:${port}`, { pipelining: 1, keepAliveTimeout: 60_000, headersTimeout: 0, bodyTimeout: 0, allowH2: false });
       this.pools.set(port, p);

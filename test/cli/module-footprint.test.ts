@@ -1,10 +1,11 @@
-// What a file-registry control plane loads: not client-node's generated API client, which only a cluster needs.
+// What the long-running commands load at start: nothing heavy that only some configurations use.
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
 
 /** Imports `entry` in a fresh Node and returns every module URL it resolved under node_modules. */
 async function loadedPackages(entry: string): Promise<string[]> {
@@ -19,11 +20,17 @@ async function loadedPackages(entry: string): Promise<string[]> {
   return JSON.parse(stdout) as string[];
 }
 
-describe('control-plane module footprint', () => {
-  it('does not load the Kubernetes API client (tens of MB of heap) unless --kubernetes is given', async () => {
+describe('module footprint', () => {
+  it('control plane: does not load the Kubernetes API client (tens of MB of heap) unless --kubernetes is given', async () => {
     const urls = await loadedPackages(`${ROOT}control-plane/main.ts`);
     expect(urls.some((u) => u.includes('/@grpc/grpc-js/'))).toBe(true); // the hook saw the real imports
     const apiClient = urls.filter((u) => /@kubernetes\/client-node\/dist\/(index|api|gen\/apis\/|gen\/types\/)/.test(u));
     expect(apiClient).toEqual([]);
+  });
+
+  it('sidecar: does not load undici (the inbound L7 authorization path) until a connection needs it', async () => {
+    const urls = await loadedPackages(`${ROOT}sidecar/main.ts`);
+    expect(urls.some((u) => u.includes('/@grpc/grpc-js/'))).toBe(true);
+    expect(urls.filter((u) => u.includes('/node_modules/undici/'))).toEqual([]);
   });
 });
