@@ -118,12 +118,17 @@ export async function runDemo(argv: string[]): Promise<number> {
   // Ctrl-C during the run ends the load loop first, so the last summary counts no calls cut short by the shutdown;
   // during start-up there is nothing to summarise: stop everything at once.
   let loadRunning = false;
-  let interrupted = false;
-  process.once('SIGINT', () => {
-    interrupted = true;
-    if (loadRunning) stopping = true;
-    else void shutdown().then(() => process.exit(130));
-  });
+  /** The exit code of the signal that stopped the demo (128 + its number), if one did. */
+  let interrupted: number | undefined;
+  // SIGTERM and SIGHUP (a `kill`, a closed terminal, a container stop) must not orphan the mesh's processes either.
+  const signalCodes = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
+  for (const [signal, code] of Object.entries(signalCodes)) {
+    process.once(signal, () => {
+      interrupted = code;
+      if (loadRunning) stopping = true;
+      else void shutdown().then(() => process.exit(code));
+    });
+  }
 
   try {
     out(`skein demo: control plane on xDS 127.0.0.1:${xdsPort}, CA (TLS) 127.0.0.1:${tlsPort}, admin http://127.0.0.1:${adminPort}`);
@@ -255,7 +260,7 @@ export async function runDemo(argv: string[]): Promise<number> {
       }
       out('skein demo --smoke: OK — every hop carried traffic over mTLS with the expected identities, the direct call to kv got 403 rbac_denied, and calls kept succeeding after a replica stopped');
     }
-    return interrupted ? 130 : 0;
+    return interrupted ?? 0;
   } finally {
     await shutdown();
   }
