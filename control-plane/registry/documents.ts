@@ -1,11 +1,11 @@
 // Incremental parsing of a multi-document registry file: split at document markers, parse and validate only new text.
-import { type Document, LineCounter, parseAllDocuments } from 'yaml';
 import type { Kind } from './objects.ts';
 import { normalize, normalizePolicy } from './objects.ts';
 import type { PolicyKind } from './registry.ts';
 export { splitDocuments } from './text-diff.ts';
 import { type Chunk, type Edit, planEdit, type Placed as PlacedChunk, type Planned, type Source, sliceText, splitDocuments } from './text-diff.ts';
-import { type CheckedObject, checkDocument, type DocumentPosition, documentLine, type Identified, joinDocuments } from './validate.ts';
+import { type CheckedObject, checkDocument, type DocumentInput, type DocumentPosition, type Identified, joinDocuments } from './validate.ts';
+import { firstContentLine, parseYamlStream } from './yaml-stream.ts';
 
 /** A valid object as cached: validated and normalized once, the same frozen object for as long as its text stays. */
 export interface ParsedObject {
@@ -184,7 +184,8 @@ export class DocumentCache {
           valid = false;
           for (const c of outcome.problems) {
             const pos = { index: index++, line: chunk.line + c.relLine - 1 };
-            placed.push({ pos, ...checkDocument(file, c.doc, pos) });
+            const doc: DocumentInput = 'syntax' in c.doc ? { syntax: { ...c.doc.syntax, line: chunk.line + c.doc.syntax.line - 1 } } : c.doc;
+            placed.push({ pos, ...checkDocument(file, doc, pos) });
           }
           continue;
         }
@@ -210,18 +211,24 @@ export class DocumentCache {
   }
 }
 
+/** A document of a chunk that has a problem, positioned within the chunk (lines 1-based). */
+interface ChunkProblem {
+  readonly relLine: number;
+  readonly doc: { readonly value: unknown } | { readonly syntax: { readonly reason: string; readonly line: number; readonly column: number } };
+}
+
 /** Parses and checks a chunk not seen before: its cache entry, or its documents when any has a problem. */
-function parseChunk(file: string, text: string): { entry: CachedChunk } | { problems: { relLine: number; doc: Document }[] } {
+function parseChunk(file: string, text: string): { entry: CachedChunk } | { problems: ChunkProblem[] } {
   // A slice of the file text keeps the whole file alive (V8 sliced strings), and so would every string the
   // parser cuts from it: parse and key a copy, so a cached document holds only its own text.
   const own = Buffer.from(text, 'utf8').toString('utf8');
-  const lines = new LineCounter();
-  const parsed = parseAllDocuments(own, { lineCounter: lines, prettyErrors: false });
-  const checks = (Array.isArray(parsed) ? parsed : []).map((doc) => ({
-    relLine: documentLine(doc, lines),
-    check: checkDocument(file, doc, { index: 0, line: 0 }),
-    doc,
-  }));
+  const parsed = parseYamlStream(own);
+  if ('error' in parsed) {
+    // The parse stopped: the chunk counts as one document, placed where its content starts.
+    const { line, column, reason } = parsed.error;
+    return { problems: [{ relLine: firstContentLine(own), doc: { syntax: { reason, line, column } } }] };
+  }
+  const checks = parsed.documents.map((d) => ({ relLine: d.line, check: checkDocument(file, { value: d.value }, { index: 0, line: 0 }), doc: { value: d.value } }));
   if (checks.some((c) => c.check.problems.length > 0)) return { problems: checks };
   return { entry: { text: own, docs: checks.map((c) => ({ relLine: c.relLine, objects: c.check.objects.map(toParsed) })) } };
 }

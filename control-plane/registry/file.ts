@@ -4,7 +4,7 @@ import { watch as fsWatch, type FSWatcher } from 'node:fs';
 import { readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node';
-import { stringify } from 'yaml';
+import { dump } from 'js-yaml';
 import { DocumentCache } from './documents.ts';
 import { logger } from '../log.ts';
 import { PROBLEM_FILE_MISSING, PROBLEM_INVALID, RegistryFileMissingError, RegistryInvalidError } from './errors.ts';
@@ -421,7 +421,9 @@ function isBlank(bytes: Buffer): boolean {
 
 /** Writes Kubernetes objects as a multi-document YAML registry file atomically (temp file in the same dir + rename). */
 export async function writeRegistryFile(path: string, objects: readonly object[]): Promise<void> {
-  const text = objects.map((o) => stringify(o, { lineWidth: 0 })).join('---\n');
+  // Through JSON first, as the API server would see them: class instances (client-node's models) become plain
+  // mappings, Dates become timestamps, undefined fields disappear (js-yaml dumps plain data only).
+  const text = objects.map((o) => dump(JSON.parse(JSON.stringify(o)) as unknown, { lineWidth: -1, noRefs: true })).join('---\n');
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
   try {
     await writeFile(tmp, text, { mode: 0o644 });

@@ -1,6 +1,5 @@
 // Validates the Kubernetes objects and Skein policies of a registry file, collecting every problem with its document, line and field path.
 import { isIP, isIPv4, isIPv6 } from 'node:net';
-import type { Document, LineCounter } from 'yaml';
 import type { Kind } from './objects.ts';
 import type { PolicyKind } from './registry.ts';
 import { POLICY_API_VERSION, SERVICE_NAME_LABEL } from './registry.ts';
@@ -56,21 +55,8 @@ export function whereText(file: string, pos: DocumentPosition, label?: string): 
   return `${file}: document ${pos.index + 1} (${label ? `${label}, ` : ''}line ${pos.line})`;
 }
 
-/** The first line (1-based, within the parsed text) of a parsed document. */
-export function documentLine(doc: Document, lines: LineCounter): number {
-  return lines.linePos(doc.contents?.range?.[0] ?? doc.range?.[0] ?? 0).line;
-}
-
-/** Validates every document of a parsed multi-document YAML file (`file` names it in messages). */
-export function validateDocuments(file: string, docs: readonly Document[], lines: LineCounter): ValidationResult {
-  return joinDocuments(
-    file,
-    docs.map((doc, index) => {
-      const pos = { index, line: documentLine(doc, lines) };
-      return { pos, ...checkDocument(file, doc, pos) };
-    }),
-  );
-}
+/** A document as parsed: its value, or the YAML syntax error that stopped its parse (1-based line in the file). */
+export type DocumentInput = { readonly value: unknown } | { readonly syntax: { readonly reason: string; readonly line: number; readonly column: number } };
 
 /** What the cross-document check needs of an object. */
 export interface Identified {
@@ -107,15 +93,16 @@ export function joinDocuments<T extends Identified>(
 }
 
 /** Validates one parsed document; its outcome depends on nothing but the document and its position. */
-export function checkDocument(file: string, doc: Document, pos: DocumentPosition): DocumentCheck {
+export function checkDocument(file: string, doc: DocumentInput, pos: DocumentPosition): DocumentCheck {
   const objects: CheckedObject[] = [];
   const problems: string[] = [];
   const where = (label?: string): string => whereText(file, pos, label);
-  if (doc.errors.length > 0) {
-    for (const e of doc.errors) problems.push(`${where()}: YAML syntax: ${e.message.split('\n')[0]}`);
+  if ('syntax' in doc) {
+    const { reason, line, column } = doc.syntax;
+    problems.push(`${where()}: YAML syntax: ${reason} (line ${line}, column ${column})`);
     return { objects, problems };
   }
-  const value: unknown = doc.toJS({ maxAliasCount: 100 });
+  const value = doc.value;
   if (value === null || value === undefined) return { objects, problems }; // an empty document (e.g. a trailing `---`)
   if (!isObj(value)) {
     problems.push(`${where()}: expected a Kubernetes object (a mapping), got ${Array.isArray(value) ? 'a list' : show(value)}`);

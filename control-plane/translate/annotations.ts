@@ -1,6 +1,6 @@
 // Parses the `skein.dev/*` annotations on Services and Pods into typed settings, with errors that name the field.
 import type { V1ObjectMeta } from '@kubernetes/client-node';
-import { parse as parseYaml } from 'yaml';
+import { load as parseYaml } from 'js-yaml';
 import { SkeinControlPlaneError } from '../errors.ts';
 import type { MtlsMode, Principal } from '../registry/registry.ts';
 import { parsePrincipal } from '../registry/registry.ts';

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
+import { dump } from 'js-yaml';
 import { ControlPlaneProcess, controlPlaneAvailable } from '../bench/lib/control-plane-process.ts';
 import type { ClientReply, ClientRequest } from './grpc-xds-interop-client.ts';
 
@@ -92,7 +92,7 @@ function registryObjects(servers: readonly EchoServer[]): object[] {
 
 function writeRegistry(path: string, servers: readonly EchoServer[]): void {
   const tmp = `${path}.tmp`;
-  writeFileSync(tmp, registryObjects(servers).map((o) => stringify(o)).join('---\n'));
+  writeFileSync(tmp, registryObjects(servers).map((o) => dump(o, { noRefs: true })).join('---\n'));
   renameSync(tmp, path);
 }
 

@@ -12,6 +12,7 @@ import { aggregate, checkTargets, renderTable, toJson } from './proxy-report.ts'
 import type { ScenarioResult } from './proxy-scenario.ts';
 import { benchRegistry, sumSeries } from './sidecar-pair.ts';
 import { makeTestCa } from './test-ca.ts';
+import { loadAll } from 'js-yaml';
 
 const dir = mkdtempSync(join(tmpdir(), 'skein-proxy-bench-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -124,8 +125,10 @@ describe('bench helpers', () => {
 
   it('writes a registry whose endpoint pod names the inbound port', () => {
     const yaml = benchRegistry({ appIp: '127.0.0.3', appPort: 8080, inboundPort: 15006 });
-    expect(yaml).toContain('skein.dev/inbound-port: "15006"');
-    expect(yaml).toContain('name: bench');
+    const docs = loadAll(yaml) as { kind: string; metadata: { name: string; annotations?: Record<string, string> } }[];
+    const pod = docs.find((d) => d.kind === 'Pod');
+    expect(pod?.metadata.annotations?.['skein.dev/inbound-port']).toBe('15006');
+    expect(docs.find((d) => d.kind === 'Service')?.metadata.name).toBe('bench');
   });
 
   it('summarises a CPU profile by self time within a window, leaving idle out', () => {

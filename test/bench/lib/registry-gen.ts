@@ -1,7 +1,7 @@
 // Generates a realistic registry file (Services, EndpointSlices, Pods) for the benchmarks and rewrites it atomically.
 import { renameSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { stringify } from 'yaml';
+import { dump } from 'js-yaml';
 
 export interface MeshShape {
   readonly services: number;
@@ -31,7 +31,7 @@ export function namespaceName(i: number): string {
   return `team-${i}`;
 }
 
-const YAML_OPTIONS = { lineWidth: 0 } as const;
+const YAML_OPTIONS = { lineWidth: -1, noRefs: true } as const;
 
 /**
  * An in-memory mesh that renders to a multi-document YAML registry file. Each object's YAML is cached and only
@@ -218,7 +218,7 @@ export class GeneratedRegistry {
       },
       status: { phase: 'Running', podIP: p.ip, podIPs: [{ ip: p.ip }] },
     }));
-    return [service, slice, ...podDocs].map((o) => stringify(o, YAML_OPTIONS));
+    return [service, slice, ...podDocs].map((o) => dump(o, YAML_OPTIONS));
   }
 }
 

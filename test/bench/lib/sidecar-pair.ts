@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
+import { dump } from 'js-yaml';
 import { PinnedProcess, freePort, waitForHttp, waitForPort } from './pinned-process.ts';
 
 /** The checkout whose `skein` runs; SKEIN_BENCH_REPO points at another (e.g. a scratch copy with an experiment). */
@@ -61,7 +61,7 @@ export function benchRegistry(o: { appIp: string; appPort: number; inboundPort: 
       status: { phase: 'Running', podIP: o.appIp },
     },
   ];
-  return docs.map((d) => stringify(d)).join('---\n');
+  return docs.map((d) => dump(d, { noRefs: true })).join('---\n');
 }
 
 /** `skein control-plane --registry FILE` on free loopback ports, plaintext xDS only. */
