@@ -29,6 +29,13 @@ export const PARK_AFTER_MS = 1000;
 export class SendBudget {
   readonly limit: number;
   inFlight = 0;
+  /**
+   * Waiters in arrival order (from `head` on), and the ones still waiting. A queue rather than iterating a Set: a Set
+   * keeps the slots of deleted entries until it shrinks, so waking from its front walked past every earlier waiter
+   * again on each give(), O(n²) over a 1000-proxy push.
+   */
+  private queue: (() => void)[] = [];
+  private head = 0;
   private readonly waiting = new Set<() => void>();
 
   constructor(limit: number) {
@@ -39,6 +46,11 @@ export class SendBudget {
     return this.inFlight < this.limit;
   }
 
+  /** How many streams are waiting for room. */
+  get waiters(): number {
+    return this.waiting.size;
+  }
+
   take(bytes: number): void {
     this.inFlight += bytes;
   }
@@ -46,15 +58,23 @@ export class SendBudget {
   give(bytes: number): void {
     this.inFlight -= bytes;
     // Wake waiters in order while there is room; each writes (taking budget) in its own flush.
-    for (const wake of this.waiting) {
-      if (!this.open) break;
-      this.waiting.delete(wake);
-      wake();
+    while (this.open && this.head < this.queue.length) {
+      const wake = this.queue[this.head++] as () => void;
+      if (this.waiting.delete(wake)) wake(); // not cancelled meanwhile
+    }
+    if (this.head === this.queue.length) {
+      this.queue = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
     }
   }
 
   wait(wake: () => void): void {
+    if (this.waiting.has(wake)) return;
     this.waiting.add(wake);
+    this.queue.push(wake);
   }
 
   cancel(wake: () => void): void {
