@@ -1,7 +1,7 @@
 // The shared-bytes ADS serializer: responses with pre-encoded resources decode to exactly what grpc-js would send.
 import { describe, expect, it } from 'vitest';
+import * as grpc from '@grpc/grpc-js';
 import { grpcDefinitions, TYPE_URL } from '../../../proto/index.ts';
-import type * as grpc from '@grpc/grpc-js';
 import {
   encodeDeltaResources,
   encodeSotwResources,
@@ -47,5 +47,68 @@ describe('withSharedEncoding', () => {
   it('serializes a response without pre-encoded resources as before', () => {
     const response = { version_info: 'v', resources: [cluster('c').any], type_url: TYPE_URL.cluster, nonce: 'x' };
     expect(sotw.responseSerialize(response).equals(plainSotw.responseSerialize(response))).toBe(true);
+  });
+
+  it('delivers large responses intact through a real grpc-js server and client, queued and on concurrent streams', async () => {
+    // Large responses are assembled in one reused buffer: this holds only because grpc-js copies the serializer's
+    // output before anything else is serialized. Three streams each get twenty 66–150 KiB responses written at once
+    // (they queue and are serialized as each stream drains, interleaved across streams); each must arrive as written.
+    const server = new grpc.Server();
+    const batch = (tag: string, i: number) => {
+      const n = 600 + 40 * ((i * 7) % 20);
+      return Array.from({ length: n }, (_, k) => endpoints(`${tag}${i}-${k}`, `10.${i}.${k >> 8}.${k & 255}`));
+    };
+    const response = (tag: string, i: number) => {
+      const anys = batch(tag, i).map((r) => r.any);
+      return { version_info: `v${i}`, resources: anys, type_url: TYPE_URL.endpoint, nonce: `${tag}${i}` };
+    };
+    server.addService(fast, {
+      StreamAggregatedResources: (call: grpc.ServerDuplexStream<{ response_nonce: string }, object>) => {
+        call.once('data', (request: { response_nonce: string }) => {
+          for (let i = 0; i < 20; i++) {
+            const r = response(request.response_nonce, i);
+            call.write(withEncodedResources(r, encodeSotwResources(r.resources)));
+          }
+          call.end();
+        });
+      },
+      DeltaAggregatedResources: (call: grpc.ServerDuplexStream<object, object>) => call.end(),
+    });
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    type Response = { nonce: string; resources: { value: Buffer }[] };
+    const Client = grpc.makeGenericClientConstructor(service, 'ADS');
+    const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as {
+      StreamAggregatedResources(): grpc.ClientDuplexStream<object, Response>;
+      close(): void;
+    };
+    const receive = async (tag: string): Promise<Response[]> => {
+      const call = client.StreamAggregatedResources();
+      const got: Response[] = [];
+      call.on('data', (m: Response) => got.push(m));
+      call.write({ type_url: TYPE_URL.endpoint, response_nonce: tag });
+      await new Promise<void>((resolve, reject) => {
+        call.on('end', resolve);
+        call.on('error', reject);
+      });
+      return got;
+    };
+    try {
+      const tags = ['a', 'b', 'c'];
+      const all = await Promise.all(tags.map(receive));
+      tags.forEach((tag, t) => {
+        const got = all[t] as Response[];
+        expect(got.map((m) => m.nonce)).toEqual(Array.from({ length: 20 }, (_, i) => `${tag}${i}`));
+        got.forEach((m, i) => {
+          const plain = plainSotw.responseDeserialize(plainSotw.responseSerialize(response(tag, i))) as Response;
+          expect(m.resources.length).toBe(plain.resources.length);
+          m.resources.forEach((r, k) => expect(Buffer.compare(r.value, plain.resources[k]!.value), `${tag}: response ${i}, resource ${k}`).toBe(0));
+        });
+      });
+    } finally {
+      client.close();
+      server.forceShutdown();
+    }
   });
 });
