@@ -19,7 +19,10 @@ proxies over ADS, and measures one endpoint change and 1% churn per second. --qu
 generator to different cores with taskset. --client: how the simulated proxies speak gRPC: h2 (default), a bare
 HTTP/2 stream per proxy (test/bench/lib/h2-call.ts), or grpc-js's client (more load-generator CPU per response;
 with 1000 proxies on one core its own queue then shows in the tail). --timeout-s: how long after a change (after the last churn tick)
-proxies may take to ACK it before they count as missed.`;
+proxies may take to ACK it before they count as missed.
+Environment: SKEIN_BENCH_CP_PROFILE=<dir> profiles the control plane and prints its hottest functions per phase;
+SKEIN_BENCH_CP_LOG=<file> keeps its log; SKEIN_BENCH_WORKER_FLAGS="--cpu-prof --cpu-prof-dir=<dir>" passes node flags
+to the load-generator processes (to see whether they, not the control plane, bound a phase).`;
 
 function parseList(value: string, flag: string): string[] {
   const list = value.split(',').map((s) => s.trim()).filter(Boolean);

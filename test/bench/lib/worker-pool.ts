@@ -37,7 +37,7 @@ export class WorkerPool {
   constructor(options: PoolOptions) {
     this.onError = options.onError ?? ((m) => process.stderr.write(`${m}\n`));
     for (let i = 0; i < options.workers; i++) {
-      const args = ['--max-old-space-size=4096', WORKER];
+      const args = ['--max-old-space-size=4096', ...(process.env.SKEIN_BENCH_WORKER_FLAGS ?? '').split(' ').filter(Boolean), WORKER];
       const [command, argv] = options.cpus
         ? ['taskset', ['-c', options.cpus, process.execPath, ...args]]
         : [process.execPath, args];
