@@ -30,7 +30,8 @@ export class ClusterRequestMetrics {
   private readonly owner: DataPlaneMetrics;
   private readonly direction: Direction;
   private readonly cluster: string;
-  private readonly byCode = new Map<number, CodeCount>();
+  /** Made on the first request. */
+  private byCode: Map<number, CodeCount> | undefined;
   private duration: HistogramSeries | undefined;
   private connectionsChild: GaugeChild | undefined;
   /** skein_upstream_requests_reused_total (one series for the sidecar). */
@@ -51,8 +52,9 @@ export class ClusterRequestMetrics {
 
   /** One finished request: its status code and its duration in seconds. */
   observe(code: number, seconds: number): void {
-    const c = this.byCode.get(code);
-    if (c === undefined) this.byCode.set(code, { n: 1, reported: 0, child: undefined });
+    const byCode = (this.byCode ??= new Map());
+    const c = byCode.get(code);
+    if (c === undefined) byCode.set(code, { n: 1, reported: 0, child: undefined });
     else c.n++;
     (this.duration ??= new HistogramSeries({ direction: this.direction, cluster: this.cluster }, DURATION_BUCKETS)).observe(seconds);
   }
@@ -64,6 +66,7 @@ export class ClusterRequestMetrics {
 
   /** Adds the requests counted since the last scrape to skein_requests_total. */
   flush(): void {
+    if (this.byCode === undefined) return;
     for (const [code, c] of this.byCode) {
       if (c.n === c.reported) continue;
       c.child ??= this.owner.requests.labels(this.direction, this.cluster, String(code));
