@@ -57,7 +57,9 @@ export function buildPicker<E extends LbEndpoint>(
 ): Picker<E> | undefined {
   const factory = factories.get(policy);
   if (factory === undefined) throw new UnknownLbPolicyError(policy, registeredPolicies());
-  const healthy = endpoints.filter((e) => e.health === 'healthy' && e.weight > 0);
+  const takes = (e: E) => e.health === 'healthy' && e.weight > 0;
+  // Usually every endpoint is healthy: the caller's array then serves as is (no second list per cluster).
+  const healthy = endpoints.every(takes) ? endpoints : endpoints.filter(takes);
   if (healthy.length === 0) return undefined;
   return factory(healthy, options);
 }

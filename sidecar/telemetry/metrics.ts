@@ -106,12 +106,14 @@ export class DataPlaneMetrics {
   readonly inboundConnections: Counter<'transport' | 'peer'>;
   /** Requests sent on a reused connection, counted per request and flushed into requestsReused when scraped. */
   readonly reusedCount = new PendingCount();
-  private readonly clusters = new Map<string, ClusterRequestMetrics>();
+  /** Per direction, by cluster name (no `direction|cluster` key string per cluster). */
+  private readonly clusters: Record<Direction, Map<string, ClusterRequestMetrics>> = { inbound: new Map(), outbound: new Map() };
   private readonly reasons = new Map<LocalReason, CounterChild>();
 
   constructor(registry: Registry) {
     const registers = [registry];
-    const clusters = this.clusters;
+    const { inbound, outbound } = this.clusters;
+    const directions = [outbound, inbound];
     const reused = this.reusedCount;
     this.requests = new Counter({
       name: 'skein_requests_total',
@@ -119,7 +121,7 @@ export class DataPlaneMetrics {
       labelNames: ['direction', 'cluster', 'code'],
       registers,
       collect() {
-        for (const m of clusters.values()) m.flush();
+        for (const byName of directions) for (const m of byName.values()) m.flush();
       },
     });
     this.duration = new Histogram({
@@ -129,7 +131,7 @@ export class DataPlaneMetrics {
       buckets: DURATION_BUCKETS,
       registers,
       collect() {
-        for (const m of clusters.values()) m.flushDuration();
+        for (const byName of directions) for (const m of byName.values()) m.flushDuration();
       },
     });
     this.connections = new Gauge({
@@ -185,11 +187,11 @@ export class DataPlaneMetrics {
   }
 
   cluster(direction: Direction, cluster: string): ClusterRequestMetrics {
-    const key = `${direction}|${cluster}`;
-    let m = this.clusters.get(key);
+    const byName = this.clusters[direction];
+    let m = byName.get(cluster);
     if (m === undefined) {
       m = new ClusterRequestMetrics(this, direction, cluster);
-      this.clusters.set(key, m);
+      byName.set(cluster, m);
     }
     return m;
   }
