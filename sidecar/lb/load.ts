@@ -6,6 +6,9 @@ export const DEFAULT_DECAY_MS = 10_000;
 
 export type Clock = () => number;
 
+/** The default clock, one bound function for every EndpointLoad (a sidecar holds thousands of endpoints). */
+const performanceNow: Clock = performance.now.bind(performance);
+
 export class EndpointLoad {
   /** Requests sent and not yet finished. */
   active = 0;
@@ -14,7 +17,7 @@ export class EndpointLoad {
   private readonly decayMs: number;
   private readonly now: Clock;
 
-  constructor(now: Clock = performance.now.bind(performance), defaultRttMs = DEFAULT_RTT_MS, decayMs = DEFAULT_DECAY_MS) {
+  constructor(now: Clock = performanceNow, defaultRttMs = DEFAULT_RTT_MS, decayMs = DEFAULT_DECAY_MS) {
     this.now = now;
     this.ewmaMs = defaultRttMs;
     this.decayMs = decayMs;

@@ -57,33 +57,41 @@ export function buildPicker<E extends LbEndpoint>(
 ): Picker<E> | undefined {
   const factory = factories.get(policy);
   if (factory === undefined) throw new UnknownLbPolicyError(policy, registeredPolicies());
-  const healthy = endpoints.filter((e) => e.health === 'healthy' && e.weight > 0);
+  const takes = (e: E) => e.health === 'healthy' && e.weight > 0;
+  // Usually every endpoint is healthy: the caller's array then serves as is (no second list per cluster).
+  const healthy = endpoints.every(takes) ? endpoints : endpoints.filter(takes);
   if (healthy.length === 0) return undefined;
   return factory(healthy, options);
 }
 
+const EMPTY = new Float64Array(0);
+
 /** Cumulative weights for weighted random choice; `total` is their sum. */
 export class WeightTable {
+  /** Empty when every weight is the same (the common case: no typed array per picker then). */
   readonly cumulative: Float64Array;
   readonly total: number;
   readonly uniform: boolean;
+  private readonly n: number;
   constructor(weights: readonly number[]) {
-    this.cumulative = new Float64Array(weights.length);
+    const n = weights.length;
+    const first = weights[0];
+    const uniform = weights.every((w) => w === first);
     let total = 0;
-    let uniform = true;
-    for (let i = 0; i < weights.length; i++) {
-      const w = weights[i] as number;
-      if (w !== weights[0]) uniform = false;
-      total += w;
-      this.cumulative[i] = total;
-    }
+    for (const w of weights) total += w;
+    this.n = n;
     this.total = total;
     this.uniform = uniform;
+    this.cumulative = uniform ? EMPTY : new Float64Array(n);
+    if (!uniform) {
+      let sum = 0;
+      for (let i = 0; i < n; i++) this.cumulative[i] = sum += weights[i] as number;
+    }
   }
 
   /** Index chosen with probability weight/total, given r in [0, 1). */
   index(r: number): number {
-    const n = this.cumulative.length;
+    const n = this.n;
     if (this.uniform) return Math.min(n - 1, Math.floor(r * n));
     const x = r * this.total;
     let lo = 0;

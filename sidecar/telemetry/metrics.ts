@@ -30,7 +30,8 @@ export class ClusterRequestMetrics {
   private readonly owner: DataPlaneMetrics;
   private readonly direction: Direction;
   private readonly cluster: string;
-  private readonly byCode = new Map<number, CodeCount>();
+  /** Made on the first request. */
+  private byCode: Map<number, CodeCount> | undefined;
   private duration: HistogramSeries | undefined;
   private connectionsChild: GaugeChild | undefined;
   /** skein_upstream_requests_reused_total (one series for the sidecar). */
@@ -51,8 +52,9 @@ export class ClusterRequestMetrics {
 
   /** One finished request: its status code and its duration in seconds. */
   observe(code: number, seconds: number): void {
-    const c = this.byCode.get(code);
-    if (c === undefined) this.byCode.set(code, { n: 1, reported: 0, child: undefined });
+    const byCode = (this.byCode ??= new Map());
+    const c = byCode.get(code);
+    if (c === undefined) byCode.set(code, { n: 1, reported: 0, child: undefined });
     else c.n++;
     (this.duration ??= new HistogramSeries({ direction: this.direction, cluster: this.cluster }, DURATION_BUCKETS)).observe(seconds);
   }
@@ -64,6 +66,7 @@ export class ClusterRequestMetrics {
 
   /** Adds the requests counted since the last scrape to skein_requests_total. */
   flush(): void {
+    if (this.byCode === undefined) return;
     for (const [code, c] of this.byCode) {
       if (c.n === c.reported) continue;
       c.child ??= this.owner.requests.labels(this.direction, this.cluster, String(code));
@@ -103,12 +106,14 @@ export class DataPlaneMetrics {
   readonly inboundConnections: Counter<'transport' | 'peer'>;
   /** Requests sent on a reused connection, counted per request and flushed into requestsReused when scraped. */
   readonly reusedCount = new PendingCount();
-  private readonly clusters = new Map<string, ClusterRequestMetrics>();
+  /** Per direction, by cluster name (no `direction|cluster` key string per cluster). */
+  private readonly clusters: Record<Direction, Map<string, ClusterRequestMetrics>> = { inbound: new Map(), outbound: new Map() };
   private readonly reasons = new Map<LocalReason, CounterChild>();
 
   constructor(registry: Registry) {
     const registers = [registry];
-    const clusters = this.clusters;
+    const { inbound, outbound } = this.clusters;
+    const directions = [outbound, inbound];
     const reused = this.reusedCount;
     this.requests = new Counter({
       name: 'skein_requests_total',
@@ -116,7 +121,7 @@ export class DataPlaneMetrics {
       labelNames: ['direction', 'cluster', 'code'],
       registers,
       collect() {
-        for (const m of clusters.values()) m.flush();
+        for (const byName of directions) for (const m of byName.values()) m.flush();
       },
     });
     this.duration = new Histogram({
@@ -126,7 +131,7 @@ export class DataPlaneMetrics {
       buckets: DURATION_BUCKETS,
       registers,
       collect() {
-        for (const m of clusters.values()) m.flushDuration();
+        for (const byName of directions) for (const m of byName.values()) m.flushDuration();
       },
     });
     this.connections = new Gauge({
@@ -182,11 +187,11 @@ export class DataPlaneMetrics {
   }
 
   cluster(direction: Direction, cluster: string): ClusterRequestMetrics {
-    const key = `${direction}|${cluster}`;
-    let m = this.clusters.get(key);
+    const byName = this.clusters[direction];
+    let m = byName.get(cluster);
     if (m === undefined) {
       m = new ClusterRequestMetrics(this, direction, cluster);
-      this.clusters.set(key, m);
+      byName.set(cluster, m);
     }
     return m;
   }

@@ -9,33 +9,73 @@ import type { ConnectionGauge, Connector, PeerIdentities } from './pool.ts';
 
 const log = logger('upstream');
 
+/** What every endpoint of a cluster shares to open its pool: one object per cluster, not six fields per endpoint. */
+interface PoolContext {
+  readonly sourceIp: string;
+  readonly gauge: ConnectionGauge;
+  readonly connector: Connector | undefined;
+  readonly peers: PeerIdentities;
+}
+
+/**
+ * One endpoint of a cluster. A sidecar holds every endpoint of the mesh but sends to few, so its pool (connections,
+ * PROXY header, socket set) is made when the first request or stream goes there.
+ */
 export class Endpoint implements LbEndpoint {
   readonly key: string;
   weight: number;
   health: EndpointHealth;
   config: EndpointConfig;
   readonly load: EndpointLoad;
-  readonly pool: EndpointPool;
+  readonly connectTimeoutMs: number;
+  private readonly ctx: PoolContext;
+  private made: EndpointPool | undefined;
+  /** Removed from its cluster: a pool made now (a caller still holding this endpoint) drains at once. */
+  private retired = false;
 
-  constructor(
-    config: EndpointConfig,
-    sourceIp: string,
-    connectTimeoutMs: number,
-    gauge: ConnectionGauge,
-    connector?: Connector,
-    peers?: PeerIdentities,
-  ) {
+  constructor(config: EndpointConfig, connectTimeoutMs: number, ctx: PoolContext) {
     this.key = endpointKey(config);
     this.config = config;
     this.weight = config.weight;
     this.health = config.health;
     this.load = new EndpointLoad();
-    this.pool = new EndpointPool(
-      { address: config.address, port: config.port, inboundPort: config.inboundPort, sourceIp, connectTimeoutMs, ...(peers ? { peers } : {}) },
+    this.connectTimeoutMs = connectTimeoutMs;
+    this.ctx = ctx;
+  }
+
+  /** The endpoint's connection pool, made on first use. */
+  get pool(): EndpointPool {
+    return (this.made ??= this.makePool());
+  }
+
+  /** The pool if one was made (undefined: nothing was ever sent here). */
+  get madePool(): EndpointPool | undefined {
+    return this.made;
+  }
+
+  /** Removed from its cluster: drains the pool if there is one (resolves when it has closed). */
+  retire(): Promise<void> | undefined {
+    this.retired = true;
+    return this.made?.drain();
+  }
+
+  private makePool(): EndpointPool {
+    const { config, ctx } = this;
+    const pool = new EndpointPool(
+      {
+        address: config.address,
+        port: config.port,
+        inboundPort: config.inboundPort,
+        sourceIp: ctx.sourceIp,
+        connectTimeoutMs: this.connectTimeoutMs,
+        peers: ctx.peers,
+      },
       this.load,
-      gauge,
-      connector,
+      ctx.gauge,
+      ctx.connector,
     );
+    if (this.retired) void pool.drain();
+    return pool;
   }
 }
 
@@ -65,51 +105,81 @@ export interface ClusterStat {
   readonly draining: number;
 }
 
+/** A cluster's PoolContext, and the connection gauge of its pools (skein_upstream_connections, reused requests). */
+class ClusterPools implements PoolContext, ConnectionGauge {
+  readonly sourceIp: string;
+  readonly connector: Connector | undefined;
+  /** The peer identities new connections accept; the cluster updates `ids` in place. */
+  readonly peers: PeerIdentities = { ids: [] };
+  private readonly metrics: ClusterRequestMetrics;
+
+  constructor(sourceIp: string, connector: Connector | undefined, metrics: ClusterRequestMetrics) {
+    this.sourceIp = sourceIp;
+    this.connector = connector;
+    this.metrics = metrics;
+  }
+
+  get gauge(): ConnectionGauge {
+    return this;
+  }
+
+  inc(): void {
+    this.metrics.connections.inc();
+  }
+
+  dec(): void {
+    this.metrics.connections.dec();
+  }
+
+  reused(): void {
+    this.metrics.reused.inc();
+  }
+}
+
 export class Cluster {
   config: ClusterConfig;
   readonly metrics: ClusterRequestMetrics;
-  private readonly sourceIp: string;
-  private readonly gauge: ConnectionGauge;
-  private readonly connector: Connector | undefined;
-  /** Shared by this cluster's pools: the peer identities new connections accept. */
-  private readonly peers: PeerIdentities = { ids: [] };
+  private readonly pools: ClusterPools;
   private endpoints = new Map<string, Endpoint>();
-  private readonly drainingPools = new Set<EndpointPool>();
+  /** Removed endpoints' pools still finishing in-flight work; made on the first removal. */
+  private drainingPools: Set<EndpointPool> | undefined;
   /** Undefined while no endpoint is healthy. Replaced whole on every change. */
   picker: Picker<Endpoint> | undefined;
 
   constructor(config: ClusterConfig, sourceIp: string, metrics: ClusterRequestMetrics, connector?: Connector) {
     this.config = config;
-    this.sourceIp = sourceIp;
     this.metrics = metrics;
-    this.connector = connector;
-    this.gauge = { inc: () => metrics.connections.inc(), dec: () => metrics.connections.dec(), reused: () => metrics.reused.inc() };
+    this.pools = new ClusterPools(sourceIp, connector, metrics);
     this.update(config);
   }
 
   /** Applies a new cluster config; endpoints that survive keep their pools and load stats. */
   update(config: ClusterConfig): void {
     // Connections already open keep the identity they verified; new ones check the latest list.
-    this.peers.ids = config.identities ?? [];
+    this.pools.peers.ids = config.identities ?? [];
     const old = this.endpoints;
     const next = new Map<string, Endpoint>();
     for (const ec of effectiveEndpoints(config)) {
       const key = endpointKey(ec);
       if (next.has(key)) continue;
       const prev = old.get(key);
-      if (prev !== undefined && prev.config.inboundPort === ec.inboundPort && prev.pool.target.connectTimeoutMs === config.connectTimeoutMs) {
+      if (prev !== undefined && prev.config.inboundPort === ec.inboundPort && prev.connectTimeoutMs === config.connectTimeoutMs) {
         prev.config = ec;
         prev.weight = ec.weight;
         prev.health = ec.health;
         next.set(key, prev);
       } else {
-        next.set(key, new Endpoint(ec, this.sourceIp, config.connectTimeoutMs, this.gauge, this.connector, this.peers));
+        next.set(key, new Endpoint(ec, config.connectTimeoutMs, this.pools));
       }
     }
     for (const [key, ep] of old) {
       if (next.get(key) === ep) continue;
-      this.drainingPools.add(ep.pool);
-      void ep.pool.drain().then(() => this.drainingPools.delete(ep.pool));
+      const drained = ep.retire();
+      const pool = ep.madePool;
+      if (drained === undefined || pool === undefined) continue;
+      const draining = (this.drainingPools ??= new Set());
+      draining.add(pool);
+      void drained.then(() => draining.delete(pool));
     }
     this.config = config;
     this.endpoints = next;
@@ -136,15 +206,15 @@ export class Cluster {
       protocol: c.protocol,
       version: c.version,
       endpointsVersion: c.endpointsVersion,
-      draining: this.drainingPools.size,
+      draining: this.drainingPools?.size ?? 0,
       endpoints: [...this.endpoints.values()].map((e) => ({
         address: e.config.address,
         port: e.config.port,
         inboundPort: e.config.inboundPort,
         health: e.health,
         weight: e.weight,
-        active: e.pool.active,
-        connections: e.pool.connections,
+        active: e.madePool?.active ?? 0,
+        connections: e.madePool?.connections ?? 0,
         latencyMs: Math.round(e.load.latencyMs * 1000) / 1000,
       })),
     };
@@ -152,7 +222,12 @@ export class Cluster {
 
   /** Drains every pool (in-flight requests finish) and waits up to `ms`, then closes what is left. */
   async close(ms: number): Promise<void> {
-    const pools = [...this.endpoints.values()].map((e) => e.pool).concat([...this.drainingPools]);
+    const pools: EndpointPool[] = [];
+    for (const e of this.endpoints.values()) {
+      void e.retire();
+      if (e.madePool !== undefined) pools.push(e.madePool);
+    }
+    if (this.drainingPools !== undefined) pools.push(...this.drainingPools);
     this.picker = undefined;
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([

@@ -117,9 +117,10 @@ export class ResourceStore {
     const endpointsVersion = cla?.version ?? '';
     const cached = this.built.get(r.name);
     if (cached && cached.clusterVersion === r.version && cached.endpointsVersion === endpointsVersion) return cached.config;
+    // The decoded list itself, not a copy (neither side changes it).
     const config: ClusterConfig = Object.freeze({
       ...r.value.config,
-      endpoints: Object.freeze([...(cla?.value.endpoints ?? [])]),
+      endpoints: Object.freeze(cla?.value.endpoints ?? []),
       endpointsVersion,
     });
     this.built.set(r.name, { clusterVersion: r.version, endpointsVersion, config });

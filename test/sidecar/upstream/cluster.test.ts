@@ -115,6 +115,47 @@ describe('cluster endpoint updates', () => {
     await cluster.close(100);
   });
 
+  it('makes an endpoint pool on first use only; a pool made after removal drains once its request ends', async () => {
+    const [p1, p2] = [await app(), await app()];
+    const cluster = new Cluster(config([ep(p1), ep(p2)]), '127.0.0.1', new DataPlaneMetrics(new Registry()).cluster('outbound', 'c'));
+    const e1 = cluster.endpoint(`127.0.0.1:${p1}`)!;
+    const e2 = cluster.endpoint(`127.0.0.1:${p2}`)!;
+    expect(e1.madePool).toBeUndefined();
+    expect(e2.madePool).toBeUndefined();
+    expect(cluster.stat().endpoints.map((e) => [e.active, e.connections])).toEqual([
+      [0, 0],
+      [0, 0],
+    ]);
+    // Removing an endpoint that never had a pool leaves nothing draining.
+    cluster.update(config([ep(p1)], '2'));
+    expect(cluster.stat().draining).toBe(0);
+    expect(e2.madePool).toBeUndefined();
+    // A caller still holding the removed endpoint gets a pool that serves it, then closes.
+    const handled = new Promise<number>((resolve, reject) => {
+      let status = 0;
+      e2.pool.request(
+        { cluster: 'c', method: 'GET', path: '/late', authority: 'c', headers: [], body: null, hash: undefined, wantsH2: false, timeoutMs: 0 },
+        {
+          onRequestStart() {},
+          onResponseStart(s: number) {
+            status = s;
+          },
+          onResponseData: () => true,
+          onResponseEnd: () => resolve(status),
+          onResponseError: reject,
+        },
+        false,
+      );
+    });
+    expect(e2.madePool?.isDraining).toBe(true);
+    expect(await handled).toBe(200);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(e2.madePool?.connections).toBe(0);
+    expect((await send(cluster, '/x')).port).toBe(p1);
+    expect(e1.madePool?.connections).toBe(1);
+    await cluster.close(100);
+  });
+
   it('has no picker when no endpoint is healthy', () => {
     const cluster = new Cluster(config([ep(1, 'draining'), ep(2, 'unhealthy')]), '127.0.0.1', new DataPlaneMetrics(new Registry()).cluster('outbound', 'c'));
     expect(cluster.picker).toBeUndefined();
