@@ -5,6 +5,7 @@ import type { AggregatedDiscoveryServiceHandlers } from '../../proto/index.ts';
 import type { Snapshot, SnapshotCache } from '../cache/snapshot.ts';
 import { DeltaStream } from './delta-stream.ts';
 import { withSharedEncoding } from './encode.ts';
+import { usePooledDecoder } from './request-decoder.ts';
 import { withLazyRequestNames } from './request-names.ts';
 import { XdsBindError } from './errors.ts';
 import { stderrLog, type XdsLog } from './log.ts';
@@ -136,6 +137,8 @@ export async function startXdsServer(
 
   const handlers: AggregatedDiscoveryServiceHandlers = {
     StreamAggregatedResources: (call) => {
+      // SotW ACKs are large (the whole subscription): reassemble them in reused buffers (request-decoder.ts).
+      usePooledDecoder(call);
       new SotwStream(call, deps);
     },
     DeltaAggregatedResources: (call) => {

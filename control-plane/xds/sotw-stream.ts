@@ -11,7 +11,7 @@ import {
 import type { ResourcesByName, VersionedResource } from '../cache/snapshot.ts';
 import { type EncodedResources, encodeSotwResources, withEncodedResources } from './encode.ts';
 import { tracer } from './log.ts';
-import { rawNamesOf } from './request-names.ts';
+import { rawNamesOf, stableRun } from './request-names.ts';
 import { internNames } from './shared-state.ts';
 import { nackedNames, type ResourceStatus } from './status.ts';
 import { AdsStreamBase, type Changed, ALL, payloadBytes } from './stream-base.ts';
@@ -112,6 +112,11 @@ function byName(a: VersionedResource, b: VersionedResource): number {
 /** Per interned subscription set, the wire bytes of the resource_names that made it (shared by its streams). */
 const subscriptionBytes = new WeakMap<ReadonlySet<string>, Buffer>();
 
+/** Equal bytes; the request reader hands out one buffer per recent run, so equal runs are usually one object. */
+function sameBytes(a: Buffer | undefined, b: Buffer): boolean {
+  return a !== undefined && (a === b || a.equals(b));
+}
+
 function sameNames(a: ReadonlySet<string>, b: readonly string[]): boolean {
   const inOrder = a.values();
   let same = true;
@@ -181,7 +186,7 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     }
     // The same bytes as the request that made this subscription: the same names (the common ACK).
     const raw = rawNamesOf(req);
-    if (nonce !== '' && raw !== undefined && subscriptionBytes.get(st.names)?.equals(raw)) return;
+    if (nonce !== '' && raw !== undefined && sameBytes(subscriptionBytes.get(st.names), raw)) return;
     const names = req.resource_names;
     const wildcard = isWildcard(typeUrl, names, st.wildcard);
     if (nonce === '' || wildcard !== st.wildcard || !sameNames(st.names, names)) {
@@ -199,7 +204,7 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
   /** Keeps the raw names of the request that made a (shared) subscription set, to recognise repeats cheaply. */
   private remember(names: ReadonlySet<string>, req: DiscoveryRequest__Output): void {
     const raw = rawNamesOf(req);
-    if (raw !== undefined && !subscriptionBytes.has(names)) subscriptionBytes.set(names, Buffer.from(raw));
+    if (raw !== undefined && !subscriptionBytes.has(names)) subscriptionBytes.set(names, stableRun(raw));
   }
 
   /** The subscribed names, using the snapshot's own strings, as one set shared by streams with the same subscription. */

@@ -261,4 +261,48 @@ describe('SotW ADS', () => {
     await h.server.close();
     expect((await s.ended()).code).toBe(grpc.status.UNAVAILABLE);
   });
+
+  it('handles subscriptions of real size (ACKs of tens of KB, read compacted) with the same protocol', async () => {
+    const many = Array.from({ length: 1000 }, (_, i) => `outbound|80||svc-${i}.ns.svc.cluster.local`);
+    h = await startHarness({ [SCOPE]: { [TYPE_URL.endpoint]: { put: many.map((n) => endpoints(n, '10.0.0.1')) } } });
+    const s = openSotw(h.client());
+    const other = openSotw(h.client());
+    s.send({ node: envoyNode('big'), type_url: TYPE_URL.endpoint, resource_names: many });
+    other.send({ node: envoyNode('big-2'), type_url: TYPE_URL.endpoint, resource_names: many });
+    const first = await ackNext(s, { [TYPE_URL.endpoint]: many });
+    expect(first.resources.length).toBe(1000);
+    await ackNext(other, { [TYPE_URL.endpoint]: many });
+    await eventually(() => expect(h.status.list().every((p) => p.types[0]?.state === 'SYNCED')).toBe(true));
+    // A change: only the changed resource, to both; ACKed with the whole list again (the common SotW ACK).
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.endpoint]: { put: [endpoints(many[7]!, '10.0.0.2')] } } });
+    const pushed = await ackNext(s, { [TYPE_URL.endpoint]: many });
+    expect(names(pushed)).toEqual([many[7]]);
+    expect(names(await ackNext(other, { [TYPE_URL.endpoint]: many }))).toEqual([many[7]]);
+    // The same names in another order are the same subscription: nothing to send. A new name is answered alone.
+    s.send({ type_url: TYPE_URL.endpoint, version_info: pushed.version_info, response_nonce: pushed.nonce, resource_names: [...many].reverse() });
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.endpoint]: { put: [endpoints('extra', '10.0.0.3')] } } });
+    const withExtra = [...many, 'extra'];
+    s.send({ type_url: TYPE_URL.endpoint, version_info: pushed.version_info, response_nonce: pushed.nonce, resource_names: withExtra });
+    const added = await s.next();
+    expect(names(added)).toEqual(['extra']);
+    // A NACK of it (with the whole list) is recorded, nothing is resent, the last good version stays ACKed.
+    s.send({
+      type_url: TYPE_URL.endpoint,
+      version_info: pushed.version_info,
+      response_nonce: added.nonce,
+      resource_names: withExtra,
+      error_detail: { code: 3, message: 'extra: bad endpoint' },
+    });
+    // A stale nonce with a smaller list is ignored.
+    s.send({ type_url: TYPE_URL.endpoint, version_info: first.version_info, response_nonce: first.nonce, resource_names: ['x'] });
+    await eventually(() => {
+      const eds = h.status.list({ nodeId: 'big' })[0]?.types[0];
+      expect(eds).toMatchObject({ state: 'NACKED', ackedVersion: pushed.version_info, subscribed: '1001' });
+      expect(eds?.lastNack?.resourceNames).toEqual(['extra']);
+    });
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.endpoint]: { put: [endpoints(many[9]!, '10.0.0.4')] } } });
+    expect(names(await s.next())).toEqual([many[9]]);
+    expect(s.buffered).toBe(0);
+  });
 });
+
