@@ -111,7 +111,8 @@ class DerivedNames {
     const hit = name === undefined ? undefined : this.byName.get(name);
     if (hit && Buffer.compare(hit.bytes, bytes) === 0) return hit.names;
     const names = this.derive(bytes);
-    if (name !== undefined) this.byName.set(name, { bytes, names });
+    // A copy: `bytes` may sit in the buffer H2Call reuses for the next large message.
+    if (name !== undefined) this.byName.set(name, { bytes: Buffer.from(bytes), names });
     return names;
   }
 }

@@ -4,11 +4,31 @@ import http2 from 'node:http2';
 import net from 'node:net';
 
 /**
+ * Where a message spread over several DATA frames is joined: one buffer per process, reused (a fresh 200 KiB
+ * buffer per large response cost the load generator more in allocation, page faults and GC than decoding it).
+ */
+let scratch = Buffer.allocUnsafeSlow(64 * 1024);
+/** True while a message joined in `scratch` is being decoded and handled (a re-entrant join then allocates). */
+let scratchInUse = false;
+
+/** Joins `chunks` (`total` bytes) into `scratch`, growing it if needed. */
+function joinInScratch(chunks: readonly Buffer[], total: number): Buffer {
+  if (scratch.length < total) scratch = Buffer.allocUnsafeSlow(Math.max(total, 2 * scratch.length));
+  let at = 0;
+  for (const c of chunks) at += c.copy(scratch, at);
+  return scratch.subarray(0, total);
+}
+
+/**
  * What the simulated proxies need of a gRPC call (write, cancel; 'data', 'error', 'end'), without grpc-js's
  * per-message machinery. The benchmark runs 1000 proxies on one core: with grpc-js's client, receiving and ACKing
  * a change took the load generator longer than the control plane took to send it, so the "convergence" it measured
  * was mostly the load generator's own queue. This sends and reads the same bytes (the gRPC length-prefixed
  * framing over HTTP/2, RFC 7540 and the gRPC HTTP/2 protocol) and decodes them with the same protobuf codecs.
+ *
+ * The bytes given to `deserialize`, and whatever the decoded message shares with them (protobufjs decodes `bytes`
+ * fields as views of its input), are valid only until the 'data' listeners return: a message that arrived in
+ * several DATA frames is joined in a buffer the next such message overwrites. Copy what must be kept.
  */
 export class H2Call extends EventEmitter {
   private readonly session: http2.ClientHttp2Session;
@@ -72,16 +92,37 @@ export class H2Call extends EventEmitter {
     this.buffered += chunk.length;
     if (this.needed === 0 && this.buffered >= 5) this.needed = 5 + this.peekLength();
     if (this.needed === 0 || this.buffered < this.needed) return;
-    let buf = this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks, this.buffered);
+    const inScratch = this.chunks.length > 1 && !scratchInUse;
+    let buf: Buffer;
+    if (this.chunks.length === 1) buf = this.chunks[0] as Buffer;
+    else if (inScratch) buf = joinInScratch(this.chunks, this.buffered);
+    else buf = Buffer.concat(this.chunks, this.buffered);
     this.chunks = [];
     this.buffered = 0;
     this.needed = 0;
+    if (inScratch) scratchInUse = true;
+    try {
+      buf = this.deliver(buf);
+    } finally {
+      if (inScratch) scratchInUse = false;
+    }
+    if (buf.length > 0 && !this.ended) {
+      // The start of the next message: keep a copy if it sits in the scratch buffer.
+      const rest = inScratch ? Buffer.from(buf) : buf;
+      this.chunks.push(rest);
+      this.buffered = rest.length;
+      if (rest.length >= 5) this.needed = 5 + rest.readUInt32BE(1);
+    }
+  }
+
+  /** Decodes and emits the complete messages at the start of `buf`; returns the incomplete rest. */
+  private deliver(buf: Buffer): Buffer {
     while (buf.length >= 5) {
       const length = buf.readUInt32BE(1);
       if (buf.length < 5 + length) break;
       if (buf[0] !== 0) {
         this.fail(13, 'compressed message received; the simulated proxy asked for none');
-        return;
+        return buf.subarray(buf.length);
       }
       const message = buf.subarray(5, 5 + length);
       buf = buf.subarray(5 + length);
@@ -90,20 +131,18 @@ export class H2Call extends EventEmitter {
         decoded = this.deserialize(message);
       } catch (err) {
         this.fail(13, `undecodable message: ${(err as Error).message}`);
-        return;
+        return buf.subarray(buf.length);
       }
       this.emit('data', decoded);
     }
-    if (buf.length > 0) {
-      this.chunks.push(buf);
-      this.buffered = buf.length;
-      if (buf.length >= 5) this.needed = 5 + buf.readUInt32BE(1);
-    }
+    return buf;
   }
 
   /** The length prefix of the message at the start of the collected chunks (at least 5 bytes are buffered). */
   private peekLength(): number {
-    const head = this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks, 5);
+    const first = this.chunks[0] as Buffer;
+    if (first.length >= 5) return first.readUInt32BE(1);
+    const head = Buffer.concat(this.chunks, 5);
     return head.readUInt32BE(1);
   }
 
