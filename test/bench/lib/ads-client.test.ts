@@ -3,13 +3,13 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeMessage, TYPE_URL } from '../../../proto/index.ts';
+import { encodeMessage, grpcDefinitions, TYPE_URL } from '../../../proto/index.ts';
 import { createSnapshotCache, type ControlPlaneCache } from '../../../control-plane/cache/index.ts';
 import { parseRegistryText } from '../../../control-plane/registry/file.ts';
 import { buildState } from '../../../control-plane/registry/objects.ts';
 import { diffStates, type RegistryListener, type RegistryState } from '../../../control-plane/registry/registry.ts';
 import { startXdsServer, StatusRegistry, type XdsServerHandle } from '../../../control-plane/xds/index.ts';
-import { claNameOf, type ClientKind, newCounters, SimulatedProxy, type XdsMode } from './ads-client.ts';
+import { claNameOf, type ClientKind, newCounters, SimulatedProxy, type XdsMode, withCachedNames } from './ads-client.ts';
 import { ChangeTracker } from './change-tracker.ts';
 import { GeneratedRegistry, namespaceName } from './registry-gen.ts';
 
@@ -135,4 +135,25 @@ describe('SimulatedProxy against the xDS server', () => {
       }
     });
   }
+});
+
+describe('withCachedNames', () => {
+  it('sends a long subscription as bytes that decode to the same SotW request, encoding each list once', () => {
+    const method = grpcDefinitions().envoy.service.discovery.v3.AggregatedDiscoveryService.service.StreamAggregatedResources as unknown as {
+      requestSerialize: (v: object) => Buffer;
+      requestDeserialize: (b: Buffer) => object;
+    };
+    let calls = 0;
+    const counting = (v: object) => {
+      calls++;
+      return method.requestSerialize(v);
+    };
+    const cached = withCachedNames(counting);
+    const names = Array.from({ length: 150 }, (_, i) => `outbound|80||svc-${i}.ns.svc.cluster.local`);
+    const acks = ['n1', 'n2', 'n3'].map((nonce) => ({ type_url: TYPE_URL.endpoint, version_info: 'v', response_nonce: nonce, resource_names: names }));
+    for (const ack of acks) expect(method.requestDeserialize(cached(ack))).toEqual(method.requestDeserialize(method.requestSerialize(ack)));
+    expect(calls).toBe(1 + acks.length); // the names once, then only the small head of each ACK
+    const short = { type_url: TYPE_URL.cluster, resource_names: ['a'] };
+    expect(cached(short).equals(method.requestSerialize(short))).toBe(true);
+  });
 });
