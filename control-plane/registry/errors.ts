@@ -1,14 +1,19 @@
 // Registry error classes with stable codes: an invalid registry file, a missing file, a bad kubeconfig, a sync timeout.
 
-/** A registry file that fails validation; `problems` holds one line per problem (file, document, line, field path). */
+/**
+ * A registry file that fails validation; `problems` holds one line per problem (file, document, line, field path).
+ * `atStart`: the first read, when there is no last good state to keep serving.
+ */
 export class RegistryInvalidError extends Error {
   readonly code = 'SKEIN_REGISTRY_INVALID';
   readonly problems: readonly string[];
-  constructor(file: string, problems: readonly string[]) {
+  constructor(file: string, problems: readonly string[], atStart = false) {
     const n = problems.length;
+    const fix = `fix ${n === 1 ? 'it' : 'them'}`;
     super(
-      `${file}: ${n} problem${n === 1 ? '' : 's'} in the registry file; fix ${n === 1 ? 'it' : 'them'} and save again ` +
-        `(the last good state stays served):\n  ${problems.join('\n  ')}`,
+      `${file}: ${n} problem${n === 1 ? '' : 's'} in the registry file; ` +
+        (atStart ? `${fix} and start again (nothing was served)` : `${fix} and save again (the last good state stays served)`) +
+        `:\n  ${problems.join('\n  ')}`,
     );
     this.name = 'RegistryInvalidError';
     this.problems = problems;

@@ -210,7 +210,7 @@ export class FileRegistry implements Registry {
     // An all-ASCII file (the usual YAML) is handed over as bytes: comparing versions and cutting out the edited
     // documents works on them directly, without decoding the whole file on every change.
     const outcome = this.documents.parse(this.path, isAscii(bytes) ? bytes : bytes.toString('utf8'));
-    if (outcome.problems.length > 0) throw new RegistryInvalidError(this.path, outcome.problems);
+    if (outcome.problems.length > 0) throw new RegistryInvalidError(this.path, outcome.problems, first);
     const parsedMs = performance.now() - started;
     const before = this.current;
     if (outcome.delta && !first) {

@@ -185,6 +185,9 @@ describe('FileRegistry', () => {
     expect(err.code).toBe('SKEIN_REGISTRY_INVALID');
     expect(err.problems).toHaveLength(2);
     expect(err.message).toContain(`${path}: document 2 (Service default/b, line 11): spec.ports[0].port: 70000`);
+    // Nothing was served yet, so the message does not promise a last good state.
+    expect(err.message).toContain('fix them and start again (nothing was served)');
+    expect(err.message).not.toContain('last good state');
   });
 
   it('reloads on change, keeps the last good state on a broken edit, recovers, and shares unchanged objects', async () => {
