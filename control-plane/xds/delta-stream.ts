@@ -58,6 +58,28 @@ interface TypeState {
   readonly inflight: Map<string, InflightResponse>;
 }
 
+/**
+ * A type's state on a new stream. Made outside handleRequest on purpose: a closure made there would share V8's
+ * context with handleRequest's other closures and keep its locals alive for the stream's life (the first request's
+ * whole subscription, ~40 KB per type per stream: 41 MB at 1000 proxies).
+ */
+function newTypeState(wildcard: boolean): TypeState {
+  const state: TypeState = {
+    wildcard,
+    names: EMPTY_NAMES,
+    known: new HeldResources((name) => state.wildcard || state.names.has(name)),
+    unacked: new Map(),
+    pending: new Set(),
+    pendingAll: false,
+    announceAbsent: new Set(),
+    mustRespond: true,
+    changedAt: undefined,
+    inflight: new Map(),
+    seq: 0,
+  };
+  return state;
+}
+
 export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, DeltaDiscoveryResponse> {
   readonly mode = 'delta' as const;
   private readonly types = new Map<TypeUrl, TypeState>();
@@ -71,21 +93,7 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     const subscribe = req.resource_names_subscribe;
     if (!st) {
       const canWildcard = typeUrl === TYPE_URL.cluster || typeUrl === TYPE_URL.listener;
-      const wildcard = subscribe.includes('*') || (subscribe.length === 0 && canWildcard);
-      const state: TypeState = {
-        wildcard,
-        names: EMPTY_NAMES,
-        known: new HeldResources((name) => state.wildcard || state.names.has(name)),
-        unacked: new Map(),
-        pending: new Set(),
-        pendingAll: false,
-        announceAbsent: new Set(),
-        mustRespond: true,
-        changedAt: undefined,
-        inflight: new Map(),
-        seq: 0,
-      };
-      st = state;
+      st = newTypeState(subscribe.includes('*') || (subscribe.length === 0 && canWildcard));
       this.types.set(typeUrl, st);
       st.pendingAll = st.wildcard;
       // On reconnect the client says what it holds: resources at these versions are not sent again.
