@@ -34,7 +34,9 @@ process.on('exit', () => {
 });
 
 export interface ControlPlaneOptions {
-  readonly registry: string;
+  /** The registry file; or, with `kubeconfig`, the Kubernetes API server it names (`--kubernetes`). */
+  readonly registry?: string;
+  readonly kubeconfig?: string;
   readonly debounceMs?: number;
   /** Run under `taskset -c <cpus>` (e.g. "0"), so the load generator does not share its core. */
   readonly cpus?: string;
@@ -75,11 +77,11 @@ export class ControlPlaneProcess {
   static async start(options: ControlPlaneOptions): Promise<ControlPlaneProcess> {
     const xdsPort = await freePort();
     const adminPort = await freePort();
+    const source = options.kubeconfig !== undefined ? ['--kubernetes', '--kubeconfig', options.kubeconfig] : ['--registry', options.registry ?? ''];
     const args = [
       SKEIN_CLI,
       'control-plane',
-      '--registry',
-      options.registry,
+      ...source,
       '--xds-address',
       `127.0.0.1:${xdsPort}`,
       '--admin-address',
