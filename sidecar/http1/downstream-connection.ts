@@ -81,6 +81,9 @@ export class DownstreamConnection implements RequestSink {
   private heldBody: Buffer | undefined;
   private needDrain = false;
   exchange: DownstreamExchange | undefined;
+  private readonly onDataBound = (chunk: Buffer): void => this.onData(chunk);
+  private readonly onEndBound = (): void => this.onEnd();
+  private readonly onDrainBound = (): void => this.onDrain();
 
   constructor(socket: net.Socket, host: DownstreamHost, maxHeaderBytes: number) {
     this.socket = socket;
@@ -93,9 +96,9 @@ export class DownstreamConnection implements RequestSink {
   /** Takes over the socket; `first` is what the protocol sniff already read. */
   start(first: Buffer): void {
     const s = this.socket;
-    s.on('data', (chunk: Buffer) => this.onData(chunk));
-    s.on('end', () => this.onEnd());
-    s.on('drain', () => this.onDrain());
+    s.on('data', this.onDataBound);
+    s.on('end', this.onEndBound);
+    s.on('drain', this.onDrainBound);
     s.on('close', () => this.onClose());
     this.headSeenAt = HEAD_UNSEEN;
     this.onData(first);
@@ -389,6 +392,25 @@ export class DownstreamConnection implements RequestSink {
     const connection = this.closeAfter ? 'close' : h.http10 ? 'keep-alive' : undefined;
     if (!this.ended) this.socket.write(localReplyText(status, REASON_HEADER, reason, message, connection, h.method !== 'HEAD'), 'latin1');
     this.responseDone();
+  }
+
+  /**
+   * The upstream switched protocols (101): HTTP/1.1 ends on this connection. Stops reading and writing here and
+   * returns what the client sent after the upgrade request's head (the new protocol's first bytes), for the tunnel.
+   */
+  detach(): Buffer | undefined {
+    const rest = this.pending;
+    this.pending = undefined;
+    this.ended = true;
+    this.inExchange = false;
+    this.exchange = undefined;
+    this.heldHead = undefined;
+    this.heldBody = undefined;
+    const s = this.socket;
+    s.off('data', this.onDataBound);
+    s.off('end', this.onEndBound);
+    s.off('drain', this.onDrainBound);
+    return rest;
   }
 
   /** The response broke after its head went out: reset the connection. */

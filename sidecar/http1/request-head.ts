@@ -20,14 +20,24 @@ const BAD_TARGET = /[^\x21-\x7e\x80-\xff]/;
 
 /**
  * The request head as a latin1 string (write it with the 'latin1' encoding): `method path HTTP/1.1`, `host`,
- * `connection: keep-alive` (as undici sends it, for servers that still read HTTP/1.0 rules), the forwarded `[name, value, ...]` list, and `transfer-encoding: chunked` when the body is chunked. Throws
+ * `connection: keep-alive` (as undici sends it, for servers that still read HTTP/1.0 rules) or, with `upgrade`,
+ * `connection: upgrade` and `upgrade: <protocol>`, the forwarded `[name, value, ...]` list, and `transfer-encoding: chunked` when the body is chunked. Throws
  * InvalidRequestHeadError when a part would break the framing.
  */
-export function requestHead(method: string, path: string, authority: string, headers: readonly string[], framing: BodyFraming): string {
+export function requestHead(
+  method: string,
+  path: string,
+  authority: string,
+  headers: readonly string[],
+  framing: BodyFraming,
+  upgrade?: string,
+): string {
   if (!TOKEN.test(method)) throw new InvalidRequestHeadError(`the method "${method}"`);
   if (path === '' || BAD_TARGET.test(path)) throw new InvalidRequestHeadError(`the path "${path}"`);
   if (BAD_VALUE.test(authority)) throw new InvalidRequestHeadError('the Host value');
-  let head = `${method} ${path} HTTP/1.1\r\nhost: ${authority}\r\nconnection: keep-alive\r\n`;
+  if (upgrade !== undefined && BAD_VALUE.test(upgrade)) throw new InvalidRequestHeadError('the Upgrade value');
+  const connection = upgrade === undefined ? 'connection: keep-alive\r\n' : `connection: upgrade\r\nupgrade: ${upgrade}\r\n`;
+  let head = `${method} ${path} HTTP/1.1\r\nhost: ${authority}\r\n${connection}`;
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i] as string;
     const value = headers[i + 1] as string;

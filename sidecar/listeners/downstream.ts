@@ -87,6 +87,16 @@ export class H1Downstream implements DispatchHandler, HeldExchange, DownstreamEx
     exchangeEnded(this.conn.socket, this, now);
   }
 
+  /**
+   * The upstream answered 101 and the connection became a tunnel: the exchange counts as done (status 101) but keeps
+   * holding the connection, so the idle sweep leaves it alone for as long as the tunnel lives.
+   */
+  upgraded(): void {
+    if (this.done) return;
+    this.done = true;
+    this.cm.observe(101, (performance.now() - this.startedAt) / 1000);
+  }
+
   /** The socket drained after a write said it was full. */
   drained(): void {
     this.controller?.resume();

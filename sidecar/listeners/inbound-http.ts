@@ -1,6 +1,6 @@
 // The inbound L7 path: an HTTP/1.1 server over each accepted connection checks every request, then forwards it to the app.
 import http from 'node:http';
-import type net from 'node:net';
+import net from 'node:net';
 import type * as Undici from 'undici';
 import type { Dispatcher, Pool } from 'undici';
 import { authorize, type Caller, type InboundPolicy } from '../authz/index.ts';
@@ -9,6 +9,7 @@ import { headerListFromRaw, stripHopByHop } from '../upstream/index.ts';
 import type { Headers, ProxyHeader, RequestHeadInfo } from '../upstream/index.ts';
 import { logger } from '../log.ts';
 import type { InboundHandler } from './inbound.ts';
+import { localReplyText } from '../http1/response-head.ts';
 import { replyH1 } from './local-reply.ts';
 
 const log = logger('authz');
@@ -57,6 +58,7 @@ export class InboundHttpHandler {
     this.options = options;
     this.server = http.createServer({ requestTimeout: 0, keepAliveTimeout: 60_000 }, (req, res) => this.request(req, res));
     this.server.on('clientError', (_err, socket: net.Socket) => socket.destroy());
+    this.server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.upgrade(req, socket, head));
   }
 
   /** Takes a connection after its PROXY header; `rest` holds bytes already read past it. */
@@ -133,6 +135,61 @@ export class InboundHttpHandler {
     const exchange = new AppExchange(res, info.appPort);
     res.on('close', () => exchange.closed());
     this.pool(info.appPort).dispatch({ method, path, headers, body: head.hasBody ? req : null }, exchange);
+  }
+
+  /**
+   * An Upgrade request (WebSocket): authorized like any request, then sent to the app on a connection of its own
+   * and the two joined; the app's answer (101 or not) goes back as it is. An h2c upgrade would turn the connection
+   * into HTTP/2 streams no rule sees one by one, so it is judged per connection, as prior-knowledge HTTP/2 is.
+   */
+  private upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
+    const info = (socket as WithConn)[kConn];
+    if (info === undefined) {
+      socket.destroy();
+      return;
+    }
+    const method = req.method ?? 'GET';
+    const path = req.url ?? '/';
+    const h2c = String(req.headers.upgrade ?? '').toLowerCase().split(',').some((p) => p.trim() === 'h2c');
+    const d = authorize(this.options.policyFor(info.appPort), info.caller, h2c ? undefined : { method, path });
+    if (!d.allowed) {
+      this.options.metrics.authzDenied.labels(d.service).inc();
+      log.warn('upgrade request denied by authorization policy', { peer: who(info.caller), service: d.service, method, path, reason: d.reason, source: info.source });
+      const message = `RBAC: access denied: ${who(info.caller)} may not ${method} ${path} on ${d.service} (${d.reason})`;
+      socket.end(localReplyText(403, 'x-skein-reason', 'rbac_denied', message, 'close', method !== 'HEAD'), 'latin1');
+      return;
+    }
+    let text = `${method} ${path} HTTP/1.1\r\n`;
+    const raw = req.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i] as string;
+      if (name.toLowerCase() === PEER_IDENTITY_HEADER) continue;
+      text += `${name}: ${raw[i + 1] as string}\r\n`;
+    }
+    if (info.caller.principal !== undefined) text += `${PEER_IDENTITY_HEADER}: ${info.caller.principal}\r\n`;
+    const app = net.connect({ host: this.options.appHost, port: info.appPort, noDelay: true, allowHalfOpen: true });
+    let answered = false;
+    app.once('data', () => (answered = true));
+    app.on('error', (err: NodeJS.ErrnoException) => {
+      log.debug('app upgrade connection failed', { port: info.appPort, code: err.code });
+      if (!answered && !socket.destroyed) {
+        answered = true;
+        const message = `upstream connect error: ${err.code ?? 'error'} app port ${info.appPort}`;
+        socket.end(localReplyText(503, 'x-skein-reason', 'upstream_connect_error', message, 'close', method !== 'HEAD'), 'latin1');
+      } else socket.destroy();
+    });
+    // A clean end passes through the pipes (half-close); an error or reset on either side ends both at once.
+    let appEnded = false;
+    app.once('end', () => (appEnded = true));
+    socket.on('error', () => app.destroy());
+    socket.on('close', () => app.destroy());
+    app.on('close', () => {
+      if (answered && !appEnded) socket.destroy();
+    });
+    app.write(`${text}\r\n`, 'latin1');
+    if (head.length > 0) app.write(head);
+    socket.pipe(app);
+    app.pipe(socket);
   }
 
   private pool(port: number): Pool {

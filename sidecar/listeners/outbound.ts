@@ -17,6 +17,7 @@ import type { ExchangeScope } from './downstream.ts';
 import { H2HeaderSource, NO_HEADERS, RawHeaderSource } from './header-source.ts';
 import type { HeaderSource } from './header-source.ts';
 import { replyH2 } from './local-reply.ts';
+import { startUpgrade, tunnelledProtocol } from './upgrade.ts';
 
 const log = logger('listener');
 
@@ -216,6 +217,16 @@ export class OutboundListener implements DownstreamHost {
     if (action.kind === 'direct') {
       conn.reply(action.status, 'direct_response', action.body);
       return;
+    }
+    if (req.upgrade && !info.hasBody) {
+      const protocol = tunnelledProtocol(req.rawHeaders);
+      if (protocol !== undefined) {
+        const handler = new H1Downstream(this.scope, conn, r.metrics as ClusterRequestMetrics, startedAt);
+        const hash = action.hashHeader === undefined ? undefined : hashValue(action.hashHeader, headers, authority);
+        const upgrade = { cluster: r.cluster, method: req.method, path, authority, headers, protocol, hash, timeoutMs: action.timeoutMs ?? 0 };
+        startUpgrade(this.manager, conn, upgrade, handler);
+        return;
+      }
     }
     const request: DispatchRequest = {
       cluster: r.cluster,

@@ -1,6 +1,6 @@
 // Every cluster by name, kept in step with MeshConfig; the base dispatch (pick an endpoint, send on its pool).
 import type { PickContext } from '../lb/index.ts';
-import { noCluster, noHealthyEndpoint } from '../listeners/errors.ts';
+import { LocalReplyError, noCluster, noHealthyEndpoint } from '../listeners/errors.ts';
 import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import type { ClusterConfig } from '../xds/model.ts';
 import { Cluster } from './cluster.ts';
@@ -50,18 +50,22 @@ export class ClusterManager {
     return cluster.pick(this.pickCtx);
   }
 
+  /** The endpoint a request to cluster `name` goes to, or the local reply saying why there is none. */
+  choose(name: string, hash: string | undefined): { cluster: Cluster; endpoint: Endpoint } | LocalReplyError {
+    const cluster = this.clusters.get(name);
+    if (cluster === undefined) return noCluster(name);
+    const endpoint = this.pick(cluster, hash);
+    if (endpoint === undefined) return noHealthyEndpoint(name);
+    return { cluster, endpoint };
+  }
+
   private send(req: DispatchRequest, handler: DispatchHandler): void {
-    const cluster = this.clusters.get(req.cluster);
-    if (cluster === undefined) {
-      handler.onResponseError(noCluster(req.cluster));
+    const chosen = this.choose(req.cluster, req.hash);
+    if (chosen instanceof LocalReplyError) {
+      handler.onResponseError(chosen);
       return;
     }
-    const ep = this.pick(cluster, req.hash);
-    if (ep === undefined) {
-      handler.onResponseError(noHealthyEndpoint(req.cluster));
-      return;
-    }
-    ep.pool.request(req, handler, req.wantsH2 || cluster.config.protocol === 'http2');
+    chosen.endpoint.pool.request(req, handler, req.wantsH2 || chosen.cluster.config.protocol === 'http2');
   }
 
   stats(): ClusterStat[] {
