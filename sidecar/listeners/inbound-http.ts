@@ -10,6 +10,9 @@ import type { Headers, ProxyHeader, RequestHeadInfo } from '../upstream/index.ts
 import { logger } from '../log.ts';
 import type { InboundHandler } from './inbound.ts';
 import { localReplyText } from '../http1/response-head.ts';
+import { COMPLETE, NEED_MORE, ResponseReader } from '../http1/response-reader.ts';
+import type { FeedOutcome, ResponseSink } from '../http1/response-reader.ts';
+import { readUpgradeAnswer } from '../http1/upgrade-answer.ts';
 import { replyH1 } from './local-reply.ts';
 
 const log = logger('authz');
@@ -168,28 +171,7 @@ export class InboundHttpHandler {
     }
     if (info.caller.principal !== undefined) text += `${PEER_IDENTITY_HEADER}: ${info.caller.principal}\r\n`;
     const app = net.connect({ host: this.options.appHost, port: info.appPort, noDelay: true, allowHalfOpen: true });
-    let answered = false;
-    app.once('data', () => (answered = true));
-    app.on('error', (err: NodeJS.ErrnoException) => {
-      log.debug('app upgrade connection failed', { port: info.appPort, code: err.code });
-      if (!answered && !socket.destroyed) {
-        answered = true;
-        const message = `upstream connect error: ${err.code ?? 'error'} app port ${info.appPort}`;
-        socket.end(localReplyText(503, 'x-skein-reason', 'upstream_connect_error', message, 'close', method !== 'HEAD'), 'latin1');
-      } else socket.destroy();
-    });
-    // A clean end passes through the pipes (half-close); an error or reset on either side ends both at once.
-    let appEnded = false;
-    app.once('end', () => (appEnded = true));
-    socket.on('error', () => app.destroy());
-    socket.on('close', () => app.destroy());
-    app.on('close', () => {
-      if (answered && !appEnded) socket.destroy();
-    });
-    app.write(`${text}\r\n`, 'latin1');
-    if (head.length > 0) app.write(head);
-    socket.pipe(app);
-    app.pipe(socket);
+    new AppUpgrade(socket, app, head, info.appPort, method === 'HEAD').start(`${text}\r\n`);
   }
 
   private pool(port: number): Pool {
@@ -258,5 +240,116 @@ class AppExchange implements Dispatcher.DispatchHandler {
     if (this.done || this.res.writableFinished) return;
     this.done = true;
     this.controller?.abort(new Error('the caller went away'));
+  }
+}
+
+/**
+ * One Upgrade request on its way to the app. Nothing more of the caller's goes to the app until the app answers 101;
+ * then the connections are joined (half-closes pass through, an error on either ends both). An app that declines has
+ * its response relayed and the connection closes: piping on would let later requests past the per-request checks.
+ */
+class AppUpgrade implements ResponseSink {
+  private readonly socket: net.Socket;
+  private readonly app: net.Socket;
+  private readonly early: Buffer;
+  private readonly appPort: number;
+  private readonly noBody: boolean;
+  private buffered: Buffer | undefined;
+  private reader: ResponseReader | undefined;
+  /** Some byte of the app's answer reached the caller (a local 503 is then too late). */
+  private answered = false;
+  private appEnded = false;
+  private readonly onAppData = (chunk: Buffer): void => this.received(chunk);
+
+  constructor(socket: net.Socket, app: net.Socket, early: Buffer, appPort: number, noBody: boolean) {
+    this.socket = socket;
+    this.app = app;
+    this.early = early;
+    this.appPort = appPort;
+    this.noBody = noBody;
+  }
+
+  start(head: string): void {
+    const { socket, app } = this;
+    app.on('data', this.onAppData);
+    app.once('end', () => {
+      this.appEnded = true;
+      const reader = this.reader;
+      if (reader !== undefined) this.settle(reader, reader.finish());
+      else if (!this.answered) socket.destroy();
+    });
+    app.on('error', (err: NodeJS.ErrnoException) => {
+      log.debug('app upgrade connection failed', { port: this.appPort, code: err.code });
+      if (this.answered || socket.destroyed) {
+        socket.destroy();
+        return;
+      }
+      this.answered = true;
+      const message = `upstream connect error: ${err.code ?? 'error'} app port ${this.appPort}`;
+      socket.end(localReplyText(503, 'x-skein-reason', 'upstream_connect_error', message, 'close', !this.noBody), 'latin1');
+    });
+    app.on('close', () => {
+      if (this.answered && !this.appEnded) socket.destroy();
+    });
+    socket.on('error', () => app.destroy());
+    socket.on('close', () => app.destroy());
+    app.write(head, 'latin1');
+  }
+
+  private received(chunk: Buffer): void {
+    const reader = this.reader;
+    if (reader !== undefined) {
+      this.relay(reader, chunk);
+      return;
+    }
+    const buf = this.buffered === undefined ? chunk : Buffer.concat([this.buffered, chunk]);
+    const answer = readUpgradeAnswer(buf);
+    if (answer.kind === 'more') {
+      this.buffered = buf;
+      return;
+    }
+    this.buffered = undefined;
+    this.answered = true;
+    if (answer.kind === 'overflow') {
+      this.socket.destroy();
+      this.app.destroy();
+      return;
+    }
+    if (answer.kind === 'response') {
+      const r = new ResponseReader();
+      r.begin(this, this.noBody);
+      this.reader = r;
+      this.relay(r, answer.response);
+      return;
+    }
+    const { socket, app } = this;
+    app.off('data', this.onAppData);
+    socket.write(answer.head);
+    if (answer.rest.length > 0) socket.write(answer.rest);
+    if (this.early.length > 0) app.write(this.early);
+    socket.pipe(app);
+    app.pipe(socket);
+  }
+
+  /** Passes the declined answer on as it came; when it is complete (or broken) the connection closes. */
+  private relay(reader: ResponseReader, chunk: Buffer): void {
+    this.socket.write(chunk);
+    this.settle(reader, reader.feed(chunk));
+  }
+
+  private settle(reader: ResponseReader, out: FeedOutcome): void {
+    if (out === NEED_MORE) return;
+    this.reader = undefined;
+    this.app.off('data', this.onAppData);
+    this.app.destroy();
+    reader.free();
+    if (out === COMPLETE) this.socket.end();
+    else this.socket.destroy();
+  }
+
+  onHead(): void {}
+
+  onBody(): boolean {
+    return true;
   }
 }

@@ -2,7 +2,8 @@
 import type net from 'node:net';
 import type { DownstreamConnection } from '../http1/downstream-connection.ts';
 import { InvalidRequestHeadError, requestHead } from '../http1/request-head.ts';
-import { COMPLETE, FAILED, MAX_HEAD_BYTES, NEED_MORE, ResponseReader } from '../http1/response-reader.ts';
+import { COMPLETE, FAILED, NEED_MORE, ResponseReader } from '../http1/response-reader.ts';
+import { readUpgradeAnswer } from '../http1/upgrade-answer.ts';
 import type { ResponseHeaders, ResponseSink } from '../http1/response-reader.ts';
 import type { ClusterManager, DispatchController, Endpoint, HeaderList } from '../upstream/index.ts';
 import { upstreamError } from '../upstream/index.ts';
@@ -27,7 +28,6 @@ export interface UpgradeRequest {
   readonly timeoutMs: number;
 }
 
-const CRLFCRLF = Buffer.from('\r\n\r\n');
 /** How long one side of a tunnel may stay open after the other closed (its half-close still finishing). */
 const GRACE_MS = 10_000;
 
@@ -139,35 +139,26 @@ class Tunnel implements ResponseSink, DispatchController {
       return;
     }
     if (this.phase !== HEAD) return;
-    let buf = this.buffered === undefined ? chunk : Buffer.concat([this.buffered, chunk]);
-    for (;;) {
-      const end = buf.indexOf(CRLFCRLF);
-      if (end < 0) {
-        if (buf.length > MAX_HEAD_BYTES) {
-          this.fail(upstreamReset('HPE_HEADER_OVERFLOW', this.ep.pool.dialTarget));
-          return;
-        }
+    const buf = this.buffered === undefined ? chunk : Buffer.concat([this.buffered, chunk]);
+    const answer = readUpgradeAnswer(buf);
+    switch (answer.kind) {
+      case 'more':
         this.buffered = buf;
         return;
-      }
-      const status = statusOf(buf);
-      if (status === 101) {
-        this.open(buf.subarray(0, end + 4), buf.subarray(end + 4));
+      case 'overflow':
+        this.fail(upstreamReset('HPE_HEADER_OVERFLOW', this.ep.pool.dialTarget));
         return;
-      }
-      // Other interim answers (103 Early Hints) are not the answer to the upgrade: skip them.
-      if (status >= 100 && status < 200) {
-        buf = buf.subarray(end + 4);
-        continue;
-      }
-      // Not switching: an ordinary response, read with the HTTP/1.1 parser (its framing decides where it ends).
-      this.buffered = undefined;
-      this.clearTimer();
-      this.phase = RESPONSE;
-      this.reader = new ResponseReader();
-      this.reader.begin(this, false);
-      this.feed(buf);
-      return;
+      case 'switch':
+        this.open(answer.head, answer.rest);
+        return;
+      case 'response':
+        // Not switching: an ordinary response, read with the HTTP/1.1 parser (its framing decides where it ends).
+        this.buffered = undefined;
+        this.clearTimer();
+        this.phase = RESPONSE;
+        this.reader = new ResponseReader();
+        this.reader.begin(this, false);
+        this.feed(answer.response);
     }
   }
 
@@ -291,13 +282,4 @@ class Tunnel implements ResponseSink, DispatchController {
     this.ep.load.finish(this.startedAt);
     this.ep.pool.release();
   }
-}
-
-/** The status code of the response head at the start of `buf` (`HTTP/1.1 101 ...`), or 0 when it is not one. */
-function statusOf(buf: Buffer): number {
-  if (buf.length < 12 || buf.toString('latin1', 0, 5) !== 'HTTP/') return 0;
-  const sp = buf.indexOf(0x20);
-  if (sp < 0 || sp + 4 > buf.length) return 0;
-  const code = Number(buf.toString('latin1', sp + 1, sp + 4));
-  return Number.isInteger(code) ? code : 0;
 }

@@ -4,6 +4,7 @@ import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { tunnelledProtocol } from '../../../sidecar/listeners/upgrade.ts';
+import { encodeProxyHeader } from '../../../sidecar/upstream/index.ts';
 import { StaticSource, type TestCa, testCa } from '../tls/mesh-helper.ts';
 import { closeServer, cluster, domains, endpoint, listen, mesh, request, route, startPair, type Pair } from './harness.ts';
 import { apiMesh, metricValue, type Sidecar, startSidecar } from './mtls-harness.ts';
@@ -249,5 +250,49 @@ describe('Upgrade over mTLS with L7 authorization', () => {
     expect(denied.reason).toBe('rbac_denied');
     expect(denied.body).toContain('/admin');
     expect(await metricValue(server.registry, 'skein_authz_denied_total', { service: 'default/api' })).toBe(1);
+  });
+
+  it('an upgrade the app declines ends the connection: a request pipelined after it never skips the checks', async () => {
+    // Like many servers (Go's net/http, for one), this app answers an upgrade it does not take as a plain request and
+    // reads the next request on the same connection. (node:http stops reading after it.)
+    const conns = new Set<net.Socket>();
+    const appServer = net.createServer((c) => {
+      conns.add(c);
+      let buf = '';
+      c.on('data', (d: Buffer) => {
+        buf += d.toString('latin1');
+        for (let end = buf.indexOf('\r\n\r\n'); end >= 0; end = buf.indexOf('\r\n\r\n')) {
+          const path = buf.slice(0, end).split(' ')[1] ?? '';
+          buf = buf.slice(end + 4);
+          const body = `${path} peer=`;
+          c.write(`HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+        }
+      });
+      c.on('error', () => {});
+    });
+    const app = { server: appServer, port: await listen(appServer) };
+    try {
+      const server = await startSidecar(new StaticSource(await ca.leaf('default', 'api')), [app.port]);
+      open.push(server);
+      const policy = { deny: [], allow: [{ from: [], to: [{ paths: ['/open'] }] }] };
+      server.plane.update(apiMesh(app.port, server.inbound, { mtlsMode: 'PERMISSIVE', authz: policy }));
+      const { s, got } = rawClient(server.inbound);
+      const closed = new Promise((r) => s.once('close', r));
+      s.write(encodeProxyHeader('10.1.0.9', 0, '127.0.0.1', app.port));
+      s.write('GET /open HTTP/1.1\r\nHost: api\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nGET /secret HTTP/1.1\r\nHost: api\r\n\r\n');
+      await closed;
+      expect(got()).toMatch(/^HTTP\/1\.1 200 /);
+      expect(got()).toContain('/open peer=');
+      expect(got()).not.toContain('/secret');
+      // Without the upgrade, the same pipelined pair is checked request by request: /secret is refused.
+      const plain = rawClient(server.inbound);
+      plain.s.write(encodeProxyHeader('10.1.0.9', 0, '127.0.0.1', app.port));
+      plain.s.write('GET /open HTTP/1.1\r\nHost: api\r\n\r\nGET /secret HTTP/1.1\r\nHost: api\r\n\r\n');
+      await expect.poll(plain.got).toContain('x-skein-reason: rbac_denied');
+      plain.s.destroy();
+    } finally {
+      for (const c of conns) c.destroy();
+      await closeServer(app.server);
+    }
   });
 });
