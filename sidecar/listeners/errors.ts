@@ -13,7 +13,8 @@ export type LocalReason =
   | 'header_timeout'
   | 'direct_response'
   | 'draining'
-  | 'rbac_denied';
+  | 'rbac_denied'
+  | 'no_config';
 
 export class SkeinDataPlaneError extends Error {
   readonly code: string;
@@ -47,6 +48,17 @@ export function noRoute(host: string): LocalReplyError {
 
 export function noPathRoute(host: string, path: string): LocalReplyError {
   return new LocalReplyError('SKEIN_NO_ROUTE', 404, 'no_route', `no route for host "${host}" and path "${path}"`);
+}
+
+/** A request that came before the sidecar's first config and waited `waitedMs` for it (0: too many were waiting). */
+export function noConfig(waitedMs: number): LocalReplyError {
+  const why = waitedMs > 0 ? `after waiting ${waitedMs} ms` : 'and too many requests are already waiting for it';
+  return new LocalReplyError(
+    'SKEIN_NO_CONFIG',
+    503,
+    'no_config',
+    `the sidecar has no configuration from the control plane yet ${why}: is the control plane reachable? (see the sidecar's log and /ready on its admin port)`,
+  );
 }
 
 export function noCluster(cluster: string): LocalReplyError {

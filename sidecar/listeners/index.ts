@@ -37,6 +37,8 @@ export interface DataPlaneOptions {
   readonly requestHeadersTimeoutMs?: number;
   /** Default 60 (Envoy's max_request_headers_kb default). */
   readonly maxRequestHeadersKb?: number;
+  /** How long an outbound request that arrives before the first config waits for it (default 10 s), then 503 no_config. */
+  readonly configWaitMs?: number;
   /** Extra request-path wrappers (retry, breaker, tracing), inside the route timeout (which bounds them all). */
   readonly interceptors?: readonly Interceptor[];
   /** Replaces the inbound L4 pipe used when no authorization policy applies. */
@@ -73,6 +75,7 @@ export function createDataPlane(options: DataPlaneOptions, registry: Registry): 
       port: options.outbound.port,
       requestHeadersTimeoutMs: options.requestHeadersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS,
       maxRequestHeadersKb: options.maxRequestHeadersKb ?? 60,
+      ...(options.configWaitMs !== undefined ? { configWaitMs: options.configWaitMs } : {}),
     },
     manager,
     dispatch,
@@ -121,6 +124,7 @@ export function createDataPlane(options: DataPlaneOptions, registry: Registry): 
         outbound.table = t === undefined ? undefined : new RouteTable(t);
       }
       outbound.setHeadersTimeout(http?.requestHeadersTimeoutMs ?? options.requestHeadersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS);
+      outbound.configured();
       pendingTcp = tcpConfigs;
       applyTcp();
     },

@@ -9,7 +9,7 @@ import { headerListFromObject, headerListFromRaw, headerListValue } from '../ups
 import type { ClusterManager, Dispatch, DispatchRequest, HeaderList, Headers, RequestHeadInfo } from '../upstream/index.ts';
 import type { ClusterRequestMetrics, DataPlaneMetrics } from '../telemetry/metrics.ts';
 import { logger } from '../log.ts';
-import { badRequest, noCluster, noPathRoute, noRoute } from './errors.ts';
+import { badRequest, noCluster, noConfig, noPathRoute, noRoute } from './errors.ts';
 import type { LocalReason, LocalReplyError } from './errors.ts';
 import { H1Downstream, H2Downstream } from './downstream.ts';
 import { IdleSweeper, abandonExchanges, markActive } from './idle.ts';
@@ -30,9 +30,15 @@ export interface OutboundOptions {
   readonly maxRequestHeadersKb: number;
   /** Keep-alive connections with nothing in flight close after this long (default 300 s). */
   readonly idleTimeoutMs?: number;
+  /** How long a request that arrives before the first config waits for it (default CONFIG_WAIT_MS). */
+  readonly configWaitMs?: number;
 }
 
 const IDLE_TIMEOUT_MS = 300_000;
+/** How long a request that arrives before the first config waits for it. */
+export const CONFIG_WAIT_MS = 10_000;
+/** Requests held for the first config at most; more are refused at once. */
+const MAX_WAITING = 1024;
 
 /** What a request resolved to before dispatch: a route and its chosen cluster, or a local reply. */
 interface Resolution {
@@ -62,6 +68,10 @@ export class OutboundListener implements DownstreamHost {
   private readonly head: RequestHeadInfo = { host: undefined, hasBody: false };
   /** Undefined until config names a route table for this listener. */
   table: RouteTable | undefined;
+  /** The first config from the control plane has been applied (until then requests wait for it). */
+  private hasConfig = false;
+  /** Requests that arrived before the first config, in arrival order. */
+  private waiting: Array<() => void> = [];
 
   constructor(options: OutboundOptions, manager: ClusterManager, dispatch: Dispatch, metrics: DataPlaneMetrics) {
     this.options = options;
@@ -185,10 +195,55 @@ export class OutboundListener implements DownstreamHost {
     return r;
   }
 
+  /**
+   * The first config arrived (with or without a route table for this listener): requests held until now go on, in
+   * order. An app that starts before its sidecar has config gets answers, not 404s for Services it cannot see yet.
+   */
+  configured(): void {
+    if (this.hasConfig) return;
+    this.hasConfig = true;
+    const waiting = this.waiting;
+    this.waiting = [];
+    for (const go of waiting) go();
+  }
+
+  /**
+   * Holds a request until the first config, at most `configWaitMs` (then `refuse` answers 503 no_config); refuses
+   * at once when MAX_WAITING requests already wait.
+   */
+  private waitForConfig(go: () => void, refuse: (e: LocalReplyError) => void, gone: () => boolean): void {
+    if (this.waiting.length >= MAX_WAITING) {
+      refuse(noConfig(0));
+      return;
+    }
+    let done = false;
+    const ms = this.options.configWaitMs ?? CONFIG_WAIT_MS;
+    const timer = setTimeout(() => {
+      done = true;
+      if (!gone()) refuse(noConfig(ms));
+    }, ms);
+    this.waiting.push(() => {
+      clearTimeout(timer);
+      if (!done && !gone()) go();
+    });
+  }
+
   /** A request head parsed on an HTTP/1.1 connection (DownstreamHost). */
   request(conn: DownstreamConnection): void {
     const startedAt = performance.now();
     markActive(conn.socket, startedAt);
+    if (!this.hasConfig) {
+      this.waitForConfig(
+        () => this.routeH1(conn, startedAt),
+        (e) => this.localH1(conn, e),
+        () => conn.socket.destroyed,
+      );
+      return;
+    }
+    this.routeH1(conn, startedAt);
+  }
+
+  private routeH1(conn: DownstreamConnection, startedAt: number): void {
     // One pass over the raw header pairs: an object of them is built only if a route matches on headers.
     const req = conn.head;
     const info = this.head;
@@ -255,6 +310,22 @@ export class OutboundListener implements DownstreamHost {
   private onH2Stream(stream: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders, flags: number): void {
     const startedAt = performance.now();
     stream.on('error', () => {});
+    if (!this.hasConfig) {
+      const ct = h['content-type'];
+      this.waitForConfig(
+        () => this.routeH2(stream, h, flags, startedAt),
+        (e) => {
+          this.metrics.localError(e.reason);
+          replyH2(stream, e.status, e.reason, e.message, ct !== undefined && ct.startsWith('application/grpc'));
+        },
+        () => stream.destroyed,
+      );
+      return;
+    }
+    this.routeH2(stream, h, flags, startedAt);
+  }
+
+  private routeH2(stream: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders, flags: number, startedAt: number): void {
     const ct = h['content-type'];
     const grpc = ct !== undefined && ct.startsWith('application/grpc');
     const authority = (h[':authority'] ?? h['host']) as string | undefined;
@@ -297,6 +368,7 @@ export class OutboundListener implements DownstreamHost {
   async close(ms: number): Promise<void> {
     this.scope.draining = true;
     this.idle.stop();
+    this.configured();
     clearInterval(this.headerSweep);
     const closed = new Promise<void>((r) => this.server.close(() => r()));
     for (const c of this.h1) c.closeIfIdle();

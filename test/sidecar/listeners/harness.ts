@@ -126,7 +126,7 @@ export interface Pair {
 }
 
 /** A client-side sidecar (its outbound is what tests talk to) and a server-side sidecar in front of `appPorts`. */
-export async function startPair(appPorts: number[], opts: { headersTimeoutMs?: number; maxKb?: number } = {}): Promise<Pair> {
+export async function startPair(appPorts: number[], opts: { headersTimeoutMs?: number; maxKb?: number; configWaitMs?: number } = {}): Promise<Pair> {
   const clientRegistry = new Registry();
   const client = createDataPlane(
     {
@@ -137,6 +137,7 @@ export async function startPair(appPorts: number[], opts: { headersTimeoutMs?: n
       podIp: '127.0.0.1',
       requestHeadersTimeoutMs: opts.headersTimeoutMs,
       maxRequestHeadersKb: opts.maxKb,
+      configWaitMs: opts.configWaitMs,
     },
     clientRegistry,
   );
