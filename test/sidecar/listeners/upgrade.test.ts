@@ -199,6 +199,74 @@ describe('Upgrade through a plaintext sidecar pair', () => {
   });
 });
 
+describe('Upgrade answers that go wrong', () => {
+  let pair: Pair;
+  let odd: net.Server;
+  let oddPort: number;
+  const svc = 'outbound|80||odd.default.svc.cluster.local';
+
+  beforeAll(async () => {
+    // Misbehaves by path: garbage, a close without an answer, silence.
+    odd = net.createServer((s) => {
+      s.on('error', () => {});
+      s.once('data', (d: Buffer) => {
+        const path = d.toString('latin1').split(' ')[1];
+        if (path === '/garbage') s.end('SSH-2.0-OpenSSH_9.2\r\n\r\n');
+        else if (path === '/close') s.destroy();
+      });
+    });
+    oddPort = await listen(odd);
+    pair = await startPair([]);
+  });
+  afterAll(async () => {
+    await pair.close();
+    await closeServer(odd);
+  });
+
+  function oddMesh(timeoutMs?: number) {
+    const r = route(svc);
+    const action = timeoutMs === undefined ? r.action : { ...r.action, timeoutMs };
+    return mesh([cluster(svc, [endpoint(oddPort)])], [{ name: 'odd', domains: ['odd.default'], routes: [{ ...r, action } as typeof r] }]);
+  }
+
+  async function upgradeTo(path: string): Promise<string> {
+    const { s, got } = rawClient(pair.outbound);
+    s.write(`GET ${path} HTTP/1.1\r\nHost: odd.default\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`);
+    await expect.poll(got, { timeout: 3000 }).toMatch(/\r\n\r\n[\s\S]*\n/);
+    s.destroy();
+    return got();
+  }
+
+  it('an answer that is not HTTP is a 503 upstream_reset naming the parser error', async () => {
+    pair.client.update(oddMesh());
+    const out = await upgradeTo('/garbage');
+    expect(out).toMatch(/^HTTP\/1\.1 503 /);
+    expect(out).toContain('x-skein-reason: upstream_reset');
+    expect(out).toMatch(/HPE_/);
+  });
+
+  it('a close without an answer is a 503 upstream_reset', async () => {
+    pair.client.update(oddMesh());
+    const out = await upgradeTo('/close');
+    expect(out).toMatch(/^HTTP\/1\.1 503 /);
+    expect(out).toContain('SKEIN_UPSTREAM_CLOSED');
+  });
+
+  it('silence past the route timeout is a 504; a client that leaves first frees the endpoint', async () => {
+    pair.client.update(oddMesh(200));
+    const out = await upgradeTo('/silent');
+    expect(out).toMatch(/^HTTP\/1\.1 504 /);
+    expect(out).toContain('x-skein-reason: timeout');
+    pair.client.update(oddMesh());
+    const { s } = rawClient(pair.outbound);
+    s.write('GET /silent HTTP/1.1\r\nHost: odd.default\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+    const active = () => pair.client.clusterStats().find((c) => c.name === svc)?.endpoints[0]?.active;
+    await expect.poll(active).toBe(1);
+    s.destroy();
+    await expect.poll(active).toBe(0);
+  });
+});
+
 describe('Upgrade over mTLS with L7 authorization', () => {
   let ca: TestCa;
   let chat: Awaited<ReturnType<typeof startChat>>;
