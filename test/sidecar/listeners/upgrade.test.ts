@@ -11,6 +11,8 @@ import { apiMesh, metricValue, type Sidecar, startSidecar } from './mtls-harness
 
 const SVC = 'outbound|80||chat.default.svc.cluster.local';
 const WEB_ID = 'spiffe://mesh.test/ns/default/sa/web';
+/** Generous: CI runs suites in parallel on two cores. */
+const POLL = { timeout: 5000 };
 
 /** An HTTP server with a WebSocket echo at /chat (it answers `echo:<message>` and reports the peer identity header). */
 async function startChat(): Promise<{ server: http.Server; wss: WebSocketServer; port: number; closes: number[] }> {
@@ -122,7 +124,7 @@ describe('Upgrade through a plaintext sidecar pair', () => {
     const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
     ws.close(4001, 'bye');
     expect(await closed).toBe(4001);
-    await expect.poll(() => chat.closes.includes(4001)).toBe(true);
+    await expect.poll(() => chat.closes.includes(4001), POLL).toBe(true);
     expect(await metricValue(pair.clientRegistry, 'skein_requests_total', { cluster: SVC, code: '101' })).toBe(1);
   });
 
@@ -156,9 +158,9 @@ describe('Upgrade through a plaintext sidecar pair', () => {
     pair.server.update(m);
     const { s, got } = rawClient(pair.outbound);
     s.write('GET /x HTTP/1.1\r\nHost: raw.default\r\nConnection: Upgrade\r\nUpgrade: echo/1\r\nX-Trace: t1\r\n\r\nearly-bytes;');
-    await expect.poll(got).toContain('early-bytes;');
+    await expect.poll(got, POLL).toContain('early-bytes;');
     s.write('later-bytes');
-    await expect.poll(got).toContain('early-bytes;later-bytes');
+    await expect.poll(got, POLL).toContain('early-bytes;later-bytes');
     expect(got()).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n/);
     const head = echo.heads.at(-1) ?? '';
     expect(head).toMatch(/^GET \/x HTTP\/1\.1\r\n/);
@@ -177,9 +179,9 @@ describe('Upgrade through a plaintext sidecar pair', () => {
     const { s, got } = rawClient(pair.outbound);
     // /plain has no WebSocket handler: ws answers the upgrade with 400; then an ordinary request on the same connection.
     s.write('GET /plain HTTP/1.1\r\nHost: chat.default\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
-    await expect.poll(got).toMatch(/^HTTP\/1\.1 400 /);
+    await expect.poll(got, POLL).toMatch(/^HTTP\/1\.1 400 /);
     s.write('GET /after HTTP/1.1\r\nHost: chat.default\r\n\r\n');
-    await expect.poll(got).toContain('plain /after');
+    await expect.poll(got, POLL).toContain('plain /after');
     s.destroy();
   });
 
@@ -232,7 +234,7 @@ describe('Upgrade answers that go wrong', () => {
   async function upgradeTo(path: string): Promise<string> {
     const { s, got } = rawClient(pair.outbound);
     s.write(`GET ${path} HTTP/1.1\r\nHost: odd.default\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`);
-    await expect.poll(got, { timeout: 3000 }).toMatch(/\r\n\r\n[\s\S]*\n/);
+    await expect.poll(got, POLL).toMatch(/\r\n\r\n[\s\S]*\n/);
     s.destroy();
     return got();
   }
@@ -261,9 +263,9 @@ describe('Upgrade answers that go wrong', () => {
     const { s } = rawClient(pair.outbound);
     s.write('GET /silent HTTP/1.1\r\nHost: odd.default\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
     const active = () => pair.client.clusterStats().find((c) => c.name === svc)?.endpoints[0]?.active;
-    await expect.poll(active).toBe(1);
+    await expect.poll(active, POLL).toBe(1);
     s.destroy();
-    await expect.poll(active).toBe(0);
+    await expect.poll(active, POLL).toBe(0);
   });
 });
 
@@ -356,7 +358,7 @@ describe('Upgrade over mTLS with L7 authorization', () => {
       const plain = rawClient(server.inbound);
       plain.s.write(encodeProxyHeader('10.1.0.9', 0, '127.0.0.1', app.port));
       plain.s.write('GET /open HTTP/1.1\r\nHost: api\r\n\r\nGET /secret HTTP/1.1\r\nHost: api\r\n\r\n');
-      await expect.poll(plain.got).toContain('x-skein-reason: rbac_denied');
+      await expect.poll(plain.got, POLL).toContain('x-skein-reason: rbac_denied');
       plain.s.destroy();
     } finally {
       for (const c of conns) c.destroy();
