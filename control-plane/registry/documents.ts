@@ -87,27 +87,41 @@ export class DocumentCache {
    * The cost of one edit in a large file: parses the new chunks between the carried-over ones and checks ids
    * against the counts of the last good parse. Undefined when the edit has a problem (the full path words it).
    */
-  private parseEdit(file: string, text: Source, edit: Edit): ParseOutcome | undefined {
+  private parseEdit(file: string, text: Source, edit: Edit<CachedChunk>): ParseOutcome | undefined {
     const last = this.last;
     if (!last) return undefined;
     const fresh: CachedChunk[] = [];
     const middle: CachedChunk[] = [];
-    let cached = 0;
+    // Chunks carried over in place are neither removed nor added: count them to leave them out of both.
+    const carried = new Map<CachedChunk, number>();
+    const added: ParsedObject[] = [];
     for (const chunk of edit.middle) {
+      if (chunk.value !== undefined) {
+        carried.set(chunk.value, (carried.get(chunk.value) ?? 0) + 1);
+        middle.push(chunk.value);
+        continue;
+      }
       let entry = this.chunks.get(chunk.text);
-      if (entry) cached++;
-      else {
+      if (!entry) {
         const outcome = parseChunk(file, chunk.text);
         if ('problems' in outcome) return undefined;
         entry = outcome.entry;
         fresh.push(entry);
       }
+      for (const doc of entry.docs) added.push(...doc.objects);
       middle.push(entry);
     }
     const removed: ParsedObject[] = [];
-    for (let k = edit.front; k < edit.back; k++) for (const doc of last.chunks[k]?.value.docs ?? []) removed.push(...doc.objects);
-    const added: ParsedObject[] = [];
-    for (const entry of middle) for (const doc of entry.docs) added.push(...doc.objects);
+    for (let k = edit.front; k < edit.back; k++) {
+      const entry = last.chunks[k]?.value;
+      if (entry === undefined) continue;
+      const n = carried.get(entry) ?? 0;
+      if (n > 0) {
+        carried.set(entry, n - 1);
+        continue;
+      }
+      for (const doc of entry.docs) removed.push(...doc.objects);
+    }
     const counts = this.ids;
     for (const o of removed) counts.set(o.id, (counts.get(o.id) ?? 1) - 1);
     let duplicate = false;
@@ -125,7 +139,7 @@ export class DocumentCache {
     for (const o of removed) if (counts.get(o.id) === 0) counts.delete(o.id);
     const placements: PlacedChunk<CachedChunk>[] = last.chunks.slice(0, edit.front);
     let offset = edit.midStart;
-    edit.middle.forEach((chunk, i) => {
+    edit.middle.forEach((chunk: Planned<CachedChunk>, i: number) => {
       const entry = middle[i] as CachedChunk;
       placements.push({ start: offset, line: chunk.line, value: entry });
       offset += entry.text.length;
@@ -135,7 +149,7 @@ export class DocumentCache {
       placements.push({ start: c.start + edit.delta, line: c.line + edit.lineShift, value: c.value });
     }
     // Stale entries are harmless (an entry is valid for its exact text): drop them only when they pile up.
-    for (const entry of middle) this.chunks.set(entry.text, entry);
+    for (const entry of fresh) this.chunks.set(entry.text, entry);
     if (this.chunks.size > 2 * placements.length + 1000) this.chunks = new Map(placements.map((p) => [p.value.text, p.value]));
     this.last = { text, chunks: placements };
     const freshValues = new Set<object>();
@@ -148,13 +162,13 @@ export class DocumentCache {
       },
       problems: [],
       fresh: fresh.length,
-      cached: cached + placements.length - middle.length,
+      cached: placements.length - fresh.length,
       freshValues,
       delta: { removed, added },
     };
   }
 
-  private parseAll(file: string, source: Source, edit: Edit | undefined): ParseOutcome {
+  private parseAll(file: string, source: Source, edit: Edit<CachedChunk> | undefined): ParseOutcome {
     const next = new Map<string, CachedChunk>();
     const placed: Placed[] = [];
     let index = 0;

@@ -113,11 +113,14 @@ function firstFailing(lo: number, hi: number, holds: (k: number) => boolean): nu
 }
 
 /** An edit located in the chunk list: chunks [front, back) of the previous text are replaced by `middle`. */
-export interface Edit {
+export interface Edit<T> {
   readonly front: number;
   readonly back: number;
-  /** The new chunks between, with their lines in the new text. */
-  readonly middle: readonly Chunk[];
+  /**
+   * The chunks between, in order, with their lines in the new text: carried over unchanged from the previous text
+   * (`value`: one of the chunks [front, back)), or new text to parse (`text`).
+   */
+  readonly middle: readonly Planned<T>[];
   /** Where the middle starts (the same offset in both texts). */
   readonly midStart: number;
   /** New length minus old length: the offset shift of the chunks from `back` on. */
@@ -126,12 +129,47 @@ export interface Edit {
   readonly lineShift: number;
 }
 
+const DIRECTIVE = /^%/m;
+
+/** Whether a chunk boundary (`---` at a line start, then a blank or the end) starts at `at` of an ASCII buffer. */
+function boundaryAt(text: Buffer, at: number): boolean {
+  if (at >= text.length || text[at] !== 0x2d || text[at + 1] !== 0x2d || text[at + 2] !== 0x2d) return false;
+  const before = text[at - 1];
+  if (at > 0 && before !== 0x0a && before !== 0x0d) return false;
+  const after = text[at + 3];
+  return after === undefined || after === 0x20 || after === 0x09 || after === 0x0d || after === 0x0a;
+}
+
+const BOUNDARY_HERE = /^---(?=[ \t\r\n]|$)/my;
+
+/** Whether a chunk boundary starts at `at` of a string (splitDocuments' rule, tested at that one place). */
+function boundaryAtString(text: string, at: number): boolean {
+  BOUNDARY_HERE.lastIndex = at;
+  return BOUNDARY_HERE.test(text);
+}
+
+/** The first chunk boundary of `text` after `from` and before `limit` (splitDocuments' rule), else `limit`. */
+function nextBoundary(text: Source, from: number, limit: number): number {
+  if (typeof text === 'string') {
+    const marker = /^---(?=[ \t\r\n]|$)/gm;
+    marker.lastIndex = from + 1;
+    const m = marker.exec(text);
+    return m === null || m.index >= limit ? limit : m.index;
+  }
+  for (let i = text.indexOf('---', from + 1, 'latin1'); i !== -1 && i < limit; i = text.indexOf('---', i + 1, 'latin1')) {
+    if (boundaryAt(text, i)) return i;
+  }
+  return limit;
+}
+
 /**
  * Locates an edit: chunks wholly inside the common prefix or suffix are carried over (their `---` line and the
- * character after it unchanged, so they are still chunks of the new text), and only the region between is split
+ * character after it unchanged, so they are still chunks of the new text). Between them, each previous chunk that
+ * reappears unchanged in place (edits elsewhere, inserted or deleted chunks around it) is carried over too, so
+ * several scattered edits cost what the edited chunks cost; only text that matches no previous chunk is split
  * again. Returns undefined when a full split is as cheap or required.
  */
-export function planEdit<T>(previous: Source, chunks: readonly Placed<T>[], text: Source): Edit | undefined {
+export function planEdit<T>(previous: Source, chunks: readonly Placed<T>[], text: Source): Edit<T> | undefined {
   if (chunks.length < 8 || typeof previous !== typeof text) return undefined;
   const p = commonPrefix(previous, text);
   if (p === previous.length && p === text.length) {
@@ -150,11 +188,49 @@ export function planEdit<T>(previous: Source, chunks: readonly Placed<T>[], text
   const delta = text.length - previous.length;
   const midEndNew = midEndOld + delta;
   if (midEndNew < midStart) return undefined;
-  const middleText = sliceText(text, midStart, midEndNew);
-  if (/^%/m.test(middleText)) return undefined; // directives: the caller parses the whole text
-  const firstLine = front < chunks.length ? (chunks[front]?.line ?? 1) : 1;
-  const lineShift = newlines(text, midStart, midEndNew) - newlines(previous, midStart, midEndOld);
-  const middle = middleText.length > 0 ? splitDocuments(middleText).map((c) => ({ text: c.text, line: c.line + firstLine - 1 })) : [];
+
+  const middle: Planned<T>[] = [];
+  // `pos` is always a chunk boundary of the new text, and `line` the line it starts on.
+  let pos = midStart;
+  let line = front < chunks.length ? (chunks[front]?.line ?? 1) : 1;
+  let k = front;
+  const span = (j: number): number => {
+    const after = chunks[j + 1];
+    const c = chunks[j] as Placed<T>;
+    return after === undefined ? newlines(previous, c.start, end(j)) : after.line - c.line;
+  };
+  // Previous chunk j, unchanged, starts at `at` of the new text and still ends at a boundary there.
+  const reappears = (j: number, at: number): boolean => {
+    const c = chunks[j];
+    if (c === undefined || j >= back) return false;
+    const len = end(j) - c.start;
+    const stop = at + len;
+    if (stop > midEndNew) return false;
+    if (stop !== midEndNew && !(typeof text === 'string' ? boundaryAtString(text, stop) : boundaryAt(text, stop))) return false;
+    return sameRange(previous, c.start, text, at, len);
+  };
+  while (pos < midEndNew) {
+    if (k < back && reappears(k, pos)) {
+      middle.push({ line, value: (chunks[k] as Placed<T>).value });
+      pos += end(k) - (chunks[k] as Placed<T>).start;
+      line += span(k);
+      k++;
+      continue;
+    }
+    if (k + 1 < back && reappears(k + 1, pos)) {
+      k++; // chunk k was deleted
+      continue;
+    }
+    // New text up to the next boundary: a replaced chunk, or an inserted one when chunk k follows it unchanged.
+    const next = nextBoundary(text, pos, midEndNew);
+    const piece = sliceText(text, pos, next);
+    if (DIRECTIVE.test(piece)) return undefined; // directives: the caller parses the whole text
+    middle.push({ line, text: piece });
+    line += newlines(text, pos, next);
+    if (!(k < back && reappears(k, next))) k++;
+    pos = next;
+  }
+  const lineShift = back < chunks.length ? line - (chunks[back]?.line ?? line) : 0;
   return { front, back, middle, midStart, delta, lineShift };
 }
 
@@ -164,7 +240,7 @@ export function planChunks<T>(previous: Source, chunks: readonly Placed<T>[], te
   if (!edit) return undefined;
   const out: Planned<T>[] = [];
   for (const c of chunks.slice(0, edit.front)) out.push({ line: c.line, value: c.value });
-  for (const c of edit.middle) out.push({ line: c.line, text: c.text });
+  out.push(...edit.middle);
   for (const c of chunks.slice(edit.back)) out.push({ line: c.line + edit.lineShift, value: c.value });
   return out;
 }

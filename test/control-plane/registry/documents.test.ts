@@ -124,6 +124,48 @@ describe('DocumentCache after edits anywhere in the file', () => {
   });
 });
 
+describe('DocumentCache after several scattered edits at once', () => {
+  it('matches a fresh parse, parses only the edited documents and reports only their objects as changed', () => {
+    let seed = 11;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return Math.floor(seed / 65536) % n; // the high bits: an LCG's low bits repeat with a short period
+    };
+    let services = Array.from({ length: 40 }, (_, i) => svc(`s${i}`, 80 + i));
+    for (const asBytes of [false, true]) {
+      const cache = new DocumentCache();
+      const source = (text: string) => (asBytes ? Buffer.from(text) : text);
+      cache.parse('r.yaml', source(docs(...services)));
+      for (let round = 0; round < 80; round++) {
+        const next = [...services];
+        const ops = 1 + rand(4);
+        for (let e = 0; e < ops; e++) {
+          const i = rand(next.length);
+          const op = rand(6);
+          if (op === 0 || op === 1) {
+            next[i] = svc(`s${round}x${e}`, 2000 + round);
+          } else if (op === 2) {
+            next.splice(i, 0, svc(`n${round}x${e}`));
+          } else if (op === 3 && next.length > 12) next.splice(i, 1);
+          else if (op === 4) next[i] = `# c${round}\n# d\n${next[i]}`;
+          else next[i] = svc(`t${round}x${e}`, 99999); // invalid: the whole edit is rejected, the last good kept
+        }
+        const text = docs(...next);
+        const warm = cache.parse('r.yaml', source(text));
+        const cold = new DocumentCache().parse('r.yaml', text);
+        expect(warm.problems).toEqual(cold.problems);
+        if (cold.problems.length > 0) continue;
+        expect(warm.objects.map((o) => o.value)).toEqual(cold.objects.map((o) => o.value));
+        // Each edit reparses at most its own chunk and, at the top of the file, the chunk that lost or gained the
+        // first document's place (the first chunk has no `---`).
+        expect(warm.fresh).toBeLessThanOrEqual(2 * ops);
+        if (warm.delta) expect(warm.delta.added.length).toBeLessThanOrEqual(2 * ops);
+        services = next;
+      }
+    }
+  });
+});
+
 describe('planChunks', () => {
   it('carries over the chunks before and after an edit and splits only the edited region, with shifted lines', () => {
     const before = docs(...Array.from({ length: 10 }, (_, i) => svc(`s${i}`)));
