@@ -1,7 +1,9 @@
 // `skein token`: prints a local-mode bootstrap token binding one namespace and service account.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CaError } from '../ca/errors.ts';
-import { loadOrCreateTokenSecret, mintBootstrapToken, parseDurationMs } from '../ca/tokens.ts';
+import { loadOrCreateTokenSecret, mintBootstrapToken, parseDurationMs, TOKEN_SECRET_FILE } from '../ca/tokens.ts';
 
 /** Where local mode keeps the CA unless told otherwise (shared with `skein control-plane --ca-dir`). */
 export const DEFAULT_CA_DIR = '.skein/ca';
@@ -65,7 +67,15 @@ export async function runToken(argv: readonly string[], io: TokenCliIo = process
     return 2;
   }
   try {
-    const secret = await loadOrCreateTokenSecret(values['ca-dir']);
+    const dir = values['ca-dir'];
+    const existed = existsSync(join(dir, TOKEN_SECRET_FILE));
+    const secret = await loadOrCreateTokenSecret(dir);
+    if (!existed) {
+      io.stderr(
+        `skein token: no token secret in ${dir} yet; made one. Only a control plane with --ca-dir ${dir} accepts this token ` +
+          `(the demo's CA is .skein/demo/ca).\n`,
+      );
+    }
     const minted = mintBootstrapToken(secret, {
       namespace: values.namespace,
       serviceAccount: values['service-account'],

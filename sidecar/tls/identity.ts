@@ -199,8 +199,7 @@ export class WorkloadIdentity implements IdentitySource {
     try {
       const { privateKey } = await generateKeyPairAsync('rsa', { modulusLength: 2048 });
       const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
-      const token = (await readFile(this.#options.tokenFile, 'utf8')).trim();
-      if (!token) throw new CertificateFetchError(`token file ${this.#options.tokenFile} is empty`);
+      const token = checkToken(this.#options.tokenFile, await readFile(this.#options.tokenFile, 'utf8'));
       const res = await this.#call(buildCsr(keyPem), token);
       const issued: Issued = { keyPem, ...checkIssued(res, createPrivateKey(keyPem), this.#trustDomain) };
       if (this.#stopped) return issued;
@@ -282,4 +281,24 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     }
     signal?.addEventListener('abort', done, { once: true });
   });
+}
+
+/** Visible ASCII, no spaces: what an HTTP bearer token (and gRPC metadata) may hold. */
+const TOKEN_TEXT = /^[\x21-\x7e]+$/;
+
+/**
+ * The bearer token a token file holds. Anything else is refused with an error that describes the file without
+ * quoting it (a token must never reach a log), e.g. npm's `> skein@… skein` banner captured by a redirect.
+ */
+export function checkToken(file: string, content: string): string {
+  const token = content.trim();
+  if (token === '') throw new CertificateFetchError(`token file ${file} is empty`);
+  if (TOKEN_TEXT.test(token)) return token;
+  const lines = token.split(/\r?\n/).filter((l) => l.trim() !== '').length;
+  const hint = content.includes('> skein@')
+    ? ': it starts with npm\'s banner (`npm run` prints it to stdout); write it with `npm run -s skein -- token ...` or `npx skein token ...`'
+    : '';
+  throw new CertificateFetchError(
+    `token file ${file} does not hold one token: ${lines} non-empty lines, or spaces or control characters${hint}`,
+  );
 }

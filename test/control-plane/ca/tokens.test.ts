@@ -82,6 +82,11 @@ describe('skein token', () => {
     expect(err.join('')).toContain('ns/shop/sa/cart');
     const verifier = await BootstrapTokenVerifier.fromDir(caDir);
     expect(await verifier.verify((out[0] ?? '').trim())).toEqual({ namespace: 'shop', serviceAccount: 'cart' });
+    // The first token made a new secret, and said which control plane will accept it; the next one does not.
+    expect(err.join('')).toContain(`no token secret in ${caDir} yet`);
+    const again = io();
+    expect(await runToken(['-n', 'shop', '-s', 'cart', '--ca-dir', caDir], again.io)).toBe(0);
+    expect(again.err.join('')).not.toContain('no token secret');
   });
 
   it('exits 2 with usage for missing or bad flags', async () => {

@@ -11,7 +11,7 @@ import { ServingCertificateProvider } from '../../../control-plane/ca/serving.ts
 import { DirectoryCaStore } from '../../../control-plane/ca/store.ts';
 import { BootstrapTokenVerifier, loadOrCreateTokenSecret, mintBootstrapToken } from '../../../control-plane/ca/tokens.ts';
 import { type TlsMaterial, TlsContexts } from '../../../sidecar/tls/contexts.ts';
-import { rotationDelayMs, WorkloadIdentity } from '../../../sidecar/tls/identity.ts';
+import { checkToken, rotationDelayMs, WorkloadIdentity } from '../../../sidecar/tls/identity.ts';
 import { registerCertificateMetrics } from '../../../sidecar/tls/metrics.ts';
 
 let dir: string;
@@ -115,6 +115,30 @@ describe('WorkloadIdentity against the real CertificateService', () => {
     ).catch((e: unknown) => e);
     expect((err as Error).message).toMatch(/UNAUTHENTICATED|signature does not match/);
     expect(refusals).toBeGreaterThan(before);
+  });
+});
+
+describe('checkToken', () => {
+  const token = 'skein1.eyJucyI6ImRlbW8ifQ.c2lnbmF0dXJl';
+
+  it('takes one token, surrounding whitespace trimmed', () => {
+    expect(checkToken('t', `${token}\n`)).toBe(token);
+    expect(checkToken('t', `  ${token}\r\n`)).toBe(token);
+  });
+
+  it("refuses a file with npm's banner in front, naming the cause and never quoting the token", () => {
+    const captured = `\n> skein@0.1.0 skein\n> node cli/skein.ts token --namespace demo --service-account ws\n\n${token}\n`;
+    let message = '';
+    try {
+      checkToken('/tmp/ws.token', captured);
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toContain('/tmp/ws.token does not hold one token');
+    expect(message).toContain('npm run -s skein');
+    expect(message).not.toContain('eyJ');
+    expect(() => checkToken('t', ' \n')).toThrow(/is empty/);
+    expect(() => checkToken('t', 'two words')).toThrow(/does not hold one token/);
   });
 });
 
