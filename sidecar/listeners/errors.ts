@@ -79,6 +79,16 @@ export function noHealthyEndpoint(cluster: string): LocalReplyError {
   );
 }
 
+/** A STRICT cluster's peer sidecars accept only mutual TLS, and this sidecar runs without it. */
+export function mtlsRequired(cluster: string): LocalReplyError {
+  return new LocalReplyError(
+    'SKEIN_MTLS_REQUIRED',
+    503,
+    'upstream_connect_error',
+    `upstream connect error: cluster ${cluster} requires mutual TLS (STRICT) and this sidecar runs with --mtls off, so its peers refuse the connection`,
+  );
+}
+
 export function upstreamConnectError(code: string, target: string, cause?: unknown): LocalReplyError {
   return new LocalReplyError(
     'SKEIN_UPSTREAM_CONNECT',

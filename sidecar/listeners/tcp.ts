@@ -4,7 +4,7 @@ import type { ClusterManager } from '../upstream/index.ts';
 import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import type { TcpListenerConfig } from '../xds/model.ts';
 import { logger } from '../log.ts';
-import { ListenerBindError } from './errors.ts';
+import { ListenerBindError, LocalReplyError } from './errors.ts';
 
 const log = logger('listener');
 
@@ -52,14 +52,14 @@ class TcpServiceListener {
 
   private accept(client: net.Socket, manager: ClusterManager, metrics: DataPlaneMetrics): void {
     const clusterName = this.config.cluster;
-    const cluster = manager.get(clusterName);
-    const ep = cluster === undefined ? undefined : manager.pick(cluster, undefined);
-    if (ep === undefined) {
-      metrics.localError(cluster === undefined ? 'no_cluster' : 'no_healthy_endpoint');
-      log.warn('TCP connection closed: no healthy endpoint', { listener: this.config.name, cluster: clusterName });
+    const chosen = manager.choose(clusterName, undefined);
+    if (chosen instanceof LocalReplyError) {
+      metrics.localError(chosen.reason);
+      log.warn('TCP connection closed', { listener: this.config.name, cluster: clusterName, reason: chosen.message });
       client.destroy();
       return;
     }
+    const ep = chosen.endpoint;
     this.conns.add(client);
     const upstream = ep.pool.openStream();
     const startedAt = ep.load.start();

@@ -1,6 +1,6 @@
 // Every cluster by name, kept in step with MeshConfig; the base dispatch (pick an endpoint, send on its pool).
 import type { PickContext } from '../lb/index.ts';
-import { LocalReplyError, noCluster, noHealthyEndpoint } from '../listeners/errors.ts';
+import { LocalReplyError, mtlsRequired, noCluster, noHealthyEndpoint } from '../listeners/errors.ts';
 import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import type { ClusterConfig } from '../xds/model.ts';
 import { Cluster } from './cluster.ts';
@@ -56,6 +56,8 @@ export class ClusterManager {
     if (cluster === undefined) return noCluster(name);
     const endpoint = this.pick(cluster, hash);
     if (endpoint === undefined) return noHealthyEndpoint(name);
+    // Without mTLS (--mtls off) a STRICT peer sidecar refuses the connection: say so instead of reporting a reset.
+    if (this.connector === undefined && cluster.config.mtlsMode === 'STRICT' && endpoint.config.inboundPort !== undefined) return mtlsRequired(name);
     return { cluster, endpoint };
   }
 

@@ -98,12 +98,16 @@ class H2Exchange implements DispatchController {
     this.handler.onResponseEnd(this.trailers);
   }
 
-  fail(err: NodeJS.ErrnoException): void {
+  fail(error: NodeJS.ErrnoException): void {
     if (this.finished) return;
     this.finished = true;
     this.pool.load.finish(this.startedAt);
     this.pool.release();
     this.stream?.destroy();
+    // A stream waiting for its session fails with ERR_HTTP2_STREAM_CANCEL; the session's own error (a refused
+    // connection, a failed handshake) is its cause, and names what happened.
+    const cause = (error as { cause?: unknown }).cause as NodeJS.ErrnoException | undefined;
+    const err = error.code === 'ERR_HTTP2_STREAM_CANCEL' && cause?.code !== undefined ? cause : error;
     this.handler.onResponseError(
       this.started ? upstreamReset(err.code ?? 'ECONNRESET', this.pool.dialTarget, err) : upstreamError(err, this.pool.dialTarget),
     );

@@ -7,6 +7,7 @@ const OK = 'outbound|80||ok.default.svc.cluster.local';
 const DOWN = 'outbound|80||down.default.svc.cluster.local';
 const REFUSED = 'outbound|80||refused.default.svc.cluster.local';
 const SLOW = 'outbound|80||slow.default.svc.cluster.local';
+const REFUSED_H2 = 'outbound|9090||refused-grpc.default.svc.cluster.local';
 
 describe('bad input and upstream failures', () => {
   let pair: Pair;
@@ -23,12 +24,14 @@ describe('bad input and upstream failures', () => {
           cluster(OK, [endpoint(app.port, pair.inbound)]),
           cluster(DOWN, [endpoint(app.port, undefined, { health: 'draining' }), endpoint(1, undefined, { health: 'unhealthy' })]),
           cluster(REFUSED, [endpoint(refusedPort)]),
+          cluster(REFUSED_H2, [endpoint(refusedPort)], { protocol: 'http2' }),
           cluster(SLOW, [endpoint(app.port)]),
         ],
         [
           { name: 'ok', domains: ['ok', 'ok:80'], routes: [route(OK)] },
           { name: 'down', domains: ['down'], routes: [route(DOWN)] },
           { name: 'refused', domains: ['refused'], routes: [route(REFUSED)] },
+          { name: 'refused-grpc', domains: ['refused-grpc'], routes: [route(REFUSED_H2)] },
           { name: 'ghost', domains: ['ghost'], routes: [route('outbound|80||ghost.default.svc.cluster.local')] },
           {
             name: 'slow',
@@ -83,6 +86,13 @@ describe('bad input and upstream failures', () => {
 
   it('answers connection refused with 503 naming the reason and target', async () => {
     const r = await request(pair.outbound, { host: 'refused' });
+    expect(r.status).toBe(503);
+    expect(r.headers['x-skein-reason']).toBe('upstream_connect_error');
+    expect(r.body).toContain(`upstream connect error: ECONNREFUSED 127.0.0.1:${refusedPort}`);
+  });
+
+  it('names a refused connection the same way on an HTTP/2 (gRPC) cluster', async () => {
+    const r = await request(pair.outbound, { host: 'refused-grpc' });
     expect(r.status).toBe(503);
     expect(r.headers['x-skein-reason']).toBe('upstream_connect_error');
     expect(r.body).toContain(`upstream connect error: ECONNREFUSED 127.0.0.1:${refusedPort}`);

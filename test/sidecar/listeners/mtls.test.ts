@@ -80,6 +80,13 @@ describe('mutual TLS between sidecars', () => {
     const r = await request(plain.outbound, { host: 'api.default', path: '/x' });
     expect(r.status).toBe(503);
     expect(await metricValue(server.registry, 'skein_inbound_refused_total', { reason: 'plaintext_strict' })).toBe(2);
+    // When its own config says the Service is STRICT, the plaintext sidecar says why instead of trying.
+    plain.plane.update(apiMesh(app.port, server.inbound, { mtlsMode: 'STRICT' }));
+    const told = await request(plain.outbound, { host: 'api.default', path: '/y' });
+    expect(told.status).toBe(503);
+    expect(told.headers['x-skein-reason']).toBe('upstream_connect_error');
+    expect(told.body).toContain('requires mutual TLS (STRICT) and this sidecar runs with --mtls off');
+    expect(await metricValue(server.registry, 'skein_inbound_refused_total', { reason: 'plaintext_strict' })).toBe(2);
   });
 
   it('a port no Service names is STRICT', async () => {
