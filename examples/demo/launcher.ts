@@ -112,6 +112,7 @@ export async function runDemo(argv: string[]): Promise<number> {
   let stopping = false;
   const shutdown = async () => {
     stopping = true;
+    registry.stop();
     for (const child of children.reverse()) child.kill('SIGTERM');
     await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : null)));
   };

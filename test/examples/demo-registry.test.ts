@@ -1,0 +1,64 @@
+// Tests the demo's registry writer: replica changes replace only the launcher's objects, edits made meanwhile stay.
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadAll } from 'js-yaml';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { RegistryWriter } from '../../examples/demo/registry.ts';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'skein-demo-registry-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+type Obj = { kind: string; metadata: { name: string; annotations?: Record<string, string> }; endpoints?: unknown[] };
+
+const replica = (service: string, n: number) => ({ service, pod: `${service}-${n}`, ip: `127.0.0.${10 + n}`, port: 8080, serviceAccount: service });
+
+async function objects(path: string): Promise<Obj[]> {
+  return loadAll(await readFile(path, 'utf8')) as Obj[];
+}
+
+describe('the demo registry writer', () => {
+  it('keeps edits made while the demo runs and replaces only its EndpointSlices and Pods', async () => {
+    const path = join(dir, 'registry.yaml');
+    const w = new RegistryWriter(path, 'demo', [{ name: 'hostname', replicas: 2, serviceAccount: 'hostname' }]);
+    const [a, b] = [replica('hostname', 1), replica('hostname', 2)];
+    w.add(a);
+    w.add(b);
+    await w.flush();
+    // A user annotates the Service and adds an object of their own.
+    const edited = (await readFile(path, 'utf8')).replace('  name: hostname\n', '  name: hostname\n  annotations:\n    skein.dev/lb-policy: round-robin\n');
+    await writeFile(path, `${edited}---\napiVersion: v1\nkind: Service\nmetadata:\n  name: mine\n  namespace: demo\nspec:\n  ports:\n    - port: 80\n`);
+    w.markTerminating(b);
+    await w.flush();
+    w.remove(b);
+    await w.flush();
+    const after = await objects(path);
+    expect(after.find((o) => o.kind === 'Service' && o.metadata.name === 'hostname')?.metadata.annotations).toEqual({ 'skein.dev/lb-policy': 'round-robin' });
+    expect(after.some((o) => o.metadata.name === 'mine')).toBe(true);
+    expect(after.filter((o) => o.kind === 'Pod').map((o) => o.metadata.name)).toEqual(['hostname-1']);
+    expect(after.find((o) => o.kind === 'EndpointSlice')?.endpoints).toHaveLength(1);
+  });
+
+  it('leaves a file that does not parse alone and writes the change once it parses again', async () => {
+    const path = join(dir, 'registry.yaml');
+    const w = new RegistryWriter(path, 'demo', [{ name: 'kv', replicas: 1, serviceAccount: 'kv' }]);
+    const r = replica('kv', 1);
+    w.add(r);
+    await w.flush();
+    const good = await readFile(path, 'utf8');
+    await writeFile(path, `${good}---\nkind: [\n`);
+    w.remove(r);
+    await w.flush();
+    expect(w.pending).toBe(true);
+    expect(await readFile(path, 'utf8')).toContain('kind: [');
+    await writeFile(path, good);
+    await expect.poll(() => w.pending, { timeout: 5000 }).toBe(false);
+    w.stop();
+    expect((await objects(path)).filter((o) => o.kind === 'Pod')).toEqual([]);
+  });
+});
