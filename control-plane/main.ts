@@ -1,6 +1,7 @@
 // `skein control-plane`: wires registry → translation cache → ADS server and admin server; nothing else.
 import { createSnapshotCache } from './cache/index.ts';
 import { USAGE, parseConfig } from './config.ts';
+import { ConfigProblems } from './admin/problems.ts';
 import { startAdminServer, snapshotReadiness } from './admin/server.ts';
 import { openMeshCa } from './ca/bootstrap.ts';
 import { addCertificateService } from './ca/index.ts';
@@ -32,6 +33,7 @@ export async function runControlPlane(argv: string[]): Promise<number> {
   const xds = await startXdsServer({ host: config.xdsAddress.host, port: config.xdsAddress.port }, cache, status);
   const servers = [xds];
   const caMetrics = new MetricsRegistry();
+  const problemMetrics = new MetricsRegistry();
   let ledger: CertificateLedger | undefined;
   let stopCa = () => {};
   if (config.xdsTlsAddress) {
@@ -70,18 +72,19 @@ export async function runControlPlane(argv: string[]): Promise<number> {
     servers.push(xdsTls);
     log.info('certificate authority ready', { trustDomain: config.trustDomain, tls: xdsTls.address });
   }
+  // Translation problems (and the registry's rejected version) are logged as they appear and clear, and exported.
+  const problems = new ConfigProblems(problemMetrics, () => registry.rejected ?? 0);
   const admin = await startAdminServer({
     host: config.adminAddress.host,
     port: config.adminAddress.port,
     status,
     cache,
-    registries: [xds.metrics.registry, caMetrics],
+    registries: [xds.metrics.registry, caMetrics, problemMetrics],
     certificateOf: (nodeId) => ledger?.lookup(nodeId),
     readiness: snapshotReadiness(() => registryLoaded, cache),
   });
-  for (const [service, problems] of cache.translationProblems()) {
-    for (const p of problems) log.warn('translation problem', { service, problem: p.message });
-  }
+  problems.update(cache.translationProblems());
+  const stopProblems = cache.subscribe(() => problems.update(cache.translationProblems()));
   log.info('serving', { xds: servers.map((s) => s.address), admin: admin.url });
 
   await new Promise<void>((resolve) => {
@@ -89,6 +92,7 @@ export async function runControlPlane(argv: string[]): Promise<number> {
     process.once('SIGINT', resolve);
   });
   log.info('shutting down');
+  stopProblems();
   await Promise.allSettled([...servers.map((s) => s.close()), admin.close()]);
   stopCa();
   cache.close();

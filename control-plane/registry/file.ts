@@ -57,6 +57,8 @@ export class FileRegistry implements Registry {
   private watcher: FSWatcher | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private debounceTimer: NodeJS.Timeout | undefined;
+  /** Problems in the file's current version when it was rejected (0: the file in use is the file on disk). */
+  rejected = 0;
   /** The bytes last applied (or last rejected), to skip rereads that changed nothing. */
   private lastBytes: Buffer | undefined;
   private readonly documents = new DocumentCache();
@@ -197,9 +199,12 @@ export class FileRegistry implements Registry {
     if (this.stopped || (this.lastBytes !== undefined && bytes.equals(this.lastBytes))) return;
     try {
       this.apply(bytes, false, detectedAt);
+      if (this.rejected > 0) log.info('registry file accepted again', { file: this.path });
+      this.rejected = 0;
     } catch (err) {
       if (!(err instanceof RegistryInvalidError)) throw err;
       this.lastBytes = bytes; // report a broken version once, not on every poll
+      this.rejected = err.problems.length;
       log.warn('registry file rejected; serving the last good state', { file: this.path, problems: err.problems.length });
       for (const p of err.problems) this.report(PROBLEM_INVALID, p);
     }

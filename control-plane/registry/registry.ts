@@ -125,6 +125,8 @@ export interface Registry {
   subscribe(listener: RegistryListener): () => void;
   /** Called for each problem (malformed file, watch failure); the registry keeps serving the last good state. */
   onProblem(listener: (problem: RegistryProblem) => void): () => void;
+  /** Problems of the source's current version when it was rejected (a registry file being served from its last good version); 0 otherwise. */
+  readonly rejected?: number;
   /** A short description for logs and /debug: `file:/path` or `kubernetes:https://…`. */
   readonly description: string;
 }
