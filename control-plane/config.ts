@@ -40,7 +40,10 @@ export const USAGE = `Usage: skein control-plane (--registry FILE | --kubernetes
   --ca-root-cert FILE    issue under your own root: its certificate (with --ca-root-key, mode 0600)
   --ca-root-key FILE     and its private key; the CA makes an intermediate under it and keeps that in memory
   --ca-trust-bundle FILE extra roots to trust (needed when --ca-root-cert is itself an intermediate)
-  --admin-address        /healthz /readyz /metrics /debug/* (default 127.0.0.1:15014)`;
+  --admin-address        /healthz /readyz /metrics /debug/* (default 127.0.0.1:15014)
+  --trust-domain         SPIFFE trust domain of the identities the CA issues (env SKEIN_TRUST_DOMAIN; default cluster.local)
+  --cluster-domain       the Kubernetes cluster domain in Service names (env SKEIN_CLUSTER_DOMAIN; default cluster.local)
+  --debounce-ms          changes within this window after the first are published together (default 100, at most 10000)`;
 
 export function parseHostPort(flag: string, value: string): HostPort {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value);
