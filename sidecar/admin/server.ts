@@ -18,6 +18,8 @@ export interface EndpointStats {
   readonly connections?: number;
   /** The load balancer's latency estimate (peak EWMA), in ms. */
   readonly latencyMs?: number;
+  readonly total?: number;
+  readonly failed?: number;
 }
 
 export interface ClusterStats {
@@ -105,6 +107,8 @@ export function clustersText(stats: readonly ClusterStats[]): string {
       if (e.inboundPort !== undefined) lines.push(`${id}::inbound_port::${e.inboundPort}`);
       if (e.active !== undefined) lines.push(`${id}::rq_active::${e.active}`);
       if (e.connections !== undefined) lines.push(`${id}::cx_active::${e.connections}`);
+      if (e.total !== undefined) lines.push(`${id}::rq_total::${e.total}`);
+      if (e.failed !== undefined) lines.push(`${id}::rq_error::${e.failed}`);
       if (e.latencyMs !== undefined) lines.push(`${id}::latency_ewma_ms::${Math.round(e.latencyMs * 1000) / 1000}`);
     }
   }

@@ -12,6 +12,9 @@ const performanceNow: Clock = performance.now.bind(performance);
 export class EndpointLoad {
   /** Requests sent and not yet finished. */
   active = 0;
+  /** Requests (and TCP streams) finished, and those of them that failed here (connect error, reset, timeout). */
+  total = 0;
+  failed = 0;
   private ewmaMs: number;
   private stamp: number;
   private readonly decayMs: number;
@@ -30,9 +33,11 @@ export class EndpointLoad {
     return this.now();
   }
 
-  /** Call once per `start`, when the response ends (or fails). */
-  finish(startedAt: number): void {
+  /** Call once per `start`, when the response ends (or, `failed`, when no full response came). */
+  finish(startedAt: number, failed = false): void {
     if (this.active > 0) this.active--;
+    this.total++;
+    if (failed) this.failed++;
     const t = this.now();
     this.observeAt(t - startedAt, t);
   }

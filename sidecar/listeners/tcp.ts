@@ -64,17 +64,19 @@ class TcpServiceListener {
     const upstream = ep.pool.openStream();
     const startedAt = ep.load.start();
     let released = false;
+    let failed = false;
     const done = (): void => {
       if (released) return;
       released = true;
       this.conns.delete(client);
-      ep.load.finish(startedAt);
+      ep.load.finish(startedAt, failed);
       ep.pool.release();
       client.destroy();
       upstream.destroy();
     };
     client.on('error', done);
     upstream.on('error', (err: NodeJS.ErrnoException) => {
+      failed = true;
       metrics.localError('upstream_connect_error');
       log.debug('TCP upstream error', { listener: this.config.name, target: ep.pool.dialTarget, code: err.code });
       done();

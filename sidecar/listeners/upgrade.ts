@@ -83,6 +83,8 @@ class Tunnel implements ResponseSink, DispatchController {
   private readonly startedAt: number;
   private readonly timeoutMs: number;
   private phase = HEAD;
+  /** The upgrade failed here (no answer, a bad one, a timeout): counted as a failed request of the endpoint. */
+  private failedHere = false;
   private buffered: Buffer | undefined;
   private reader: ResponseReader | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -239,6 +241,7 @@ class Tunnel implements ResponseSink, DispatchController {
   private fail(error: ReturnType<typeof upstreamReset>): void {
     if (this.phase === DONE || this.phase === TUNNEL) return;
     this.phase = DONE;
+    this.failedHere = true;
     this.handler.onResponseError(error);
     this.upstream.destroy();
     this.finish();
@@ -279,7 +282,7 @@ class Tunnel implements ResponseSink, DispatchController {
     if (this.released) return;
     this.released = true;
     this.reader?.free();
-    this.ep.load.finish(this.startedAt);
+    this.ep.load.finish(this.startedAt, this.failedHere);
     this.ep.pool.release();
   }
 }

@@ -92,6 +92,9 @@ export interface EndpointStat {
   readonly active: number;
   readonly connections: number;
   readonly latencyMs: number;
+  /** Requests (and TCP streams) finished, and those that failed here. */
+  readonly total: number;
+  readonly failed: number;
 }
 
 export interface ClusterStat {
@@ -216,6 +219,8 @@ export class Cluster {
         active: e.madePool?.active ?? 0,
         connections: e.madePool?.connections ?? 0,
         latencyMs: Math.round(e.load.latencyMs * 1000) / 1000,
+        total: e.load.total,
+        failed: e.load.failed,
       })),
     };
   }

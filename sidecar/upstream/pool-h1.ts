@@ -150,7 +150,7 @@ class H1Exchange implements DispatchController, ConnectionUser {
         this.head = requestHead(r.method, r.path, r.authority, r.headers, framing);
       } catch (err) {
         if (!(err instanceof InvalidRequestHeadError)) throw err;
-        this.finish();
+        this.finish(true);
         this.handler.onResponseError(badRequest(`the request cannot be forwarded to ${this.pool.dialTarget}: ${err.message}`));
         return;
       }
@@ -159,7 +159,7 @@ class H1Exchange implements DispatchController, ConnectionUser {
     try {
       conn = this.h1.acquire(fresh);
     } catch (err) {
-      this.finish();
+      this.finish(true);
       this.handler.onResponseError(upstreamError(err, this.pool.dialTarget));
       return;
     }
@@ -263,14 +263,14 @@ class H1Exchange implements DispatchController, ConnectionUser {
       this.send(true);
       return;
     }
-    this.finish();
+    this.finish(true);
     this.handler.onResponseError(this.classify(err, code));
   }
 
-  private finish(): void {
+  private finish(failed = false): void {
     this.finished = true;
     this.detachBody(true);
-    this.pool.load.finish(this.startedAt);
+    this.pool.load.finish(this.startedAt, failed);
     this.pool.release();
   }
 

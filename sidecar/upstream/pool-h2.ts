@@ -101,7 +101,7 @@ class H2Exchange implements DispatchController {
   fail(error: NodeJS.ErrnoException): void {
     if (this.finished) return;
     this.finished = true;
-    this.pool.load.finish(this.startedAt);
+    this.pool.load.finish(this.startedAt, true);
     this.pool.release();
     this.stream?.destroy();
     // A stream waiting for its session fails with ERR_HTTP2_STREAM_CANCEL; the session's own error (a refused

@@ -89,6 +89,10 @@ describe('bad input and upstream failures', () => {
     expect(r.status).toBe(503);
     expect(r.headers['x-skein-reason']).toBe('upstream_connect_error');
     expect(r.body).toContain(`upstream connect error: ECONNREFUSED 127.0.0.1:${refusedPort}`);
+    // /clusters counts it against the endpoint.
+    const ep = pair.client.clusterStats().find((c) => c.name === REFUSED)?.endpoints[0];
+    expect(ep?.total).toBeGreaterThanOrEqual(1);
+    expect(ep?.failed).toBe(ep?.total);
   });
 
   it('names a refused connection the same way on an HTTP/2 (gRPC) cluster', async () => {
