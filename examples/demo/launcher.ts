@@ -1,6 +1,6 @@
 // `skein demo`: runs a local mesh (control plane, workloads, sidecars on 127.0.0.x) and prints a live summary.
 import { type ChildProcess, fork, spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -106,6 +106,10 @@ export async function runDemo(argv: string[]): Promise<number> {
   const caDir = `${stateDir}/ca`;
   const tokenDir = `${stateDir}/tokens`;
   mkdirSync(tokenDir, { recursive: true, mode: 0o700 });
+  // Outside --smoke, each process logs to its own file, so the terminal shows the launcher and the summary only.
+  const logDir = `${stateDir}/logs`;
+  mkdirSync(logDir, { recursive: true });
+  const logTo = (name: string): number | 'inherit' => (smoke ? 'inherit' : openSync(`${logDir}/${name}.log`, 'w'));
   const registry = new RegistryWriter(`${stateDir}/registry.yaml`, NAMESPACE, SERVICES);
   await registry.flush();
 
@@ -133,10 +137,12 @@ export async function runDemo(argv: string[]): Promise<number> {
 
   try {
     out(`skein demo: control plane on xDS 127.0.0.1:${xdsPort}, CA (TLS) 127.0.0.1:${tlsPort}, admin http://127.0.0.1:${adminPort}`);
+    if (!smoke) out(`skein demo: each process logs to ${logDir}/<name>.log`);
+    const cpLog = logTo('control-plane');
     const cp = spawn(
       process.execPath,
       [SKEIN, 'control-plane', '--registry', registry.path, '--xds-address', `127.0.0.1:${xdsPort}`, '--xds-tls-address', `127.0.0.1:${tlsPort}`, '--ca-dir', caDir, '--admin-address', `127.0.0.1:${adminPort}`, '--debounce-ms', '50'],
-      { stdio: ['ignore', 'inherit', smoke ? 'pipe' : 'inherit'] },
+      { stdio: ['ignore', cpLog, smoke ? 'pipe' : cpLog] },
     );
     children.push(cp);
     await waitForHttp(`http://127.0.0.1:${adminPort}/readyz`, STARTUP_TIMEOUT_MS, cp);
@@ -154,12 +160,13 @@ export async function runDemo(argv: string[]): Promise<number> {
     const startSidecar = async (r: Running) => {
       const args = [SKEIN, 'sidecar', '--control-plane', `127.0.0.1:${xdsPort}`, '--pod', r.pod, '--namespace', NAMESPACE, '--service-account', r.serviceAccount, '--ip', r.ip, '--outbound-address', `${r.ip}:15001`, '--inbound-address', `${r.ip}:15006`, '--admin-address', `${r.ip}:15000`, '--token-file', tokenFor(r), '--ca-root-file', `${caDir}/root-cert.pem`, '--ca-address', `127.0.0.1:${tlsPort}`];
       if (r.port) args.push('--app-port', String(r.port));
-      r.sidecar = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', smoke ? 'pipe' : 'inherit'], env: { ...process.env, POD_NAME: r.pod } });
+      r.sidecar = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', smoke ? 'pipe' : logTo(`${r.pod}-sidecar`)], env: { ...process.env, POD_NAME: r.pod } });
       children.push(r.sidecar);
       await waitForHttp(`http://${r.ip}:15000/ready`, STARTUP_TIMEOUT_MS, r.sidecar);
     };
     const startReplica = async (r: Running) => {
-      r.workload = fork(WORKLOAD, ['--role', r.service, '--name', r.pod, '--ip', r.ip, '--port', String(r.port), '--outbound', `${r.ip}:15001`], { stdio: 'inherit' });
+      const workloadLog = smoke ? 'inherit' : logTo(r.pod);
+      r.workload = fork(WORKLOAD, ['--role', r.service, '--name', r.pod, '--ip', r.ip, '--port', String(r.port), '--outbound', `${r.ip}:15001`], { stdio: ['ignore', workloadLog, workloadLog, 'ipc'] });
       children.push(r.workload);
       await new Promise<void>((resolve, reject) => {
         r.workload?.once('message', () => resolve());
@@ -262,6 +269,9 @@ export async function runDemo(argv: string[]): Promise<number> {
       out('skein demo --smoke: OK — every hop carried traffic over mTLS with the expected identities, the direct call to kv got 403 rbac_denied, and calls kept succeeding after a replica stopped');
     }
     return interrupted ?? 0;
+  } catch (err) {
+    if (!smoke) process.stderr.write(`skein demo: the processes' logs are in ${logDir}/\n`);
+    throw err;
   } finally {
     await shutdown();
   }

@@ -80,7 +80,10 @@ export class Summary {
     }
     if (this.#peers.size > 0) {
       lines.push('', 'service    callers seen by its inbound sidecars (connections)');
-      for (const [name, peers] of this.#peers) {
+      // In the services' order, as the table above (the peers arrive in whatever order the admin servers answer).
+      const order = [...this.#stats.keys()];
+      const rank = (name: string): number => (order.includes(name) ? order.indexOf(name) : order.length);
+      for (const [name, peers] of [...this.#peers].sort((a, b) => rank(a[0]) - rank(b[0]) || (a[0] < b[0] ? -1 : 1))) {
         const text = [...peers.entries()].sort().map(([p, n]) => `${p}=${n}`).join(' ');
         lines.push(`${name.padEnd(10)} ${text}`);
       }
