@@ -33,6 +33,15 @@ export class EndpointLoad {
     return this.now();
   }
 
+  /**
+   * The clock reading a request's latency sample starts from once its connection is usable: a request that had to
+   * wait for a new connection (TCP and TLS handshakes) restarts its sample here, so one cold start does not mark an
+   * endpoint slow for the decay period (Linkerd picks only among endpoints whose connection is ready).
+   */
+  sent(): number {
+    return this.now();
+  }
+
   /** Call once per `start`, when the response ends (or, `failed`, when no full response came). */
   finish(startedAt: number, failed = false): void {
     if (this.active > 0) this.active--;

@@ -117,7 +117,7 @@ class H1Exchange implements DispatchController, ConnectionUser {
   private readonly h1: H1Pool;
   private readonly req: DispatchRequest;
   private readonly handler: DispatchHandler;
-  private readonly startedAt: number;
+  private startedAt: number;
   private readonly noBody: boolean;
   private head = '';
   private chunked = false;
@@ -171,6 +171,8 @@ class H1Exchange implements DispatchController, ConnectionUser {
   // --- the connection's side ---
 
   write(socket: net.Socket): void {
+    // The latency sample starts now, on a usable connection (see EndpointLoad.sent).
+    this.startedAt = this.pool.load.sent();
     const body = this.req.body;
     if (body === null) {
       socket.write(this.head, 'latin1');

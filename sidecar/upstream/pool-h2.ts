@@ -93,7 +93,8 @@ class H2Exchange implements DispatchController {
       return;
     }
     this.finished = true;
-    this.pool.load.finish(this.startedAt);
+    // A stream sent on a session still connecting starts its latency sample when the session came up.
+    this.pool.load.finish(Math.max(this.startedAt, this.pool.sessionReadyAt));
     this.pool.release();
     this.handler.onResponseEnd(this.trailers);
   }

@@ -76,6 +76,8 @@ export class EndpointPool {
   private readonly header: Buffer | undefined;
   /** HTTP/1.1 keep-alive connections (one request per connection at a time), created on first use. */
   private h1: H1Pool | undefined;
+  /** When the current HTTP/2 session came up (EndpointLoad's clock): latency samples start no earlier. */
+  sessionReadyAt = 0;
   /** HTTP/2 session, created on first use and replaced when it closes. */
   h2: http2.ClientHttp2Session | undefined;
   /** Requests and TCP streams in progress. */
@@ -162,6 +164,7 @@ export class EndpointPool {
       return s;
     }
     const session = http2.connect(`http://${this.dialTarget}`, { createConnection: () => this.connect() });
+    session.once('connect', () => (this.sessionReadyAt = this.load.sent()));
     session.on('error', (err) => log.debug('h2 session error', { target: this.dialTarget, code: (err as NodeJS.ErrnoException).code }));
     session.on('close', () => {
       if (this.h2 === session) this.h2 = undefined;

@@ -4,7 +4,8 @@ import http from 'node:http';
 import { PassThrough } from 'node:stream';
 import { Registry } from 'prom-client';
 import { Cluster } from '../../../sidecar/upstream/index.ts';
-import type { DispatchHandler, DispatchRequest, Headers } from '../../../sidecar/upstream/index.ts';
+import type { Connector, DispatchHandler, DispatchRequest, Headers } from '../../../sidecar/upstream/index.ts';
+import net from 'node:net';
 import type { LocalReplyError } from '../../../sidecar/listeners/errors.ts';
 import { DataPlaneMetrics } from '../../../sidecar/telemetry/metrics.ts';
 import { closeServer, listen } from '../listeners/harness.ts';
@@ -16,11 +17,12 @@ interface Outcome {
   error: LocalReplyError | undefined;
 }
 
-function cluster(port: number, registry: Registry): Cluster {
+function cluster(port: number, registry: Registry, connector?: Connector): Cluster {
   return new Cluster(
     { name: 'c', version: '1', kind: 'eds', lbPolicy: 'round-robin', connectTimeoutMs: 1000, protocol: 'http1', endpointsVersion: '1', endpoints: [{ address: '127.0.0.1', port, weight: 1, health: 'healthy' }] },
     '127.0.0.1',
     new DataPlaneMetrics(registry).cluster('outbound', 'c'),
+    connector,
   );
 }
 
@@ -58,6 +60,25 @@ async function metric(registry: Registry, name: string): Promise<number> {
 
 describe('HTTP/1.1 upstream pool', () => {
   const servers: http.Server[] = [];
+
+  it("does not count a new connection's set-up in the endpoint's latency (a cold start is not slowness)", async () => {
+    const server = http.createServer((_req, res) => res.end('ok'));
+    servers.push(server);
+    const port = await listen(server);
+    // Connections come up 300 ms late, as a slow TCP or TLS handshake would.
+    const slowConnect: Connector = (t, _header, allowHalfOpen, onread) => {
+      const socket = new net.Socket({ allowHalfOpen, onread });
+      setTimeout(() => socket.connect(t.port, t.address), 300);
+      return socket;
+    };
+    const c = cluster(port, new Registry(), slowConnect);
+    const started = performance.now();
+    expect((await send(c, '/')).status).toBe(200);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(290);
+    const ep = c.pick({ hash: undefined })!;
+    expect(ep.load.latencyMs).toBeLessThan(250);
+    expect(ep.load.total).toBe(1);
+  });
   const clusters: Cluster[] = [];
   afterEach(async () => {
     await Promise.all(clusters.splice(0).map((c) => c.close(0)));
