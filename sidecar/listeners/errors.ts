@@ -79,13 +79,14 @@ export function noHealthyEndpoint(cluster: string): LocalReplyError {
   );
 }
 
-/** A STRICT cluster's peer sidecars accept only mutual TLS, and this sidecar runs without it. */
-export function mtlsRequired(cluster: string): LocalReplyError {
+/** `e` (a failed connection or a reset) with the likely cause: a STRICT peer refusing this --mtls off sidecar. */
+export function mtlsHint(e: LocalReplyError, cluster: string): LocalReplyError {
   return new LocalReplyError(
-    'SKEIN_MTLS_REQUIRED',
-    503,
-    'upstream_connect_error',
-    `upstream connect error: cluster ${cluster} requires mutual TLS (STRICT) and this sidecar runs with --mtls off, so its peers refuse the connection`,
+    e.code,
+    e.status,
+    e.reason,
+    `${e.message}; cluster ${cluster} is STRICT and this sidecar runs with --mtls off: a peer sidecar enforcing STRICT refuses plaintext`,
+    { cause: e },
   );
 }
 

@@ -1,6 +1,6 @@
 // Every cluster by name, kept in step with MeshConfig; the base dispatch (pick an endpoint, send on its pool).
 import type { PickContext } from '../lb/index.ts';
-import { LocalReplyError, mtlsRequired, noCluster, noHealthyEndpoint } from '../listeners/errors.ts';
+import { LocalReplyError, mtlsHint, noCluster, noHealthyEndpoint } from '../listeners/errors.ts';
 import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import type { ClusterConfig } from '../xds/model.ts';
 import { Cluster } from './cluster.ts';
@@ -56,8 +56,6 @@ export class ClusterManager {
     if (cluster === undefined) return noCluster(name);
     const endpoint = this.pick(cluster, hash);
     if (endpoint === undefined) return noHealthyEndpoint(name);
-    // Without mTLS (--mtls off) a STRICT peer sidecar refuses the connection: say so instead of reporting a reset.
-    if (this.connector === undefined && cluster.config.mtlsMode === 'STRICT' && endpoint.config.inboundPort !== undefined) return mtlsRequired(name);
     return { cluster, endpoint };
   }
 
@@ -67,7 +65,11 @@ export class ClusterManager {
       handler.onResponseError(chosen);
       return;
     }
-    chosen.endpoint.pool.request(req, handler, req.wantsH2 || chosen.cluster.config.protocol === 'http2');
+    const { cluster, endpoint } = chosen;
+    // Without mTLS (--mtls off), a peer sidecar that enforces STRICT refuses the connection (a peer also running
+    // --mtls off accepts it): when that fails, say so instead of reporting a bare reset.
+    const h = this.connector === undefined && cluster.config.mtlsMode === 'STRICT' && endpoint.config.inboundPort !== undefined ? withMtlsHint(handler, req.cluster) : handler;
+    endpoint.pool.request(req, h, req.wantsH2 || cluster.config.protocol === 'http2');
   }
 
   stats(): ClusterStat[] {
@@ -79,4 +81,15 @@ export class ClusterManager {
     this.clusters.clear();
     await Promise.all(all.map((c) => c.close(drainMs)));
   }
+}
+
+/** The handler, with the local replies for a failed connection or reset explaining the likely mTLS mismatch. */
+function withMtlsHint(handler: DispatchHandler, cluster: string): DispatchHandler {
+  return {
+    onRequestStart: (c) => handler.onRequestStart(c),
+    onResponseStart: (s, h) => handler.onResponseStart(s, h),
+    onResponseData: (chunk) => handler.onResponseData(chunk),
+    onResponseEnd: (t) => handler.onResponseEnd(t),
+    onResponseError: (e) => handler.onResponseError(e.reason === 'upstream_reset' || e.reason === 'upstream_connect_error' ? mtlsHint(e, cluster) : e),
+  };
 }

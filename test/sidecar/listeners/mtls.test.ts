@@ -80,13 +80,18 @@ describe('mutual TLS between sidecars', () => {
     const r = await request(plain.outbound, { host: 'api.default', path: '/x' });
     expect(r.status).toBe(503);
     expect(await metricValue(server.registry, 'skein_inbound_refused_total', { reason: 'plaintext_strict' })).toBe(2);
-    // When its own config says the Service is STRICT, the plaintext sidecar says why instead of trying.
+    // When its own config says the Service is STRICT, the plaintext sidecar's 503 says what is likely wrong.
     plain.plane.update(apiMesh(app.port, server.inbound, { mtlsMode: 'STRICT' }));
     const told = await request(plain.outbound, { host: 'api.default', path: '/y' });
     expect(told.status).toBe(503);
-    expect(told.headers['x-skein-reason']).toBe('upstream_connect_error');
-    expect(told.body).toContain('requires mutual TLS (STRICT) and this sidecar runs with --mtls off');
-    expect(await metricValue(server.registry, 'skein_inbound_refused_total', { reason: 'plaintext_strict' })).toBe(2);
+    expect(told.body).toContain('is STRICT and this sidecar runs with --mtls off: a peer sidecar enforcing STRICT refuses plaintext');
+    expect(await metricValue(server.registry, 'skein_inbound_refused_total', { reason: 'plaintext_strict' })).toBe(3);
+    // A peer that also runs --mtls off accepts plaintext whatever the mode says (the benchmark's plaintext pair).
+    const plainServer = await sidecar(undefined, 'api', [app.port]);
+    const both = apiMesh(app.port, plainServer.inbound, { mtlsMode: 'STRICT' });
+    plainServer.plane.update(both);
+    plain.plane.update(both);
+    expect((await request(plain.outbound, { host: 'api.default', path: '/z' })).status).toBe(200);
   });
 
   it('a port no Service names is STRICT', async () => {
