@@ -55,6 +55,8 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     const e = err as { code?: string; message?: string };
     process.stderr.write(`skein: ${e.code ? `[${e.code}] ` : ''}${e.message ?? String(err)}\n`);
-    process.exitCode = 1;
+    // A fatal error can leave servers or watchers open (a start-up that failed halfway): they must not keep the
+    // process alive. stderr is written synchronously on Linux (files and pipes).
+    process.exit(1);
   },
 );

@@ -32,7 +32,7 @@ export interface AdminServerHandle {
 export class AdminBindError extends Error {
   readonly code = 'SKEIN_ADMIN_BIND';
   constructor(address: string, cause: string) {
-    super(`cannot listen for the admin server on ${address}: ${cause}; free the port or pick another with --admin-port`);
+    super(`cannot listen for the admin server on ${address}: ${cause}; free the port or pick another with --admin-address`);
     this.name = 'AdminBindError';
   }
 }
