@@ -3,6 +3,8 @@
 /** Linkerd's defaults: an unmeasured endpoint is assumed to answer in 30 ms; history decays over 10 s. */
 export const DEFAULT_RTT_MS = 30;
 export const DEFAULT_DECAY_MS = 10_000;
+/** The latency a failed request counts as (it then decays over DEFAULT_DECAY_MS like any sample). */
+export const FAILURE_PENALTY_MS = 1000;
 
 export type Clock = () => number;
 
@@ -46,8 +48,14 @@ export class EndpointLoad {
   finish(startedAt: number, failed = false): void {
     if (this.active > 0) this.active--;
     this.total++;
-    if (failed) this.failed++;
     const t = this.now();
+    if (failed) {
+      // A refused or reset request comes back fast: as a latency it would make a broken endpoint look like the
+      // best one. It counts as a slow answer instead, decaying like any sample, so the endpoint is tried again.
+      this.failed++;
+      this.observeAt(Math.max(FAILURE_PENALTY_MS, t - startedAt), t);
+      return;
+    }
     this.observeAt(t - startedAt, t);
   }
 

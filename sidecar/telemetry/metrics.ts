@@ -104,6 +104,8 @@ export class DataPlaneMetrics {
   readonly authzDenied: Counter<'service'>;
   /** Accepted inbound connections by transport (mtls | plaintext) and the peer's SPIFFE ID ('' when none). */
   readonly inboundConnections: Counter<'transport' | 'peer'>;
+  /** Requests sent again to another endpoint after their connection could not be made. */
+  readonly connectRetries: Counter<string>;
   /** Requests sent on a reused connection, counted per request and flushed into requestsReused when scraped. */
   readonly reusedCount = new PendingCount();
   /** Per direction, by cluster name (no `direction|cluster` key string per cluster). */
@@ -176,6 +178,11 @@ export class DataPlaneMetrics {
       name: 'skein_authz_denied_total',
       help: 'Inbound requests or connections denied by an authorization policy, by destination Service (<ns>/<name>).',
       labelNames: ['service'],
+      registers,
+    });
+    this.connectRetries = new Counter({
+      name: 'skein_upstream_connect_retries_total',
+      help: 'Requests sent once more, to another endpoint, after their connection to the first could not be made.',
       registers,
     });
     this.inboundConnections = new Counter({

@@ -65,11 +65,41 @@ export class ClusterManager {
       handler.onResponseError(chosen);
       return;
     }
-    const { cluster, endpoint } = chosen;
+    this.sendTo(chosen.cluster, chosen.endpoint, req, handler, true);
+  }
+
+  private sendTo(cluster: Cluster, endpoint: Endpoint, req: DispatchRequest, handler: DispatchHandler, mayRetry: boolean): void {
+    const h2 = req.wantsH2 || cluster.config.protocol === 'http2';
+    let h = handler;
     // Without mTLS (--mtls off), a peer sidecar that enforces STRICT refuses the connection (a peer also running
     // --mtls off accepts it): when that fails, say so instead of reporting a bare reset.
-    const h = this.connector === undefined && cluster.config.mtlsMode === 'STRICT' && endpoint.config.inboundPort !== undefined ? withMtlsHint(handler, req.cluster) : handler;
-    endpoint.pool.request(req, h, req.wantsH2 || cluster.config.protocol === 'http2');
+    if (this.connector === undefined && cluster.config.mtlsMode === 'STRICT' && endpoint.config.inboundPort !== undefined) h = withMtlsHint(h, req.cluster);
+    // A connection that could not be made carried nothing: the request goes once more, to another endpoint (as
+    // Envoy's connect-failure retry). An HTTP/1.1 body is read only once connected; an HTTP/2 one from the start.
+    if (mayRetry && (req.body === null || !h2)) h = this.retryOnConnectFailure(cluster, endpoint, req, h);
+    endpoint.pool.request(req, h, h2);
+  }
+
+  private retryOnConnectFailure(cluster: Cluster, failed: Endpoint, req: DispatchRequest, handler: DispatchHandler): DispatchHandler {
+    return {
+      onRequestStart: (c) => handler.onRequestStart(c),
+      onResponseStart: (s, hd) => handler.onResponseStart(s, hd),
+      onResponseData: (chunk) => handler.onResponseData(chunk),
+      onResponseEnd: (t) => handler.onResponseEnd(t),
+      onResponseError: (e) => {
+        if (e.code === 'SKEIN_UPSTREAM_CONNECT' && this.clusters.get(req.cluster) === cluster) {
+          for (let tries = 0; tries < 3; tries++) {
+            const other = this.pick(cluster, req.hash);
+            if (other === undefined) break;
+            if (other === failed) continue;
+            this.metrics.connectRetries.inc();
+            this.sendTo(cluster, other, req, handler, false);
+            return;
+          }
+        }
+        handler.onResponseError(e);
+      },
+    };
   }
 
   stats(): ClusterStat[] {

@@ -8,6 +8,7 @@ const DOWN = 'outbound|80||down.default.svc.cluster.local';
 const REFUSED = 'outbound|80||refused.default.svc.cluster.local';
 const SLOW = 'outbound|80||slow.default.svc.cluster.local';
 const REFUSED_H2 = 'outbound|9090||refused-grpc.default.svc.cluster.local';
+const HALF = 'outbound|80||half.default.svc.cluster.local';
 
 describe('bad input and upstream failures', () => {
   let pair: Pair;
@@ -25,6 +26,7 @@ describe('bad input and upstream failures', () => {
           cluster(DOWN, [endpoint(app.port, undefined, { health: 'draining' }), endpoint(1, undefined, { health: 'unhealthy' })]),
           cluster(REFUSED, [endpoint(refusedPort)]),
           cluster(REFUSED_H2, [endpoint(refusedPort)], { protocol: 'http2' }),
+          cluster(HALF, [endpoint(refusedPort), endpoint(app.port, pair.inbound)], { lbPolicy: 'p2c-ewma' }),
           cluster(SLOW, [endpoint(app.port)]),
         ],
         [
@@ -32,6 +34,7 @@ describe('bad input and upstream failures', () => {
           { name: 'down', domains: ['down'], routes: [route(DOWN)] },
           { name: 'refused', domains: ['refused'], routes: [route(REFUSED)] },
           { name: 'refused-grpc', domains: ['refused-grpc'], routes: [route(REFUSED_H2)] },
+          { name: 'half', domains: ['half'], routes: [route(HALF)] },
           { name: 'ghost', domains: ['ghost'], routes: [route('outbound|80||ghost.default.svc.cluster.local')] },
           {
             name: 'slow',
@@ -93,6 +96,13 @@ describe('bad input and upstream failures', () => {
     const ep = pair.client.clusterStats().find((c) => c.name === REFUSED)?.endpoints[0];
     expect(ep?.total).toBeGreaterThanOrEqual(1);
     expect(ep?.failed).toBe(ep?.total);
+  });
+
+  it('sends a request whose connection is refused to another endpoint, and then mostly avoids the refusing one', async () => {
+    for (let i = 0; i < 30; i++) expect((await request(pair.outbound, { host: 'half', path: `/h${i}` })).status).toBe(200);
+    const refusing = pair.client.clusterStats().find((c) => c.name === HALF)?.endpoints.find((e) => e.port === refusedPort);
+    expect(refusing?.failed).toBeGreaterThanOrEqual(1);
+    expect(refusing?.failed).toBeLessThanOrEqual(3); // a failure counts as a 1 s answer: P2C keeps away from it
   });
 
   it('names a refused connection the same way on an HTTP/2 (gRPC) cluster', async () => {
