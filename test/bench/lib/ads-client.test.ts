@@ -9,7 +9,7 @@ import { parseRegistryText } from '../../../control-plane/registry/file.ts';
 import { buildState } from '../../../control-plane/registry/objects.ts';
 import { diffStates, type RegistryListener, type RegistryState } from '../../../control-plane/registry/registry.ts';
 import { startXdsServer, StatusRegistry, type XdsServerHandle } from '../../../control-plane/xds/index.ts';
-import { claNameOf, type ClientKind, newCounters, SimulatedProxy, type XdsMode, withCachedNames } from './ads-client.ts';
+import { cachedNamesParts, claNameOf, type ClientKind, newCounters, SimulatedProxy, type XdsMode, withCachedNames } from './ads-client.ts';
 import { ChangeTracker } from './change-tracker.ts';
 import { GeneratedRegistry, namespaceName } from './registry-gen.ts';
 
@@ -155,5 +155,12 @@ describe('withCachedNames', () => {
     expect(calls).toBe(1 + acks.length); // the names once, then only the small head of each ACK
     const short = { type_url: TYPE_URL.cluster, resource_names: ['a'] };
     expect(cached(short).equals(method.requestSerialize(short))).toBe(true);
+    // As parts (what H2Call writes): the head per request, then the one shared buffer of the names.
+    const parts = cachedNamesParts(counting);
+    const [p1, p2] = acks.map(parts);
+    expect(p1?.length).toBe(2);
+    expect(p1?.[1]).toBe(p2?.[1]);
+    expect(method.requestDeserialize(Buffer.concat(p2 ?? []))).toEqual(method.requestDeserialize(method.requestSerialize(acks[1] as object)));
+    expect(parts(short)).toHaveLength(1);
   });
 });

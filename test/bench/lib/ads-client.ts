@@ -144,20 +144,30 @@ function namesArray(names: ReadonlySet<string>): string[] {
 }
 
 /**
- * A request serializer that encodes a long `resource_names` list once per list and appends those bytes to each
+ * A request serializer that encodes a long `resource_names` list once per list and sends those bytes with each
  * request. A SotW proxy repeats its whole subscription (1000+ names) in every ACK: Envoy encodes that in C++ in
  * microseconds, but protobufjs takes ~180 µs, and 1000 simulated proxies on one core would queue ~180 ms behind
  * each other inside the measured ACK time. The bytes decode to the same request (protobuf fields may come in any
- * order; repeated ones append).
+ * order; repeated ones append). Returns the message as parts: the small per-request head, then the shared names
+ * bytes (never copied: H2Call writes the parts as they are, see cachedNamesParts).
  */
 const encodedNames = new WeakMap<readonly string[], Buffer>();
-export function withCachedNames(original: (value: object) => Buffer): (value: object) => Buffer {
+export function cachedNamesParts(original: (value: object) => Buffer): (value: object) => readonly Buffer[] {
   return (value) => {
     const names = (value as { resource_names?: readonly string[] }).resource_names;
-    if (names === undefined || names.length < 100) return original(value);
+    if (names === undefined || names.length < 100) return [original(value)];
     let encoded = encodedNames.get(names);
     if (encoded === undefined) encodedNames.set(names, (encoded = original({ resource_names: names })));
-    return Buffer.concat([original({ ...value, resource_names: [] }), encoded]);
+    return [original({ ...value, resource_names: [] }), encoded];
+  };
+}
+
+/** cachedNamesParts joined into one buffer, for grpc-js's client (its serializer must return one Buffer). */
+export function withCachedNames(original: (value: object) => Buffer): (value: object) => Buffer {
+  const parts = cachedNamesParts(original);
+  return (value) => {
+    const p = parts(value);
+    return p.length === 1 ? (p[0] as Buffer) : Buffer.concat(p);
   };
 }
 
@@ -268,7 +278,7 @@ export class SimulatedProxy {
     if (this.o.client === 'grpc-js') {
       this.client = new grpc.Client(this.o.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
       call = this.client.makeBidiStreamRequest(method.path, withCachedNames(method.requestSerialize), deserialize);
-    } else call = new H2Call(this.o.address, method.path, withCachedNames(method.requestSerialize), deserialize);
+    } else call = new H2Call(this.o.address, method.path, cachedNamesParts(method.requestSerialize), deserialize);
     this.call = call;
     call.on('data', (msg: object) => {
       try {

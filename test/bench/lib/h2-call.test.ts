@@ -94,6 +94,36 @@ describe('H2Call', () => {
     expect(received.map(String).sort()).toEqual([frame(Buffer.from('{"hello":1}')), frame(Buffer.from('{"hello":2}'))].map(String));
   });
 
+  it('writes a message given in parts as one gRPC frame, the parts unchanged and reusable', async () => {
+    // A SotW ACK: a small head per request, then the subscription's names, one buffer shared by every ACK.
+    const shared = message(7, 60_000);
+    const before = Buffer.from(shared);
+    const heads = [Buffer.from('head-1'), Buffer.from('head-two')];
+    const expected = Buffer.concat(heads.map((h) => frame(Buffer.concat([h, shared]))));
+    const own = http2.createServer();
+    const got = new Promise<Buffer>((resolve) => {
+      own.on('stream', (stream) => {
+        const chunks: Buffer[] = [];
+        let n = 0;
+        stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
+        stream.on('data', (c: Buffer) => {
+          chunks.push(c);
+          n += c.length;
+          if (n >= expected.length) resolve(Buffer.concat(chunks));
+        });
+      });
+    });
+    await new Promise<void>((resolve) => own.listen(0, '127.0.0.1', resolve));
+    const call = new H2Call(`127.0.0.1:${(own.address() as AddressInfo).port}`, '/test.Echo/Parts', (v) => [(v as { head: Buffer }).head, shared], (bytes) => ({ bytes }));
+    call.on('error', () => undefined);
+    for (const head of heads) call.write({ head });
+    const body = await got;
+    call.cancel();
+    await new Promise((r) => own.close(r));
+    expect(body.equals(expected)).toBe(true);
+    expect(shared.equals(before)).toBe(true);
+  });
+
   it('fails the call on a compressed message', async () => {
     const body = frame(message(9, 100_000));
     body[0] = 1;

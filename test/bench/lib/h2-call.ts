@@ -33,7 +33,7 @@ function joinInScratch(chunks: readonly Buffer[], total: number): Buffer {
 export class H2Call extends EventEmitter {
   private readonly session: http2.ClientHttp2Session;
   private readonly stream: http2.ClientHttp2Stream;
-  private readonly serialize: (value: object) => Buffer;
+  private readonly serialize: (value: object) => Buffer | readonly Buffer[];
   private readonly deserialize: (bytes: Buffer) => object;
   /** Bytes not yet delivered (a message may span DATA frames, a frame may hold several messages). */
   private chunks: Buffer[] = [];
@@ -42,7 +42,7 @@ export class H2Call extends EventEmitter {
   private needed = 0;
   private ended = false;
 
-  constructor(address: string, path: string, serialize: (value: object) => Buffer, deserialize: (bytes: Buffer) => object) {
+  constructor(address: string, path: string, serialize: (value: object) => Buffer | readonly Buffer[], deserialize: (bytes: Buffer) => object) {
     super();
     this.serialize = serialize;
     this.deserialize = deserialize;
@@ -69,14 +69,31 @@ export class H2Call extends EventEmitter {
     });
   }
 
+  /**
+   * Sends one message. The serializer may return it in parts (a SotW ACK: its small head, then the subscription's
+   * names, encoded once and shared by every ACK): they are written as they are, behind the 5-byte prefix, in one
+   * corked write, so a 50 KB ACK costs no copy and no 50 KB allocation (at 1000 proxies on one core, two such
+   * copies per ACK put GC at ~40% of the load generator's busy time, inside the measured ACK time).
+   */
   write(message: object): void {
     if (this.ended) return;
-    const body = this.serialize(message);
-    const frame = Buffer.allocUnsafe(5 + body.length);
-    frame[0] = 0;
-    frame.writeUInt32BE(body.length, 1);
-    body.copy(frame, 5);
-    this.stream.write(frame);
+    const out = this.serialize(message);
+    const parts: readonly Buffer[] = Buffer.isBuffer(out) ? [out] : out;
+    const first = parts[0] ?? Buffer.alloc(0);
+    let length = 0;
+    for (const part of parts) length += part.length;
+    const head = Buffer.allocUnsafe(5 + first.length);
+    head[0] = 0;
+    head.writeUInt32BE(length, 1);
+    first.copy(head, 5);
+    if (parts.length === 1) {
+      this.stream.write(head);
+      return;
+    }
+    this.stream.cork();
+    this.stream.write(head);
+    for (let i = 1; i < parts.length; i++) this.stream.write(parts[i]);
+    this.stream.uncork();
   }
 
   cancel(): void {
