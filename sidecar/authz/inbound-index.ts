@@ -1,6 +1,6 @@
 // Which Services an inbound connection is for (clusters with an endpoint at this pod IP and port), and their policy.
 import type { AuthzPolicy, ClusterConfig, MeshConfig, MtlsMode } from '../xds/model.ts';
-import { type Caller, type Decision, evaluate, hasOperations, type Operation } from './policy.ts';
+import { type Caller, type Decision, evaluate, type Operation } from './policy.ts';
 
 export interface ServicePolicy {
   /** `<ns>/<name>` (or the cluster name when the control plane did not say). */
@@ -15,7 +15,7 @@ export interface InboundPolicy {
   readonly services: readonly string[];
   /** Policies of the matching Services that have one; every one must allow. */
   readonly authz: readonly ServicePolicy[];
-  /** Enforce at L7 (an HTTP server per connection): a rule needs methods or paths, or a Service speaks HTTP. */
+  /** Enforce at L7 (an HTTP server per connection): some policy applies and a Service on the port speaks HTTP. */
   readonly l7: boolean;
 }
 
@@ -39,19 +39,18 @@ export function buildInboundIndex(mesh: Pick<MeshConfig, 'clusters'>, podIp: str
     let mode: MtlsMode = 'PERMISSIVE';
     const authz: ServicePolicy[] = [];
     let http = false;
-    let ops = false;
     for (const c of clusters) {
       if ((c.mtlsMode ?? 'STRICT') === 'STRICT') mode = 'STRICT';
       const service = c.service ?? c.name;
       if (c.protocol !== 'tcp') http = true;
       if (seen.has(service)) continue;
       seen.add(service);
-      if (c.authz !== undefined) {
-        authz.push({ service, policy: c.authz });
-        if (hasOperations(c.authz)) ops = true;
-      }
+      if (c.authz !== undefined) authz.push({ service, policy: c.authz });
     }
-    out.set(port, Object.freeze({ mode, services: [...seen], authz, l7: authz.length > 0 && (ops || http) }));
+    // A TCP Service is never judged at L7, even with rules on methods or paths: as in Istio, those fields cannot
+    // match a TCP connection (an allow rule with them matches nothing, a deny rule with them matches every caller
+    // its sources name). Parsing its bytes as HTTP would break the protocol.
+    out.set(port, Object.freeze({ mode, services: [...seen], authz, l7: authz.length > 0 && http }));
   }
   return out;
 }

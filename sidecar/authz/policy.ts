@@ -45,12 +45,21 @@ function pathOf(path: string): string {
   return q === -1 ? path : path.slice(0, q);
 }
 
+/**
+ * A path entry matches that path and everything below it, by whole segments (`/api` matches `/api` and `/api/v1`, not
+ * `/apiary`); one ending in `/` or `*` is a plain prefix. The path is normalised first (see path.ts).
+ */
+function pathMatches(pattern: string, path: string): boolean {
+  if (pattern.endsWith('*')) return path.startsWith(pattern.slice(0, -1));
+  if (pattern.endsWith('/')) return path.startsWith(pattern);
+  return path.startsWith(pattern) && (path.length === pattern.length || path.charCodeAt(pattern.length) === 0x2f);
+}
+
 function operationMatches(o: AuthzOperation, op: Operation): boolean {
   if (o.methods !== undefined && !o.methods.includes(op.method.toUpperCase())) return false;
   if (o.paths !== undefined) {
     const path = pathOf(op.path);
-    // Every entry is a prefix; a trailing `*` is accepted and means the same.
-    if (!o.paths.some((p) => path.startsWith(p.endsWith('*') ? p.slice(0, -1) : p))) return false;
+    if (!o.paths.some((p) => pathMatches(p, path))) return false;
   }
   return true;
 }

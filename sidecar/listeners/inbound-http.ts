@@ -4,6 +4,7 @@ import net from 'node:net';
 import type * as Undici from 'undici';
 import type { Dispatcher, Pool } from 'undici';
 import { authorize, type Caller, type InboundPolicy } from '../authz/index.ts';
+import { normalizeTarget } from '../authz/path.ts';
 import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import { headerListFromRaw, stripHopByHop } from '../upstream/index.ts';
 import type { Headers, ProxyHeader, RequestHeadInfo } from '../upstream/index.ts';
@@ -115,7 +116,8 @@ export class InboundHttpHandler {
       return;
     }
     const method = req.method ?? 'GET';
-    const path = req.url ?? '/';
+    // Judged and forwarded normalised: `//admin`, `/x/../admin` or `http://host/admin` cannot slip past `/admin`.
+    const path = normalizeTarget(req.url ?? '/');
     const d = authorize(this.options.policyFor(info.appPort), info.caller, { method, path });
     if (!d.allowed) {
       this.options.metrics.authzDenied.labels(d.service).inc();
@@ -152,7 +154,7 @@ export class InboundHttpHandler {
       return;
     }
     const method = req.method ?? 'GET';
-    const path = req.url ?? '/';
+    const path = normalizeTarget(req.url ?? '/');
     const h2c = String(req.headers.upgrade ?? '').toLowerCase().split(',').some((p) => p.trim() === 'h2c');
     const d = authorize(this.options.policyFor(info.appPort), info.caller, h2c ? undefined : { method, path });
     if (!d.allowed) {

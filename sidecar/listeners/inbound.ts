@@ -80,6 +80,8 @@ export class InboundListener {
   private readonly security: InboundSecurity | undefined;
   private readonly server: net.Server;
   private readonly pending = new Set<net.Socket>();
+  /** Every accepted connection until it closes: whatever holds one, the end of a drain closes it. */
+  private readonly all = new Set<net.Socket>();
   private readonly connCounters = new Map<string, CounterChild>();
 
   constructor(options: InboundOptions, handler: InboundHandler, security?: InboundSecurity) {
@@ -104,6 +106,8 @@ export class InboundListener {
   }
 
   private accept(socket: net.Socket): void {
+    this.all.add(socket);
+    socket.once('close', () => this.all.delete(socket));
     this.pending.add(socket);
     socket.on('error', () => socket.destroy());
     socket.setTimeout(HEADER_WAIT_MS, () => {
@@ -246,6 +250,7 @@ export class InboundListener {
     clearTimeout(timer);
     this.handler.close();
     this.security?.http.close();
+    for (const s of this.all) s.destroy();
     await closed;
   }
 }

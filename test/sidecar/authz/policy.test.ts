@@ -45,10 +45,13 @@ describe('evaluate', () => {
     expect(evaluate({ deny: [], allow: [{ from: [], to: [{ paths: ['/keys'] }] }] }, PLAIN, GET).allowed).toBe(true);
   });
 
-  it('paths are prefixes (query ignored, a trailing * allowed); methods are exact', () => {
+  it('paths match whole segments (query ignored; a trailing / or * is a plain prefix); methods are exact', () => {
     const p = (paths: string[], methods?: string[]): AuthzPolicy => ({ deny: [], allow: [{ from: [], to: [{ paths, ...(methods ? { methods } : {}) }] }] });
     expect(evaluate(p(['/keys/']), APP, GET).allowed).toBe(true);
     expect(evaluate(p(['/keys/a*']), APP, GET).allowed).toBe(true);
+    expect(evaluate(p(['/keys']), APP, GET).allowed).toBe(true);
+    expect(evaluate(p(['/ke']), APP, GET).allowed).toBe(false); // not /keys: segments, not characters
+    expect(evaluate(p(['/ke*']), APP, GET).allowed).toBe(true);
     expect(evaluate(p(['/admin']), APP, GET).allowed).toBe(false);
     expect(evaluate(p(['/keys'], ['POST']), APP, GET).allowed).toBe(false);
   });
@@ -97,12 +100,12 @@ describe('buildInboundIndex', () => {
     expect(authorize(p, APP, GET)).toMatchObject({ allowed: true });
   });
 
-  it('a TCP Service with principal-only rules is enforced at L4; operations force L7', () => {
+  it('a TCP Service is enforced at L4, even with rules on methods or paths (they cannot match a TCP connection)', () => {
     const p: AuthzPolicy = { deny: [], allow: [{ from: [{ namespaces: ['demo'] }], to: [] }] };
     const ops: AuthzPolicy = { deny: [], allow: [{ from: [], to: [{ methods: ['GET'] }] }] };
     const l4 = buildInboundIndex({ clusters: new Map([['t', cluster('t', 5432, { protocol: 'tcp', authz: p })]]) }, '10.0.0.5');
-    const l7 = buildInboundIndex({ clusters: new Map([['t', cluster('t', 5432, { protocol: 'tcp', authz: ops })]]) }, '10.0.0.5');
+    const withOps = buildInboundIndex({ clusters: new Map([['t', cluster('t', 5432, { protocol: 'tcp', authz: ops })]]) }, '10.0.0.5');
     expect(l4.get(5432)?.l7).toBe(false);
-    expect(l7.get(5432)?.l7).toBe(true);
+    expect(withOps.get(5432)?.l7).toBe(false);
   });
 });

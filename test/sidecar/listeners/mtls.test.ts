@@ -5,7 +5,7 @@ import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { encodeProxyHeader } from '../../../sidecar/upstream/index.ts';
 import { StaticSource, type TestCa, testCa } from '../tls/mesh-helper.ts';
-import type { ListenerConfig } from '../../../sidecar/xds/model.ts';
+import type { AuthzPolicy, ListenerConfig } from '../../../sidecar/xds/model.ts';
 import { closeServer, freePort, listen, request } from './harness.ts';
 import { apiMesh, metricValue, type Sidecar, startIdentityApp, startSidecar, SVC } from './mtls-harness.ts';
 
@@ -184,6 +184,30 @@ describe('authorization at the inbound sidecar', () => {
     expect(await metricValue(client.registry, 'skein_tls_handshakes_total', { direction: 'outbound', result: 'ok' })).toBe(1);
   });
 
+  it('judges the normalised path: other spellings of a denied path are denied too, and the app gets the normalised one', async () => {
+    const policy = { deny: [{ from: [], to: [{ paths: ['/admin'] }] }], allow: [{ from: [], to: [] }] };
+    const { server, client } = await pair({ mtlsMode: 'PERMISSIVE', authz: policy });
+    for (const path of ['/admin', '//admin', '/./admin', '/x/../admin', '/%61dmin', '/adm%69n/keys']) {
+      const r = await request(client.outbound, { host: 'api.default', path });
+      expect(r.status, path).toBe(403);
+    }
+    // The absolute form, sent straight to the inbound port (a PERMISSIVE caller).
+    const raw = await new Promise<string>((resolve) => {
+      const s = net.connect(server.inbound, '127.0.0.1', () => {
+        s.write(encodeProxyHeader('10.1.0.9', 0, '127.0.0.1', app.port));
+        s.write('GET http://api.default/admin HTTP/1.1\r\nhost: api\r\nconnection: close\r\n\r\n');
+      });
+      let out = '';
+      s.on('data', (c) => (out += c));
+      s.on('error', () => {});
+      s.on('close', () => resolve(out));
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 403/);
+    const ok = await request(client.outbound, { host: 'api.default', path: '/adminx/../public/./x' });
+    expect(ok.status).toBe(200);
+    expect(ok.body).toBe(`/public/x peer=${WEB_ID}`);
+  });
+
   it('plaintext callers (PERMISSIVE) have no identity: only rules without principals or namespaces match them', async () => {
     const policy = { deny: [], allow: [{ from: [{ principals: ['*'] }], to: [] }] };
     const { server, client } = await pair({ mtlsMode: 'PERMISSIVE', authz: policy });
@@ -202,7 +226,7 @@ describe('authorization at the inbound sidecar', () => {
     const echoPort = await listen(echo);
     try {
       const server = await sidecar('default', 'api', [echoPort]);
-      const tcpCluster = { protocol: 'tcp' as const, authz: onlyWeb };
+      const tcpCluster: { protocol: 'tcp'; authz: AuthzPolicy } = { protocol: 'tcp', authz: onlyWeb };
       server.plane.update(apiMesh(echoPort, server.inbound, tcpCluster));
       const through = async (sa: string): Promise<string> => {
         const c = await sidecar('default', sa);
@@ -222,6 +246,15 @@ describe('authorization at the inbound sidecar', () => {
       expect(await through('web')).toBe('echo:hello');
       expect(await through('batch')).toBe('');
       expect(await metricValue(server.registry, 'skein_authz_denied_total', { service: 'default/api' })).toBe(1);
+      // Rules on methods or paths cannot match a TCP connection (Istio's rule): the bytes are never parsed as HTTP.
+      // An allow rule with them matches nothing; a deny rule with them applies to every caller it names.
+      tcpCluster.authz = { deny: [], allow: [{ from: [{ principals: [WEB_ID] }], to: [{ methods: ['GET'] }] }] };
+      server.plane.update(apiMesh(echoPort, server.inbound, tcpCluster));
+      expect(await through('web')).toBe('');
+      tcpCluster.authz = { deny: [{ from: [{ principals: [WEB_ID] }], to: [{ paths: ['/x'] }] }], allow: [{ from: [], to: [] }] };
+      server.plane.update(apiMesh(echoPort, server.inbound, tcpCluster));
+      expect(await through('web')).toBe('');
+      expect(await through('batch')).toBe('echo:hello');
     } finally {
       await closeServer(echo);
     }
