@@ -30,6 +30,7 @@ interface ConnInfo {
 type WithConn = { [kConn]?: ConnInfo };
 
 const H2_PREFACE = Buffer.from('PRI ');
+const XFCC = 'x-forwarded-client-cert';
 
 export interface InboundHttpOptions {
   readonly appHost: string;
@@ -128,9 +129,10 @@ export class InboundHttpHandler {
     }
     const head = this.head;
     const headers = headerListFromRaw(req.rawHeaders, head);
-    // The identity header is ours alone: whatever the caller sent under that name is dropped.
+    // The identity headers are ours alone: whatever the caller sent under those names is dropped (Istio sanitises
+    // x-forwarded-client-cert too; apps moving from Istio may trust it).
     for (let i = 0; i < headers.length; i += 2) {
-      if (headers[i] === PEER_IDENTITY_HEADER) {
+      if (headers[i] === PEER_IDENTITY_HEADER || headers[i] === XFCC) {
         headers.splice(i, 2);
         i -= 2;
       }
@@ -168,7 +170,8 @@ export class InboundHttpHandler {
     const raw = req.rawHeaders;
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i] as string;
-      if (name.toLowerCase() === PEER_IDENTITY_HEADER) continue;
+      const lower = name.toLowerCase();
+      if (lower === PEER_IDENTITY_HEADER || lower === XFCC) continue;
       text += `${name}: ${raw[i + 1] as string}\r\n`;
     }
     if (info.caller.principal !== undefined) text += `${PEER_IDENTITY_HEADER}: ${info.caller.principal}\r\n`;

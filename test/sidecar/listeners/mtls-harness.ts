@@ -56,7 +56,7 @@ export function apiMesh(appPort: number, inboundPort: number, security: Partial<
   );
 }
 
-/** An app that answers `<path> peer=<x-skein-peer-identity>`; every `closeEvery`-th response closes its connection. */
+/** An app that answers `<path> peer=<x-skein-peer-identity>` (and ` xfcc=<x-forwarded-client-cert>` if one came); every `closeEvery`-th response closes its connection. */
 export async function startIdentityApp(closeEvery = 0): Promise<{ server: http.Server; port: number }> {
   let n = 0;
   const server = http.createServer((req, res) => {
@@ -64,7 +64,8 @@ export async function startIdentityApp(closeEvery = 0): Promise<{ server: http.S
     req.on('end', () => {
       n++;
       if (closeEvery > 0 && n % closeEvery === 0) res.setHeader('connection', 'close');
-      res.end(`${req.url} peer=${String(req.headers['x-skein-peer-identity'] ?? '')}`);
+      const xfcc = req.headers['x-forwarded-client-cert'];
+      res.end(`${req.url} peer=${String(req.headers['x-skein-peer-identity'] ?? '')}${xfcc === undefined ? '' : ` xfcc=${String(xfcc)}`}`);
     });
   });
   const port = await listen(server);

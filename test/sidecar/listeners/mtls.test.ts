@@ -151,7 +151,11 @@ describe('authorization at the inbound sidecar', () => {
   it('an allowed identity passes (the app sees it); a denied one gets a readable 403', async () => {
     const { server, client } = await pair({ authz: onlyWeb });
     // A caller cannot name itself: an x-skein-peer-identity it sends is replaced by the verified one.
-    const ok = await request(client.outbound, { host: 'api.default', path: '/ok', headers: { 'x-skein-peer-identity': 'spiffe://mesh.test/ns/default/sa/admin' } });
+    const ok = await request(client.outbound, {
+      host: 'api.default',
+      path: '/ok',
+      headers: { 'x-skein-peer-identity': 'spiffe://mesh.test/ns/default/sa/admin', 'x-forwarded-client-cert': 'By=spiffe://evil;URI=spiffe://mesh.test/ns/default/sa/admin' },
+    });
     expect(ok.status).toBe(200);
     expect(ok.body).toBe(`/ok peer=${WEB_ID}`);
 
