@@ -138,7 +138,7 @@ function checkSource(source: Obj, path: string, err: Err): void {
     else err(at, `${show(p)} is not a principal; write ${PRINCIPAL_FORMS}`);
   });
   nonEmptyList(source.namespaces, `${path}.namespaces`, err, 'omit namespaces to match any namespace')?.forEach((n, k) => {
-    if (typeof n !== 'string' || !DNS_LABEL.test(n)) err(`${path}.namespaces[${k}]`, `${show(n)} is not a namespace name`);
+    if (typeof n !== 'string' || (n !== '*' && !DNS_LABEL.test(n))) err(`${path}.namespaces[${k}]`, `${show(n)} is not a namespace name (or "*": any namespace)`);
   });
 }
 
@@ -155,7 +155,7 @@ function checkOperation(op: Obj, path: string, err: Err): void {
     const at = `${path}.paths[${k}]`;
     if (typeof p !== 'string') return err(at, `expected a string, got ${show(p)}`);
     const star = p.indexOf('*');
-    if (p !== '*' && !p.startsWith('/')) err(at, `${show(p)} must start with "/" (every path is a prefix: "/api" matches "/api/v1")`);
-    else if (star !== -1 && star !== p.length - 1) err(at, `${show(p)}: "*" may only end a path (every path is a prefix; suffix matches are not supported)`);
+    if (p !== '*' && !p.startsWith('/')) err(at, `${show(p)} must start with "/" (a path matches itself and what is below it: "/api" matches "/api/v1")`);
+    else if (star !== -1 && star !== p.length - 1) err(at, `${show(p)}: "*" may only end a path (a trailing "*" is a prefix; suffix matches are not supported)`);
   });
 }

@@ -34,7 +34,7 @@ spec:
   rules:
     - from:
         - source: { principals: ["shop/frontend", "cluster.local/ns/ops/sa/probe"] }
-        - source: { namespaces: [monitoring] }
+        - source: { namespaces: [monitoring, "*"] }
       to:
         - operation: { methods: [GET, HEAD], paths: ["/api/*", "/healthz"] }
     - {}
@@ -56,7 +56,7 @@ describe('policies in the registry file', () => {
       action: 'ALLOW',
       rules: [
         {
-          from: [{ source: { principals: ['shop/frontend', 'cluster.local/ns/ops/sa/probe'] } }, { source: { namespaces: ['monitoring'] } }],
+          from: [{ source: { principals: ['shop/frontend', 'cluster.local/ns/ops/sa/probe'] } }, { source: { namespaces: ['monitoring', '*'] } }],
           to: [{ operation: { methods: ['GET', 'HEAD'], paths: ['/api/*', '/healthz'] } }],
         },
         {},
@@ -94,8 +94,8 @@ describe('policies in the registry file', () => {
       `${ap}: spec.rules[0].from[0].source.principals[1]: "not a principal" is not a principal; write "<namespace>/<service-account>", "<trust-domain>/ns/<ns>/sa/<sa>", "spiffe://<trust-domain>/ns/<ns>/sa/<sa>" or "*"`,
       `${ap}: spec.rules[0].to[0].operation.methods[1]: "GETT" is not an HTTP method (GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH)`,
       `${ap}: spec.rules[0].to[0].operation.methods[2]: "post" is not an HTTP method; write "POST"`,
-      `${ap}: spec.rules[0].to[0].operation.paths[0]: "api" must start with "/" (every path is a prefix: "/api" matches "/api/v1")`,
-      `${ap}: spec.rules[0].to[0].operation.paths[1]: "/a*b": "*" may only end a path (every path is a prefix; suffix matches are not supported)`,
+      `${ap}: spec.rules[0].to[0].operation.paths[0]: "api" must start with "/" (a path matches itself and what is below it: "/api" matches "/api/v1")`,
+      `${ap}: spec.rules[0].to[0].operation.paths[1]: "/a*b": "*" may only end a path (a trailing "*" is a prefix; suffix matches are not supported)`,
       `${ap}: spec.rules[1].from: must not be empty; omit from to match every caller`,
       `${ap}: spec.rules[2].to[0].operation: must set methods and/or paths (omit to to match every request)`,
       `${ap}: spec.rules[3]: expected a mapping with from and/or to ({} matches every request), got 7`,
