@@ -28,7 +28,13 @@ export async function runControlPlane(argv: string[]): Promise<number> {
   registryLoaded = true;
   log.info('registry loaded', { source: registry.description, services: registry.state().services.size });
 
-  const cache = createSnapshotCache(registry, { clusterDomain: config.clusterDomain, trustDomain: config.trustDomain, debounceMs: config.debounceMs });
+  const cache = createSnapshotCache(registry, {
+    clusterDomain: config.clusterDomain,
+    trustDomain: config.trustDomain,
+    debounceMs: config.debounceMs,
+    // The API server always has the Pods: an endpoint whose Pod is missing waits for it (a file may not list Pods).
+    holdEndpointsWithoutPod: config.registry.kind === 'kubernetes',
+  });
   const status = new StatusRegistry();
   const xds = await startXdsServer({ host: config.xdsAddress.host, port: config.xdsAddress.port }, cache, status);
   const servers = [xds];

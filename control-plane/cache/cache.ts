@@ -70,6 +70,7 @@ export function createSnapshotCache(source: SnapshotSource, options: CacheOption
     clusterDomain: options.clusterDomain,
     connectTimeoutMs: options.connectTimeoutMs,
     trustDomain: options.trustDomain,
+    holdEndpointsWithoutPod: options.holdEndpointsWithoutPod,
   };
   const listeners = new Set<(s: Snapshot) => void>();
 

@@ -33,6 +33,12 @@ export interface TranslateOptions {
   readonly connectTimeoutMs?: number;
   /** The mesh's SPIFFE trust domain, for endpoint identities and `<ns>/<sa>` principals; default `cluster.local`. */
   readonly trustDomain?: string;
+  /**
+   * Kubernetes mode: an endpoint whose targetRef names a Pod the registry does not hold (yet) is published as not
+   * ready. Without its Pod, callers cannot know it has a sidecar and would send plaintext straight to the app;
+   * the Pod usually follows within moments (the EndpointSlice can arrive first), or was force-deleted.
+   */
+  readonly holdEndpointsWithoutPod?: boolean;
 }
 
 /** Something wrong with one Service's inputs; the rest of its resources (and every other Service's) still publish. */
@@ -164,7 +170,14 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
     proxylessClusters.push(shared ? envoyCluster : buildCluster({ ...base, lbPolicy: proxylessPolicy }));
 
     if (!isExternal) {
-      const eds = buildLoadAssignment({ clusterName: cluster, servicePort: port, slices, pods: state.pods, publishNotReadyAddresses: publishNotReady });
+      const eds = buildLoadAssignment({
+        clusterName: cluster,
+        servicePort: port,
+        slices,
+        pods: state.pods,
+        publishNotReadyAddresses: publishNotReady,
+        holdEndpointsWithoutPod: options.holdEndpointsWithoutPod === true,
+      });
       endpoints.push(eds.cla);
       reportErrors(eds.errors);
     }

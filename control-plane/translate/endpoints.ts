@@ -44,6 +44,8 @@ export interface EndpointsInput {
   readonly slices: readonly V1EndpointSlice[];
   readonly pods: ReadonlyMap<string, V1Pod>;
   readonly publishNotReadyAddresses: boolean;
+  /** See TranslateOptions.holdEndpointsWithoutPod. */
+  readonly holdEndpointsWithoutPod?: boolean;
 }
 
 /** Builds the CLA; bad pod annotations are returned as errors and the endpoint is kept without them. */
@@ -83,6 +85,7 @@ export function buildLoadAssignment(input: EndpointsInput): { cla: ClusterLoadAs
       const namespace = ep.podKey.slice(0, slash);
       const podName = ep.podKey.slice(slash + 1);
       const pod = input.pods.get(ep.podKey);
+      if (pod === undefined && input.holdEndpointsWithoutPod === true) lb.health_status = 'UNHEALTHY';
       const inbound = parseInboundPort(pod?.metadata, `Pod ${ep.podKey}`);
       if (inbound !== undefined && typeof inbound !== 'number') errors.push(inbound);
       lb.metadata = skeinMetadata({

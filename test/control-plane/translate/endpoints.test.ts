@@ -132,6 +132,21 @@ describe('endpoints', () => {
     expect(eps[2]?.metadata).toBeNull();
   });
 
+  it('in Kubernetes mode, holds back an endpoint whose Pod is not known yet (callers could not tell it has a sidecar)', () => {
+    const state = registryState(
+      [web()],
+      [slice('shop', 'web', 'w', [{ name: 'http', port: 8080 }], [{ ip: '10.1.0.1', pod: 'web-1' }, { ip: '10.1.0.2', pod: 'web-2' }, { ip: '10.1.0.3' }])],
+      [pod('shop', 'web-1', 'web-sa', { 'skein.dev/inbound-port': '15006' })],
+    );
+    const health = (hold: boolean) => {
+      const cla = translateService('shop/web', state, { holdEndpointsWithoutPod: hold }).endpoints.find((e) => e.cluster_name === WEB);
+      return flat(unpack<ClusterLoadAssignment__Output>(pack(TYPE_URL.endpoint, cla as object))).map((e) => `${e.address} ${e.health}`);
+    };
+    // web-2 names a Pod the registry lacks; 10.1.0.3 names none (outside the mesh, as a Service without a selector).
+    expect(health(true)).toEqual(['10.1.0.1:8080 HEALTHY', '10.1.0.2:8080 UNHEALTHY', '10.1.0.3:8080 HEALTHY']);
+    expect(health(false)).toEqual(['10.1.0.1:8080 HEALTHY', '10.1.0.2:8080 HEALTHY', '10.1.0.3:8080 HEALTHY']);
+  });
+
   it('reports a bad inbound-port annotation and keeps the endpoint', () => {
     const state = registryState(
       [web()],
