@@ -74,12 +74,23 @@ export interface InboundSecurity {
 
 type CounterChild = ReturnType<Counter<string>['labels']>;
 
+/** An inbound connection as it was admitted: its app port, transport, caller, and whether HTTP requests are judged. */
+interface Admitted {
+  readonly raw: net.Socket;
+  readonly port: number;
+  readonly plaintext: boolean;
+  readonly caller: Caller;
+  l7: boolean;
+}
+
 export class InboundListener {
   private readonly options: InboundOptions;
   private readonly handler: InboundHandler;
   private readonly security: InboundSecurity | undefined;
   private readonly server: net.Server;
   private readonly pending = new Set<net.Socket>();
+  /** Connections past the preface, mTLS and policy checks, with what they were judged on (see recheck). */
+  private readonly admitted = new Map<net.Socket, Admitted>();
   /** Every accepted connection until it closes: whatever holds one, the end of a drain closes it. */
   private readonly all = new Set<net.Socket>();
   private readonly connCounters = new Map<string, CounterChild>();
@@ -208,12 +219,16 @@ export class InboundListener {
       return;
     }
     this.countConnection(transport, peer ?? '');
+    const caller: Caller = { principal: peer, namespace: peer === undefined ? undefined : parseSpiffeId(peer)?.namespace };
+    const admitted: Admitted = { raw, port, plaintext: transport === 'plaintext', caller, l7: false };
+    this.admitted.set(socket, admitted);
+    socket.once('close', () => this.admitted.delete(socket));
     if (policy.authz.length === 0) {
       this.handler.handle(socket, port, header, rest);
       return;
     }
-    const caller: Caller = { principal: peer, namespace: peer === undefined ? undefined : parseSpiffeId(peer)?.namespace };
     if (policy.l7) {
+      admitted.l7 = true;
       sec.http.handle(socket, port, header, rest, caller);
       return;
     }
@@ -230,6 +245,34 @@ export class InboundListener {
       return;
     }
     this.handler.handle(socket, port, header, rest);
+  }
+
+  /**
+   * After a config change: open connections the new policy would refuse are closed. A plaintext connection to a port
+   * that became STRICT, and a connection judged at L4 that its Service's policy now denies (HTTP connections are
+   * judged again on their next request anyway).
+   */
+  recheck(): void {
+    const sec = this.security;
+    if (sec === undefined) return;
+    for (const [socket, a] of this.admitted) {
+      const policy = sec.policyFor(a.port);
+      let why: string | undefined;
+      if (a.plaintext && sec.tls !== undefined && policy.mode === 'STRICT') {
+        why = 'the destination now requires mTLS (STRICT)';
+        sec.metrics.inboundRefused.labels('plaintext_strict').inc();
+      } else if (!a.l7 && policy.authz.length > 0) {
+        const d = authorize(policy, a.caller, undefined);
+        if (!d.allowed) {
+          why = `denied by authorization policy (${d.service}: ${d.reason})`;
+          sec.metrics.authzDenied.labels(d.service).inc();
+        }
+      }
+      if (why === undefined) continue;
+      log.warn('open inbound connection closed after a config change', { peer: a.caller.principal ?? '(plaintext)', port: a.port, why, remote: a.raw.remoteAddress });
+      this.admitted.delete(socket);
+      socket.destroy();
+    }
   }
 
   private countConnection(transport: string, peer: string): void {

@@ -112,6 +112,7 @@ export function createDataPlane(options: DataPlaneOptions, registry: Registry): 
       // Clusters first, so a route never names a cluster the manager has not seen.
       manager.update(next.clusters);
       inboundIndex = buildInboundIndex(next, options.podIp);
+      inbound.recheck();
       let http: HttpListenerConfig | undefined;
       const tcpConfigs: TcpListenerConfig[] = [];
       for (const l of next.listeners.values()) {

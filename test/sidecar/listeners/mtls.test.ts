@@ -264,6 +264,53 @@ describe('authorization at the inbound sidecar', () => {
     }
   });
 
+  it('a policy change closes open connections it now refuses: a TCP peer newly denied, plaintext to a port now STRICT', async () => {
+    const echoConns = new Set<net.Socket>();
+    const echo = net.createServer({ allowHalfOpen: true }, (s) => {
+      echoConns.add(s);
+      s.on('data', (c) => s.write(`echo:${c}`));
+    });
+    const echoPort = await listen(echo);
+    try {
+      const server = await sidecar('default', 'api', [echoPort]);
+      const c = await sidecar('default', 'web');
+      const port = await freePort();
+      const tcp: ListenerConfig = { kind: 'tcp', name: `t_${port}`, version: '1', address: '10.96.0.40', port, cluster: SVC };
+      // Only the client sidecar gets the TCP listener (both run on 127.0.0.1).
+      const serverMesh = (security: Parameters<typeof apiMesh>[2]) => apiMesh(echoPort, server.inbound, { protocol: 'tcp', ...security });
+      server.plane.update(serverMesh({ authz: onlyWeb }));
+      c.plane.update({ ...serverMesh({ authz: onlyWeb }), listeners: new Map([[tcp.name, tcp]]) });
+      for (let i = 0; i < 100 && c.plane.tcpListenerStats()[0]?.bound !== true; i++) await new Promise((r) => setTimeout(r, 20));
+      const s = net.connect(port, '127.0.0.1');
+      s.on('error', () => undefined);
+      const closed = new Promise((r) => s.once('close', r));
+      const first = new Promise<string>((r) => s.once('data', (d) => r(String(d))));
+      s.write('one');
+      expect(await first).toBe('echo:one');
+      server.plane.update(serverMesh({ authz: { deny: [{ from: [{ principals: [WEB_ID] }], to: [] }] } }));
+      await closed;
+      expect(await metricValue(server.registry, 'skein_authz_denied_total', { service: 'default/api' })).toBe(1);
+
+      // A plaintext (PERMISSIVE) connection, open when the Service becomes STRICT.
+      const http = await startIdentityApp();
+      open.push({ close: () => closeServer(http.server) } as unknown as Sidecar);
+      const srv = await sidecar('default', 'api', [http.port]);
+      srv.plane.update(apiMesh(http.port, srv.inbound, { mtlsMode: 'PERMISSIVE' }));
+      const p = net.connect(srv.inbound, '127.0.0.1');
+      p.on('error', () => undefined);
+      const pClosed = new Promise((r) => p.once('close', r));
+      const answered = new Promise((r) => p.once('data', r));
+      p.write(encodeProxyHeader('10.1.0.9', 0, '127.0.0.1', http.port));
+      p.write('GET /keep HTTP/1.1\r\nhost: api\r\n\r\n');
+      await answered;
+      srv.plane.update(apiMesh(http.port, srv.inbound, { mtlsMode: 'STRICT' }));
+      await pClosed;
+    } finally {
+      for (const s of echoConns) s.destroy();
+      await closeServer(echo);
+    }
+  });
+
   it('HTTP/2 (gRPC) over mTLS: authorized per connection (allowed peer gets trailers, denied peer is reset)', async () => {
     const grpc = http2.createServer();
     grpc.on('stream', (stream) => {
