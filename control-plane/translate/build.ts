@@ -1,6 +1,6 @@
 // Translation entry points: everything one Service contributes, and assembling per-Service results into scopes.
 import type { V1Service, V1ServicePort } from '@kubernetes/client-node';
-import type { Cluster, ClusterLoadAssignment, Listener, RouteConfiguration, VirtualHost } from '../../proto/index.ts';
+import type { Cluster, ClusterLoadAssignment, Listener, Route, RouteConfiguration, VirtualHost } from '../../proto/index.ts';
 import type { RegistryState, ServiceKey } from '../registry/registry.ts';
 import { serviceKey } from '../registry/registry.ts';
 import type { AnnotationError, ServiceSettings } from './annotations.ts';
@@ -195,7 +195,7 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
       });
     }
     listeners.push(buildProxylessListener(vhName));
-    routeTables.push(buildRouteConfiguration(vhName, [buildVirtualHost(vhName, [vhName, fqdn], routes)]));
+    routeTables.push(buildRouteConfiguration(vhName, [buildVirtualHost(vhName, [vhName, fqdn], withMaxStreamDuration(routes))]));
   }
 
   return {
@@ -253,3 +253,11 @@ function hasCluster(service: V1Service): boolean {
 }
 
 export { type Assembled, assemble } from './assemble.ts';
+
+/**
+ * The routes for gRPC clients: gRPC ignores a route's `timeout` and applies `max_stream_duration` instead (gRFC A31),
+ * so the Service's timeout is given there too.
+ */
+function withMaxStreamDuration(routes: readonly Route[]): Route[] {
+  return routes.map((r) => (r.route?.timeout ? { ...r, route: { ...r.route, max_stream_duration: { max_stream_duration: r.route.timeout } } } : r));
+}

@@ -181,6 +181,8 @@ describe('translateService', () => {
     expect(rt.name).toBe('web.shop.svc.cluster.local:9000');
     expect(rt.virtual_hosts[0]?.domains).toEqual(['web.shop.svc.cluster.local:9000', 'web.shop.svc.cluster.local']);
     expect(rt.virtual_hosts[0]?.routes[0]?.route).toMatchObject({ cluster: 'outbound|9000||web.shop.svc.cluster.local', timeout: { seconds: '5' } });
+    // gRPC applies max_stream_duration, not timeout (gRFC A31).
+    expect(rt.virtual_hosts[0]?.routes[0]?.route?.max_stream_duration).toMatchObject({ max_stream_duration: { seconds: '5' } });
   });
 
   it('resolves skein.dev/routes targets to clusters, before the default route', () => {
