@@ -22,7 +22,13 @@ export async function runControlPlane(argv: string[]): Promise<number> {
   const config = parseConfig(argv);
   limitYoungGeneration();
   const registry = await createRegistry(config.registry);
-  registry.onProblem((problem) => log.error('registry problem; still serving the last good state', { ...problem }));
+  // Config problems (the registry's, and translation problems) are logged as they appear and clear, and exported.
+  const problemMetrics = new MetricsRegistry();
+  const problems = new ConfigProblems(problemMetrics, () => registry.rejected ?? 0);
+  registry.onProblem((problem) => {
+    log.error('registry problem; still serving the last good state', { ...problem });
+    problems.registryProblem(problem.code);
+  });
   let registryLoaded = false;
   await registry.start();
   registryLoaded = true;
@@ -39,7 +45,6 @@ export async function runControlPlane(argv: string[]): Promise<number> {
   const xds = await startXdsServer({ host: config.xdsAddress.host, port: config.xdsAddress.port }, cache, status);
   const servers = [xds];
   const caMetrics = new MetricsRegistry();
-  const problemMetrics = new MetricsRegistry();
   let ledger: CertificateLedger | undefined;
   let stopCa = () => {};
   if (config.xdsTlsAddress) {
@@ -78,8 +83,6 @@ export async function runControlPlane(argv: string[]): Promise<number> {
     servers.push(xdsTls);
     log.info('certificate authority ready', { trustDomain: config.trustDomain, tls: xdsTls.address });
   }
-  // Translation problems (and the registry's rejected version) are logged as they appear and clear, and exported.
-  const problems = new ConfigProblems(problemMetrics, () => registry.rejected ?? 0);
   const admin = await startAdminServer({
     host: config.adminAddress.host,
     port: config.adminAddress.port,

@@ -1,5 +1,5 @@
 // Config problems an operator must see, as they appear and as they clear: in the log and as Prometheus gauges.
-import { Gauge, type Registry as MetricsRegistry } from 'prom-client';
+import { Counter, Gauge, type Registry as MetricsRegistry } from 'prom-client';
 import type { ServiceKey } from '../registry/registry.ts';
 import type { TranslationProblem } from '../translate/build.ts';
 import { logger } from '../log.ts';
@@ -20,11 +20,18 @@ function keyOf(p: TranslationProblem): string {
 export class ConfigProblems {
   private reported = new Map<string, TranslationProblem>();
   private readonly services: Gauge;
+  private readonly registryProblems: Counter<'code'>;
 
   constructor(metrics: MetricsRegistry, rejected: () => number) {
     this.services = new Gauge({
       name: 'skein_translation_problems',
       help: 'Problems in the translation of Services (each also logged when it appears and when it clears)',
+      registers: [metrics],
+    });
+    this.registryProblems = new Counter({
+      name: 'skein_registry_problems_total',
+      help: 'Problems the registry survived (a rejected file or object, a failed list or watch), by code; each is logged',
+      labelNames: ['code'],
       registers: [metrics],
     });
     new Gauge({
@@ -35,6 +42,11 @@ export class ConfigProblems {
         this.set(rejected());
       },
     });
+  }
+
+  /** A problem the registry reported (it keeps serving its last good state); the caller logs it. */
+  registryProblem(code: string): void {
+    this.registryProblems.labels(code).inc();
   }
 
   /** The problems now; logs the difference from the last call. */

@@ -55,6 +55,7 @@ describe.skipIf(!controlPlaneAvailable())('config problems in a running control 
     const good = await readFile(path, 'utf8');
     await replace(`${good}---\nkind: [\n`);
     await expect.poll(() => gauge('skein_registry_rejected'), { timeout: 10_000 }).toBe(1);
+    expect((await (cp as ControlPlaneProcess).metrics())).toMatch(/^skein_registry_problems_total\{code="[A-Z_]+"\} 1$/m);
     await replace(good);
     await expect.poll(() => gauge('skein_registry_rejected'), { timeout: 10_000 }).toBe(0);
     expect(stderr).toContain('"msg":"registry file accepted again"');
