@@ -15,6 +15,7 @@ import {
   subjectKeyIdHex,
   toPem,
 } from './x509.ts';
+import { parseSpiffeId, type WorkloadIdentity } from './spiffe.ts';
 import { logger } from '../log.ts';
 
 const log = logger('ca');
@@ -90,6 +91,7 @@ export class CertificateAuthority {
   readonly #issuerKey: forge.pki.rsa.PrivateKey;
   readonly #issuerCert: forge.pki.Certificate;
   readonly #issuerSkiHex: string;
+  #issuerX509: X509Certificate | undefined;
   readonly #chain: readonly string[];
   readonly #bundle: readonly string[];
   readonly #now: () => Date;
@@ -183,6 +185,29 @@ export class CertificateAuthority {
     const bundle = dedupeCertificates(selfIssued ? [rootCertPem, ...extra] : extra);
     log.debug(`issuing from an intermediate under ${where}, valid until ${notAfter.toISOString()}`);
     return new CertificateAuthority({ trustDomain, issuerKey: key, issuerCert: cert, chain, bundle, now });
+  }
+
+  /**
+   * The workload identity a leaf proves, if this CA issued it and it is valid now (signature by the current issuer,
+   * validity window, a SPIFFE ID of this trust domain); else undefined. A sidecar renews with it when its bootstrap
+   * token has expired.
+   */
+  workloadOf(leafDer: Buffer): WorkloadIdentity | undefined {
+    let leaf: X509Certificate;
+    try {
+      leaf = new X509Certificate(leafDer);
+    } catch {
+      return undefined;
+    }
+    const issuer = (this.#issuerX509 ??= new X509Certificate(toPem(this.#issuerCert)));
+    const now = this.#now().getTime();
+    if (now < Date.parse(leaf.validFrom) || now > Date.parse(leaf.validTo)) return undefined;
+    if (leaf.ca || !leaf.checkIssued(issuer) || !leaf.verify(issuer.publicKey)) return undefined;
+    const uris = (leaf.subjectAltName ?? '').split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
+    if (uris.length !== 1) return undefined;
+    const id = parseSpiffeId(uris[0] as string);
+    if (id === undefined || id.trustDomain !== this.trustDomain) return undefined;
+    return { namespace: id.namespace, serviceAccount: id.serviceAccount };
   }
 
   /** PEM certificates that follow a leaf in its chain (the intermediate(s); empty when the root signs leaves). */

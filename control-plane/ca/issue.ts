@@ -5,6 +5,7 @@ import type { CertificateAuthority } from './authority.ts';
 import { BACKDATE_MS } from './authority.ts';
 import { CaConfigError, CsrError, IdentityMismatchError } from './errors.ts';
 import { randomSerial } from './x509.ts';
+import type { WorkloadIdentity } from './spiffe.ts';
 
 const HOUR_MS = 3600 * 1000;
 export const DEFAULT_LEAF_TTL_MS = 24 * HOUR_MS;
@@ -13,11 +14,7 @@ export const MIN_LEAF_TTL_MS = 60_000;
 export const MIN_RSA_BITS = 2048;
 export const MAX_RSA_BITS = 8192;
 
-/** Who the caller proved to be (from a bootstrap token or a Kubernetes service-account token). */
-export interface WorkloadIdentity {
-  readonly namespace: string;
-  readonly serviceAccount: string;
-}
+export { parseSpiffeId, type WorkloadIdentity } from './spiffe.ts';
 
 const LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
@@ -40,13 +37,6 @@ export function spiffeIdFor(trustDomain: string, id: WorkloadIdentity): string {
   const problem = identityProblem(id);
   if (problem) throw new CaConfigError(problem);
   return `spiffe://${trustDomain}/ns/${id.namespace}/sa/${id.serviceAccount}`;
-}
-
-/** The parts of a Kubernetes-style SPIFFE ID, or undefined if `uri` is not one. */
-export function parseSpiffeId(uri: string): (WorkloadIdentity & { trustDomain: string }) | undefined {
-  const m = /^spiffe:\/\/([^/]+)\/ns\/([^/]+)\/sa\/([^/]+)$/.exec(uri);
-  if (!m) return undefined;
-  return { trustDomain: m[1] ?? '', namespace: m[2] ?? '', serviceAccount: m[3] ?? '' };
 }
 
 export interface VerifiedCsr {

@@ -37,6 +37,27 @@ function bearerToken(metadata: grpc.Metadata): string {
   return m[1];
 }
 
+/**
+ * Who the caller is: its bearer token; or, when it has none that is valid any more, the workload certificate it
+ * presents on the TLS connection, if this CA issued it and it is still valid (a sidecar renewing after its bootstrap
+ * token expired, as SPIRE agents renew with their SVID). The token's error is the one reported when neither works.
+ */
+async function proveIdentity(
+  call: { metadata: grpc.Metadata; getAuthContext?: () => { sslPeerCertificate?: { raw?: Buffer } } | null },
+  options: CertificateServiceOptions,
+): Promise<WorkloadIdentity> {
+  try {
+    return await options.verifier.verify(bearerToken(call.metadata));
+  } catch (err) {
+    if (err instanceof VerifierUnavailableError) throw err;
+    const raw = call.getAuthContext?.()?.sslPeerCertificate?.raw;
+    const renewing = raw === undefined ? undefined : options.authority.workloadOf(raw);
+    if (renewing === undefined) throw err;
+    log.debug(`renewing ${renewing.namespace}/${renewing.serviceAccount} on its current certificate`);
+    return renewing;
+  }
+}
+
 /** Maps the CA's errors onto gRPC status codes. */
 export function grpcStatusFor(err: unknown): grpc.status {
   if (err instanceof RpcError) return err.grpcCode;
@@ -62,8 +83,7 @@ export function certificateServiceHandlers(options: CertificateServiceOptions): 
     CreateCertificate(call, callback) {
       const peer = call.getPeer();
       void (async () => {
-        const token = bearerToken(call.metadata);
-        const identity = await options.verifier.verify(token);
+        const identity = await proveIdentity(call, options);
         const issued = issueFromCsr(options.authority, call.request.csr, identity, validityMs(call.request.validity_seconds));
         log.debug(`issued ${issued.spiffeId} serial ${issued.serial} until ${issued.notAfter.toISOString()} to ${peer}`);
         options.onIssued?.(issued, identity, call.request.requester);

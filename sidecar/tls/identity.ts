@@ -113,7 +113,7 @@ export function buildCsr(keyPem: string): string {
 export class WorkloadIdentity implements IdentitySource {
   readonly #options: WorkloadIdentityOptions;
   readonly #trustDomain: string;
-  readonly #client: CertificateServiceClient;
+  #client: CertificateServiceClient;
   readonly #random: () => number;
   readonly #listeners = new Set<(m: TlsMaterial) => void>();
   #current: Issued | undefined;
@@ -127,8 +127,19 @@ export class WorkloadIdentity implements IdentitySource {
     this.#options = options;
     this.#trustDomain = options.trustDomain ?? 'cluster.local';
     this.#random = options.random ?? Math.random;
+    this.#client = this.#makeClient(undefined);
+  }
+
+  /**
+   * A client of the CA. Once the sidecar holds a certificate it presents it on the TLS connection, so the CA can
+   * renew on it when the bootstrap token has expired (the token file is still sent, and tried first).
+   */
+  #makeClient(current: TlsMaterial | undefined): CertificateServiceClient {
+    const options = this.#options;
     const controlPlaneId = options.controlPlaneId ?? `spiffe://${this.#trustDomain}/ns/skein-system/sa/skein-control-plane`;
-    const creds = grpc.credentials.createSsl(Buffer.from(options.caRootPem), null, null, {
+    const key = current === undefined ? null : Buffer.from(current.keyPem);
+    const chain = current === undefined ? null : Buffer.from(current.certChainPem.join(''));
+    const creds = grpc.credentials.createSsl(Buffer.from(options.caRootPem), key, chain, {
       // The control plane is named by its SPIFFE ID, not by whatever host name or IP we reach it at.
       checkServerIdentity: (_host, cert) => {
         const id = spiffeIdOfCertificate(cert);
@@ -137,7 +148,7 @@ export class WorkloadIdentity implements IdentitySource {
     });
     const Client = certificateClientConstructor();
     // A DNS-style name for SNI so an IP target does not trip Node's "SNI must not be an IP" warning.
-    this.#client = new Client(options.caAddress, creds, { 'grpc.ssl_target_name_override': 'skein-control-plane' });
+    return new Client(options.caAddress, creds, { 'grpc.ssl_target_name_override': 'skein-control-plane' });
   }
 
   /** Creates the identity and waits for the first certificate (retrying with backoff until `signal` aborts). */
@@ -199,11 +210,21 @@ export class WorkloadIdentity implements IdentitySource {
     try {
       const { privateKey } = await generateKeyPairAsync('rsa', { modulusLength: 2048 });
       const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
-      const token = checkToken(this.#options.tokenFile, await readFile(this.#options.tokenFile, 'utf8'));
+      // With a certificate in hand, a missing or unreadable token file is not fatal: the CA can renew on the
+      // certificate (see #makeClient). Without one, the token is the only proof.
+      let token: string | undefined;
+      try {
+        token = checkToken(this.#options.tokenFile, await readFile(this.#options.tokenFile, 'utf8'));
+      } catch (err) {
+        if (this.#current === undefined) throw err;
+      }
       const res = await this.#call(buildCsr(keyPem), token);
       const issued: Issued = { keyPem, ...checkIssued(res, createPrivateKey(keyPem), this.#trustDomain) };
       if (this.#stopped) return issued;
       this.#current = issued;
+      // The next request (a rotation) presents this certificate.
+      this.#client.close();
+      this.#client = this.#makeClient(issued);
       this.#attempt = 0;
       this.#lastError = undefined;
       log.info('workload certificate issued', { spiffeId: issued.spiffeId, notAfter: issued.notAfter.toISOString() });
@@ -231,9 +252,9 @@ export class WorkloadIdentity implements IdentitySource {
     }
   }
 
-  #call(csr: string, token: string): Promise<CertificateResponse__Output> {
+  #call(csr: string, token: string | undefined): Promise<CertificateResponse__Output> {
     const metadata = new grpc.Metadata();
-    metadata.set('authorization', `Bearer ${token}`);
+    if (token !== undefined) metadata.set('authorization', `Bearer ${token}`);
     const deadline = Date.now() + (this.#options.requestTimeoutMs ?? 10_000);
     const request = { csr, validity_seconds: this.#options.validitySeconds ?? 0, requester: this.#options.requester ?? '' };
     return new Promise((resolve, reject) => {

@@ -13,6 +13,7 @@ import { BootstrapTokenVerifier, loadOrCreateTokenSecret, mintBootstrapToken } f
 import { type TlsMaterial, TlsContexts } from '../../../sidecar/tls/contexts.ts';
 import { checkToken, rotationDelayMs, WorkloadIdentity } from '../../../sidecar/tls/identity.ts';
 import { registerCertificateMetrics } from '../../../sidecar/tls/metrics.ts';
+import { testCa } from './mesh-helper.ts';
 
 let dir: string;
 let server: grpc.Server;
@@ -81,6 +82,37 @@ describe('WorkloadIdentity against the real CertificateService', () => {
       contexts.close();
     } finally {
       identity.stop();
+    }
+  });
+
+  it('renews on its current certificate once its bootstrap token has expired or is gone', async () => {
+    const path = await tokenFile('token-renew');
+    const identity = await WorkloadIdentity.start({ caAddress: address, caRootPem: serving.current().trustBundlePem, trustDomain: 'mesh.test', tokenFile: path, validitySeconds: 3600 });
+    try {
+      // The token expired a day ago.
+      const expired = mintBootstrapToken(secret, { namespace: 'shop', serviceAccount: 'cart', ttlMs: 60_000, now: new Date(Date.now() - 86_400_000) });
+      await writeFile(path, `${expired.token}\n`);
+      const renewed = await identity.rotateNow();
+      expect(renewed.spiffeId).toBe('spiffe://mesh.test/ns/shop/sa/cart');
+      await rm(path);
+      expect((await identity.rotateNow()).spiffeId).toBe('spiffe://mesh.test/ns/shop/sa/cart');
+    } finally {
+      identity.stop();
+    }
+  });
+
+  it('does not renew on a certificate the CA did not issue: a self-made one with the SPIFFE ID is refused', async () => {
+    const other = await testCa('mesh.test');
+    try {
+      const forged = await other.leaf('shop', 'cart');
+      const client = new grpc.Client(address, grpc.credentials.createSsl(Buffer.from(serving.current().trustBundlePem), Buffer.from(forged.keyPem), Buffer.from(forged.certChainPem.join('')), { checkServerIdentity: () => undefined }), { 'grpc.ssl_target_name_override': 'skein-control-plane' });
+      const { status } = await new Promise<{ status: number }>((resolve) => {
+        client.makeUnaryRequest('/skein.ca.v1.CertificateService/CreateCertificate', () => Buffer.alloc(0), (b: Buffer) => b, {}, (err) => resolve({ status: err?.code ?? 0 }));
+      });
+      client.close();
+      expect(status).toBe(grpc.status.UNAUTHENTICATED);
+    } finally {
+      await other.close();
     }
   });
 
