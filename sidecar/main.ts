@@ -12,7 +12,7 @@ import { registerProcessMetrics } from './telemetry/process-metrics.ts';
 import { Registry } from './telemetry/prom.ts';
 import { XdsClient } from './xds/client.ts';
 import { createXdsMetrics } from './xds/metrics.ts';
-import { buildNode, nodeId } from './xds/node.ts';
+import { buildNode, nodeId, setCertNotAfter } from './xds/node.ts';
 import { ConfigSettler } from './xds/settle.ts';
 
 const log = logger('main');
@@ -131,6 +131,11 @@ export async function runSidecar(argv: string[], options: SidecarRunOptions = {}
     clusterDomain: config.clusterDomain,
     version: packageVersion(),
   });
+  // The control plane shows each proxy's certificate expiry; after a control-plane restart it learns it from here.
+  if (identity !== undefined) {
+    setCertNotAfter(node, identity.current().notAfter);
+    identity.onRotate((m) => setCertNotAfter(node, m.notAfter));
+  }
   const settler = new ConfigSettler();
   const xds = new XdsClient({
     server: `${config.controlPlane.host.includes(':') ? `[${config.controlPlane.host}]` : config.controlPlane.host}:${config.controlPlane.port}`,

@@ -77,7 +77,11 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       const proxies = options.status.list({ ...(nodeId !== undefined ? { nodeId } : {}), resources });
       const certificateOf = options.certificateOf;
       json(res, 200, {
-        proxies: certificateOf ? proxies.map((p) => ({ ...p, certificate: certificateOf(p.nodeId) })) : proxies,
+        // What this CA issued since it started; else what the proxy reported when it connected (after a restart).
+        proxies: proxies.map((p) => {
+          const certificate = certificateOf?.(p.nodeId) ?? (p.certNotAfter !== undefined ? { notAfter: p.certNotAfter } : undefined);
+          return certificate === undefined ? p : { ...p, certificate };
+        }),
       });
     },
     '/debug/config_dump': (url, res) => {

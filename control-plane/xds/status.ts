@@ -49,6 +49,8 @@ export interface ProxyStatus {
   readonly types: readonly TypeStatus[];
   /** Type URLs the proxy asked for that Skein does not serve (answered with nothing). */
   readonly unknownTypeUrls: readonly string[];
+  /** When the proxy's workload certificate expires, as it said when the stream opened (node metadata CERT_NOT_AFTER). */
+  readonly certNotAfter?: string;
 }
 
 export interface StreamInfo {
@@ -57,6 +59,7 @@ export interface StreamInfo {
   readonly userAgent: string;
   readonly mode: XdsMode;
   readonly peer: string;
+  readonly certNotAfter?: string | undefined;
 }
 
 /** How a stream lists its per-resource delivery state on demand (computed lazily: status never copies resources). */
@@ -185,6 +188,7 @@ export class ProxyStatusRecord {
       connectedSince: new Date(this.connectedSince).toISOString(),
       types,
       unknownTypeUrls: [...this.unknownTypeUrls],
+      ...(this.info.certNotAfter !== undefined ? { certNotAfter: this.info.certNotAfter } : {}),
     };
   }
 }

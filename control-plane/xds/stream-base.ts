@@ -115,6 +115,7 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
       userAgent: userAgentOf(node),
       mode: this.mode,
       peer: this.call.getPeer(),
+      certNotAfter: metadataString(node, 'CERT_NOT_AFTER'),
     });
     this.record.setResourceView((typeUrl) => this.resourceStatus(typeUrl));
     this.deps.metrics.connectedProxies.inc();
@@ -224,4 +225,11 @@ export function payloadBytes(anys: Iterable<{ value: Uint8Array }>): number {
   let n = 0;
   for (const a of anys) n += a.value.length;
   return n;
+}
+
+/** A string field of the node's metadata (either JSON field-name form), or undefined. */
+function metadataString(node: { metadata?: unknown } | null | undefined, name: string): string | undefined {
+  const fields = (node?.metadata as { fields?: Record<string, { stringValue?: string; string_value?: string }> } | null | undefined)?.fields;
+  const f = fields?.[name];
+  return f?.stringValue ?? f?.string_value ?? undefined;
 }

@@ -37,3 +37,9 @@ export function buildNode(id: NodeIdentity): Node {
     },
   };
 }
+
+/** Records the workload certificate's expiry in the node metadata (sent when a stream opens: on every reconnect). */
+export function setCertNotAfter(node: Node, notAfter: Date): void {
+  const fields = node.metadata?.fields as Record<string, { stringValue: string }> | undefined;
+  if (fields !== undefined) fields['CERT_NOT_AFTER'] = str(notAfter.toISOString());
+}

@@ -164,6 +164,16 @@ describe('skein proxy-status', () => {
 });
 
 describe('certificate expiry in skein proxy-status', () => {
+  it('after a restart (no issuance on record) shows the certificate expiry the proxy reported when it connected', async () => {
+    await start();
+    const s = openSotw(h.client());
+    const node = { ...envoyNode('sidecar~10.0.0.7~web-1.default~default.svc.cluster.local'), metadata: { fields: { CERT_NOT_AFTER: { stringValue: '2030-01-01T00:00:00.000Z' } } } };
+    s.send({ node, type_url: TYPE_URL.cluster });
+    await s.next();
+    const body = (await (await get('/debug/proxy-status')).json()) as { proxies: { nodeId: string; certificate?: { notAfter?: string } }[] };
+    expect(body.proxies.find((p) => p.nodeId === node.id)?.certificate).toEqual({ notAfter: '2030-01-01T00:00:00.000Z' });
+  });
+
   it('shows the time left on the certificate the CA issued to each proxy', async () => {
     const { certificateCell } = await import('../../../control-plane/cli/proxy-status.ts');
     const now = Date.parse('2026-01-01T00:00:00Z');

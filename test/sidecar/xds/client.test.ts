@@ -6,7 +6,7 @@ import { ADS_SOURCE, outboundListener } from './listener-fixture.ts';
 import { XdsClient, type XdsClientOptions } from '../../../sidecar/xds/client.ts';
 import { createXdsMetrics } from '../../../sidecar/xds/metrics.ts';
 import type { MeshConfig } from '../../../sidecar/xds/model.ts';
-import { buildNode } from '../../../sidecar/xds/node.ts';
+import { buildNode, setCertNotAfter } from '../../../sidecar/xds/node.ts';
 import { type RecordedRequest, XdsPeer } from '../../fakes/xds-peer.ts';
 
 const WEB = 'outbound|80||web.default.svc.cluster.local';
@@ -233,9 +233,12 @@ describe('XdsClient (delta)', () => {
     await new Promise((r) => setTimeout(r, 150));
     expect(h.configs).toHaveLength(1);
 
+    // A certificate rotated meanwhile: the reconnect's node carries its expiry (proxy-status after a restart).
+    setCertNotAfter(node, new Date('2030-01-01T00:00:00Z'));
     const again = await startPeer({ port });
     seed(again);
     const cds = await again.waitFor(is(TYPE_URL.cluster, 'request'));
+    expect(again.requests.find((r) => r.node)?.node?.metadata?.fields.CERT_NOT_AFTER?.stringValue).toBe('2030-01-01T00:00:00.000Z');
     expect(Object.keys(cds.initialVersions)).toEqual([WEB]);
     const eds = await again.waitFor(is(TYPE_URL.endpoint, 'request'));
     expect(eds.names).toEqual([WEB]);
