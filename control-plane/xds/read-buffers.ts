@@ -38,7 +38,8 @@ export function takeBuffer(size: number): Buffer {
   let ab = free[bits]?.pop();
   if (ab) stats.reused++;
   else {
-    ab = new ArrayBuffer(2 ** bits);
+    // Not zero-filled (new ArrayBuffer is): every byte is written before it is read.
+    ab = Buffer.allocUnsafeSlow(2 ** bits).buffer as ArrayBuffer;
     stats.allocated++;
   }
   lent.set(ab, bits);

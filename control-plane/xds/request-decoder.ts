@@ -9,10 +9,10 @@ const HEADER = 5;
 
 /**
  * Splits a gRPC request stream into framed messages (1-byte compressed flag, 4-byte length, payload), like grpc-js'
- * StreamDecoder (same interface, same limit check and error text). A message's chunks are kept as views until its
- * last byte arrives (many streams may be midway through one: HTTP/2 flow control splits large requests); then a
- * large one is assembled in a pooled buffer and compacted at once (compactNames, request-names.ts: its names
- * replaced by a recent equal run), so the buffer goes straight back to the free list. Installed on SotW calls only.
+ * StreamDecoder (same interface, same limit check and error text). A large message is copied into a pooled buffer
+ * as its chunks arrive (many streams may be midway through one: HTTP/2 flow control splits large requests) and
+ * compacted at once when complete (compactNames, request-names.ts: its names replaced by a recent equal run), so the
+ * buffer goes straight back to the free list; a small one is joined from views of its chunks. SotW calls only.
  */
 export class PooledStreamDecoder {
   readonly maxReadMessageLength: number;
@@ -22,6 +22,9 @@ export class PooledStreamDecoder {
   private remaining = -1;
   private length = 0;
   private parts: Buffer[] = [];
+  /** The pooled buffer a large message is being copied into, and how far it is filled. */
+  private target: Buffer | undefined;
+  private at = 0;
   /** The names runs of this stream's last large requests (see compactNames). */
   private readonly runs: Buffer[] = [];
 
@@ -46,9 +49,21 @@ export class PooledStreamDecoder {
         }
         this.length = length;
         this.remaining = length;
+        // A large message is copied into its pooled buffer as its bytes arrive, not kept as views until its last
+        // byte: a view would keep the whole HTTP/2 read buffer it points into alive, and with 1000 streams midway
+        // through their ACKs those buffers outlive young-generation collections and wait for a full GC.
+        if (HEADER + length >= POOL_MIN) {
+          this.target = takeBuffer(HEADER + length);
+          this.header.copy(this.target, 0);
+          this.at = HEADER;
+        }
       }
       const n = Math.min(this.remaining, data.length - pos);
-      if (n > 0) this.parts.push(data.subarray(pos, pos + n));
+      if (n > 0) {
+        const target = this.target;
+        if (target !== undefined) this.at += data.copy(target, this.at, pos, pos + n);
+        else this.parts.push(data.subarray(pos, pos + n));
+      }
       this.remaining -= n;
       pos += n;
       if (this.remaining === 0) out.push(this.finish());
@@ -61,11 +76,9 @@ export class PooledStreamDecoder {
     const parts = this.parts;
     this.parts = [];
     this.remaining = -1;
-    if (size < POOL_MIN) return Buffer.concat([this.header, ...parts], size);
-    const framed = takeBuffer(size);
-    this.header.copy(framed, 0);
-    let at = HEADER;
-    for (const part of parts) at += part.copy(framed, at);
+    const framed = this.target;
+    this.target = undefined;
+    if (framed === undefined) return Buffer.concat([this.header, ...parts], size);
     const compact = framed[0] === 0 ? compactNames(framed, this.runs) : undefined;
     if (!compact) return framed; // lent until the request reader has decoded it
     releaseBuffer(framed);
