@@ -1,11 +1,11 @@
 // Every cluster by name, kept in step with MeshConfig; the base dispatch (pick an endpoint, send on its pool).
 import type { PickContext } from '../lb/index.ts';
-import { LocalReplyError, mtlsHint, noCluster, noHealthyEndpoint } from '../listeners/errors.ts';
+import { type LocalReplyError, mtlsHint, noCluster, noHealthyEndpoint } from '../listeners/errors.ts';
 import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import type { ClusterConfig } from '../xds/model.ts';
 import { Cluster } from './cluster.ts';
 import type { ClusterStat, Endpoint } from './cluster.ts';
-import type { Dispatch, DispatchHandler, DispatchRequest } from './dispatch.ts';
+import type { Dispatch, DispatchController, DispatchHandler, DispatchRequest, Headers } from './dispatch.ts';
 import type { Connector } from './pool.ts';
 
 export class ClusterManager {
@@ -59,13 +59,19 @@ export class ClusterManager {
     return { cluster, endpoint };
   }
 
+  /** The base dispatch: per request, so it allocates nothing unless a retry or a hint may be needed (see choose()). */
   private send(req: DispatchRequest, handler: DispatchHandler): void {
-    const chosen = this.choose(req.cluster, req.hash);
-    if (chosen instanceof LocalReplyError) {
-      handler.onResponseError(chosen);
+    const cluster = this.clusters.get(req.cluster);
+    if (cluster === undefined) {
+      handler.onResponseError(noCluster(req.cluster));
       return;
     }
-    this.sendTo(chosen.cluster, chosen.endpoint, req, handler, true);
+    const endpoint = this.pick(cluster, req.hash);
+    if (endpoint === undefined) {
+      handler.onResponseError(noHealthyEndpoint(req.cluster));
+      return;
+    }
+    this.sendTo(cluster, endpoint, req, handler, true);
   }
 
   private sendTo(cluster: Cluster, endpoint: Endpoint, req: DispatchRequest, handler: DispatchHandler, mayRetry: boolean): void {
@@ -76,30 +82,22 @@ export class ClusterManager {
     if (this.connector === undefined && cluster.config.mtlsMode === 'STRICT' && endpoint.config.inboundPort !== undefined) h = withMtlsHint(h, req.cluster);
     // A connection that could not be made carried nothing: the request goes once more, to another endpoint (as
     // Envoy's connect-failure retry). An HTTP/1.1 body is read only once connected; an HTTP/2 one from the start.
-    if (mayRetry && (req.body === null || !h2)) h = this.retryOnConnectFailure(cluster, endpoint, req, h);
+    if (mayRetry && cluster.config.endpoints.length > 1 && (req.body === null || !h2)) h = new ConnectRetry(this, cluster, endpoint, req, h);
     endpoint.pool.request(req, h, h2);
   }
 
-  private retryOnConnectFailure(cluster: Cluster, failed: Endpoint, req: DispatchRequest, handler: DispatchHandler): DispatchHandler {
-    return {
-      onRequestStart: (c) => handler.onRequestStart(c),
-      onResponseStart: (s, hd) => handler.onResponseStart(s, hd),
-      onResponseData: (chunk) => handler.onResponseData(chunk),
-      onResponseEnd: (t) => handler.onResponseEnd(t),
-      onResponseError: (e) => {
-        if (e.code === 'SKEIN_UPSTREAM_CONNECT' && this.clusters.get(req.cluster) === cluster) {
-          for (let tries = 0; tries < 3; tries++) {
-            const other = this.pick(cluster, req.hash);
-            if (other === undefined) break;
-            if (other === failed) continue;
-            this.metrics.connectRetries.inc();
-            this.sendTo(cluster, other, req, handler, false);
-            return;
-          }
-        }
-        handler.onResponseError(e);
-      },
-    };
+  /** ConnectRetry's way back in: sends the request to an endpoint other than `failed`; false when there is none. */
+  retryElsewhere(cluster: Cluster, failed: Endpoint, req: DispatchRequest, handler: DispatchHandler): boolean {
+    if (this.clusters.get(req.cluster) !== cluster) return false;
+    for (let tries = 0; tries < 3; tries++) {
+      const other = this.pick(cluster, req.hash);
+      if (other === undefined) return false;
+      if (other === failed) continue;
+      this.metrics.connectRetries.inc();
+      this.sendTo(cluster, other, req, handler, false);
+      return true;
+    }
+    return false;
   }
 
   stats(): ClusterStat[] {
@@ -122,4 +120,42 @@ function withMtlsHint(handler: DispatchHandler, cluster: string): DispatchHandle
     onResponseEnd: (t) => handler.onResponseEnd(t),
     onResponseError: (e) => handler.onResponseError(e.reason === 'upstream_reset' || e.reason === 'upstream_connect_error' ? mtlsHint(e, cluster) : e),
   };
+}
+
+/** Passes everything through; a failed connection (nothing was sent) sends the request once more elsewhere. */
+class ConnectRetry implements DispatchHandler {
+  private readonly manager: ClusterManager;
+  private readonly cluster: Cluster;
+  private readonly failed: Endpoint;
+  private readonly req: DispatchRequest;
+  private readonly handler: DispatchHandler;
+
+  constructor(manager: ClusterManager, cluster: Cluster, failed: Endpoint, req: DispatchRequest, handler: DispatchHandler) {
+    this.manager = manager;
+    this.cluster = cluster;
+    this.failed = failed;
+    this.req = req;
+    this.handler = handler;
+  }
+
+  onRequestStart(c: DispatchController): void {
+    this.handler.onRequestStart(c);
+  }
+
+  onResponseStart(status: number, headers: Headers): void {
+    this.handler.onResponseStart(status, headers);
+  }
+
+  onResponseData(chunk: Buffer): boolean {
+    return this.handler.onResponseData(chunk);
+  }
+
+  onResponseEnd(trailers: Headers | undefined): void {
+    this.handler.onResponseEnd(trailers);
+  }
+
+  onResponseError(e: LocalReplyError): void {
+    if (e.code === 'SKEIN_UPSTREAM_CONNECT' && this.manager.retryElsewhere(this.cluster, this.failed, this.req, this.handler)) return;
+    this.handler.onResponseError(e);
+  }
 }
