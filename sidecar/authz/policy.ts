@@ -85,9 +85,3 @@ export function evaluate(policy: AuthzPolicy, caller: Caller, op: Operation | un
   }
   return { allowed: false, reason: 'no allow rule matched' };
 }
-
-/** True when a rule needs the request (methods or paths), so the policy must be enforced at L7. */
-export function hasOperations(policy: AuthzPolicy): boolean {
-  const rules = policy.allow === undefined ? policy.deny : [...policy.deny, ...policy.allow];
-  return rules.some((r) => r.to.some((o) => o.methods !== undefined || o.paths !== undefined));
-}
