@@ -120,6 +120,8 @@ export class H2Downstream implements DispatchHandler {
   private readonly grpc: boolean;
   private controller: DispatchController | undefined;
   private trailers: Headers | undefined;
+  /** The response head, held briefly (see onResponseStart). */
+  private head: http2.OutgoingHttpHeaders | undefined;
   private status = 0;
   private done = false;
 
@@ -142,20 +144,43 @@ export class H2Downstream implements DispatchHandler {
     if (this.stream.destroyed) return;
     const out = headers as http2.OutgoingHttpHeaders;
     out[':status'] = status;
-    this.stream.respond(out, { waitForTrailers: true });
+    // The head waits for the first body bytes or the end, at most until the next turn of the event loop. A response
+    // that ends with its head must stay one HEADERS frame that ends the stream: gRPC's trailers-only responses (an
+    // error status from the app) carry grpc-status there, and a client given headers, then an empty end, loses it.
+    this.head = out;
+    setImmediate(flushH2Head, this);
+  }
+
+  /** Sends the held response head: alone, ending the stream, or ahead of a body and trailers. */
+  sendHead(endStream: boolean): void {
+    const head = this.head;
+    if (head === undefined) return;
+    this.head = undefined;
+    if (this.stream.destroyed) return;
+    if (endStream) {
+      this.stream.respond(head, { endStream: true });
+      return;
+    }
+    this.stream.respond(head, { waitForTrailers: true });
     this.stream.once('wantTrailers', onWantTrailers);
   }
 
   onResponseData(chunk: Buffer): boolean {
     if (this.stream.destroyed) return true;
+    this.sendHead(false);
     const ok = this.stream.write(chunk);
     if (!ok) this.stream.once('drain', onH2Drain);
     return ok;
   }
 
   onResponseEnd(trailers: Headers | undefined): void {
-    this.trailers = trailers;
     this.finish(this.status);
+    if (this.head !== undefined && trailers === undefined) {
+      this.sendHead(true);
+      return;
+    }
+    this.trailers = trailers;
+    this.sendHead(false);
     if (!this.stream.destroyed) this.stream.end();
   }
 
@@ -168,6 +193,7 @@ export class H2Downstream implements DispatchHandler {
 
   onResponseError(error: LocalReplyError): void {
     this.scope.metrics.localError(error.reason);
+    this.head = undefined;
     if (this.stream.headersSent) {
       this.finish(this.status);
       this.stream.close(NGHTTP2_INTERNAL_ERROR);
@@ -199,6 +225,9 @@ function onH2Close(this: http2.ServerHttp2Stream): void {
 }
 function onH2Drain(this: http2.ServerHttp2Stream): void {
   (this as unknown as Record<symbol, H2Downstream>)[kEx]?.resume();
+}
+function flushH2Head(ex: H2Downstream): void {
+  ex.sendHead(false);
 }
 function onWantTrailers(this: http2.ServerHttp2Stream): void {
   (this as unknown as Record<symbol, H2Downstream>)[kEx]?.sendTrailers();
