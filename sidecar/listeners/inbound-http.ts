@@ -1,4 +1,4 @@
-// The inbound L7 path: an HTTP/1.1 server over each accepted connection checks every request, then forwards it to the app.
+// The inbound L7 path: every HTTP/1.1 request (and, through inbound-h2.ts, every HTTP/2 stream) is checked, then forwarded to the app.
 import http from 'node:http';
 import net from 'node:net';
 import type * as Undici from 'undici';
@@ -9,7 +9,7 @@ import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import { headerListFromRaw, stripHopByHop } from '../upstream/index.ts';
 import type { Headers, ProxyHeader, RequestHeadInfo } from '../upstream/index.ts';
 import { logger } from '../log.ts';
-import type { InboundHandler } from './inbound.ts';
+import { InboundH2Handler } from './inbound-h2.ts';
 import { localReplyText } from '../http1/response-head.ts';
 import { COMPLETE, NEED_MORE, ResponseReader } from '../http1/response-reader.ts';
 import type { FeedOutcome, ResponseSink } from '../http1/response-reader.ts';
@@ -37,8 +37,6 @@ export interface InboundHttpOptions {
   /** The current policy for an app port (looked up per request, so a config change applies to open connections). */
   readonly policyFor: (port: number) => InboundPolicy;
   readonly metrics: DataPlaneMetrics;
-  /** Where connections go that are not HTTP/1.1 (HTTP/2 prior knowledge): authorized at L4, then piped. */
-  readonly fallback: InboundHandler;
 }
 
 /** Describes the caller for logs and 403 bodies. */
@@ -49,6 +47,7 @@ function who(caller: Caller): string {
 export class InboundHttpHandler {
   private readonly options: InboundHttpOptions;
   private readonly server: http.Server;
+  private readonly h2: InboundH2Handler;
   /** Keep-alive connections to the app per app port (undici, one request per connection at a time). */
   private readonly pools = new Map<number, Pool>();
   private readonly head: RequestHeadInfo = { host: undefined, hasBody: false };
@@ -61,6 +60,7 @@ export class InboundHttpHandler {
 
   constructor(options: InboundHttpOptions) {
     this.options = options;
+    this.h2 = new InboundH2Handler({ appHost: options.appHost, policyFor: options.policyFor, metrics: options.metrics, identityHeader: PEER_IDENTITY_HEADER });
     this.server = http.createServer({ requestTimeout: 0, keepAliveTimeout: 60_000 }, (req, res) => this.request(req, res));
     this.server.on('clientError', (_err, socket: net.Socket) => socket.destroy());
     this.server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.upgrade(req, socket, head));
@@ -68,6 +68,20 @@ export class InboundHttpHandler {
 
   /** Takes a connection after its PROXY header; `rest` holds bytes already read past it. */
   handle(stream: net.Socket, appPort: number, header: ProxyHeader | undefined, rest: Buffer, caller: Caller): void {
+    if (rest.length < H2_PREFACE.length) {
+      // HTTP clients speak first: wait for enough bytes to tell HTTP/2 prior knowledge from HTTP/1.1.
+      stream.once('data', (chunk: Buffer) => {
+        stream.pause();
+        this.handle(stream, appPort, header, Buffer.concat([rest, chunk]), caller);
+      });
+      stream.resume();
+      return;
+    }
+    if (rest.subarray(0, H2_PREFACE.length).equals(H2_PREFACE)) {
+      // HTTP/2 (gRPC): judged per stream, like HTTP/1.1 requests.
+      this.h2.handle(stream, appPort, header?.sourceAddress, rest, caller);
+      return;
+    }
     if (this.undici === undefined) {
       stream.pause();
       this.loading ??= import('undici').then((m) => {
@@ -80,27 +94,6 @@ export class InboundHttpHandler {
           stream.destroy();
         },
       );
-      return;
-    }
-    if (rest.length < H2_PREFACE.length) {
-      // HTTP clients speak first: wait for enough bytes to tell HTTP/2 prior knowledge from HTTP/1.1.
-      stream.once('data', (chunk: Buffer) => {
-        stream.pause();
-        this.handle(stream, appPort, header, Buffer.concat([rest, chunk]), caller);
-      });
-      stream.resume();
-      return;
-    }
-    if (rest.subarray(0, H2_PREFACE.length).equals(H2_PREFACE)) {
-      // HTTP/2 is authorized per connection (rules with methods or paths are judged as Istio does for TCP).
-      const d = authorize(this.options.policyFor(appPort), caller, undefined);
-      if (!d.allowed) {
-        this.options.metrics.authzDenied.labels(d.service).inc();
-        log.warn('HTTP/2 connection denied by authorization policy', { peer: who(caller), service: d.service, reason: d.reason, source: header?.sourceAddress });
-        stream.destroy();
-        return;
-      }
-      this.options.fallback.handle(stream, appPort, header, rest);
       return;
     }
     (stream as WithConn)[kConn] = { appPort, caller, source: header?.sourceAddress };
@@ -147,7 +140,7 @@ export class InboundHttpHandler {
   /**
    * An Upgrade request (WebSocket): authorized like any request, then sent to the app on a connection of its own
    * and the two joined; the app's answer (101 or not) goes back as it is. An h2c upgrade would turn the connection
-   * into HTTP/2 streams no rule sees one by one, so it is judged per connection, as prior-knowledge HTTP/2 is.
+   * into HTTP/2 streams this server does not see one by one, so it is judged per connection, as a TCP stream is.
    */
   private upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
     const info = (socket as WithConn)[kConn];
@@ -191,6 +184,7 @@ export class InboundHttpHandler {
   }
 
   close(): void {
+    this.h2.close();
     this.server.closeAllConnections();
     this.server.close();
     for (const p of this.pools.values()) p.destroy().catch(() => {});

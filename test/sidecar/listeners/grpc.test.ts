@@ -3,25 +3,10 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { cluster, domains, endpoint, freePort, mesh, route, startPair } from './harness.ts';
 import type { Pair } from './harness.ts';
+import { bytes, ECHO_SERVICE, listenGrpc, unary } from './grpc-helpers.ts';
 
 const ECHO = 'outbound|50051||echo.default.svc.cluster.local';
 const REFUSED = 'outbound|50051||refused.default.svc.cluster.local';
-
-const bytes = (b: Buffer): Buffer => b;
-/** A hand-written service definition: raw bytes in and out, no .proto needed. */
-const service: grpc.ServiceDefinition = {
-  Say: { path: '/demo.Echo/Say', requestStream: false, responseStream: false, requestSerialize: bytes, requestDeserialize: bytes, responseSerialize: bytes, responseDeserialize: bytes },
-  Find: { path: '/demo.Echo/Find', requestStream: false, responseStream: false, requestSerialize: bytes, requestDeserialize: bytes, responseSerialize: bytes, responseDeserialize: bytes },
-  Watch: { path: '/demo.Echo/Watch', requestStream: false, responseStream: true, requestSerialize: bytes, requestDeserialize: bytes, responseSerialize: bytes, responseDeserialize: bytes },
-};
-
-export function unary(client: grpc.Client, path: string, body: string): Promise<{ error?: grpc.ServiceError; reply?: string }> {
-  return new Promise((resolve) => {
-    client.makeUnaryRequest(path, bytes, bytes, Buffer.from(body), (error, reply) => {
-      resolve(error ? { error: error as grpc.ServiceError } : { reply: String(reply) });
-    });
-  });
-}
 
 describe('gRPC through the pair (grpc-js on both ends)', () => {
   let pair: Pair;
@@ -30,7 +15,7 @@ describe('gRPC through the pair (grpc-js on both ends)', () => {
 
   beforeAll(async () => {
     server = new grpc.Server();
-    server.addService(service, {
+    server.addService(ECHO_SERVICE, {
       Say: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.from(`echo ${String(call.request)}`)),
       // An error with no message sent is a trailers-only response: one HEADERS frame with grpc-status, ending the stream.
       Find: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb({ code: grpc.status.NOT_FOUND, details: 'no such key: k1' }),
@@ -45,9 +30,7 @@ describe('gRPC through the pair (grpc-js on both ends)', () => {
         };
       },
     });
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
-    );
+    const port = await listenGrpc(server);
     const refused = await freePort();
     pair = await startPair([port]);
     pair.client.update(

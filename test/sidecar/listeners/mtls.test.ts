@@ -1,13 +1,14 @@
 // Tests mTLS between two real data planes: STRICT/PERMISSIVE inbound, SPIFFE checks at the outbound, authorization, pooling.
 import http from 'node:http';
-import http2 from 'node:http2';
 import net from 'node:net';
+import * as grpc from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { encodeProxyHeader } from '../../../sidecar/upstream/index.ts';
 import { StaticSource, type TestCa, testCa } from '../tls/mesh-helper.ts';
 import type { AuthzPolicy, ListenerConfig } from '../../../sidecar/xds/model.ts';
 import { closeServer, freePort, listen, request } from './harness.ts';
 import { apiMesh, metricValue, type Sidecar, startIdentityApp, startSidecar, SVC } from './mtls-harness.ts';
+import { startGrpcEcho, unary } from './grpc-helpers.ts';
 
 const WEB_ID = 'spiffe://mesh.test/ns/default/sa/web';
 const API_ID = 'spiffe://mesh.test/ns/default/sa/api';
@@ -311,47 +312,61 @@ describe('authorization at the inbound sidecar', () => {
     }
   });
 
-  it('HTTP/2 (gRPC) over mTLS: authorized per connection (allowed peer gets trailers, denied peer is reset)', async () => {
-    const grpc = http2.createServer();
-    grpc.on('stream', (stream) => {
-      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
-      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
-      stream.end('pong');
-    });
-    const grpcPort = await listen(grpc);
-    const call = (port: number) =>
-      new Promise<{ status: number; grpcStatus: string }>((resolve) => {
-        const session = http2.connect(`http://127.0.0.1:${port}`);
-        session.on('error', () => undefined);
-        const st = session.request({ ':method': 'POST', ':path': '/demo.Ping/Ping', ':authority': 'api.default', 'content-type': 'application/grpc', te: 'trailers' });
-        let status = 0;
-        st.on('response', (h) => (status = Number(h[':status'])));
-        st.on('trailers', (t) => {
-          resolve({ status, grpcStatus: String(t['grpc-status']) });
-          session.close();
-        });
-        st.on('error', () => undefined);
-        st.on('close', () => {
-          resolve({ status, grpcStatus: '' });
-          session.close();
-        });
-        st.resume();
-        st.end('ping');
-      });
+  it('HTTP/2 (gRPC) on the inbound L7 path: an app that refuses the connection is a readable UNAVAILABLE', async () => {
+    const deadPort = await freePort();
+    const server = await sidecar('default', 'api', [deadPort]);
+    const m = apiMesh(deadPort, server.inbound, { protocol: 'http2', authz: { allow: [{ from: [{ namespaces: ['default'] }], to: [] }], deny: [] } });
+    server.plane.update(m);
+    const web = await sidecar('default', 'web');
+    web.plane.update(m);
+    const c = new grpc.Client(`127.0.0.1:${web.outbound}`, grpc.credentials.createInsecure(), { 'grpc.default_authority': 'api.default' });
     try {
-      const server = await sidecar('default', 'api', [grpcPort]);
-      const m = apiMesh(grpcPort, server.inbound, { protocol: 'http2', authz: onlyWeb });
+      const r = await unary(c, '/demo.Echo/Say', 'hi');
+      expect(r.error?.code).toBe(grpc.status.UNAVAILABLE);
+      expect(r.error?.details).toContain(`upstream connect error: ECONNREFUSED app port ${deadPort}`);
+      expect(r.error?.metadata.get('x-skein-reason')).toEqual(['upstream_connect_error']);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('HTTP/2 (gRPC) over mTLS: every call is judged on its method path, with the policy of the moment', async () => {
+    const echo = await startGrpcEcho();
+    const clients: grpc.Client[] = [];
+    const channel = (s: Sidecar) => {
+      const c = new grpc.Client(`127.0.0.1:${s.outbound}`, grpc.credentials.createInsecure(), { 'grpc.default_authority': 'api.default' });
+      clients.push(c);
+      return c;
+    };
+    try {
+      const server = await sidecar('default', 'api', [echo.port]);
+      const webMayCall: AuthzPolicy = { allow: [{ from: [{ principals: [WEB_ID] }], to: [{ paths: ['/demo.Echo/Say', '/demo.Echo/Missing'] }] }], deny: [] };
+      const m = apiMesh(echo.port, server.inbound, { protocol: 'http2', authz: webMayCall });
       server.plane.update(m);
       const web = await sidecar('default', 'web');
       const batch = await sidecar('default', 'batch');
       web.plane.update(m);
       batch.plane.update(m);
-      expect(await call(web.outbound)).toEqual({ status: 200, grpcStatus: '0' });
-      const denied = await call(batch.outbound);
-      expect(denied.grpcStatus).not.toBe('0');
-      expect(await metricValue(server.registry, 'skein_authz_denied_total', { service: 'default/api' })).toBe(1);
+      const w = channel(web);
+      // The app sees the verified caller; a large message crosses the L7 relay whole (flow control both ways).
+      expect(await unary(w, '/demo.Echo/Say', 'hi')).toEqual({ reply: `hi peer=${WEB_ID}` });
+      const big = 'x'.repeat(1_000_000);
+      expect((await unary(w, '/demo.Echo/Say', big)).reply?.length).toBe(big.length + ` peer=${WEB_ID}`.length);
+      const admin = await unary(w, '/demo.Echo/Admin', '');
+      expect(admin.error?.code).toBe(grpc.status.PERMISSION_DENIED);
+      expect(admin.error?.details).toContain(`RBAC: access denied: ${WEB_ID} may not POST /demo.Echo/Admin on default/api`);
+      expect(admin.error?.metadata.get('x-skein-reason')).toEqual(['rbac_denied']);
+      // The app's own statuses pass through the relay, trailers-only ones included.
+      expect((await unary(w, '/demo.Echo/Missing', '')).error?.code).toBe(grpc.status.UNIMPLEMENTED);
+      expect((await unary(channel(batch), '/demo.Echo/Say', 'hi')).error?.code).toBe(grpc.status.PERMISSION_DENIED);
+      expect(await metricValue(server.registry, 'skein_authz_denied_total', { service: 'default/api' })).toBe(2);
+      // A policy change applies to the next call on a connection already open.
+      const none: AuthzPolicy = { allow: [{ from: [{ principals: [API_ID] }], to: [] }], deny: [] };
+      server.plane.update(apiMesh(echo.port, server.inbound, { protocol: 'http2', authz: none }));
+      expect((await unary(w, '/demo.Echo/Say', 'again')).error?.code).toBe(grpc.status.PERMISSION_DENIED);
     } finally {
-      await closeServer(grpc);
+      for (const c of clients) c.close();
+      echo.server.forceShutdown();
     }
   });
 });
