@@ -3,7 +3,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { cluster, domains, endpoint, freePort, mesh, route, startPair } from './harness.ts';
 import type { Pair } from './harness.ts';
-import { bytes, ECHO_SERVICE, listenGrpc, unary } from './grpc-helpers.ts';
+import { bytes, chat, ECHO_SERVICE, listenGrpc, unary } from './grpc-helpers.ts';
 
 const ECHO = 'outbound|50051||echo.default.svc.cluster.local';
 const REFUSED = 'outbound|50051||refused.default.svc.cluster.local';
@@ -19,6 +19,10 @@ describe('gRPC through the pair (grpc-js on both ends)', () => {
       Say: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.from(`echo ${String(call.request)}`)),
       // An error with no message sent is a trailers-only response: one HEADERS frame with grpc-status, ending the stream.
       Find: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb({ code: grpc.status.NOT_FOUND, details: 'no such key: k1' }),
+      Chat: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+        call.on('data', (m: Buffer) => call.write(Buffer.from(`re: ${String(m)}`)));
+        call.on('end', () => call.end());
+      },
       Watch: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
         const md = new grpc.Metadata();
         md.set('x-watch', 'started');
@@ -84,6 +88,15 @@ describe('gRPC through the pair (grpc-js on both ends)', () => {
       });
       await done;
       expect(got).toEqual(['metadata started', 'data one']);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('carries a bidirectional stream message by message (each reply before the next request)', async () => {
+    const c = client('echo.default:50051');
+    try {
+      expect(await chat(c, ['one', 'two', 'three'])).toEqual({ replies: ['re: one', 're: two', 're: three'], code: grpc.status.OK });
     } finally {
       c.close();
     }

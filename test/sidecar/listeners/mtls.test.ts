@@ -8,7 +8,7 @@ import { StaticSource, type TestCa, testCa } from '../tls/mesh-helper.ts';
 import type { AuthzPolicy, ListenerConfig } from '../../../sidecar/xds/model.ts';
 import { closeServer, freePort, listen, request } from './harness.ts';
 import { apiMesh, metricValue, type Sidecar, startIdentityApp, startSidecar, SVC } from './mtls-harness.ts';
-import { startGrpcEcho, unary } from './grpc-helpers.ts';
+import { chat, startGrpcEcho, unary } from './grpc-helpers.ts';
 
 const WEB_ID = 'spiffe://mesh.test/ns/default/sa/web';
 const API_ID = 'spiffe://mesh.test/ns/default/sa/api';
@@ -340,7 +340,7 @@ describe('authorization at the inbound sidecar', () => {
     };
     try {
       const server = await sidecar('default', 'api', [echo.port]);
-      const webMayCall: AuthzPolicy = { allow: [{ from: [{ principals: [WEB_ID] }], to: [{ paths: ['/demo.Echo/Say', '/demo.Echo/Missing'] }] }], deny: [] };
+      const webMayCall: AuthzPolicy = { allow: [{ from: [{ principals: [WEB_ID] }], to: [{ paths: ['/demo.Echo/Say', '/demo.Echo/Chat', '/demo.Echo/Missing'] }] }], deny: [] };
       const m = apiMesh(echo.port, server.inbound, { protocol: 'http2', authz: webMayCall });
       server.plane.update(m);
       const web = await sidecar('default', 'web');
@@ -352,6 +352,7 @@ describe('authorization at the inbound sidecar', () => {
       expect(await unary(w, '/demo.Echo/Say', 'hi')).toEqual({ reply: `hi peer=${WEB_ID}` });
       const big = 'x'.repeat(1_000_000);
       expect((await unary(w, '/demo.Echo/Say', big)).reply?.length).toBe(big.length + ` peer=${WEB_ID}`.length);
+      expect(await chat(w, ['a', 'b'])).toEqual({ replies: ['re: a', 're: b'], code: grpc.status.OK });
       const admin = await unary(w, '/demo.Echo/Admin', '');
       expect(admin.error?.code).toBe(grpc.status.PERMISSION_DENIED);
       expect(admin.error?.details).toContain(`RBAC: access denied: ${WEB_ID} may not POST /demo.Echo/Admin on default/api`);
