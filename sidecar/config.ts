@@ -1,6 +1,6 @@
 // Parses `skein sidecar` flags and environment into one frozen Config; every problem names its flag.
 import { isIP } from 'node:net';
-import { parseArgs } from 'node:util';
+import { nodeUtil } from './builtins.ts';
 import { ConfigInvalidError } from './errors.ts';
 
 export interface HostPort {
@@ -128,7 +128,7 @@ const DNS_LABELS = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9]
 export function parseConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): Config {
   let values: Partial<Record<keyof typeof OPTIONS, string | string[] | boolean>>;
   try {
-    ({ values } = parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: false }));
+    ({ values } = nodeUtil.parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: false }));
   } catch (err) {
     const msg = (err as Error).message;
     const flag = /'(-[^' ]+)/.exec(msg)?.[1] ?? /"(-[^" ]+)/.exec(msg)?.[1] ?? 'arguments';

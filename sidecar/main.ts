@@ -1,5 +1,5 @@
 // `skein sidecar`: wires config → data plane → xDS client → admin server, and drains on SIGTERM/SIGINT.
-import { readFileSync } from 'node:fs';
+import { nodeFs } from './builtins.ts';
 import { readFile } from 'node:fs/promises';
 import { flushCompileCache } from 'node:module';
 import { AdminServer, readinessOf } from './admin/server.ts';
@@ -28,7 +28,7 @@ export interface SidecarRunOptions {
 
 function packageVersion(): string {
   try {
-    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };
+    const pkg = JSON.parse(nodeFs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };
     return pkg.version ?? '0.0.0';
   } catch {
     return '0.0.0';

@@ -1,5 +1,6 @@
 // The sidecar's admin HTTP server: /ready, /healthz, /stats/prometheus, /config_dump, /clusters (loopback by default).
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { nodeHttp } from '../builtins.ts';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { AdminListenError } from '../errors.ts';
@@ -121,7 +122,7 @@ export class AdminServer {
 
   constructor(options: AdminServerOptions) {
     this.options = options;
-    this.server = createServer((req, res) => {
+    this.server = nodeHttp.createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
         if (!res.headersSent) send(res, 500, `admin: ${(err as Error).message}\n`);
         else res.destroy();

@@ -1,5 +1,7 @@
 // HTTP/1.1 response heads as text: status line and headers serialized once, body framing chosen from the request and response.
-import { STATUS_CODES } from 'node:http';
+import { nodeHttp } from '../builtins.ts';
+
+const { STATUS_CODES } = nodeHttp;
 
 type HeaderValue = string | string[] | number | undefined;
 

@@ -1,5 +1,6 @@
 // The inbound L7 path: every HTTP/1.1 request (and, through inbound-h2.ts, every HTTP/2 stream) is checked, then forwarded to the app.
-import http from 'node:http';
+import type http from 'node:http';
+import { nodeHttp } from '../builtins.ts';
 import net from 'node:net';
 import type * as Undici from 'undici';
 import type { Dispatcher, Pool } from 'undici';
@@ -61,7 +62,7 @@ export class InboundHttpHandler {
   constructor(options: InboundHttpOptions) {
     this.options = options;
     this.h2 = new InboundH2Handler({ appHost: options.appHost, policyFor: options.policyFor, metrics: options.metrics, identityHeader: PEER_IDENTITY_HEADER });
-    this.server = http.createServer({ requestTimeout: 0, keepAliveTimeout: 60_000 }, (req, res) => this.request(req, res));
+    this.server = nodeHttp.createServer({ requestTimeout: 0, keepAliveTimeout: 60_000 }, (req, res) => this.request(req, res));
     this.server.on('clientError', (_err, socket: net.Socket) => socket.destroy());
     this.server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.upgrade(req, socket, head));
   }

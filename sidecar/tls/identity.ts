@@ -1,8 +1,8 @@
 // The workload's identity: a local key, a CSR sent to the control plane's CA with our token, rotation at ~50% life.
-import { createPrivateKey, generateKeyPair, type KeyObject, X509Certificate } from 'node:crypto';
+import type { KeyObject, X509Certificate as X509Cert } from 'node:crypto';
+import { nodeCrypto, nodeUtil } from '../builtins.ts';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import type forgeModule from 'node-forge';
 import { certificateClientConstructor, type CertificateServiceClient } from '../../proto/index.ts';
@@ -13,7 +13,8 @@ import type { IdentitySource, TlsMaterial } from './contexts.ts';
 import { parseSpiffeId, spiffeIdOfCertificate } from './spiffe.ts';
 
 const log = logger('tls');
-const generateKeyPairAsync = promisify(generateKeyPair);
+const { createPrivateKey, generateKeyPair, X509Certificate } = nodeCrypto;
+const generateKeyPairAsync = nodeUtil.promisify(generateKeyPair);
 
 /** Getting or checking a workload certificate failed; the sidecar keeps retrying with backoff. */
 export class CertificateFetchError extends SkeinSidecarError {
@@ -62,19 +63,19 @@ export function checkIssued(res: CertificateResponse__Output, key: KeyObject, tr
   if (res.trust_bundle.length === 0) throw new CertificateFetchError('the CA answered with an empty trust bundle');
   const chain = res.cert_chain.map((pem) => new X509Certificate(pem));
   const roots = res.trust_bundle.map((pem) => new X509Certificate(pem));
-  const leaf = chain[0] as X509Certificate;
+  const leaf = chain[0] as X509Cert;
   if (!leaf.checkPrivateKey(key)) throw new CertificateFetchError('the issued certificate is not for our key');
   const spiffeId = spiffeIdOfCertificate(leaf);
   if (!spiffeId || parseSpiffeId(spiffeId)?.trustDomain !== trustDomain) {
     throw new CertificateFetchError(`the issued certificate names ${spiffeId ?? 'no SPIFFE ID'}, not an ID in ${trustDomain}`);
   }
   for (let i = 0; i + 1 < chain.length; i++) {
-    const [child, parent] = [chain[i] as X509Certificate, chain[i + 1] as X509Certificate];
+    const [child, parent] = [chain[i] as X509Cert, chain[i + 1] as X509Cert];
     if (!child.checkIssued(parent) || !child.verify(parent.publicKey)) {
       throw new CertificateFetchError(`certificate ${i} of the chain is not signed by certificate ${i + 1}`);
     }
   }
-  const top = chain[chain.length - 1] as X509Certificate;
+  const top = chain[chain.length - 1] as X509Cert;
   if (!roots.some((root) => top.checkIssued(root) && top.verify(root.publicKey))) {
     throw new CertificateFetchError('the issued chain does not lead to a root of the trust bundle');
   }

@@ -1,6 +1,9 @@
 // SPIFFE IDs on the wire: parse them, and read the one a peer certificate carries (its single URI SAN).
 import type { PeerCertificate, TLSSocket } from 'node:tls';
-import { X509Certificate } from 'node:crypto';
+import type { X509Certificate as X509Cert } from 'node:crypto';
+import { nodeCrypto } from '../builtins.ts';
+
+const { X509Certificate } = nodeCrypto;
 
 export interface SpiffeParts {
   readonly trustDomain: string;
@@ -39,7 +42,7 @@ export function uriSans(subjectAltName: string | undefined): string[] {
  * The SPIFFE ID of a certificate: its only URI SAN when that is a spiffe:// URI. A certificate with several URI
  * SANs is not a valid X.509-SVID and yields undefined, as does one with none.
  */
-export function spiffeIdOfCertificate(cert: Pick<PeerCertificate, 'subjectaltname'> | X509Certificate | undefined): string | undefined {
+export function spiffeIdOfCertificate(cert: Pick<PeerCertificate, 'subjectaltname'> | X509Cert | undefined): string | undefined {
   if (!cert) return undefined;
   const san = cert instanceof X509Certificate ? cert.subjectAltName : cert.subjectaltname;
   const uris = uriSans(san);

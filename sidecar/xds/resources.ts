@@ -1,5 +1,5 @@
 // Decodes and validates xDS resources of any of the four types, collecting every error with its field path.
-import { createHash } from 'node:crypto';
+import { nodeCrypto } from '../builtins.ts';
 import {
   type Cluster__Output,
   type ClusterLoadAssignment__Output,
@@ -53,7 +53,7 @@ export const KIND_LABEL: Readonly<Record<TypeUrl, string>> = {
 
 /** A content hash of a resource's bytes: the version used when the server gives none (state of the world). */
 export function contentVersion(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex').slice(0, 16);
+  return nodeCrypto.createHash('sha256').update(bytes).digest('hex').slice(0, 16);
 }
 
 function nameOf(typeUrl: TypeUrl, message: Record<string, unknown>): string {

@@ -1,5 +1,5 @@
 // The xDS client's accepted resources: applies updates, derives EDS/RDS interest, checks warming, builds MeshConfig.
-import { createHash } from 'node:crypto';
+import { nodeCrypto } from '../builtins.ts';
 import { TYPE_URL, type TypeUrl } from '../../proto/index.ts';
 import type { ClusterConfig, ListenerConfig, MeshConfig, RouteTableConfig } from './model.ts';
 import { clustersOfRoutes, type DecodedResource, KIND_LABEL } from './resources.ts';
@@ -59,7 +59,7 @@ export class ResourceStore {
 
   /** A version for a whole type computed from its resources (when a delta server sends no system_version_info). */
   digest(typeUrl: TypeUrl): string {
-    const h = createHash('sha256');
+    const h = nodeCrypto.createHash('sha256');
     for (const [name, r] of [...this.map(typeUrl)].sort(([a], [b]) => (a < b ? -1 : 1))) h.update(`${name}\0${r.version}\n`);
     return h.digest('hex').slice(0, 16);
   }

@@ -34,4 +34,12 @@ describe('module footprint', () => {
     // Its llhttp build (wasm and constants) is the sidecar's HTTP/1 parser; the client is what must wait.
     expect(urls.filter((u) => u.includes('/node_modules/undici/') && !u.includes('/undici/lib/llhttp/'))).toEqual([]);
   });
+
+  it("sidecar: does not load Node's own bundled undici (an ESM import of node:http would, through its lazy WebSocket export)", async () => {
+    const script = `await import(${JSON.stringify(`${ROOT}sidecar/main.ts`)}); process.stdout.write(JSON.stringify(process.moduleLoadList));`;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT });
+    const loaded = JSON.parse(stdout) as string[];
+    expect(loaded).toContain('NativeModule http2'); // the list is the real one
+    expect(loaded.filter((m) => m.includes('internal/deps/undici') || m.includes('internal/crypto/webcrypto'))).toEqual([]);
+  });
 });
