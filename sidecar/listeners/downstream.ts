@@ -6,7 +6,7 @@ import type { ClusterRequestMetrics, DataPlaneMetrics } from '../telemetry/metri
 import type { LocalReason, LocalReplyError } from './errors.ts';
 import { exchangeEnded, exchangeStarted } from './idle.ts';
 import type { HeldExchange } from './idle.ts';
-import { replyH2 } from './local-reply.ts';
+import { grpcMessage, REASON_HEADER, replyH2 } from './local-reply.ts';
 
 const kEx = Symbol('skein.downstream');
 
@@ -196,6 +196,13 @@ export class H2Downstream implements DispatchHandler {
     this.head = undefined;
     if (this.stream.headersSent) {
       this.finish(this.status);
+      if (this.grpc && !this.stream.destroyed) {
+        // A gRPC response broken midway ends with UNAVAILABLE naming the cause (what a client talking to the app
+        // directly reads when the connection drops, and retries), rather than a reset grpc-js reports as INTERNAL.
+        this.trailers = { 'grpc-status': '14', 'grpc-message': grpcMessage(error.message), [REASON_HEADER]: error.reason };
+        this.stream.end();
+        return;
+      }
       this.stream.close(NGHTTP2_INTERNAL_ERROR);
       return;
     }

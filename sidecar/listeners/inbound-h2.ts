@@ -5,7 +5,8 @@ import { authorize, type Caller, type InboundPolicy } from '../authz/index.ts';
 import { normalizeTarget } from '../authz/path.ts';
 import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import { logger } from '../log.ts';
-import { replyH2 } from './local-reply.ts';
+import { grpcMessage, REASON_HEADER, replyH2 } from './local-reply.ts';
+import { trackSettings, whenSettled } from '../upstream/h2-settings.ts';
 
 const log = logger('authz');
 
@@ -93,15 +94,24 @@ export class InboundH2Handler {
     out[':path'] = path;
     if (info.caller.principal !== undefined) out[this.options.identityHeader] = info.caller.principal;
     const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
-    let up: http2.ClientHttp2Stream;
-    try {
-      up = this.session(info.appPort).request(out, { endStream });
-    } catch (err) {
-      this.failed(stream, info.appPort, err as NodeJS.ErrnoException, grpc);
-      return;
-    }
-    relay(stream, up, (err) => this.failed(stream, info.appPort, err, grpc));
-    if (!endStream) stream.pipe(up);
+    const appPort = info.appPort;
+    const session = this.session(appPort);
+    whenSettled(
+      session,
+      () => {
+        if (stream.destroyed || stream.closed) return;
+        let up: http2.ClientHttp2Stream;
+        try {
+          up = session.request(out, { endStream });
+        } catch (err) {
+          this.failed(stream, appPort, err as NodeJS.ErrnoException, grpc);
+          return;
+        }
+        relay(stream, up, appPort, grpc, (err) => this.failed(stream, appPort, err, grpc));
+        if (!endStream) stream.pipe(up);
+      },
+      (err) => this.failed(stream, appPort, err, grpc),
+    );
   }
 
   private session(port: number): http2.ClientHttp2Session {
@@ -109,6 +119,7 @@ export class InboundH2Handler {
     if (current !== undefined && !current.closed && !current.destroyed) return current;
     const host = this.options.appHost.includes(':') ? `[${this.options.appHost}]` : this.options.appHost;
     const s = http2.connect(`http://${host}:${port}`);
+    trackSettings(s);
     s.on('error', (err: NodeJS.ErrnoException) => log.debug('app HTTP/2 session failed', { port, code: err.code }));
     const forget = (): void => {
       if (this.upstream.get(port) === s) this.upstream.delete(port);
@@ -137,11 +148,20 @@ export class InboundH2Handler {
 
 /**
  * Relays the app's response to the caller: the head at once (alone and ending the stream when it is the whole response,
- * as gRPC's trailers-only errors are), then body and trailers; a reset on either side resets the other.
+ * as gRPC's trailers-only errors are), then body and trailers. A response the app breaks off (a reset, a dropped
+ * connection) is never passed on as complete: the caller's stream is reset, or for gRPC ends with UNAVAILABLE naming
+ * the cause. A reset from the caller cancels the app's stream.
  */
-function relay(stream: http2.ServerHttp2Stream, up: http2.ClientHttp2Stream, failed: (err: NodeJS.ErrnoException) => void): void {
+function relay(
+  stream: http2.ServerHttp2Stream,
+  up: http2.ClientHttp2Stream,
+  appPort: number,
+  grpc: boolean,
+  failed: (err: NodeJS.ErrnoException) => void,
+): void {
   let trailers: http2.OutgoingHttpHeaders | undefined;
   let answered = false;
+  let headOnly = false;
   let settled = false;
   const fail = (err: NodeJS.ErrnoException): void => {
     if (settled) return;
@@ -154,12 +174,13 @@ function relay(stream: http2.ServerHttp2Stream, up: http2.ClientHttp2Stream, fai
     const head: http2.OutgoingHttpHeaders = {};
     for (const name in h) head[name] = h[name];
     if ((flags & NGHTTP2_FLAG_END_STREAM) !== 0) {
+      headOnly = true;
       stream.respond(head, { endStream: true });
       return;
     }
     stream.respond(head, { waitForTrailers: true });
     stream.once('wantTrailers', () => stream.sendTrailers(trailers ?? {}));
-    up.pipe(stream);
+    up.pipe(stream, { end: false });
   });
   up.on('trailers', (h: http2.IncomingHttpHeaders) => {
     trailers = {};
@@ -167,16 +188,20 @@ function relay(stream: http2.ServerHttp2Stream, up: http2.ClientHttp2Stream, fai
   });
   up.on('error', (err: NodeJS.ErrnoException) => {
     if (!answered) fail(err);
-    else if (!stream.destroyed) stream.close(NGHTTP2_INTERNAL_ERROR);
   });
   up.on('close', () => {
-    if (stream.destroyed || stream.closed) return;
+    if (stream.destroyed || stream.closed || headOnly) return;
     const rst = up.rstCode ?? NGHTTP2_NO_ERROR;
     if (!answered) {
       const err = new Error(`stream closed before the response: RST_STREAM(${rst})`) as NodeJS.ErrnoException;
       err.code = `RST_STREAM(${rst})`;
       fail(err);
-    } else if (rst !== NGHTTP2_NO_ERROR) stream.close(rst);
+    } else if (rst === NGHTTP2_NO_ERROR && up.readableEnded) stream.end();
+    else if (grpc && stream.headersSent) {
+      const message = `upstream reset: RST_STREAM(${rst}) app port ${appPort} (the response broke off)`;
+      trailers = { 'grpc-status': '14', 'grpc-message': grpcMessage(message), [REASON_HEADER]: 'upstream_reset' };
+      stream.end();
+    } else stream.close(NGHTTP2_INTERNAL_ERROR);
   });
   stream.on('close', () => {
     if (!up.closed && !up.destroyed) up.close(NGHTTP2_CANCEL);

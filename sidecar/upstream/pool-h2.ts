@@ -4,6 +4,7 @@ import type { DispatchController, DispatchHandler, DispatchRequest, Headers } fr
 import { upstreamReset } from '../listeners/errors.ts';
 import type { EndpointPool } from './pool.ts';
 import { upstreamError } from './pool.ts';
+import { whenSettled } from './h2-settings.ts';
 
 const { HTTP2_HEADER_STATUS } = http2.constants;
 
@@ -19,7 +20,7 @@ class H2Exchange implements DispatchController {
   readonly pool: EndpointPool;
   private readonly handler: DispatchHandler;
   private readonly startedAt: number;
-  private readonly stream: http2.ClientHttp2Stream | undefined;
+  private stream: http2.ClientHttp2Stream | undefined;
   private trailers: Headers | undefined;
   private started = false;
   private finished = false;
@@ -45,11 +46,28 @@ class H2Exchange implements DispatchController {
     }
     // gRPC needs `te: trailers`; it is the one hop-by-hop header HTTP/2 allows.
     if (req.wantsH2) headers['te'] = 'trailers';
+    handler.onRequestStart(this);
+    let session: http2.ClientHttp2Session;
+    try {
+      session = pool.session();
+    } catch (err) {
+      this.fail(err as NodeJS.ErrnoException);
+      return;
+    }
+    whenSettled(
+      session,
+      () => this.open(session, headers, req.body),
+      (err) => this.fail(err),
+    );
+  }
+
+  /** Opens the stream once the session can take it (see whenSettled); the request body follows. */
+  private open(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, body: DispatchRequest['body']): void {
+    if (this.finished) return;
     let stream: http2.ClientHttp2Stream;
     try {
-      stream = pool.session().request(headers, { endStream: req.body === null });
+      stream = session.request(headers, { endStream: body === null });
     } catch (err) {
-      handler.onRequestStart(this);
       this.fail(err as NodeJS.ErrnoException);
       return;
     }
@@ -61,8 +79,7 @@ class H2Exchange implements DispatchController {
     stream.on('end', onEnd);
     stream.on('error', onError);
     stream.on('close', onClose);
-    if (req.body !== null) req.body.pipe(stream);
-    handler.onRequestStart(this);
+    if (body !== null) body.pipe(stream);
   }
 
   response(h: http2.IncomingHttpHeaders): void {
@@ -87,8 +104,11 @@ class H2Exchange implements DispatchController {
 
   end(): void {
     if (this.finished) return;
-    // A stream that ends without a response (the peer closed the session) is a reset, not an empty answer.
-    if (!this.started) {
+    // A stream that ends without a response (the peer closed the session) is a reset, not an empty answer. Node also
+    // ends the readable side of a stream that was reset or whose connection died (rstCode set by then): passing that
+    // on as a complete response would truncate it silently.
+    const rst = this.stream?.rstCode;
+    if (!this.started || (rst !== undefined && rst !== http2.constants.NGHTTP2_NO_ERROR)) {
       this.closed();
       return;
     }

@@ -9,6 +9,7 @@ import type { DispatchHandler, DispatchRequest } from './dispatch.ts';
 import { encodeProxyHeader } from './proxy-protocol.ts';
 import { H1Pool } from './pool-h1.ts';
 import { sendH2 } from './pool-h2.ts';
+import { trackSettings } from './h2-settings.ts';
 
 const log = logger('upstream');
 
@@ -164,6 +165,7 @@ export class EndpointPool {
       return s;
     }
     const session = http2.connect(`http://${this.dialTarget}`, { createConnection: () => this.connect() });
+    trackSettings(session);
     session.once('connect', () => (this.sessionReadyAt = this.load.sent()));
     session.on('error', (err) => log.debug('h2 session error', { target: this.dialTarget, code: (err as NodeJS.ErrnoException).code }));
     session.on('close', () => {

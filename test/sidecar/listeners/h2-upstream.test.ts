@@ -1,0 +1,122 @@
+// HTTP/2 upstreams that break a response off or limit concurrent streams, through the pair: L4 pipe and L7 relay inbound.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import http2 from 'node:http2';
+import * as grpc from '@grpc/grpc-js';
+import { closeServer, cluster, domains, endpoint, listen, mesh, route, startPair } from './harness.ts';
+import type { Pair } from './harness.ts';
+import { bytes, ECHO_SERVICE, unary } from './grpc-helpers.ts';
+import type { ClusterConfig } from '../../../sidecar/xds/model.ts';
+
+const BROKEN = 'outbound|8080||broken.default.svc.cluster.local';
+const LIMITED = 'outbound|50051||limited.default.svc.cluster.local';
+const ANYONE = { allow: [{ from: [], to: [] }], deny: [] };
+
+/** An HTTP/2 app that answers with headers and 16 KiB, then drops the connection: the response is incomplete. */
+function brokenApp(): http2.Http2Server {
+  const server = http2.createServer();
+  server.on('stream', (stream, h) => {
+    stream.on('error', () => {});
+    const grpcCall = String(h['content-type']).startsWith('application/grpc');
+    stream.respond({ ':status': 200, 'content-type': grpcCall ? 'application/grpc' : 'application/octet-stream' });
+    const message = Buffer.alloc(5 + 16384, 1);
+    message.writeUInt8(0, 0);
+    message.writeUInt32BE(16384, 1);
+    stream.write(grpcCall ? message : Buffer.alloc(16384, 1), () => setTimeout(() => stream.session?.socket.destroy(), 20));
+  });
+  return server;
+}
+
+/** Fetches over h2c; resolves how the stream ended: 'complete' (END_STREAM) or 'reset'. */
+function fetchH2(port: number, authority: string): Promise<{ status: number; bytes: number; ended: 'complete' | 'reset' }> {
+  return new Promise((resolve) => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => {});
+    const st = session.request({ ':path': '/big', ':authority': authority });
+    let status = 0;
+    let n = 0;
+    let ended = false;
+    st.on('response', (h) => (status = Number(h[':status'])));
+    st.on('data', (c: Buffer) => (n += c.length));
+    st.on('end', () => (ended = st.rstCode === undefined || st.rstCode === 0));
+    st.on('error', () => {});
+    st.on('close', () => {
+      resolve({ status, bytes: n, ended: ended && st.rstCode === 0 ? 'complete' : 'reset' });
+      session.close();
+    });
+  });
+}
+
+describe.each([
+  ['L4 pipe inbound', {}],
+  ['L7 relay inbound (a policy on the Service)', { authz: ANYONE }],
+] as Array<[string, Partial<ClusterConfig>]>)('HTTP/2 upstreams through the pair, %s', (_name, security) => {
+  let pair: Pair;
+  let broken: http2.Http2Server;
+  let limited: grpc.Server;
+  let brokenPort: number;
+  let limitedPort: number;
+
+  beforeAll(async () => {
+    broken = brokenApp();
+    brokenPort = await listen(broken);
+    limited = new grpc.Server({ 'grpc.max_concurrent_streams': 4 });
+    limited.addService(ECHO_SERVICE, {
+      Say: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => setTimeout(() => cb(null, call.request), 100),
+    });
+    limitedPort = await new Promise<number>((resolve, reject) =>
+      limited.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    );
+    pair = await startPair([brokenPort, limitedPort]);
+    const m = mesh(
+      [
+        cluster(BROKEN, [endpoint(brokenPort, pair.inbound)], { protocol: 'http2', ...security }),
+        cluster(LIMITED, [endpoint(limitedPort, pair.inbound)], { protocol: 'http2', ...security }),
+      ],
+      [
+        { name: 'broken', domains: domains('broken', 'default', '10.96.0.30', 8080, false), routes: [route(BROKEN)] },
+        { name: 'limited', domains: domains('limited', 'default', '10.96.0.31', 50051, false), routes: [route(LIMITED)] },
+      ],
+    );
+    pair.client.update(m);
+    pair.server.update(m);
+  });
+
+  afterAll(async () => {
+    limited.forceShutdown();
+    await pair.close();
+    await closeServer(broken);
+  });
+
+  it('an app that drops its connection midway: the h2c client sees a reset, never a complete response', async () => {
+    const r = await fetchH2(pair.outbound, 'broken.default:8080');
+    expect(r.status).toBe(200);
+    expect(r.ended).toBe('reset');
+  });
+
+  it('a gRPC stream the app breaks off ends UNAVAILABLE with the reason, as a dropped connection reads directly', async () => {
+    const c = new grpc.Client(`127.0.0.1:${pair.outbound}`, grpc.credentials.createInsecure(), { 'grpc.default_authority': 'broken.default:8080' });
+    try {
+      const call = c.makeServerStreamRequest('/demo.Echo/Watch', bytes, bytes, Buffer.from('w'));
+      let messages = 0;
+      call.on('data', () => messages++);
+      call.on('error', () => {});
+      const status = await new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
+      expect(messages).toBe(1);
+      expect(status.code).toBe(grpc.status.UNAVAILABLE);
+      expect(status.details).toContain('upstream reset');
+    } finally {
+      c.close();
+    }
+  });
+
+  it('a burst on a new connection to an app that limits concurrent streams: every call succeeds', async () => {
+    const c = new grpc.Client(`127.0.0.1:${pair.outbound}`, grpc.credentials.createInsecure(), { 'grpc.default_authority': 'limited.default:50051' });
+    try {
+      const results = await Promise.all(Array.from({ length: 24 }, (_, i) => unary(c, '/demo.Echo/Say', `n${i}`)));
+      expect(results.filter((r) => r.error !== undefined).map((r) => r.error?.details)).toEqual([]);
+      expect(results.map((r) => r.reply)).toEqual(Array.from({ length: 24 }, (_, i) => `n${i}`));
+    } finally {
+      c.close();
+    }
+  });
+});
