@@ -38,6 +38,19 @@ export interface InboundHttpOptions {
   /** The current policy for an app port (looked up per request, so a config change applies to open connections). */
   readonly policyFor: (port: number) => InboundPolicy;
   readonly metrics: DataPlaneMetrics;
+  /** The largest request head accepted, in KiB (default 60, as on the outbound side). */
+  readonly maxRequestHeadersKb?: number;
+}
+
+/** A request node's parser refused: answered as the outbound side would (431 or 400, with x-skein-reason), then closed. */
+function clientError(err: NodeJS.ErrnoException, socket: net.Socket): void {
+  if (socket.writable && (socket as net.Socket & { _httpMessage?: unknown })._httpMessage == null) {
+    const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+    const message = tooLarge ? 'request headers too large' : `malformed HTTP request: ${err.code ?? err.message}`;
+    socket.end(localReplyText(tooLarge ? 431 : 400, 'x-skein-reason', tooLarge ? 'headers_too_large' : 'bad_request', message, 'close', true), 'latin1');
+    return;
+  }
+  socket.destroy();
 }
 
 /** Describes the caller for logs and 403 bodies. */
@@ -62,8 +75,13 @@ export class InboundHttpHandler {
   constructor(options: InboundHttpOptions) {
     this.options = options;
     this.h2 = new InboundH2Handler({ appHost: options.appHost, policyFor: options.policyFor, metrics: options.metrics, identityHeader: PEER_IDENTITY_HEADER });
-    this.server = nodeHttp.createServer({ requestTimeout: 0, keepAliveTimeout: 60_000 }, (req, res) => this.request(req, res));
-    this.server.on('clientError', (_err, socket: net.Socket) => socket.destroy());
+    // Request heads as large as the outbound side accepts (Envoy's 60 KiB default), not node's 16 KiB: adding a
+    // policy must not break large cookies or tokens.
+    this.server = nodeHttp.createServer(
+      { requestTimeout: 0, keepAliveTimeout: 60_000, maxHeaderSize: (options.maxRequestHeadersKb ?? 60) * 1024 },
+      (req, res) => this.request(req, res),
+    );
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => clientError(err, socket));
     this.server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.upgrade(req, socket, head));
   }
 
@@ -133,9 +151,18 @@ export class InboundHttpHandler {
     }
     if (info.caller.principal !== undefined) headers.push(PEER_IDENTITY_HEADER, info.caller.principal);
     if (head.host !== undefined) headers.push('host', head.host);
-    const exchange = new AppExchange(res, info.appPort);
+    const options: Dispatcher.DispatchOptions = { method, path, headers, body: head.hasBody ? req : null };
+    const exchange = new AppExchange(res, info.appPort, head.hasBody ? undefined : (ex) => this.sendFresh(info.appPort, options, ex));
     res.on('close', () => exchange.closed());
-    this.pool(info.appPort).dispatch({ method, path, headers, body: head.hasBody ? req : null }, exchange);
+    this.pool(info.appPort).dispatch(options, exchange);
+  }
+
+  /** Sends a request on a connection of its own, closed after it (the pool could hand out one the app just closed). */
+  private sendFresh(port: number, options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
+    const { Client } = this.undici as typeof Undici;
+    const client = new Client(this.origin(port), { keepAliveTimeout: 1, headersTimeout: 0, bodyTimeout: 0 });
+    client.dispatch(options, handler);
+    client.close().catch(() => {});
   }
 
   /**
@@ -177,11 +204,15 @@ export class InboundHttpHandler {
     let p = this.pools.get(port);
     if (p === undefined) {
       const { Pool } = this.undici as typeof Undici;
-      const host = this.options.appHost.includes(':') ? `[${this.options.appHost}]` : this.options.appHost;
-      p = new Pool(`http://${host}:${port}`, { pipelining: 1, keepAliveTimeout: 60_000, headersTimeout: 0, bodyTimeout: 0, allowH2: false });
+      p = new Pool(this.origin(port), { pipelining: 1, keepAliveTimeout: 60_000, headersTimeout: 0, bodyTimeout: 0, allowH2: false });
       this.pools.set(port, p);
     }
     return p;
+  }
+
+  private origin(port: number): string {
+    const host = this.options.appHost.includes(':') ? `[${this.options.appHost}]` : this.options.appHost;
+    return `http://${host}:${port}`;
   }
 
   close(): void {
@@ -193,16 +224,24 @@ export class InboundHttpHandler {
   }
 }
 
+/** undici's errors for a connection the app closed before answering (the keep-alive race). */
+const CLOSED_CODES = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
+/** Errors of a connection that could not be made at all. */
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT']);
+
 /** One request to the app, undici's handler: the response goes straight to the caller's ServerResponse. */
 class AppExchange implements Dispatcher.DispatchHandler {
   private readonly res: http.ServerResponse;
   private readonly appPort: number;
   private controller: Dispatcher.DispatchController | undefined;
   private done = false;
+  /** Sends the request again (requests without a body, once): see onResponseError. */
+  private resend: ((exchange: AppExchange) => void) | undefined;
 
-  constructor(res: http.ServerResponse, appPort: number) {
+  constructor(res: http.ServerResponse, appPort: number, resend: ((exchange: AppExchange) => void) | undefined) {
     this.res = res;
     this.appPort = appPort;
+    this.resend = resend;
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -211,6 +250,8 @@ class AppExchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[]>): void {
+    // Informational responses (102, 103 Early Hints) are not relayed, as on the other paths: the final one follows.
+    if (status < 200) return;
     this.res.writeHead(status, stripHopByHop(headers as Headers) as http.OutgoingHttpHeaders);
   }
 
@@ -231,8 +272,21 @@ class AppExchange implements Dispatcher.DispatchHandler {
     this.done = true;
     const code = (err as NodeJS.ErrnoException).code ?? 'error';
     log.debug('app request failed', { port: this.appPort, code });
-    if (this.res.headersSent) this.res.destroy();
-    else replyH1(this.res, 503, 'upstream_connect_error', `upstream connect error: ${code} app port ${this.appPort}`, true);
+    if (this.res.headersSent) {
+      this.res.destroy();
+      return;
+    }
+    const resend = this.resend;
+    if (resend !== undefined && CLOSED_CODES.has(code)) {
+      // A kept-alive connection the app closed just as the request went out (its idle timeout): the request never
+      // reached it, so it goes once more on a fresh connection, as on the outbound side. Only without a body.
+      this.resend = undefined;
+      this.done = false;
+      resend(this);
+      return;
+    }
+    if (CONNECT_CODES.has(code)) replyH1(this.res, 503, 'upstream_connect_error', `upstream connect error: ${code} app port ${this.appPort}`, true);
+    else replyH1(this.res, 503, 'upstream_reset', `upstream reset: ${code} app port ${this.appPort} (the app closed the connection before a full response)`, true);
   }
 
   /** The caller's response closed: abandon the app request if it is still running. */

@@ -92,7 +92,7 @@ export function createDataPlane(options: DataPlaneOptions, registry: Registry): 
       tls: options.tls,
       policyFor,
       metrics,
-      http: new InboundHttpHandler({ appHost, policyFor, metrics }),
+      http: new InboundHttpHandler({ appHost, policyFor, metrics, maxRequestHeadersKb: options.maxRequestHeadersKb }),
     },
   );
   const tcp = new TcpListeners(options.outbound.host, manager, metrics);

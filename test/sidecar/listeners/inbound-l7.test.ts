@@ -1,0 +1,97 @@
+// The inbound L7 HTTP/1.1 path (a Service with a policy) against apps that send 1xx, get large heads, or drop idle connections.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import http from 'node:http';
+import net from 'node:net';
+import { encodeProxyHeader } from '../../../sidecar/upstream/index.ts';
+import { closeServer, cluster, domains, endpoint, listen, mesh, raw, request, route, startPair } from './harness.ts';
+import type { Pair } from './harness.ts';
+
+const HINTS = 'outbound|80||hints.default.svc.cluster.local';
+const RACE = 'outbound|80||race.default.svc.cluster.local';
+const ANYONE = { allow: [{ from: [], to: [] }], deny: [] };
+
+/** An app that answers every second request on a connection by closing it unanswered, as an idle timeout firing would. */
+function raceApp(): { server: net.Server; connections: () => number } {
+  let connections = 0;
+  const server = net.createServer((socket) => {
+    connections++;
+    let seen = 0;
+    let buf = '';
+    socket.on('data', (d) => {
+      buf += String(d);
+      while (buf.includes('\r\n\r\n')) {
+        buf = buf.slice(buf.indexOf('\r\n\r\n') + 4);
+        seen++;
+        if (seen === 2) {
+          socket.destroy();
+          return;
+        }
+        socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok');
+      }
+    });
+    socket.on('error', () => {});
+  });
+  return { server, connections: () => connections };
+}
+
+describe('the inbound L7 HTTP/1.1 path', () => {
+  let pair: Pair;
+  let hints: http.Server;
+  let race: ReturnType<typeof raceApp>;
+  let hintsPort: number;
+
+  beforeAll(async () => {
+    hints = http.createServer({ maxHeaderSize: 65536 }, (req, res) => {
+      res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
+      res.end(`cookie ${String(req.headers.cookie ?? '').length}`);
+    });
+    hintsPort = await listen(hints);
+    race = raceApp();
+    const racePort = await listen(race.server);
+    pair = await startPair([hintsPort, racePort]);
+    const m = mesh(
+      [cluster(HINTS, [endpoint(hintsPort, pair.inbound)], { authz: ANYONE }), cluster(RACE, [endpoint(racePort, pair.inbound)], { authz: ANYONE })],
+      [
+        { name: 'hints', domains: domains('hints', 'default', '10.96.0.40', 80, true), routes: [route(HINTS)] },
+        { name: 'race', domains: domains('race', 'default', '10.96.0.41', 80, true), routes: [route(RACE)] },
+      ],
+    );
+    pair.client.update(m);
+    pair.server.update(m);
+  });
+
+  afterAll(async () => {
+    await pair.close();
+    await closeServer(hints);
+    await closeServer(race.server);
+  });
+
+  it('relays the final response after a 103 Early Hints, and takes request heads up to 60 KiB', async () => {
+    const r = await request(pair.outbound, { host: 'hints.default', path: '/' });
+    expect(r.status).toBe(200);
+    expect(r.body).toBe('cookie 0');
+    const cookie = `a=${'x'.repeat(20_000)}`;
+    const big = await request(pair.outbound, { host: 'hints.default', path: '/', headers: { cookie } });
+    expect(big.status).toBe(200);
+    expect(big.body).toBe(`cookie ${cookie.length}`);
+  });
+
+  it('answers a malformed request with a readable 400', async () => {
+    const out = await raw(pair.inbound, Buffer.concat([encodeProxyHeader('127.0.0.1', 0, '127.0.0.1', hintsPort), Buffer.from('GET / HTTP/1.1\r\nhost: x\r\ncontent-length: nope\r\n\r\n')]));
+    expect(out).toMatch(/^HTTP\/1\.1 400 /);
+    expect(out).toContain('x-skein-reason: bad_request');
+  });
+
+  it('sends a bodiless request again when the app closed the kept-alive connection it went out on', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      for (let i = 0; i < 4; i++) {
+        const r = await request(pair.outbound, { host: 'race.default', path: `/n${i}`, agent });
+        expect(r.status, `request ${i}: ${r.body}`).toBe(200);
+      }
+    } finally {
+      agent.destroy();
+    }
+    expect(race.connections()).toBeGreaterThanOrEqual(2);
+  });
+});
