@@ -36,6 +36,13 @@ export class PeerIdentityError extends SkeinSidecarError {
   }
 }
 
+/** The peer closed the connection before the TLS handshake finished (it gave up, or timed out on its side). */
+export class HandshakeAbortedError extends SkeinSidecarError {
+  constructor() {
+    super('SKEIN_TLS_HANDSHAKE_ABORTED', 'the peer closed the connection before the TLS handshake finished');
+  }
+}
+
 /**
  * A `checkServerIdentity` for tls.connect that replaces host-name checks with SPIFFE ID checks: the peer's only
  * URI SAN must be one of `allowed` (the identities the control plane lists for the destination).
@@ -185,7 +192,7 @@ export class TlsContexts {
       socket.once('close', () => {
         const waiting = this.#pending.get(key);
         this.#pending.delete(key);
-        waiting?.reject(new PeerIdentityError(undefined, 'an authenticated peer (connection closed during the handshake)'));
+        waiting?.reject(new HandshakeAbortedError());
       });
       if (head && head.length > 0) socket.unshift(head);
       handoff.emit('connection', socket);

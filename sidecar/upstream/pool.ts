@@ -107,8 +107,17 @@ export class EndpointPool {
   connect(allowHalfOpen = false, onread?: net.OnReadOpts): net.Socket {
     const t = this.target;
     const socket = this.connector(t, this.header, allowHalfOpen, onread);
-    const timer = setTimeout(onConnectTimeout, t.connectTimeoutMs, socket, t.connectTimeoutMs);
-    socket.once((socket as { encrypted?: boolean }).encrypted === true ? 'secureConnect' : 'connect', () => {
+    let timer = setTimeout(onConnectTimeout, t.connectTimeoutMs, socket, t.connectTimeoutMs);
+    const encrypted = (socket as { encrypted?: boolean }).encrypted === true;
+    if (encrypted) {
+      // The cluster's connect timeout is for TCP; the mTLS handshake after it gets its own allowance, so a CPU-bound
+      // peer (a burst of new connections) is not taken for an unreachable one.
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        timer = setTimeout(onConnectTimeout, TLS_HANDSHAKE_TIMEOUT_MS, socket, TLS_HANDSHAKE_TIMEOUT_MS, 'TLS handshake');
+      });
+    }
+    socket.once(encrypted ? 'secureConnect' : 'connect', () => {
       clearTimeout(timer);
       (socket as unknown as Record<symbol, boolean>)[kConnected] = true;
       this.connections++;
@@ -207,8 +216,11 @@ export class EndpointPool {
   }
 }
 
-function onConnectTimeout(socket: net.Socket, ms: number): void {
-  const err = new Error(`connect timeout after ${ms} ms`) as NodeJS.ErrnoException;
+/** How long an mTLS handshake to a peer sidecar may take once TCP is up (Istio's connect timeout covers both: 10 s). */
+export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+function onConnectTimeout(socket: net.Socket, ms: number, what = 'connect'): void {
+  const err = new Error(`${what} timeout after ${ms} ms`) as NodeJS.ErrnoException;
   err.code = 'ETIMEDOUT';
   socket.destroy(err);
 }
