@@ -9,7 +9,7 @@ import { CertificateLedger } from './ca/ledger.ts';
 import { Registry as MetricsRegistry } from 'prom-client';
 import { logger } from './log.ts';
 import { createRegistry } from './registry/registry.ts';
-import { limitYoungGeneration } from './heap.ts';
+import { limitYoungGeneration, paceYoungGcByReads } from './heap.ts';
 import { StatusRegistry, startXdsServer } from './xds/index.ts';
 
 const log = logger('main');
@@ -21,6 +21,7 @@ export async function runControlPlane(argv: string[]): Promise<number> {
   }
   const config = parseConfig(argv);
   limitYoungGeneration();
+  paceYoungGcByReads();
   const registry = await createRegistry(config.registry);
   // Config problems (the registry's, and translation problems) are logged as they appear and clear, and exported.
   const problemMetrics = new MetricsRegistry();

@@ -1,4 +1,5 @@
 // The ADS read path's framing: gRPC messages reassembled from HTTP/2 DATA chunks into reused buffers, not fresh ones.
+import { noteReadBytes } from '../heap.ts';
 import { tracer } from './log.ts';
 import { POOL_MIN, releaseBuffer, takeBuffer } from './read-buffers.ts';
 import { compactNames } from './request-names.ts';
@@ -33,6 +34,8 @@ export class PooledStreamDecoder {
   }
 
   write(data: Buffer): Buffer[] {
+    // The HTTP/2 read buffer behind `data` is garbage once this returns; see heap.ts for why it is counted.
+    noteReadBytes(data.length);
     const out: Buffer[] = [];
     let pos = 0;
     while (pos < data.length) {

@@ -21,7 +21,8 @@ HTTP/2 stream per proxy (test/bench/lib/h2-call.ts), or grpc-js's client (more l
 with 1000 proxies on one core its own queue then shows in the tail). --timeout-s: how long after a change (after the last churn tick)
 proxies may take to ACK it before they count as missed.
 Environment: SKEIN_BENCH_CP_PROFILE=<dir> profiles the control plane and prints its hottest functions per phase;
-SKEIN_BENCH_CP_LOG=<file> keeps its log; SKEIN_BENCH_WORKER_FLAGS="--cpu-prof --cpu-prof-dir=<dir>" passes node flags
+SKEIN_BENCH_CP_LOG=<file> keeps its log; SKEIN_BENCH_CP_NODE_FLAGS="--trace-gc ..." runs it with those node flags and
+SKEIN_BENCH_CP_STDOUT=<file> keeps its stdout (where --trace-gc writes); SKEIN_BENCH_WORKER_FLAGS="--cpu-prof --cpu-prof-dir=<dir>" passes node flags
 to the load-generator processes (to see whether they, not the control plane, bound a phase).`;
 
 function parseList(value: string, flag: string): string[] {

@@ -46,6 +46,10 @@ export interface ControlPlaneOptions {
   readonly readyTimeoutMs?: number;
   /** Called with each stderr chunk (the control plane logs JSON lines there). */
   readonly onStderr?: (chunk: string) => void;
+  /** Called with each stdout chunk (where node's --trace-gc writes); discarded when absent. */
+  readonly onStdout?: (chunk: string) => void;
+  /** Node flags for the control plane (before the script, e.g. --trace-gc); its restart (cli/lean-exec.ts) keeps them. */
+  readonly nodeFlags?: readonly string[];
 }
 
 export class ControlPlaneProcess {
@@ -55,7 +59,13 @@ export class ControlPlaneProcess {
   private stderrTail = '';
   private exited: Promise<number | null>;
 
-  private constructor(child: ChildProcess, xdsAddress: string, adminUrl: string, onStderr?: (chunk: string) => void) {
+  private constructor(
+    child: ChildProcess,
+    xdsAddress: string,
+    adminUrl: string,
+    onStderr?: (chunk: string) => void,
+    onStdout?: (chunk: string) => void,
+  ) {
     this.child = child;
     this.xdsAddress = xdsAddress;
     this.adminUrl = adminUrl;
@@ -64,7 +74,12 @@ export class ControlPlaneProcess {
       this.stderrTail = (this.stderrTail + chunk).slice(-8000);
       onStderr?.(chunk);
     });
-    child.stdout?.resume();
+    if (onStdout) {
+      child.stdout?.setEncoding('utf8');
+      child.stdout?.on('data', onStdout);
+    } else {
+      child.stdout?.resume();
+    }
     live.add(child);
     this.exited = new Promise((resolve) =>
       child.once('exit', (code) => {
@@ -79,6 +94,7 @@ export class ControlPlaneProcess {
     const adminPort = await freePort();
     const source = options.kubeconfig !== undefined ? ['--kubernetes', '--kubeconfig', options.kubeconfig] : ['--registry', options.registry ?? ''];
     const args = [
+      ...(options.nodeFlags ?? []),
       SKEIN_CLI,
       'control-plane',
       ...source,
@@ -100,7 +116,7 @@ export class ControlPlaneProcess {
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const cp = new ControlPlaneProcess(child, `127.0.0.1:${xdsPort}`, `http://127.0.0.1:${adminPort}`, options.onStderr);
+    const cp = new ControlPlaneProcess(child, `127.0.0.1:${xdsPort}`, `http://127.0.0.1:${adminPort}`, options.onStderr, options.onStdout);
     try {
       await cp.waitReady(options.readyTimeoutMs ?? 60_000);
     } catch (err) {

@@ -93,6 +93,13 @@ const PROFILE_DIR = process.env.SKEIN_BENCH_CP_PROFILE;
 /** SKEIN_BENCH_CP_LOG=<file>: the control plane's stderr (JSON log lines; SKEIN_DEBUG=... adds traces) goes there too. */
 const LOG_FILE = process.env.SKEIN_BENCH_CP_LOG;
 
+/**
+ * SKEIN_BENCH_CP_NODE_FLAGS="<flags>": node flags for the control plane (space-separated, e.g. "--trace-gc
+ * --trace-gc-verbose"); SKEIN_BENCH_CP_STDOUT=<file>: its stdout, where those traces go, is appended there.
+ */
+const CP_NODE_FLAGS = (process.env.SKEIN_BENCH_CP_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+const STDOUT_FILE = process.env.SKEIN_BENCH_CP_STDOUT;
+
 function profileEnv(): NodeJS.ProcessEnv | undefined {
   if (!PROFILE_DIR) return undefined;
   mkdirSync(PROFILE_DIR, { recursive: true });
@@ -131,6 +138,8 @@ async function runMeasured(s: RunSettings, windows: [string, number, number][]):
     readyTimeoutMs: 180_000,
     env: profileEnv(),
     onStderr: LOG_FILE ? (chunk) => appendFileSync(LOG_FILE, chunk) : undefined,
+    onStdout: STDOUT_FILE ? (chunk) => appendFileSync(STDOUT_FILE, chunk) : undefined,
+    nodeFlags: CP_NODE_FLAGS,
   });
   const sampler = new RssSampler(cp.pid);
   const pool = new WorkerPool({ workers: s.workers, cpus: s.pin?.load, onError: (m) => s.log(`  ${m}`) });
