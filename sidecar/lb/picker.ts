@@ -47,8 +47,10 @@ export function registeredPolicies(): string[] {
 }
 
 /**
- * Publishes a new picker for an endpoint set: only healthy endpoints ever get new requests
- * (draining and unhealthy are left out); undefined when none is healthy.
+ * Publishes a new picker for an endpoint set: healthy endpoints get new requests, draining and unhealthy ones do not.
+ * When none is healthy, the draining ones (Kubernetes: terminating but still serving) take them, as kube-proxy falls
+ * back to serving-terminating endpoints and Envoy's panic mode does: a one-replica Deployment shutting down keeps
+ * answering. Undefined when none is healthy or draining.
  */
 export function buildPicker<E extends LbEndpoint>(
   policy: LbPolicyName,
@@ -59,9 +61,10 @@ export function buildPicker<E extends LbEndpoint>(
   if (factory === undefined) throw new UnknownLbPolicyError(policy, registeredPolicies());
   const takes = (e: E) => e.health === 'healthy' && e.weight > 0;
   // Usually every endpoint is healthy: the caller's array then serves as is (no second list per cluster).
-  const healthy = endpoints.every(takes) ? endpoints : endpoints.filter(takes);
-  if (healthy.length === 0) return undefined;
-  return factory(healthy, options);
+  let chosen = endpoints.every(takes) ? endpoints : endpoints.filter(takes);
+  if (chosen.length === 0) chosen = endpoints.filter((e) => e.health === 'draining' && e.weight > 0);
+  if (chosen.length === 0) return undefined;
+  return factory(chosen, options);
 }
 
 const EMPTY = new Float64Array(0);

@@ -81,8 +81,9 @@ export class ClusterManager {
     // --mtls off accepts it): when that fails, say so instead of reporting a bare reset.
     if (this.connector === undefined && cluster.config.mtlsMode === 'STRICT' && endpoint.config.inboundPort !== undefined) h = withMtlsHint(h, req.cluster);
     // A connection that could not be made carried nothing: the request goes once more, to another endpoint (as
-    // Envoy's connect-failure retry). An HTTP/1.1 body is read only once connected; an HTTP/2 one from the start.
-    if (mayRetry && cluster.config.endpoints.length > 1 && (req.body === null || !h2)) h = new ConnectRetry(this, cluster, endpoint, req, h);
+    // Envoy's connect-failure retry). A body is read only once the connection is up (HTTP/1.1: connected; HTTP/2:
+    // the peer's SETTINGS are in, see h2-settings.ts), so gRPC calls are retried too.
+    if (mayRetry && cluster.config.endpoints.length > 1) h = new ConnectRetry(this, cluster, endpoint, req, h);
     endpoint.pool.request(req, h, h2);
   }
 

@@ -17,14 +17,17 @@ describe('picker registry', () => {
   });
 
   for (const policy of policies) {
-    it(`${policy}: only healthy endpoints get picks; none healthy gives no picker`, () => {
+    it(`${policy}: only healthy endpoints get picks; with none healthy the draining ones do; with neither, no picker`, () => {
       const eps = [fake('a:1'), fake('b:1', 1, 'draining'), fake('c:1', 1, 'unhealthy'), fake('d:1')];
       const p = buildPicker(policy, eps, { random: seeded(1) });
       expect(p).toBeDefined();
       const seen = new Set<string>();
       for (let i = 0; i < 500; i++) seen.add(p!.pick({ hash: `k${i}` })!.key);
       expect([...seen].sort()).toEqual(['a:1', 'd:1']);
-      expect(buildPicker(policy, [fake('b:1', 1, 'draining'), fake('c:1', 1, 'unhealthy')])).toBeUndefined();
+      // As kube-proxy with serving-terminating endpoints: a Service whose every endpoint is terminating still answers.
+      const fallback = buildPicker(policy, [fake('b:1', 1, 'draining'), fake('c:1', 1, 'unhealthy')], { random: seeded(2) });
+      for (let i = 0; i < 50; i++) expect(fallback?.pick({ hash: `k${i}` })?.key).toBe('b:1');
+      expect(buildPicker(policy, [fake('c:1', 1, 'unhealthy')])).toBeUndefined();
       expect(buildPicker(policy, [])).toBeUndefined();
     });
 

@@ -23,7 +23,7 @@ describe('bad input and upstream failures', () => {
       mesh(
         [
           cluster(OK, [endpoint(app.port, pair.inbound)]),
-          cluster(DOWN, [endpoint(app.port, undefined, { health: 'draining' }), endpoint(1, undefined, { health: 'unhealthy' })]),
+          cluster(DOWN, [endpoint(app.port, undefined, { health: 'unhealthy' }), endpoint(1, undefined, { health: 'unhealthy' })]),
           cluster(REFUSED, [endpoint(refusedPort)]),
           cluster(REFUSED_H2, [endpoint(refusedPort)], { protocol: 'http2' }),
           cluster(HALF, [endpoint(refusedPort), endpoint(app.port, pair.inbound)], { lbPolicy: 'p2c-ewma' }),

@@ -2,13 +2,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
-import { closeServer, cluster, domains, endpoint, listen, mesh, route, startPair } from './harness.ts';
+import { closeServer, cluster, domains, endpoint, freePort, listen, mesh, route, startPair } from './harness.ts';
 import type { Pair } from './harness.ts';
 import { bytes, ECHO_SERVICE, unary } from './grpc-helpers.ts';
 import type { ClusterConfig } from '../../../sidecar/xds/model.ts';
 
 const BROKEN = 'outbound|8080||broken.default.svc.cluster.local';
 const LIMITED = 'outbound|50051||limited.default.svc.cluster.local';
+const HALF_DOWN = 'outbound|50051||halfdown.default.svc.cluster.local';
 const ANYONE = { allow: [{ from: [], to: [] }], deny: [] };
 
 /** An HTTP/2 app that answers with headers and 16 KiB, then drops the connection: the response is incomplete. */
@@ -66,15 +67,18 @@ describe.each([
     limitedPort = await new Promise<number>((resolve, reject) =>
       limited.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
     );
+    const refused = await freePort();
     pair = await startPair([brokenPort, limitedPort]);
     const m = mesh(
       [
         cluster(BROKEN, [endpoint(brokenPort, pair.inbound)], { protocol: 'http2', ...security }),
         cluster(LIMITED, [endpoint(limitedPort, pair.inbound)], { protocol: 'http2', ...security }),
+        cluster(HALF_DOWN, [endpoint(refused), endpoint(limitedPort, pair.inbound)], { protocol: 'http2', lbPolicy: 'round-robin', ...security }),
       ],
       [
         { name: 'broken', domains: domains('broken', 'default', '10.96.0.30', 8080, false), routes: [route(BROKEN)] },
         { name: 'limited', domains: domains('limited', 'default', '10.96.0.31', 50051, false), routes: [route(LIMITED)] },
+        { name: 'halfdown', domains: domains('halfdown', 'default', '10.96.0.32', 50051, false), routes: [route(HALF_DOWN)] },
       ],
     );
     pair.client.update(m);
@@ -115,6 +119,19 @@ describe.each([
       const results = await Promise.all(Array.from({ length: 24 }, (_, i) => unary(c, '/demo.Echo/Say', `n${i}`)));
       expect(results.filter((r) => r.error !== undefined).map((r) => r.error?.details)).toEqual([]);
       expect(results.map((r) => r.reply)).toEqual(Array.from({ length: 24 }, (_, i) => `n${i}`));
+    } finally {
+      c.close();
+    }
+  });
+
+  it('a gRPC call whose connection cannot be made goes to another endpoint (its body is read only once connected)', async () => {
+    const c = new grpc.Client(`127.0.0.1:${pair.outbound}`, grpc.credentials.createInsecure(), { 'grpc.default_authority': 'halfdown.default:50051' });
+    try {
+      const results = [];
+      for (let i = 0; i < 6; i++) results.push(await unary(c, '/demo.Echo/Say', `r${i}`));
+      expect(results.filter((r) => r.error !== undefined).map((r) => r.error?.details)).toEqual([]);
+      const retries = (await pair.clientRegistry.getSingleMetric('skein_upstream_connect_retries_total')?.get())?.values[0]?.value ?? 0;
+      expect(retries).toBeGreaterThan(0);
     } finally {
       c.close();
     }

@@ -156,8 +156,8 @@ describe('cluster endpoint updates', () => {
     await cluster.close(100);
   });
 
-  it('has no picker when no endpoint is healthy', () => {
-    const cluster = new Cluster(config([ep(1, 'draining'), ep(2, 'unhealthy')]), '127.0.0.1', new DataPlaneMetrics(new Registry()).cluster('outbound', 'c'));
+  it('has no picker when no endpoint is healthy or draining', () => {
+    const cluster = new Cluster(config([ep(1, 'unhealthy'), ep(2, 'unhealthy')]), '127.0.0.1', new DataPlaneMetrics(new Registry()).cluster('outbound', 'c'));
     expect(cluster.picker).toBeUndefined();
     expect(cluster.pick({ hash: undefined })).toBeUndefined();
   });
