@@ -3,8 +3,14 @@
 /** Linkerd's defaults: an unmeasured endpoint is assumed to answer in 30 ms; history decays over 10 s. */
 export const DEFAULT_RTT_MS = 30;
 export const DEFAULT_DECAY_MS = 10_000;
-/** The latency a failed request counts as (it then decays over DEFAULT_DECAY_MS like any sample). */
+/**
+ * A failed request makes the endpoint cost as if it answered in FAILURE_PENALTY_MS, a penalty that fades with a
+ * time constant of FAILURE_DECAY_MS (below 30 ms after ~10 s), apart from its latency history. Decaying as a latency
+ * sample (10 s) kept a recovered endpoint from any traffic for 45-60 s after one failure, since P2C never picked it
+ * to measure it again. Failing again renews the penalty; outlier ejection is a separate mechanism.
+ */
 export const FAILURE_PENALTY_MS = 1000;
+export const FAILURE_DECAY_MS = 3000;
 
 export type Clock = () => number;
 
@@ -19,6 +25,9 @@ export class EndpointLoad {
   failed = 0;
   private ewmaMs: number;
   private stamp: number;
+  /** The last failure's penalty and when it was given (see FAILURE_PENALTY_MS). */
+  private penaltyMs = 0;
+  private penaltyAt = 0;
   private readonly decayMs: number;
   private readonly now: Clock;
 
@@ -51,12 +60,18 @@ export class EndpointLoad {
     const t = this.now();
     if (failed) {
       // A refused or reset request comes back fast: as a latency it would make a broken endpoint look like the
-      // best one. It counts as a slow answer instead, decaying like any sample, so the endpoint is tried again.
+      // best one. It gives a penalty instead, which fades so the endpoint is tried again soon.
       this.failed++;
-      this.observeAt(Math.max(FAILURE_PENALTY_MS, t - startedAt), t);
+      this.penaltyMs = FAILURE_PENALTY_MS;
+      this.penaltyAt = t;
       return;
     }
     this.observeAt(t - startedAt, t);
+  }
+
+  /** Forgets failures: the endpoint was taken out of rotation (not ready) and is back. */
+  forgive(): void {
+    this.penaltyMs = 0;
   }
 
   /** Peak EWMA: a slower sample replaces the average at once; faster ones pull it down with time-based decay. */
@@ -74,9 +89,13 @@ export class EndpointLoad {
     this.stamp = t;
   }
 
-  /** The latency estimate in ms. */
+  /** The latency estimate in ms, or a failure's fading penalty while that is higher. */
   get latencyMs(): number {
-    return this.ewmaMs;
+    return Math.max(this.ewmaMs, this.penaltyNow(this.now()));
+  }
+
+  private penaltyNow(now: number): number {
+    return this.penaltyMs === 0 ? 0 : this.penaltyMs * Math.exp(-(now - this.penaltyAt) / FAILURE_DECAY_MS);
   }
 
   /**
@@ -84,8 +103,10 @@ export class EndpointLoad {
    * (Finagle reads it through observe(0)), so one slow first answer cannot starve an endpoint for good.
    */
   cost(): number {
-    const idle = this.now() - this.stamp;
-    const latency = idle > 0 && this.active === 0 ? this.ewmaMs * Math.exp(-idle / this.decayMs) : this.ewmaMs;
+    const now = this.now();
+    const idle = now - this.stamp;
+    let latency = idle > 0 && this.active === 0 ? this.ewmaMs * Math.exp(-idle / this.decayMs) : this.ewmaMs;
+    if (this.penaltyMs !== 0) latency = Math.max(latency, this.penaltyNow(now));
     return latency * (this.active + 1);
   }
 }

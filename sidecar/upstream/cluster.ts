@@ -169,6 +169,8 @@ export class Cluster {
       if (prev !== undefined && prev.config.inboundPort === ec.inboundPort && prev.connectTimeoutMs === config.connectTimeoutMs) {
         prev.config = ec;
         prev.weight = ec.weight;
+        // Back in rotation after being out of it: its failures are forgiven (its latency history is kept).
+        if (ec.health === 'healthy' && prev.health !== 'healthy') prev.load.forgive();
         prev.health = ec.health;
         next.set(key, prev);
       } else {

@@ -41,6 +41,33 @@ describe('peak EWMA load', () => {
   });
 });
 
+describe('failure penalty', () => {
+  it('makes a failed endpoint cost like a 1 s answer, fading within seconds, renewed by the next failure', () => {
+    let now = 0;
+    const failing = new EndpointLoad(() => now, 30, 10_000);
+    failing.observe(5);
+    failing.finish(failing.start(), true); // refused in 0 ms: not a fast answer
+    expect(failing.failed).toBe(1);
+    expect(failing.cost()).toBeCloseTo(1000, 6);
+    now = 3000; // one FAILURE_DECAY_MS
+    expect(failing.cost()).toBeCloseTo(1000 * Math.exp(-1), 6);
+    now = 12_000;
+    expect(failing.cost()).toBeLessThan(30); // back in the running against a 30 ms peer
+    failing.finish(failing.start(), true);
+    expect(failing.cost()).toBeCloseTo(1000, 6);
+  });
+
+  it('is forgiven when the endpoint comes back into rotation; its latency history stays', () => {
+    const now = 0;
+    const load = new EndpointLoad(() => now, 30, 10_000);
+    load.observe(40);
+    load.finish(load.start(), true);
+    load.forgive();
+    expect(load.latencyMs).toBe(40);
+    expect(load.cost()).toBe(40);
+  });
+});
+
 describe('p2c-ewma', () => {
   it('prefers the endpoint with lower latency × (active + 1)', () => {
     const fast = fake('fast');

@@ -156,6 +156,18 @@ describe('cluster endpoint updates', () => {
     await cluster.close(100);
   });
 
+  it('forgives an endpoint its failures when it comes back into rotation (not ready, then ready)', () => {
+    const cluster = new Cluster(config([ep(1), ep(2)]), '127.0.0.1', new DataPlaneMetrics(new Registry()).cluster('outbound', 'c'));
+    const e1 = cluster.endpoint('127.0.0.1:1')!;
+    e1.load.finish(e1.load.start(), true);
+    expect(e1.load.latencyMs).toBeGreaterThan(900);
+    cluster.update(config([ep(1, 'unhealthy'), ep(2)], '2'));
+    expect(e1.load.latencyMs).toBeGreaterThan(900); // out of rotation: nothing changes
+    cluster.update(config([ep(1), ep(2)], '3'));
+    expect(cluster.endpoint('127.0.0.1:1')).toBe(e1);
+    expect(e1.load.latencyMs).toBeLessThan(100);
+  });
+
   it('has no picker when no endpoint is healthy or draining', () => {
     const cluster = new Cluster(config([ep(1, 'unhealthy'), ep(2, 'unhealthy')]), '127.0.0.1', new DataPlaneMetrics(new Registry()).cluster('outbound', 'c'));
     expect(cluster.picker).toBeUndefined();
