@@ -46,6 +46,9 @@ export interface WorkloadIdentityOptions {
   readonly random?: () => number;
 }
 
+/** The longest wait between attempts to get a certificate (as for the xDS stream): a CA back after an outage is found within it. */
+const RETRY_CAP_MS = 15_000;
+
 /** When to rotate: at 50% of the lifetime, give or take 10% of that (uniform), measured from notBefore. */
 export function rotationDelayMs(notBefore: Date, notAfter: Date, now: number, random: () => number = Math.random): number {
   const lifetime = notAfter.getTime() - notBefore.getTime();
@@ -149,7 +152,13 @@ export class WorkloadIdentity implements IdentitySource {
     });
     const Client = certificateClientConstructor();
     // A DNS-style name for SNI so an IP target does not trip Node's "SNI must not be an IP" warning.
-    return new Client(options.caAddress, creds, { 'grpc.ssl_target_name_override': 'skein-control-plane' });
+    // grpc-js fails calls at once while its channel backs off (up to 120 s by default): a CA back after an outage
+    // would be tried again only that late. Its reconnect backoff is capped like ours.
+    return new Client(options.caAddress, creds, {
+      'grpc.ssl_target_name_override': 'skein-control-plane',
+      'grpc.initial_reconnect_backoff_ms': 1000,
+      'grpc.max_reconnect_backoff_ms': RETRY_CAP_MS,
+    });
   }
 
   /** Creates the identity and waits for the first certificate (retrying with backoff until `signal` aborts). */
@@ -269,7 +278,7 @@ export class WorkloadIdentity implements IdentitySource {
 
   #backoffMs(): number {
     const base = this.#options.retryBaseMs ?? 1000;
-    const cap = this.#options.retryCapMs ?? 60_000;
+    const cap = this.#options.retryCapMs ?? RETRY_CAP_MS;
     const ceiling = Math.min(cap, base * 2 ** Math.min(this.#attempt, 30));
     this.#attempt++;
     return Math.floor(this.#random() * ceiling);
