@@ -62,11 +62,16 @@ export class EndpointLoad {
       // A refused or reset request comes back fast: as a latency it would make a broken endpoint look like the
       // best one. It gives a penalty instead, which fades so the endpoint is tried again soon.
       this.failed++;
-      this.penaltyMs = FAILURE_PENALTY_MS;
-      this.penaltyAt = t;
+      this.penalize();
       return;
     }
     this.observeAt(t - startedAt, t);
+  }
+
+  /** Gives (or renews) the failure penalty: for a request that failed past the load's own accounting. */
+  penalize(): void {
+    this.penaltyMs = FAILURE_PENALTY_MS;
+    this.penaltyAt = this.now();
   }
 
   /** Forgets failures: the endpoint was taken out of rotation (not ready) and is back. */

@@ -8,6 +8,8 @@ import { parseProxyHeader } from '../upstream/index.ts';
 import type { ProxyHeader } from '../upstream/index.ts';
 import { logger } from '../log.ts';
 import type { InboundHttpHandler } from './inbound-http.ts';
+import { localReplyText } from '../http1/response-head.ts';
+import { REASON_HEADER } from './local-reply.ts';
 
 const log = logger('inbound');
 
@@ -22,6 +24,9 @@ export interface InboundHandler {
 }
 
 /** Pipes bytes between the client and appHost:appPort. */
+/** The start of an HTTP/1.x request line (a method token and a space); HTTP/2's preface starts "PRI ". */
+const HTTP1_REQUEST = /^(?!PRI )[A-Z]{3,10} /;
+
 export class L4PipeHandler implements InboundHandler {
   private readonly appHost: string;
   private readonly conns = new Set<net.Socket>();
@@ -34,6 +39,10 @@ export class L4PipeHandler implements InboundHandler {
     const app = net.connect({ host: this.appHost, port: appPort, noDelay: true, allowHalfOpen: true });
     this.conns.add(client);
     if (rest.length > 0) app.write(rest);
+    let first: Buffer | undefined = rest.length > 0 ? rest : undefined;
+    if (first === undefined) client.once('data', (chunk: Buffer) => (first ??= chunk));
+    let connected = false;
+    app.once('connect', () => (connected = true));
     const done = (): void => {
       this.conns.delete(client);
       client.destroy();
@@ -41,6 +50,15 @@ export class L4PipeHandler implements InboundHandler {
     };
     app.on('error', (err: NodeJS.ErrnoException) => {
       log.debug('app connection failed', { port: appPort, code: err.code, source: header?.sourceAddress });
+      // No app listening: an HTTP/1.x caller is told so in a 503 it can read (and its sidecar may send the
+      // request elsewhere: the app never saw it), rather than a reset that looks like the peer sidecar failing.
+      if (!connected && first !== undefined && HTTP1_REQUEST.test(first.subarray(0, 16).toString('latin1'))) {
+        client.unpipe(app);
+        app.destroy();
+        const message = `upstream connect error: ${err.code ?? 'error'} app port ${appPort} (nothing accepts connections there)`;
+        client.end(localReplyText(503, REASON_HEADER, 'upstream_connect_error', message, 'close', true), 'latin1');
+        return;
+      }
       done();
     });
     client.on('error', done);

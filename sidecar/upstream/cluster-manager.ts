@@ -7,6 +7,7 @@ import { Cluster } from './cluster.ts';
 import type { ClusterStat, Endpoint } from './cluster.ts';
 import type { Dispatch, DispatchController, DispatchHandler, DispatchRequest, Headers } from './dispatch.ts';
 import type { Connector } from './pool.ts';
+import { REASON_HEADER } from '../listeners/local-reply.ts';
 
 export class ClusterManager {
   private readonly clusters = new Map<string, Cluster>();
@@ -123,13 +124,19 @@ function withMtlsHint(handler: DispatchHandler, cluster: string): DispatchHandle
   };
 }
 
-/** Passes everything through; a failed connection (nothing was sent) sends the request once more elsewhere. */
+/**
+ * Passes everything through; a failed connection (nothing was sent) sends the request once more elsewhere. So does a
+ * peer sidecar's `503 upstream_connect_error` to a bodiless request: nothing listened on its app port, so the app
+ * never saw the request (Istio gets the same from its default connect-failure retry on the client side).
+ */
 class ConnectRetry implements DispatchHandler {
   private readonly manager: ClusterManager;
   private readonly cluster: Cluster;
   private readonly failed: Endpoint;
   private readonly req: DispatchRequest;
   private readonly handler: DispatchHandler;
+  /** The peer's 503, held back while it may still be replaced by another endpoint's answer. */
+  private held: { status: number; headers: Headers; body: Buffer[] } | undefined;
 
   constructor(manager: ClusterManager, cluster: Cluster, failed: Endpoint, req: DispatchRequest, handler: DispatchHandler) {
     this.manager = manager;
@@ -144,14 +151,31 @@ class ConnectRetry implements DispatchHandler {
   }
 
   onResponseStart(status: number, headers: Headers): void {
+    if (status === 503 && headers[REASON_HEADER] === 'upstream_connect_error' && this.req.body === null && this.failed.config.inboundPort !== undefined) {
+      this.held = { status, headers, body: [] };
+      // A fast 503 must not make the endpoint look like the quickest one.
+      this.failed.load.penalize();
+      return;
+    }
     this.handler.onResponseStart(status, headers);
   }
 
   onResponseData(chunk: Buffer): boolean {
+    if (this.held !== undefined) {
+      this.held.body.push(Buffer.from(chunk));
+      return true;
+    }
     return this.handler.onResponseData(chunk);
   }
 
   onResponseEnd(trailers: Headers | undefined): void {
+    const held = this.held;
+    if (held !== undefined) {
+      this.held = undefined;
+      if (this.manager.retryElsewhere(this.cluster, this.failed, this.req, this.handler)) return;
+      this.handler.onResponseStart(held.status, held.headers);
+      for (const chunk of held.body) this.handler.onResponseData(chunk);
+    }
     this.handler.onResponseEnd(trailers);
   }
 
