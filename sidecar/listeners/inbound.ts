@@ -10,6 +10,7 @@ import { logger } from '../log.ts';
 import type { InboundHttpHandler } from './inbound-http.ts';
 import { localReplyText } from '../http1/response-head.ts';
 import { REASON_HEADER } from './local-reply.ts';
+import { AppDownH2 } from './app-down-h2.ts';
 
 const log = logger('inbound');
 
@@ -30,6 +31,7 @@ const HTTP1_REQUEST = /^(?!PRI )[A-Z]{3,10} /;
 export class L4PipeHandler implements InboundHandler {
   private readonly appHost: string;
   private readonly conns = new Set<net.Socket>();
+  private appDownH2: AppDownH2 | undefined;
 
   constructor(appHost: string) {
     this.appHost = appHost;
@@ -39,10 +41,18 @@ export class L4PipeHandler implements InboundHandler {
     const app = net.connect({ host: this.appHost, port: appPort, noDelay: true, allowHalfOpen: true });
     this.conns.add(client);
     if (rest.length > 0) app.write(rest);
-    let first: Buffer | undefined = rest.length > 0 ? rest : undefined;
-    if (first === undefined) client.once('data', (chunk: Buffer) => (first ??= chunk));
+    // What the caller sent before the app answered the connection, kept to answer it ourselves if the app does not.
+    const early: Buffer[] = rest.length > 0 ? [rest] : [];
+    const keep = (chunk: Buffer): void => {
+      early.push(chunk);
+    };
+    client.on('data', keep);
     let connected = false;
-    app.once('connect', () => (connected = true));
+    app.once('connect', () => {
+      connected = true;
+      client.off('data', keep);
+      early.length = 0;
+    });
     const done = (): void => {
       this.conns.delete(client);
       client.destroy();
@@ -50,14 +60,22 @@ export class L4PipeHandler implements InboundHandler {
     };
     app.on('error', (err: NodeJS.ErrnoException) => {
       log.debug('app connection failed', { port: appPort, code: err.code, source: header?.sourceAddress });
-      // No app listening: an HTTP/1.x caller is told so in a 503 it can read (and its sidecar may send the
+      // No app listening: the caller is told so in an answer it can read (and its sidecar may send a bodiless
       // request elsewhere: the app never saw it), rather than a reset that looks like the peer sidecar failing.
-      if (!connected && first !== undefined && HTTP1_REQUEST.test(first.subarray(0, 16).toString('latin1'))) {
-        client.unpipe(app);
-        app.destroy();
-        const message = `upstream connect error: ${err.code ?? 'error'} app port ${appPort} (nothing accepts connections there)`;
-        client.end(localReplyText(503, REASON_HEADER, 'upstream_connect_error', message, 'close', true), 'latin1');
-        return;
+      const sent = connected ? undefined : Buffer.concat(early);
+      if (sent !== undefined && sent.length > 0) {
+        const why = `upstream connect error: ${err.code ?? 'error'} app port ${appPort} (nothing accepts connections there)`;
+        const start = sent.subarray(0, 16).toString('latin1');
+        if (HTTP1_REQUEST.test(start)) {
+          this.answered(client, app, keep);
+          client.end(localReplyText(503, REASON_HEADER, 'upstream_connect_error', why, 'close', true), 'latin1');
+          return;
+        }
+        if (start.startsWith('PRI * HTTP/2.0')) {
+          this.answered(client, app, keep);
+          (this.appDownH2 ??= new AppDownH2()).handle(client, sent, why);
+          return;
+        }
       }
       done();
     });
@@ -69,9 +87,18 @@ export class L4PipeHandler implements InboundHandler {
     client.resume();
   }
 
+  /** Detaches the caller's socket from the app connection that failed, to answer it here. */
+  private answered(client: net.Socket, app: net.Socket, keep: (chunk: Buffer) => void): void {
+    client.off('data', keep);
+    client.unpipe(app);
+    app.removeAllListeners('close');
+    app.destroy();
+  }
+
   close(): void {
     for (const c of this.conns) c.destroy();
     this.conns.clear();
+    this.appDownH2?.close();
   }
 }
 

@@ -2,9 +2,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeServer, cluster, domains, endpoint, freePort, mesh, request, route, startApp, startPair } from './harness.ts';
 import type { Pair } from './harness.ts';
+import * as grpc from '@grpc/grpc-js';
+import { ECHO_SERVICE, unary } from './grpc-helpers.ts';
 
 const SVC = 'outbound|80||mixed.default.svc.cluster.local';
 const DEAD = 'outbound|80||dead.default.svc.cluster.local';
+const DEAD_GRPC = 'outbound|50051||deadgrpc.default.svc.cluster.local';
 
 describe('an endpoint whose sidecar is up but whose app is not', () => {
   let pair: Pair;
@@ -19,10 +22,12 @@ describe('an endpoint whose sidecar is up but whose app is not', () => {
       [
         cluster(SVC, [endpoint(deadPort, pair.inbound), endpoint(app.port, pair.inbound)], { lbPolicy: 'round-robin' }),
         cluster(DEAD, [endpoint(deadPort, pair.inbound)]),
+        cluster(DEAD_GRPC, [endpoint(deadPort, pair.inbound)], { protocol: 'http2' }),
       ],
       [
         { name: 'mixed', domains: domains('mixed', 'default', '10.96.0.50', 80, true), routes: [route(SVC)] },
         { name: 'dead', domains: domains('dead', 'default', '10.96.0.51', 80, true), routes: [route(DEAD)] },
+        { name: 'deadgrpc', domains: domains('deadgrpc', 'default', '10.96.0.52', 50051, false), routes: [route(DEAD_GRPC)] },
       ],
     );
     pair.client.update(m);
@@ -39,6 +44,28 @@ describe('an endpoint whose sidecar is up but whose app is not', () => {
     expect(r.status).toBe(503);
     expect(r.headers['x-skein-reason']).toBe('upstream_connect_error');
     expect(r.body).toContain(`ECONNREFUSED app port ${deadPort}`);
+  });
+
+  it('answers a gRPC call UNAVAILABLE with the same reason, and recovers when the app comes back', async () => {
+    const c = new grpc.Client(`127.0.0.1:${pair.outbound}`, grpc.credentials.createInsecure(), { 'grpc.default_authority': 'deadgrpc.default:50051' });
+    try {
+      for (let i = 0; i < 2; i++) {
+        const r = await unary(c, '/demo.Echo/Say', 'hi');
+        expect(r.error?.code).toBe(grpc.status.UNAVAILABLE);
+        expect(r.error?.details).toContain(`ECONNREFUSED app port ${deadPort}`);
+        expect(r.error?.metadata.get('x-skein-reason')).toEqual(['upstream_connect_error']);
+      }
+      const server = new grpc.Server();
+      server.addService(ECHO_SERVICE, { Say: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, call.request) });
+      await new Promise<void>((resolve, reject) => server.bindAsync(`127.0.0.1:${deadPort}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
+      try {
+        expect(await unary(c, '/demo.Echo/Say', 'back')).toEqual({ reply: 'back' });
+      } finally {
+        server.forceShutdown();
+      }
+    } finally {
+      c.close();
+    }
   });
 
   it('sends a bodiless request to another endpoint: every request is answered by the live one', async () => {

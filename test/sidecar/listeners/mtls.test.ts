@@ -312,10 +312,13 @@ describe('authorization at the inbound sidecar', () => {
     }
   });
 
-  it('HTTP/2 (gRPC) on the inbound L7 path: an app that refuses the connection is a readable UNAVAILABLE', async () => {
+  it.each([
+    ['L7 path (a policy)', { allow: [{ from: [{ namespaces: ['default'] }], to: [] }], deny: [] }],
+    ['L4 pipe (no policy)', undefined],
+  ] as Array<[string, AuthzPolicy | undefined]>)('HTTP/2 (gRPC) over mTLS, %s: an app that refuses the connection is a readable UNAVAILABLE', async (_name, authz) => {
     const deadPort = await freePort();
     const server = await sidecar('default', 'api', [deadPort]);
-    const m = apiMesh(deadPort, server.inbound, { protocol: 'http2', authz: { allow: [{ from: [{ namespaces: ['default'] }], to: [] }], deny: [] } });
+    const m = apiMesh(deadPort, server.inbound, { protocol: 'http2', ...(authz === undefined ? {} : { authz }) });
     server.plane.update(m);
     const web = await sidecar('default', 'web');
     web.plane.update(m);
