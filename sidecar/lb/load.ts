@@ -74,6 +74,17 @@ export class EndpointLoad {
     this.penaltyAt = this.now();
   }
 
+  /**
+   * A new endpoint's starting estimate: its peers' typical latency rather than the 30 ms default, so an endpoint
+   * added to a cluster whose others answer in 5 ms gets its share at once instead of after many seconds (it is never
+   * picked to be measured while it looks slower). Only before its first sample.
+   */
+  seed(latencyMs: number): void {
+    if (this.total !== 0 || this.active !== 0 || !(latencyMs > 0)) return;
+    this.ewmaMs = latencyMs;
+    this.stamp = this.now();
+  }
+
   /** Forgets failures: the endpoint was taken out of rotation (not ready) and is back. */
   forgive(): void {
     this.penaltyMs = 0;

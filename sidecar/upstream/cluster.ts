@@ -79,6 +79,16 @@ export class Endpoint implements LbEndpoint {
   }
 }
 
+/** New endpoints start from the median latency of the measured ones they join (see EndpointLoad.seed). */
+function seedLoads(added: readonly Endpoint[], all: ReadonlyMap<string, Endpoint>): void {
+  const measured: number[] = [];
+  for (const e of all.values()) if (e.load.total > 0 && e.health === 'healthy') measured.push(e.load.latencyMs);
+  if (measured.length === 0) return;
+  measured.sort((a, b) => a - b);
+  const median = measured[measured.length >> 1] as number;
+  for (const e of added) e.load.seed(median);
+}
+
 export function endpointKey(e: EndpointConfig): string {
   return `${e.address}:${e.port}`;
 }
@@ -162,6 +172,7 @@ export class Cluster {
     this.pools.peers.ids = config.identities ?? [];
     const old = this.endpoints;
     const next = new Map<string, Endpoint>();
+    const added: Endpoint[] = [];
     for (const ec of effectiveEndpoints(config)) {
       const key = endpointKey(ec);
       if (next.has(key)) continue;
@@ -174,9 +185,12 @@ export class Cluster {
         prev.health = ec.health;
         next.set(key, prev);
       } else {
-        next.set(key, new Endpoint(ec, config.connectTimeoutMs, this.pools));
+        const e = new Endpoint(ec, config.connectTimeoutMs, this.pools);
+        next.set(key, e);
+        added.push(e);
       }
     }
+    if (added.length > 0 && added.length < next.size) seedLoads(added, next);
     for (const [key, ep] of old) {
       if (next.get(key) === ep) continue;
       const drained = ep.retire();

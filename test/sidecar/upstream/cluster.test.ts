@@ -168,6 +168,24 @@ describe('cluster endpoint updates', () => {
     expect(e1.load.latencyMs).toBeLessThan(100);
   });
 
+  it("starts an endpoint added to a measured cluster from its peers' latency, not the 30 ms default", () => {
+    const cluster = new Cluster(config([ep(1), ep(2)]), '127.0.0.1', new DataPlaneMetrics(new Registry()).cluster('outbound', 'c'));
+    // Peers measured at 200 ms (a peak sample replaces the estimate at once): a newcomer at 30 ms would take
+    // everything; at 4 ms peers it would get nothing. Either way it should start level with them.
+    for (const key of ['127.0.0.1:1', '127.0.0.1:2']) {
+      const load = cluster.endpoint(key)!.load;
+      load.finish(load.start() - 200);
+    }
+    cluster.update(config([ep(1), ep(2), ep(3)], '2'));
+    const added = cluster.endpoint('127.0.0.1:3')!.load;
+    expect(added.latencyMs).toBeGreaterThan(190);
+    expect(added.latencyMs).toBeLessThan(260);
+    // A cluster with nothing measured yet keeps the default.
+    const fresh = new Cluster(config([ep(1)]), '127.0.0.1', new DataPlaneMetrics(new Registry()).cluster('outbound', 'd'));
+    fresh.update(config([ep(1), ep(2)], '2'));
+    expect(fresh.endpoint('127.0.0.1:2')!.load.latencyMs).toBe(30);
+  });
+
   it('has no picker when no endpoint is healthy or draining', () => {
     const cluster = new Cluster(config([ep(1, 'unhealthy'), ep(2, 'unhealthy')]), '127.0.0.1', new DataPlaneMetrics(new Registry()).cluster('outbound', 'c'));
     expect(cluster.picker).toBeUndefined();
