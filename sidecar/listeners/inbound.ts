@@ -27,6 +27,12 @@ export interface InboundHandler {
 /** Pipes bytes between the client and appHost:appPort. */
 /** The start of an HTTP/1.x request line (a method token and a space); HTTP/2's preface starts "PRI ". */
 const HTTP1_REQUEST = /^(?!PRI )[A-Z]{3,10} /;
+const H2_PREFACE_START = 'PRI * HTTP/2.0';
+/**
+ * How long a caller whose app refused the connection may take to send the bytes that tell its protocol (a peer
+ * sidecar sends them right after its handshake); short, as a TCP client of a server-speaks-first protocol sends none.
+ */
+const PROTOCOL_WAIT_MS = 250;
 
 export class L4PipeHandler implements InboundHandler {
   private readonly appHost: string;
@@ -60,24 +66,41 @@ export class L4PipeHandler implements InboundHandler {
     };
     app.on('error', (err: NodeJS.ErrnoException) => {
       log.debug('app connection failed', { port: appPort, code: err.code, source: header?.sourceAddress });
+      if (connected) {
+        done();
+        return;
+      }
       // No app listening: the caller is told so in an answer it can read (and its sidecar may send a bodiless
       // request elsewhere: the app never saw it), rather than a reset that looks like the peer sidecar failing.
-      const sent = connected ? undefined : Buffer.concat(early);
-      if (sent !== undefined && sent.length > 0) {
-        const why = `upstream connect error: ${err.code ?? 'error'} app port ${appPort} (nothing accepts connections there)`;
+      // On loopback the refusal often comes before the caller's first bytes: wait for enough of them to know its
+      // protocol (at most PROTOCOL_WAIT_MS).
+      client.unpipe(app);
+      app.removeAllListeners('close');
+      app.destroy();
+      const why = `upstream connect error: ${err.code ?? 'error'} app port ${appPort} (nothing accepts connections there)`;
+      const wait: { timer?: NodeJS.Timeout } = {};
+      const decide = (): void => {
+        clearTimeout(wait.timer);
+        client.off('data', check);
+        client.off('data', keep);
+        const sent = Buffer.concat(early);
         const start = sent.subarray(0, 16).toString('latin1');
-        if (HTTP1_REQUEST.test(start)) {
-          this.answered(client, app, keep);
-          client.end(localReplyText(503, REASON_HEADER, 'upstream_connect_error', why, 'close', true), 'latin1');
-          return;
-        }
-        if (start.startsWith('PRI * HTTP/2.0')) {
-          this.answered(client, app, keep);
-          (this.appDownH2 ??= new AppDownH2()).handle(client, sent, why);
-          return;
-        }
+        if (HTTP1_REQUEST.test(start)) client.end(localReplyText(503, REASON_HEADER, 'upstream_connect_error', why, 'close', true), 'latin1');
+        else if (start.startsWith(H2_PREFACE_START)) (this.appDownH2 ??= new AppDownH2()).handle(client, sent, why);
+        else done();
+      };
+      const check = (): void => {
+        if (early.reduce((n, b) => n + b.length, 0) >= H2_PREFACE_START.length) decide();
+      };
+      if (early.reduce((n, b) => n + b.length, 0) >= H2_PREFACE_START.length) {
+        decide();
+        return;
       }
-      done();
+      // `keep` goes on collecting; `check` runs after it on each chunk.
+      client.on('data', check);
+      client.resume(); // unpipe() paused it
+      wait.timer = setTimeout(decide, PROTOCOL_WAIT_MS);
+      client.once('close', () => clearTimeout(wait.timer));
     });
     client.on('error', done);
     client.on('close', done);
@@ -85,14 +108,6 @@ export class L4PipeHandler implements InboundHandler {
     client.pipe(app);
     app.pipe(client);
     client.resume();
-  }
-
-  /** Detaches the caller's socket from the app connection that failed, to answer it here. */
-  private answered(client: net.Socket, app: net.Socket, keep: (chunk: Buffer) => void): void {
-    client.off('data', keep);
-    client.unpipe(app);
-    app.removeAllListeners('close');
-    app.destroy();
   }
 
   close(): void {

@@ -3,6 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeServer, cluster, domains, endpoint, freePort, mesh, request, route, startApp, startPair } from './harness.ts';
 import type { Pair } from './harness.ts';
 import * as grpc from '@grpc/grpc-js';
+import net from 'node:net';
+import { encodeProxyHeader } from '../../../sidecar/upstream/index.ts';
 import { ECHO_SERVICE, unary } from './grpc-helpers.ts';
 
 const SVC = 'outbound|80||mixed.default.svc.cluster.local';
@@ -44,6 +46,21 @@ describe('an endpoint whose sidecar is up but whose app is not', () => {
     expect(r.status).toBe(503);
     expect(r.headers['x-skein-reason']).toBe('upstream_connect_error');
     expect(r.body).toContain(`ECONNREFUSED app port ${deadPort}`);
+  });
+
+  it('answers so even when the refusal comes before the caller has sent its request', async () => {
+    const out = await new Promise<string>((resolve) => {
+      const s = net.connect(pair.inbound, '127.0.0.1', () => {
+        s.write(encodeProxyHeader('127.0.0.1', 0, '127.0.0.1', deadPort));
+        setTimeout(() => s.write('GET /late HTTP/1.1\r\nhost: dead\r\n\r\n'), 100);
+      });
+      let text = '';
+      s.on('data', (d) => (text += d));
+      s.on('error', () => {});
+      s.on('close', () => resolve(text));
+    });
+    expect(out).toMatch(/^HTTP\/1\.1 503 /);
+    expect(out).toContain('x-skein-reason: upstream_connect_error');
   });
 
   it('answers a gRPC call UNAVAILABLE with the same reason, and recovers when the app comes back', async () => {
