@@ -29,6 +29,11 @@ export function trackSettings(session: http2.ClientHttp2Session): void {
   });
 }
 
+/** Whether streams may be opened on `session` now (its peer's SETTINGS are in, or it is not tracked). */
+export function isSettled(session: http2.ClientHttp2Session): boolean {
+  return states.get(session)?.settled !== false;
+}
+
 /** Runs `ready` once the session has the peer's SETTINGS (at once if it has), or `failed` if it closes first. */
 export function whenSettled(session: http2.ClientHttp2Session, ready: () => void, failed: (err: NodeJS.ErrnoException) => void): void {
   const state = states.get(session);

@@ -4,7 +4,7 @@ import type { DispatchController, DispatchHandler, DispatchRequest, Headers } fr
 import { upstreamReset } from '../listeners/errors.ts';
 import type { EndpointPool } from './pool.ts';
 import { upstreamError } from './pool.ts';
-import { whenSettled } from './h2-settings.ts';
+import { isSettled, whenSettled } from './h2-settings.ts';
 
 const { HTTP2_HEADER_STATUS } = http2.constants;
 
@@ -54,11 +54,14 @@ class H2Exchange implements DispatchController {
       this.fail(err as NodeJS.ErrnoException);
       return;
     }
-    whenSettled(
-      session,
-      () => this.open(session, headers, req.body),
-      (err) => this.fail(err),
-    );
+    // The usual case (a session already up) opens at once, without the closures a wait needs.
+    if (isSettled(session)) this.open(session, headers, req.body);
+    else
+      whenSettled(
+        session,
+        () => this.open(session, headers, req.body),
+        (err) => this.fail(err),
+      );
   }
 
   /** Opens the stream once the session can take it (see whenSettled); the request body follows. */
