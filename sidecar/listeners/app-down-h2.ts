@@ -2,6 +2,7 @@
 import http2 from 'node:http2';
 import type net from 'node:net';
 import { replyH2 } from './local-reply.ts';
+import { giveToH2Server } from './h2-socket.ts';
 
 const kWhy = Symbol('skein.appDown');
 type WithWhy = { [kWhy]?: string };
@@ -35,12 +36,7 @@ export class AppDownH2 {
   /** Takes `socket` (its unread bytes, from the preface on, in `early`); `why` is the text every stream gets. */
   handle(socket: net.Socket, early: Buffer, why: string): void {
     (socket as WithWhy)[kWhy] = why;
-    // Node's HTTP/2 server refuses a TLS socket that negotiated no ALPN protocol; this one sent the preface.
-    const tlsSocket = socket as net.Socket & { alpnProtocol?: string | false | null };
-    if (tlsSocket.alpnProtocol === false) tlsSocket.alpnProtocol = 'h2';
-    socket.pause();
-    if (early.length > 0) socket.unshift(early);
-    this.server.emit('connection', socket);
+    giveToH2Server(this.server, socket, early);
   }
 
   close(): void {

@@ -7,6 +7,7 @@ import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import { logger } from '../log.ts';
 import { grpcMessage, REASON_HEADER, replyH2 } from './local-reply.ts';
 import { trackSettings, whenSettled } from '../upstream/h2-settings.ts';
+import { giveToH2Server } from './h2-socket.ts';
 
 const log = logger('authz');
 
@@ -60,14 +61,7 @@ export class InboundH2Handler {
   /** Takes an HTTP/2 connection after its PROXY header; `rest` holds the bytes already read (the preface onwards). */
   handle(socket: net.Socket, appPort: number, source: string | undefined, rest: Buffer, caller: Caller): void {
     (socket as WithConn)[kConn] = { appPort, caller, source };
-    // Node's HTTP/2 server refuses a TLS socket that negotiated no ALPN protocol as "unknown protocol"; this one has
-    // sent the HTTP/2 preface (sidecars do not negotiate ALPN), so it is recorded as h2.
-    const tlsSocket = socket as net.Socket & { alpnProtocol?: string | false | null };
-    if (tlsSocket.alpnProtocol === false) tlsSocket.alpnProtocol = 'h2';
-    socket.pause();
-    // The session reads the socket's handle itself, after the bytes already buffered on the socket.
-    socket.unshift(rest);
-    this.server.emit('connection', socket);
+    giveToH2Server(this.server, socket, rest);
   }
 
   private stream(stream: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders, flags: number): void {
