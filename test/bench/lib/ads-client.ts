@@ -27,12 +27,14 @@ export interface ProxyCounters {
   responses: number;
   edsBytes: number;
   edsResponses: number;
+  /** Serialized request bytes sent (subscriptions, ACKs, NACKs), gRPC's 5-byte message prefix included. */
+  requestBytes: number;
   /** Responses or requests that failed (stream errors, NACK-worthy payloads). */
   errors: number;
 }
 
 export function newCounters(): ProxyCounters {
-  return { bytes: 0, responses: 0, edsBytes: 0, edsResponses: 0, errors: 0 };
+  return { bytes: 0, responses: 0, edsBytes: 0, edsResponses: 0, requestBytes: 0, errors: 0 };
 }
 
 export interface SimulatedProxyOptions {
@@ -164,7 +166,10 @@ export function cachedNamesParts(original: (value: object) => Buffer): (value: o
 
 /** cachedNamesParts joined into one buffer, for grpc-js's client (its serializer must return one Buffer). */
 export function withCachedNames(original: (value: object) => Buffer): (value: object) => Buffer {
-  const parts = cachedNamesParts(original);
+  return joinParts(cachedNamesParts(original));
+}
+
+function joinParts(parts: (value: object) => readonly Buffer[]): (value: object) => Buffer {
   return (value) => {
     const p = parts(value);
     return p.length === 1 ? (p[0] as Buffer) : Buffer.concat(p);
@@ -274,11 +279,18 @@ export class SimulatedProxy {
       }
       return msg;
     };
+    const parts = cachedNamesParts(method.requestSerialize);
+    const serialize = (value: object): readonly Buffer[] => {
+      const out = parts(value);
+      counters.requestBytes += 5;
+      for (const part of out) counters.requestBytes += part.length;
+      return out;
+    };
     let call: AdsCall;
     if (this.o.client === 'grpc-js') {
       this.client = new grpc.Client(this.o.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
-      call = this.client.makeBidiStreamRequest(method.path, withCachedNames(method.requestSerialize), deserialize);
-    } else call = new H2Call(this.o.address, method.path, cachedNamesParts(method.requestSerialize), deserialize);
+      call = this.client.makeBidiStreamRequest(method.path, joinParts(serialize), deserialize);
+    } else call = new H2Call(this.o.address, method.path, serialize, deserialize);
     this.call = call;
     call.on('data', (msg: object) => {
       try {

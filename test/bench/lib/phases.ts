@@ -44,6 +44,8 @@ export interface PhaseResult {
   /** Response bytes all proxies received in the phase, per change per proxy. */
   readonly bytesPerChangePerProxy: number;
   readonly edsBytesPerChangePerProxy: number;
+  /** Request bytes all proxies sent in the phase (ACKs; SotW's repeat every subscribed name), per change per proxy. */
+  readonly requestBytesPerChangePerProxy: number;
   /** Average size of one EDS response a proxy received in the phase (SotW: the whole set; delta: what changed). */
   readonly edsBytesPerResponse: number;
   /** Resource bytes the server says it sent (skein_xds_bytes_sent_total), per change per proxy. */
@@ -81,6 +83,7 @@ interface PhaseStart {
   readonly bytes: number;
   readonly edsBytes: number;
   readonly edsResponses: number;
+  readonly requestBytes: number;
   readonly serverBytes: number;
   readonly histogram: Histogram | undefined;
 }
@@ -285,6 +288,7 @@ async function phaseStart(cp: ControlPlaneProcess, pool: WorkerPool): Promise<Ph
     bytes: counters.bytes,
     edsBytes: counters.edsBytes,
     edsResponses: counters.edsResponses,
+    requestBytes: counters.requestBytes,
     serverBytes: metrics === undefined ? Number.NaN : counterSum(metrics, 'skein_xds_bytes_sent_total'),
     histogram: metrics === undefined ? undefined : readHistogram(metrics, CONVERGENCE),
   };
@@ -328,6 +332,7 @@ async function measurePhase(
     missed,
     bytesPerChangePerProxy: (after.bytes - before.bytes) / per,
     edsBytesPerChangePerProxy: (after.edsBytes - before.edsBytes) / per,
+    requestBytesPerChangePerProxy: (after.requestBytes - before.requestBytes) / per,
     edsBytesPerResponse: (after.edsBytes - before.edsBytes) / Math.max(1, after.edsResponses - before.edsResponses),
     serverBytesPerChangePerProxy: (after.serverBytes - before.serverBytes) / per,
     controlPlaneCpuSeconds: after.cpu - before.cpu,

@@ -54,6 +54,16 @@ export function checkTargets(runs: readonly RunResult[]): TargetCheck[] {
         : 'n/a',
       pass: Number.isFinite(bytesRatio) ? bytesRatio <= 0.3 : undefined,
     });
+    // Both directions: what the protocol costs the network (SotW's ACKs repeat the whole subscription). Reported
+    // beside the target, which is read on the control plane's sent bytes above.
+    const wire = (p: PhaseResult | undefined): number => (p ? p.bytesPerChangePerProxy + p.requestBytesPerChangePerProxy : Number.NaN);
+    const wireRatio = ratio(wire(d), wire(w));
+    checks.push({
+      name: `delta/SotW bytes both ways (responses + ACKs) per endpoint change per proxy at ${n} proxies`,
+      target: 'reported',
+      measured: Number.isFinite(wireRatio) ? `${wireRatio.toFixed(3)}× (${formatBytes(wire(d))} vs ${formatBytes(wire(w))})` : 'n/a',
+      pass: undefined,
+    });
     const cpuRatio = ratio(changeCpu(delta), changeCpu(sotw));
     checks.push({
       name: `delta/SotW control-plane CPU for the endpoint changes at ${n} proxies`,
@@ -185,6 +195,7 @@ function phaseJson(p: PhaseResult | undefined): object | null {
     missed: p.missed,
     bytes_per_change_per_proxy: round(p.bytesPerChangePerProxy, 0),
     eds_bytes_per_change_per_proxy: round(p.edsBytesPerChangePerProxy, 0),
+    request_bytes_per_change_per_proxy: round(p.requestBytesPerChangePerProxy, 0),
     eds_bytes_per_response: round(p.edsBytesPerResponse, 0),
     server_resource_bytes_per_change_per_proxy: round(p.serverBytesPerChangePerProxy, 0),
     control_plane_cpu_s: round(p.controlPlaneCpuSeconds, 3),
