@@ -1,6 +1,6 @@
 // `skein demo`: runs a local mesh (control plane, workloads, sidecars on 127.0.0.x) and prints a live summary.
 import { type ChildProcess, fork, spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { loadOrCreateTokenSecret, mintBootstrapToken } from '../../control-plane/ca/index.ts';
 import { busyAddresses, freePort, waitForHttp } from './processes.ts';
 import { type Replica, RegistryWriter, type ServiceSpec } from './registry.ts';
-import { Summary } from './summary.ts';
+import { type MeshEndpoints, Summary } from './summary.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SKEIN = `${ROOT}cli/skein.ts`;
@@ -27,6 +27,10 @@ const SERVICES: readonly ServiceSpec[] = [
 interface Running extends Replica {
   workload?: ChildProcess;
   sidecar?: ChildProcess;
+  /** Stopped on purpose (the midway stop): its processes' exits are expected. */
+  retired?: boolean;
+  /** Restarts after a crash so far (the delay before the next one doubles, as the kubelet's CrashLoopBackOff). */
+  restarts?: number;
 }
 
 const USAGE = `Usage: skein demo [--smoke] [--duration SECONDS] [--state-dir .skein/demo]
@@ -57,6 +61,33 @@ async function inboundPeers(replicas: readonly Running[]): Promise<Map<string, M
       }
     }),
   );
+  return out;
+}
+
+/**
+ * Each demo service's endpoints as a sidecar holds them (its admin /clusters?format=json), by health; undefined when
+ * the sidecar does not answer.
+ */
+async function meshEndpoints(ip: string): Promise<Map<string, MeshEndpoints> | undefined> {
+  let body: { clusters?: { name: string; endpoints: { address: string; health: string }[] }[] };
+  try {
+    body = (await (await fetch(`http://${ip}:15000/clusters?format=json`, { signal: AbortSignal.timeout(1000) })).json()) as typeof body;
+  } catch {
+    return undefined;
+  }
+  const out = new Map<string, MeshEndpoints>();
+  for (const c of body.clusters ?? []) {
+    // outbound|<port>||<name>.<namespace>.svc.cluster.local
+    const [name, ns] = (c.name.split('|')[3] ?? '').split('.');
+    if (name === undefined || ns !== NAMESPACE) continue;
+    const count = (h: string) => c.endpoints.filter((e) => e.health === h).length;
+    out.set(name, {
+      healthy: count('healthy'),
+      draining: count('draining'),
+      unhealthy: count('unhealthy'),
+      addresses: c.endpoints.filter((e) => e.health !== 'unhealthy').map((e) => e.address),
+    });
+  }
   return out;
 }
 
@@ -106,10 +137,12 @@ export async function runDemo(argv: string[]): Promise<number> {
   const caDir = `${stateDir}/ca`;
   const tokenDir = `${stateDir}/tokens`;
   mkdirSync(tokenDir, { recursive: true, mode: 0o700 });
-  // Outside --smoke, each process logs to its own file, so the terminal shows the launcher and the summary only.
+  // Each process logs to its own file (written afresh at each start), so the terminal shows the launcher and the
+  // summary only; a replica restarted after a crash appends to its file.
   const logDir = `${stateDir}/logs`;
+  rmSync(logDir, { recursive: true, force: true });
   mkdirSync(logDir, { recursive: true });
-  const logTo = (name: string): number | 'inherit' => (smoke ? 'inherit' : openSync(`${logDir}/${name}.log`, 'w'));
+  const logTo = (name: string): number => openSync(`${logDir}/${name}.log`, 'a');
   const registry = new RegistryWriter(`${stateDir}/registry.yaml`, NAMESPACE, SERVICES);
   await registry.flush();
 
@@ -118,7 +151,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     stopping = true;
     registry.stop();
     for (const child of children.reverse()) child.kill('SIGTERM');
-    await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : null)));
+    await Promise.all(children.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once('exit', r)) : null)));
   };
   // Ctrl-C during the run ends the load loop first, so the last summary counts no calls cut short by the shutdown;
   // during start-up there is nothing to summarise: stop everything at once.
@@ -137,12 +170,12 @@ export async function runDemo(argv: string[]): Promise<number> {
 
   try {
     out(`skein demo: control plane on xDS 127.0.0.1:${xdsPort}, CA (TLS) 127.0.0.1:${tlsPort}, admin http://127.0.0.1:${adminPort}`);
-    if (!smoke) out(`skein demo: each process logs to ${logDir}/<name>.log`);
+    out(`skein demo: each process logs to ${logDir}/<name>.log`);
     const cpLog = logTo('control-plane');
     const cp = spawn(
       process.execPath,
       [SKEIN, 'control-plane', '--registry', registry.path, '--xds-address', `127.0.0.1:${xdsPort}`, '--xds-tls-address', `127.0.0.1:${tlsPort}`, '--ca-dir', caDir, '--admin-address', `127.0.0.1:${adminPort}`, '--debounce-ms', '50'],
-      { stdio: ['ignore', cpLog, smoke ? 'pipe' : cpLog] },
+      { stdio: ['ignore', cpLog, cpLog] },
     );
     children.push(cp);
     await waitForHttp(`http://127.0.0.1:${adminPort}/readyz`, STARTUP_TIMEOUT_MS, cp);
@@ -160,28 +193,67 @@ export async function runDemo(argv: string[]): Promise<number> {
     const startSidecar = async (r: Running) => {
       const args = [SKEIN, 'sidecar', '--control-plane', `127.0.0.1:${xdsPort}`, '--pod', r.pod, '--namespace', NAMESPACE, '--service-account', r.serviceAccount, '--ip', r.ip, '--outbound-address', `${r.ip}:15001`, '--inbound-address', `${r.ip}:15006`, '--admin-address', `${r.ip}:15000`, '--token-file', tokenFor(r), '--ca-root-file', `${caDir}/root-cert.pem`, '--ca-address', `127.0.0.1:${tlsPort}`];
       if (r.port) args.push('--app-port', String(r.port));
-      r.sidecar = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', smoke ? 'pipe' : logTo(`${r.pod}-sidecar`)], env: { ...process.env, POD_NAME: r.pod } });
-      children.push(r.sidecar);
-      await waitForHttp(`http://${r.ip}:15000/ready`, STARTUP_TIMEOUT_MS, r.sidecar);
+      const log = logTo(`${r.pod}-sidecar`);
+      const sidecar = spawn(process.execPath, args, { stdio: ['ignore', log, log], env: { ...process.env, POD_NAME: r.pod } });
+      r.sidecar = sidecar;
+      children.push(sidecar);
+      await waitForHttp(`http://${r.ip}:15000/ready`, STARTUP_TIMEOUT_MS, sidecar);
+      sidecar.once('exit', (code, signal) => void crashed(r, 'sidecar', code, signal));
+    };
+    const startWorkload = async (r: Running) => {
+      const log = logTo(r.pod);
+      const workload = fork(WORKLOAD, ['--role', r.service, '--name', r.pod, '--ip', r.ip, '--port', String(r.port), '--outbound', `${r.ip}:15001`], { stdio: ['ignore', log, log, 'ipc'] });
+      r.workload = workload;
+      children.push(workload);
+      await new Promise<void>((resolve, reject) => {
+        workload.once('message', () => resolve());
+        workload.once('exit', (code) => reject(new Error(`workload ${r.pod} exited with ${code}`)));
+      });
+      workload.once('exit', (code, signal) => void crashed(r, 'workload', code, signal));
     };
     const startReplica = async (r: Running) => {
-      const workloadLog = smoke ? 'inherit' : logTo(r.pod);
-      r.workload = fork(WORKLOAD, ['--role', r.service, '--name', r.pod, '--ip', r.ip, '--port', String(r.port), '--outbound', `${r.ip}:15001`], { stdio: ['ignore', workloadLog, workloadLog, 'ipc'] });
-      children.push(r.workload);
-      await new Promise<void>((resolve, reject) => {
-        r.workload?.once('message', () => resolve());
-        r.workload?.once('exit', (code) => reject(new Error(`workload ${r.pod} exited with ${code}`)));
-      });
+      await startWorkload(r);
       await startSidecar(r);
       registry.add(r);
       await registry.flush();
+    };
+    // A replica's process that dies on its own is what a crashed container is to Kubernetes: the endpoint turns not
+    // ready (the mesh stops sending it requests), the process is restarted after a back-off, and the endpoint is
+    // ready again once it answers.
+    const crashed = async (r: Running, which: 'workload' | 'sidecar', code: number | null, signal: NodeJS.Signals | null) => {
+      if (stopping || r.retired) return;
+      const restarts = (r.restarts = (r.restarts ?? 0) + 1);
+      const delayMs = Math.min(1000 * 2 ** (restarts - 1), 30_000);
+      out(`skein demo: ${r.pod}'s ${which} exited (${signal ?? `code ${code}`}); not ready, restarting it in ${delayMs / 1000} s (see ${logDir}/${which === 'sidecar' ? `${r.pod}-sidecar` : r.pod}.log)`);
+      if (r.service !== 'loadgen') {
+        registry.setReady(r, false);
+        await registry.flush();
+      }
+      await new Promise((res) => setTimeout(res, delayMs));
+      if (stopping || r.retired) return;
+      try {
+        if (which === 'workload') await startWorkload(r);
+        else await startSidecar(r);
+      } catch (err) {
+        out(`skein demo: ${r.pod}'s ${which} did not come back: ${(err as Error).message}`);
+        return;
+      }
+      if (r.service !== 'loadgen') {
+        registry.setReady(r, true);
+        await registry.flush();
+      }
+      out(`skein demo: ${r.pod}'s ${which} restarted; ready again`);
     };
 
     await Promise.all(replicas.map(startReplica));
     await startSidecar(loadgen);
     out(`skein demo: ${replicas.length} replicas of ${SERVICES.length} services up, each with its sidecar; load generator on ${loadgen.ip}`);
 
-    const summary = new Summary(SERVICES, () => registry.endpointsOf.bind(registry));
+    const summary = new Summary(SERVICES);
+    const refreshEndpoints = async () => {
+      const view = await meshEndpoints(loadgen.ip);
+      if (view) summary.setEndpoints(view);
+    };
     const agent = new Agent({ keepAlive: true, maxSockets: 16 });
     const call = (host: string, record = true): Promise<number> =>
       new Promise((resolve) => {
@@ -234,6 +306,7 @@ export async function runDemo(argv: string[]): Promise<number> {
       if (!stoppedOne && victim && (Date.now() - started) / 1000 >= stopAtS) {
         stoppedOne = true;
         out(`skein demo: stopping ${victim.pod} (${victim.ip}): terminating in the registry, then gone`);
+        victim.retired = true;
         registry.markTerminating(victim);
         await registry.flush();
         await new Promise((r) => setTimeout(r, 500));
@@ -248,10 +321,12 @@ export async function runDemo(argv: string[]): Promise<number> {
       if (!smoke && Date.now() - lastPrint > 2000) {
         lastPrint = Date.now();
         summary.setPeers(await inboundPeers(replicas));
+        await refreshEndpoints();
         out(summary.render());
       }
     }
     summary.setPeers(await inboundPeers(replicas));
+    await refreshEndpoints();
     out(summary.render());
     agent.destroy();
     if (smoke) {
@@ -262,15 +337,21 @@ export async function runDemo(argv: string[]): Promise<number> {
         kv: [id('app'), id('loadgen')], // loadgen's direct call reaches kv over mTLS and is refused there
         hostname: [id('loadgen')],
       });
+      // The stop must have reached the mesh: the load generator's sidecar no longer sends hostname-3 anything.
+      const held = summary.endpointAddresses('hostname');
+      if (victim && stoppedOne && held === undefined) problems.push(`hostname: the load generator's sidecar did not say which endpoints it holds`);
+      else if (victim && stoppedOne && held?.includes(victim.ip))
+        problems.push(`hostname: the load generator's sidecar still holds ${victim.pod} (${victim.ip}) after it was removed from the registry`);
+      else if (victim && !stoppedOne) problems.push(`hostname: ${victim.pod} was not stopped (the run ended first)`);
       if (problems.length > 0) {
-        out(`skein demo --smoke: FAILED\n  ${problems.join('\n  ')}`);
+        out(`skein demo --smoke: FAILED\n  ${problems.join('\n  ')}\n  the processes' logs are in ${logDir}/`);
         return 1;
       }
       out('skein demo --smoke: OK — every hop carried traffic over mTLS with the expected identities, the direct call to kv got 403 rbac_denied, and calls kept succeeding after a replica stopped');
     }
     return interrupted ?? 0;
   } catch (err) {
-    if (!smoke) process.stderr.write(`skein demo: the processes' logs are in ${logDir}/\n`);
+    process.stderr.write(`skein demo: the processes' logs are in ${logDir}/\n`);
     throw err;
   } finally {
     await shutdown();

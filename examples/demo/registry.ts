@@ -20,6 +20,8 @@ export interface Replica {
 interface Member {
   readonly replica: Replica;
   terminating: boolean;
+  /** False while one of the replica's processes is down (a crashed container: not ready, not serving). */
+  ready: boolean;
 }
 
 export class RegistryWriter {
@@ -42,7 +44,13 @@ export class RegistryWriter {
   }
 
   add(replica: Replica): void {
-    this.#members.set(replica.pod, { replica, terminating: false });
+    this.#members.set(replica.pod, { replica, terminating: false, ready: true });
+  }
+
+  /** The kubelet's view of a container that died (false) or came back (true). */
+  setReady(replica: Replica, ready: boolean): void {
+    const member = this.#members.get(replica.pod);
+    if (member) member.ready = ready;
   }
 
   /** Kubernetes' order when a pod is deleted: still serving, no longer ready, terminating. */
@@ -55,16 +63,6 @@ export class RegistryWriter {
     this.#members.delete(replica.pod);
   }
 
-  endpointsOf(service: string): { ready: number; terminating: number } {
-    let ready = 0;
-    let terminating = 0;
-    for (const m of this.#members.values()) {
-      if (m.replica.service !== service) continue;
-      if (m.terminating) terminating++;
-      else ready++;
-    }
-    return { ready, terminating };
-  }
 
   /**
    * Writes the registry. The first write (at start) is the demo's whole mesh; later ones read the file back and
@@ -170,7 +168,7 @@ export class RegistryWriter {
         ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
         endpoints: members.map((m) => ({
           addresses: [m.replica.ip],
-          conditions: { ready: !m.terminating, serving: true, terminating: m.terminating },
+          conditions: { ready: m.ready && !m.terminating, serving: m.ready, terminating: m.terminating },
           targetRef: { kind: 'Pod', name: m.replica.pod, namespace: ns },
         })),
       });

@@ -10,6 +10,15 @@ interface ServiceStats {
   lastError?: string;
 }
 
+/** One service's endpoints in a sidecar's view, by health. */
+export interface MeshEndpoints {
+  readonly healthy: number;
+  readonly draining: number;
+  readonly unhealthy: number;
+  /** Addresses of the healthy and draining ones. */
+  readonly addresses: readonly string[];
+}
+
 const HOP_HEADERS: Record<string, string> = { web: 'x-replica', app: 'x-app-replica', kv: 'x-kv-replica' };
 
 function percentile(sorted: number[], p: number): number {
@@ -19,15 +28,25 @@ function percentile(sorted: number[], p: number): number {
 
 export class Summary {
   readonly #stats = new Map<string, ServiceStats>();
-  readonly #endpoints: () => (service: string) => { ready: number; terminating: number };
+  /** Per service: its endpoints as the load generator's sidecar holds them (what the mesh serves, not the plan). */
+  #endpoints = new Map<string, MeshEndpoints>();
   readonly #notes: string[] = [];
   /** Per service: the peer SPIFFE IDs (and plaintext) its inbound sidecars accepted, with connection counts. */
   #peers = new Map<string, Map<string, number>>();
   #denied: { status: number; reason: string; body: string } | undefined;
 
-  constructor(services: readonly ServiceSpec[], endpoints: () => (service: string) => { ready: number; terminating: number }) {
+  constructor(services: readonly ServiceSpec[]) {
     for (const s of services) this.#stats.set(s.name, { ok: 0, errors: 0, perReplica: new Map(), latencies: [] });
+  }
+
+  /** What the load generator's sidecar holds per service (from its admin /clusters?format=json). */
+  setEndpoints(endpoints: Map<string, MeshEndpoints>): void {
     this.#endpoints = endpoints;
+  }
+
+  /** The addresses the mesh still sends `service`'s requests to (healthy or terminating), or undefined if unknown. */
+  endpointAddresses(service: string): readonly string[] | undefined {
+    return this.#endpoints.get(service)?.addresses;
   }
 
   note(text: string): void {
@@ -68,8 +87,8 @@ export class Summary {
     const lines = ['', 'service    endpoints  requests  errors  p50 ms  p99 ms  per replica'];
     for (const [name, s] of this.#stats) {
       const sorted = [...s.latencies].sort((a, b) => a - b);
-      const eps = this.#endpoints()(name);
-      const epText = `${eps.ready}${eps.terminating ? `+${eps.terminating}t` : ''}`;
+      const eps = this.#endpoints.get(name);
+      const epText = eps ? `${eps.healthy}${eps.draining ? `+${eps.draining}t` : ''}${eps.unhealthy ? `+${eps.unhealthy}u` : ''}` : '?';
       const replicas = [...s.perReplica.entries()].sort().map(([r, n]) => `${r}=${n}`).join(' ');
       const p50 = sorted.length ? percentile(sorted, 50).toFixed(2) : '-';
       const p99 = sorted.length ? percentile(sorted, 99).toFixed(2) : '-';
@@ -78,6 +97,7 @@ export class Summary {
       );
       if (s.lastError) lines.push(`${''.padEnd(10)} last error: ${s.lastError}`);
     }
+    lines.push('endpoints: as the load generator\'s sidecar holds them (+Nt terminating, +Nu not ready, ? not known yet)');
     if (this.#peers.size > 0) {
       lines.push('', 'service    callers seen by its inbound sidecars (connections)');
       // In the services' order, as the table above (the peers arrive in whatever order the admin servers answer).

@@ -61,15 +61,18 @@ export class EndpointLoad {
     if (failed) {
       // A refused or reset request comes back fast: as a latency it would make a broken endpoint look like the
       // best one. It gives a penalty instead, which fades so the endpoint is tried again soon.
-      this.failed++;
       this.penalize();
       return;
     }
     this.observeAt(t - startedAt, t);
   }
 
-  /** Gives (or renews) the failure penalty: for a request that failed past the load's own accounting. */
+  /**
+   * Counts a failure here and gives (or renews) the failure penalty; called by finish() and for a request that
+   * failed past the load's own accounting (a peer sidecar's 503 for an app that refused the connection).
+   */
   penalize(): void {
+    this.failed++;
     this.penaltyMs = FAILURE_PENALTY_MS;
     this.penaltyAt = this.now();
   }

@@ -44,6 +44,26 @@ describe('the demo registry writer', () => {
     expect(after.find((o) => o.kind === 'EndpointSlice')?.endpoints).toHaveLength(1);
   });
 
+  it('writes a crashed replica as not ready and not serving, and ready again once it is back', async () => {
+    const path = join(dir, 'registry.yaml');
+    const w = new RegistryWriter(path, 'demo', [{ name: 'hostname', replicas: 2, serviceAccount: 'hostname' }]);
+    const [a, b] = [replica('hostname', 1), replica('hostname', 2)];
+    w.add(a);
+    w.add(b);
+    await w.flush();
+    const conditions = async () =>
+      ((await objects(path)).find((o) => o.kind === 'EndpointSlice')?.endpoints as { addresses: string[]; conditions: object }[]).map((e) => [e.addresses[0], e.conditions]);
+    w.setReady(a, false);
+    await w.flush();
+    expect(await conditions()).toEqual([
+      [a.ip, { ready: false, serving: false, terminating: false }],
+      [b.ip, { ready: true, serving: true, terminating: false }],
+    ]);
+    w.setReady(a, true);
+    await w.flush();
+    expect((await conditions())[0]).toEqual([a.ip, { ready: true, serving: true, terminating: false }]);
+  });
+
   it('leaves a file that does not parse alone and writes the change once it parses again', async () => {
     const path = join(dir, 'registry.yaml');
     const w = new RegistryWriter(path, 'demo', [{ name: 'kv', replicas: 1, serviceAccount: 'kv' }]);

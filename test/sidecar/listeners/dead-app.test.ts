@@ -92,5 +92,10 @@ describe('an endpoint whose sidecar is up but whose app is not', () => {
     }
     const retries = (await pair.clientRegistry.getSingleMetric('skein_upstream_connect_retries_total')?.get())?.values[0]?.value ?? 0;
     expect(retries).toBeGreaterThan(0);
+    // The peer's 503s count as failures of the dead endpoint in /clusters (rq_error), not only as retries.
+    const stat = pair.client.clusterStats().find((c) => c.name === SVC);
+    const dead = stat?.endpoints.find((e) => e.inboundPort !== undefined && e.port === deadPort);
+    expect(dead?.failed).toBeGreaterThan(0);
+    expect(stat?.endpoints.find((e) => e.port === app.port)?.failed).toBe(0);
   });
 });
