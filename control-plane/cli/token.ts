@@ -1,25 +1,27 @@
 // `skein token`: prints a local-mode bootstrap token binding one namespace and service account.
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CaError } from '../ca/errors.ts';
-import { loadOrCreateTokenSecret, mintBootstrapToken, parseDurationMs, TOKEN_SECRET_FILE } from '../ca/tokens.ts';
+import { loadOrCreateTokenSecret, MAX_TOKEN_TTL_MS, mintBootstrapToken, parseDurationMs, TOKEN_SECRET_FILE } from '../ca/tokens.ts';
 
 /** Where local mode keeps the CA unless told otherwise (shared with `skein control-plane --ca-dir`). */
 export const DEFAULT_CA_DIR = '.skein/ca';
 
-const USAGE = `Usage: skein token --namespace NS --service-account SA [--ca-dir DIR] [--ttl 24h]
+const USAGE = `Usage: skein token --namespace NS --service-account SA [--ca-dir DIR] [--ttl 24h] [--out FILE]
 
 Prints a bootstrap token for a sidecar in local mode. The sidecar sends it to the control plane's
 CertificateService (port 15012) and receives a certificate for spiffe://<trust-domain>/ns/NS/sa/SA.
 The token is signed with <ca-dir>/token-secret (created with mode 0600 on first use); anyone holding
-the token can obtain that identity until it expires, so keep it like a password (mode 0600 file).
+the token can obtain that identity until it expires, so keep it like a password: --out writes it to a
+file with mode 0600 (a shell redirect makes the file readable by everyone, with the usual umask).
 
 Options:
   -n, --namespace NS          Kubernetes-style namespace name (required)
   -s, --service-account SA    service account name (required)
       --ca-dir DIR            the control plane's CA directory (default ${DEFAULT_CA_DIR})
       --ttl DURATION          how long the token is accepted, e.g. 24h, 90m, 30d (default 24h, at most 366d)
+  -o, --out FILE              write the token to FILE (mode 0600) instead of printing it
   -h, --help                  show this help
 `;
 
@@ -44,6 +46,7 @@ export async function runToken(argv: readonly string[], io: TokenCliIo = process
         'service-account': { type: 'string', short: 's' },
         'ca-dir': { type: 'string', default: DEFAULT_CA_DIR },
         ttl: { type: 'string', default: '24h' },
+        out: { type: 'string', short: 'o' },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -66,6 +69,10 @@ export async function runToken(argv: readonly string[], io: TokenCliIo = process
     io.stderr(`skein token: --ttl "${values.ttl}" is not a duration such as 24h, 90m or 30d\n`);
     return 2;
   }
+  if (!(ttlMs > 0) || ttlMs > MAX_TOKEN_TTL_MS) {
+    io.stderr(`skein token: --ttl "${values.ttl}" is out of range: use more than 0 and at most 366d\n`);
+    return 2;
+  }
   try {
     const dir = values['ca-dir'];
     const existed = existsSync(join(dir, TOKEN_SECRET_FILE));
@@ -81,9 +88,13 @@ export async function runToken(argv: readonly string[], io: TokenCliIo = process
       serviceAccount: values['service-account'],
       ttlMs,
     });
-    io.stdout(`${minted.token}\n`);
+    const out = values.out;
+    if (out !== undefined) {
+      writeFileSync(out, `${minted.token}\n`, { mode: 0o600 });
+      chmodSync(out, 0o600); // an existing file keeps its mode through writeFileSync
+    } else io.stdout(`${minted.token}\n`);
     io.stderr(
-      `token for ns/${values.namespace}/sa/${values['service-account']} (id ${minted.jti}) valid until ${minted.expiresAt.toISOString()}\n`,
+      `token for ns/${values.namespace}/sa/${values['service-account']} (id ${minted.jti}) valid until ${minted.expiresAt.toISOString()}${out !== undefined ? `, written to ${out} (mode 0600)` : ''}\n`,
     );
     return 0;
   } catch (err) {

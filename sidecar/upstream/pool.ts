@@ -63,8 +63,18 @@ export function upstreamError(err: unknown, target: string): LocalReplyError {
   const e = err as NodeJS.ErrnoException & { [kConnected]?: boolean };
   const code = e?.code ?? 'ECONNRESET';
   // kConnected is false when the socket failed before it was usable (refused, timed out, TLS handshake failed).
-  if (e[kConnected] === false || (CONNECT_CODES.has(code) && e[kConnected] !== true)) return upstreamConnectError(code, target, err);
+  if (e[kConnected] === false || (CONNECT_CODES.has(code) && e[kConnected] !== true)) return upstreamConnectError(code, `${target}${connectDetail(e, code)}`, err);
   return upstreamReset(code, target, err);
+}
+
+/**
+ * What a failed handshake adds to the local reply: which identity the peer presented and which were expected, or
+ * the TLS library's reason. A socket error (ECONNREFUSED...) says all in its code.
+ */
+function connectDetail(e: NodeJS.ErrnoException, code: string): string {
+  if (CONNECT_CODES.has(code) || typeof e?.message !== 'string' || e.message === '') return '';
+  if (code === 'SKEIN_TLS_PEER_IDENTITY') return `: ${e.message} (the mesh expects the identities of the Service's Pods' serviceAccountName)`;
+  return `: ${e.message}`;
 }
 
 export class EndpointPool {

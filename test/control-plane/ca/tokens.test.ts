@@ -1,6 +1,7 @@
+// Tests bootstrap tokens: minting and verifying, the `skein token` command, and TokenReview against a fake API server.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AuthenticationV1Api, KubeConfig } from '@kubernetes/client-node';
@@ -98,6 +99,22 @@ describe('skein token', () => {
     expect(b.err.join('')).toContain('"soon" is not a duration');
     const c = io();
     expect(await runToken(['--bogus'], c.io)).toBe(2);
+    const d = io();
+    expect(await runToken(['-n', 'a', '-s', 'b', '--ttl', '400d'], d.io)).toBe(2);
+    expect(d.err.join('')).toContain('--ttl "400d" is out of range');
+  });
+
+  it('--out writes the token to a file only its owner can read, also over an existing readable file', async () => {
+    const caDir = join(dir, 'cli-out');
+    const file = join(dir, 'cart.token');
+    await writeFile(file, 'old\n', { mode: 0o644 });
+    const { out, err, io: cliIo } = io();
+    expect(await runToken(['-n', 'shop', '-s', 'cart', '--ca-dir', caDir, '--out', file], cliIo)).toBe(0);
+    expect(out.join('')).toBe('');
+    expect(err.join('')).toContain(`written to ${file} (mode 0600)`);
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    const verifier = await BootstrapTokenVerifier.fromDir(caDir);
+    expect(await verifier.verify((await readFile(file, 'utf8')).trim())).toEqual({ namespace: 'shop', serviceAccount: 'cart' });
   });
 });
 

@@ -119,6 +119,9 @@ describe('mutual TLS between sidecars', () => {
     expect(r.status).toBe(503);
     expect(r.headers['x-skein-reason']).toBe('upstream_connect_error');
     expect(r.body).toContain('SKEIN_TLS_PEER_IDENTITY');
+    // The body names the identity presented and the ones expected.
+    expect(r.body).toContain(`peer identity ${API_ID} is not`);
+    expect(r.body).toContain('spiffe://mesh.test/ns/default/sa/not-api');
     expect(await metricValue(client.registry, 'skein_tls_handshakes_total', { direction: 'outbound', result: 'identity_mismatch' })).toBe(1);
 
     const ok = await pair({ identities: [API_ID] });
