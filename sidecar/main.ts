@@ -5,7 +5,7 @@ import { flushCompileCache } from 'node:module';
 import { AdminServer, readinessOf } from './admin/server.ts';
 import { type Config, parseConfig, SIDECAR_USAGE, wantsHelp } from './config.ts';
 import { ConfigInvalidError } from './errors.ts';
-import { registerCertificateMetrics, TlsContexts, WorkloadIdentity } from './tls/index.ts';
+import { parseSpiffeId, registerCertificateMetrics, TlsContexts, WorkloadIdentity } from './tls/index.ts';
 import { createDataPlane } from './listeners/index.ts';
 import { logger } from './log.ts';
 import { registerProcessMetrics } from './telemetry/process-metrics.ts';
@@ -73,7 +73,23 @@ async function bootstrapIdentity(config: Config, signal: AbortSignal): Promise<W
   const caAddress = `${m.caAddress.host.includes(':') ? `[${m.caAddress.host}]` : m.caAddress.host}:${m.caAddress.port}`;
   log.info('requesting the workload certificate', { caAddress, trustDomain: m.trustDomain, tokenFile: m.tokenFile });
   const requester = nodeId({ ip: config.ip, pod: config.pod, namespace: config.namespace, clusterDomain: config.clusterDomain });
-  return WorkloadIdentity.start({ caAddress, caRootPem, trustDomain: m.trustDomain, tokenFile: m.tokenFile, requester }, signal);
+  return WorkloadIdentity.start({ caAddress, caRootPem, caRootFile: m.caRootFile, trustDomain: m.trustDomain, tokenFile: m.tokenFile, requester }, signal);
+}
+
+/**
+ * The certificate's identity comes from the token; the node announces --namespace and --service-account to the
+ * control plane. When they differ, the sidecar would serve as one identity while the mesh expects another: refuse
+ * to start and say which is which.
+ */
+export function checkIdentityMatches(config: Pick<Config, 'namespace' | 'serviceAccount'>, id: string, tokenFile: string): void {
+  const parts = parseSpiffeId(id);
+  if (parts === undefined || (parts.namespace === config.namespace && parts.serviceAccount === config.serviceAccount)) return;
+  throw new ConfigInvalidError(
+    '--service-account',
+    `the token${tokenFile ? ` in ${tokenFile}` : ''} is for ${parts.namespace}/${parts.serviceAccount} (certificate ${id}), but this sidecar ` +
+      `runs as --namespace ${config.namespace} --service-account ${config.serviceAccount}: pass the namespace and service account the ` +
+      `token names, or a token for ${config.namespace}/${config.serviceAccount}`,
+  );
 }
 
 export async function runSidecar(argv: string[], options: SidecarRunOptions = {}): Promise<number> {
@@ -98,6 +114,14 @@ export async function runSidecar(argv: string[], options: SidecarRunOptions = {}
       return 0;
     }
     throw err;
+  }
+  if (identity !== undefined) {
+    try {
+      checkIdentityMatches(config, identity.current().spiffeId, config.mtls.enabled ? config.mtls.tokenFile : '');
+    } catch (err) {
+      identity.stop();
+      throw err;
+    }
   }
   const tls = identity === undefined ? undefined : new TlsContexts(identity);
   if (identity !== undefined) registerCertificateMetrics(registry, identity);

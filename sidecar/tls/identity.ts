@@ -26,6 +26,8 @@ export class CertificateFetchError extends SkeinSidecarError {
 export interface WorkloadIdentityOptions {
   /** host:port of the control plane's TLS port (15012). */
   readonly caAddress: string;
+  /** Where caRootPem came from (--ca-root-file), named when the control plane's certificate does not chain to it. */
+  readonly caRootFile?: string;
   /** PEM root(s) that signed the control plane's serving certificate (the mesh root, distributed out of band). */
   readonly caRootPem: string;
   /** Our trust domain (default cluster.local): the control plane's SPIFFE ID and our leaf must be in it. */
@@ -269,7 +271,7 @@ export class WorkloadIdentity implements IdentitySource {
     const request = { csr, validity_seconds: this.#options.validitySeconds ?? 0, requester: this.#options.requester ?? '' };
     return new Promise((resolve, reject) => {
       this.#client.CreateCertificate(request, metadata, { deadline }, (err, res) => {
-        if (err) reject(new CertificateFetchError(`CreateCertificate at ${this.#options.caAddress}: ${err.message}`, { cause: err }));
+        if (err) reject(new CertificateFetchError(`CreateCertificate at ${this.#options.caAddress}: ${caCallProblem(err.message, this.#options.caRootFile)}`, { cause: err }));
         else if (!res) reject(new CertificateFetchError('CreateCertificate returned no response'));
         else resolve(res);
       });
@@ -332,4 +334,17 @@ export function checkToken(file: string, content: string): string {
   throw new CertificateFetchError(
     `token file ${file} does not hold one token: ${lines} non-empty lines, or spaces or control characters${hint}`,
   );
+}
+
+/** TLS verification failures as grpc-js words them (Node's and OpenSSL's texts). */
+const UNTRUSTED = /self[- ]signed certificate|unable to (get|verify)|certificate (has expired|is not yet valid|signature failure)|UNABLE_TO_|CERT_/i;
+
+/**
+ * grpc-js's error text, without its empty "Resolution note:" tail, and with what to check when the control plane's
+ * serving certificate was not trusted.
+ */
+export function caCallProblem(message: string, caRootFile: string | undefined): string {
+  const text = message.replace(/\.?\s*Resolution note:\s*$/, '');
+  if (!UNTRUSTED.test(text)) return text;
+  return `${text} (the control plane's TLS certificate does not chain to the root in ${caRootFile ?? '--ca-root-file'}: is it that control plane's root, e.g. <ca-dir>/root-cert.pem, and is --ca-address that control plane?)`;
 }

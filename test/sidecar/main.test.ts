@@ -16,7 +16,7 @@ import { DirectoryCaStore } from '../../control-plane/ca/store.ts';
 import { BootstrapTokenVerifier, loadOrCreateTokenSecret, mintBootstrapToken } from '../../control-plane/ca/tokens.ts';
 import { pack, TYPE_URL } from '../../proto/index.ts';
 import { ADS_SOURCE, outboundListener } from './xds/listener-fixture.ts';
-import { runSidecar } from '../../sidecar/main.ts';
+import { checkIdentityMatches, runSidecar } from '../../sidecar/main.ts';
 import { XdsPeer } from '../fakes/xds-peer.ts';
 
 const WEB = 'outbound|80||web.default.svc.cluster.local';
@@ -140,6 +140,19 @@ describe('runSidecar with mutual TLS', () => {
     abort.abort();
     expect(await run).toBe(0);
     expect(started).toBe(false);
+  });
+});
+
+describe('checkIdentityMatches', () => {
+  it('accepts a certificate for the namespace and service account the sidecar announces', () => {
+    expect(() => checkIdentityMatches({ namespace: 'shop', serviceAccount: 'web' }, 'spiffe://mesh.test/ns/shop/sa/web', 't')).not.toThrow();
+  });
+
+  it('refuses to start as one identity while announcing another, naming both and the token file', () => {
+    expect(() => checkIdentityMatches({ namespace: 'shop', serviceAccount: 'web' }, 'spiffe://mesh.test/ns/shop/sa/frontend', '/run/fe.token')).toThrow(
+      /--service-account: the token in \/run\/fe\.token is for shop\/frontend .*--namespace shop --service-account web/,
+    );
+    expect(() => checkIdentityMatches({ namespace: 'default', serviceAccount: 'default' }, 'spiffe://mesh.test/ns/demo/sa/probe', 't')).toThrow(/demo\/probe/);
   });
 });
 

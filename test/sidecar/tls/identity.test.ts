@@ -1,3 +1,4 @@
+// Tests the workload identity: certificates from the real CertificateService, renewal, rotation timing, tokens.
 import { X509Certificate } from 'node:crypto';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -133,6 +134,27 @@ describe('WorkloadIdentity against the real CertificateService', () => {
     ).catch((e: unknown) => e);
     expect((err as { code?: string }).code).toBe('SKEIN_TLS_CERT_FETCH');
     expect((err as Error).message).toMatch(/no certificate yet/);
+  });
+
+  it('names --ca-root-file when the control plane\'s certificate does not chain to it', async () => {
+    const other = await testCa('other.test');
+    const abort = new AbortController();
+    setTimeout(() => abort.abort(), 400);
+    const err = await WorkloadIdentity.start(
+      {
+        caAddress: address,
+        caRootPem: other.ca.trustBundle().join(''),
+        caRootFile: '/etc/skein/wrong-root.pem',
+        trustDomain: 'mesh.test',
+        tokenFile: await tokenFile('token-c'),
+        retryBaseMs: 20,
+        retryCapMs: 50,
+      },
+      abort.signal,
+    ).catch((e: unknown) => e);
+    await other.close();
+    expect((err as Error).message).toContain('does not chain to the root in /etc/skein/wrong-root.pem');
+    expect((err as Error).message).not.toMatch(/Resolution note/);
   });
 
   it('reports a token the CA refuses', async () => {
