@@ -13,7 +13,7 @@ export class ProxyStatusFetchError extends Error {
   }
 }
 
-const USAGE = `Usage: skein proxy-status [--control-plane http://127.0.0.1:15014] [--node <node id>]
+const USAGE = `Usage: skein proxy-status [--control-plane http://127.0.0.1:15014 (or HOST:PORT)] [--node <node id>]
 
 Shows, for every proxy connected to the control plane, whether each xDS type it asked for is
 SYNCED (ACKed), STALE (sent, not ACKed yet) or NACKED (rejected, with the version), and the
@@ -109,17 +109,23 @@ export async function runProxyStatus(
     out.write(USAGE);
     return 0;
   }
-  const base = values['control-plane'] ?? 'http://127.0.0.1:15014';
+  const given = values['control-plane'] ?? 'http://127.0.0.1:15014';
+  // HOST:PORT (as `skein sidecar --control-plane` takes) means the admin server over http.
+  const base = /^[a-z][a-z0-9+.-]*:\/\//i.test(given) ? given : `http://${given}`;
   let url: URL;
   try {
     url = new URL('/debug/proxy-status', base);
   } catch {
-    err.write(`--control-plane ${JSON.stringify(base)} is not a URL; use e.g. http://127.0.0.1:15014\n`);
+    err.write(`--control-plane ${JSON.stringify(given)} is not a URL or HOST:PORT; use e.g. http://127.0.0.1:15014\n`);
     return 2;
   }
   if (values.node !== undefined) url.searchParams.set('node', values.node);
   try {
     const proxies = await fetchStatus(url);
+    if (proxies.length === 0 && values.node !== undefined) {
+      out.write(`No connected proxy has node ID ${JSON.stringify(values.node)} (\`skein proxy-status\` without --node lists them all).\n`);
+      return 1;
+    }
     out.write(formatProxyStatus(proxies));
     return 0;
   } catch (e) {

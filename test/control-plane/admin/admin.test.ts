@@ -131,6 +131,13 @@ describe('skein proxy-status', () => {
     expect(out).toContain('Rejected config (NACK):');
     expect(out).toContain('listener web.default.svc.cluster.local:80: api_listener is required');
     expect(out).toContain('resources: web.default.svc.cluster.local:80');
+    // HOST:PORT works as in `skein sidecar --control-plane`; --node naming no connected proxy says so and exits 1.
+    let hostPort = '';
+    expect(await runProxyStatus(['--control-plane', new URL(admin?.url ?? '').host], { write: (s: string) => (hostPort += s) })).toBe(0);
+    expect(hostPort).toBe(out);
+    let none = '';
+    expect(await runProxyStatus(['--control-plane', admin?.url ?? '', '--node', 'nosuch'], { write: (s: string) => (none += s) })).toBe(1);
+    expect(none).toContain('No connected proxy has node ID "nosuch"');
   });
 
   it('formats STALE and an empty mesh', () => {
