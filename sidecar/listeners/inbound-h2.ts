@@ -5,7 +5,7 @@ import { authorize, type Caller, type InboundPolicy } from '../authz/index.ts';
 import { normalizeTarget } from '../authz/path.ts';
 import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import { logger } from '../log.ts';
-import { grpcMessage, REASON_HEADER, replyH2 } from './local-reply.ts';
+import { grpcMessage, localReasonOf, REASON_HEADER, replyH2 } from './local-reply.ts';
 import { trackSettings, whenSettled } from '../upstream/h2-settings.ts';
 import { giveToH2Server } from './h2-socket.ts';
 
@@ -71,6 +71,7 @@ export class InboundH2Handler {
       stream.close(NGHTTP2_INTERNAL_ERROR);
       return;
     }
+    this.count(stream, info.appPort);
     const ct = h['content-type'];
     const grpc = ct !== undefined && ct.startsWith('application/grpc');
     const method = (h[':method'] as string | undefined) ?? 'GET';
@@ -122,6 +123,20 @@ export class InboundH2Handler {
     s.once('goaway', forget);
     this.upstream.set(port, s);
     return s;
+  }
+
+  /** As on the HTTP/1.1 path: per answered stream, by its :status; answers of our own also by reason. */
+  private count(stream: http2.ServerHttp2Stream, appPort: number): void {
+    const started = performance.now();
+    const metrics = this.options.metrics;
+    stream.once('close', () => {
+      const sent = stream.sentHeaders as http2.OutgoingHttpHeaders | undefined;
+      const status = sent?.[':status'];
+      if (status === undefined) return; // reset before an answer
+      metrics.inbound(appPort).observe(Number(status), (performance.now() - started) / 1000);
+      const reason = localReasonOf(stream);
+      if (reason !== undefined) metrics.localError(reason);
+    });
   }
 
   private failed(stream: http2.ServerHttp2Stream, appPort: number, err: NodeJS.ErrnoException, grpc: boolean): void {

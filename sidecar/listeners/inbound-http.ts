@@ -15,7 +15,7 @@ import { localReplyText } from '../http1/response-head.ts';
 import { COMPLETE, NEED_MORE, ResponseReader } from '../http1/response-reader.ts';
 import type { FeedOutcome, ResponseSink } from '../http1/response-reader.ts';
 import { readUpgradeAnswer } from '../http1/upgrade-answer.ts';
-import { replyH1 } from './local-reply.ts';
+import { localReasonOf, replyH1 } from './local-reply.ts';
 
 const log = logger('authz');
 
@@ -128,6 +128,7 @@ export class InboundHttpHandler {
       res.destroy();
       return;
     }
+    countInbound(this.options.metrics, info.appPort, res);
     const method = req.method ?? 'GET';
     // Judged and forwarded normalised: `//admin`, `/x/../admin` or `http://host/admin` cannot slip past `/admin`.
     const path = normalizeTarget(req.url ?? '/');
@@ -222,6 +223,19 @@ export class InboundHttpHandler {
     for (const p of this.pools.values()) p.destroy().catch(() => {});
     this.pools.clear();
   }
+}
+
+/**
+ * Counts a request the inbound side answered, once its response is complete: skein_requests_total and the duration
+ * under direction="inbound", cluster `inbound|<port>||`; an answer of our own also in skein_local_errors_total.
+ */
+function countInbound(metrics: DataPlaneMetrics, appPort: number, res: http.ServerResponse): void {
+  const started = performance.now();
+  res.once('finish', () => {
+    metrics.inbound(appPort).observe(res.statusCode, (performance.now() - started) / 1000);
+    const reason = localReasonOf(res);
+    if (reason !== undefined) metrics.localError(reason);
+  });
 }
 
 /** undici's errors for a connection the app closed before answering (the keep-alive race). */

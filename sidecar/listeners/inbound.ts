@@ -38,9 +38,12 @@ export class L4PipeHandler implements InboundHandler {
   private readonly appHost: string;
   private readonly conns = new Set<net.Socket>();
   private appDownH2: AppDownH2 | undefined;
+  private readonly metrics: DataPlaneMetrics | undefined;
 
-  constructor(appHost: string) {
+  /** `metrics`: where the answers for an app that refused the connection are counted (skein_local_errors_total). */
+  constructor(appHost: string, metrics?: DataPlaneMetrics) {
     this.appHost = appHost;
+    this.metrics = metrics;
   }
 
   handle(client: net.Socket, appPort: number, header: ProxyHeader | undefined, rest: Buffer): void {
@@ -85,9 +88,13 @@ export class L4PipeHandler implements InboundHandler {
         client.off('data', keep);
         const sent = Buffer.concat(early);
         const start = sent.subarray(0, 16).toString('latin1');
-        if (HTTP1_REQUEST.test(start)) client.end(localReplyText(503, REASON_HEADER, 'upstream_connect_error', why, 'close', true), 'latin1');
-        else if (start.startsWith(H2_PREFACE_START)) (this.appDownH2 ??= new AppDownH2()).handle(client, sent, why);
-        else done();
+        if (HTTP1_REQUEST.test(start)) {
+          this.metrics?.localError('upstream_connect_error');
+          client.end(localReplyText(503, REASON_HEADER, 'upstream_connect_error', why, 'close', true), 'latin1');
+        } else if (start.startsWith(H2_PREFACE_START)) {
+          this.metrics?.localError('upstream_connect_error');
+          (this.appDownH2 ??= new AppDownH2()).handle(client, sent, why);
+        } else done();
       };
       const check = (): void => {
         if (early.reduce((n, b) => n + b.length, 0) >= H2_PREFACE_START.length) decide();

@@ -82,7 +82,7 @@ export function createDataPlane(options: DataPlaneOptions, registry: Registry): 
     metrics,
   );
   const appHost = options.appHost ?? '127.0.0.1';
-  const pipe = options.inboundHandler ?? new L4PipeHandler(appHost);
+  const pipe = options.inboundHandler ?? new L4PipeHandler(appHost, metrics);
   let inboundIndex: ReadonlyMap<number, InboundPolicy> = new Map();
   const policyFor = (port: number): InboundPolicy => inboundIndex.get(port) ?? NO_SERVICE;
   const inbound = new InboundListener(

@@ -33,7 +33,16 @@ export function grpcMessage(text: string): string {
   return out;
 }
 
+/** The responses and streams answered by replyH1/replyH2, with their reason (for counting, see localReasonOf). */
+const answered = new WeakMap<object, LocalReason>();
+
+/** The reason of a local reply made on `res` (a ServerResponse or an HTTP/2 stream), undefined for the app's answers. */
+export function localReasonOf(res: object): LocalReason | undefined {
+  return answered.get(res);
+}
+
 export function replyH1(res: http.ServerResponse, status: number, reason: LocalReason, message: string, close: boolean): void {
+  answered.set(res, reason);
   const body = `${message}\n`;
   const headers: http.OutgoingHttpHeaders = {
     'content-type': 'text/plain; charset=utf-8',
@@ -47,6 +56,7 @@ export function replyH1(res: http.ServerResponse, status: number, reason: LocalR
 
 export function replyH2(stream: http2.ServerHttp2Stream, status: number, reason: LocalReason, message: string, grpc: boolean): void {
   if (stream.destroyed || stream.closed) return;
+  answered.set(stream, reason);
   if (grpc && status >= 400) {
     // As Envoy answers gRPC: a trailers-only response, HTTP 200, the error in grpc-status and grpc-message. A gRPC
     // client reads those; given an HTTP error status it would report only "Received HTTP status code 503".

@@ -203,6 +203,11 @@ export class DataPlaneMetrics {
     return m;
   }
 
+  /** The inbound side's per-app-port series: cluster `inbound|<port>||`, as Istio names its inbound clusters. */
+  inbound(appPort: number): ClusterRequestMetrics {
+    return this.cluster('inbound', `inbound|${appPort}||`);
+  }
+
   localError(reason: LocalReason): void {
     let c = this.reasons.get(reason);
     if (c === undefined) {

@@ -46,6 +46,9 @@ describe('an endpoint whose sidecar is up but whose app is not', () => {
     expect(r.status).toBe(503);
     expect(r.headers['x-skein-reason']).toBe('upstream_connect_error');
     expect(r.body).toContain(`ECONNREFUSED app port ${deadPort}`);
+    // The server-side sidecar counts the answers it made itself.
+    const counted = (await pair.serverRegistry.getSingleMetric('skein_local_errors_total')?.get())?.values.find((v) => v.labels.reason === 'upstream_connect_error');
+    expect(counted?.value).toBeGreaterThan(0);
   });
 
   it('answers so even when the refusal comes before the caller has sent its request', async () => {

@@ -120,6 +120,7 @@ export interface Pair {
   client: DataPlane;
   server: DataPlane;
   clientRegistry: Registry;
+  serverRegistry: Registry;
   outbound: number;
   inbound: number;
   close(): Promise<void>;
@@ -141,6 +142,7 @@ export async function startPair(appPorts: number[], opts: { headersTimeoutMs?: n
     },
     clientRegistry,
   );
+  const serverRegistry = new Registry();
   const server = createDataPlane(
     {
       outbound: { host: '127.0.0.1', port: 0 },
@@ -149,7 +151,7 @@ export async function startPair(appPorts: number[], opts: { headersTimeoutMs?: n
       namespace: 'default',
       podIp: '127.0.0.1',
     },
-    new Registry(),
+    serverRegistry,
   );
   await client.start();
   await server.start();
@@ -157,6 +159,7 @@ export async function startPair(appPorts: number[], opts: { headersTimeoutMs?: n
     client,
     server,
     clientRegistry,
+    serverRegistry,
     outbound: client.ports().outbound,
     inbound: server.ports().inbound,
     async close() {

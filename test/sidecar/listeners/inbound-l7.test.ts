@@ -5,10 +5,12 @@ import net from 'node:net';
 import { encodeProxyHeader } from '../../../sidecar/upstream/index.ts';
 import { closeServer, cluster, domains, endpoint, listen, mesh, raw, request, route, startPair } from './harness.ts';
 import type { Pair } from './harness.ts';
+import { metricValue } from './mtls-harness.ts';
 
 const HINTS = 'outbound|80||hints.default.svc.cluster.local';
 const RACE = 'outbound|80||race.default.svc.cluster.local';
 const ANYONE = { allow: [{ from: [], to: [] }], deny: [] };
+const ONLY_GET = { allow: [{ from: [], to: [{ methods: ['GET'] }] }], deny: [] };
 
 /** An app that answers every second request on a connection by closing it unanswered, as an idle timeout firing would. */
 function raceApp(): { server: net.Server; connections: () => number } {
@@ -50,7 +52,7 @@ describe('the inbound L7 HTTP/1.1 path', () => {
     const racePort = await listen(race.server);
     pair = await startPair([hintsPort, racePort]);
     const m = mesh(
-      [cluster(HINTS, [endpoint(hintsPort, pair.inbound)], { authz: ANYONE }), cluster(RACE, [endpoint(racePort, pair.inbound)], { authz: ANYONE })],
+      [cluster(HINTS, [endpoint(hintsPort, pair.inbound)], { authz: ONLY_GET }), cluster(RACE, [endpoint(racePort, pair.inbound)], { authz: ANYONE })],
       [
         { name: 'hints', domains: domains('hints', 'default', '10.96.0.40', 80, true), routes: [route(HINTS)] },
         { name: 'race', domains: domains('race', 'default', '10.96.0.41', 80, true), routes: [route(RACE)] },
@@ -74,6 +76,18 @@ describe('the inbound L7 HTTP/1.1 path', () => {
     const big = await request(pair.outbound, { host: 'hints.default', path: '/', headers: { cookie } });
     expect(big.status).toBe(200);
     expect(big.body).toBe(`cookie ${cookie.length}`);
+  });
+
+  it('counts the requests it answers under direction="inbound", its own answers also by reason', async () => {
+    const inbound = { direction: 'inbound', cluster: `inbound|${hintsPort}||` };
+    const before = await metricValue(pair.serverRegistry, 'skein_requests_total', { ...inbound, code: '200' });
+    expect((await request(pair.outbound, { host: 'hints.default', path: '/count' })).status).toBe(200);
+    expect((await request(pair.outbound, { host: 'hints.default', path: '/count', method: 'DELETE' })).status).toBe(403);
+    expect(await metricValue(pair.serverRegistry, 'skein_requests_total', { ...inbound, code: '200' })).toBe(before + 1);
+    expect(await metricValue(pair.serverRegistry, 'skein_requests_total', { ...inbound, code: '403' })).toBe(1);
+    expect(await metricValue(pair.serverRegistry, 'skein_local_errors_total', { reason: 'rbac_denied' })).toBe(1);
+    const hist = await pair.serverRegistry.getSingleMetric('skein_request_duration_seconds')?.get();
+    expect(hist?.values.some((v) => v.labels.direction === 'inbound' && v.labels.cluster === inbound.cluster && (v as { metricName?: string }).metricName?.endsWith('_count') && v.value >= 2)).toBe(true);
   });
 
   it('answers a malformed request with a readable 400', async () => {

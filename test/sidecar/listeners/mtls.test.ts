@@ -367,6 +367,15 @@ describe('authorization at the inbound sidecar', () => {
       expect((await unary(w, '/demo.Echo/Missing', '')).error?.code).toBe(grpc.status.UNIMPLEMENTED);
       expect((await unary(channel(batch), '/demo.Echo/Say', 'hi')).error?.code).toBe(grpc.status.PERMISSION_DENIED);
       expect(await metricValue(server.registry, 'skein_authz_denied_total', { service: 'default/api' })).toBe(2);
+      // Each answered call is counted on the inbound side by its HTTP status (gRPC answers are 200), denials also by reason.
+      const inbound = { direction: 'inbound', cluster: `inbound|${echo.port}||`, code: '200' };
+      // (A stream is counted when it closes on the server side, which may come just after the client has its answer.)
+      const settled = async (read: () => Promise<number>, want: number) => {
+        for (let i = 0; i < 50 && (await read()) !== want; i++) await new Promise((r) => setTimeout(r, 20));
+        return read();
+      };
+      expect(await settled(() => metricValue(server.registry, 'skein_requests_total', inbound), 6)).toBe(6);
+      expect(await settled(() => metricValue(server.registry, 'skein_local_errors_total', { reason: 'rbac_denied' }), 2)).toBe(2);
       // A policy change applies to the next call on a connection already open.
       const none: AuthzPolicy = { allow: [{ from: [{ principals: [API_ID] }], to: [] }], deny: [] };
       server.plane.update(apiMesh(echo.port, server.inbound, { protocol: 'http2', authz: none }));
