@@ -213,7 +213,7 @@ function parseRoutes(text: string, namespace: string, where: string): RouteAnnot
       const ref = typeof t.service === 'string' ? splitRef(t.service, namespace) : undefined;
       if (!ref) return fail(`${wat}.service`, `${JSON.stringify(t.service)} must be "<svc>[.<ns>]"`);
       const port = Number(t.port);
-      if (!validPort(port)) return fail(`${wat}.port`, `${JSON.stringify(t.port)} must be a port number 1-65535`);
+      if (!validPort(port)) return fail(`${wat}.port`, t.port === undefined ? 'is missing: the target Service\'s port, 1-65535' : `${JSON.stringify(t.port)} must be a port number 1-65535`);
       const weight = t.weight === undefined ? 1 : Number(t.weight);
       if (!Number.isInteger(weight) || weight < 1) return fail(`${wat}.weight`, `${JSON.stringify(t.weight)} must be a whole number >= 1`);
       targets.push({ ...ref, port, weight });

@@ -1,4 +1,5 @@
 // Tests the skein.dev/* annotation parsers: accepted values and errors that name the object, annotation and field.
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   AnnotationError,
@@ -49,6 +50,25 @@ describe('annotations', () => {
     });
   });
 
+  it('accepts the README\'s routes example', () => {
+    const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+    const block = /skein\.dev\/routes: \|\n((?: {8}.*\n)+)/.exec(readme)?.[1];
+    expect(block).toBeDefined();
+    const text = (block ?? '').split('\n').map((l) => l.slice(8)).join('\n');
+    const { settings, errors } = parseServiceAnnotations(meta({ 'skein.dev/routes': text }), 'Service shop/web');
+    expect(errors).toEqual([]);
+    expect(settings.routes).toEqual([
+      { prefix: '/v2/', targets: [{ service: 'hostname-v2', namespace: 'shop', port: 80, weight: 1 }] },
+      {
+        prefix: '/',
+        targets: [
+          { service: 'hostname', namespace: 'shop', port: 80, weight: 90 },
+          { service: 'hostname-canary', namespace: 'shop', port: 80, weight: 10 },
+        ],
+      },
+    ]);
+  });
+
   it('accepts YAML for routes', () => {
     const { settings, errors } = parseServiceAnnotations(meta({ 'skein.dev/routes': '- prefix: /a\n  cluster: a.x:81\n' }), 'Service shop/web');
     expect(errors).toEqual([]);
@@ -69,7 +89,7 @@ describe('annotations', () => {
     ['skein.dev/routes', '- weighted: []', '[0].weighted: must be a non-empty list'],
     ['skein.dev/routes', '- weighted: [{service: a, port: 80, weight: 0}]', '[0].weighted[0].weight: 0 must be a whole number >= 1'],
     ['skein.dev/routes', '- weighted: [{service: A_B, port: 80}]', '[0].weighted[0].service'],
-    ['skein.dev/routes', '- weighted: [{service: a}]', '[0].weighted[0].port'],
+    ['skein.dev/routes', '- weighted: [{service: a}]', "[0].weighted[0].port: is missing: the target Service's port"],
   ])('reports %s=%j', (annotation, value, expected) => {
     const { settings, errors } = parseServiceAnnotations(meta({ [annotation]: value }), 'Service shop/web');
     expect(settings).toEqual({});
