@@ -360,10 +360,13 @@ export class FileRegistry implements Registry {
   ): void {
     const changed = known ?? (next === before ? new Set<ServiceKey>() : diffStates(before, next));
     this.current = next;
-    log.debug('registry file loaded', {
+    // An applied edit is worth a line at info (which Services it changed); the first load and no-op edits at debug.
+    const applied = !first && changed.size > 0;
+    (applied ? log.info : log.debug)(applied ? 'registry file applied' : 'registry file loaded', {
       file: this.path,
       services: next.services.size,
       changed: changed.size,
+      ...(applied ? { changedServices: [...changed].slice(0, 5).join(', ') + (changed.size > 5 ? ', ...' : '') } : {}),
       parseMs: Math.round(parsedMs),
       totalMs: Math.round(performance.now() - started),
       ...(detectedAt !== undefined ? { sinceNoticedMs: Math.round(performance.now() - detectedAt) } : {}),

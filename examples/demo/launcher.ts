@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadOrCreateTokenSecret, mintBootstrapToken } from '../../control-plane/ca/index.ts';
+import { LogEcho } from './log-echo.ts';
 import { busyAddresses, freePort, waitForHttp } from './processes.ts';
 import { type Replica, RegistryWriter, type ServiceSpec } from './registry.ts';
 import { type MeshEndpoints, Summary } from './summary.ts';
@@ -172,6 +173,8 @@ export async function runDemo(argv: string[]): Promise<number> {
     out(`skein demo: control plane on xDS 127.0.0.1:${xdsPort}, CA (TLS) 127.0.0.1:${tlsPort}, admin http://127.0.0.1:${adminPort}`);
     out(`skein demo: each process logs to ${logDir}/<name>.log`);
     const cpLog = logTo('control-plane');
+    // Between summaries, the control plane's warnings, errors and applied registry edits show on the terminal.
+    const cpEcho = new LogEcho(`${logDir}/control-plane.log`, 'control plane');
     const cp = spawn(
       process.execPath,
       [SKEIN, 'control-plane', '--registry', registry.path, '--xds-address', `127.0.0.1:${xdsPort}`, '--xds-tls-address', `127.0.0.1:${tlsPort}`, '--ca-dir', caDir, '--admin-address', `127.0.0.1:${adminPort}`, '--debounce-ms', '50'],
@@ -299,6 +302,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     const victim = replicas.find((r) => r.pod === 'hostname-3');
     const stopAtS = Number.isFinite(durationS) ? durationS / 2 : 20;
     let lastPrint = Date.now();
+    cpEcho.skip();
     loadRunning = true;
     while (!stopping && (Date.now() - started) / 1000 < durationS) {
       await Promise.all([call('web.demo'), call('hostname.demo'), call('hostname.demo')]);
@@ -323,6 +327,7 @@ export async function runDemo(argv: string[]): Promise<number> {
         summary.setPeers(await inboundPeers(replicas));
         await refreshEndpoints();
         out(summary.render());
+        for (const line of cpEcho.read()) out(line);
       }
     }
     summary.setPeers(await inboundPeers(replicas));
