@@ -7,12 +7,23 @@ import { openMeshCa } from './ca/bootstrap.ts';
 import { addCertificateService } from './ca/index.ts';
 import { CertificateLedger } from './ca/ledger.ts';
 import { Registry as MetricsRegistry } from 'prom-client';
+import * as grpc from '@grpc/grpc-js';
 import { logger } from './log.ts';
 import { createRegistry } from './registry/registry.ts';
 import { limitYoungGeneration, paceYoungGcByReads } from './heap.ts';
 import { StatusRegistry, startXdsServer } from './xds/index.ts';
 
 const log = logger('main');
+
+/**
+ * grpc-js prints its own errors on stderr, in another format, and every one that matters also reaches us as an error
+ * or a status that we report ourselves (e.g. a port in use). They go to the JSON log at debug (SKEIN_DEBUG=grpc),
+ * unless GRPC_VERBOSITY or GRPC_TRACE asks for grpc-js's own output.
+ */
+if (process.env.GRPC_VERBOSITY === undefined && process.env.GRPC_TRACE === undefined) {
+  const grpcLog = logger('grpc');
+  grpc.setLogger({ error: (...args: unknown[]) => grpcLog.debug(args.map(String).join(' ')) });
+}
 
 export async function runControlPlane(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
@@ -83,6 +94,14 @@ export async function runControlPlane(argv: string[]): Promise<number> {
     );
     servers.push(xdsTls);
     log.info('certificate authority ready', { trustDomain: config.trustDomain, tls: xdsTls.address });
+  }
+  const adminHost = config.adminAddress.host;
+  if (!(adminHost === 'localhost' || adminHost === '::1' || /^127\./.test(adminHost))) {
+    // In a cluster Prometheus scrapes it from outside the pod, so it is allowed; but /debug/config_dump shows every
+    // Service, endpoint and policy the control plane knows to whoever reaches the port.
+    log.warn('the admin server listens beyond loopback: /metrics and /debug/* (the whole mesh config) are readable by anyone who reaches it', {
+      address: `${adminHost}:${config.adminAddress.port}`,
+    });
   }
   const admin = await startAdminServer({
     host: config.adminAddress.host,

@@ -7,6 +7,7 @@ import { type Config, parseConfig, SIDECAR_USAGE, wantsHelp } from './config.ts'
 import { ConfigInvalidError } from './errors.ts';
 import { parseSpiffeId, registerCertificateMetrics, TlsContexts, WorkloadIdentity } from './tls/index.ts';
 import { createDataPlane } from './listeners/index.ts';
+import * as grpc from '@grpc/grpc-js';
 import { logger } from './log.ts';
 import { registerProcessMetrics } from './telemetry/process-metrics.ts';
 import { Registry } from './telemetry/prom.ts';
@@ -16,6 +17,16 @@ import { buildNode, nodeId, setCertNotAfter } from './xds/node.ts';
 import { ConfigSettler } from './xds/settle.ts';
 
 const log = logger('main');
+
+/**
+ * grpc-js prints its own errors on stderr, in another format, and every one that matters also reaches us as an error
+ * or a status that we report ourselves (e.g. a port in use). They go to the JSON log at debug (SKEIN_DEBUG=grpc),
+ * unless GRPC_VERBOSITY or GRPC_TRACE asks for grpc-js's own output.
+ */
+if (process.env.GRPC_VERBOSITY === undefined && process.env.GRPC_TRACE === undefined) {
+  const grpcLog = logger('grpc');
+  grpc.setLogger({ error: (...args: unknown[]) => grpcLog.debug(args.map(String).join(' ')) });
+}
 
 export interface SidecarRunOptions {
   /** Environment for flag fallbacks (default process.env). */
@@ -200,7 +211,15 @@ export async function runSidecar(argv: string[], options: SidecarRunOptions = {}
   }
   xds.start();
   const ports = { admin: admin.port, ...dataPlane.ports() };
-  log.info('sidecar started', { node: node.id, controlPlane: config.controlPlane, mtls: tls === undefined ? 'off' : tls.spiffeId, ...ports });
+  const at = (host: string, port: number) => `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  log.info('sidecar started', {
+    node: node.id,
+    controlPlane: config.controlPlane,
+    mtls: tls === undefined ? 'off' : tls.spiffeId,
+    outbound: at(config.outbound.host, ports.outbound),
+    inbound: at(config.inbound.host, ports.inbound),
+    admin: at(config.admin.host, ports.admin),
+  });
   options.onStarted?.(ports);
   // Everything the sidecar runs is loaded: save it to the compile cache (when on), so the next start skips compiling
   // and type stripping (no TypeScript stripper in memory at all).

@@ -80,7 +80,7 @@ export class L4PipeHandler implements InboundHandler {
       client.unpipe(app);
       app.removeAllListeners('close');
       app.destroy();
-      const why = `upstream connect error: ${err.code ?? 'error'} app port ${appPort} (nothing accepts connections there)`;
+      const why = `upstream connect error: ${err.code ?? 'error'} app port ${appPort} (nothing accepts connections on ${this.appHost}:${appPort})`;
       const wait: { timer?: NodeJS.Timeout } = {};
       const decide = (): void => {
         clearTimeout(wait.timer);

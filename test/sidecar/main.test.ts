@@ -201,7 +201,7 @@ describe('runSidecar', () => {
       child.stderr.setEncoding('utf8');
       child.stderr.on('data', (chunk: string) => {
         stderr += chunk;
-        const m = /"msg":"sidecar started".*?"admin":(\d+)/.exec(stderr);
+        const m = /"msg":"sidecar started".*?"admin":"[^"]*:(\d+)"/.exec(stderr);
         if (m) resolve(Number(m[1]));
       });
       child.once('exit', (code) => reject(new Error(`sidecar exited early (${code}): ${stderr}`)));

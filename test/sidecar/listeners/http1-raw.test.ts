@@ -61,7 +61,7 @@ function converse(port: number, parts: Array<string | Buffer>, done: (text: stri
     const timer = setTimeout(finish, 4000);
     s.on('data', (c: Buffer) => {
       chunks.push(c);
-      if (done(Buffer.concat(chunks).toString('latin1'))) setTimeout(finish, 30); // wait briefly: does it close?
+      if (done(Buffer.concat(chunks).toString('latin1'))) setTimeout(finish, 250); // wait a little: does it close? (generous: CI runs suites side by side)
     });
     s.on('end', () => {
       closed = true;
