@@ -12,6 +12,7 @@ Commands:
   proxy-status    show each connected proxy's config versions and rejected config (NACKs)
   token           print a bootstrap token for a namespace and service account (local CA)
   demo            run the local demo mesh (--smoke: a short self-check that exits)
+  version         print Skein's version and the Node.js it runs on (also --version)
 
 Run 'skein <command> --help' for a command's flags.`;
 
@@ -39,6 +40,12 @@ async function main(argv: string[]): Promise<number> {
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(`${HELP}\n`);
     return name ? 0 : 2;
+  }
+  if (name === 'version' || name === '--version' || name === '-v') {
+    const { readFileSync } = await import('node:fs');
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    process.stdout.write(`skein ${pkg.version} (node ${process.versions.node})\n`);
+    return 0;
   }
   const load = commands[name];
   if (!load) {
