@@ -64,7 +64,14 @@ export const SIDECAR_USAGE = `Usage: skein sidecar [flags]
   --ca-address HOST:PORT      the control plane's CA (TLS)       (env SKEIN_CA_ADDRESS; default <control-plane host>:15012)
   --ca-root-file FILE         PEM root of the control plane cert (env SKEIN_CA_ROOT_FILE; required with --mtls on)
   --trust-domain DOMAIN       SPIFFE trust domain                (env SKEIN_TRUST_DOMAIN; default cluster.local)
-  --help                      show this help`;
+  --help                      show this help
+
+Environment only:
+  SKEIN_DEBUG=xds,tls,...     debug lines for these modules (* for all) on stderr, as JSON
+  SKEIN_LEAN_EXEC=0           do not restart in place with the compile cache and small-heap node flags
+  NODE_COMPILE_CACHE=DIR      where that compile cache lives (default node_modules/.cache/skein-compile)
+
+--service-account and --namespace must be what the token names (the certificate's identity).`;
 
 const OPTIONS = {
   'control-plane': { type: 'string' },

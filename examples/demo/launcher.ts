@@ -37,7 +37,9 @@ interface Running extends Replica {
 const USAGE = `Usage: skein demo [--smoke] [--duration SECONDS] [--state-dir .skein/demo]
 
   --smoke      run for a few seconds, check that every hop carried traffic, print the summary, exit 0 (1 on failure)
-  --duration   stop after this many seconds (default: run until Ctrl-C; 10 with --smoke)`;
+  --duration   stop after this many seconds (default: run until Ctrl-C; 10 with --smoke); the replica stop comes
+               halfway through (20 s in without --duration)
+  --state-dir  where the demo writes its registry, CA, tokens and logs (default .skein/demo, emptied of logs at start)`;
 
 /**
  * The callers each Service's inbound sidecars accepted, read from their admin servers' skein_inbound_connections_total
