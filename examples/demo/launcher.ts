@@ -326,6 +326,7 @@ export async function runDemo(argv: string[]): Promise<number> {
       }
       if (!smoke && Date.now() - lastPrint > 2000) {
         lastPrint = Date.now();
+        if (await registry.reconcile()) out(`skein demo: put the replicas' EndpointSlices and Pods back in ${registry.path} (the launcher owns them)`);
         summary.setPeers(await inboundPeers(replicas));
         await refreshEndpoints();
         out(summary.render());

@@ -76,6 +76,33 @@ export class RegistryWriter {
     return run;
   }
 
+  /**
+   * Puts the launcher's own objects back if the file holds other versions of them (an older copy of the file
+   * restored, a hand edit of a `<service>-demo` slice), as Kubernetes' EndpointSlice controller reverts edits to the
+   * slices it manages. Resolves to true when it rewrote the file.
+   */
+  async reconcile(): Promise<boolean> {
+    if (!this.#written || this.#pending) return false;
+    let current: unknown[];
+    try {
+      current = loadAll(await readFile(this.path, 'utf8'));
+    } catch {
+      return false; // being edited: the next flush or reconcile deals with it
+    }
+    const want = new Map(this.#managedObjects().map((o) => [key(o), JSON.stringify(o)]));
+    const have = new Map<string, string>();
+    for (const o of current) {
+      if (o === null || typeof o !== 'object') continue;
+      const m = meta(o);
+      const owned = m.namespace === this.#namespace && ((m.kind === 'Pod' && this.#podNames.has(m.name)) || (m.kind === 'EndpointSlice' && this.#services.some((svc) => `${svc.name}-demo` === m.name)));
+      if (owned) have.set(key(o), JSON.stringify(o));
+    }
+    const same = want.size === have.size && [...want].every(([k, v]) => have.get(k) === v);
+    if (same) return false;
+    await this.flush();
+    return true;
+  }
+
   /** Stops retrying a skipped flush (the demo is ending). */
   stop(): void {
     clearInterval(this.#retry);
@@ -185,6 +212,11 @@ export class RegistryWriter {
     }
     return objects;
   }
+}
+
+function key(o: object): string {
+  const m = meta(o);
+  return `${m.kind}/${m.namespace}/${m.name}`;
 }
 
 /** Kind, namespace, name and (for Pods) the `app` label of an object read back from the file. */

@@ -64,6 +64,26 @@ describe('the demo registry writer', () => {
     expect((await conditions())[0]).toEqual([a.ip, { ready: true, serving: true, terminating: false }]);
   });
 
+  it('puts its own objects back when an older copy of the file is restored, and leaves an unchanged file alone', async () => {
+    const path = join(dir, 'registry.yaml');
+    const w = new RegistryWriter(path, 'demo', [{ name: 'hostname', replicas: 2, serviceAccount: 'hostname' }]);
+    const [a, b] = [replica('hostname', 1), replica('hostname', 2)];
+    w.add(a);
+    w.add(b);
+    await w.flush();
+    expect(await w.reconcile()).toBe(false);
+    const old = await readFile(path, 'utf8');
+    w.remove(b);
+    await w.flush();
+    await writeFile(path, `${old}---\napiVersion: v1\nkind: Service\nmetadata:\n  name: mine\n  namespace: demo\n`); // the old copy, plus an edit
+    expect(await w.reconcile()).toBe(true);
+    const after = await objects(path);
+    expect(after.filter((o) => o.kind === 'Pod').map((o) => o.metadata.name)).toEqual(['hostname-1']);
+    expect(after.find((o) => o.kind === 'EndpointSlice')?.endpoints).toHaveLength(1);
+    expect(after.some((o) => o.metadata.name === 'mine')).toBe(true);
+    expect(await w.reconcile()).toBe(false);
+  });
+
   it('leaves a file that does not parse alone and writes the change once it parses again', async () => {
     const path = join(dir, 'registry.yaml');
     const w = new RegistryWriter(path, 'demo', [{ name: 'kv', replicas: 1, serviceAccount: 'kv' }]);
