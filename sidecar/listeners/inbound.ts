@@ -150,6 +150,56 @@ interface Admitted {
   l7: boolean;
 }
 
+/**
+ * How long after a PROXY header sent before any TLS the next bytes may take before the caller is taken to be a
+ * plaintext client of a server-speaks-first protocol (a TLS client sends its ClientHello right behind the header).
+ */
+const AFTER_OUTER_HEADER_MS = 100;
+
+/**
+ * Reads a PROXY v2 header at the very start of `socket`, if one is there, and hands over what follows it: at least
+ * one byte, or none after a header followed by AFTER_OUTER_HEADER_MS of silence. A bad header closes the connection.
+ */
+function readOuterProxyHeader(socket: net.Socket, then: (outer: ProxyHeader | undefined, first: Buffer) => void): void {
+  let buf: Buffer | undefined;
+  let outer: ProxyHeader | undefined;
+  let quiet: NodeJS.Timeout | undefined;
+  const onData = (chunk: Buffer): void => {
+    clearTimeout(quiet);
+    buf = buf === undefined ? chunk : Buffer.concat([buf, chunk]);
+    if (outer === undefined) {
+      let result;
+      try {
+        result = parseProxyHeader(buf);
+      } catch (err) {
+        log.warn('inbound connection closed: bad PROXY v2 header before TLS', { remote: socket.remoteAddress, error: (err as Error).message });
+        socket.destroy();
+        return;
+      }
+      if (result.kind === 'partial') {
+        if (buf.length > MAX_HEADER) socket.destroy();
+        return;
+      }
+      if (result.kind === 'header') {
+        outer = result.header;
+        buf = buf.subarray(result.length);
+      }
+    }
+    if (buf.length === 0) {
+      // The header alone so far: the next bytes tell TLS from plaintext.
+      quiet = setTimeout(() => {
+        socket.off('data', onData);
+        then(outer, Buffer.alloc(0));
+      }, AFTER_OUTER_HEADER_MS);
+      return;
+    }
+    socket.off('data', onData);
+    then(outer, buf);
+  };
+  socket.on('data', onData);
+  socket.once('close', () => clearTimeout(quiet));
+}
+
 export class InboundListener {
   private readonly options: InboundOptions;
   private readonly handler: InboundHandler;
@@ -197,11 +247,20 @@ export class InboundListener {
       this.readPreface(socket, socket, undefined);
       return;
     }
-    // Peek at the first byte: 0x16 starts a TLS handshake (a peer sidecar); anything else is plaintext.
-    socket.once('data', (first: Buffer) => {
+    // A PROXY v2 header may come first, before TLS (haproxy's send-proxy-v2, Envoy's upstream proxy_protocol
+    // transport socket); our own sidecars send it inside TLS. Then peek at the first byte: 0x16 starts a TLS
+    // handshake (a peer sidecar); anything else is plaintext.
+    readOuterProxyHeader(socket, (outer, first) => {
       socket.pause();
+      if (first.length === 0) {
+        // A PROXY header and then silence: a plaintext caller of a protocol where the server speaks first.
+        socket.setTimeout(0);
+        this.pending.delete(socket);
+        this.route(socket, socket, outer, first, undefined);
+        return;
+      }
       if (first[0] !== 0x16) {
-        this.readPreface(socket, socket, undefined, first);
+        this.readPreface(socket, socket, undefined, first, outer);
         return;
       }
       const metrics = this.security?.metrics;
@@ -209,7 +268,7 @@ export class InboundListener {
         (secure) => {
           metrics?.tlsHandshakes.labels('inbound', secure.isSessionReused() ? 'resumed' : 'ok').inc();
           secure.on('error', () => secure.destroy());
-          this.readPreface(socket, secure, peerSpiffeId(secure));
+          this.readPreface(socket, secure, peerSpiffeId(secure), undefined, outer);
         },
         (err: NodeJS.ErrnoException) => {
           this.pending.delete(socket);
@@ -226,7 +285,7 @@ export class InboundListener {
    * Reads the PROXY v2 header (if any) from `stream` (the socket, or the TLS stream over it), then routes.
    * `peer` is the verified SPIFFE ID for mTLS; `first` holds bytes already read from a plaintext socket.
    */
-  private readPreface(raw: net.Socket, stream: net.Socket, peer: string | undefined, first?: Buffer): void {
+  private readPreface(raw: net.Socket, stream: net.Socket, peer: string | undefined, first?: Buffer, outer?: ProxyHeader): void {
     let buf: Buffer | undefined;
     const onData = (chunk: Buffer): void => {
       buf = buf === undefined ? chunk : Buffer.concat([buf, chunk]);
@@ -246,7 +305,8 @@ export class InboundListener {
       stream.pause();
       raw.setTimeout(0);
       this.pending.delete(raw);
-      const header = result.kind === 'header' ? result.header : undefined;
+      // A header inside the TLS stream (integrity-protected) wins over one sent before the handshake.
+      const header = result.kind === 'header' ? result.header : outer;
       const rest = result.kind === 'header' ? buf.subarray(result.length) : buf;
       this.route(raw, stream, header, rest, peer);
     };

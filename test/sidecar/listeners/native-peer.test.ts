@@ -1,0 +1,129 @@
+// A native proxy as the calling peer: haproxy with a mesh certificate and a PROXY v2 header sent before TLS.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeProxyHeader } from '../../../sidecar/upstream/index.ts';
+import { StaticSource, testCa, type TestCa } from '../tls/mesh-helper.ts';
+import { freePort, request } from './harness.ts';
+import { apiMesh, metricValue, type Sidecar, startIdentityApp, startSidecar } from './mtls-harness.ts';
+
+const WEB_ID = 'spiffe://mesh.test/ns/default/sa/web';
+
+function haproxyInstalled(): boolean {
+  try {
+    execFileSync('haproxy', ['-v'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+const HAPROXY = haproxyInstalled();
+if (!HAPROXY) console.warn('native-peer.test.ts: skipped, haproxy is not installed (.ci/run installs it)');
+
+async function waitForPort(port: number, proc: ChildProcess, stderr: () => string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if (proc.exitCode !== null) throw new Error(`haproxy exited: ${stderr()}`);
+    const up = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (up) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`haproxy did not listen on ${port}: ${stderr()}`);
+}
+
+describe.skipIf(!HAPROXY)('haproxy calling a Skein sidecar', () => {
+  let ca: TestCa;
+  let dir: string;
+  let app: Awaited<ReturnType<typeof startIdentityApp>>;
+  let server: Sidecar;
+  let haproxy: ChildProcess;
+  let port: number;
+
+  beforeAll(async () => {
+    ca = await testCa('mesh.test');
+    dir = await mkdtemp(join(tmpdir(), 'skein-native-peer-'));
+    app = await startIdentityApp();
+    server = await startSidecar(new StaticSource(await ca.leaf('default', 'api')), [app.port]);
+    // A policy puts the inbound side on its L7 path, where the app is told the caller's verified identity.
+    server.plane.update(apiMesh(app.port, server.inbound, { authz: { allow: [{ from: [{ principals: [WEB_ID] }], to: [] }], deny: [] } }));
+    const web = await ca.leaf('default', 'web');
+    const pem = join(dir, 'web.pem');
+    await writeFile(pem, [...web.certChainPem, web.keyPem].join('\n'), { mode: 0o600 });
+    const roots = join(dir, 'roots.pem');
+    await writeFile(roots, web.trustBundlePem.join('\n'));
+    port = await freePort();
+    const cfg = join(dir, 'haproxy.cfg');
+    // The PROXY header names the app port (set-dst-port) and goes before the TLS handshake, as haproxy sends it.
+    await writeFile(
+      cfg,
+      `global
+  nbthread 1
+defaults
+  mode http
+  timeout client 10s
+  timeout server 10s
+  timeout connect 2s
+frontend web
+  bind 127.0.0.1:${port}
+  http-request set-dst-port int(${app.port})
+  default_backend api
+backend api
+  server api 127.0.0.1:${server.inbound} send-proxy-v2 ssl verify required ca-file ${roots} crt ${pem} alpn http/1.1
+`,
+    );
+    let stderr = '';
+    haproxy = spawn('haproxy', ['-db', '-f', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
+    haproxy.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    await waitForPort(port, haproxy, () => stderr);
+  });
+
+  afterAll(async () => {
+    haproxy?.kill('SIGKILL');
+    await server?.close();
+    await new Promise((r) => app?.server.close(r));
+    await rm(dir, { recursive: true, force: true });
+    await ca?.close();
+  });
+
+  it('reaches the app port the PROXY header names, as the identity its certificate proves', async () => {
+    const r = await request(port, { host: 'api.default', path: '/from-haproxy' });
+    expect(r.status, r.body).toBe(200);
+    expect(r.body).toBe(`/from-haproxy peer=${WEB_ID}`);
+    expect(await metricValue(server.registry, 'skein_inbound_connections_total', { transport: 'mtls', peer: WEB_ID })).toBeGreaterThan(0);
+  });
+});
+
+describe('a PROXY header followed by nothing (a plaintext client of a server-speaks-first app, PERMISSIVE)', () => {
+  it('is routed at once to the app, whose greeting comes back', async () => {
+    const ca = await testCa('mesh.test');
+    const banner = net.createServer((s) => s.end('220 hello\r\n'));
+    await new Promise<void>((r) => banner.listen(0, '127.0.0.1', () => r()));
+    const appPort = (banner.address() as net.AddressInfo).port;
+    const server = await startSidecar(new StaticSource(await ca.leaf('default', 'api')), [appPort]);
+    try {
+      server.plane.update(apiMesh(appPort, server.inbound, { mtlsMode: 'PERMISSIVE' }));
+      const started = Date.now();
+      const got = await new Promise<string>((resolve) => {
+        const s = net.connect(server.inbound, '127.0.0.1', () => s.write(encodeProxyHeader('127.0.0.1', 0, '127.0.0.1', appPort)));
+        let text = '';
+        s.on('data', (d) => (text += d));
+        s.on('error', () => {});
+        s.on('close', () => resolve(text));
+      });
+      expect(got).toBe('220 hello\r\n');
+      expect(Date.now() - started).toBeLessThan(2000); // not the 5 s wait for a header that never comes
+    } finally {
+      await server.close();
+      banner.close();
+      await ca.close();
+    }
+  });
+});
