@@ -15,6 +15,8 @@ export interface ParsedObject {
   readonly prefix: string;
   /** client-node's shape for Service/EndpointSlice/Pod, a SkeinPolicy for policies; deeply frozen. */
   readonly value: object;
+  /** Paths of fields Kubernetes does not know (see CheckedObject). */
+  readonly unknownFields?: readonly string[];
 }
 
 /** A cached chunk: its own copy of the text (the map key) and its documents. */
@@ -48,7 +50,7 @@ export interface ParseOutcome {
 function toParsed(o: CheckedObject): ParsedObject {
   const value =
     o.kind === 'Service' || o.kind === 'EndpointSlice' || o.kind === 'Pod' ? normalize(o.kind, o.raw) : normalizePolicy(o.kind, o.raw);
-  return { kind: o.kind, id: o.id, label: o.label, prefix: o.prefix, value };
+  return { kind: o.kind, id: o.id, label: o.label, prefix: o.prefix, value, ...(o.unknownFields ? { unknownFields: o.unknownFields } : {}) };
 }
 
 interface Placed {

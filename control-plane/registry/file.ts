@@ -220,11 +220,13 @@ export class FileRegistry implements Registry {
     const before = this.current;
     if (outcome.delta && !first) {
       this.lastBytes = bytes;
+      warnUnknownFields(this.path, outcome.delta.added);
       const { state, changed } = this.applyDelta(before, outcome.delta.removed, outcome.delta.added, outcome.freshValues);
       this.commit(before, state, started, parsedMs, detectedAt, false, changed);
       return;
     }
     const { objects, freshValues } = outcome;
+    warnUnknownFields(this.path, objects.filter((o) => o.unknownFields !== undefined && freshValues.has(o.value)));
     // Unchanged documents give the very objects of the last state; only new ones are compared by content, so an
     // edit that changes nothing Skein reads (a comment, key order) keeps the old object and emits no change.
     const byId = new Map<string, object>();
@@ -439,5 +441,12 @@ export async function writeRegistryFile(path: string, objects: readonly object[]
   } catch (err) {
     await unlink(tmp).catch(() => {});
     throw err;
+  }
+}
+
+/** Logs the unknown fields of objects parsed from new text (each once per version of its document). */
+function warnUnknownFields(file: string, objects: readonly ParsedObject[]): void {
+  for (const o of objects) {
+    for (const f of o.unknownFields ?? []) log.warn('registry file: unknown field, ignored', { problem: `${file}: ${o.label}: ${f}: unknown field, ignored (a typo?)` });
   }
 }

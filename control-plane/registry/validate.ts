@@ -4,6 +4,7 @@ import type { Kind } from './objects.ts';
 import type { PolicyKind } from './registry.ts';
 import { POLICY_API_VERSION, SERVICE_NAME_LABEL } from './registry.ts';
 import { checkAuthorizationPolicy, checkPeerAuthentication } from './validate-policy.ts';
+import { unknownFields } from './unknown-fields.ts';
 
 type Obj = Record<string, unknown>;
 
@@ -19,7 +20,10 @@ export interface ValidationResult {
 }
 
 /** A valid object of one document, with what the cross-document duplicate check needs to word its message. */
-export interface CheckedObject extends ValidatedObject, Identified {}
+export interface CheckedObject extends ValidatedObject, Identified {
+  /** Paths of fields Kubernetes does not know: logged, not refused (kubectl warns of them too). */
+  readonly unknownFields?: readonly string[];
+}
 
 /** Where a document sits in the file: its 0-based index and its first line (1-based). */
 export interface DocumentPosition {
@@ -156,7 +160,8 @@ export function checkDocument(file: string, doc: DocumentInput, pos: DocumentPos
     for (const e of errors) problems.push(`${where(label)}: ${e}`);
     if (errors.length === 0 && known && name) {
       const id = `${known.kind} ${ns}/${name}`;
-      objects.push({ kind: known.kind, raw: { ...value, metadata: { ...meta, namespace: ns } }, id, label: label ?? id, prefix });
+      const unknown = unknownFields(known.kind, value).map((f) => `${prefix}${f}`);
+      objects.push({ kind: known.kind, raw: { ...value, metadata: { ...meta, namespace: ns } }, id, label: label ?? id, prefix, ...(unknown.length ? { unknownFields: unknown } : {}) });
     }
   }
 }

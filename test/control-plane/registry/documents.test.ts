@@ -1,4 +1,5 @@
 // Incremental registry parsing: document splitting, the per-document cache, identity sharing and problem positions.
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { DocumentCache, splitDocuments } from '../../../control-plane/registry/documents.ts';
 import { RegistryInvalidError } from '../../../control-plane/registry/errors.ts';
@@ -88,6 +89,26 @@ describe('DocumentCache', () => {
     expect(again.fresh).toBe(0);
     expect(again.objects.map((o) => o.value)).toEqual(good.objects.map((o) => o.value));
     expect(again.objects[1]?.value).toBe(good.objects[1]?.value);
+  });
+});
+
+describe('unknown fields', () => {
+  it('are accepted but named, with the object and field path, as kubectl warns of them', () => {
+    const cache = new DocumentCache();
+    const typo = `apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selectr: { app: web }\n  ports:\n    - port: 80\n      targetport: 8080\n`;
+    const out = cache.parse('r.yaml', docs(svc('a'), typo));
+    expect(out.problems).toEqual([]);
+    expect(out.objects[0]?.unknownFields).toBeUndefined();
+    expect(out.objects[1]?.label).toBe('Service default/web');
+    expect(out.objects[1]?.unknownFields).toEqual(['spec.selectr', 'spec.ports[0].targetport']);
+  });
+
+  it('leave the fields Kubernetes has alone, in every kind a registry holds', () => {
+    const cache = new DocumentCache();
+    const text = readFileSync(new URL('../../../examples/registry.yaml', import.meta.url), 'utf8');
+    const out = cache.parse('examples/registry.yaml', text);
+    expect(out.problems).toEqual([]);
+    expect(out.objects.flatMap((o) => o.unknownFields ?? [])).toEqual([]);
   });
 });
 

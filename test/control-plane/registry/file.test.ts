@@ -2,7 +2,7 @@
 import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RegistryFileMissingError, RegistryInvalidError } from '../../../control-plane/registry/errors.ts';
 import { FileRegistry, parseRegistryText, writeRegistryFile } from '../../../control-plane/registry/file.ts';
 import type { RegistryChange, RegistryProblem } from '../../../control-plane/registry/registry.ts';
@@ -188,6 +188,31 @@ describe('FileRegistry', () => {
     // Nothing was served yet, so the message does not promise a last good state.
     expect(err.message).toContain('fix them and start again (nothing was served)');
     expect(err.message).not.toContain('last good state');
+  });
+
+  it('serves an object with an unknown field and logs the field once, at start and for an edit', async () => {
+    const typo = `apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selectr: { app: web }\n  ports:\n    - port: 80\n`;
+    await writeFile(path, docs(svc('api'), typo));
+    const lines: string[] = [];
+    const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      lines.push(String(chunk));
+      return true;
+    });
+    try {
+      registry = new FileRegistry(path, { debounceMs: 10, pollMs: 100 });
+      await registry.start();
+      expect(registry.state().services.has('default/web')).toBe(true);
+      const warned = () => lines.filter((l) => l.includes('unknown field'));
+      expect(warned()).toHaveLength(1);
+      expect(warned()[0]).toContain(`${path}: Service default/web: spec.selectr: unknown field, ignored (a typo?)`);
+      // An edit elsewhere does not repeat it; an edit of that document (still with the typo) does.
+      const change = nextChange(registry);
+      await writeFile(path, docs(svc('api', 81), typo.replace('port: 80', 'port: 81')));
+      await change;
+      expect(warned()).toHaveLength(2);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('reloads on change, keeps the last good state on a broken edit, recovers, and shares unchanged objects', async () => {
