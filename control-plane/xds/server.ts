@@ -89,8 +89,8 @@ class Dispatcher {
       }
     }
     if (fanout.debugEnabled) {
-      // Streams flush in setImmediate callbacks queued in the loop above; this one, queued after them, runs after
-      // all of them (the sockets get the bytes in the event loop's next turn, when Node's HTTP/2 sessions write).
+      // Streams flush in the one setImmediate callback (stream-base.ts) queued in the loop above; this one, queued
+      // after it, runs after all of them (the sockets get the bytes in the event loop's next turn, when Node's HTTP/2 sessions write).
       setImmediate(() =>
         fanout.debug('publish written', {
           serial: snapshot.serial,
