@@ -2,7 +2,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { ADS_ORDER, kindOf, shortName, type Node__Output, type TypeUrl } from '../../proto/index.ts';
 import type { ScopeResources, Snapshot } from '../cache/snapshot.ts';
-import { tracer } from './log.ts';
+import { tracer, tracing } from './log.ts';
 import type { XdsMode } from './metrics.ts';
 import type { ProxyStatusRecord, ResourceStatus } from './status.ts';
 import {
@@ -16,6 +16,8 @@ import {
 } from './stream-io.ts';
 
 const trace = tracer('xds');
+/** Whether `trace` writes (hot paths skip building its fields otherwise). */
+const tracingXds = tracing('xds');
 
 export interface RequestHead {
   readonly node: Node__Output | null;
@@ -165,10 +167,9 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
   protected sent(typeUrl: TypeUrl, response: Res, bytes: number, nonce: string, version: string): void {
     this.outbox.write(response, bytes);
     const type = shortName(typeUrl);
-    this.deps.metrics.pushes.inc({ type });
-    this.deps.metrics.bytesSent.inc({ type, mode: this.mode }, bytes);
+    this.deps.metrics.countSent(type, this.mode, bytes);
     this.record?.sent(typeUrl, nonce, version);
-    trace('sent', { nodeId: this.nodeId, type, nonce, version, bytes });
+    if (tracingXds) trace('sent', { nodeId: this.nodeId, type, nonce, version, bytes });
   }
 
   protected acked(typeUrl: TypeUrl, nonce: string, version: string, changedAt: number | undefined): void {
@@ -176,7 +177,7 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
     if (changedAt !== undefined) {
       this.deps.metrics.convergence.observe(Math.max(0, performance.now() - changedAt) / 1000);
     }
-    trace('ack', { nodeId: this.nodeId, type: shortName(typeUrl), nonce, version });
+    if (tracingXds) trace('ack', { nodeId: this.nodeId, type: shortName(typeUrl), nonce, version });
   }
 
   protected nacked(typeUrl: TypeUrl, nonce: string, version: string, message: string, names: string[]): void {
