@@ -161,6 +161,8 @@ export class Outbox<T> {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private waitingBudget = false;
+  /** A flush found the outbox not writable: onWritable is due once it is (and only then). */
+  private wanted = false;
   /** Bytes of this stream counted in the server-wide budget (0 once parked as a slow client). */
   private counted = 0;
   private parkTimer: NodeJS.Timeout | undefined;
@@ -188,9 +190,13 @@ export class Outbox<T> {
 
   /** Whether a response may be written now: the client keeps up and the server-wide budget has room for it. */
   get writable(): boolean {
-    if (!this.keepsUp) return false;
+    if (!this.keepsUp) {
+      this.wanted = true;
+      return false;
+    }
     const budget = this.limits.budget;
     if (!budget || budget.open) return true;
+    this.wanted = true;
     if (!this.waitingBudget) {
       this.waitingBudget = true;
       budget.wait(this.wake);
@@ -265,10 +271,17 @@ export class Outbox<T> {
     this.timer.unref();
   }
 
+  /**
+   * Runs when the client may have caught up (a write done, a drain, room in the budget): wakes the stream only if
+   * a flush found the outbox blocked. Most writes complete with nothing waiting, and a wake-up per write was a
+   * flush pass over every type per stream and response.
+   */
   private check(): void {
     if (this.closed || !this.keepsUp) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.writable) this.onWritable();
+    if (!this.wanted || !this.writable) return;
+    this.wanted = false;
+    this.onWritable();
   }
 }
