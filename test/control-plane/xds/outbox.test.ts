@@ -1,8 +1,9 @@
-// Outbox: a stream is woken to flush again only when a flush found it blocked, not after every completed write.
+// Outbox: a stream is woken to flush again only when a flush found it blocked, not after every completed write; a
+// client that does not take its bytes stops holding the shared budget (parking).
 import { EventEmitter } from 'node:events';
 import type * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { Outbox, SendBudget } from '../../../control-plane/xds/stream-io.ts';
+import { Outbox, PARK_AFTER_MS, SendBudget } from '../../../control-plane/xds/stream-io.ts';
 
 /** A call whose writes complete when the test says (callbacks kept in order). */
 class FakeCall extends EventEmitter {
@@ -63,5 +64,30 @@ describe('Outbox wake-ups', () => {
     expect(wakes()).toBe(1);
     other.box.close();
     box.close();
+  });
+
+  it('parks a client whose bytes stay unsent for PARK_AFTER_MS, and lets a client that caught up go without parking', () => {
+    const budget = new SendBudget(100);
+    const slow = outbox({ maxBufferedBytes: 1000, budget });
+    const waiting = outbox({ maxBufferedBytes: 1000, budget });
+    const start = performance.now();
+    slow.box.write({}, 100); // fills the budget and is never taken by its client
+    expect(waiting.box.writable).toBe(false);
+    expect(slow.box.parkIfSlow(start + PARK_AFTER_MS / 2)).toBe(false); // not yet: still watched
+    expect(budget.inFlight).toBe(100);
+    expect(slow.box.parkIfSlow(performance.now() + PARK_AFTER_MS)).toBe(true); // parked: its budget is given back
+    expect(budget.inFlight).toBe(0);
+    expect(waiting.wakes()).toBe(1);
+    // Its bytes completing later give back nothing more.
+    slow.call.complete();
+    expect(budget.inFlight).toBe(0);
+    // A client that took its bytes is done with at once, with its budget given back by the write itself.
+    waiting.box.write({}, 50);
+    waiting.call.complete();
+    expect(budget.inFlight).toBe(0);
+    expect(waiting.box.parkIfSlow(performance.now() + 10 * PARK_AFTER_MS)).toBe(true);
+    expect(budget.inFlight).toBe(0);
+    slow.box.close();
+    waiting.box.close();
   });
 });
