@@ -104,6 +104,8 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
       }
     } else if (req.response_nonce !== '') {
       this.onAckOrNack(st, typeUrl, req);
+      // A plain ACK or NACK (the common request): the subscription is unchanged.
+      if (subscribe.length === 0 && req.resource_names_unsubscribe.length === 0) return;
     }
     // The subscription edit, applied at the end to the shared set (editNames: one copy for all streams making it).
     const added = new Set<string>();

@@ -18,3 +18,8 @@ export const stderrLog: XdsLog = xdsLogger;
 export function tracer(_name: 'xds'): (message: string, fields?: LogFields) => void {
   return xdsLogger.debug;
 }
+
+/** Whether the `SKEIN_DEBUG=xds` tracer writes (hot paths check it before building trace fields). */
+export function tracing(_name: 'xds'): boolean {
+  return xdsLogger.debugEnabled;
+}

@@ -4,6 +4,7 @@ import { grpcDefinitions } from '../../proto/index.ts';
 import type { AggregatedDiscoveryServiceHandlers } from '../../proto/index.ts';
 import type { Snapshot, SnapshotCache } from '../cache/snapshot.ts';
 import { DeltaStream } from './delta-stream.ts';
+import { withFastDeltaAcks } from './delta-request.ts';
 import { withSharedEncoding } from './encode.ts';
 import { usePooledDecoder } from './request-decoder.ts';
 import { withLazyRequestNames } from './request-names.ts';
@@ -89,8 +90,8 @@ class Dispatcher {
       }
     }
     if (fanout.debugEnabled) {
-      // Streams flush in setImmediate callbacks queued in the loop above; this one, queued after them, runs after
-      // all of them (the sockets get the bytes in the event loop's next turn, when Node's HTTP/2 sessions write).
+      // Streams flush in the one setImmediate callback (stream-base.ts) queued in the loop above; this one, queued
+      // after it, runs after all of them (the sockets get the bytes in the event loop's next turn, when Node's HTTP/2 sessions write).
       setImmediate(() =>
         fanout.debug('publish written', {
           serial: snapshot.serial,
@@ -148,7 +149,7 @@ export async function startXdsServer(
   };
   const server = new grpc.Server(options.grpcOptions);
   const service = grpcDefinitions().envoy.service.discovery.v3.AggregatedDiscoveryService.service;
-  server.addService(withLazyRequestNames(withSharedEncoding(service)), handlers);
+  server.addService(withFastDeltaAcks(withLazyRequestNames(withSharedEncoding(service))), handlers);
   options.extraServices?.(server);
 
   const wanted = `${host.includes(':') ? `[${host}]` : host}:${options.port ?? 15010}`;

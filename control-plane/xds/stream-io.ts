@@ -26,6 +26,11 @@ export interface StreamLimits {
 /** How long a response may hold the server-wide send budget before its client counts as slow. */
 export const PARK_AFTER_MS = 1000;
 
+/** A stream the budget's sweep looks at: true when it is done with (nothing unsent any more, or parked now). */
+interface ParkWatch {
+  parkIfSlow(now: number): boolean;
+}
+
 export class SendBudget {
   readonly limit: number;
   inFlight = 0;
@@ -37,10 +42,31 @@ export class SendBudget {
   private queue: (() => void)[] = [];
   private head = 0;
   private readonly waiting = new Set<() => void>();
+  /** Streams holding budget that may have to be parked, looked at by one sweep timer (not a timer per write). */
+  private readonly watched = new Set<ParkWatch>();
+  private sweepTimer: NodeJS.Timeout | undefined;
 
   constructor(limit: number) {
     this.limit = limit;
   }
+
+  /** Looks at a stream holding budget every PARK_AFTER_MS / 4 until it has nothing unsent or was parked. */
+  watch(stream: ParkWatch): void {
+    this.watched.add(stream);
+    if (this.sweepTimer) return;
+    this.sweepTimer = setTimeout(this.sweep, PARK_AFTER_MS / 4);
+    this.sweepTimer.unref();
+  }
+
+  private readonly sweep = (): void => {
+    this.sweepTimer = undefined;
+    const now = performance.now();
+    for (const stream of this.watched) if (stream.parkIfSlow(now)) this.watched.delete(stream);
+    if (this.watched.size > 0) {
+      this.sweepTimer = setTimeout(this.sweep, PARK_AFTER_MS / 4);
+      this.sweepTimer.unref();
+    }
+  };
 
   get open(): boolean {
     return this.inFlight < this.limit;
@@ -161,9 +187,14 @@ export class Outbox<T> {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private waitingBudget = false;
+  /** A flush found the outbox not writable: onWritable is due once it is (and only then). */
+  private wanted = false;
   /** Bytes of this stream counted in the server-wide budget (0 once parked as a slow client). */
   private counted = 0;
-  private parkTimer: NodeJS.Timeout | undefined;
+  /** performance.now() of the first write since the stream last had nothing unsent; -1 while it has nothing unsent. */
+  private unsentSince = -1;
+  /** In the budget's park sweep. */
+  private watched = false;
   private readonly wake = (): void => {
     this.waitingBudget = false;
     this.check();
@@ -188,9 +219,13 @@ export class Outbox<T> {
 
   /** Whether a response may be written now: the client keeps up and the server-wide budget has room for it. */
   get writable(): boolean {
-    if (!this.keepsUp) return false;
+    if (!this.keepsUp) {
+      this.wanted = true;
+      return false;
+    }
     const budget = this.limits.budget;
     if (!budget || budget.open) return true;
+    this.wanted = true;
     if (!this.waitingBudget) {
       this.waitingBudget = true;
       budget.wait(this.wake);
@@ -201,10 +236,15 @@ export class Outbox<T> {
   write(message: T, bytes: number): void {
     if (this.closed) return;
     this.bufferedBytes += bytes;
-    if (this.limits.budget) {
+    const budget = this.limits.budget;
+    if (budget) {
       this.counted += bytes;
-      this.limits.budget.take(bytes);
-      this.armPark();
+      budget.take(bytes);
+      if (this.unsentSince < 0) this.unsentSince = performance.now();
+      if (!this.watched) {
+        this.watched = true;
+        budget.watch(this);
+      }
     }
     let done = false;
     const ok = this.call.write(message, () => {
@@ -212,10 +252,7 @@ export class Outbox<T> {
       done = true;
       this.bufferedBytes -= bytes;
       this.release(Math.min(bytes, this.counted));
-      if (this.bufferedBytes === 0 && this.parkTimer) {
-        clearTimeout(this.parkTimer);
-        this.parkTimer = undefined;
-      }
+      if (this.bufferedBytes === 0) this.unsentSince = -1;
       this.check();
     });
     if (!ok && !this.waitingDrain) {
@@ -232,8 +269,6 @@ export class Outbox<T> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.parkTimer) clearTimeout(this.parkTimer);
-    this.parkTimer = undefined;
     if (this.waitingBudget) this.limits.budget?.cancel(this.wake);
     this.waitingBudget = false;
     // Bytes still queued on a closed stream are dropped with it: hand their budget back.
@@ -246,14 +281,21 @@ export class Outbox<T> {
     this.limits.budget?.give(bytes);
   }
 
-  /** After PARK_AFTER_MS with bytes still unsent, this client stops holding the shared budget. */
-  private armPark(): void {
-    if (this.parkTimer) return;
-    this.parkTimer = setTimeout(() => {
-      this.parkTimer = undefined;
-      if (this.bufferedBytes > 0) this.release(this.counted);
-    }, PARK_AFTER_MS);
-    this.parkTimer.unref();
+  /**
+   * The budget's sweep: after PARK_AFTER_MS (up to a quarter more) with bytes still unsent, this client stops
+   * holding the shared budget; bytes written later count again, from their own write. True when the sweep is done
+   * with this stream (closed, nothing unsent, or parked now).
+   */
+  parkIfSlow(now: number): boolean {
+    if (this.closed || this.unsentSince < 0) {
+      this.watched = false;
+      return true;
+    }
+    if (now - this.unsentSince < PARK_AFTER_MS) return false;
+    this.release(this.counted);
+    this.unsentSince = -1;
+    this.watched = false;
+    return true;
   }
 
   private armTimer(): void {
@@ -265,10 +307,17 @@ export class Outbox<T> {
     this.timer.unref();
   }
 
+  /**
+   * Runs when the client may have caught up (a write done, a drain, room in the budget): wakes the stream only if
+   * a flush found the outbox blocked. Most writes complete with nothing waiting, and a wake-up per write was a
+   * flush pass over every type per stream and response.
+   */
   private check(): void {
     if (this.closed || !this.keepsUp) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.writable) this.onWritable();
+    if (!this.wanted || !this.writable) return;
+    this.wanted = false;
+    this.onWritable();
   }
 }

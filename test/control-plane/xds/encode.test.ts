@@ -44,18 +44,53 @@ describe('withSharedEncoding', () => {
     expect(delta.responseDeserialize(bytes)).toEqual(plainDelta.responseDeserialize(plainDelta.responseSerialize(response)));
   });
 
+  it('writes string fields by hand into exactly the bytes protobufjs writes (field order, empty and non-ASCII strings)', () => {
+    const rs = [cluster('a'), cluster('b', 3)];
+    const resources = rs.map((r) => ({ name: r.name, version: r.version, resource: r.any }));
+    const deltas = [
+      { system_version_info: '7', resources, type_url: TYPE_URL.cluster, nonce: 'n2', removed_resources: ['gone', 'é-ü'] },
+      { system_version_info: '', resources: [], type_url: TYPE_URL.endpoint, nonce: 'x'.repeat(200), removed_resources: [] },
+      { resources, type_url: TYPE_URL.cluster, nonce: 'n3' },
+    ];
+    for (const response of deltas) {
+      const carried = response.resources.length > 0 ? encodeDeltaResources(rs) : [];
+      const bytes = delta.responseSerialize(withEncodedResources({ ...response }, carried));
+      expect(bytes.equals(plainDelta.responseSerialize(response))).toBe(true);
+    }
+    const anys = [endpoints('a', '10.0.0.1'), endpoints('b', '10.0.0.2')].map((r) => r.any);
+    const sotwResponse = { version_info: 'v-ä', resources: anys, type_url: TYPE_URL.endpoint, nonce: 'n4' };
+    const bytes = sotw.responseSerialize(withEncodedResources({ ...sotwResponse }, encodeSotwResources(anys)));
+    expect(bytes.equals(plainSotw.responseSerialize(sotwResponse))).toBe(true);
+  });
+
+  it('falls back to protobufjs for the other fields when a response has one that is not a string', () => {
+    const anys = [endpoints('a', '10.0.0.1')].map((r) => r.any);
+    const response = {
+      version_info: 'v',
+      resources: anys,
+      type_url: TYPE_URL.endpoint,
+      nonce: 'n',
+      control_plane: { identifier: 'skein-test' },
+    };
+    const bytes = sotw.responseSerialize(withEncodedResources({ ...response }, encodeSotwResources(anys)));
+    const decoded = sotw.responseDeserialize(bytes) as { control_plane: { identifier: string } | null };
+    expect(decoded.control_plane?.identifier).toBe('skein-test');
+    expect(decoded).toEqual(plainSotw.responseDeserialize(plainSotw.responseSerialize(response)));
+  });
+
   it('serializes a response without pre-encoded resources as before', () => {
     const response = { version_info: 'v', resources: [cluster('c').any], type_url: TYPE_URL.cluster, nonce: 'x' };
     expect(sotw.responseSerialize(response).equals(plainSotw.responseSerialize(response))).toBe(true);
   });
 
-  it('delivers large responses intact through a real grpc-js server and client, queued and on concurrent streams', async () => {
-    // Large responses are assembled in one reused buffer: this holds only because grpc-js copies the serializer's
-    // output before anything else is serialized. Three streams each get twenty 66–150 KiB responses written at once
-    // (they queue and are serialized as each stream drains, interleaved across streams); each must arrive as written.
+  it('delivers responses intact through a real grpc-js server and client, queued and on concurrent streams', async () => {
+    // Responses are assembled in one reused buffer: this holds only because grpc-js copies the serializer's output
+    // before anything else is serialized. Three streams each get twenty responses (five of a few hundred bytes,
+    // fifteen of 66–150 KiB) written at once (they queue and are serialized as each stream drains, interleaved across
+    // streams); each must arrive as written.
     const server = new grpc.Server();
     const batch = (tag: string, i: number) => {
-      const n = 600 + 40 * ((i * 7) % 20);
+      const n = i % 4 === 0 ? 1 + (i % 3) : 600 + 40 * ((i * 7) % 20);
       return Array.from({ length: n }, (_, k) => endpoints(`${tag}${i}-${k}`, `10.${i}.${k >> 8}.${k & 255}`));
     };
     const response = (tag: string, i: number) => {

@@ -1,0 +1,93 @@
+// Outbox: a stream is woken to flush again only when a flush found it blocked, not after every completed write; a
+// client that does not take its bytes stops holding the shared budget (parking).
+import { EventEmitter } from 'node:events';
+import type * as grpc from '@grpc/grpc-js';
+import { describe, expect, it } from 'vitest';
+import { Outbox, PARK_AFTER_MS, SendBudget } from '../../../control-plane/xds/stream-io.ts';
+
+/** A call whose writes complete when the test says (callbacks kept in order). */
+class FakeCall extends EventEmitter {
+  readonly done: (() => void)[] = [];
+  write(_message: unknown, cb: () => void): boolean {
+    this.done.push(cb);
+    return true;
+  }
+  complete(): void {
+    this.done.shift()?.();
+  }
+}
+
+function outbox(limits: { maxBufferedBytes: number; budget?: SendBudget }) {
+  const call = new FakeCall();
+  let wakes = 0;
+  const box = new Outbox<object>(
+    call as unknown as grpc.ServerDuplexStream<unknown, object>,
+    { backlogLimitMs: 60_000, ...limits },
+    () => wakes++,
+    () => {},
+  );
+  return { call, box, wakes: () => wakes };
+}
+
+describe('Outbox wake-ups', () => {
+  it('does not wake the stream when writes complete and no flush was held back', () => {
+    const { call, box, wakes } = outbox({ maxBufferedBytes: 1000 });
+    expect(box.writable).toBe(true);
+    box.write({}, 100);
+    box.write({}, 100);
+    call.complete();
+    call.complete();
+    expect(wakes()).toBe(0);
+    box.close();
+  });
+
+  it('wakes the stream once when a flush found it over its buffer limit and the client caught up', () => {
+    const { call, box, wakes } = outbox({ maxBufferedBytes: 150 });
+    box.write({}, 100);
+    box.write({}, 100);
+    expect(box.writable).toBe(false); // a flush stops here, with work left
+    call.complete(); // 100 buffered: under the limit again
+    expect(wakes()).toBe(1);
+    call.complete();
+    expect(wakes()).toBe(1);
+    box.close();
+  });
+
+  it('wakes the stream when the shared budget has room again after a flush waited for it', () => {
+    const budget = new SendBudget(100);
+    const other = outbox({ maxBufferedBytes: 1000, budget });
+    const { box, wakes } = outbox({ maxBufferedBytes: 1000, budget });
+    other.box.write({}, 100); // the budget is full
+    expect(box.writable).toBe(false);
+    expect(wakes()).toBe(0);
+    other.call.complete(); // room again: the waiting stream is woken
+    expect(wakes()).toBe(1);
+    other.box.close();
+    box.close();
+  });
+
+  it('parks a client whose bytes stay unsent for PARK_AFTER_MS, and lets a client that caught up go without parking', () => {
+    const budget = new SendBudget(100);
+    const slow = outbox({ maxBufferedBytes: 1000, budget });
+    const waiting = outbox({ maxBufferedBytes: 1000, budget });
+    const start = performance.now();
+    slow.box.write({}, 100); // fills the budget and is never taken by its client
+    expect(waiting.box.writable).toBe(false);
+    expect(slow.box.parkIfSlow(start + PARK_AFTER_MS / 2)).toBe(false); // not yet: still watched
+    expect(budget.inFlight).toBe(100);
+    expect(slow.box.parkIfSlow(performance.now() + PARK_AFTER_MS)).toBe(true); // parked: its budget is given back
+    expect(budget.inFlight).toBe(0);
+    expect(waiting.wakes()).toBe(1);
+    // Its bytes completing later give back nothing more.
+    slow.call.complete();
+    expect(budget.inFlight).toBe(0);
+    // A client that took its bytes is done with at once, with its budget given back by the write itself.
+    waiting.box.write({}, 50);
+    waiting.call.complete();
+    expect(budget.inFlight).toBe(0);
+    expect(waiting.box.parkIfSlow(performance.now() + 10 * PARK_AFTER_MS)).toBe(true);
+    expect(budget.inFlight).toBe(0);
+    slow.box.close();
+    waiting.box.close();
+  });
+});
