@@ -157,6 +157,12 @@ export class H2Downstream implements DispatchHandler {
     if (head === undefined) return;
     this.head = undefined;
     if (this.stream.destroyed) return;
+    if (this.stream.headersSent) {
+      // Never expected (node sends a default head only if the body is written first), and must not throw: the
+      // response goes on as it started.
+      if (endStream && !this.stream.writableEnded) this.stream.end();
+      return;
+    }
     if (endStream) {
       this.stream.respond(head, { endStream: true });
       return;

@@ -24,6 +24,13 @@ class H2Exchange implements DispatchController {
   private trailers: Headers | undefined;
   private started = false;
   private finished = false;
+  /**
+   * Body bytes that came before the response head. Node emits a client stream's 'response' on the next tick, so
+   * DATA read in the same chunk as the HEADERS can be pushed (and 'end' emitted) first; they wait for the head.
+   */
+  private early: Buffer[] | undefined;
+  /** The stream ended before its head was seen: its end was put off once, for the head's 'response' to come. */
+  private endPutOff = false;
 
   constructor(pool: EndpointPool, req: DispatchRequest, handler: DispatchHandler) {
     this.pool = pool;
@@ -90,12 +97,23 @@ class H2Exchange implements DispatchController {
     const out: Headers = {};
     for (const name in h) if (name.charCodeAt(0) !== 0x3a) out[name] = h[name];
     // 1xx informational responses are not forwarded.
-    if (status < 200) return;
+    if (status < 200 || this.finished) return;
     this.started = true;
     this.handler.onResponseStart(status, out);
+    const early = this.early;
+    if (early === undefined) return;
+    this.early = undefined;
+    let ok = true;
+    for (const chunk of early) ok = this.handler.onResponseData(chunk) && ok;
+    if (!ok) this.stream?.pause();
   }
 
   data(chunk: Buffer): void {
+    if (this.finished) return;
+    if (!this.started) {
+      (this.early ??= []).push(chunk);
+      return;
+    }
     if (!this.handler.onResponseData(chunk)) this.stream?.pause();
   }
 
@@ -111,7 +129,14 @@ class H2Exchange implements DispatchController {
     // ends the readable side of a stream that was reset or whose connection died (rstCode set by then): passing that
     // on as a complete response would truncate it silently.
     const rst = this.stream?.rstCode;
-    if (!this.started || (rst !== undefined && rst !== http2.constants.NGHTTP2_NO_ERROR)) {
+    const reset = rst !== undefined && rst !== http2.constants.NGHTTP2_NO_ERROR;
+    if (!this.started && !reset && !this.endPutOff) {
+      this.endPutOff = true;
+      setImmediate(endLater, this);
+      return;
+    }
+    if (!this.started || reset) {
+      this.endPutOff = false;
       this.closed();
       return;
     }
@@ -140,6 +165,8 @@ class H2Exchange implements DispatchController {
   closed(): void {
     if (this.finished) return;
     const s = this.stream;
+    // The end is waiting for the head (see `early`); a clean close leaves the decision to it.
+    if (this.endPutOff && (s?.rstCode === undefined || s.rstCode === http2.constants.NGHTTP2_NO_ERROR)) return;
     const code = s !== undefined && s.rstCode !== undefined && s.rstCode !== 0 ? `RST_STREAM(${s.rstCode})` : 'ECONNRESET';
     const err = new Error(`stream closed before the response ended`) as NodeJS.ErrnoException;
     err.code = code;
@@ -161,6 +188,9 @@ class H2Exchange implements DispatchController {
   }
 }
 
+function endLater(ex: H2Exchange): void {
+  ex.end();
+}
 function onResponse(this: http2.ClientHttp2Stream, h: http2.IncomingHttpHeaders): void {
   (this as unknown as WithExchange)[kExchange].response(h);
 }
