@@ -77,6 +77,12 @@ function connectDetail(e: NodeJS.ErrnoException, code: string): string {
   return `: ${e.message}`;
 }
 
+function closedBeforeSettings(): NodeJS.ErrnoException {
+  const err = new Error('the connection closed') as NodeJS.ErrnoException;
+  err.code = 'ECONNRESET';
+  return err;
+}
+
 export class EndpointPool {
   readonly target: PoolTarget;
   /** `address:port` actually dialled (the peer's inbound port when it has a sidecar). */
@@ -183,7 +189,20 @@ export class EndpointPool {
       this.gauge.reused();
       return s;
     }
-    const session = http2.connect(`http://${this.dialTarget}`, { createConnection: () => this.connect() });
+    const session: http2.ClientHttp2Session = http2.connect(`http://${this.dialTarget}`, {
+      createConnection: () => {
+        const socket = this.connect();
+        // A socket that fails or closes before the session took it over (refused, a TLS handshake cut off) must end
+        // the session: node's session only watches its socket once connected, and would wait forever, with every
+        // request queued on it (seen when a peer sidecar went away under load).
+        let lastError: NodeJS.ErrnoException | undefined;
+        socket.on('error', (err: NodeJS.ErrnoException) => (lastError = err));
+        socket.once('close', () => {
+          if (!session.destroyed) session.destroy(lastError ?? closedBeforeSettings());
+        });
+        return socket;
+      },
+    });
     trackSettings(session);
     session.once('connect', () => (this.sessionReadyAt = this.load.sent()));
     session.on('error', (err) => log.debug('h2 session error', { target: this.dialTarget, code: (err as NodeJS.ErrnoException).code }));
