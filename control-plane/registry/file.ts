@@ -216,6 +216,16 @@ export class FileRegistry implements Registry {
     // documents works on them directly, without decoding the whole file on every change.
     const outcome = this.documents.parse(this.path, isAscii(bytes) ? bytes : bytes.toString('utf8'));
     if (outcome.problems.length > 0) throw new RegistryInvalidError(this.path, outcome.problems, first);
+    // A file that became empty (or only comments) is far more often a rewrite caught halfway or a mistake than a wish
+    // to withdraw every Service: it is refused, and an explicit empty List says the wish.
+    const was = this.current.services.size + this.current.pods.size + this.current.policies.size;
+    if (!first && was > 0 && holdsNothing(bytes)) {
+      throw new RegistryInvalidError(this.path, [
+        `${this.path}: the file holds no objects; refusing to withdraw the ${this.current.services.size} Services, ` +
+          `${this.current.pods.size} Pods and ${this.current.policies.size} policies it served (to serve an empty mesh, ` +
+          `write "apiVersion: v1\nkind: List\nitems: []")`,
+      ]);
+    }
     const parsedMs = performance.now() - started;
     const before = this.current;
     if (outcome.delta && !first) {
@@ -424,6 +434,15 @@ function* podsOf(slices: readonly V1EndpointSlice[]): Iterable<string> {
 }
 
 /** Whether the file holds only whitespace (an editor's truncate before it writes). */
+/** Only blank lines, comments and document markers: no object at all (an explicit empty List is an object). */
+function holdsNothing(bytes: Buffer): boolean {
+  for (const line of bytes.toString('latin1').split('\n')) {
+    const t = line.trim();
+    if (t !== '' && !t.startsWith('#') && t !== '---' && t !== '...') return false;
+  }
+  return true;
+}
+
 function isBlank(bytes: Buffer): boolean {
   for (const b of bytes) if (b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09) return false;
   return true;

@@ -289,10 +289,12 @@ describe('FileRegistry', () => {
 });
 
 describe('FileRegistry with an emptied file', () => {
-  it('applies an empty file only once it stays empty (a truncate-then-write is not an outage)', async () => {
+  it('waits out a truncate-then-write, refuses a file left with no objects, and empties the mesh for an empty List', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'skein-registry-'));
     const path = join(dir, 'registry.yaml');
     const registry = new FileRegistry(path, { debounceMs: 10, pollMs: 5000 });
+    const problems: RegistryProblem[] = [];
+    registry.onProblem((p) => problems.push(p));
     try {
       await writeFile(path, svc('web'));
       await registry.start();
@@ -305,7 +307,13 @@ describe('FileRegistry with an emptied file', () => {
       await reloading;
       await new Promise((r) => setTimeout(r, 150));
       expect(changes.map((c) => [...c.changed])).toEqual([['default/api']]);
+      // Comments only, for good: refused, the last good state stays served, and the problem says how to empty it.
       await writeFile(path, '# nothing here any more\n');
+      await registry.reload();
+      expect(registry.state().services.size).toBe(2);
+      expect(problems.at(-1)?.message).toContain('the file holds no objects; refusing to withdraw the 2 Services');
+      expect(problems.at(-1)?.message).toContain('kind: List');
+      await writeFile(path, 'apiVersion: v1\nkind: List\nitems: []\n');
       await registry.reload();
       expect(registry.state().services.size).toBe(0);
       expect(changes.at(-1)?.changed).toEqual(new Set(['default/api', 'default/web']));
