@@ -1,5 +1,7 @@
 // Failures stay in their stream: a throwing cache call, malformed bytes; plus scopes that appear later and convergence.
 import * as grpc from '@grpc/grpc-js';
+import http2 from 'node:http2';
+import { MAX_STREAMS_PER_CONNECTION } from '../../../control-plane/xds/server.ts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TYPE_URL } from '../../../proto/index.ts';
 import { envoyNode, eventually, openDelta, openSotw } from './ads-client.ts';
@@ -84,5 +86,20 @@ describe('scopes and convergence', () => {
     const pushed = await s.next();
     s.send({ type_url: TYPE_URL.endpoint, resource_names: ['a'], response_nonce: pushed.nonce, version_info: pushed.version_info });
     await eventually(async () => expect(await count()).toBe(1));
+  });
+});
+
+describe('streams per connection', () => {
+  it('advertises at most 100 concurrent streams per HTTP/2 connection (one client cannot open thousands)', async () => {
+    h = await startHarness(base());
+    const session = http2.connect(`http://${h.server.address}`);
+    session.on('error', () => {});
+    try {
+      const settings = await new Promise<http2.Settings>((resolve) => session.once('remoteSettings', resolve));
+      expect(settings.maxConcurrentStreams).toBe(MAX_STREAMS_PER_CONNECTION);
+      expect(MAX_STREAMS_PER_CONNECTION).toBe(100);
+    } finally {
+      session.close();
+    }
   });
 });
