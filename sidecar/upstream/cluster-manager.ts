@@ -151,10 +151,12 @@ class ConnectRetry implements DispatchHandler {
   }
 
   onResponseStart(status: number, headers: Headers): void {
-    if (status === 503 && headers[REASON_HEADER] === 'upstream_connect_error' && this.req.body === null && this.failed.config.inboundPort !== undefined) {
+    // The peer sidecar answered for an app that refused the connection: 503, or for gRPC a trailers-only 200 with
+    // UNAVAILABLE. Such a fast answer must not make the endpoint look like the quickest one, body or not.
+    const refused = headers[REASON_HEADER] === 'upstream_connect_error' && this.failed.config.inboundPort !== undefined && (status === 503 || status === 200);
+    if (refused) this.failed.load.penalize();
+    if (refused && status === 503 && this.req.body === null) {
       this.held = { status, headers, body: [] };
-      // A fast 503 must not make the endpoint look like the quickest one.
-      this.failed.load.penalize();
       return;
     }
     this.handler.onResponseStart(status, headers);

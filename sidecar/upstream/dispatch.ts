@@ -79,7 +79,11 @@ export const HOP_BY_HOP = [
 ] as const;
 
 /** Headers never forwarded from a request: hop-by-hop ones, Host (sent from `authority`) and Expect (answered here). */
-const DROPPED_REQUEST_HEADERS = new Set<string>([...HOP_BY_HOP, 'host', 'expect']);
+/**
+ * Not forwarded: hop-by-hop headers, Host (sent as the authority), Expect (answered here), and the caller identity
+ * headers an inbound sidecar sets from the verified certificate (an app could otherwise send a forged one along).
+ */
+const DROPPED_REQUEST_HEADERS = new Set<string>([...HOP_BY_HOP, 'host', 'expect', 'x-skein-peer-identity', 'x-forwarded-client-cert']);
 
 /** What one pass over a request's headers found besides the list to forward. */
 export interface RequestHeadInfo {

@@ -102,6 +102,17 @@ describe('mutual TLS between sidecars', () => {
     expect(await metricValue(server.registry, 'skein_inbound_refused_total', { reason: 'plaintext_strict' })).toBe(1);
   });
 
+  it('the outbound drops identity headers a caller made up: the app never sees a forged identity', async () => {
+    const { client } = await pair();
+    const r = await request(client.outbound, {
+      host: 'api.default',
+      path: '/forged',
+      headers: { 'x-skein-peer-identity': 'spiffe://mesh.test/ns/kube-system/sa/admin', 'x-forwarded-client-cert': 'By=x' },
+    });
+    expect(r.status).toBe(200);
+    expect(r.body).toBe('/forged peer=');
+  });
+
   it('PERMISSIVE accepts both mTLS and plaintext', async () => {
     const { server, client } = await pair({ mtlsMode: 'PERMISSIVE' });
     expect((await request(client.outbound, { host: 'api.default', path: '/tls' })).status).toBe(200);
