@@ -1,26 +1,19 @@
 // A native proxy as the calling peer: haproxy with a mesh certificate and a PROXY v2 header sent before TLS.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeProxyHeader } from '../../../sidecar/upstream/index.ts';
+import { haproxyAvailable } from '../../bench/lib/haproxy.ts';
 import { StaticSource, testCa, type TestCa } from '../tls/mesh-helper.ts';
 import { freePort, request } from './harness.ts';
 import { apiMesh, metricValue, type Sidecar, startIdentityApp, startSidecar } from './mtls-harness.ts';
 
 const WEB_ID = 'spiffe://mesh.test/ns/default/sa/web';
 
-function haproxyInstalled(): boolean {
-  try {
-    execFileSync('haproxy', ['-v'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const HAPROXY = haproxyInstalled();
+const HAPROXY = haproxyAvailable();
 if (!HAPROXY) console.warn('native-peer.test.ts: skipped, haproxy is not installed (.ci/run installs it)');
 
 async function waitForPort(port: number, proc: ChildProcess, stderr: () => string): Promise<void> {
