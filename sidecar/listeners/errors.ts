@@ -37,17 +37,22 @@ export class LocalReplyError extends SkeinDataPlaneError {
   }
 }
 
+/** A caller's value quoted in a reply, cut to a readable length (a 50 KB Host must not come back whole). */
+function quoted(v: string, max = 256): string {
+  return JSON.stringify(v.length > max ? `${v.slice(0, max)}...` : v);
+}
+
 export function noRoute(host: string): LocalReplyError {
   return new LocalReplyError(
     'SKEIN_NO_ROUTE',
     404,
     'no_route',
-    `no route for host "${host}": no virtual host in the outbound route table matches it (check the Service name, namespace and port)`,
+    `no route for host ${quoted(host)}: no virtual host in the outbound route table matches it (check the Service name, namespace and port)`,
   );
 }
 
 export function noPathRoute(host: string, path: string): LocalReplyError {
-  return new LocalReplyError('SKEIN_NO_ROUTE', 404, 'no_route', `no route for host "${host}" and path "${path}"`);
+  return new LocalReplyError('SKEIN_NO_ROUTE', 404, 'no_route', `no route for host ${quoted(host)} and path ${quoted(path)}`);
 }
 
 /** A request that came before the sidecar's first config and waited `waitedMs` for it (0: too many were waiting). */

@@ -311,6 +311,16 @@ export class InboundListener {
       this.route(raw, stream, header, rest, peer);
     };
     stream.on('data', onData);
+    // A caller that goes away before its PROXY header (a client aborting right after the handshake) releases the
+    // connection now, not at the 5 s header wait: with allowHalfOpen its end alone would close nothing.
+    const gone = (): void => {
+      if (!this.pending.has(raw)) return;
+      this.pending.delete(raw);
+      stream.destroy();
+      raw.destroy();
+    };
+    stream.once('end', gone);
+    stream.once('close', gone);
     if (first !== undefined) onData(first);
     if (!stream.destroyed && this.pending.has(raw)) stream.resume();
   }

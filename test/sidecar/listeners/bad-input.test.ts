@@ -66,6 +66,12 @@ describe('bad input and upstream failures', () => {
     expect(r.status).toBe(404);
     expect(r.headers['x-skein-reason']).toBe('no_route');
     expect(r.body).toContain('nowhere.default:8080');
+    // A huge Host is named, not sent back whole.
+    const long = `${'x'.repeat(5000)}.default`;
+    const big = await request(pair.outbound, { host: long });
+    expect(big.status).toBe(404);
+    expect(big.body.length).toBeLessThan(600);
+    expect(big.body).toContain('xxxx...');
   });
 
   it('answers a path with no route with 404', async () => {

@@ -4,6 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
+import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeProxyHeader } from '../../../sidecar/upstream/index.ts';
 import { haproxyAvailable } from '../../bench/lib/haproxy.ts';
@@ -116,6 +117,26 @@ describe('a PROXY header followed by nothing (a plaintext client of a server-spe
     } finally {
       await server.close();
       banner.close();
+      await ca.close();
+    }
+  });
+});
+
+describe('a caller that leaves right after the mTLS handshake, before its PROXY header', () => {
+  it('is let go at once, not held for the 5 s header wait', async () => {
+    const ca = await testCa('mesh.test');
+    const server = await startSidecar(new StaticSource(await ca.leaf('default', 'api')), [9]);
+    try {
+      const web = await ca.leaf('default', 'web');
+      const started = Date.now();
+      await new Promise<void>((resolve) => {
+        const s = tls.connect({ host: '127.0.0.1', port: server.inbound, key: web.keyPem, cert: web.certChainPem.join(''), ca: web.trustBundlePem.join(''), rejectUnauthorized: false }, () => s.end());
+        s.on('error', () => {});
+        s.on('close', () => resolve());
+      });
+      expect(Date.now() - started).toBeLessThan(2000);
+    } finally {
+      await server.close();
       await ca.close();
     }
   });
