@@ -19,6 +19,9 @@ const trace = tracer('xds');
 /** Whether `trace` writes (hot paths skip building its fields otherwise). */
 const tracingXds = tracing('xds');
 
+/** How much of a NACK's error text a log line carries. */
+const MAX_LOGGED_REASON = 2000;
+
 export interface RequestHead {
   readonly node: Node__Output | null;
   readonly type_url: string;
@@ -184,13 +187,15 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
     const type = shortName(typeUrl);
     this.deps.metrics.nacks.inc({ type });
     this.record?.nacked(typeUrl, { version, nonce, message, resourceNames: names });
+    // The whole text stays in proxy-status and /debug; a log line carries its first 2000 characters (a proxy's
+    // error_detail can be 100 KB) and at most 20 resource names.
     this.deps.log.warn('proxy rejected xDS response (NACK)', {
       nodeId: this.nodeId,
       type,
       version,
       nonce,
-      reason: message,
-      resources: names,
+      reason: message.length > MAX_LOGGED_REASON ? `${message.slice(0, MAX_LOGGED_REASON)}... (${message.length} characters; the whole text: skein proxy-status)` : message,
+      resources: names.length > 20 ? [...names.slice(0, 20), `... ${names.length - 20} more`] : names,
     });
   }
 

@@ -91,6 +91,20 @@ describe('SotW ADS', () => {
     expect(h.status.list()[0]?.types[0]?.lastNack?.message).toContain('LEAST_REQUEST');
   });
 
+  it('logs the first 2000 characters of a huge NACK text and keeps it whole in the proxy status', async () => {
+    h = await startHarness(base());
+    const s = openSotw(h.client());
+    s.send({ node: envoyNode('n1'), type_url: TYPE_URL.cluster });
+    const r = await s.next();
+    const huge = `cluster b: ${'x'.repeat(100_000)}`;
+    s.send({ type_url: TYPE_URL.cluster, version_info: '', response_nonce: r.nonce, error_detail: { code: 3, message: huge } });
+    await eventually(() => expect(h.status.list()[0]?.types[0]?.state).toBe('NACKED'));
+    expect(h.status.list()[0]?.types[0]?.lastNack?.message).toBe(huge);
+    const logged = h.logs.find((l) => l.message.includes('NACK'));
+    expect(String(logged?.fields.reason).length).toBeLessThan(2200);
+    expect(String(logged?.fields.reason)).toContain('100011 characters; the whole text: skein proxy-status');
+  });
+
   it('ignores a request whose nonce is not the latest sent, answers the one that is', async () => {
     h = await startHarness(base());
     const s = openSotw(h.client());
