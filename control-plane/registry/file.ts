@@ -58,7 +58,14 @@ export class FileRegistry implements Registry {
   private pollTimer: NodeJS.Timeout | undefined;
   private debounceTimer: NodeJS.Timeout | undefined;
   /** Problems in the file's current version when it was rejected (0: the file in use is the file on disk). */
-  rejected = 0;
+  private rejectedProblems = 0;
+  /** The file is gone (the last good state stays served). */
+  private missing = false;
+
+  /** What skein_registry_rejected shows: the rejected version's problems, plus one while the file is gone. */
+  get rejected(): number {
+    return this.rejectedProblems + (this.missing ? 1 : 0);
+  }
   /** The bytes last applied (or last rejected), to skip rereads that changed nothing. */
   private lastBytes: Buffer | undefined;
   private readonly documents = new DocumentCache();
@@ -189,7 +196,12 @@ export class FileRegistry implements Registry {
     } catch (err) {
       if (this.lastStat !== 'missing') this.report(PROBLEM_FILE_MISSING, new RegistryFileMissingError(this.path, err).message);
       this.lastStat = 'missing';
+      this.missing = true;
       return;
+    }
+    if (this.missing) {
+      this.missing = false;
+      log.info('registry file is back', { file: this.path });
     }
     if (isBlank(bytes) && this.current.services.size + this.current.pods.size + this.current.policies.size > 0 && !(await this.stillEmpty())) {
       this.schedule(); // an editor truncated the file and is still writing it: read it again once it settles
@@ -199,12 +211,12 @@ export class FileRegistry implements Registry {
     if (this.stopped || (this.lastBytes !== undefined && bytes.equals(this.lastBytes))) return;
     try {
       this.apply(bytes, false, detectedAt);
-      if (this.rejected > 0) log.info('registry file accepted again', { file: this.path });
-      this.rejected = 0;
+      if (this.rejectedProblems > 0) log.info('registry file accepted again', { file: this.path });
+      this.rejectedProblems = 0;
     } catch (err) {
       if (!(err instanceof RegistryInvalidError)) throw err;
       this.lastBytes = bytes; // report a broken version once, not on every poll
-      this.rejected = err.problems.length;
+      this.rejectedProblems = err.problems.length;
       log.warn('registry file rejected; serving the last good state', { file: this.path, problems: err.problems.length });
       for (const p of err.problems) this.report(PROBLEM_INVALID, p);
     }

@@ -282,9 +282,18 @@ describe('FileRegistry', () => {
     await registry.reload();
     expect(problems.map((p) => p.code)).toEqual(['SKEIN_REGISTRY_FILE_MISSING']);
     expect(registry.state().services.size).toBe(1);
+    expect(registry.rejected).toBe(1); // skein_registry_rejected says so while the file is gone
     const change = nextChange(registry);
     await writeFile(path, docs(svc('web'), svc('api')));
     expect((await change).changed).toEqual(new Set(['default/api']));
+    expect(registry.rejected).toBe(0);
+    // Put back unchanged after a delete: nothing to apply, and nothing reported as rejected any more.
+    await rm(path);
+    await registry.reload();
+    expect(registry.rejected).toBe(1);
+    await writeFile(path, docs(svc('web'), svc('api')));
+    await registry.reload();
+    expect(registry.rejected).toBe(0);
   });
 });
 
