@@ -4,7 +4,7 @@ import type { Counter } from 'prom-client';
 import { authorize, type Caller, type InboundPolicy } from '../authz/index.ts';
 import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import { parseSpiffeId, peerSpiffeId, type TlsContexts } from '../tls/index.ts';
-import { parseProxyHeader } from '../upstream/index.ts';
+import { parseProxyHeader, type ParseResult } from '../upstream/index.ts';
 import type { ProxyHeader } from '../upstream/index.ts';
 import { logger } from '../log.ts';
 import type { InboundHttpHandler } from './inbound-http.ts';
@@ -151,6 +151,24 @@ interface Admitted {
 }
 
 /**
+ * Parses the PROXY v2 header at the start of `buf`; undefined when more bytes are needed, or when the header is bad
+ * or too long (then `stream` is closed, with a log line naming `where` it came: ' before TLS', ' inside TLS', '').
+ */
+function readProxyHeader(buf: Buffer, raw: net.Socket, stream: net.Socket, where: string): Exclude<ParseResult, { kind: 'partial' }> | undefined {
+  let result: ParseResult;
+  try {
+    result = parseProxyHeader(buf);
+  } catch (err) {
+    log.warn(`inbound connection closed: bad PROXY v2 header${where}`, { remote: raw.remoteAddress, error: (err as Error).message });
+    stream.destroy();
+    return undefined;
+  }
+  if (result.kind !== 'partial') return result;
+  if (buf.length > MAX_HEADER) stream.destroy();
+  return undefined;
+}
+
+/**
  * How long after a PROXY header sent before any TLS the next bytes may take before the caller is taken to be a
  * plaintext client of a server-speaks-first protocol (a TLS client sends its ClientHello right behind the header).
  */
@@ -168,18 +186,8 @@ function readOuterProxyHeader(socket: net.Socket, then: (outer: ProxyHeader | un
     clearTimeout(quiet);
     buf = buf === undefined ? chunk : Buffer.concat([buf, chunk]);
     if (outer === undefined) {
-      let result;
-      try {
-        result = parseProxyHeader(buf);
-      } catch (err) {
-        log.warn('inbound connection closed: bad PROXY v2 header before TLS', { remote: socket.remoteAddress, error: (err as Error).message });
-        socket.destroy();
-        return;
-      }
-      if (result.kind === 'partial') {
-        if (buf.length > MAX_HEADER) socket.destroy();
-        return;
-      }
+      const result = readProxyHeader(buf, socket, socket, ' before TLS');
+      if (result === undefined) return;
       if (result.kind === 'header') {
         outer = result.header;
         buf = buf.subarray(result.length);
@@ -289,18 +297,8 @@ export class InboundListener {
     let buf: Buffer | undefined;
     const onData = (chunk: Buffer): void => {
       buf = buf === undefined ? chunk : Buffer.concat([buf, chunk]);
-      let result;
-      try {
-        result = parseProxyHeader(buf);
-      } catch (err) {
-        log.warn('inbound connection closed: bad PROXY v2 header', { remote: raw.remoteAddress, error: (err as Error).message });
-        stream.destroy();
-        return;
-      }
-      if (result.kind === 'partial') {
-        if (buf.length > MAX_HEADER) stream.destroy();
-        return;
-      }
+      const result = readProxyHeader(buf, raw, stream, stream === raw ? '' : ' inside TLS');
+      if (result === undefined) return;
       stream.off('data', onData);
       stream.pause();
       raw.setTimeout(0);
