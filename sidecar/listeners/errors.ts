@@ -14,7 +14,8 @@ export type LocalReason =
   | 'direct_response'
   | 'draining'
   | 'rbac_denied'
-  | 'no_config';
+  | 'no_config'
+  | 'upstream_overflow';
 
 export class SkeinDataPlaneError extends Error {
   readonly code: string;
@@ -112,6 +113,16 @@ export function upstreamReset(code: string, target: string, cause?: unknown): Lo
     'upstream_reset',
     `upstream reset: ${code} ${target} (the connection closed before a full response)`,
     { cause },
+  );
+}
+
+/** The endpoint's connections are all busy and its queue is full (Envoy's UO: a circuit breaker tripped). */
+export function upstreamOverflow(target: string, connections: number, pending: number): LocalReplyError {
+  return new LocalReplyError(
+    'SKEIN_UPSTREAM_OVERFLOW',
+    503,
+    'upstream_overflow',
+    `upstream overflow: ${target} has ${connections} connections busy and ${pending} requests waiting for one`,
   );
 }
 

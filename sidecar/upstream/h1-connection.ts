@@ -50,6 +50,8 @@ export class H1Connection {
   /** How long it may stay idle: the default, or less when the server's Keep-Alive hint says so. */
   idleMs: number;
   closed = false;
+  /** Counted among its pool's open connections (cleared when the pool forgets it, so it is counted off once). */
+  counted = true;
   private parsing = false;
   private bodyPaused = false;
   private resumeWanted = false;

@@ -3,7 +3,7 @@ import type net from 'node:net';
 import type { Readable } from 'node:stream';
 import { bodyFraming, chunkHeader, CRLF, InvalidRequestHeadError, LAST_CHUNK, requestHead } from '../http1/request-head.ts';
 import type { ResponseHeaders } from '../http1/response-reader.ts';
-import { badRequest, upstreamReset } from '../listeners/errors.ts';
+import { badRequest, upstreamOverflow, upstreamReset } from '../listeners/errors.ts';
 import type { LocalReplyError } from '../listeners/errors.ts';
 import { logger } from '../log.ts';
 import type { DispatchController, DispatchHandler, DispatchRequest } from './dispatch.ts';
@@ -20,21 +20,49 @@ const STALE_CODES = new Set(['ECONNRESET', 'EPIPE', CLOSED_CODE]);
 /** Idle connections close after this long, or a second before the server's Keep-Alive `timeout=` hint. */
 export const IDLE_TIMEOUT_MS = 60_000;
 
-/** The idle HTTP/1.1 connections of one endpoint (most recently used first) and their idle timer. */
+/**
+ * Envoy's default circuit breakers, per endpoint here: at most this many connections, and this many requests waiting
+ * for one of them; past both, a request is answered 503 `upstream_overflow` at once. Without a cap, 10 000
+ * concurrent HTTP/2 streams from one client became 10 000 mTLS connections to one peer, and the sidecar served
+ * nobody well for 20 s.
+ */
+export const MAX_CONNECTIONS = 1024;
+export const MAX_PENDING = 1024;
+
+/** The idle HTTP/1.1 connections of one endpoint (most recently used first), their idle timer, and the queue. */
 export class H1Pool implements ConnectionOwner {
   private readonly pool: EndpointPool;
   private readonly idle: H1Connection[] = [];
   private readonly idleTimeoutMs: number;
   private timer: NodeJS.Timeout | undefined;
   private timerDue = 0;
+  /** Connections made and not closed yet (busy or idle). */
+  private open = 0;
+  /** Requests waiting for a connection (FIFO), when MAX_CONNECTIONS are open and busy. */
+  private readonly pending: Array<{ req: DispatchRequest; handler: DispatchHandler }> = [];
+  private readonly maxConnections: number;
+  private readonly maxPending: number;
+  private draining = false;
 
-  constructor(pool: EndpointPool, idleTimeoutMs = IDLE_TIMEOUT_MS) {
+  constructor(pool: EndpointPool, idleTimeoutMs = IDLE_TIMEOUT_MS, maxConnections = MAX_CONNECTIONS, maxPending = MAX_PENDING) {
     this.pool = pool;
     this.idleTimeoutMs = idleTimeoutMs;
+    this.maxConnections = maxConnections;
+    this.maxPending = maxPending;
   }
 
   /** Sends `req`; the endpoint pool's active count is already raised. */
   send(req: DispatchRequest, handler: DispatchHandler): void {
+    if (this.idle.length === 0 && this.open >= this.maxConnections) {
+      if (this.pending.length >= this.maxPending) {
+        this.pool.load.finish(this.pool.load.start(), true);
+        this.pool.release();
+        handler.onResponseError(upstreamOverflow(this.pool.dialTarget, this.open, this.pending.length));
+        return;
+      }
+      this.pending.push({ req, handler });
+      return;
+    }
     const ex = new H1Exchange(this.pool, this, req, handler);
     handler.onRequestStart(ex);
     ex.send();
@@ -47,6 +75,7 @@ export class H1Pool implements ConnectionOwner {
       const c = idle.pop() as H1Connection;
       if (!c.closed) return c;
     }
+    this.open++;
     return new H1Connection(this, (onread) => this.pool.connect(false, onread), this.idleTimeoutMs);
   }
 
@@ -58,12 +87,33 @@ export class H1Pool implements ConnectionOwner {
     this.idle.push(c);
     const due = now + c.idleMs;
     if (this.timer === undefined || due < this.timerDue) this.arm(due, now);
+    if (this.pending.length > 0) this.scheduleDrain();
     return true;
   }
 
   forget(c: H1Connection): void {
     const i = this.idle.lastIndexOf(c);
     if (i >= 0) this.idle.splice(i, 1);
+    if (c.counted) {
+      c.counted = false;
+      this.open--;
+      if (this.pending.length > 0) this.scheduleDrain();
+    }
+  }
+
+  /** Sends waiting requests, on the next tick (never from inside a connection's parser callback). */
+  private scheduleDrain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    process.nextTick(drainPending, this);
+  }
+
+  drainPending(): void {
+    this.draining = false;
+    while (this.pending.length > 0 && (this.idle.length > 0 || this.open < this.maxConnections)) {
+      const next = this.pending.shift() as { req: DispatchRequest; handler: DispatchHandler };
+      this.send(next.req, next.handler);
+    }
   }
 
   get idleCount(): number {
@@ -106,6 +156,9 @@ export class H1Pool implements ConnectionOwner {
 
 function sweep(p: H1Pool): void {
   p.sweep();
+}
+function drainPending(p: H1Pool): void {
+  p.drainPending();
 }
 
 const kEx = Symbol('skein.h1exchange');

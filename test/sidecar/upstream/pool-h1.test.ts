@@ -8,6 +8,7 @@ import type { Connector, DispatchHandler, DispatchRequest, Headers } from '../..
 import net from 'node:net';
 import type { LocalReplyError } from '../../../sidecar/listeners/errors.ts';
 import { DataPlaneMetrics } from '../../../sidecar/telemetry/metrics.ts';
+import { MAX_CONNECTIONS, MAX_PENDING } from '../../../sidecar/upstream/pool-h1.ts';
 import { closeServer, listen } from '../listeners/harness.ts';
 
 interface Outcome {
@@ -176,4 +177,56 @@ describe('HTTP/1.1 upstream pool', () => {
     expect(r.error?.reason).toBe('upstream_connect_error');
     expect(r.error?.message).toContain(`ECONNREFUSED 127.0.0.1:${port}`);
   });
+});
+
+describe('HTTP/1.1 upstream pool limits (circuit breaking)', () => {
+  it(`opens at most ${MAX_CONNECTIONS} connections, queues ${MAX_PENDING} more requests, and answers the rest 503 upstream_overflow`, async () => {
+    const held: http.ServerResponse[] = [];
+    let connections = 0;
+    const server = http.createServer((_req, res) => held.push(res));
+    server.on('connection', () => connections++);
+    // A backlog above the 1024 connects that arrive at once (the default 511 would drop SYNs into connect timeouts).
+    const port = await new Promise<number>((resolve) => server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, () => resolve((server.address() as net.AddressInfo).port)));
+    try {
+      const c = cluster(port, new Registry());
+      const e = c.pick({ hash: undefined })!;
+      const outcomes: Promise<Outcome>[] = [];
+      for (let i = 0; i < MAX_CONNECTIONS + MAX_PENDING + 1; i++) {
+        outcomes.push(
+          new Promise((resolve) => {
+            const out: Outcome = { status: 0, headers: {}, body: '', error: undefined };
+            e.pool.request(
+              { cluster: 'c', method: 'GET', path: `/${i}`, authority: 'c.default', headers: [], body: null, hash: undefined, wantsH2: false, timeoutMs: 0 },
+              {
+                onRequestStart() {},
+                onResponseStart: (s) => (out.status = s),
+                onResponseData: () => true,
+                onResponseEnd: () => resolve(out),
+                onResponseError: (err) => {
+                  out.error = err;
+                  resolve(out);
+                },
+              },
+              false,
+            );
+          }),
+        );
+      }
+      // The one past both limits is answered at once.
+      const last = await outcomes[outcomes.length - 1];
+      expect(last?.error?.reason).toBe('upstream_overflow');
+      expect(last?.error?.status).toBe(503);
+      // Then every held response is let go as it comes; the queued requests follow on the freed connections.
+      const release = setInterval(() => {
+        for (const res of held.splice(0)) res.end('ok');
+      }, 20);
+      const all = await Promise.all(outcomes.slice(0, -1));
+      clearInterval(release);
+      expect(all.filter((o) => o.status !== 200)).toEqual([]);
+      expect(connections).toBeLessThanOrEqual(MAX_CONNECTIONS);
+    } finally {
+      server.closeAllConnections();
+      await closeServer(server);
+    }
+  }, 30_000);
 });
