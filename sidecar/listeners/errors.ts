@@ -52,6 +52,18 @@ export function noRoute(host: string): LocalReplyError {
   );
 }
 
+/** A Host or :authority that is not `host[:port]` (RFC 9110 §7.2, RFC 3986 §3.2.2): 400, as Envoy answers. */
+export function invalidAuthority(authority: string): LocalReplyError {
+  return badRequest(`invalid Host ${quoted(authority)}: expected host[:port] with no spaces, user info or path`);
+}
+
+/** True when `authority` is a reg-name, IPv4 or bracketed IPv6 literal, with an optional numeric port. */
+export function isValidAuthority(authority: string): boolean {
+  return AUTHORITY.test(authority);
+}
+
+const AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]{0,5})?$/;
+
 export function noPathRoute(host: string, path: string): LocalReplyError {
   return new LocalReplyError('SKEIN_NO_ROUTE', 404, 'no_route', `no route for host ${quoted(host)} and path ${quoted(path)}`);
 }

@@ -9,7 +9,7 @@ import { headerListFromObject, headerListFromRaw, headerListValue } from '../ups
 import type { ClusterManager, Dispatch, DispatchRequest, HeaderList, Headers, RequestHeadInfo } from '../upstream/index.ts';
 import type { ClusterRequestMetrics, DataPlaneMetrics } from '../telemetry/metrics.ts';
 import { logger } from '../log.ts';
-import { badRequest, noCluster, noConfig, noPathRoute, noRoute } from './errors.ts';
+import { badRequest, invalidAuthority, isValidAuthority, noCluster, noConfig, noPathRoute, noRoute } from './errors.ts';
 import type { LocalReason, LocalReplyError } from './errors.ts';
 import { H1Downstream, H2Downstream } from './downstream.ts';
 import { IdleSweeper, abandonExchanges, markActive } from './idle.ts';
@@ -177,10 +177,11 @@ export class OutboundListener implements DownstreamHost {
     const table = this.table;
     const vh = table?.findVirtualHost(authority);
     if (vh === undefined) {
-      r.error = noRoute(authority);
+      r.error = isValidAuthority(authority) ? noRoute(authority) : invalidAuthority(authority);
       return r;
     }
-    const route = findRoute(vh, path, vh.matchesHeaders ? source.headers : NO_HEADERS);
+    // `OPTIONS *` asks about the server as a whole: it takes the route of "/" and goes on as "*".
+    const route = findRoute(vh, path === '*' ? '/' : path, vh.matchesHeaders ? source.headers : NO_HEADERS);
     if (route === undefined) {
       r.error = noPathRoute(authority, path);
       return r;
@@ -330,6 +331,12 @@ export class OutboundListener implements DownstreamHost {
     const grpc = ct !== undefined && ct.startsWith('application/grpc');
     const authority = (h[':authority'] ?? h['host']) as string | undefined;
     const path = (h[':path'] as string | undefined) ?? '/';
+    if (h[':method'] === 'CONNECT') {
+      const e = badRequest('CONNECT is not supported; send plain HTTP/2 requests to the Service');
+      this.metrics.localError(e.reason);
+      replyH2(stream, e.status, e.reason, e.message, grpc);
+      return;
+    }
     if (authority === undefined || authority === '') {
       const e = badRequest('no :authority or host header');
       this.metrics.localError(e.reason);

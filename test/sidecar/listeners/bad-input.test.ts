@@ -1,4 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { cluster, closeServer, endpoint, freePort, mesh, raw, request, route, startApp, startPair } from './harness.ts';
 import type { Pair } from './harness.ts';
@@ -72,6 +73,35 @@ describe('bad input and upstream failures', () => {
     expect(big.status).toBe(404);
     expect(big.body.length).toBeLessThan(600);
     expect(big.body).toContain('xxxx...');
+  });
+
+  it('answers an invalid Host with 400 rather than 404, and routes OPTIONS * as the Service\'s "/"', async () => {
+    const bad = await raw(pair.outbound, 'GET / HTTP/1.1\r\nHost: ok default\r\nConnection: close\r\n\r\n');
+    expect(bad).toMatch(/^HTTP\/1\.1 400/);
+    expect(bad).toContain('invalid Host "ok default"');
+    const star = await raw(pair.outbound, 'OPTIONS * HTTP/1.1\r\nHost: ok\r\nConnection: close\r\n\r\n');
+    expect(star).toMatch(/^HTTP\/1\.1 200/);
+    expect(star).toContain('ok OPTIONS * host=ok');
+  });
+
+  it('answers HTTP/2 CONNECT with 400 itself, blaming no endpoint', async () => {
+    const session = http2.connect(`http://127.0.0.1:${pair.outbound}`);
+    try {
+      const stream = session.request({ ':method': 'CONNECT', ':authority': 'ok:80' });
+      const { status, reason, body } = await new Promise<{ status: number; reason: unknown; body: string }>((resolve, reject) => {
+        let head: http2.IncomingHttpHeaders = {};
+        let text = '';
+        stream.on('response', (h) => (head = h));
+        stream.on('data', (c: Buffer) => (text += c.toString()));
+        stream.on('end', () => resolve({ status: Number(head[':status']), reason: head['x-skein-reason'], body: text }));
+        stream.on('error', reject);
+      });
+      expect(status).toBe(400);
+      expect(reason).toBe('bad_request');
+      expect(body).toContain('CONNECT is not supported');
+    } finally {
+      session.close();
+    }
   });
 
   it('answers a path with no route with 404', async () => {
