@@ -237,6 +237,11 @@ export class DownstreamConnection implements RequestSink {
       this.refuse(400, 'bad_request', 'bad request: CONNECT is not supported; send plain HTTP requests (absolute-form URLs work, as `curl -x` sends them)');
       return;
     }
+    // As Envoy: chunked is the only transfer coding a request may use; the body is re-framed upstream anyway.
+    if (h.transferEncoding !== undefined && h.transferEncoding.trim().toLowerCase() !== 'chunked') {
+      this.refuse(501, 'bad_request', `Transfer-Encoding "${h.transferEncoding.slice(0, 100)}" is not supported: send "chunked" alone or Content-Length`);
+      return;
+    }
     // As node:http: Expect counts for HTTP/1.1 clients only.
     if (h.expect !== undefined && !h.http10) {
       if (!/(?:^|\W)100-continue(?:$|\W)/i.test(h.expect)) {

@@ -58,6 +58,8 @@ export class RequestReader implements ParserEvents {
   upgrade = false;
   /** The value of an Expect header, if any. */
   expect: string | undefined;
+  /** The Transfer-Encoding values, joined with ", " when there are several headers. */
+  transferEncoding: string | undefined;
   /** Bytes of URL and header names and values so far (node:http's maxHeaderSize counts the same). */
   headerBytes = 0;
   /** The head grew past the limit: the parse error that follows means 431. */
@@ -76,6 +78,7 @@ export class RequestReader implements ParserEvents {
     this.rawHeaders = [];
     this.method = '';
     this.expect = undefined;
+    this.transferEncoding = undefined;
     this.headerBytes = 0;
     this.inBody = false;
     this.inField = false;
@@ -124,6 +127,10 @@ export class RequestReader implements ParserEvents {
     for (let i = 0; i < h.length; i += 2) {
       const name = h[i] as string;
       if (name.length === 6 && name.toLowerCase() === 'expect') this.expect = h[i + 1];
+      else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') {
+        const v = h[i + 1] as string;
+        this.transferEncoding = this.transferEncoding === undefined ? v : `${this.transferEncoding}, ${v}`;
+      }
     }
     this.sink.headComplete();
     return BODY;

@@ -249,6 +249,14 @@ describe('outbound HTTP/1.1 on the raw socket', () => {
     expect(out).toContain('CONNECT is not supported');
   });
 
+  it('refuses a transfer coding other than chunked alone with 501, as Envoy does', async () => {
+    const out = await raw(pair.outbound, 'POST /te HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: identity, chunked\r\n\r\n1\r\na\r\n0\r\n\r\n');
+    expect(out).toMatch(/^HTTP\/1\.1 501/);
+    expect(out).toContain('Transfer-Encoding "identity, chunked" is not supported');
+    const ok = await raw(pair.outbound, 'POST /te HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n1\r\na\r\n0\r\n\r\n');
+    expect(ok).toMatch(/^HTTP\/1\.1 200/);
+  });
+
   it('delivers a large response intact to a slow reader (backpressure both ways)', async () => {
     const body = await new Promise<number>((resolve, reject) => {
       const req = http.get({ host: '127.0.0.1', port: pair.outbound, path: '/big', headers: { host: 'app' }, agent: false }, (res) => {
