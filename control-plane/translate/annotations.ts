@@ -12,6 +12,7 @@ export const ANNOTATION = {
   hashHeader: 'skein.dev/hash-header',
   routes: 'skein.dev/routes',
   inboundPort: 'skein.dev/inbound-port',
+  proxyProtocol: 'skein.dev/proxy-protocol',
   mtlsMode: 'skein.dev/mtls-mode',
   allow: 'skein.dev/allow',
 } as const;
@@ -243,3 +244,20 @@ export function parseInboundPort(meta: V1ObjectMeta | undefined, where: string):
   }
   return port;
 }
+
+/**
+ * Where a caller's sidecar puts the PROXY v2 header that names the app port, from `skein.dev/proxy-protocol` on the
+ * Pod: `inside-tls` (the default, tamper-proof), `outside-tls` (before the handshake, where a native proxy receiving
+ * with haproxy's `accept-proxy` or Envoy's proxy_protocol listener filter reads it), or `none` (a peer with one app
+ * port). Returns undefined for the default.
+ */
+export function parseProxyProtocol(meta: V1ObjectMeta | undefined, where: string): ProxyProtocol | AnnotationError | undefined {
+  const raw = meta?.annotations?.[ANNOTATION.proxyProtocol];
+  if (raw === undefined) return undefined;
+  const v = raw.trim();
+  if (v === 'inside-tls') return undefined;
+  if (v === 'outside-tls' || v === 'none') return v;
+  return new AnnotationError(where, ANNOTATION.proxyProtocol, '', `"${raw}" must be one of inside-tls, outside-tls, none (using inside-tls)`);
+}
+
+export type ProxyProtocol = 'outside-tls' | 'none';

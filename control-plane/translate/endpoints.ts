@@ -2,7 +2,7 @@
 import type { V1EndpointSlice, V1Pod, V1ServicePort } from '@kubernetes/client-node';
 import type { ClusterLoadAssignment, LbEndpoint } from '../../proto/index.ts';
 import type { AnnotationError } from './annotations.ts';
-import { parseInboundPort } from './annotations.ts';
+import { parseInboundPort, parseProxyProtocol } from './annotations.ts';
 import { skeinMetadata } from './values.ts';
 
 export type Health = 'HEALTHY' | 'DRAINING' | 'UNHEALTHY';
@@ -88,11 +88,14 @@ export function buildLoadAssignment(input: EndpointsInput): { cla: ClusterLoadAs
       if (pod === undefined && input.holdEndpointsWithoutPod === true) lb.health_status = 'UNHEALTHY';
       const inbound = parseInboundPort(pod?.metadata, `Pod ${ep.podKey}`);
       if (inbound !== undefined && typeof inbound !== 'number') errors.push(inbound);
+      const proxyProtocol = inbound === undefined ? undefined : parseProxyProtocol(pod?.metadata, `Pod ${ep.podKey}`);
+      if (proxyProtocol !== undefined && typeof proxyProtocol !== 'string') errors.push(proxyProtocol);
       lb.metadata = skeinMetadata({
         pod: podName,
         namespace,
         service_account: pod?.spec?.serviceAccountName || undefined,
         inbound_port: typeof inbound === 'number' ? inbound : undefined,
+        proxy_protocol: typeof proxyProtocol === 'string' ? proxyProtocol : undefined,
       });
     }
     const list = zones.get(ep.zone);

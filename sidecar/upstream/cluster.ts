@@ -66,6 +66,7 @@ export class Endpoint implements LbEndpoint {
         address: config.address,
         port: config.port,
         inboundPort: config.inboundPort,
+        proxyProtocol: config.proxyProtocol,
         sourceIp: ctx.sourceIp,
         connectTimeoutMs: this.connectTimeoutMs,
         peers: ctx.peers,
@@ -177,7 +178,7 @@ export class Cluster {
       const key = endpointKey(ec);
       if (next.has(key)) continue;
       const prev = old.get(key);
-      if (prev !== undefined && prev.config.inboundPort === ec.inboundPort && prev.connectTimeoutMs === config.connectTimeoutMs) {
+      if (prev !== undefined && prev.config.inboundPort === ec.inboundPort && prev.config.proxyProtocol === ec.proxyProtocol && prev.connectTimeoutMs === config.connectTimeoutMs) {
         prev.config = ec;
         prev.weight = ec.weight;
         // Back in rotation after being out of it: its failures are forgiven (its latency history is kept).

@@ -1,4 +1,5 @@
-// The mTLS connector: to peer sidecars, TLS with a SPIFFE check and the PROXY v2 header inside; others plain TCP.
+// The mTLS connector: to peer sidecars, TLS with a SPIFFE check and the PROXY v2 header (inside, or before it); others plain TCP.
+import net from 'node:net';
 import type tls from 'node:tls';
 import type { Counter } from 'prom-client';
 import type { TlsContexts } from '../tls/index.ts';
@@ -22,14 +23,18 @@ export function mtlsConnector(contexts: TlsContexts, handshakes: Counter<'direct
     // TLS sockets read through the stream ('data' events): onread is for plain TCP only.
     if (t.inboundPort === undefined) return plainConnector(t, header, allowHalfOpen, onread);
     const ids = t.peers?.ids ?? [];
+    // A peer that reads the header before TLS (a native proxy's accept-proxy): it goes first on the TCP connection,
+    // queued before TLS starts, so it leaves ahead of the ClientHello.
+    const outer = header !== undefined && t.proxyProtocol === 'outside-tls' ? net.connect({ host: t.address, port: t.inboundPort, noDelay: true, allowHalfOpen }) : undefined;
+    if (outer !== undefined) outer.write(header as Buffer);
     const socket = contexts.connect(
       { host: t.address, port: t.inboundPort, allowed: ids.length > 0 ? ids : 'same-trust-domain' },
       // tls.connect passes allowHalfOpen to the TLSSocket (TCP proxy streams half-close); the typings omit it.
-      { allowHalfOpen } as Partial<tls.ConnectionOptions>,
+      { allowHalfOpen, ...(outer !== undefined ? { socket: outer } : {}) } as Partial<tls.ConnectionOptions>,
     );
     socket.setNoDelay(true);
     // Written before the handshake ends: TLS queues it and sends it as the first application data.
-    if (header !== undefined) holdSecureConnectUntilWritten(socket, header);
+    if (header !== undefined && outer === undefined) holdSecureConnectUntilWritten(socket, header);
     let secure = false;
     socket.once('secureConnect', () => {
       secure = true;

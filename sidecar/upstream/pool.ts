@@ -19,6 +19,8 @@ export interface PoolTarget {
   readonly port: number;
   /** The peer sidecar's inbound port: connect there and send a PROXY v2 header naming `port`. */
   readonly inboundPort: number | undefined;
+  /** Where the PROXY v2 header goes: unset, inside the TLS stream; `outside-tls`, before the handshake; `none`, not sent. */
+  readonly proxyProtocol?: 'outside-tls' | 'none' | undefined;
   /** This pod's IP, the PROXY header's source. */
   readonly sourceIp: string;
   readonly connectTimeoutMs: number;
@@ -113,7 +115,9 @@ export class EndpointPool {
     const dialPort = target.inboundPort ?? target.port;
     this.dialTarget = `${target.address}:${dialPort}`;
     this.header =
-      target.inboundPort === undefined ? undefined : encodeProxyHeader(target.sourceIp, 0, target.address, target.port);
+      target.inboundPort === undefined || target.proxyProtocol === 'none'
+        ? undefined
+        : encodeProxyHeader(target.sourceIp, 0, target.address, target.port);
   }
 
   /**

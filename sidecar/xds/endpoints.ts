@@ -50,6 +50,7 @@ function decodeLbEndpoint(
   let namespace: string | undefined;
   let serviceAccount: string | undefined;
   let inboundPort: number | undefined;
+  let proxyProtocol: 'outside-tls' | 'none' | undefined;
   if (meta) {
     pod = structString(meta, 'pod', metaPath, problems);
     namespace = structString(meta, 'namespace', metaPath, problems);
@@ -59,6 +60,9 @@ function decodeLbEndpoint(
       problems.add(`${metaPath}.inbound_port`, 'must be 1-65535');
       inboundPort = undefined;
     }
+    const pp = structString(meta, 'proxy_protocol', metaPath, problems);
+    if (pp === 'outside-tls' || pp === 'none') proxyProtocol = pp;
+    else if (pp !== undefined && pp !== 'inside-tls') problems.add(`${metaPath}.proxy_protocol`, `${JSON.stringify(pp)} is not one of inside-tls, outside-tls, none`);
   }
   if (problems.list.length > before || !sa) return undefined;
   return {
@@ -67,6 +71,7 @@ function decodeLbEndpoint(
     weight: Math.min(weight * localityWeight, MAX_WEIGHT),
     health: mapHealth(ep.health_status),
     ...(inboundPort !== undefined ? { inboundPort } : {}),
+    ...(proxyProtocol !== undefined ? { proxyProtocol } : {}),
     ...(pod !== undefined ? { pod } : {}),
     ...(namespace !== undefined ? { namespace } : {}),
     ...(serviceAccount !== undefined ? { serviceAccount } : {}),

@@ -15,6 +15,8 @@ export interface EndpointConfig {
   readonly health: EndpointHealth;
   /** Set when the endpoint runs a Skein sidecar: connect to address:inboundPort and tell it `port` (PROXY protocol v2). */
   readonly inboundPort?: number;
+  /** Where the PROXY v2 header goes for this peer (metadata skein.proxy_protocol); unset: inside the TLS stream. */
+  readonly proxyProtocol?: 'outside-tls' | 'none';
   readonly pod?: string;
   readonly namespace?: string;
   readonly serviceAccount?: string;

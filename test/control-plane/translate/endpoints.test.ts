@@ -158,6 +158,24 @@ describe('endpoints', () => {
     expect(res.problems.map((p) => p.message)).toEqual([expect.stringContaining('Pod shop/web-1 metadata.annotations["skein.dev/inbound-port"]')]);
   });
 
+  it('carries skein.dev/proxy-protocol for Pods with a sidecar (default inside-tls left out) and reports a bad value', () => {
+    const state = registryState(
+      [web()],
+      [slice('shop', 'web', 'w', [{ name: 'http', port: 8080 }], [{ ip: '10.1.0.1', pod: 'web-1' }, { ip: '10.1.0.2', pod: 'web-2' }, { ip: '10.1.0.3', pod: 'web-3' }])],
+      [
+        pod('shop', 'web-1', 'sa', { 'skein.dev/inbound-port': '15006', 'skein.dev/proxy-protocol': 'outside-tls' }),
+        pod('shop', 'web-2', 'sa', { 'skein.dev/inbound-port': '15006', 'skein.dev/proxy-protocol': 'inside-tls' }),
+        pod('shop', 'web-3', 'sa', { 'skein.dev/inbound-port': '15006', 'skein.dev/proxy-protocol': 'before' }),
+      ],
+    );
+    const md = (decodedCla(state).endpoints[0]?.lb_endpoints ?? []).map((e) => structValue(e.metadata?.filter_metadata?.skein, 'proxy_protocol'));
+    expect(md).toEqual(['outside-tls', undefined, undefined]);
+    const res = translateService('shop/web', state);
+    expect(res.problems.map((p) => p.message)).toEqual([
+      expect.stringContaining('Pod shop/web-3 metadata.annotations["skein.dev/proxy-protocol"]: "before" must be one of inside-tls, outside-tls, none'),
+    ]);
+  });
+
   it('matches multi-port slices by port name and skips slices without the port or with FQDN addresses', () => {
     const svc = service('shop', 'api', {
       clusterIP: '10.96.0.11',

@@ -1,4 +1,4 @@
-// A native proxy as the calling peer: haproxy with a mesh certificate and a PROXY v2 header sent before TLS.
+// A native proxy as a peer: haproxy calling a sidecar (PROXY v2 before TLS), and a sidecar calling haproxy (skein.dev/proxy-protocol).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeProxyHeader } from '../../../sidecar/upstream/index.ts';
 import { haproxyAvailable } from '../../bench/lib/haproxy.ts';
 import { StaticSource, testCa, type TestCa } from '../tls/mesh-helper.ts';
-import { freePort, request } from './harness.ts';
-import { apiMesh, metricValue, type Sidecar, startIdentityApp, startSidecar } from './mtls-harness.ts';
+import { cluster, domains, endpoint, freePort, mesh, request, route } from './harness.ts';
+import { apiMesh, metricValue, type Sidecar, startIdentityApp, startSidecar, SVC } from './mtls-harness.ts';
 
 const WEB_ID = 'spiffe://mesh.test/ns/default/sa/web';
 
@@ -92,6 +92,118 @@ backend api
     expect(r.status, r.body).toBe(200);
     expect(r.body).toBe(`/from-haproxy peer=${WEB_ID}`);
     expect(await metricValue(server.registry, 'skein_inbound_connections_total', { transport: 'mtls', peer: WEB_ID })).toBeGreaterThan(0);
+  });
+});
+
+describe.skipIf(!HAPROXY)('a Skein sidecar calling haproxy as the receiving peer (skein.dev/proxy-protocol: outside-tls)', () => {
+  const API_ID = 'spiffe://mesh.test/ns/default/sa/api';
+  let ca: TestCa;
+  let dir: string;
+  let app: Awaited<ReturnType<typeof startIdentityApp>>;
+  let client: Sidecar;
+  let haproxy: ChildProcess;
+  let port: number;
+
+  beforeAll(async () => {
+    ca = await testCa('mesh.test');
+    dir = await mkdtemp(join(tmpdir(), 'skein-native-receiver-'));
+    app = await startIdentityApp();
+    client = await startSidecar(new StaticSource(await ca.leaf('default', 'web')));
+    const api = await ca.leaf('default', 'api');
+    const pem = join(dir, 'api.pem');
+    await writeFile(pem, [...api.certChainPem, api.keyPem].join('\n'), { mode: 0o600 });
+    const roots = join(dir, 'roots.pem');
+    await writeFile(roots, api.trustBundlePem.join('\n'));
+    port = await freePort();
+    const cfg = join(dir, 'haproxy.cfg');
+    // accept-proxy reads the header before TLS; a server without a port sends to the port the header names.
+    await writeFile(
+      cfg,
+      `global
+  nbthread 1
+defaults
+  mode http
+  timeout client 10s
+  timeout server 10s
+  timeout connect 2s
+frontend mesh
+  bind 127.0.0.1:${port} accept-proxy ssl crt ${pem} ca-file ${roots} verify required alpn http/1.1
+  default_backend app
+backend app
+  server app 127.0.0.1
+`,
+    );
+    let stderr = '';
+    haproxy = spawn('haproxy', ['-db', '-f', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
+    haproxy.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    await waitForPort(port, haproxy, () => stderr);
+  });
+
+  afterAll(async () => {
+    haproxy?.kill('SIGKILL');
+    await client?.close();
+    await new Promise((r) => app?.server.close(r));
+    await rm(dir, { recursive: true, force: true });
+    await ca?.close();
+  });
+
+  it('refuses haproxy when its identity is not the one the cluster lists (first, so no connection is pooled yet)', async () => {
+    client.plane.update(
+      mesh(
+        [cluster(SVC, [endpoint(app.port, port, { proxyProtocol: 'outside-tls' })], { service: 'default/api', identities: ['spiffe://mesh.test/ns/default/sa/other'] })],
+        [{ name: 'api', domains: domains('api', 'default', '10.96.0.20', 80, true), routes: [route(SVC)] }],
+      ),
+    );
+    const r = await request(client.outbound, { host: 'api.default', path: '/three' });
+    expect(r.status).toBe(503);
+    expect(r.body).toContain(API_ID);
+  });
+
+  it('reaches the app port the header names, over mTLS that checks haproxy\'s identity', async () => {
+    client.plane.update(
+      mesh(
+        [cluster(SVC, [endpoint(app.port, port, { proxyProtocol: 'outside-tls' })], { service: 'default/api', identities: [API_ID] })],
+        [{ name: 'api', domains: domains('api', 'default', '10.96.0.20', 80, true), routes: [route(SVC)] }],
+      ),
+    );
+    for (const path of ['/one', '/two']) {
+      const r = await request(client.outbound, { host: 'api.default', path });
+      expect(r.status, r.body).toBe(200);
+      expect(r.body).toBe(`${path} peer=`);
+    }
+    expect(await metricValue(client.registry, 'skein_tls_handshakes_total', { direction: 'outbound', result: 'ok' })).toBeGreaterThan(0);
+  });
+});
+
+describe('a Skein sidecar calling another with the PROXY header before TLS (outside-tls)', () => {
+  it('reaches the app through the peer sidecar, and a refused port is a 503 naming the reason', async () => {
+    const ca = await testCa('mesh.test');
+    const app = await startIdentityApp();
+    const server = await startSidecar(new StaticSource(await ca.leaf('default', 'api')), [app.port]);
+    const client = await startSidecar(new StaticSource(await ca.leaf('default', 'web')));
+    try {
+      client.plane.update(apiMesh(app.port, server.inbound, { identities: ['spiffe://mesh.test/ns/default/sa/api'] }));
+      const plain = await request(client.outbound, { host: 'api.default', path: '/inside' });
+      expect(plain.status, plain.body).toBe(200);
+      const outside = (inboundPort: number) =>
+        mesh(
+          [cluster(SVC, [endpoint(app.port, inboundPort, { proxyProtocol: 'outside-tls' })], { service: 'default/api' })],
+          [{ name: 'api', domains: domains('api', 'default', '10.96.0.20', 80, true), routes: [route(SVC)] }],
+        );
+      client.plane.update(outside(server.inbound));
+      const r = await request(client.outbound, { host: 'api.default', path: '/outside' });
+      expect(r.status, r.body).toBe(200);
+      expect(r.body).toBe('/outside peer=');
+      client.plane.update(outside(await freePort()));
+      const refused = await request(client.outbound, { host: 'api.default', path: '/refused' });
+      expect(refused.status).toBe(503);
+      expect(refused.headers['x-skein-reason']).toBe('upstream_connect_error');
+    } finally {
+      await client.close();
+      await server.close();
+      await new Promise((r) => app.server.close(r));
+      await ca.close();
+    }
   });
 });
 

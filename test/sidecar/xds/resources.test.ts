@@ -183,7 +183,7 @@ describe('ClusterLoadAssignment', () => {
               metadata: {
                 filter_metadata: {
                   skein: {
-                    fields: { pod: str('web-1'), namespace: str('default'), service_account: str('web'), inbound_port: num(15006) },
+                    fields: { pod: str('web-1'), namespace: str('default'), service_account: str('web'), inbound_port: num(15006), proxy_protocol: str('outside-tls') },
                   },
                 },
               },
@@ -211,6 +211,7 @@ describe('ClusterLoadAssignment', () => {
         weight: 6,
         health: 'healthy',
         inboundPort: 15006,
+        proxyProtocol: 'outside-tls',
         pod: 'web-1',
         namespace: 'default',
         serviceAccount: 'web',
@@ -242,7 +243,7 @@ describe('ClusterLoadAssignment', () => {
             { health_status: 'HEALTHY' },
             ep('10.0.0.3', 80, {
               load_balancing_weight: { value: 0 },
-              metadata: { filter_metadata: { skein: { fields: { pod: num(1), inbound_port: num(0) } } } },
+              metadata: { filter_metadata: { skein: { fields: { pod: num(1), inbound_port: num(0), proxy_protocol: str('before') } } } },
             }),
           ],
         },
@@ -259,6 +260,7 @@ describe('ClusterLoadAssignment', () => {
       `${p}: endpoints[0].lb_endpoints[4].load_balancing_weight: must be at least 1`,
       `${p}: endpoints[0].lb_endpoints[4].metadata.filter_metadata.skein.pod: must be a string`,
       `${p}: endpoints[0].lb_endpoints[4].metadata.filter_metadata.skein.inbound_port: must be 1-65535`,
+      `${p}: endpoints[0].lb_endpoints[4].metadata.filter_metadata.skein.proxy_protocol: "before" is not one of inside-tls, outside-tls, none`,
     ]);
   });
 });
