@@ -1,6 +1,7 @@
-// Hands a socket that has already sent the HTTP/2 preface (some of it read) to a node:http2 server.
+// HTTP/2 server helpers: hand over a socket that already sent the preface, and log why node:http2 ended a session.
 import type http2 from 'node:http2';
 import type net from 'node:net';
+import type { Logger } from '../log.ts';
 
 /**
  * Gives `socket` to `server` as a new connection, with `early` (the bytes read so far, from the preface on) put back
@@ -14,4 +15,22 @@ export function giveToH2Server(server: http2.Http2Server, socket: net.Socket, ea
   socket.pause();
   if (early.length > 0) socket.unshift(early);
   server.emit('connection', socket);
+}
+
+/** Socket errors that only mean the client went away. */
+const GONE = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ERR_STREAM_PREMATURE_CLOSE']);
+
+/**
+ * Logs why node:http2 ended a client's session: a protocol error or one of its flood defences (pings, settings,
+ * rapid resets), which end in a GOAWAY the client may not explain. A client that just went away stays at debug.
+ */
+export function logSessionErrors(server: http2.Http2Server, log: Logger, listener: string): void {
+  server.on('session', (session: http2.ServerHttp2Session) => {
+    const remote = session.socket?.remoteAddress;
+    session.on('error', (err: NodeJS.ErrnoException) => {
+      const fields = { listener, remote, code: err.code, error: err.message };
+      if (err.code !== undefined && GONE.has(err.code)) log.debug('HTTP/2 client session failed', fields);
+      else log.warn('HTTP/2 client session closed on a protocol error (node:http2 answered with GOAWAY)', fields);
+    });
+  });
 }

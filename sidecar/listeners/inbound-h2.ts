@@ -7,7 +7,7 @@ import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import { logger } from '../log.ts';
 import { grpcMessage, localReasonOf, REASON_HEADER, replyH2 } from './local-reply.ts';
 import { trackSettings, whenSettled } from '../upstream/h2-settings.ts';
-import { giveToH2Server } from './h2-socket.ts';
+import { giveToH2Server, logSessionErrors } from './h2-socket.ts';
 
 const log = logger('authz');
 
@@ -48,8 +48,8 @@ export class InboundH2Handler {
   constructor(options: InboundH2Options) {
     this.options = options;
     this.server = http2.createServer({ maxSessionMemory: 32 });
+    logSessionErrors(this.server, log, 'inbound');
     this.server.on('session', (session: http2.ServerHttp2Session) => {
-      session.on('error', () => {});
       const info = (session.socket as unknown as WithConn)[kConn];
       if (info !== undefined) this.conns.set(session, info);
       this.downstream.add(session);

@@ -18,6 +18,7 @@ import { H2HeaderSource, NO_HEADERS, RawHeaderSource } from './header-source.ts'
 import type { HeaderSource } from './header-source.ts';
 import { replyH2 } from './local-reply.ts';
 import { startUpgrade, tunnelledProtocol } from './upgrade.ts';
+import { logSessionErrors } from './h2-socket.ts';
 
 const log = logger('listener');
 
@@ -83,8 +84,7 @@ export class OutboundListener implements DownstreamHost {
     this.setHeadersTimeout(options.requestHeadersTimeoutMs);
     this.h2 = http2.createServer({ maxSessionMemory: 32 });
     this.h2.on('stream', (stream, headers, flags) => this.onH2Stream(stream, headers, flags));
-    this.h2.on('sessionError', (err) => log.debug('h2 session error', { code: (err as NodeJS.ErrnoException).code }));
-    this.h2.on('session', (session) => session.on('error', () => {}));
+    logSessionErrors(this.h2, log, 'outbound');
     this.server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.onConnection(socket));
     this.idle = new IdleSweeper(this.sockets, options.idleTimeoutMs ?? IDLE_TIMEOUT_MS);
   }

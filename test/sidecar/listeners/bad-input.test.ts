@@ -1,4 +1,4 @@
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { cluster, closeServer, endpoint, freePort, mesh, raw, request, route, startApp, startPair } from './harness.ts';
@@ -102,6 +102,37 @@ describe('bad input and upstream failures', () => {
     } finally {
       session.close();
     }
+  });
+
+  it('logs why node:http2 ended a flooding client\'s session (PING flood → GOAWAY), and serves on', async () => {
+    const lines: string[] = [];
+    const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      lines.push(String(chunk));
+      return true;
+    });
+    try {
+      const frame = (type: number, flags: number, stream: number, payload: Buffer): Buffer => {
+        const head = Buffer.alloc(9);
+        head.writeUIntBE(payload.length, 0, 3);
+        head[3] = type;
+        head[4] = flags;
+        head.writeUInt32BE(stream, 5);
+        return Buffer.concat([head, payload]);
+      };
+      const pings = Buffer.concat(Array.from({ length: 20_000 }, () => frame(6, 0, 0, Buffer.alloc(8))));
+      await new Promise<void>((resolve) => {
+        const s = net.connect(pair.outbound, '127.0.0.1', () => {
+          s.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(4, 0, 0, Buffer.alloc(0)), pings]));
+        });
+        s.on('error', () => resolve());
+        s.on('close', () => resolve());
+        s.resume();
+      });
+    } finally {
+      spy.mockRestore();
+    }
+    expect(lines.join('')).toContain('HTTP/2 client session closed on a protocol error');
+    expect((await request(pair.outbound, { host: 'ok' })).status).toBe(200);
   });
 
   it('answers a path with no route with 404', async () => {
