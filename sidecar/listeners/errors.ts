@@ -15,7 +15,8 @@ export type LocalReason =
   | 'draining'
   | 'rbac_denied'
   | 'no_config'
-  | 'upstream_overflow';
+  | 'upstream_overflow'
+  | 'stream_idle_timeout';
 
 export class SkeinDataPlaneError extends Error {
   readonly code: string;
@@ -140,6 +141,16 @@ export function upstreamOverflow(target: string, connections: number, pending: n
 
 export function upstreamTimeout(what: string, ms: number, target: string): LocalReplyError {
   return new LocalReplyError('SKEIN_UPSTREAM_TIMEOUT', 504, 'timeout', `upstream timeout: ${what} took over ${ms} ms (${target})`);
+}
+
+/** Nothing of the response moved for `ms` (Envoy's stream_idle_timeout): 408, as Envoy answers it. */
+export function streamIdleTimeout(ms: number, cluster: string): LocalReplyError {
+  return new LocalReplyError(
+    'SKEIN_STREAM_IDLE_TIMEOUT',
+    408,
+    'stream_idle_timeout',
+    `stream idle timeout: no response from ${cluster} for ${ms} ms (the listener's stream_idle_timeout)`,
+  );
 }
 
 export function badRequest(detail: string): LocalReplyError {

@@ -1,6 +1,6 @@
 // The data plane's interface: createDataPlane(options, registry) → listeners, router and upstream kept in step with MeshConfig.
 import type { Registry } from 'prom-client';
-import { compose, ClusterManager, mtlsConnector, timeoutInterceptor } from '../upstream/index.ts';
+import { compose, ClusterManager, mtlsConnector, STREAM_IDLE_TIMEOUT_MS, StreamIdleWatch, timeoutInterceptor } from '../upstream/index.ts';
 import { buildInboundIndex, type InboundPolicy, NO_SERVICE } from '../authz/index.ts';
 import type { TlsContexts } from '../tls/index.ts';
 import type { ClusterStat, Interceptor } from '../upstream/index.ts';
@@ -68,7 +68,8 @@ export function createDataPlane(options: DataPlaneOptions, registry: Registry): 
   const metrics = new DataPlaneMetrics(registry);
   const connector = options.tls === undefined ? undefined : mtlsConnector(options.tls, metrics.tlsHandshakes);
   const manager = new ClusterManager(options.podIp, metrics, connector);
-  const dispatch = compose(manager.dispatch, timeoutInterceptor, ...(options.interceptors ?? []));
+  const idle = new StreamIdleWatch();
+  const dispatch = compose(manager.dispatch, idle.interceptor, timeoutInterceptor, ...(options.interceptors ?? []));
   const outbound = new OutboundListener(
     {
       host: options.outbound.host,
@@ -125,6 +126,7 @@ export function createDataPlane(options: DataPlaneOptions, registry: Registry): 
         outbound.table = t === undefined ? undefined : new RouteTable(t);
       }
       outbound.setHeadersTimeout(http?.requestHeadersTimeoutMs ?? options.requestHeadersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS);
+      idle.setTimeout(http?.streamIdleTimeoutMs ?? STREAM_IDLE_TIMEOUT_MS);
       outbound.configured();
       pendingTcp = tcpConfigs;
       applyTcp();
@@ -150,6 +152,7 @@ export function createDataPlane(options: DataPlaneOptions, registry: Registry): 
 
     async close(drainMs: number): Promise<void> {
       await Promise.all([outbound.close(drainMs), inbound.close(drainMs), tcp.close(drainMs)]);
+      idle.close();
       await manager.close(Math.min(drainMs, 1000));
     },
   };

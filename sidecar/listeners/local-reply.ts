@@ -17,6 +17,7 @@ export function grpcStatus(status: number): number {
       return 7; // PERMISSION_DENIED
     case 404:
       return 12; // UNIMPLEMENTED
+    case 408:
     case 504:
       return 4; // DEADLINE_EXCEEDED
     default:

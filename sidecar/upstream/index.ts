@@ -8,5 +8,6 @@ export { mtlsConnector } from './connector.ts';
 export { compose, headerListFromObject, headerListFromRaw, headerListValue, stripHopByHop, HOP_BY_HOP } from './dispatch.ts';
 export type { Dispatch, DispatchController, DispatchHandler, DispatchRequest, HeaderList, Headers, Interceptor, RequestHeadInfo } from './dispatch.ts';
 export { timeoutInterceptor } from './timeout.ts';
+export { STREAM_IDLE_TIMEOUT_MS, StreamIdleWatch } from './stream-idle.ts';
 export { encodeProxyHeader, parseProxyHeader, SIGNATURE as PROXY_V2_SIGNATURE } from './proxy-protocol.ts';
 export type { ProxyHeader, ParseResult } from './proxy-protocol.ts';

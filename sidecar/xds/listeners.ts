@@ -67,7 +67,7 @@ function decodeHcm(
     routeConfigName,
     ...(inlineRoutes ? { inlineRoutes } : {}),
     ...(requestHeadersTimeoutMs ? { requestHeadersTimeoutMs } : {}),
-    ...(streamIdleTimeoutMs ? { streamIdleTimeoutMs } : {}),
+    ...(streamIdleTimeoutMs !== undefined ? { streamIdleTimeoutMs } : {}),
     ...(maxRequestHeadersKb ? { maxRequestHeadersKb } : {}),
   };
 }

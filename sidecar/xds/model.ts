@@ -126,6 +126,7 @@ export interface HttpListenerConfig {
   readonly routeConfigName: string;
   readonly inlineRoutes?: RouteTableConfig;
   readonly requestHeadersTimeoutMs?: number;
+  /** Unset: Envoy's default, 5 min; 0: off. */
   readonly streamIdleTimeoutMs?: number;
   readonly maxRequestHeadersKb?: number;
 }

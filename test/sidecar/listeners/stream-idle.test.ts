@@ -1,0 +1,57 @@
+// The listener's stream_idle_timeout through a real sidecar pair: a response that never comes ends in 408.
+import http2 from 'node:http2';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cluster, closeServer, endpoint, mesh, request, route, startApp, startPair } from './harness.ts';
+import type { Pair } from './harness.ts';
+import type { MeshConfig } from '../../../sidecar/xds/model.ts';
+
+const SLOW = 'outbound|80||slow.default.svc.cluster.local';
+
+/** The harness's mesh with the outbound listener's stream_idle_timeout set. */
+function withIdle(m: MeshConfig, ms: number): MeshConfig {
+  const l = m.listeners.get('virtualOutbound');
+  if (l?.kind !== 'http') throw new Error('no HTTP listener');
+  return { ...m, listeners: new Map([['virtualOutbound', { ...l, streamIdleTimeoutMs: ms }]]) };
+}
+
+describe('stream idle timeout on the outbound listener', () => {
+  let pair: Pair;
+  let app: Awaited<ReturnType<typeof startApp>>;
+
+  beforeAll(async () => {
+    app = await startApp('slow'); // /slow answers after 2 s
+    pair = await startPair([app.port]);
+    pair.client.update(withIdle(mesh([cluster(SLOW, [endpoint(app.port, pair.inbound)])], [{ name: 'slow', domains: ['slow'], routes: [route(SLOW)] }]), 300));
+  });
+
+  afterAll(async () => {
+    await pair.close();
+    await closeServer(app.server);
+  });
+
+  it('answers 408 stream_idle_timeout over HTTP/1.1 when the upstream says nothing for that long', async () => {
+    const r = await request(pair.outbound, { host: 'slow', path: '/slow' });
+    expect(r.status).toBe(408);
+    expect(r.headers['x-skein-reason']).toBe('stream_idle_timeout');
+    expect(r.body).toContain(`no response from ${SLOW} for 300 ms`);
+    // A response that comes in time is untouched.
+    expect((await request(pair.outbound, { host: 'slow', path: '/quick' })).status).toBe(200);
+  });
+
+  it('answers an HTTP/2 client the same 408', async () => {
+    const session = http2.connect(`http://127.0.0.1:${pair.outbound}`);
+    try {
+      const stream = session.request({ ':path': '/slow', ':authority': 'slow' });
+      stream.end();
+      const head = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+        stream.on('response', resolve);
+        stream.on('error', reject);
+      });
+      stream.resume();
+      expect(head[':status']).toBe(408);
+      expect(head['x-skein-reason']).toBe('stream_idle_timeout');
+    } finally {
+      session.close();
+    }
+  });
+});
