@@ -127,6 +127,7 @@ export function createDataPlane(options: DataPlaneOptions, registry: Registry): 
       }
       outbound.setHeadersTimeout(http?.requestHeadersTimeoutMs ?? options.requestHeadersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS);
       idle.setTimeout(http?.streamIdleTimeoutMs ?? STREAM_IDLE_TIMEOUT_MS);
+      outbound.maxRequestHeadersKb = http?.maxRequestHeadersKb ?? options.maxRequestHeadersKb ?? 60;
       outbound.configured();
       pendingTcp = tcpConfigs;
       applyTcp();

@@ -64,6 +64,8 @@ export class OutboundListener implements DownstreamHost {
   private readonly idle: IdleSweeper;
   private headerSweep: NodeJS.Timeout | undefined;
   headersTimeoutMs: number;
+  /** The request head limit for new connections (the listener's max_request_headers_kb, else the sidecar's option). */
+  maxRequestHeadersKb: number;
   private readonly resolution: Resolution = { route: undefined, cluster: '', metrics: undefined, error: undefined };
   /** Reused per request: what the header pass found (Host, whether a body follows). */
   private readonly head: RequestHeadInfo = { host: undefined, hasBody: false };
@@ -81,6 +83,7 @@ export class OutboundListener implements DownstreamHost {
     this.metrics = metrics;
     this.scope = { metrics, draining: false };
     this.headersTimeoutMs = options.requestHeadersTimeoutMs;
+    this.maxRequestHeadersKb = options.maxRequestHeadersKb;
     this.setHeadersTimeout(options.requestHeadersTimeoutMs);
     this.h2 = http2.createServer({ maxSessionMemory: 32 });
     this.h2.on('stream', (stream, headers, flags) => this.onH2Stream(stream, headers, flags));
@@ -155,7 +158,7 @@ export class OutboundListener implements DownstreamHost {
         socket.unshift(head);
         this.h2.emit('connection', socket);
       } else {
-        const conn = new DownstreamConnection(socket, this, this.options.maxRequestHeadersKb * 1024);
+        const conn = new DownstreamConnection(socket, this, this.maxRequestHeadersKb * 1024);
         this.h1.add(conn);
         socket.on('close', () => this.h1.delete(conn));
         conn.start(head);

@@ -1,4 +1,4 @@
-// The listener's stream_idle_timeout through a real sidecar pair: a response that never comes ends in 408.
+// The outbound listener's settings from xDS through a real sidecar pair: stream_idle_timeout, max_request_headers_kb.
 import http2 from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cluster, closeServer, endpoint, mesh, request, route, startApp, startPair } from './harness.ts';
@@ -7,21 +7,24 @@ import type { MeshConfig } from '../../../sidecar/xds/model.ts';
 
 const SLOW = 'outbound|80||slow.default.svc.cluster.local';
 
-/** The harness's mesh with the outbound listener's stream_idle_timeout set. */
-function withIdle(m: MeshConfig, ms: number): MeshConfig {
+/** The harness's mesh with settings on the outbound listener. */
+function withListener(m: MeshConfig, settings: { streamIdleTimeoutMs?: number; maxRequestHeadersKb?: number }): MeshConfig {
   const l = m.listeners.get('virtualOutbound');
   if (l?.kind !== 'http') throw new Error('no HTTP listener');
-  return { ...m, listeners: new Map([['virtualOutbound', { ...l, streamIdleTimeoutMs: ms }]]) };
+  return { ...m, listeners: new Map([['virtualOutbound', { ...l, ...settings }]]) };
 }
 
-describe('stream idle timeout on the outbound listener', () => {
+const slowMesh = (app: number, inbound: number): MeshConfig =>
+  mesh([cluster(SLOW, [endpoint(app, inbound)])], [{ name: 'slow', domains: ['slow'], routes: [route(SLOW)] }]);
+
+describe('the outbound listener\'s settings from xDS', () => {
   let pair: Pair;
   let app: Awaited<ReturnType<typeof startApp>>;
 
   beforeAll(async () => {
     app = await startApp('slow'); // /slow answers after 2 s
-    pair = await startPair([app.port]);
-    pair.client.update(withIdle(mesh([cluster(SLOW, [endpoint(app.port, pair.inbound)])], [{ name: 'slow', domains: ['slow'], routes: [route(SLOW)] }]), 300));
+    pair = await startPair([app.port], { maxKb: 8 });
+    pair.client.update(withListener(slowMesh(app.port, pair.inbound), { streamIdleTimeoutMs: 300 }));
   });
 
   afterAll(async () => {
@@ -53,5 +56,14 @@ describe('stream idle timeout on the outbound listener', () => {
     } finally {
       session.close();
     }
+  });
+
+  it('takes the request head limit from the listener (max_request_headers_kb) over the sidecar\'s own', async () => {
+    const big = { 'x-big': 'a'.repeat(12 * 1024) }; // over the sidecar's 8 KiB, under the app's 16 KiB
+    const refused = await request(pair.outbound, { host: 'slow', path: '/quick', headers: big });
+    expect(refused.status).toBe(431);
+    expect(refused.headers['x-skein-reason']).toBe('headers_too_large');
+    pair.client.update(withListener(slowMesh(app.port, pair.inbound), { streamIdleTimeoutMs: 300, maxRequestHeadersKb: 32 }));
+    expect((await request(pair.outbound, { host: 'slow', path: '/quick', headers: big })).status).toBe(200);
   });
 });
