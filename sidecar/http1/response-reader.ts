@@ -83,6 +83,11 @@ export class ResponseReader implements ParserEvents {
     this.errorCode = '';
   }
 
+  /** Delivers the rest of the current response to `sink` instead (the request was given up; see H1Connection). */
+  redirect(sink: ResponseSink): void {
+    if (this.sink !== undefined) this.sink = sink;
+  }
+
   /** Stop delivering: callbacks from the chunk being parsed end the parse. */
   stop(): void {
     this.sink = undefined;

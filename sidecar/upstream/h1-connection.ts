@@ -112,8 +112,29 @@ export class H1Connection {
     if (this.user === user && !this.bodyPaused) this.socket.resume();
   }
 
-  /** The request was given up: the connection is mid-exchange, so it closes. */
+  /**
+   * The request was given up mid-exchange. When the whole request went out, the connection stays to read the rest of
+   * the response and throw it away (at most DISCARD_MS and DISCARD_BYTES), then goes back to the pool: a caller that
+   * gives up (a client timeout, a load generator's) does not cost a new connection, over mTLS a new handshake, each
+   * time. Otherwise, or past those limits, it closes.
+   */
   abandon(): void {
+    const user = this.user;
+    if (user !== undefined && user.requestSent && this.ready && !this.parsing && !this.closed && !this.ended) {
+      const discard = new Discard(this);
+      this.user = discard;
+      this.reader.redirect(discard);
+      this.resume();
+      return;
+    }
+    this.user = undefined;
+    this.reader.stop();
+    this.destroy();
+  }
+
+  /** A discarded response ran past its limits: close. */
+  giveUpDiscard(discard: ConnectionUser): void {
+    if (this.user !== discard) return;
     this.user = undefined;
     this.reader.stop();
     this.destroy();
@@ -218,6 +239,45 @@ export class H1Connection {
     if (this.user !== undefined) this.fail(closedError());
     if (!this.parsing) this.reader.free();
   }
+}
+
+/** How long, and how many body bytes, a given-up response is read to keep its connection (see abandon). */
+const DISCARD_MS = 2000;
+const DISCARD_BYTES = 256 * 1024;
+
+/** The user of a connection whose request was given up: reads the response to its end and drops it. */
+class Discard implements ConnectionUser {
+  private readonly conn: H1Connection;
+  private readonly timer: NodeJS.Timeout;
+  private bytes = 0;
+  readonly requestSent = true;
+
+  constructor(conn: H1Connection) {
+    this.conn = conn;
+    this.timer = setTimeout(giveUp, DISCARD_MS, conn, this);
+    this.timer.unref();
+  }
+
+  write(): void {}
+  onHead(): void {}
+  onBody(chunk: Buffer): boolean {
+    this.bytes += chunk.length;
+    if (this.bytes > DISCARD_BYTES) {
+      clearTimeout(this.timer);
+      process.nextTick(giveUp, this.conn, this);
+    }
+    return true;
+  }
+  complete(): void {
+    clearTimeout(this.timer);
+  }
+  failed(): void {
+    clearTimeout(this.timer);
+  }
+}
+
+function giveUp(conn: H1Connection, discard: Discard): void {
+  conn.giveUpDiscard(discard);
 }
 
 function closedError(): NodeJS.ErrnoException {

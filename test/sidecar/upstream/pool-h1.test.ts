@@ -131,6 +131,55 @@ describe('HTTP/1.1 upstream pool', () => {
     expect(c.stat().endpoints[0]?.active).toBe(0);
   });
 
+  it('keeps the connection of a request given up after it went out: the rest of the response is read and dropped', async () => {
+    let conns = 0;
+    const big = Buffer.alloc(1024 * 1024, 'x');
+    const s = http.createServer((req, res) => {
+      if (req.url === '/late') setTimeout(() => res.end('late answer'), 150);
+      else if (req.url === '/huge') res.end(big);
+      else if (req.url === '/never') return;
+      else res.end('ok');
+    });
+    s.on('connection', () => conns++);
+    servers.push(s);
+    const port = await listen(s);
+    const registry = new Registry();
+    const c = cluster(port, registry);
+    clusters.push(c);
+    /** Sends `path` and gives it up `afterMs` later (0: as soon as the response starts). */
+    const giveUp = (path: string, afterMs: number) =>
+      new Promise<void>((resolve) => {
+        const e = c.pick({ hash: undefined })!;
+        let controller: { abort(): void } | undefined;
+        const handler: DispatchHandler = {
+          onRequestStart: (ctl) => {
+            controller = ctl;
+            if (afterMs > 0) setTimeout(() => (controller?.abort(), resolve()), afterMs);
+          },
+          onResponseStart: () => {
+            if (afterMs === 0) {
+              controller?.abort();
+              resolve();
+            }
+          },
+          onResponseData: () => true,
+          onResponseEnd: () => resolve(),
+          onResponseError: () => resolve(),
+        };
+        e.pool.request({ cluster: 'c', method: 'GET', path, authority: 'c', headers: [], body: null, hash: undefined, wantsH2: false, timeoutMs: 0 }, handler, false);
+      });
+    await giveUp('/late', 20);
+    await new Promise((r) => setTimeout(r, 300)); // the late answer arrives and is dropped
+    expect((await send(c, '/next')).body).toBe('ok');
+    expect(conns).toBe(1);
+    // A response too large to be worth reading closes its connection instead.
+    await giveUp('/huge', 0);
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await send(c, '/after-huge')).body).toBe('ok');
+    expect(conns).toBe(2);
+    expect(c.stat().endpoints[0]?.active).toBe(0);
+  });
+
   it('sends a bodiless request once more on a fresh connection when a kept-alive one was dropped under it', async () => {
     const a = await app();
     const c = cluster(a.port, new Registry());
