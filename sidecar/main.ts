@@ -46,20 +46,26 @@ function packageVersion(): string {
   }
 }
 
-/** Waits for SIGTERM, SIGINT or the abort signal; resolves with what stopped us. */
-function stopRequested(signal: AbortSignal | undefined): Promise<string> {
+/**
+ * Waits for SIGTERM, SIGINT, the abort signal or `quit` (POST /quitquitquit on the admin port); resolves with what
+ * stopped us.
+ */
+function stopRequested(signal: AbortSignal | undefined, quit: AbortSignal): Promise<string> {
   return new Promise((resolve) => {
     const done = (why: string) => {
       process.off('SIGTERM', onTerm);
       process.off('SIGINT', onInt);
       signal?.removeEventListener('abort', onAbort);
+      quit.removeEventListener('abort', onQuit);
       resolve(why);
     };
     const onTerm = () => done('SIGTERM');
     const onInt = () => done('SIGINT');
     const onAbort = () => done('abort');
+    const onQuit = () => done('POST /quitquitquit');
     process.once('SIGTERM', onTerm);
     process.once('SIGINT', onInt);
+    quit.addEventListener('abort', onQuit, { once: true });
     if (signal?.aborted) done('abort');
     else signal?.addEventListener('abort', onAbort, { once: true });
   });
@@ -113,7 +119,8 @@ export async function runSidecar(argv: string[], options: SidecarRunOptions = {}
   registerProcessMetrics(registry, 'skein_sidecar_');
 
   // Listen for SIGTERM from the start, so a sidecar still waiting for its certificate stops promptly.
-  const stop = stopRequested(options.signal);
+  const quit = new AbortController();
+  const stop = stopRequested(options.signal, quit.signal);
   const bootstrapAbort = new AbortController();
   void stop.then(() => bootstrapAbort.abort());
   let identity: WorkloadIdentity | undefined;
@@ -192,6 +199,7 @@ export async function runSidecar(argv: string[], options: SidecarRunOptions = {}
     xdsState: () => xds.state(),
     mesh: () => xds.current(),
     clusterStats: () => dataPlane.clusterStats(),
+    quit: () => quit.abort(),
     dumpExtras: () => ({
       node: { id: node.id, cluster: node.cluster },
       tcpListeners: dataPlane.tcpListenerStats(),

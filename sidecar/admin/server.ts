@@ -66,6 +66,8 @@ export interface AdminServerOptions {
   readonly clusterStats: ClusterStatsProvider;
   /** Extra sections for /config_dump (e.g. the node, TCP listener state). */
   readonly dumpExtras?: () => Record<string, unknown>;
+  /** POST /quitquitquit: drain and exit, as SIGTERM does (Envoy's admin and Istio's agent have it; Jobs use it). */
+  readonly quit?: () => void;
 }
 
 function send(res: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
@@ -157,6 +159,16 @@ export class AdminServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://admin');
+    if (url.pathname === '/quitquitquit' && this.options.quit !== undefined) {
+      if (req.method !== 'POST') {
+        res.setHeader('allow', 'POST');
+        send(res, 405, 'admin: /quitquitquit takes POST\n');
+        return;
+      }
+      send(res, 200, 'OK: draining, then exiting\n');
+      this.options.quit();
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
       send(res, 405, 'admin: only GET\n');
@@ -185,7 +197,7 @@ export class AdminServer {
         return;
       }
       case '/':
-        send(res, 200, 'skein sidecar admin: /ready /healthz /stats/prometheus /config_dump /clusters[?format=json]\n');
+        send(res, 200, 'skein sidecar admin: /ready /healthz /stats/prometheus /config_dump /clusters[?format=json], POST /quitquitquit\n');
         return;
       default:
         send(res, 404, `admin: no page ${url.pathname}; try /\n`);

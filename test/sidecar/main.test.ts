@@ -184,7 +184,7 @@ describe('runSidecar', () => {
     const res = await get(ports.outbound, '/greet', 'web');
     expect(res).toEqual({ status: 200, body: 'hello from backend /greet' });
   });
-  it('runs as `skein sidecar` and exits 0 after draining on SIGTERM', async () => {
+  it.each(['SIGTERM', 'POST /quitquitquit'])('runs as `skein sidecar` and exits 0 after draining on %s', async (how) => {
     const peer = await XdsPeer.start();
     cleanups.push(() => peer.stop());
     seed(peer, 9);
@@ -212,10 +212,15 @@ describe('runSidecar', () => {
       if (ready !== 200) await new Promise((r) => setTimeout(r, 25));
     }
     expect(ready).toBe(200);
-    child.kill('SIGTERM');
+    if (how === 'SIGTERM') child.kill('SIGTERM');
+    else {
+      expect((await fetch(`http://127.0.0.1:${adminPort}/quitquitquit`)).status).toBe(405); // GET does nothing
+      const r = await fetch(`http://127.0.0.1:${adminPort}/quitquitquit`, { method: 'POST' });
+      expect(r.status).toBe(200);
+    }
     const [code] = await once(child, 'exit');
     expect(code).toBe(0);
-    expect(stderr).toMatch(/"msg":"sidecar stopped","reason":"SIGTERM"/);
+    expect(stderr).toContain(`"msg":"sidecar stopped","reason":"${how}"`);
   });
 });
 
