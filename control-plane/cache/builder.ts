@@ -10,6 +10,7 @@ import { outboundRouteName } from '../translate/names.ts';
 import type { Kind, PackedService, PackedVhost } from './packed.ts';
 import { KINDS, packService, sameList, sameVhosts } from './packed.ts';
 import type { ResourcesByName, VersionedResource } from './snapshot.ts';
+import { runNow, type Sliced } from '../slices.ts';
 import { encodeRouteTable, encodeVirtualHost, versioned, versionedBytes } from './versions.ts';
 
 export type Translate = (key: ServiceKey, state: RegistryState, options: TranslateOptions) => ServiceResources;
@@ -70,6 +71,21 @@ export function applyChanges(
   translate: Translate = translateService,
   extraNamespaces: Iterable<string> = [],
 ): BuildResult {
+  return runNow(applyChangesSteps(prev, registry, keys, options, translate, extraNamespaces));
+}
+
+/**
+ * applyChanges as sliced work (slices.ts): it may pause after each Service translated and each namespace table
+ * built. It reads only its arguments (immutable states), so pausing changes nothing for anyone else.
+ */
+export function* applyChangesSteps(
+  prev: BuildState,
+  registry: RegistryState,
+  keys: Iterable<ServiceKey>,
+  options: TranslateOptions,
+  translate: Translate = translateService,
+  extraNamespaces: Iterable<string> = [],
+): Sliced<BuildResult> {
   const queue = new Set<ServiceKey>();
   for (const k of keys) {
     queue.add(k);
@@ -84,6 +100,7 @@ export function applyChanges(
     if (after) services.set(key, after);
     else services.delete(key);
     touched.push({ key, before, after });
+    yield;
   }
 
   // Named resources: patch copies of only the maps that change.
@@ -93,7 +110,8 @@ export function applyChanges(
   for (const kind of KINDS) {
     let copy: Map<string, VersionedResource> | undefined;
     const writable = () => (copy ??= new Map(prev.maps[kind]));
-    for (const { before, after } of touched) {
+    for (const [i, { before, after }] of touched.entries()) {
+      if (i % 256 === 255) yield;
       const oldList = before?.resources[kind];
       const newList = after?.resources[kind];
       if (sameList(oldList, newList)) continue;
@@ -128,16 +146,18 @@ export function applyChanges(
   }
 
   // Route dependencies and cluster referrers.
-  let dependents = prev.dependents;
-  let referrers = prev.referrers;
+  const depChanges: Relink<ServiceKey>[] = [];
+  const refChanges: Relink<string>[] = [];
   for (const { key, before, after } of touched) {
     const oldDeps = before?.res.dependsOn ?? [];
     const newDeps = after?.res.dependsOn ?? [];
-    if (oldDeps.join() !== newDeps.join()) dependents = relink(dependents, key, oldDeps, newDeps);
+    if (oldDeps.join() !== newDeps.join()) depChanges.push({ key, oldTargets: oldDeps, newTargets: newDeps });
     const oldRefs = before?.refs ?? [];
     const newRefs = after?.refs ?? [];
-    if (oldRefs.join() !== newRefs.join()) referrers = relink(referrers, key, oldRefs, newRefs);
+    if (oldRefs.join() !== newRefs.join()) refChanges.push({ key, oldTargets: oldRefs, newTargets: newRefs });
   }
+  const dependents = relink(prev.dependents, depChanges);
+  const referrers = relink(prev.referrers, refChanges);
 
   // Virtual hosts and the per-namespace tables.
   const vhostsChanged = touched.some(({ before, after }) => !sameVhosts(before, after));
@@ -154,27 +174,37 @@ export function applyChanges(
     namespaces.set(ns, next);
     if (!old) newNamespaces.add(ns);
     else if (next.rds !== old.rds) routeTablesChanged.add(ns);
+    yield;
   }
 
   const state: BuildState = { services, maps, tcpProblems, vhosts, namespaces, dependents, referrers };
-  const violations = checkChanges(state, touched, changed, newNamespaces);
+  const violations = yield* checkChanges(state, touched, changed, newNamespaces);
   return { state, changed, routeTablesChanged, newNamespaces, violations, translated: queue.size };
 }
 
-function relink<K>(
-  index: ReadonlyMap<K, ReadonlySet<ServiceKey>>,
-  key: ServiceKey,
-  oldTargets: readonly K[],
-  newTargets: readonly K[],
-): ReadonlyMap<K, ReadonlySet<ServiceKey>> {
+interface Relink<K> {
+  readonly key: ServiceKey;
+  readonly oldTargets: readonly K[];
+  readonly newTargets: readonly K[];
+}
+
+/** The index with every change applied: one copy of the map (and of each target's set) per build, not per Service. */
+function relink<K>(index: ReadonlyMap<K, ReadonlySet<ServiceKey>>, changes: readonly Relink<K>[]): ReadonlyMap<K, ReadonlySet<ServiceKey>> {
+  if (changes.length === 0) return index;
   const out = new Map(index);
-  for (const t of oldTargets) {
-    const s = new Set(out.get(t));
-    s.delete(key);
-    if (s.size > 0) out.set(t, s);
-    else out.delete(t);
-  }
-  for (const t of newTargets) out.set(t, new Set(out.get(t)).add(key));
+  const copied = new Set<K>();
+  const writable = (t: K): Set<ServiceKey> => {
+    let s = out.get(t) as Set<ServiceKey> | undefined;
+    if (!copied.has(t)) {
+      s = new Set(s);
+      out.set(t, s);
+      copied.add(t);
+    }
+    return s as Set<ServiceKey>;
+  };
+  for (const { key, oldTargets } of changes) for (const t of oldTargets) writable(t).delete(key);
+  for (const { key, newTargets } of changes) for (const t of newTargets) writable(t).add(key);
+  for (const t of copied) if (out.get(t)?.size === 0) out.delete(t);
   return out;
 }
 
@@ -232,16 +262,17 @@ export function buildNamespace(
 }
 
 /** Checks what this build changed: EDS clusters have CLAs, routes name existing clusters, listeners existing tables. */
-function checkChanges(
+function* checkChanges(
   state: BuildState,
   touched: readonly { key: ServiceKey; after: PackedService | undefined }[],
   changed: Readonly<Record<Kind, ReadonlySet<string>>>,
   newNamespaces: ReadonlySet<string>,
-): string[] {
+): Sliced<string[]> {
   const { cds, pcds, eds, prds } = state.maps;
   const problems: string[] = [];
   const isEds = (r: VersionedResource | undefined) => (r?.message as { type?: string } | undefined)?.type === 'EDS';
-  for (const { key, after } of touched) {
+  for (const [i, { key, after }] of touched.entries()) {
+    if (i % 256 === 255) yield;
     if (!after) continue;
     for (const c of [...after.resources.cds, ...after.resources.pcds]) {
       if (isEds(c) && !eds.has(c.name)) problems.push(`Service ${key}: EDS cluster ${c.name} has no ClusterLoadAssignment`);

@@ -2,6 +2,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { ADS_ORDER, kindOf, shortName, type Node__Output, type TypeUrl } from '../../proto/index.ts';
 import type { ScopeResources, Snapshot } from '../cache/snapshot.ts';
+import { DEFAULT_SLICE_MS } from '../slices.ts';
 import { tracer, tracing } from './log.ts';
 import type { XdsMode } from './metrics.ts';
 import type { ProxyStatusRecord, ResourceStatus } from './status.ts';
@@ -251,7 +252,18 @@ function runDue(): void {
   const batch = due;
   due = [];
   // A stream scheduling again while its batch runs (it was not in it yet, or is again) lands in the next turn's batch.
-  for (const stream of batch) stream.runScheduledFlush();
+  // A batch that runs past one slice (a large publish to many streams) leaves the rest for the next turn, ahead of
+  // later arrivals, so timers, the admin server and keepalives are not starved meanwhile.
+  const deadline = performance.now() + DEFAULT_SLICE_MS;
+  for (let i = 0; i < batch.length; i++) {
+    (batch[i] as AdsStreamBase<RequestHead, unknown>).runScheduledFlush();
+    if (i + 1 < batch.length && performance.now() >= deadline) {
+      due = [...batch.slice(i + 1), ...due];
+      dueScheduled = true;
+      setImmediate(runDue);
+      return;
+    }
+  }
 }
 
 /** Sum of the encoded resource bytes of a response. */
