@@ -35,6 +35,18 @@ export interface BuildState {
   readonly dependents: ReadonlyMap<ServiceKey, ReadonlySet<ServiceKey>>;
   /** cluster → Services whose routes name it. */
   readonly referrers: ReadonlyMap<string, ReadonlySet<ServiceKey>>;
+  /** namespace → how many Services it has (a namespace without any keeps its scope only while a proxy holds it). */
+  readonly serviceCounts: ReadonlyMap<string, number>;
+}
+
+/** Which `envoy/<ns>` scopes exist besides those of namespaces with Services. */
+export interface NamespaceScopes {
+  /** Namespaces to build even without Services (a proxy there connected). */
+  readonly add?: Iterable<string>;
+  /** Whether a namespace without Services keeps its scope (a proxy there is connected); default: none does. */
+  readonly held?: (namespace: string) => boolean;
+  /** Namespaces whose last proxy left: their scope goes unless they have Services or are held again. */
+  readonly released?: Iterable<string>;
 }
 
 export interface BuildResult {
@@ -44,6 +56,8 @@ export interface BuildResult {
   /** Namespaces whose `outbound/<ns>` table changed. */
   readonly routeTablesChanged: ReadonlySet<string>;
   readonly newNamespaces: ReadonlySet<string>;
+  /** Namespaces whose scope this build dropped (no Services left and no proxy holding it). */
+  readonly removedNamespaces: ReadonlySet<string>;
   readonly violations: readonly string[];
   readonly translated: number;
 }
@@ -56,6 +70,7 @@ export const EMPTY_BUILD: BuildState = {
   namespaces: new Map(),
   dependents: new Map(),
   referrers: new Map(),
+  serviceCounts: new Map(),
 };
 
 function emptyChanges(): Record<Kind, Set<string>> {
@@ -69,9 +84,9 @@ export function applyChanges(
   keys: Iterable<ServiceKey>,
   options: TranslateOptions,
   translate: Translate = translateService,
-  extraNamespaces: Iterable<string> = [],
+  scopes: NamespaceScopes = {},
 ): BuildResult {
-  return runNow(applyChangesSteps(prev, registry, keys, options, translate, extraNamespaces));
+  return runNow(applyChangesSteps(prev, registry, keys, options, translate, scopes));
 }
 
 /**
@@ -84,7 +99,7 @@ export function* applyChangesSteps(
   keys: Iterable<ServiceKey>,
   options: TranslateOptions,
   translate: Translate = translateService,
-  extraNamespaces: Iterable<string> = [],
+  scopes: NamespaceScopes = {},
 ): Sliced<BuildResult> {
   const queue = new Set<ServiceKey>();
   for (const k of keys) {
@@ -162,9 +177,30 @@ export function* applyChangesSteps(
   // Virtual hosts and the per-namespace tables.
   const vhostsChanged = touched.some(({ before, after }) => !sameVhosts(before, after));
   const vhosts = vhostsChanged ? sortedVhosts(services) : prev.vhosts;
-  const namespaceNames = new Set([...prev.namespaces.keys(), ...extraNamespaces]);
+  // Services per namespace; a namespace left with none loses its scope unless a proxy there holds it.
+  let serviceCounts = prev.serviceCounts;
+  const emptied = new Set<string>(scopes.released ?? []);
+  for (const { before, after } of touched) {
+    if (Boolean(before) === Boolean(after)) continue;
+    const ns = ((before ?? after) as PackedService).res.namespace;
+    if (serviceCounts === prev.serviceCounts) serviceCounts = new Map(prev.serviceCounts);
+    const n = (serviceCounts.get(ns) ?? 0) + (after ? 1 : -1);
+    if (n > 0) (serviceCounts as Map<string, number>).set(ns, n);
+    else {
+      (serviceCounts as Map<string, number>).delete(ns);
+      emptied.add(ns);
+    }
+  }
+  const namespaceNames = new Set([...prev.namespaces.keys(), ...(scopes.add ?? [])]);
   for (const { after } of touched) if (after) namespaceNames.add(after.res.namespace);
   const namespaces = new Map(prev.namespaces);
+  const removedNamespaces = new Set<string>();
+  const added = new Set(scopes.add ?? []);
+  for (const ns of emptied) {
+    if (serviceCounts.has(ns) || added.has(ns) || scopes.held?.(ns) === true || !namespaceNames.has(ns)) continue;
+    namespaceNames.delete(ns);
+    if (namespaces.delete(ns)) removedNamespaces.add(ns);
+  }
   const routeTablesChanged = new Set<string>();
   const newNamespaces = new Set<string>();
   for (const ns of namespaceNames) {
@@ -177,9 +213,9 @@ export function* applyChangesSteps(
     yield;
   }
 
-  const state: BuildState = { services, maps, tcpProblems, vhosts, namespaces, dependents, referrers };
+  const state: BuildState = { services, maps, tcpProblems, vhosts, namespaces, dependents, referrers, serviceCounts };
   const violations = yield* checkChanges(state, touched, changed, newNamespaces);
-  return { state, changed, routeTablesChanged, newNamespaces, violations, translated: queue.size };
+  return { state, changed, routeTablesChanged, newNamespaces, removedNamespaces, violations, translated: queue.size };
 }
 
 interface Relink<K> {

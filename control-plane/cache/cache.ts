@@ -94,6 +94,11 @@ export function createSnapshotCache(source: SnapshotSource, options: CacheOption
   let closed = false;
   /** Set while a build runs in slices: no other build starts, changes wait in `pending`. */
   let inFlight: Promise<void> | undefined;
+  /** Namespace → streams in its `envoy/<ns>` scope (scopeOf counts up, releaseScope down). */
+  const held = new Map<string, number>();
+  const isHeld = (ns: string): boolean => held.has(ns);
+  /** Namespaces whose last stream left since the last build: dropped by the next one if they have no Services. */
+  let released = new Set<string>();
   const sliceMs = options.sliceMs ?? DEFAULT_SLICE_MS;
 
   // The first snapshot: everything, checked whole.
@@ -143,15 +148,17 @@ export function createSnapshotCache(source: SnapshotSource, options: CacheOption
   function publishPending(sliced = false): void {
     if (timer) clearTimeout(timer);
     timer = undefined;
-    if (closed || pending.size === 0 || inFlight) return;
+    if (closed || (pending.size === 0 && released.size === 0) || inFlight) return;
     const keys = pending;
+    const scopes = { held: isHeld, released };
+    released = new Set();
     const changedAt = firstChangeAt ?? performance.now();
     pending = new Set();
     firstChangeAt = undefined;
     const t0 = performance.now();
     const base = build;
     const state = latest;
-    const steps = applyChangesSteps(base, state, keys, translateOptions, translate);
+    const steps = applyChangesSteps(base, state, keys, translateOptions, translate, scopes);
     const run = sliced ? runSliced(steps, sliceMs) : { done: true as const, value: runNow(steps) };
     if (run.done) {
       finishBuild(run.value, keys, changedAt, t0);
@@ -162,7 +169,9 @@ export function createSnapshotCache(source: SnapshotSource, options: CacheOption
         inFlight = undefined;
         if (closed) return;
         // A proxy of a new namespace connected meanwhile: its scope was published on the old build; add it to this one.
+        // Or connected to a namespace whose scope this build dropped, after the build decided to: it stays.
         const added = build === base ? [] : [...build.namespaces.keys()].filter((ns) => !base.namespaces.has(ns));
+        for (const ns of result.removedNamespaces) if (isHeld(ns) && !added.includes(ns)) added.push(ns);
         finishBuild(added.length > 0 ? withNamespaces(result, state, added) : result, keys, changedAt, t0);
         schedule();
       },
@@ -178,7 +187,7 @@ export function createSnapshotCache(source: SnapshotSource, options: CacheOption
 
   /** The result of a sliced build with namespaces added (built at once: one route table each). */
   function withNamespaces(result: BuildResult, state: RegistryState, namespaces: readonly string[]): BuildResult {
-    const more = applyChanges(result.state, state, [], translateOptions, translate, namespaces);
+    const more = applyChanges(result.state, state, [], translateOptions, translate, { add: namespaces });
     // Those scopes are in the published snapshot already: their route tables are sent again, as changed.
     return { ...result, state: more.state, routeTablesChanged: new Set([...result.routeTablesChanged, ...namespaces]), violations: [...result.violations, ...more.violations] };
   }
@@ -226,17 +235,33 @@ export function createSnapshotCache(source: SnapshotSource, options: CacheOption
     },
     scopeOf(node) {
       const scope = scopeOfNode(node);
-      if (snapshot.scopes.has(scope)) return scope;
       const ns = namespaceOfScope(scope);
       if (ns === undefined) return scope;
+      held.set(ns, (held.get(ns) ?? 0) + 1);
+      if (snapshot.scopes.has(scope)) return scope;
       const t0 = performance.now();
-      const result = applyChanges(build, latest, [], translateOptions, translate, [ns]);
+      const result = applyChanges(build, latest, [], translateOptions, translate, { add: [ns] });
       if (result.violations.length > 0) {
         log.error('new scope is inconsistent (a translation bug)', { scope, problems: result.violations });
         return scope;
       }
       publish(result, t0, t0);
       return scope;
+    },
+    releaseScope(scope) {
+      const ns = namespaceOfScope(scope);
+      if (ns === undefined || !held.has(ns)) return;
+      const n = (held.get(ns) ?? 0) - 1;
+      if (n > 0) {
+        held.set(ns, n);
+        return;
+      }
+      held.delete(ns);
+      // The last proxy of a namespace without Services left: its scope goes with the next publish.
+      if (closed || (build.serviceCounts.get(ns) ?? 0) > 0 || !build.namespaces.has(ns)) return;
+      released.add(ns);
+      firstChangeAt ??= performance.now();
+      schedule();
     },
     translationProblems() {
       const out = new Map<ServiceKey, TranslationProblem[]>();

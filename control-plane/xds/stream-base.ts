@@ -217,6 +217,7 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
     this.outbox.close();
     if (this.node) {
       this.deps.unregister(this);
+      if (this.scope !== undefined) this.deps.cache.releaseScope?.(this.scope);
       this.record?.close();
       this.deps.metrics.connectedProxies.dec();
       trace('stream ended', { nodeId: this.nodeId });

@@ -72,6 +72,24 @@ describe('scopes and convergence', () => {
     expect((await s.next()).resources.map((r) => r.name).sort()).toEqual(['x', 'y']);
   });
 
+  it('releases its scope when a stream ends, however it ends', async () => {
+    h = await startHarness(base());
+    const a = openSotw(h.client());
+    a.send({ node: envoyNode('a'), type_url: TYPE_URL.cluster });
+    await a.next();
+    const b = openDelta(h.client());
+    b.send({ node: envoyNode('b'), type_url: TYPE_URL.cluster });
+    await b.next();
+    const c = openSotw(h.client());
+    c.send({ type_url: TYPE_URL.cluster }); // no node: never got a scope, so releases none
+    await c.ended();
+    expect(h.cache.released).toEqual([]);
+    a.close();
+    await eventually(() => expect(h.cache.released).toEqual([SCOPE]));
+    b.call.end();
+    await eventually(() => expect(h.cache.released).toEqual([SCOPE, SCOPE]));
+  });
+
   it('observes convergence from snapshot.changedAt to the ACK of the push', async () => {
     h = await startHarness(base());
     const s = openSotw(h.client());
