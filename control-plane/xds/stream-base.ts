@@ -3,6 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ADS_ORDER, kindOf, shortName, type Node__Output, type TypeUrl } from '../../proto/index.ts';
 import type { ScopeResources, Snapshot } from '../cache/snapshot.ts';
 import { DEFAULT_SLICE_MS } from '../slices.ts';
+import { malformedReason } from './bad-requests.ts';
 import { tracer, tracing } from './log.ts';
 import type { XdsMode } from './metrics.ts';
 import type { ProxyStatusRecord, ResourceStatus } from './status.ts';
@@ -83,8 +84,33 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
     return this.node?.id ?? '';
   }
 
+  /**
+   * A request this stream cannot read: logged once (peer, node id if known, reason), counted in
+   * skein_xds_rejected_requests_total, and the stream ends (other streams are not affected). A malformed message
+   * ends it with INVALID_ARGUMENT; an oversized one has had RESOURCE_EXHAUSTED sent by grpc-js (`statusSent`).
+   */
+  rejectRequest(kind: 'malformed' | 'too_large', reason: string, statusSent: boolean): void {
+    if (this.closed) return;
+    const code = kind === 'malformed' ? grpc.status.INVALID_ARGUMENT : grpc.status.RESOURCE_EXHAUSTED;
+    let peer = '(unknown)';
+    try {
+      peer = this.call.getPeer();
+    } catch {
+      // the call is already gone: keep the placeholder
+    }
+    this.deps.log.warn('xDS request rejected; closing the stream', { peer, nodeId: this.nodeId || '(not sent yet)', code: grpc.status[code], reason });
+    this.deps.metrics.rejectedRequests.inc({ reason: kind });
+    if (statusSent) this.cleanup();
+    else this.terminate(code, reason, false, true);
+  }
+
   private onRequest(req: Req): void {
     if (this.closed) return;
+    const malformed = malformedReason(req);
+    if (malformed !== undefined) {
+      this.rejectRequest('malformed', `malformed request: ${malformed}`, false);
+      return;
+    }
     if (!this.node) {
       if (!req.node?.id) {
         this.terminate(grpc.status.INVALID_ARGUMENT, 'first request must carry node.id');
