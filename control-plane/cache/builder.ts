@@ -1,8 +1,7 @@
 // Incremental, copy-on-write mesh state: retranslates changed Services and patches only the maps they touch.
-import type { VirtualHost } from '../../proto/index.ts';
 import { TYPE_URL, unpack } from '../../proto/index.ts';
 import type { RegistryState, ServiceKey } from '../registry/registry.ts';
-import { claimNames, namespaceVirtualHosts } from '../translate/assemble.ts';
+import { claimNames, namespaceVirtualHostsSteps } from '../translate/assemble.ts';
 import type { TranslateOptions, TranslationProblem, ServiceResources } from '../translate/build.ts';
 import { translateService } from '../translate/build.ts';
 import { buildVirtualOutbound, VIRTUAL_OUTBOUND } from '../translate/listener.ts';
@@ -206,7 +205,7 @@ export function* applyChangesSteps(
   for (const ns of namespaceNames) {
     const old = prev.namespaces.get(ns);
     if (old && !vhostsChanged && maps.tcpLds === prev.maps.tcpLds) continue;
-    const next = buildNamespace(ns, old, vhosts, maps.tcpLds, vhostsChanged || !old, maps.tcpLds !== prev.maps.tcpLds);
+    const next = yield* buildNamespaceSteps(ns, old, vhosts, maps.tcpLds, vhostsChanged || !old, maps.tcpLds !== prev.maps.tcpLds);
     namespaces.set(ns, next);
     if (!old) newNamespaces.add(ns);
     else if (next.rds !== old.rds) routeTablesChanged.add(ns);
@@ -270,6 +269,18 @@ export function buildNamespace(
   rebuildRoutes: boolean,
   tcpChanged = true,
 ): NamespaceState {
+  return runNow(buildNamespaceSteps(ns, old, vhosts, tcpLds, rebuildRoutes, tcpChanged));
+}
+
+/** buildNamespace as sliced work (slices.ts): a table holds every HTTP vhost of the mesh, so it pauses within it. */
+function* buildNamespaceSteps(
+  ns: string,
+  old: NamespaceState | undefined,
+  vhosts: readonly PackedVhost[],
+  tcpLds: ResourcesByName,
+  rebuildRoutes: boolean,
+  tcpChanged: boolean,
+): Sliced<NamespaceState> {
   const virtualOutbound = old?.virtualOutbound ?? versioned(TYPE_URL.listener, VIRTUAL_OUTBOUND, buildVirtualOutbound(ns));
   let lds = old?.lds;
   if (!lds || tcpChanged) {
@@ -281,14 +292,17 @@ export function buildNamespace(
   let problems = old?.problems ?? [];
   if (rebuildRoutes || !rds) {
     const owned = vhosts.map((v) => ({ service: v.service, namespace: v.namespace, vhost: v }));
-    const table = namespaceVirtualHosts(owned, ns);
+    const table = yield* namespaceVirtualHostsSteps(owned, ns);
     problems = table.problems;
-    const bytes = table.vhosts.map((vh: VirtualHost, i) => {
+    const bytes: Buffer[] = [];
+    for (const [i, vh] of table.vhosts.entries()) {
+      if (i % 1000 === 999) yield;
       const packed = vhosts[i] as PackedVhost;
-      if (vh === packed.local) return packed.localBytes;
-      if (vh === packed.remote) return packed.remoteBytes;
-      return encodeVirtualHost(vh); // domains removed as duplicates
-    });
+      if (vh === packed.local) bytes.push(packed.localBytes);
+      else if (vh === packed.remote) bytes.push(packed.remoteBytes);
+      else bytes.push(encodeVirtualHost(vh)); // domains removed as duplicates
+    }
+    yield;
     const name = outboundRouteName(ns);
     const previous = old?.rds.get(name);
     const resource = versionedBytes(TYPE_URL.route, name, encodeRouteTable(name, bytes), { name, virtual_hosts: table.vhosts }, previous);

@@ -155,23 +155,32 @@ export class DocumentCache {
       return undefined;
     }
     for (const o of removed) if (counts.get(o.id) === 0) counts.delete(o.id);
+    // From here on the cache's own state changes: the loops pause (a large edit has 100 000 chunks) but are not left.
     const placements: PlacedChunk<CachedChunk>[] = last.chunks.slice(0, edit.front);
     let offset = edit.midStart;
-    edit.middle.forEach((chunk: Planned<CachedChunk>, i: number) => {
+    for (const [i, chunk] of edit.middle.entries()) {
+      if (i % 2000 === 1999) yield;
       const entry = middle[i] as CachedChunk;
       placements.push({ start: offset, line: chunk.line, value: entry });
       offset += entry.text.length;
-    });
+    }
     for (let k = edit.back; k < last.chunks.length; k++) {
+      if (k % 2000 === 1999) yield;
       const c = last.chunks[k] as PlacedChunk<CachedChunk>;
       placements.push({ start: c.start + edit.delta, line: c.line + edit.lineShift, value: c.value });
     }
     // Stale entries are harmless (an entry is valid for its exact text): drop them only when they pile up.
-    for (const entry of fresh) this.chunks.set(entry.text, entry);
+    for (const [i, entry] of fresh.entries()) {
+      if (i % 2000 === 1999) yield;
+      this.chunks.set(entry.text, entry);
+    }
     if (this.chunks.size > 2 * placements.length + 1000) this.chunks = new Map(placements.map((p) => [p.value.text, p.value]));
     this.last = { text, chunks: placements };
     const freshValues = new Set<object>();
-    for (const entry of fresh) for (const doc of entry.docs) for (const o of doc.objects) freshValues.add(o.value);
+    for (const [i, entry] of fresh.entries()) {
+      if (i % 2000 === 1999) yield;
+      for (const doc of entry.docs) for (const o of doc.objects) freshValues.add(o.value);
+    }
     let objects: ParsedObject[] | undefined;
     return {
       get objects() {
