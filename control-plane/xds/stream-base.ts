@@ -190,7 +190,14 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
   private flush(): void {
     for (const typeUrl of ADS_ORDER) {
       if (this.closed || !this.outbox.writable) return;
-      if (this.hasPending(typeUrl)) this.flushType(typeUrl);
+      if (!this.hasPending(typeUrl)) continue;
+      // Past the turn's slice (a large publish: each response can take tens of ms), the remaining types go out in
+      // a later turn, still in ADS order. runDue starts a stream only before the deadline, so each turn sends one.
+      if (performance.now() >= flushDeadline) {
+        this.scheduleFlush();
+        return;
+      }
+      this.flushType(typeUrl);
     }
   }
 
@@ -266,6 +273,8 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
  */
 let due: AdsStreamBase<RequestHead, unknown>[] = [];
 let dueScheduled = false;
+/** When the running batch's slice ends (performance.now()); no limit outside runDue. */
+let flushDeadline = Number.POSITIVE_INFINITY;
 
 function flushLater(stream: AdsStreamBase<RequestHead, unknown>): void {
   due.push(stream);
@@ -282,14 +291,21 @@ function runDue(): void {
   // A batch that runs past one slice (a large publish to many streams) leaves the rest for the next turn, ahead of
   // later arrivals, so timers, the admin server and keepalives are not starved meanwhile.
   const deadline = performance.now() + DEFAULT_SLICE_MS;
-  for (let i = 0; i < batch.length; i++) {
-    (batch[i] as AdsStreamBase<RequestHead, unknown>).runScheduledFlush();
-    if (i + 1 < batch.length && performance.now() >= deadline) {
-      due = [...batch.slice(i + 1), ...due];
-      dueScheduled = true;
-      setImmediate(runDue);
-      return;
+  flushDeadline = deadline;
+  try {
+    for (let i = 0; i < batch.length; i++) {
+      (batch[i] as AdsStreamBase<RequestHead, unknown>).runScheduledFlush();
+      if (i + 1 < batch.length && performance.now() >= deadline) {
+        due = [...batch.slice(i + 1), ...due];
+        if (!dueScheduled) {
+          dueScheduled = true;
+          setImmediate(runDue);
+        }
+        return;
+      }
     }
+  } finally {
+    flushDeadline = Number.POSITIVE_INFINITY;
   }
 }
 
