@@ -161,7 +161,7 @@ export function createSnapshotCache(source: SnapshotSource, options: CacheOption
     const steps = applyChangesSteps(base, state, keys, translateOptions, translate, scopes);
     const run = sliced ? runSliced(steps, sliceMs) : { done: true as const, value: runNow(steps) };
     if (run.done) {
-      finishBuild(run.value, keys, changedAt, t0);
+      finishBuild(run.value, keys, scopes.released, changedAt, t0);
       return;
     }
     inFlight = run.promise.then(
@@ -172,7 +172,7 @@ export function createSnapshotCache(source: SnapshotSource, options: CacheOption
         // Or connected to a namespace whose scope this build dropped, after the build decided to: it stays.
         const added = build === base ? [] : [...build.namespaces.keys()].filter((ns) => !base.namespaces.has(ns));
         for (const ns of result.removedNamespaces) if (isHeld(ns) && !added.includes(ns)) added.push(ns);
-        finishBuild(added.length > 0 ? withNamespaces(result, state, added) : result, keys, changedAt, t0);
+        finishBuild(added.length > 0 ? withNamespaces(result, state, added) : result, keys, scopes.released, changedAt, t0);
         schedule();
       },
       (err: unknown) => {
@@ -180,6 +180,7 @@ export function createSnapshotCache(source: SnapshotSource, options: CacheOption
         if (closed) return;
         log.error('building a snapshot failed (a translation bug); keeping the previous snapshot', { error: String(err), services: keys.size });
         failed = keys; // retried with the next change, as an inconsistent build is
+        for (const ns of scopes.released) released.add(ns);
         schedule();
       },
     );
@@ -189,16 +190,22 @@ export function createSnapshotCache(source: SnapshotSource, options: CacheOption
   function withNamespaces(result: BuildResult, state: RegistryState, namespaces: readonly string[]): BuildResult {
     const more = applyChanges(result.state, state, [], translateOptions, translate, { add: namespaces });
     // Those scopes are in the published snapshot already: their route tables are sent again, as changed.
-    return { ...result, state: more.state, routeTablesChanged: new Set([...result.routeTablesChanged, ...namespaces]), violations: [...result.violations, ...more.violations] };
+    return {
+      ...result,
+      state: more.state,
+      routeTablesChanged: new Set([...result.routeTablesChanged, ...namespaces]),
+      violations: [...result.violations, ...more.violations],
+    };
   }
 
-  function finishBuild(result: BuildResult, keys: Set<ServiceKey>, changedAt: number, t0: number): void {
+  function finishBuild(result: BuildResult, keys: Set<ServiceKey>, releasedNow: ReadonlySet<string>, changedAt: number, t0: number): void {
     if (result.violations.length > 0) {
       log.error('snapshot is inconsistent (a translation bug); keeping the previous snapshot', {
         services: [...keys],
         problems: result.violations,
       });
       failed = keys;
+      for (const ns of releasedNow) released.add(ns); // dropped with the retry
       return;
     }
     publish(result, changedAt, t0);
