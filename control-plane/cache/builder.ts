@@ -1,8 +1,7 @@
 // Incremental, copy-on-write mesh state: retranslates changed Services and patches only the maps they touch.
-import type { VirtualHost } from '../../proto/index.ts';
 import { TYPE_URL, unpack } from '../../proto/index.ts';
 import type { RegistryState, ServiceKey } from '../registry/registry.ts';
-import { claimNames, namespaceVirtualHosts } from '../translate/assemble.ts';
+import { claimNames, namespaceVirtualHostsSteps } from '../translate/assemble.ts';
 import type { TranslateOptions, TranslationProblem, ServiceResources } from '../translate/build.ts';
 import { translateService } from '../translate/build.ts';
 import { buildVirtualOutbound, VIRTUAL_OUTBOUND } from '../translate/listener.ts';
@@ -10,6 +9,7 @@ import { outboundRouteName } from '../translate/names.ts';
 import type { Kind, PackedService, PackedVhost } from './packed.ts';
 import { KINDS, packService, sameList, sameVhosts } from './packed.ts';
 import type { ResourcesByName, VersionedResource } from './snapshot.ts';
+import { runNow, type Sliced } from '../slices.ts';
 import { encodeRouteTable, encodeVirtualHost, versioned, versionedBytes } from './versions.ts';
 
 export type Translate = (key: ServiceKey, state: RegistryState, options: TranslateOptions) => ServiceResources;
@@ -34,6 +34,18 @@ export interface BuildState {
   readonly dependents: ReadonlyMap<ServiceKey, ReadonlySet<ServiceKey>>;
   /** cluster → Services whose routes name it. */
   readonly referrers: ReadonlyMap<string, ReadonlySet<ServiceKey>>;
+  /** namespace → how many Services it has (a namespace without any keeps its scope only while a proxy holds it). */
+  readonly serviceCounts: ReadonlyMap<string, number>;
+}
+
+/** Which `envoy/<ns>` scopes exist besides those of namespaces with Services. */
+export interface NamespaceScopes {
+  /** Namespaces to build even without Services (a proxy there connected). */
+  readonly add?: Iterable<string>;
+  /** Whether a namespace without Services keeps its scope (a proxy there is connected); default: none does. */
+  readonly held?: (namespace: string) => boolean;
+  /** Namespaces whose last proxy left: their scope goes unless they have Services or are held again. */
+  readonly released?: Iterable<string>;
 }
 
 export interface BuildResult {
@@ -43,6 +55,8 @@ export interface BuildResult {
   /** Namespaces whose `outbound/<ns>` table changed. */
   readonly routeTablesChanged: ReadonlySet<string>;
   readonly newNamespaces: ReadonlySet<string>;
+  /** Namespaces whose scope this build dropped (no Services left and no proxy holding it). */
+  readonly removedNamespaces: ReadonlySet<string>;
   readonly violations: readonly string[];
   readonly translated: number;
 }
@@ -55,6 +69,7 @@ export const EMPTY_BUILD: BuildState = {
   namespaces: new Map(),
   dependents: new Map(),
   referrers: new Map(),
+  serviceCounts: new Map(),
 };
 
 function emptyChanges(): Record<Kind, Set<string>> {
@@ -68,8 +83,23 @@ export function applyChanges(
   keys: Iterable<ServiceKey>,
   options: TranslateOptions,
   translate: Translate = translateService,
-  extraNamespaces: Iterable<string> = [],
+  scopes: NamespaceScopes = {},
 ): BuildResult {
+  return runNow(applyChangesSteps(prev, registry, keys, options, translate, scopes));
+}
+
+/**
+ * applyChanges as sliced work (slices.ts): it may pause after each Service translated and each namespace table
+ * built. It reads only its arguments (immutable states), so pausing changes nothing for anyone else.
+ */
+export function* applyChangesSteps(
+  prev: BuildState,
+  registry: RegistryState,
+  keys: Iterable<ServiceKey>,
+  options: TranslateOptions,
+  translate: Translate = translateService,
+  scopes: NamespaceScopes = {},
+): Sliced<BuildResult> {
   const queue = new Set<ServiceKey>();
   for (const k of keys) {
     queue.add(k);
@@ -84,6 +114,7 @@ export function applyChanges(
     if (after) services.set(key, after);
     else services.delete(key);
     touched.push({ key, before, after });
+    yield;
   }
 
   // Named resources: patch copies of only the maps that change.
@@ -93,7 +124,8 @@ export function applyChanges(
   for (const kind of KINDS) {
     let copy: Map<string, VersionedResource> | undefined;
     const writable = () => (copy ??= new Map(prev.maps[kind]));
-    for (const { before, after } of touched) {
+    for (const [i, { before, after }] of touched.entries()) {
+      if (i % 256 === 255) yield;
       const oldList = before?.resources[kind];
       const newList = after?.resources[kind];
       if (sameList(oldList, newList)) continue;
@@ -128,53 +160,86 @@ export function applyChanges(
   }
 
   // Route dependencies and cluster referrers.
-  let dependents = prev.dependents;
-  let referrers = prev.referrers;
+  const depChanges: Relink<ServiceKey>[] = [];
+  const refChanges: Relink<string>[] = [];
   for (const { key, before, after } of touched) {
     const oldDeps = before?.res.dependsOn ?? [];
     const newDeps = after?.res.dependsOn ?? [];
-    if (oldDeps.join() !== newDeps.join()) dependents = relink(dependents, key, oldDeps, newDeps);
+    if (oldDeps.join() !== newDeps.join()) depChanges.push({ key, oldTargets: oldDeps, newTargets: newDeps });
     const oldRefs = before?.refs ?? [];
     const newRefs = after?.refs ?? [];
-    if (oldRefs.join() !== newRefs.join()) referrers = relink(referrers, key, oldRefs, newRefs);
+    if (oldRefs.join() !== newRefs.join()) refChanges.push({ key, oldTargets: oldRefs, newTargets: newRefs });
   }
+  const dependents = relink(prev.dependents, depChanges);
+  const referrers = relink(prev.referrers, refChanges);
 
   // Virtual hosts and the per-namespace tables.
   const vhostsChanged = touched.some(({ before, after }) => !sameVhosts(before, after));
   const vhosts = vhostsChanged ? sortedVhosts(services) : prev.vhosts;
-  const namespaceNames = new Set([...prev.namespaces.keys(), ...extraNamespaces]);
+  // Services per namespace; a namespace left with none loses its scope unless a proxy there holds it.
+  let serviceCounts = prev.serviceCounts;
+  const emptied = new Set<string>(scopes.released ?? []);
+  for (const { before, after } of touched) {
+    if (Boolean(before) === Boolean(after)) continue;
+    const ns = ((before ?? after) as PackedService).res.namespace;
+    if (serviceCounts === prev.serviceCounts) serviceCounts = new Map(prev.serviceCounts);
+    const n = (serviceCounts.get(ns) ?? 0) + (after ? 1 : -1);
+    if (n > 0) (serviceCounts as Map<string, number>).set(ns, n);
+    else {
+      (serviceCounts as Map<string, number>).delete(ns);
+      emptied.add(ns);
+    }
+  }
+  const namespaceNames = new Set([...prev.namespaces.keys(), ...(scopes.add ?? [])]);
   for (const { after } of touched) if (after) namespaceNames.add(after.res.namespace);
   const namespaces = new Map(prev.namespaces);
+  const removedNamespaces = new Set<string>();
+  const added = new Set(scopes.add ?? []);
+  for (const ns of emptied) {
+    if (serviceCounts.has(ns) || added.has(ns) || scopes.held?.(ns) === true || !namespaceNames.has(ns)) continue;
+    namespaceNames.delete(ns);
+    if (namespaces.delete(ns)) removedNamespaces.add(ns);
+  }
   const routeTablesChanged = new Set<string>();
   const newNamespaces = new Set<string>();
   for (const ns of namespaceNames) {
     const old = prev.namespaces.get(ns);
     if (old && !vhostsChanged && maps.tcpLds === prev.maps.tcpLds) continue;
-    const next = buildNamespace(ns, old, vhosts, maps.tcpLds, vhostsChanged || !old, maps.tcpLds !== prev.maps.tcpLds);
+    const next = yield* buildNamespaceSteps(ns, old, vhosts, maps.tcpLds, vhostsChanged || !old, maps.tcpLds !== prev.maps.tcpLds);
     namespaces.set(ns, next);
     if (!old) newNamespaces.add(ns);
     else if (next.rds !== old.rds) routeTablesChanged.add(ns);
+    yield;
   }
 
-  const state: BuildState = { services, maps, tcpProblems, vhosts, namespaces, dependents, referrers };
-  const violations = checkChanges(state, touched, changed, newNamespaces);
-  return { state, changed, routeTablesChanged, newNamespaces, violations, translated: queue.size };
+  const state: BuildState = { services, maps, tcpProblems, vhosts, namespaces, dependents, referrers, serviceCounts };
+  const violations = yield* checkChanges(state, touched, changed, newNamespaces);
+  return { state, changed, routeTablesChanged, newNamespaces, removedNamespaces, violations, translated: queue.size };
 }
 
-function relink<K>(
-  index: ReadonlyMap<K, ReadonlySet<ServiceKey>>,
-  key: ServiceKey,
-  oldTargets: readonly K[],
-  newTargets: readonly K[],
-): ReadonlyMap<K, ReadonlySet<ServiceKey>> {
+interface Relink<K> {
+  readonly key: ServiceKey;
+  readonly oldTargets: readonly K[];
+  readonly newTargets: readonly K[];
+}
+
+/** The index with every change applied: one copy of the map (and of each target's set) per build, not per Service. */
+function relink<K>(index: ReadonlyMap<K, ReadonlySet<ServiceKey>>, changes: readonly Relink<K>[]): ReadonlyMap<K, ReadonlySet<ServiceKey>> {
+  if (changes.length === 0) return index;
   const out = new Map(index);
-  for (const t of oldTargets) {
-    const s = new Set(out.get(t));
-    s.delete(key);
-    if (s.size > 0) out.set(t, s);
-    else out.delete(t);
-  }
-  for (const t of newTargets) out.set(t, new Set(out.get(t)).add(key));
+  const copied = new Set<K>();
+  const writable = (t: K): Set<ServiceKey> => {
+    let s = out.get(t) as Set<ServiceKey> | undefined;
+    if (!copied.has(t)) {
+      s = new Set(s);
+      out.set(t, s);
+      copied.add(t);
+    }
+    return s as Set<ServiceKey>;
+  };
+  for (const { key, oldTargets } of changes) for (const t of oldTargets) writable(t).delete(key);
+  for (const { key, newTargets } of changes) for (const t of newTargets) writable(t).add(key);
+  for (const t of copied) if (out.get(t)?.size === 0) out.delete(t);
   return out;
 }
 
@@ -204,6 +269,18 @@ export function buildNamespace(
   rebuildRoutes: boolean,
   tcpChanged = true,
 ): NamespaceState {
+  return runNow(buildNamespaceSteps(ns, old, vhosts, tcpLds, rebuildRoutes, tcpChanged));
+}
+
+/** buildNamespace as sliced work (slices.ts): a table holds every HTTP vhost of the mesh, so it pauses within it. */
+function* buildNamespaceSteps(
+  ns: string,
+  old: NamespaceState | undefined,
+  vhosts: readonly PackedVhost[],
+  tcpLds: ResourcesByName,
+  rebuildRoutes: boolean,
+  tcpChanged: boolean,
+): Sliced<NamespaceState> {
   const virtualOutbound = old?.virtualOutbound ?? versioned(TYPE_URL.listener, VIRTUAL_OUTBOUND, buildVirtualOutbound(ns));
   let lds = old?.lds;
   if (!lds || tcpChanged) {
@@ -215,14 +292,17 @@ export function buildNamespace(
   let problems = old?.problems ?? [];
   if (rebuildRoutes || !rds) {
     const owned = vhosts.map((v) => ({ service: v.service, namespace: v.namespace, vhost: v }));
-    const table = namespaceVirtualHosts(owned, ns);
+    const table = yield* namespaceVirtualHostsSteps(owned, ns);
     problems = table.problems;
-    const bytes = table.vhosts.map((vh: VirtualHost, i) => {
+    const bytes: Buffer[] = [];
+    for (const [i, vh] of table.vhosts.entries()) {
+      if (i % 1000 === 999) yield;
       const packed = vhosts[i] as PackedVhost;
-      if (vh === packed.local) return packed.localBytes;
-      if (vh === packed.remote) return packed.remoteBytes;
-      return encodeVirtualHost(vh); // domains removed as duplicates
-    });
+      if (vh === packed.local) bytes.push(packed.localBytes);
+      else if (vh === packed.remote) bytes.push(packed.remoteBytes);
+      else bytes.push(encodeVirtualHost(vh)); // domains removed as duplicates
+    }
+    yield;
     const name = outboundRouteName(ns);
     const previous = old?.rds.get(name);
     const resource = versionedBytes(TYPE_URL.route, name, encodeRouteTable(name, bytes), { name, virtual_hosts: table.vhosts }, previous);
@@ -232,16 +312,17 @@ export function buildNamespace(
 }
 
 /** Checks what this build changed: EDS clusters have CLAs, routes name existing clusters, listeners existing tables. */
-function checkChanges(
+function* checkChanges(
   state: BuildState,
   touched: readonly { key: ServiceKey; after: PackedService | undefined }[],
   changed: Readonly<Record<Kind, ReadonlySet<string>>>,
   newNamespaces: ReadonlySet<string>,
-): string[] {
+): Sliced<string[]> {
   const { cds, pcds, eds, prds } = state.maps;
   const problems: string[] = [];
   const isEds = (r: VersionedResource | undefined) => (r?.message as { type?: string } | undefined)?.type === 'EDS';
-  for (const { key, after } of touched) {
+  for (const [i, { key, after }] of touched.entries()) {
+    if (i % 256 === 255) yield;
     if (!after) continue;
     for (const c of [...after.resources.cds, ...after.resources.pcds]) {
       if (isEds(c) && !eds.has(c.name)) problems.push(`Service ${key}: EDS cluster ${c.name} has no ClusterLoadAssignment`);

@@ -7,7 +7,8 @@ import { dedupeProblems } from '../translate/assemble.ts';
 import type { TranslateOptions, TranslationProblem } from '../translate/build.ts';
 import { envoyScope, namespaceOfScope, outboundRouteName, PROXYLESS_SCOPE } from '../translate/names.ts';
 import type { BuildResult, BuildState, Translate } from './builder.ts';
-import { applyChanges, EMPTY_BUILD } from './builder.ts';
+import { applyChanges, applyChangesSteps, EMPTY_BUILD } from './builder.ts';
+import { DEFAULT_SLICE_MS, runNow, runSliced } from '../slices.ts';
 import { checkSnapshot } from './consistency.ts';
 import { scopeOfNode } from './scope.ts';
 import type { ResourcesByName, ScopeKey, ScopeResources, Snapshot, SnapshotCache } from './snapshot.ts';
@@ -31,6 +32,11 @@ export interface CacheOptions extends TranslateOptions {
   readonly minIntervalMs?: number;
   /** Never hold a change longer than this (default 1000 ms). */
   readonly maxDelayMs?: number;
+  /**
+   * A large build (thousands of Services changed) runs in slices of this long, with an event-loop turn between
+   * them (ms; see slices.ts). flush() and the first snapshot always build at once.
+   */
+  readonly sliceMs?: number;
   /** The translation function (tests inject faulty ones to exercise the consistency check). */
   readonly translate?: Translate;
   readonly log?: Logger;
@@ -51,8 +57,12 @@ export interface ControlPlaneCache extends SnapshotCache {
   /** Per Service, what could not be translated (bad annotations, unknown route targets, duplicate names). */
   translationProblems(): ReadonlyMap<ServiceKey, readonly TranslationProblem[]>;
   lastPublish(): PublishStats;
-  /** Publishes pending changes now instead of at the end of the debounce window. */
+  /** Publishes pending changes now (in one go) instead of at the end of the debounce window; none while a sliced build runs. */
   flush(): void;
+  /** Whether a build is running in slices (its snapshot is published when it ends). */
+  building(): boolean;
+  /** Resolves when the build running in slices (if any) has ended. */
+  whenBuilt(): Promise<void>;
   /** Stops listening to the source and drops any pending change. */
   close(): void;
 }
@@ -82,6 +92,14 @@ export function createSnapshotCache(source: SnapshotSource, options: CacheOption
   let firstChangeAt: number | undefined;
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
+  /** Set while a build runs in slices: no other build starts, changes wait in `pending`. */
+  let inFlight: Promise<void> | undefined;
+  /** Namespace → streams in its `envoy/<ns>` scope (scopeOf counts up, releaseScope down). */
+  const held = new Map<string, number>();
+  const isHeld = (ns: string): boolean => held.has(ns);
+  /** Namespaces whose last stream left since the last build: dropped by the next one if they have no Services. */
+  let released = new Set<string>();
+  const sliceMs = options.sliceMs ?? DEFAULT_SLICE_MS;
 
   // The first snapshot: everything, checked whole.
   const start = performance.now();
@@ -114,30 +132,80 @@ export function createSnapshotCache(source: SnapshotSource, options: CacheOption
   });
 
   function schedule(): void {
-    if (timer || firstChangeAt === undefined) return;
+    if (timer || inFlight || firstChangeAt === undefined) return;
     // Leading edge: due as soon as the last publish is minIntervalMs old (at once after a quiet window; the
     // zero-delay timer still folds in changes emitted in the same tick).
     const due = leadingEdge ? stats.publishedAt + minIntervalMs : Math.max(firstChangeAt + debounceMs, stats.publishedAt + minIntervalMs);
     const at = Math.min(due, firstChangeAt + maxDelayMs);
-    timer = setTimeout(publishPending, Math.max(0, at - performance.now()));
+    timer = setTimeout(() => publishPending(true), Math.max(0, at - performance.now()));
   }
 
-  function publishPending(): void {
+  /**
+   * Builds and publishes the pending changes. From the timer (`sliced`), a build that outlasts one slice goes on in
+   * slices and publishes when it ends; changes arriving meanwhile wait for the next build, which starts from its
+   * result (so none is lost and they are applied in order).
+   */
+  function publishPending(sliced = false): void {
     if (timer) clearTimeout(timer);
     timer = undefined;
-    if (closed || pending.size === 0) return;
+    if (closed || (pending.size === 0 && released.size === 0) || inFlight) return;
     const keys = pending;
+    const scopes = { held: isHeld, released };
+    released = new Set();
     const changedAt = firstChangeAt ?? performance.now();
     pending = new Set();
     firstChangeAt = undefined;
     const t0 = performance.now();
-    const result = applyChanges(build, latest, keys, translateOptions, translate);
+    const base = build;
+    const state = latest;
+    const steps = applyChangesSteps(base, state, keys, translateOptions, translate, scopes);
+    const run = sliced ? runSliced(steps, sliceMs) : { done: true as const, value: runNow(steps) };
+    if (run.done) {
+      finishBuild(run.value, keys, scopes.released, changedAt, t0);
+      return;
+    }
+    inFlight = run.promise.then(
+      (result) => {
+        inFlight = undefined;
+        if (closed) return;
+        // A proxy of a new namespace connected meanwhile: its scope was published on the old build; add it to this one.
+        // Or connected to a namespace whose scope this build dropped, after the build decided to: it stays.
+        const added = build === base ? [] : [...build.namespaces.keys()].filter((ns) => !base.namespaces.has(ns));
+        for (const ns of result.removedNamespaces) if (isHeld(ns) && !added.includes(ns)) added.push(ns);
+        finishBuild(added.length > 0 ? withNamespaces(result, state, added) : result, keys, scopes.released, changedAt, t0);
+        schedule();
+      },
+      (err: unknown) => {
+        inFlight = undefined;
+        if (closed) return;
+        log.error('building a snapshot failed (a translation bug); keeping the previous snapshot', { error: String(err), services: keys.size });
+        failed = keys; // retried with the next change, as an inconsistent build is
+        for (const ns of scopes.released) released.add(ns);
+        schedule();
+      },
+    );
+  }
+
+  /** The result of a sliced build with namespaces added (built at once: one route table each). */
+  function withNamespaces(result: BuildResult, state: RegistryState, namespaces: readonly string[]): BuildResult {
+    const more = applyChanges(result.state, state, [], translateOptions, translate, { add: namespaces });
+    // Those scopes are in the published snapshot already: their route tables are sent again, as changed.
+    return {
+      ...result,
+      state: more.state,
+      routeTablesChanged: new Set([...result.routeTablesChanged, ...namespaces]),
+      violations: [...result.violations, ...more.violations],
+    };
+  }
+
+  function finishBuild(result: BuildResult, keys: Set<ServiceKey>, releasedNow: ReadonlySet<string>, changedAt: number, t0: number): void {
     if (result.violations.length > 0) {
       log.error('snapshot is inconsistent (a translation bug); keeping the previous snapshot', {
         services: [...keys],
         problems: result.violations,
       });
       failed = keys;
+      for (const ns of releasedNow) released.add(ns); // dropped with the retry
       return;
     }
     publish(result, changedAt, t0);
@@ -174,17 +242,33 @@ export function createSnapshotCache(source: SnapshotSource, options: CacheOption
     },
     scopeOf(node) {
       const scope = scopeOfNode(node);
-      if (snapshot.scopes.has(scope)) return scope;
       const ns = namespaceOfScope(scope);
       if (ns === undefined) return scope;
+      held.set(ns, (held.get(ns) ?? 0) + 1);
+      if (snapshot.scopes.has(scope)) return scope;
       const t0 = performance.now();
-      const result = applyChanges(build, latest, [], translateOptions, translate, [ns]);
+      const result = applyChanges(build, latest, [], translateOptions, translate, { add: [ns] });
       if (result.violations.length > 0) {
         log.error('new scope is inconsistent (a translation bug)', { scope, problems: result.violations });
         return scope;
       }
       publish(result, t0, t0);
       return scope;
+    },
+    releaseScope(scope) {
+      const ns = namespaceOfScope(scope);
+      if (ns === undefined || !held.has(ns)) return;
+      const n = (held.get(ns) ?? 0) - 1;
+      if (n > 0) {
+        held.set(ns, n);
+        return;
+      }
+      held.delete(ns);
+      // The last proxy of a namespace without Services left: its scope goes with the next publish.
+      if (closed || (build.serviceCounts.get(ns) ?? 0) > 0 || !build.namespaces.has(ns)) return;
+      released.add(ns);
+      firstChangeAt ??= performance.now();
+      schedule();
     },
     translationProblems() {
       const out = new Map<ServiceKey, TranslationProblem[]>();
@@ -199,7 +283,9 @@ export function createSnapshotCache(source: SnapshotSource, options: CacheOption
       return out;
     },
     lastPublish: () => stats,
-    flush: publishPending,
+    flush: () => publishPending(false),
+    building: () => inFlight !== undefined,
+    whenBuilt: () => inFlight ?? Promise.resolve(),
     close() {
       closed = true;
       if (timer) clearTimeout(timer);

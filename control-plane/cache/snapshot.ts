@@ -44,4 +44,9 @@ export interface SnapshotCache {
   subscribe(listener: (snapshot: Snapshot) => void): () => void;
   /** The scope a node belongs to; makes sure that scope exists in the current snapshot (built on first use). */
   scopeOf(node: Node__Output): ScopeKey;
+  /**
+   * A stream that called scopeOf has ended. A scope of a namespace without Services lasts while a stream uses it,
+   * so scopes of namespaces that come and go (or that nodes made up) do not pile up.
+   */
+  releaseScope?(scope: ScopeKey): void;
 }

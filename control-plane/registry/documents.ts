@@ -3,9 +3,10 @@ import type { Kind } from './objects.ts';
 import { normalize, normalizePolicy } from './objects.ts';
 import type { PolicyKind } from './registry.ts';
 export { splitDocuments } from './text-diff.ts';
-import { type Chunk, type Edit, planEdit, type Placed as PlacedChunk, type Planned, type Source, sliceText, splitDocuments } from './text-diff.ts';
+import { type Chunk, type Edit, planEditSteps, type Placed as PlacedChunk, type Planned, type Source, sliceText, splitDocuments } from './text-diff.ts';
 import { type CheckedObject, checkDocument, type DocumentInput, type DocumentPosition, type Identified, joinDocuments } from './validate.ts';
 import { firstContentLine, parseYamlStream } from './yaml-stream.ts';
+import { runNow, runSliced, type Sliced, type SlicedResult } from '../slices.ts';
 
 /** A valid object as cached: validated and normalized once, the same frozen object for as long as its text stays. */
 export interface ParsedObject {
@@ -81,15 +82,28 @@ export class DocumentCache {
    * their chunk's text is unchanged.
    */
   parse(file: string, text: Source): ParseOutcome {
-    const edit = this.last && planEdit(this.last.text, this.last.chunks, text);
-    return (edit && this.parseEdit(file, text, edit)) || this.parseAll(file, text, edit);
+    return runNow(this.parseSteps(file, text));
+  }
+
+  /**
+   * parse() in slices: the event loop gets a turn between documents once a slice has run for `sliceMs` (a large
+   * edit takes seconds). The cache must not be used by another parse until this one is done.
+   */
+  parseSliced(file: string, text: Source, sliceMs?: number): SlicedResult<ParseOutcome> {
+    return runSliced(this.parseSteps(file, text), sliceMs);
+  }
+
+  private *parseSteps(file: string, text: Source): Sliced<ParseOutcome> {
+    const edit = this.last && (yield* planEditSteps(this.last.text, this.last.chunks, text));
+    const outcome = edit ? yield* this.parseEdit(file, text, edit) : undefined;
+    return outcome ?? (yield* this.parseAll(file, text, edit));
   }
 
   /**
    * The cost of one edit in a large file: parses the new chunks between the carried-over ones and checks ids
    * against the counts of the last good parse. Undefined when the edit has a problem (the full path words it).
    */
-  private parseEdit(file: string, text: Source, edit: Edit<CachedChunk>): ParseOutcome | undefined {
+  private *parseEdit(file: string, text: Source, edit: Edit<CachedChunk>): Sliced<ParseOutcome | undefined> {
     const last = this.last;
     if (!last) return undefined;
     const fresh: CachedChunk[] = [];
@@ -109,6 +123,7 @@ export class DocumentCache {
         if ('problems' in outcome) return undefined;
         entry = outcome.entry;
         fresh.push(entry);
+        yield;
       }
       for (const doc of entry.docs) added.push(...doc.objects);
       middle.push(entry);
@@ -127,10 +142,11 @@ export class DocumentCache {
     const counts = this.ids;
     for (const o of removed) counts.set(o.id, (counts.get(o.id) ?? 1) - 1);
     let duplicate = false;
-    for (const o of added) {
+    for (const [i, o] of added.entries()) {
       const n = (counts.get(o.id) ?? 0) + 1;
       counts.set(o.id, n);
       if (n > 1) duplicate = true;
+      if (i % 1000 === 999) yield;
     }
     if (duplicate) {
       // Undo: the full path reports the duplicate with both places.
@@ -139,23 +155,32 @@ export class DocumentCache {
       return undefined;
     }
     for (const o of removed) if (counts.get(o.id) === 0) counts.delete(o.id);
+    // From here on the cache's own state changes: the loops pause (a large edit has 100 000 chunks) but are not left.
     const placements: PlacedChunk<CachedChunk>[] = last.chunks.slice(0, edit.front);
     let offset = edit.midStart;
-    edit.middle.forEach((chunk: Planned<CachedChunk>, i: number) => {
+    for (const [i, chunk] of edit.middle.entries()) {
+      if (i % 2000 === 1999) yield;
       const entry = middle[i] as CachedChunk;
       placements.push({ start: offset, line: chunk.line, value: entry });
       offset += entry.text.length;
-    });
+    }
     for (let k = edit.back; k < last.chunks.length; k++) {
+      if (k % 2000 === 1999) yield;
       const c = last.chunks[k] as PlacedChunk<CachedChunk>;
       placements.push({ start: c.start + edit.delta, line: c.line + edit.lineShift, value: c.value });
     }
     // Stale entries are harmless (an entry is valid for its exact text): drop them only when they pile up.
-    for (const entry of fresh) this.chunks.set(entry.text, entry);
+    for (const [i, entry] of fresh.entries()) {
+      if (i % 2000 === 1999) yield;
+      this.chunks.set(entry.text, entry);
+    }
     if (this.chunks.size > 2 * placements.length + 1000) this.chunks = new Map(placements.map((p) => [p.value.text, p.value]));
     this.last = { text, chunks: placements };
     const freshValues = new Set<object>();
-    for (const entry of fresh) for (const doc of entry.docs) for (const o of doc.objects) freshValues.add(o.value);
+    for (const [i, entry] of fresh.entries()) {
+      if (i % 2000 === 1999) yield;
+      for (const doc of entry.docs) for (const o of doc.objects) freshValues.add(o.value);
+    }
     let objects: ParsedObject[] | undefined;
     return {
       get objects() {
@@ -170,7 +195,7 @@ export class DocumentCache {
     };
   }
 
-  private parseAll(file: string, source: Source, edit: Edit<CachedChunk> | undefined): ParseOutcome {
+  private *parseAll(file: string, source: Source, edit: Edit<CachedChunk> | undefined): Sliced<ParseOutcome> {
     const next = new Map<string, CachedChunk>();
     const placed: Placed[] = [];
     let index = 0;
@@ -194,6 +219,7 @@ export class DocumentCache {
       if (entry) cached++;
       else if (chunk.value === undefined) {
         fresh++;
+        yield;
         const outcome = parseChunk(file, chunk.text);
         if ('problems' in outcome) {
           // Problems are worded with the document's place: check again with the real positions.

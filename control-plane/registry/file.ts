@@ -12,6 +12,7 @@ import { Listeners, buildState, objectKey, reuse, sliceOwner } from './objects.t
 import type { Registry, RegistryChange, RegistryListener, RegistryProblem, RegistryState, ServiceKey, SkeinPolicy } from './registry.ts';
 import { EMPTY_STATE, diffStates, policyKey } from './registry.ts';
 import type { ParsedObject } from './documents.ts';
+import { DEFAULT_SLICE_MS, runSliced, type Sliced } from '../slices.ts';
 
 const log = logger('registry');
 
@@ -20,6 +21,8 @@ export interface FileRegistryOptions {
   readonly debounceMs?: number;
   /** How often to compare the file's mtime/size/inode, for file systems where fs.watch misses events (ms). */
   readonly pollMs?: number;
+  /** A large edit is parsed in slices of this long, with an event-loop turn between them (ms; see slices.ts). */
+  readonly sliceMs?: number;
 }
 
 interface Loaded {
@@ -51,6 +54,7 @@ export class FileRegistry implements Registry {
   private readonly path: string;
   private readonly debounceMs: number;
   private readonly pollMs: number;
+  private readonly sliceMs: number;
   private current: RegistryState = EMPTY_STATE;
   private readonly changes = new Listeners<RegistryChange>();
   private readonly problems = new Listeners<RegistryProblem>();
@@ -85,6 +89,7 @@ export class FileRegistry implements Registry {
     this.description = `file:${path}`;
     this.debounceMs = options.debounceMs ?? 50;
     this.pollMs = options.pollMs ?? 1000;
+    this.sliceMs = options.sliceMs ?? DEFAULT_SLICE_MS;
   }
 
   async start(): Promise<void> {
@@ -95,7 +100,7 @@ export class FileRegistry implements Registry {
     } catch (err) {
       throw new RegistryFileMissingError(this.path, err);
     }
-    this.apply(bytes, true); // throws RegistryInvalidError: no last good state to fall back on
+    await this.apply(bytes, true); // throws RegistryInvalidError: no last good state to fall back on
     this.stopped = false;
     try {
       this.watcher = fsWatch(dirname(this.path), { persistent: false }, (event, name) => {
@@ -210,7 +215,7 @@ export class FileRegistry implements Registry {
     this.lastStat = key;
     if (this.stopped || (this.lastBytes !== undefined && bytes.equals(this.lastBytes))) return;
     try {
-      this.apply(bytes, false, detectedAt);
+      await this.apply(bytes, false, detectedAt);
       if (this.rejectedProblems > 0) log.info('registry file accepted again', { file: this.path });
       this.rejectedProblems = 0;
     } catch (err) {
@@ -222,11 +227,17 @@ export class FileRegistry implements Registry {
     }
   }
 
-  private apply(bytes: Buffer, first: boolean, detectedAt?: number): void {
+  /**
+   * Parses, validates and applies a version of the file. A large one is parsed in slices (the admin server and the
+   * xDS streams keep being served meanwhile); the new state is committed at once at the end, or not at all.
+   * Reloads are serialized (reload()), so no other apply runs in between.
+   */
+  private async apply(bytes: Buffer, first: boolean, detectedAt?: number): Promise<void> {
     const started = performance.now();
     // An all-ASCII file (the usual YAML) is handed over as bytes: comparing versions and cutting out the edited
     // documents works on them directly, without decoding the whole file on every change.
-    const outcome = this.documents.parse(this.path, isAscii(bytes) ? bytes : bytes.toString('utf8'));
+    const parsing = this.documents.parseSliced(this.path, isAscii(bytes) ? bytes : bytes.toString('utf8'), this.sliceMs);
+    const outcome = parsing.done ? parsing.value : await parsing.promise;
     if (outcome.problems.length > 0) throw new RegistryInvalidError(this.path, outcome.problems, first);
     // A file that became empty (or only comments) is far more often a rewrite caught halfway or a mistake than a wish
     // to withdraw every Service: it is refused, and an explicit empty List says the wish.
@@ -243,7 +254,8 @@ export class FileRegistry implements Registry {
     if (outcome.delta && !first) {
       this.lastBytes = bytes;
       warnUnknownFields(this.path, outcome.delta.added);
-      const { state, changed } = this.applyDelta(before, outcome.delta.removed, outcome.delta.added, outcome.freshValues);
+      const delta = runSliced(this.applyDelta(before, outcome.delta.removed, outcome.delta.added, outcome.freshValues), this.sliceMs);
+      const { state, changed } = delta.done ? delta.value : await delta.promise;
       this.commit(before, state, started, parsedMs, detectedAt, false, changed);
       return;
     }
@@ -273,12 +285,12 @@ export class FileRegistry implements Registry {
    * The state after one edit, from the objects of the replaced documents and of their replacements: copies of the
    * maps with only those entries changed (the same result as buildState over every object, slices sorted by name).
    */
-  private applyDelta(
+  private *applyDelta(
     before: RegistryState,
     removed: readonly ParsedObject[],
     added: readonly ParsedObject[],
     fresh: ReadonlySet<object>,
-  ): { state: RegistryState; changed: Set<ServiceKey> | undefined } {
+  ): Sliced<{ state: RegistryState; changed: Set<ServiceKey> | undefined }> {
     const gone = new Map<string, object>();
     for (const o of removed) {
       const old = this.byId.get(o.id);
@@ -289,6 +301,7 @@ export class FileRegistry implements Registry {
       const value = fresh.has(o.value) ? reuse(this.byId.get(o.id) ?? undefined, o.value) : o.value;
       if (gone.get(o.id) === value) gone.delete(o.id);
       else came.set(o.id, { ...o, resolved: value });
+      yield;
     }
     if (gone.size === 0 && came.size === 0) return { state: before, changed: new Set() };
     // What diffStates would find, from the touched objects only (policy changes: diffStates itself).
@@ -315,6 +328,7 @@ export class FileRegistry implements Registry {
         (policies ??= new Map(before.policies)).delete(policyKey(old as SkeinPolicy));
         policyChanged = true;
       }
+      yield;
     }
     for (const [id, o] of came) {
       const old = gone.get(id);
@@ -338,25 +352,35 @@ export class FileRegistry implements Registry {
         map.set(policyKey(o.resolved as SkeinPolicy), o.resolved as SkeinPolicy);
         policyChanged = true;
       }
+      yield;
     }
     let slices = before.slices as Map<ServiceKey, readonly V1EndpointSlice[]>;
     if (sliceOut.size > 0 || sliceIn.length > 0) {
       slices = new Map(before.slices);
-      const owners = new Set<ServiceKey>();
-      for (const s of [...(sliceOut as Set<V1EndpointSlice>), ...sliceIn]) {
+      // The incoming slices grouped by owner (one pass: an edit can bring thousands of Services' slices).
+      const owners = new Map<ServiceKey, V1EndpointSlice[]>();
+      for (const s of sliceOut as Set<V1EndpointSlice>) {
         const owner = sliceOwner(s);
-        if (owner) owners.add(owner);
+        if (owner && !owners.has(owner)) owners.set(owner, []);
+      }
+      for (const s of sliceIn) {
+        const owner = sliceOwner(s);
+        if (!owner) continue;
+        const list = owners.get(owner);
+        if (list) list.push(s);
+        else owners.set(owner, [s]);
       }
       const index = (this.podOwners ??= PodOwners.of(before.slices));
-      for (const owner of owners) {
+      for (const [owner, incoming] of owners) {
         changed.add(owner);
         index.unlink(owner, before.slices.get(owner) ?? []);
         const list = (before.slices.get(owner) ?? []).filter((s) => !sliceOut.has(s));
-        for (const s of sliceIn) if (sliceOwner(s) === owner) list.push(s);
+        list.push(...incoming);
         list.sort((a, b) => ((a.metadata?.name ?? '') < (b.metadata?.name ?? '') ? -1 : 1));
         if (list.length > 0) slices.set(owner, Object.freeze(list));
         else slices.delete(owner);
         index.link(owner, list);
+        yield;
       }
     }
     const state: RegistryState = Object.freeze({
@@ -448,9 +472,13 @@ function* podsOf(slices: readonly V1EndpointSlice[]): Iterable<string> {
 /** Whether the file holds only whitespace (an editor's truncate before it writes). */
 /** Only blank lines, comments and document markers: no object at all (an explicit empty List is an object). */
 function holdsNothing(bytes: Buffer): boolean {
-  for (const line of bytes.toString('latin1').split('\n')) {
-    const t = line.trim();
+  // Line by line, stopping at the first content (a large file is not decoded and split whole for this).
+  for (let at = 0; at < bytes.length; ) {
+    const nl = bytes.indexOf(0x0a, at);
+    const end = nl === -1 ? bytes.length : nl;
+    const t = bytes.toString('latin1', at, end).trim();
     if (t !== '' && !t.startsWith('#') && t !== '---' && t !== '...') return false;
+    at = end + 1;
   }
   return true;
 }

@@ -18,6 +18,7 @@ import type { PolicyKind, Registry, RegistryChange, RegistryListener, RegistryPr
 import { EMPTY_STATE, MESH_POLICY_NAMESPACE, diffStates } from './registry.ts';
 import { Feed, isNotFound, type ListFn, type PolicyStore } from './feed.ts';
 import { checkAuthorizationPolicy, checkPeerAuthentication } from './validate-policy.ts';
+import { annotationSizeProblem } from './validate.ts';
 
 const log = logger('registry');
 
@@ -79,7 +80,7 @@ export class KubernetesRegistry implements Registry {
   private readonly authorizationPolicies: PolicyStore = { kind: 'AuthorizationPolicy', objects: new Map() };
   private readonly crdRecheckMs: number;
   private readonly missingLogged = new Set<PolicyKind>();
-  /** Last problem reported per invalid policy, so a resync does not repeat it. */
+  /** Last problem reported per invalid object (`<Kind> <ns>/<name>`), so a resync does not repeat it. */
   private readonly invalidReported = new Map<string, string>();
   private readonly feeds: Feed[] = [];
   private current: RegistryState = EMPTY_STATE;
@@ -180,6 +181,10 @@ export class KubernetesRegistry implements Registry {
     const feed = new Feed(this.kc, name, path, list);
     const upsert = (obj: KubernetesObject): void => {
       feed.attempts = 0;
+      // The API server enforces its own limits; an object past them (another server, an old one) is refused as an
+      // invalid policy is: its last valid version stays, and the problem is reported.
+      const tooLarge = annotationSizeProblem(obj.metadata?.annotations);
+      if (this.refuse(store.kind, objectKey(obj), tooLarge ? [`metadata.annotations: ${tooLarge}`] : [], store.objects.has(objectKey(obj)))) return;
       const next = normalize<T>(store.kind, obj);
       const key = objectKey(next);
       const prev = store.objects.get(key);
@@ -191,6 +196,7 @@ export class KubernetesRegistry implements Registry {
     feed.informer.on('update', upsert);
     feed.informer.on('delete', (obj) => {
       feed.attempts = 0;
+      this.invalidReported.delete(`${store.kind} ${objectKey(obj as T)}`);
       if (store.objects.delete(objectKey(obj as T))) this.schedule();
     });
     feed.informer.on('error', (err: unknown) => this.failed(feed, err));
@@ -200,6 +206,27 @@ export class KubernetesRegistry implements Registry {
   private addPolicyFeed(name: string, path: string, store: PolicyStore, namespace: string | undefined, list: ListFn): void {
     // Its informer is made (and its handlers attached) by probe(), once the CRD is known to exist.
     this.feeds.push(new Feed(this.kc, name, path, list, { kind: store.kind, store, namespace }));
+  }
+
+  /**
+   * With problems, reports an object as invalid (once per distinct problem; warn and a registry problem) and says
+   * to leave the store alone: its last valid version stays in force, or it is ignored. Without, clears the report.
+   */
+  private refuse(kind: Kind | PolicyKind, key: string, errors: readonly string[], hasValid: boolean): boolean {
+    const reportKey = `${kind} ${key}`;
+    if (errors.length === 0) {
+      this.invalidReported.delete(reportKey);
+      return false;
+    }
+    const kept = hasValid ? 'its last valid version stays in force' : 'it is ignored';
+    const message = `kubernetes ${reportKey}: ${errors.join('; ')}; ${kept} until it is fixed`;
+    if (this.invalidReported.get(reportKey) !== message) {
+      this.invalidReported.set(reportKey, message);
+      const policy = kind === 'PeerAuthentication' || kind === 'AuthorizationPolicy';
+      log.warn(policy ? 'invalid policy' : 'invalid object', { [policy ? 'policy' : 'object']: reportKey, problems: errors.length, problem: errors[0] });
+      this.problems.emit({ code: PROBLEM_INVALID, message });
+    }
+    return true;
   }
 
   /** Handlers of a policy informer: validated like the registry file; an invalid object keeps its last good version. */
@@ -214,18 +241,9 @@ export class KubernetesRegistry implements Registry {
       const raw = obj as unknown as Record<string, unknown>;
       if (crd.kind === 'PeerAuthentication') checkPeerAuthentication(raw, err);
       else checkAuthorizationPolicy(raw, err);
-      const reportKey = `${crd.kind} ${key}`;
-      if (errors.length > 0) {
-        const kept = crd.store.objects.has(key) ? 'its last valid version stays in force' : 'it is ignored';
-        const message = `kubernetes ${reportKey}: ${errors.join('; ')}; ${kept} until it is fixed`;
-        if (this.invalidReported.get(reportKey) !== message) {
-          this.invalidReported.set(reportKey, message);
-          log.warn('invalid policy', { policy: reportKey, problems: errors.length });
-          this.problems.emit({ code: PROBLEM_INVALID, message });
-        }
-        return;
-      }
-      this.invalidReported.delete(reportKey);
+      const tooLarge = annotationSizeProblem(obj.metadata?.annotations);
+      if (tooLarge) err('metadata.annotations', tooLarge);
+      if (this.refuse(crd.kind, key, errors, crd.store.objects.has(key))) return;
       const next = normalizePolicy(crd.kind, obj);
       const prev = crd.store.objects.get(key);
       if (reuse(prev, next) === prev) return;

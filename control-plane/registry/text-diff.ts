@@ -1,4 +1,5 @@
 // Splits registry text into per-document chunks; after an edit, splits again only the region around the edit.
+import { runNow, type Sliced } from '../slices.ts';
 
 /** A piece of the file that starts at a `---` line (or at the top) and runs to the next one. */
 export interface Chunk {
@@ -170,6 +171,11 @@ function nextBoundary(text: Source, from: number, limit: number): number {
  * again. Returns undefined when a full split is as cheap or required.
  */
 export function planEdit<T>(previous: Source, chunks: readonly Placed<T>[], text: Source): Edit<T> | undefined {
+  return runNow(planEditSteps(previous, chunks, text));
+}
+
+/** planEdit as sliced work (slices.ts): it may pause after each chunk of the edited middle. */
+export function* planEditSteps<T>(previous: Source, chunks: readonly Placed<T>[], text: Source): Sliced<Edit<T> | undefined> {
   if (chunks.length < 8 || typeof previous !== typeof text) return undefined;
   const p = commonPrefix(previous, text);
   if (p === previous.length && p === text.length) {
@@ -210,6 +216,7 @@ export function planEdit<T>(previous: Source, chunks: readonly Placed<T>[], text
     return sameRange(previous, c.start, text, at, len);
   };
   while (pos < midEndNew) {
+    yield;
     if (k < back && reappears(k, pos)) {
       middle.push({ line, value: (chunks[k] as Placed<T>).value });
       pos += end(k) - (chunks[k] as Placed<T>).start;

@@ -145,6 +145,8 @@ export function checkDocument(file: string, doc: DocumentInput, pos: DocumentPos
         err('metadata.namespace', `${show(meta.namespace)} is not a valid namespace name`);
       checkStringMap(meta.labels, 'metadata.labels', err);
       checkStringMap(meta.annotations, 'metadata.annotations', err);
+      const tooLarge = annotationSizeProblem(meta.annotations);
+      if (tooLarge) err('metadata.annotations', tooLarge);
     }
     const known = typeof value.kind === 'string' ? KINDS[value.kind] : undefined;
     if (typeof value.kind === 'string' && value.kind && !known) {
@@ -167,6 +169,20 @@ export function checkDocument(file: string, doc: DocumentInput, pos: DocumentPos
 }
 
 type Err = (path: string, msg: string) => void;
+
+/** Kubernetes' limit on an object's annotations, keys and values together (apimachinery TotalAnnotationSizeLimitB). */
+export const TOTAL_ANNOTATION_SIZE_LIMIT_B = 256 * 1024;
+
+/** What is wrong when an object's annotations exceed Kubernetes' total size limit (UTF-8 bytes of keys and values). */
+export function annotationSizeProblem(annotations: unknown): string | undefined {
+  if (!isObj(annotations)) return undefined;
+  let total = 0;
+  for (const [k, v] of Object.entries(annotations)) {
+    total += Buffer.byteLength(k, 'utf8') + (typeof v === 'string' ? Buffer.byteLength(v, 'utf8') : 0);
+  }
+  if (total <= TOTAL_ANNOTATION_SIZE_LIMIT_B) return undefined;
+  return `too long: the annotations total ${total} bytes (keys and values), over Kubernetes' limit of ${TOTAL_ANNOTATION_SIZE_LIMIT_B} (256 KiB)`;
+}
 
 function checkStringMap(v: unknown, path: string, err: Err): void {
   if (v === undefined || v === null) return;

@@ -5,7 +5,8 @@ import type { ServiceKey } from '../registry/registry.ts';
 import type { ServiceResources, ServiceVirtualHost, TranslationProblem } from './build.ts';
 import { buildVirtualOutbound, VIRTUAL_OUTBOUND } from './listener.ts';
 import { envoyScope, outboundRouteName, PROXYLESS_SCOPE } from './names.ts';
-import { buildRouteConfiguration, dedupeDomains } from './route.ts';
+import { buildRouteConfiguration, dedupeDomainsSteps } from './route.ts';
+import { runNow, type Sliced } from '../slices.ts';
 
 export type MessagesByName = Map<string, object>;
 export type ScopeMessages = Map<TypeUrl, MessagesByName>;
@@ -36,8 +37,16 @@ export function namespaceVirtualHosts(
   sorted: readonly OwnedVirtualHost[],
   namespace: string,
 ): { vhosts: VirtualHost[]; problems: TranslationProblem[] } {
+  return runNow(namespaceVirtualHostsSteps(sorted, namespace));
+}
+
+/** namespaceVirtualHosts as sliced work (slices.ts). */
+export function* namespaceVirtualHostsSteps(
+  sorted: readonly OwnedVirtualHost[],
+  namespace: string,
+): Sliced<{ vhosts: VirtualHost[]; problems: TranslationProblem[] }> {
   const chosen = sorted.map((o) => (o.namespace === namespace ? o.vhost.local : o.vhost.remote));
-  const { vhosts, duplicates } = dedupeDomains(chosen);
+  const { vhosts, duplicates } = yield* dedupeDomainsSteps(chosen);
   const ownerOf = new Map(sorted.map((o) => [o.vhost.name, o.service]));
   const problems = duplicates.map((d) => ({
     service: ownerOf.get(d.removedFrom) ?? (d.removedFrom as ServiceKey),

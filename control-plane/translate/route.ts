@@ -1,6 +1,7 @@
 // RDS: virtual hosts per HTTP Service port, route tables per namespace (envoy) and per port (proxyless), domain dedup.
 import type { Route, RouteConfiguration, VirtualHost } from '../../proto/index.ts';
 import { durationOf } from './annotations.ts';
+import { runNow, type Sliced } from '../slices.ts';
 
 /** A resolved route target: an existing cluster, its weight, and the header its Service hashes on (ring hash). */
 export interface ClusterTarget {
@@ -98,9 +99,16 @@ export interface DuplicateDomain {
  * vhost that has no domain left.
  */
 export function dedupeDomains(vhosts: readonly VirtualHost[]): { vhosts: VirtualHost[]; duplicates: DuplicateDomain[] } {
+  return runNow(dedupeDomainsSteps(vhosts));
+}
+
+/** dedupeDomains as sliced work (slices.ts): it may pause every 1000 vhosts (a mesh-wide table has one per HTTP port). */
+export function* dedupeDomainsSteps(vhosts: readonly VirtualHost[]): Sliced<{ vhosts: VirtualHost[]; duplicates: DuplicateDomain[] }> {
   const owner = new Map<string, string>();
   const duplicates: DuplicateDomain[] = [];
-  const out = vhosts.map((vh) => {
+  const out: VirtualHost[] = [];
+  for (const [n, vh] of vhosts.entries()) {
+    if (n % 1000 === 999) yield;
     const name = vh.name ?? '';
     let kept: string[] | undefined;
     const domains = vh.domains ?? [];
@@ -114,8 +122,8 @@ export function dedupeDomains(vhosts: readonly VirtualHost[]): { vhosts: Virtual
         kept ??= domains.slice(0, i);
       }
     }
-    return kept ? { ...vh, domains: kept } : vh;
-  });
+    out.push(kept ? { ...vh, domains: kept } : vh);
+  }
   // A vhost left with no domain is invalid in Envoy (domains needs at least one item): leave it out.
   return { vhosts: out.filter((vh) => (vh.domains?.length ?? 0) > 0), duplicates };
 }

@@ -9,6 +9,8 @@ export interface XdsMetrics {
   readonly connectedProxies: Gauge;
   readonly pushes: Counter<'type'>;
   readonly nacks: Counter<'type'>;
+  /** Requests that could not be read (each ends its stream), by reason: malformed, too_large. */
+  readonly rejectedRequests: Counter<'reason'>;
   /** Bytes of resource payloads (the encoded Any values) sent, per type and protocol variant. */
   readonly bytesSent: Counter<'type' | 'mode'>;
   /** From snapshot.changedAt (the registry change) to the ACK of the response that carried it. */
@@ -56,6 +58,12 @@ export function createXdsMetrics(): XdsMetrics {
       name: 'skein_xds_nacks_total',
       help: 'xDS responses rejected by proxies (NACK), by type',
       labelNames: ['type'],
+      registers: [registry],
+    }),
+    rejectedRequests: new Counter({
+      name: 'skein_xds_rejected_requests_total',
+      help: 'ADS requests that could not be read, by reason (malformed protobuf, too_large: over the receive limit); each ends its stream',
+      labelNames: ['reason'],
       registers: [registry],
     }),
     bytesSent: new Counter({

@@ -1,4 +1,5 @@
 // The ADS gRPC server: binds, serves SotW and delta streams from the snapshot cache, shuts down gracefully.
+import { onFramingError, withMalformedRequestsCaught } from './bad-requests.ts';
 import * as grpc from '@grpc/grpc-js';
 import { grpcDefinitions } from '../../proto/index.ts';
 import type { AggregatedDiscoveryServiceHandlers } from '../../proto/index.ts';
@@ -144,10 +145,12 @@ export async function startXdsServer(
     StreamAggregatedResources: (call) => {
       // SotW ACKs are large (the whole subscription): reassemble them in reused buffers (request-decoder.ts).
       usePooledDecoder(call);
-      new SotwStream(call, deps);
+      const stream = new SotwStream(call, deps);
+      onFramingError(call, 'DiscoveryRequest', (reason) => stream.rejectRequest('too_large', reason, true));
     },
     DeltaAggregatedResources: (call) => {
-      new DeltaStream(call, deps);
+      const stream = new DeltaStream(call, deps);
+      onFramingError(call, 'DeltaDiscoveryRequest', (reason) => stream.rejectRequest('too_large', reason, true));
     },
   };
   // A proxy holds one ADS stream (a proxyless gRPC client one or two): 100 per connection is plenty, and one client
@@ -155,7 +158,7 @@ export async function startXdsServer(
   // from 100 to 420 MB). Past the limit HTTP/2 makes the client wait for a stream to end.
   const server = new grpc.Server({ 'grpc.max_concurrent_streams': MAX_STREAMS_PER_CONNECTION, ...options.grpcOptions });
   const service = grpcDefinitions().envoy.service.discovery.v3.AggregatedDiscoveryService.service;
-  server.addService(withFastDeltaAcks(withLazyRequestNames(withSharedEncoding(service))), handlers);
+  server.addService(withMalformedRequestsCaught(withFastDeltaAcks(withLazyRequestNames(withSharedEncoding(service)))), handlers);
   options.extraServices?.(server);
 
   const wanted = `${host.includes(':') ? `[${host}]` : host}:${options.port ?? 15010}`;

@@ -2,6 +2,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { ADS_ORDER, kindOf, shortName, type Node__Output, type TypeUrl } from '../../proto/index.ts';
 import type { ScopeResources, Snapshot } from '../cache/snapshot.ts';
+import { DEFAULT_SLICE_MS } from '../slices.ts';
+import { malformedReason } from './bad-requests.ts';
 import { tracer, tracing } from './log.ts';
 import type { XdsMode } from './metrics.ts';
 import type { ProxyStatusRecord, ResourceStatus } from './status.ts';
@@ -82,8 +84,33 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
     return this.node?.id ?? '';
   }
 
+  /**
+   * A request this stream cannot read: logged once (peer, node id if known, reason), counted in
+   * skein_xds_rejected_requests_total, and the stream ends (other streams are not affected). A malformed message
+   * ends it with INVALID_ARGUMENT; an oversized one has had RESOURCE_EXHAUSTED sent by grpc-js (`statusSent`).
+   */
+  rejectRequest(kind: 'malformed' | 'too_large', reason: string, statusSent: boolean): void {
+    if (this.closed) return;
+    const code = kind === 'malformed' ? grpc.status.INVALID_ARGUMENT : grpc.status.RESOURCE_EXHAUSTED;
+    let peer = '(unknown)';
+    try {
+      peer = this.call.getPeer();
+    } catch {
+      // the call is already gone: keep the placeholder
+    }
+    this.deps.log.warn('xDS request rejected; closing the stream', { peer, nodeId: this.nodeId || '(not sent yet)', code: grpc.status[code], reason });
+    this.deps.metrics.rejectedRequests.inc({ reason: kind });
+    if (statusSent) this.cleanup();
+    else this.terminate(code, reason, false, true);
+  }
+
   private onRequest(req: Req): void {
     if (this.closed) return;
+    const malformed = malformedReason(req);
+    if (malformed !== undefined) {
+      this.rejectRequest('malformed', `malformed request: ${malformed}`, false);
+      return;
+    }
     if (!this.node) {
       if (!req.node?.id) {
         this.terminate(grpc.status.INVALID_ARGUMENT, 'first request must carry node.id');
@@ -163,7 +190,14 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
   private flush(): void {
     for (const typeUrl of ADS_ORDER) {
       if (this.closed || !this.outbox.writable) return;
-      if (this.hasPending(typeUrl)) this.flushType(typeUrl);
+      if (!this.hasPending(typeUrl)) continue;
+      // Past the turn's slice (a large publish: each response can take tens of ms), the remaining types go out in
+      // a later turn, still in ADS order. runDue starts a stream only before the deadline, so each turn sends one.
+      if (performance.now() >= flushDeadline) {
+        this.scheduleFlush();
+        return;
+      }
+      this.flushType(typeUrl);
     }
   }
 
@@ -216,6 +250,7 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
     this.outbox.close();
     if (this.node) {
       this.deps.unregister(this);
+      if (this.scope !== undefined) this.deps.cache.releaseScope?.(this.scope);
       this.record?.close();
       this.deps.metrics.connectedProxies.dec();
       trace('stream ended', { nodeId: this.nodeId });
@@ -238,6 +273,8 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
  */
 let due: AdsStreamBase<RequestHead, unknown>[] = [];
 let dueScheduled = false;
+/** When the running batch's slice ends (performance.now()); no limit outside runDue. */
+let flushDeadline = Number.POSITIVE_INFINITY;
 
 function flushLater(stream: AdsStreamBase<RequestHead, unknown>): void {
   due.push(stream);
@@ -251,7 +288,25 @@ function runDue(): void {
   const batch = due;
   due = [];
   // A stream scheduling again while its batch runs (it was not in it yet, or is again) lands in the next turn's batch.
-  for (const stream of batch) stream.runScheduledFlush();
+  // A batch that runs past one slice (a large publish to many streams) leaves the rest for the next turn, ahead of
+  // later arrivals, so timers, the admin server and keepalives are not starved meanwhile.
+  const deadline = performance.now() + DEFAULT_SLICE_MS;
+  flushDeadline = deadline;
+  try {
+    for (let i = 0; i < batch.length; i++) {
+      (batch[i] as AdsStreamBase<RequestHead, unknown>).runScheduledFlush();
+      if (i + 1 < batch.length && performance.now() >= deadline) {
+        due = [...batch.slice(i + 1), ...due];
+        if (!dueScheduled) {
+          dueScheduled = true;
+          setImmediate(runDue);
+        }
+        return;
+      }
+    }
+  } finally {
+    flushDeadline = Number.POSITIVE_INFINITY;
+  }
 }
 
 /** Sum of the encoded resource bytes of a response. */

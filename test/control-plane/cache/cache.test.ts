@@ -257,9 +257,9 @@ describe('snapshot cache', () => {
     expect([...(shop?.get(TYPE_URL.listener) ?? [])].sort()).toEqual(['10.96.0.3_5432', '10.96.0.9_9000']);
     expect([...(shop?.get(TYPE_URL.route) ?? [])]).toEqual(['outbound/shop']);
     expect(snap.changes.has('envoy/news')).toBe(false); // new scope: everything in it is new
-    expect(snap.scopes.has('envoy/blog')).toBe(true); // kept while it exists
+    expect(snap.scopes.has('envoy/blog')).toBe(false); // its last Service went, and no proxy there holds it
     expect(checkSnapshot(snap)).toEqual([]);
-    expect(bytesOf(snap)).toEqual(fromScratch(state, ['blog']));
+    expect(bytesOf(snap)).toEqual(fromScratch(state));
   });
 
   it('builds the scope of a namespace with no Services on first use', () => {
@@ -288,6 +288,56 @@ describe('snapshot cache', () => {
     source.emit(withSlices(source.current, 'shop/api', [eps('shop', 'api', ['10.1.0.8'])]), ['shop/api']);
     cache.flush();
     expect([...(cache.current().changes.get('envoy/fresh')?.get(TYPE_URL.endpoint) ?? [])]).toEqual(['outbound|80||api.shop.svc.cluster.local']);
+  });
+
+  it('keeps the scope of a namespace while it has Services or a proxy, and drops it after both are gone', () => {
+    const source = new FakeSource(baseState());
+    cache = createSnapshotCache(source, { log: recordingLog() });
+    const inBlog = node({ id: 'sidecar~10.1.0.7~db-0.blog~blog.svc.cluster.local' });
+    // Two proxies in blog, one in a namespace that never had a Service (a made-up one costs its scope only while connected).
+    expect(cache.scopeOf(inBlog)).toBe('envoy/blog');
+    expect(cache.scopeOf(inBlog)).toBe('envoy/blog');
+    expect(cache.scopeOf(node({ id: 'sidecar~10.1.0.8~x.nowhere~nowhere.svc.cluster.local' }))).toBe('envoy/nowhere');
+    const scopes = () => [...cache!.current().scopes.keys()].sort();
+    expect(scopes()).toEqual(['envoy/blog', 'envoy/nowhere', 'envoy/shop', 'proxyless']);
+    // blog's last Service goes while its proxies are connected: the scope stays, without the Service's resources.
+    source.emit(withService(source.current, 'blog/db', undefined), ['blog/db']);
+    cache.flush();
+    expect(scopes()).toEqual(['envoy/blog', 'envoy/nowhere', 'envoy/shop', 'proxyless']);
+    expect(cache.current().scopes.get('envoy/blog')?.get(TYPE_URL.cluster)?.has('outbound|5432||db.blog.svc.cluster.local')).toBe(false);
+    cache.releaseScope?.('envoy/blog');
+    cache.flush();
+    expect(scopes()).toContain('envoy/blog'); // one proxy is still there
+    cache.releaseScope?.('envoy/blog');
+    cache.releaseScope?.('envoy/nowhere');
+    cache.releaseScope?.('envoy/nowhere'); // a stray release changes nothing
+    cache.releaseScope?.('proxyless');
+    cache.flush();
+    expect(scopes()).toEqual(['envoy/shop', 'proxyless']);
+    expect(checkSnapshot(cache.current())).toEqual([]);
+    expect(bytesOf(cache.current())).toEqual(fromScratch(source.current));
+    // A namespace with Services keeps its scope when its proxies leave; it goes with its last Service.
+    cache.scopeOf(node({ id: 'sidecar~10.1.0.9~web-1.shop~shop.svc.cluster.local' }));
+    cache.releaseScope?.('envoy/shop');
+    cache.flush();
+    expect(scopes()).toEqual(['envoy/shop', 'proxyless']);
+    source.emit(withService(withService(source.current, 'shop/web', undefined), 'shop/api', undefined), ['shop/web', 'shop/api']);
+    cache.flush();
+    expect(scopes()).toEqual(['proxyless']);
+    expect(cache.translationProblems().size).toBe(0);
+  });
+
+  it('drops a released scope on the timer too (no registry change needed)', async () => {
+    const source = new FakeSource(baseState());
+    cache = createSnapshotCache(source, { debounceMs: 0, log: recordingLog() });
+    cache.scopeOf(node({ id: 'sidecar~10.1.0.8~x.gone~gone.svc.cluster.local' }));
+    const serial = cache.current().serial;
+    cache.releaseScope?.('envoy/gone');
+    for (let i = 0; cache.current().serial === serial; i++) {
+      expect(i, 'no publish after the release').toBeLessThan(200);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    expect(cache.current().scopes.has('envoy/gone')).toBe(false);
   });
 
   it('retranslates Services whose routes name a changed Service, and reports translation problems', () => {

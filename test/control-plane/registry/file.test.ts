@@ -143,6 +143,20 @@ describe('parseRegistryText', () => {
     ]);
   });
 
+  it("refuses an object whose annotations total more than Kubernetes' 256 KiB (keys and values, UTF-8 bytes)", () => {
+    const limit = 256 * 1024;
+    const annotated = (name: string, value: string): string =>
+      `apiVersion: v1\nkind: Service\nmetadata:\n  name: ${name}\n  annotations:\n    note: "${value}"\n    k: ""\nspec:\n  ports: [{ port: 80 }]\n`;
+    // At the limit exactly: keys "note" (4) + "k" (1) and the value fill it.
+    const atLimit = 'x'.repeat(limit - 5);
+    expect(parseRegistryText('registry.yaml', docs(annotated('ok', atLimit))).services).toHaveLength(1);
+    // One byte over: a two-byte character in place of one ASCII byte.
+    const over = `é${'x'.repeat(limit - 6)}`;
+    expect(invalid(docs(svc('first'), annotated('big', over)))).toEqual([
+      `registry.yaml: document 2 (Service default/big, line 11): metadata.annotations: too long: the annotations total ${limit + 1} bytes (keys and values), over Kubernetes' limit of ${limit} (256 KiB)`,
+    ]);
+  });
+
   it('checks ExternalName, clusterIP, targetPort, and label values', () => {
     const problems = invalid(
       `apiVersion: v1\nkind: Service\nmetadata: { name: e, labels: { tier: 3 } }\nspec:\n  type: ExternalName\n  clusterIP: 1.2.3\n  ports: [{ port: 80, targetPort: "Bad_Name" }]\n`,

@@ -137,6 +137,30 @@ describe('KubernetesRegistry', () => {
     expect(problems).toEqual([]);
   });
 
+  it("refuses an object whose annotations exceed Kubernetes' 256 KiB, as an invalid policy: reported, last valid version kept", async () => {
+    const big = { 'example.com/blob': 'x'.repeat(256 * 1024) };
+    const annotated = <T extends { metadata: object }>(o: T, annotations: Record<string, string>): T => ({ ...o, metadata: { ...o.metadata, annotations } });
+    api.create(service('shop', 'web'));
+    api.create(annotated(service('shop', 'huge'), big));
+    const r = await startRegistry();
+    expect(r.state().services.has('shop/web')).toBe(true);
+    expect(r.state().services.has('shop/huge')).toBe(false);
+    expect(problems.map((p) => p.message)).toEqual([
+      "kubernetes Service shop/huge: metadata.annotations: too long: the annotations total 262160 bytes (keys and values), over Kubernetes' limit of 262144 (256 KiB); it is ignored until it is fixed",
+    ]);
+    expect(problems[0]?.code).toBe('SKEIN_REGISTRY_INVALID');
+    // A valid object that grows past the limit keeps its last valid version.
+    api.update(annotated(service('shop', 'web', 81), big));
+    api.create(service('shop', 'marker')); // same watch stream: arrives after the update above
+    await until(r, (s) => s.services.has('shop/marker'), 'marker service');
+    expect(r.state().services.get('shop/web')?.spec?.ports?.[0]?.port).toBe(80);
+    expect(problems.at(-1)?.message).toMatch(/^kubernetes Service shop\/web: metadata\.annotations: too long: .*; its last valid version stays in force until it is fixed$/);
+    // Fixed: it applies.
+    api.update(annotated(service('shop', 'huge'), { small: 'yes' }));
+    await until(r, (s) => s.services.has('shop/huge'), 'fixed service');
+    expect(problems).toHaveLength(2);
+  });
+
   it('relists after 410 Gone and converges, including changes made while disconnected', async () => {
     api.create(service('shop', 'web'));
     api.create(service('shop', 'old'));

@@ -74,6 +74,13 @@ export class FakeCache implements SnapshotCache {
     return this.scopeFor(node);
   }
 
+  /** Scopes released by ended streams, in order. */
+  readonly released: ScopeKey[] = [];
+
+  releaseScope(scope: ScopeKey): void {
+    this.released.push(scope);
+  }
+
   /** Builds the next snapshot sharing unchanged maps, with change lists, and notifies subscribers. */
   publish(updates: Record<ScopeKey, Update>): Snapshot {
     const prev = this.snapshot;
