@@ -9,12 +9,22 @@ import type { Logger } from '../log.ts';
  * refuses a TLS socket that negotiated no ALPN protocol as "unknown protocol"; sidecars negotiate none, and this one
  * has sent the preface, so it is recorded as h2.
  */
-export function giveToH2Server(server: http2.Http2Server, socket: net.Socket, early: Buffer): void {
+export function giveToH2Server(server: http2.Http2Server, socket: net.Socket, early: Buffer | undefined): void {
   const tlsSocket = socket as net.Socket & { alpnProtocol?: string | false | null };
   if (tlsSocket.alpnProtocol === false) tlsSocket.alpnProtocol = 'h2';
+  // Our listeners accept half-open connections (HTTP/1.1 and TCP need them); an HTTP/2 client that closes its side
+  // without a GOAWAY is gone, and its session must end (node:http2 does not end it, and the socket would sit in
+  // CLOSE-WAIT for ever).
+  socket.allowHalfOpen = false;
+  socket.once('end', endSession);
   socket.pause();
-  if (early.length > 0) socket.unshift(early);
+  if (early !== undefined && early.length > 0) socket.unshift(early);
   server.emit('connection', socket);
+}
+
+function endSession(this: net.Socket): void {
+  // The session closes after its streams, whose client left with the connection: destroy now.
+  this.destroy();
 }
 
 /** Socket errors that only mean the client went away. */
@@ -31,6 +41,19 @@ export function logSessionErrors(server: http2.Http2Server, log: Logger, listene
       const fields = { listener, remote, code: err.code, error: err.message };
       if (err.code !== undefined && GONE.has(err.code)) log.debug('HTTP/2 client session failed', fields);
       else log.warn('HTTP/2 client session closed on a protocol error (node:http2 answered with GOAWAY)', fields);
+    });
+  });
+}
+
+/**
+ * Sends a GOAWAY to sessions with no frame either way for `ms` (streams in flight finish; no new ones), as Envoy's
+ * idle_timeout ends idle downstream connections: a client that keeps a connection open and unused does not hold it
+ * for ever.
+ */
+export function closeIdleSessions(server: http2.Http2Server, ms: number): void {
+  server.on('session', (session: http2.ServerHttp2Session) => {
+    session.setTimeout(ms, () => {
+      if (!session.closed && !session.destroyed) session.close();
     });
   });
 }

@@ -7,9 +7,12 @@ import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import { logger } from '../log.ts';
 import { grpcMessage, localReasonOf, REASON_HEADER, replyH2 } from './local-reply.ts';
 import { trackSettings, whenSettled } from '../upstream/h2-settings.ts';
-import { giveToH2Server, logSessionErrors } from './h2-socket.ts';
+import { closeIdleSessions, giveToH2Server, logSessionErrors } from './h2-socket.ts';
 
 const log = logger('authz');
+
+/** Peer sidecars' HTTP/2 sessions idle this long get a GOAWAY (their pools reconnect when needed). */
+const INBOUND_IDLE_MS = 300_000;
 
 const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR } = http2.constants;
 
@@ -49,6 +52,7 @@ export class InboundH2Handler {
     this.options = options;
     this.server = http2.createServer({ maxSessionMemory: 32 });
     logSessionErrors(this.server, log, 'inbound');
+    closeIdleSessions(this.server, INBOUND_IDLE_MS);
     this.server.on('session', (session: http2.ServerHttp2Session) => {
       const info = (session.socket as unknown as WithConn)[kConn];
       if (info !== undefined) this.conns.set(session, info);

@@ -18,7 +18,7 @@ import { H2HeaderSource, NO_HEADERS, RawHeaderSource } from './header-source.ts'
 import type { HeaderSource } from './header-source.ts';
 import { replyH2 } from './local-reply.ts';
 import { startUpgrade, tunnelledProtocol } from './upgrade.ts';
-import { logSessionErrors } from './h2-socket.ts';
+import { closeIdleSessions, giveToH2Server, logSessionErrors } from './h2-socket.ts';
 
 const log = logger('listener');
 
@@ -88,6 +88,7 @@ export class OutboundListener implements DownstreamHost {
     this.h2 = http2.createServer({ maxSessionMemory: 32 });
     this.h2.on('stream', (stream, headers, flags) => this.onH2Stream(stream, headers, flags));
     logSessionErrors(this.h2, log, 'outbound');
+    closeIdleSessions(this.h2, options.idleTimeoutMs ?? IDLE_TIMEOUT_MS);
     this.server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.onConnection(socket));
     this.idle = new IdleSweeper(this.sockets, options.idleTimeoutMs ?? IDLE_TIMEOUT_MS);
   }
@@ -156,7 +157,7 @@ export class OutboundListener implements DownstreamHost {
       if (maybeH2) {
         // The HTTP/2 session takes bytes already buffered on the socket before it consumes the handle.
         socket.unshift(head);
-        this.h2.emit('connection', socket);
+        giveToH2Server(this.h2, socket, undefined);
       } else {
         const conn = new DownstreamConnection(socket, this, this.maxRequestHeadersKb * 1024);
         this.h1.add(conn);

@@ -135,6 +135,22 @@ describe('bad input and upstream failures', () => {
     expect((await request(pair.outbound, { host: 'ok' })).status).toBe(200);
   });
 
+  it('closes an HTTP/2 connection whose client closed its side without a GOAWAY (no CLOSE-WAIT left behind)', async () => {
+    const closedByServer = await new Promise<boolean>((resolve) => {
+      const s = net.connect(pair.outbound, '127.0.0.1', () => {
+        // The preface and an empty SETTINGS, as curl sends them, then FIN (curl exits without a GOAWAY).
+        s.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]));
+        setTimeout(() => s.end(), 100);
+      });
+      s.resume();
+      s.on('error', () => resolve(true));
+      // 'end' from the server means it closed its side too; a leaked session never ends it.
+      s.on('end', () => resolve(true));
+      setTimeout(() => resolve(false), 3000);
+    });
+    expect(closedByServer).toBe(true);
+  });
+
   it('answers a path with no route with 404', async () => {
     const r = await request(pair.outbound, { host: 'only-api', path: '/other' });
     expect(r.status).toBe(404);
