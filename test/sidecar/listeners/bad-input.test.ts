@@ -151,6 +151,49 @@ describe('bad input and upstream failures', () => {
     expect(closedByServer).toBe(true);
   });
 
+  it('ends an HTTP/2 response from an HTTP/1.1 app on its last DATA frame, not in an empty frame sent later', async () => {
+    const frame = (type: number, flags: number, stream: number, payload: Buffer): Buffer => {
+      const head = Buffer.alloc(9);
+      head.writeUIntBE(payload.length, 0, 3);
+      head[3] = type;
+      head[4] = flags;
+      head.writeUInt32BE(stream, 5);
+      return Buffer.concat([head, payload]);
+    };
+    // HPACK literal header fields without indexing (RFC 7541 §6.2.2), lengths under 127.
+    const field = (n: string, v: string) => Buffer.concat([Buffer.from([0, n.length]), Buffer.from(n), Buffer.from([v.length]), Buffer.from(v)]);
+    const block = Buffer.concat([field(':method', 'GET'), field(':scheme', 'http'), field(':path', '/h2-end'), field(':authority', 'ok')]);
+    const ended = await new Promise<string>((resolve) => {
+      const s = net.connect(pair.outbound, '127.0.0.1', () => s.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(4, 0, 0, Buffer.alloc(0))])));
+      let buf = Buffer.alloc(0);
+      let sent = false;
+      s.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        while (buf.length >= 9) {
+          const len = buf.readUIntBE(0, 3);
+          if (buf.length < 9 + len) break;
+          const [type, flags] = [buf[3] as number, buf[4] as number];
+          const stream = buf.readUInt32BE(5) & 0x7fffffff;
+          buf = buf.subarray(9 + len);
+          if (type === 4 && (flags & 1) === 0 && !sent) {
+            // Acknowledge the server's SETTINGS and ask; then send nothing more (no WINDOW_UPDATE, no PING).
+            sent = true;
+            s.write(Buffer.concat([frame(4, 1, 0, Buffer.alloc(0)), frame(1, 5, 1, block)]));
+          }
+          if (stream === 1 && (type === 0 || type === 1) && (flags & 1) === 1) {
+            s.destroy();
+            resolve(type === 0 && len === 0 ? 'an empty DATA frame' : 'the last frame with content');
+          }
+        }
+      });
+      s.on('error', () => resolve('an error'));
+      setTimeout(() => (s.destroy(), resolve('no end in 2 s')), 2000);
+    });
+    // A separate END_STREAM frame went out only when node asked for trailers, on the session's next I/O: a client
+    // that waits for the end before writing again (haproxy's h2 backend) stalled ~200 ms per response.
+    expect(ended).toBe('the last frame with content');
+  });
+
   it('answers a path with no route with 404', async () => {
     const r = await request(pair.outbound, { host: 'only-api', path: '/other' });
     expect(r.status).toBe(404);
