@@ -35,6 +35,8 @@ export interface DownstreamHost {
   readonly headersTimeoutMs: number;
   /** A request head is ready on `conn` (conn.head); answer with conn.writeHead/reply and end with endResponse. */
   request(conn: DownstreamConnection): void;
+  /** A CONNECT request (conn.head.url is `host:port`): open a tunnel (see detach) or answer it with reply(). */
+  connect(conn: DownstreamConnection): void;
   localError(reason: LocalReason): void;
 }
 
@@ -234,7 +236,7 @@ export class DownstreamConnection implements RequestSink {
     const h = this.head;
     this.inExchange = true;
     if (h.method === 'CONNECT') {
-      this.refuse(400, 'bad_request', 'bad request: CONNECT is not supported; send plain HTTP requests (absolute-form URLs work, as `curl -x` sends them)');
+      this.host.connect(this);
       return;
     }
     // As Envoy: chunked is the only transfer coding a request may use; the body is re-framed upstream anyway.
@@ -400,8 +402,9 @@ export class DownstreamConnection implements RequestSink {
   }
 
   /**
-   * The upstream switched protocols (101): HTTP/1.1 ends on this connection. Stops reading and writing here and
-   * returns what the client sent after the upgrade request's head (the new protocol's first bytes), for the tunnel.
+   * The upstream switched protocols (101), or a CONNECT tunnel opened: HTTP/1.1 ends on this connection. Stops
+   * reading and writing here and returns what the client sent after the request's head (the new protocol's first
+   * bytes), for the tunnel. Call it after the parse that handed the head on has returned (a later tick).
    */
   detach(): Buffer | undefined {
     const rest = this.pending;

@@ -125,7 +125,6 @@ export class OutboundListener implements DownstreamHost {
     for (const c of this.h1) c.sweepHead(now, this.headersTimeoutMs);
   }
 
-  /** Sniffs the first bytes: the HTTP/2 connection preface means h2c with prior knowledge, else HTTP/1.1. */
   private onConnection(socket: net.Socket): void {
     this.sockets.add(socket);
     socket.on('close', () => {
@@ -137,6 +136,14 @@ export class OutboundListener implements DownstreamHost {
       socket.destroy();
       return;
     }
+    this.sniff(socket, undefined);
+  }
+
+  /**
+   * Sniffs the first bytes (`early`: some already read): the HTTP/2 connection preface means h2c with prior
+   * knowledge, else HTTP/1.1.
+   */
+  private sniff(socket: net.Socket, early: Buffer | undefined): void {
     let head: Buffer | undefined;
     // Until the first bytes decide the protocol: a silent or half-closed client is dropped.
     const onSilent = (): void => {
@@ -166,6 +173,31 @@ export class OutboundListener implements DownstreamHost {
       }
     };
     socket.on('data', onData);
+    if (early !== undefined && early.length > 0) onData(early);
+  }
+
+  /**
+   * CONNECT to a Service's `host:port` (what Node's fetch sends through HTTP_PROXY even for http:// URLs): answered
+   * 200, after which the connection carries plain HTTP/1.1 or h2c requests, routed as on any connection (by their
+   * own Host). A host with no route gets the usual 404; TLS inside the tunnel is not looked into (400).
+   */
+  connect(conn: DownstreamConnection): void {
+    markActive(conn.socket, performance.now());
+    const target = conn.head.url;
+    const r = this.resolve(target, '/', new RawHeaderSource(conn.head.rawHeaders));
+    if (r.error !== undefined) {
+      this.localH1(conn, r.error);
+      return;
+    }
+    // After the parse that handed the head on has returned, so the bytes after it are kept for the tunnel.
+    process.nextTick(() => {
+      const socket = conn.socket;
+      if (socket.destroyed) return;
+      const rest = conn.detach();
+      this.h1.delete(conn);
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
+      this.sniff(socket, rest);
+    });
   }
 
   /**
@@ -336,7 +368,7 @@ export class OutboundListener implements DownstreamHost {
     const authority = (h[':authority'] ?? h['host']) as string | undefined;
     const path = (h[':path'] as string | undefined) ?? '/';
     if (h[':method'] === 'CONNECT') {
-      const e = badRequest('CONNECT is not supported; send plain HTTP/2 requests to the Service');
+      const e = badRequest('CONNECT over HTTP/2 is not supported; send plain HTTP/2 requests to the Service');
       this.metrics.localError(e.reason);
       replyH2(stream, e.status, e.reason, e.message, grpc);
       return;

@@ -11,6 +11,9 @@ class UpstreamLike implements DownstreamHost {
   readonly draining = false;
   readonly headersTimeoutMs = 1000;
   readonly errors: string[] = [];
+  connect(conn: DownstreamConnection): void {
+    conn.reply(400, 'bad_request', 'no tunnels here');
+  }
   request(conn: DownstreamConnection): void {
     const url = conn.head.url;
     setImmediate(() => {
@@ -93,6 +96,7 @@ describe('downstream connection', () => {
       draining: false,
       headersTimeoutMs: 1000,
       localError: () => {},
+      connect: (conn: DownstreamConnection) => conn.reply(400, 'bad_request', 'no tunnels here'),
       request(conn: DownstreamConnection): void {
         setImmediate(() => {
           conn.writeHead(200, { 'content-length': String(body.length) });

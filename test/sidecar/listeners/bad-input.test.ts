@@ -98,7 +98,7 @@ describe('bad input and upstream failures', () => {
       });
       expect(status).toBe(400);
       expect(reason).toBe('bad_request');
-      expect(body).toContain('CONNECT is not supported');
+      expect(body).toContain('CONNECT over HTTP/2 is not supported');
     } finally {
       session.close();
     }

@@ -1,5 +1,6 @@
 // The outbound listener's own HTTP/1.1 (llhttp on the raw socket): pipelining, split reads, 100-continue, framing, HEAD, upgrades, disconnects.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { spawn } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import { cluster, closeServer, endpoint, listen, mesh, raw, request, route, startPair } from './harness.ts';
@@ -243,18 +244,32 @@ describe('outbound HTTP/1.1 on the raw socket', () => {
     expect(closed).toBe(false);
   });
 
-  it('refuses CONNECT with 400 and closes', async () => {
-    const out = await raw(pair.outbound, 'CONNECT app:443 HTTP/1.1\r\nHost: app:443\r\n\r\n');
-    expect(out).toMatch(/^HTTP\/1\.1 400/);
-    expect(out).toContain('CONNECT is not supported');
+  it('opens a CONNECT tunnel to a Service and routes the plain HTTP/1.1 requests inside it; an unknown host is 404', async () => {
+    const nowhere = await raw(pair.outbound, 'CONNECT nowhere:80 HTTP/1.1\r\nHost: nowhere:80\r\n\r\n');
+    expect(nowhere).toMatch(/^HTTP\/1\.1 404/);
+    expect(nowhere).toContain('no route for host "nowhere:80"');
+    const { text } = await converse(
+      pair.outbound,
+      ['CONNECT app:80 HTTP/1.1\r\nHost: app:80\r\n\r\nGET /in-tunnel HTTP/1.1\r\nHost: app\r\n\r\n'],
+      (t) => t.includes('"url":"/in-tunnel"'),
+    );
+    expect(text).toMatch(/^HTTP\/1\.1 200 Connection Established\r\n\r\nHTTP\/1\.1 200/);
   });
 
-  it('refuses a transfer coding other than chunked alone with 501, as Envoy does', async () => {
-    const out = await raw(pair.outbound, 'POST /te HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: identity, chunked\r\n\r\n1\r\na\r\n0\r\n\r\n');
-    expect(out).toMatch(/^HTTP\/1\.1 501/);
-    expect(out).toContain('Transfer-Encoding "identity, chunked" is not supported');
-    const ok = await raw(pair.outbound, 'POST /te HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n1\r\na\r\n0\r\n\r\n');
-    expect(ok).toMatch(/^HTTP\/1\.1 200/);
+  it('serves Node\'s own fetch with HTTP_PROXY (it sends CONNECT even for http:// URLs)', async () => {
+    const script = "fetch('http://app/via-fetch').then(async (r) => { console.log(r.status, await r.text()); }, (e) => { console.log('failed', e.cause?.message ?? e.message); })";
+    const out = await new Promise<string>((resolve) => {
+      const child = spawn(process.execPath, ['-e', script], {
+        env: { PATH: process.env.PATH, NODE_USE_ENV_PROXY: '1', HTTP_PROXY: `http://127.0.0.1:${pair.outbound}`, NO_PROXY: '' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let text = '';
+      child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+      child.on('close', () => resolve(text));
+    });
+    expect(out).toMatch(/^200 /);
+    expect(out).toContain('"url":"/via-fetch"');
   });
 
   it('delivers a large response intact to a slow reader (backpressure both ways)', async () => {
