@@ -149,7 +149,9 @@ export class OutboundListener implements DownstreamHost {
     const onSilent = (): void => {
       socket.destroy();
     };
-    socket.setTimeout(this.headersTimeoutMs, onSilent);
+    // A connection that says nothing yet is idle, not slow (clients open spare connections ahead of need): it gets the
+    // idle timeout, as in Envoy; the header timeout starts with the first bytes of a request.
+    socket.setTimeout(this.options.idleTimeoutMs ?? IDLE_TIMEOUT_MS, onSilent);
     socket.once('end', onSilent);
     const onData = (chunk: Buffer): void => {
       head = head === undefined ? chunk : Buffer.concat([head, chunk]);

@@ -277,6 +277,19 @@ describe('bad input and upstream failures', () => {
     expect(out).toContain('x-skein-reason: headers_too_large');
   });
 
+  it('keeps a connection that has sent nothing yet past the header timeout (a spare one opened ahead of need)', async () => {
+    const out = await new Promise<string>((resolve) => {
+      const s = net.connect(pair.outbound, '127.0.0.1', () => {
+        setTimeout(() => s.write('GET / HTTP/1.1\r\nHost: ok\r\nConnection: close\r\n\r\n'), 700); // the timeout is 300 ms
+      });
+      let text = '';
+      s.on('data', (d: Buffer) => (text += d.toString()));
+      s.on('error', () => resolve(text));
+      s.on('close', () => resolve(text));
+    });
+    expect(out).toMatch(/^HTTP\/1\.1 200/);
+  });
+
   it('answers slow headers with 408 after the header timeout', async () => {
     const out = await raw(pair.outbound, 'GET / HTTP/1.1\r\nHost: ok\r\n', 5000);
     expect(out).toMatch(/^HTTP\/1\.1 408/);
