@@ -21,6 +21,8 @@ const HEADER_WAIT_MS = 5000;
 /** Where an accepted inbound connection is meant to go; an L7 handler (authorization) can replace the pipe. */
 export interface InboundHandler {
   handle(client: net.Socket, appPort: number, header: ProxyHeader | undefined, rest: Buffer): void;
+  /** Answers a caller that cannot be served `503 upstream_connect_error` with `why`, in its own protocol. */
+  refuse(client: net.Socket, sent: Buffer, why: string): void;
   close(): void;
 }
 
@@ -75,39 +77,12 @@ export class L4PipeHandler implements InboundHandler {
       }
       // No app listening: the caller is told so in an answer it can read (and its sidecar may send a bodiless
       // request elsewhere: the app never saw it), rather than a reset that looks like the peer sidecar failing.
-      // On loopback the refusal often comes before the caller's first bytes: wait for enough of them to know its
-      // protocol (at most PROTOCOL_WAIT_MS).
       client.unpipe(app);
+      client.off('data', keep);
       app.removeAllListeners('close');
       app.destroy();
       const why = `upstream connect error: ${err.code ?? 'error'} app port ${appPort} (nothing accepts connections on ${this.appHost}:${appPort})`;
-      const wait: { timer?: NodeJS.Timeout } = {};
-      const decide = (): void => {
-        clearTimeout(wait.timer);
-        client.off('data', check);
-        client.off('data', keep);
-        const sent = Buffer.concat(early);
-        const start = sent.subarray(0, 16).toString('latin1');
-        if (HTTP1_REQUEST.test(start)) {
-          this.metrics?.localError('upstream_connect_error');
-          client.end(localReplyText(503, REASON_HEADER, 'upstream_connect_error', why, 'close', true), 'latin1');
-        } else if (start.startsWith(H2_PREFACE_START)) {
-          this.metrics?.localError('upstream_connect_error');
-          (this.appDownH2 ??= new AppDownH2()).handle(client, sent, why);
-        } else done();
-      };
-      const check = (): void => {
-        if (early.reduce((n, b) => n + b.length, 0) >= H2_PREFACE_START.length) decide();
-      };
-      if (early.reduce((n, b) => n + b.length, 0) >= H2_PREFACE_START.length) {
-        decide();
-        return;
-      }
-      // `keep` goes on collecting; `check` runs after it on each chunk.
-      client.on('data', check);
-      client.resume(); // unpipe() paused it
-      wait.timer = setTimeout(decide, PROTOCOL_WAIT_MS);
-      client.once('close', () => clearTimeout(wait.timer));
+      this.refuse(client, Buffer.concat(early), why);
     });
     client.on('error', done);
     client.on('close', done);
@@ -115,6 +90,44 @@ export class L4PipeHandler implements InboundHandler {
     client.pipe(app);
     app.pipe(client);
     client.resume();
+  }
+
+  /**
+   * Answers a caller the sidecar cannot serve in its own protocol: 503 upstream_connect_error for HTTP/1.1, the same as an
+   * HTTP/2 stream reply for h2c, else a close. On loopback the refusal often comes before the caller's first bytes:
+   * this waits for enough of them to know its protocol (at most PROTOCOL_WAIT_MS). `sent`: bytes already read.
+   */
+  refuse(client: net.Socket, sent: Buffer, why: string): void {
+    const reason = 'upstream_connect_error';
+    const early: Buffer[] = sent.length > 0 ? [sent] : [];
+    let total = sent.length;
+    const wait: { timer?: NodeJS.Timeout } = {};
+    const decide = (): void => {
+      clearTimeout(wait.timer);
+      client.off('data', collect);
+      const all = Buffer.concat(early);
+      const start = all.subarray(0, 16).toString('latin1');
+      if (HTTP1_REQUEST.test(start)) {
+        this.metrics?.localError(reason);
+        client.end(localReplyText(503, REASON_HEADER, reason, why, 'close', true), 'latin1');
+      } else if (start.startsWith(H2_PREFACE_START)) {
+        this.metrics?.localError(reason);
+        (this.appDownH2 ??= new AppDownH2()).handle(client, all, why);
+      } else client.destroy();
+    };
+    const collect = (chunk: Buffer): void => {
+      early.push(chunk);
+      total += chunk.length;
+      if (total >= H2_PREFACE_START.length) decide();
+    };
+    if (total >= H2_PREFACE_START.length) {
+      decide();
+      return;
+    }
+    client.on('data', collect);
+    client.resume();
+    wait.timer = setTimeout(decide, PROTOCOL_WAIT_MS);
+    client.once('close', () => clearTimeout(wait.timer));
   }
 
   close(): void {
@@ -333,7 +346,8 @@ export class InboundListener {
         source: header?.sourceAddress,
       });
       sec?.metrics.inboundRefused.labels('bad_port').inc();
-      socket.destroy();
+      const why = `destination port ${port} is not one of the app ports of the pod behind this sidecar (${appPorts.join(', ')}): check the Service's targetPort and the sidecar's --app-port`;
+      this.handler.refuse(socket, rest, why);
       return;
     }
     if (sec === undefined) {

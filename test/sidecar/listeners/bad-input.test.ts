@@ -10,6 +10,7 @@ const REFUSED = 'outbound|80||refused.default.svc.cluster.local';
 const SLOW = 'outbound|80||slow.default.svc.cluster.local';
 const REFUSED_H2 = 'outbound|9090||refused-grpc.default.svc.cluster.local';
 const HALF = 'outbound|80||half.default.svc.cluster.local';
+const WRONG_PORT = 'outbound|80||wrong-port.default.svc.cluster.local';
 
 describe('bad input and upstream failures', () => {
   let pair: Pair;
@@ -29,6 +30,7 @@ describe('bad input and upstream failures', () => {
           cluster(REFUSED_H2, [endpoint(refusedPort)], { protocol: 'http2' }),
           cluster(HALF, [endpoint(refusedPort), endpoint(app.port, pair.inbound)], { lbPolicy: 'p2c-ewma' }),
           cluster(SLOW, [endpoint(app.port)]),
+          cluster(WRONG_PORT, [endpoint(app.port + 1, pair.inbound)]),
         ],
         [
           { name: 'ok', domains: ['ok', 'ok:80'], routes: [route(OK)] },
@@ -36,6 +38,7 @@ describe('bad input and upstream failures', () => {
           { name: 'refused', domains: ['refused'], routes: [route(REFUSED)] },
           { name: 'refused-grpc', domains: ['refused-grpc'], routes: [route(REFUSED_H2)] },
           { name: 'half', domains: ['half'], routes: [route(HALF)] },
+          { name: 'wrong-port', domains: ['wrong-port'], routes: [route(WRONG_PORT)] },
           { name: 'ghost', domains: ['ghost'], routes: [route('outbound|80||ghost.default.svc.cluster.local')] },
           {
             name: 'slow',
@@ -236,6 +239,13 @@ describe('bad input and upstream failures', () => {
     expect(r.status).toBe(503);
     expect(r.headers['x-skein-reason']).toBe('upstream_connect_error');
     expect(r.body).toContain(`upstream connect error: ECONNREFUSED 127.0.0.1:${refusedPort}`);
+  });
+
+  it('tells the caller when the peer sidecar has no such app port (a wrong targetPort or --app-port)', async () => {
+    const r = await request(pair.outbound, { host: 'wrong-port' });
+    expect(r.status).toBe(503);
+    expect(r.headers['x-skein-reason']).toBe('upstream_connect_error');
+    expect(r.body).toContain(`destination port ${app.port + 1} is not one of the app ports of the pod behind this sidecar (${app.port})`);
   });
 
   it('answers an upstream reset with 503 upstream_reset', async () => {
