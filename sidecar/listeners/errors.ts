@@ -109,6 +109,17 @@ export function mtlsHint(e: LocalReplyError, cluster: string): LocalReplyError {
   );
 }
 
+/** A gRPC call (always HTTP/2) to a cluster declared HTTP/1.1 broke: the app may not speak HTTP/2 at all. */
+export function protocolHint(e: LocalReplyError, cluster: string): LocalReplyError {
+  return new LocalReplyError(
+    e.code,
+    e.status,
+    e.reason,
+    `${e.message}; this gRPC call went over HTTP/2 to ${cluster}, whose port is declared HTTP/1.1: if the app speaks gRPC, name the port grpc-* or set appProtocol: grpc; if it does not, it cannot answer gRPC`,
+    { cause: e },
+  );
+}
+
 export function upstreamConnectError(code: string, target: string, cause?: unknown): LocalReplyError {
   return new LocalReplyError(
     'SKEIN_UPSTREAM_CONNECT',

@@ -1,6 +1,6 @@
 // Every cluster by name, kept in step with MeshConfig; the base dispatch (pick an endpoint, send on its pool).
 import type { PickContext } from '../lb/index.ts';
-import { type LocalReplyError, mtlsHint, noCluster, noHealthyEndpoint } from '../listeners/errors.ts';
+import { type LocalReplyError, mtlsHint, noCluster, noHealthyEndpoint, protocolHint } from '../listeners/errors.ts';
 import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import type { ClusterConfig } from '../xds/model.ts';
 import { Cluster } from './cluster.ts';
@@ -81,6 +81,8 @@ export class ClusterManager {
     // Without mTLS (--mtls off), a peer sidecar that enforces STRICT refuses the connection (a peer also running
     // --mtls off accepts it): when that fails, say so instead of reporting a bare reset.
     if (this.connector === undefined && cluster.config.mtlsMode === 'STRICT' && endpoint.config.inboundPort !== undefined) h = withMtlsHint(h, req.cluster);
+    // gRPC goes over HTTP/2 whatever the port's declared protocol (a gRPC server on a port named `http` works).
+    if (req.wantsH2 && cluster.config.protocol === 'http1') h = withHint(h, req.cluster, protocolHint);
     // A connection that could not be made carried nothing: the request goes once more, to another endpoint (as
     // Envoy's connect-failure retry). A body is read only once the connection is up (HTTP/1.1: connected; HTTP/2:
     // the peer's SETTINGS are in, see h2-settings.ts), so gRPC calls are retried too.
@@ -115,12 +117,17 @@ export class ClusterManager {
 
 /** The handler, with the local replies for a failed connection or reset explaining the likely mTLS mismatch. */
 function withMtlsHint(handler: DispatchHandler, cluster: string): DispatchHandler {
+  return withHint(handler, cluster, mtlsHint);
+}
+
+/** The handler, with the local replies for a failed connection or reset given `hint`'s explanation. */
+function withHint(handler: DispatchHandler, cluster: string, hint: (e: LocalReplyError, cluster: string) => LocalReplyError): DispatchHandler {
   return {
     onRequestStart: (c) => handler.onRequestStart(c),
     onResponseStart: (s, h) => handler.onResponseStart(s, h),
     onResponseData: (chunk) => handler.onResponseData(chunk),
     onResponseEnd: (t) => handler.onResponseEnd(t),
-    onResponseError: (e) => handler.onResponseError(e.reason === 'upstream_reset' || e.reason === 'upstream_connect_error' ? mtlsHint(e, cluster) : e),
+    onResponseError: (e) => handler.onResponseError(e.reason === 'upstream_reset' || e.reason === 'upstream_connect_error' ? hint(e, cluster) : e),
   };
 }
 
