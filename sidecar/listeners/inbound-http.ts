@@ -43,10 +43,10 @@ export interface InboundHttpOptions {
 }
 
 /** A request node's parser refused: answered as the outbound side would (431 or 400, with x-skein-reason), then closed. */
-function clientError(err: NodeJS.ErrnoException, socket: net.Socket): void {
+function clientError(err: NodeJS.ErrnoException, socket: net.Socket, limitKb: number): void {
   if (socket.writable && (socket as net.Socket & { _httpMessage?: unknown })._httpMessage == null) {
     const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-    const message = tooLarge ? 'request headers too large' : `malformed HTTP request: ${err.code ?? err.message}`;
+    const message = tooLarge ? `request headers too large: over ${limitKb} KiB` : `malformed HTTP request: ${err.code ?? err.message}`;
     socket.end(localReplyText(tooLarge ? 431 : 400, 'x-skein-reason', tooLarge ? 'headers_too_large' : 'bad_request', message, 'close', true), 'latin1');
     return;
   }
@@ -81,7 +81,7 @@ export class InboundHttpHandler {
       { requestTimeout: 0, keepAliveTimeout: 60_000, maxHeaderSize: (options.maxRequestHeadersKb ?? 60) * 1024 },
       (req, res) => this.request(req, res),
     );
-    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => clientError(err, socket));
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => clientError(err, socket, options.maxRequestHeadersKb ?? 60));
     this.server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.upgrade(req, socket, head));
   }
 
@@ -243,6 +243,12 @@ const CLOSED_CODES = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
 /** Errors of a connection that could not be made at all. */
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT']);
 
+/** What went wrong with the app's response, in words: its connection closed, or what it sent is not valid HTTP/1.1. */
+function appFailure(code: string, err: Error): string {
+  if (CLOSED_CODES.has(code) || code === 'UND_ERR_CLOSED') return 'the app closed the connection before a full response';
+  return `the app's response is not valid HTTP/1.1: ${err.message}`;
+}
+
 /** One request to the app, undici's handler: the response goes straight to the caller's ServerResponse. */
 class AppExchange implements Dispatcher.DispatchHandler {
   private readonly res: http.ServerResponse;
@@ -300,7 +306,7 @@ class AppExchange implements Dispatcher.DispatchHandler {
       return;
     }
     if (CONNECT_CODES.has(code)) replyH1(this.res, 503, 'upstream_connect_error', `upstream connect error: ${code} app port ${this.appPort}`, true);
-    else replyH1(this.res, 503, 'upstream_reset', `upstream reset: ${code} app port ${this.appPort} (the app closed the connection before a full response)`, true);
+    else replyH1(this.res, 503, 'upstream_reset', `upstream reset: ${code} app port ${this.appPort} (${appFailure(code, err)})`, true);
   }
 
   /** The caller's response closed: abandon the app request if it is still running. */

@@ -9,6 +9,7 @@ import { metricValue } from './mtls-harness.ts';
 
 const HINTS = 'outbound|80||hints.default.svc.cluster.local';
 const RACE = 'outbound|80||race.default.svc.cluster.local';
+const BAD = 'outbound|80||bad.default.svc.cluster.local';
 const ANYONE = { allow: [{ from: [], to: [] }], deny: [] };
 const ONLY_GET = { allow: [{ from: [], to: [{ methods: ['GET'] }] }], deny: [] };
 
@@ -41,8 +42,15 @@ describe('the inbound L7 HTTP/1.1 path', () => {
   let hints: http.Server;
   let race: ReturnType<typeof raceApp>;
   let hintsPort: number;
+  let bad: net.Server;
 
   beforeAll(async () => {
+    // Answers with a folded header line (obs-fold), which HTTP/1.1 parsers refuse in responses.
+    bad = net.createServer((socket) => {
+      socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nx-fold: a\r\n b\r\ncontent-length: 2\r\n\r\nok'));
+      socket.on('error', () => {});
+    });
+    const badPort = await listen(bad);
     hints = http.createServer({ maxHeaderSize: 65536 }, (req, res) => {
       res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
       res.end(`cookie ${String(req.headers.cookie ?? '').length}`);
@@ -50,10 +58,15 @@ describe('the inbound L7 HTTP/1.1 path', () => {
     hintsPort = await listen(hints);
     race = raceApp();
     const racePort = await listen(race.server);
-    pair = await startPair([hintsPort, racePort]);
+    pair = await startPair([hintsPort, racePort, badPort]);
     const m = mesh(
-      [cluster(HINTS, [endpoint(hintsPort, pair.inbound)], { authz: ONLY_GET }), cluster(RACE, [endpoint(racePort, pair.inbound)], { authz: ANYONE })],
       [
+        cluster(HINTS, [endpoint(hintsPort, pair.inbound)], { authz: ONLY_GET }),
+        cluster(RACE, [endpoint(racePort, pair.inbound)], { authz: ANYONE }),
+        cluster(BAD, [endpoint(badPort, pair.inbound)], { authz: ANYONE }),
+      ],
+      [
+        { name: 'bad', domains: domains('bad', 'default', '10.96.0.42', 80, true), routes: [route(BAD)] },
         { name: 'hints', domains: domains('hints', 'default', '10.96.0.40', 80, true), routes: [route(HINTS)] },
         { name: 'race', domains: domains('race', 'default', '10.96.0.41', 80, true), routes: [route(RACE)] },
       ],
@@ -66,6 +79,14 @@ describe('the inbound L7 HTTP/1.1 path', () => {
     await pair.close();
     await closeServer(hints);
     await closeServer(race.server);
+    await closeServer(bad);
+  });
+
+  it('names an app response that is not valid HTTP/1.1 as such (not as a closed connection)', async () => {
+    const r = await request(pair.outbound, { host: 'bad.default' });
+    expect(r.status).toBe(503);
+    expect(r.headers['x-skein-reason']).toBe('upstream_reset');
+    expect(r.body).toContain("the app's response is not valid HTTP/1.1");
   });
 
   it('relays the final response after a 103 Early Hints, and takes request heads up to 60 KiB', async () => {
