@@ -32,9 +32,11 @@ export function chooseFraming(status: number, hasLength: boolean, head: boolean,
  */
 export function responseHead(status: number, headers: Readonly<Record<string, HeaderValue>>, framing: Framing, connection: string | undefined): string {
   let s = statusLine(status);
+  // A 204 has no body, so no Content-Length (RFC 9110 §8.6); an app that sends one anyway is corrected, as by Envoy.
+  const noLength = status === 204 || status < 200;
   for (const name in headers) {
     const v = headers[name];
-    if (v === undefined) continue;
+    if (v === undefined || (noLength && name === 'content-length')) continue;
     if (typeof v === 'object') for (const one of v) s += `${name}: ${one}\r\n`;
     else s += `${name}: ${v}\r\n`;
   }

@@ -20,6 +20,11 @@ describe('response heads', () => {
     expect(responseHead(599, {}, FRAME_LENGTH, undefined)).toBe('HTTP/1.1 599 Unknown\r\n\r\n');
   });
 
+  it('drops a Content-Length a 204 should not carry, and keeps a 304\'s (the length of what it stands for)', () => {
+    expect(responseHead(204, { 'content-length': '5', 'x-a': '1' }, FRAME_NONE, undefined)).toBe('HTTP/1.1 204 No Content\r\nx-a: 1\r\n\r\n');
+    expect(responseHead(304, { 'content-length': '5' }, FRAME_NONE, undefined)).toBe('HTTP/1.1 304 Not Modified\r\ncontent-length: 5\r\n\r\n');
+  });
+
   it('writes local replies with a byte length, and without the body for HEAD', () => {
     const full = localReplyText(404, 'x-skein-reason', 'no_route', 'no route for host "é"', 'keep-alive', true);
     expect(full).toBe(
