@@ -1,7 +1,7 @@
 import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { cluster, closeServer, endpoint, freePort, mesh, raw, request, route, startApp, startPair } from './harness.ts';
+import { cluster, closeServer, endpoint, freePort, h2Frame, H2_CLIENT_START, mesh, raw, request, route, startApp, startPair } from './harness.ts';
 import type { Pair } from './harness.ts';
 
 const OK = 'outbound|80||ok.default.svc.cluster.local';
@@ -114,18 +114,10 @@ describe('bad input and upstream failures', () => {
       return true;
     });
     try {
-      const frame = (type: number, flags: number, stream: number, payload: Buffer): Buffer => {
-        const head = Buffer.alloc(9);
-        head.writeUIntBE(payload.length, 0, 3);
-        head[3] = type;
-        head[4] = flags;
-        head.writeUInt32BE(stream, 5);
-        return Buffer.concat([head, payload]);
-      };
-      const pings = Buffer.concat(Array.from({ length: 20_000 }, () => frame(6, 0, 0, Buffer.alloc(8))));
+      const pings = Buffer.concat(Array.from({ length: 20_000 }, () => h2Frame(6, 0, 0, Buffer.alloc(8))));
       await new Promise<void>((resolve) => {
         const s = net.connect(pair.outbound, '127.0.0.1', () => {
-          s.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(4, 0, 0, Buffer.alloc(0)), pings]));
+          s.write(Buffer.concat([H2_CLIENT_START, pings]));
         });
         s.on('error', () => resolve());
         s.on('close', () => resolve());
@@ -142,7 +134,7 @@ describe('bad input and upstream failures', () => {
     const closedByServer = await new Promise<boolean>((resolve) => {
       const s = net.connect(pair.outbound, '127.0.0.1', () => {
         // The preface and an empty SETTINGS, as curl sends them, then FIN (curl exits without a GOAWAY).
-        s.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]));
+        s.write(H2_CLIENT_START);
         setTimeout(() => s.end(), 100);
       });
       s.resume();
@@ -155,19 +147,11 @@ describe('bad input and upstream failures', () => {
   });
 
   it('ends an HTTP/2 response from an HTTP/1.1 app on its last DATA frame, not in an empty frame sent later', async () => {
-    const frame = (type: number, flags: number, stream: number, payload: Buffer): Buffer => {
-      const head = Buffer.alloc(9);
-      head.writeUIntBE(payload.length, 0, 3);
-      head[3] = type;
-      head[4] = flags;
-      head.writeUInt32BE(stream, 5);
-      return Buffer.concat([head, payload]);
-    };
     // HPACK literal header fields without indexing (RFC 7541 §6.2.2), lengths under 127.
     const field = (n: string, v: string) => Buffer.concat([Buffer.from([0, n.length]), Buffer.from(n), Buffer.from([v.length]), Buffer.from(v)]);
     const block = Buffer.concat([field(':method', 'GET'), field(':scheme', 'http'), field(':path', '/h2-end'), field(':authority', 'ok')]);
     const ended = await new Promise<string>((resolve) => {
-      const s = net.connect(pair.outbound, '127.0.0.1', () => s.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(4, 0, 0, Buffer.alloc(0))])));
+      const s = net.connect(pair.outbound, '127.0.0.1', () => s.write(H2_CLIENT_START));
       let buf = Buffer.alloc(0);
       let sent = false;
       s.on('data', (d: Buffer) => {
@@ -181,7 +165,7 @@ describe('bad input and upstream failures', () => {
           if (type === 4 && (flags & 1) === 0 && !sent) {
             // Acknowledge the server's SETTINGS and ask; then send nothing more (no WINDOW_UPDATE, no PING).
             sent = true;
-            s.write(Buffer.concat([frame(4, 1, 0, Buffer.alloc(0)), frame(1, 5, 1, block)]));
+            s.write(Buffer.concat([h2Frame(4, 1, 0, Buffer.alloc(0)), h2Frame(1, 5, 1, block)]));
           }
           if (stream === 1 && (type === 0 || type === 1) && (flags & 1) === 1) {
             s.destroy();

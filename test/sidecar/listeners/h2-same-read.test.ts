@@ -3,20 +3,13 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http2 from 'node:http2';
 import { StaticSource, testCa, type TestCa } from '../tls/mesh-helper.ts';
-import { closeServer, cluster, domains, endpoint, listen, mesh, route } from './harness.ts';
+import { closeServer, cluster, domains, endpoint, h2Frame, listen, mesh, route } from './harness.ts';
 import { type Sidecar, startSidecar } from './mtls-harness.ts';
 
 const SVC = 'outbound|8080||oneread.default.svc.cluster.local';
 const BODY = 'all in one read';
 
-function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
-  const head = Buffer.alloc(9);
-  head.writeUIntBE(payload.length, 0, 3);
-  head[3] = type;
-  head[4] = flags;
-  head.writeUInt32BE(stream, 5);
-  return Buffer.concat([head, payload]);
-}
+const frame = h2Frame;
 
 /**
  * A minimal HTTP/2 server on a raw socket: its SETTINGS, an ACK of the client's, and for every request one write

@@ -3,6 +3,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { closeIdleSessions, giveToH2Server } from '../../../sidecar/listeners/h2-socket.ts';
+import { H2_CLIENT_START } from './harness.ts';
 
 /** A half-open-capable listener handing every connection to an h2 server, as the sidecar's listeners do. */
 async function listener(idleMs: number): Promise<{ port: number; close: () => void }> {
@@ -23,7 +24,7 @@ describe('HTTP/2 sessions on half-open listeners', () => {
     try {
       const ended = await new Promise<boolean>((resolve) => {
         const s = net.connect(l.port, '127.0.0.1', () => {
-          s.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]));
+          s.write(H2_CLIENT_START);
           setTimeout(() => s.end(), 50);
         });
         s.resume();

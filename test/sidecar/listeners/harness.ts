@@ -211,3 +211,16 @@ export function raw(port: number, data: string | Buffer, ms = 3000): Promise<str
     s.write(data);
   });
 }
+
+/** One raw HTTP/2 frame (RFC 9113 §4.1), for tests that speak the protocol byte by byte. */
+export function h2Frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+  const head = Buffer.alloc(9);
+  head.writeUIntBE(payload.length, 0, 3);
+  head[3] = type;
+  head[4] = flags;
+  head.writeUInt32BE(stream, 5);
+  return Buffer.concat([head, payload]);
+}
+
+/** The HTTP/2 client connection preface and an empty SETTINGS frame, as a client opens with. */
+export const H2_CLIENT_START = Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), h2Frame(4, 0, 0, Buffer.alloc(0))]);

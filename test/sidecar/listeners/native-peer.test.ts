@@ -33,6 +33,17 @@ async function waitForPort(port: number, proc: ChildProcess, stderr: () => strin
   throw new Error(`haproxy did not listen on ${port}: ${stderr()}`);
 }
 
+/** Writes `config` to `dir`/haproxy.cfg, starts haproxy on it and waits until it listens on `port`. */
+async function startHaproxy(dir: string, config: string, port: number): Promise<ChildProcess> {
+  const cfg = join(dir, 'haproxy.cfg');
+  await writeFile(cfg, `global\n  nbthread 1\ndefaults\n  mode http\n  timeout client 10s\n  timeout server 10s\n  timeout connect 2s\n${config}`);
+  let stderr = '';
+  const proc = spawn('haproxy', ['-db', '-f', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
+  proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  await waitForPort(port, proc, () => stderr);
+  return proc;
+}
+
 describe.skipIf(!HAPROXY)('haproxy calling a Skein sidecar', () => {
   let ca: TestCa;
   let dir: string;
@@ -54,29 +65,18 @@ describe.skipIf(!HAPROXY)('haproxy calling a Skein sidecar', () => {
     const roots = join(dir, 'roots.pem');
     await writeFile(roots, web.trustBundlePem.join('\n'));
     port = await freePort();
-    const cfg = join(dir, 'haproxy.cfg');
     // The PROXY header names the app port (set-dst-port) and goes before the TLS handshake, as haproxy sends it.
-    await writeFile(
-      cfg,
-      `global
-  nbthread 1
-defaults
-  mode http
-  timeout client 10s
-  timeout server 10s
-  timeout connect 2s
-frontend web
+    haproxy = await startHaproxy(
+      dir,
+      `frontend web
   bind 127.0.0.1:${port}
   http-request set-dst-port int(${app.port})
   default_backend api
 backend api
   server api 127.0.0.1:${server.inbound} send-proxy-v2 ssl verify required ca-file ${roots} crt ${pem} alpn http/1.1
 `,
+      port,
     );
-    let stderr = '';
-    haproxy = spawn('haproxy', ['-db', '-f', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
-    haproxy.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-    await waitForPort(port, haproxy, () => stderr);
   });
 
   afterAll(async () => {
@@ -115,28 +115,17 @@ describe.skipIf(!HAPROXY)('a Skein sidecar calling haproxy as the receiving peer
     const roots = join(dir, 'roots.pem');
     await writeFile(roots, api.trustBundlePem.join('\n'));
     port = await freePort();
-    const cfg = join(dir, 'haproxy.cfg');
     // accept-proxy reads the header before TLS; a server without a port sends to the port the header names.
-    await writeFile(
-      cfg,
-      `global
-  nbthread 1
-defaults
-  mode http
-  timeout client 10s
-  timeout server 10s
-  timeout connect 2s
-frontend mesh
+    haproxy = await startHaproxy(
+      dir,
+      `frontend mesh
   bind 127.0.0.1:${port} accept-proxy ssl crt ${pem} ca-file ${roots} verify required alpn http/1.1
   default_backend app
 backend app
   server app 127.0.0.1
 `,
+      port,
     );
-    let stderr = '';
-    haproxy = spawn('haproxy', ['-db', '-f', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
-    haproxy.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-    await waitForPort(port, haproxy, () => stderr);
   });
 
   afterAll(async () => {
