@@ -11,6 +11,7 @@ Commands:
   sidecar         run the proxy beside one workload
   proxy-status    show each connected proxy's config versions and rejected config (NACKs)
   token           print a bootstrap token for a namespace and service account (local CA)
+  cert            issue a mesh certificate and key for a native proxy (haproxy, Envoy) from the local CA
   demo            run the local demo mesh (--smoke: a short self-check that exits)
   version         print Skein's version and the Node.js it runs on (also --version)
 
@@ -32,6 +33,7 @@ const commands: Record<string, () => Promise<Command>> = {
   },
   'proxy-status': async () => (await import('../control-plane/cli/proxy-status.ts')).runProxyStatus,
   token: async () => (await import('../control-plane/cli/token.ts')).runToken,
+  cert: async () => (await import('../control-plane/cli/cert.ts')).runCert,
   demo: async () => (await import('../examples/demo/launcher.ts')).runDemo,
 };
 

@@ -1,0 +1,50 @@
+// `skein cert`: a mesh certificate for a native proxy, issued from the local CA directory.
+import { X509Certificate } from 'node:crypto';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CertificateAuthority, DirectoryCaStore } from '../../../control-plane/ca/index.ts';
+import { runCert } from '../../../control-plane/cli/cert.ts';
+
+const dirs: string[] = [];
+afterEach(async () => {
+  await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+});
+
+async function run(argv: string[]): Promise<{ code: number; err: string }> {
+  let err = '';
+  const code = await runCert(argv, { stdout: () => {}, stderr: (t) => (err += t) });
+  return { code, err };
+}
+
+describe('skein cert', () => {
+  it('writes a certificate for the SPIFFE ID that chains to the CA root, its key 0600, and the trust bundle', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'skein-cert-'));
+    dirs.push(dir);
+    const caDir = join(dir, 'ca');
+    await CertificateAuthority.open({ trustDomain: 'mesh.test', store: new DirectoryCaStore(caDir) });
+    const out = join(dir, 'out');
+    const r = await run(['-n', 'shop', '-s', 'haproxy', '--ca-dir', caDir, '--trust-domain', 'mesh.test', '--ttl', '2h', '--out-dir', out]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toContain('certificate for spiffe://mesh.test/ns/shop/sa/haproxy');
+    const leaf = new X509Certificate(await readFile(join(out, 'cert.pem')));
+    const root = new X509Certificate(await readFile(join(out, 'root-cert.pem')));
+    expect(leaf.subjectAltName).toBe('URI:spiffe://mesh.test/ns/shop/sa/haproxy');
+    expect(leaf.verify(root.publicKey)).toBe(true);
+    expect(new Date(leaf.validTo).getTime() - Date.now()).toBeLessThanOrEqual(2 * 3600_000 + 1000);
+    for (const name of ['key.pem', 'cert-and-key.pem']) expect((await stat(join(out, name))).mode & 0o777).toBe(0o600);
+    expect(await readFile(join(out, 'cert-and-key.pem'), 'utf8')).toMatch(/BEGIN CERTIFICATE[\s\S]*BEGIN PRIVATE KEY/);
+  });
+
+  it('refuses to make a root of its own, and names what is wrong with bad flags', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'skein-cert-'));
+    dirs.push(dir);
+    const none = await run(['-n', 'shop', '-s', 'api', '--ca-dir', join(dir, 'nothing'), '--out-dir', join(dir, 'out')]);
+    expect(none.code).toBe(1);
+    expect(none.err).toContain('no CA in');
+    expect((await run(['-n', 'shop', '-s', 'api', '--out-dir', dir, '--ttl', '30d'])).err).toContain('at most 7d');
+    expect((await run(['-n', 'Shop!', '-s', 'api', '--out-dir', dir])).err).toContain('is not a valid Kubernetes namespace name');
+    expect((await run(['-n', 'shop', '-s', 'api'])).code).toBe(2);
+  });
+});
