@@ -57,7 +57,7 @@ export const SIDECAR_USAGE = `Usage: skein sidecar [flags]
   --admin-address ADDR        admin server, loopback only        (env SKEIN_ADMIN_ADDRESS; default 127.0.0.1:15000)
   --admin-address-unsafe      allow a non-loopback admin address (env SKEIN_ADMIN_ADDRESS_UNSAFE=true)
   --cluster-domain DOMAIN     Kubernetes cluster domain          (env SKEIN_CLUSTER_DOMAIN; default cluster.local)
-  --drain-timeout DURATION    drain time on SIGTERM, e.g. 5s     (env SKEIN_DRAIN_TIMEOUT; default 5s)
+  --drain-timeout DURATION    drain time on SIGTERM or POST /quitquitquit, e.g. 5s (env SKEIN_DRAIN_TIMEOUT; default 5s)
   --xds-protocol MODE         auto | delta | sotw                (env SKEIN_XDS_PROTOCOL; default auto)
   --mtls on|off               mutual TLS between sidecars        (env SKEIN_MTLS; default on; off = plaintext, no CA)
   --token-file FILE           token proving our service account  (env SKEIN_TOKEN_FILE; required with --mtls on)

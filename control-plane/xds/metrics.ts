@@ -62,7 +62,7 @@ export function createXdsMetrics(): XdsMetrics {
     }),
     rejectedRequests: new Counter({
       name: 'skein_xds_rejected_requests_total',
-      help: 'ADS requests that could not be read, by reason (malformed protobuf, too_large: over the receive limit); each ends its stream',
+      help: 'ADS requests that could not be read or used, by reason (malformed protobuf, too_large: over the receive limit, no_node: a first request without node.id); each ends its stream',
       labelNames: ['reason'],
       registers: [registry],
     }),

@@ -86,12 +86,12 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
 
   /**
    * A request this stream cannot read: logged once (peer, node id if known, reason), counted in
-   * skein_xds_rejected_requests_total, and the stream ends (other streams are not affected). A malformed message
-   * ends it with INVALID_ARGUMENT; an oversized one has had RESOURCE_EXHAUSTED sent by grpc-js (`statusSent`).
+   * skein_xds_rejected_requests_total, and the stream ends (other streams are not affected). A malformed message, or
+   * a first request without node.id, ends it with INVALID_ARGUMENT; an oversized one has had RESOURCE_EXHAUSTED sent by grpc-js (`statusSent`).
    */
-  rejectRequest(kind: 'malformed' | 'too_large', reason: string, statusSent: boolean): void {
+  rejectRequest(kind: 'malformed' | 'too_large' | 'no_node', reason: string, statusSent: boolean): void {
     if (this.closed) return;
-    const code = kind === 'malformed' ? grpc.status.INVALID_ARGUMENT : grpc.status.RESOURCE_EXHAUSTED;
+    const code = kind === 'too_large' ? grpc.status.RESOURCE_EXHAUSTED : grpc.status.INVALID_ARGUMENT;
     let peer = '(unknown)';
     try {
       peer = this.call.getPeer();
@@ -113,7 +113,7 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
     }
     if (!this.node) {
       if (!req.node?.id) {
-        this.terminate(grpc.status.INVALID_ARGUMENT, 'first request must carry node.id');
+        this.rejectRequest('no_node', 'first request must carry node.id', false);
         return;
       }
       this.start(req.node);

@@ -250,7 +250,8 @@ describe('SotW ADS', () => {
     const st = await bad.ended();
     expect(st.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(st.details).toBe('first request must carry node.id');
-    expect(h.logs.some((l) => l.level === 'error' && l.fields.reason === 'first request must carry node.id')).toBe(true);
+    expect(h.logs.some((l) => l.level === 'warn' && l.fields.reason === 'first request must carry node.id' && l.fields.nodeId === '(not sent yet)')).toBe(true);
+    expect(await h.server.metrics.registry.metrics()).toContain('skein_xds_rejected_requests_total{reason="no_node"} 1');
     h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('z')] } } });
     expect(names(await good.next())).toEqual(['a', 'b', 'z']);
   });
