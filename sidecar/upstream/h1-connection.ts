@@ -113,14 +113,16 @@ export class H1Connection {
   }
 
   /**
-   * The request was given up mid-exchange. When the whole request went out, the connection stays to read the rest of
-   * the response and throw it away (at most DISCARD_MS and DISCARD_BYTES), then goes back to the pool: a caller that
+   * The request was given up mid-exchange. When the whole request went out and the response has begun, the
+   * connection stays to read the rest of the response and throw it away (at most DISCARD_MS and DISCARD_BYTES), then goes back to the pool: a caller that
    * gives up (a client timeout, a load generator's) does not cost a new connection, over mTLS a new handshake, each
    * time. Otherwise, or past those limits, it closes.
    */
   abandon(): void {
     const user = this.user;
-    if (user !== undefined && user.requestSent && this.ready && !this.parsing && !this.closed && !this.ended) {
+    // Only once the response has begun: an app that has not answered yet may be hung, and a connection waiting on it
+    // would hold one of the endpoint's connection slots for nothing.
+    if (user !== undefined && user.requestSent && this.reader.started && this.ready && !this.parsing && !this.closed && !this.ended) {
       const discard = new Discard(this);
       this.user = discard;
       this.reader.redirect(discard);

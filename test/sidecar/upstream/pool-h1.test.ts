@@ -131,11 +131,15 @@ describe('HTTP/1.1 upstream pool', () => {
     expect(c.stat().endpoints[0]?.active).toBe(0);
   });
 
-  it('keeps the connection of a request given up after it went out: the rest of the response is read and dropped', async () => {
+  it('keeps the connection of a request given up once its response began: the rest is read and dropped', async () => {
     let conns = 0;
     const big = Buffer.alloc(1024 * 1024, 'x');
     const s = http.createServer((req, res) => {
       if (req.url === '/late') setTimeout(() => res.end('late answer'), 150);
+      else if (req.url === '/trickle') {
+        res.write('first part, ');
+        setTimeout(() => res.end('and the rest'), 150);
+      }
       else if (req.url === '/huge') res.end(big);
       else if (req.url === '/never') return;
       else res.end('ok');
@@ -146,7 +150,7 @@ describe('HTTP/1.1 upstream pool', () => {
     const registry = new Registry();
     const c = cluster(port, registry);
     clusters.push(c);
-    /** Sends `path` and gives it up `afterMs` later (0: as soon as the response starts). */
+    /** Sends `path` and gives it up `afterMs` later (0: just after the response starts). */
     const giveUp = (path: string, afterMs: number) =>
       new Promise<void>((resolve) => {
         const e = c.pick({ hash: undefined })!;
@@ -157,10 +161,8 @@ describe('HTTP/1.1 upstream pool', () => {
             if (afterMs > 0) setTimeout(() => (controller?.abort(), resolve()), afterMs);
           },
           onResponseStart: () => {
-            if (afterMs === 0) {
-              controller?.abort();
-              resolve();
-            }
+            // As a client leaving would: in a later event, not inside the upstream parser's callback.
+            if (afterMs === 0) setImmediate(() => (controller?.abort(), resolve()));
           },
           onResponseData: () => true,
           onResponseEnd: () => resolve(),
@@ -168,8 +170,8 @@ describe('HTTP/1.1 upstream pool', () => {
         };
         e.pool.request({ cluster: 'c', method: 'GET', path, authority: 'c', headers: [], body: null, hash: undefined, wantsH2: false, timeoutMs: 0 }, handler, false);
       });
-    await giveUp('/late', 20);
-    await new Promise((r) => setTimeout(r, 300)); // the late answer arrives and is dropped
+    await giveUp('/trickle', 0);
+    await new Promise((r) => setTimeout(r, 300)); // the rest arrives and is dropped
     expect((await send(c, '/next')).body).toBe('ok');
     expect(conns).toBe(1);
     // A response too large to be worth reading closes its connection instead.
@@ -177,6 +179,11 @@ describe('HTTP/1.1 upstream pool', () => {
     await new Promise((r) => setTimeout(r, 100));
     expect((await send(c, '/after-huge')).body).toBe('ok');
     expect(conns).toBe(2);
+    // So does one given up before the app answered at all (it may be hung: no slot is held for it).
+    await giveUp('/late', 20);
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await send(c, '/after-late')).body).toBe('ok');
+    expect(conns).toBe(3);
     expect(c.stat().endpoints[0]?.active).toBe(0);
   });
 
