@@ -7,7 +7,7 @@ import { identityProblem, issueLeaf, MAX_LEAF_TTL_MS } from '../ca/issue.ts';
 import { ROOT_CERT_FILE } from '../ca/store.ts';
 import { parseDurationMs } from '../ca/tokens.ts';
 import { forgePrivateKey, generateRsaKey, publicKeyOf } from '../ca/x509.ts';
-import { DEFAULT_CA_DIR, type TokenCliIo } from './token.ts';
+import { DEFAULT_CA_DIR, processIo, type TokenCliIo } from './token.ts';
 
 const USAGE = `Usage: skein cert --namespace NS --service-account SA --out-dir DIR [--ca-dir DIR] [--trust-domain TD] [--ttl 24h]
 
@@ -29,11 +29,6 @@ Options:
       --ttl DURATION          lifetime, e.g. 24h or 7d (default 24h, at most 7d)
   -h, --help                  show this help
 `;
-
-const processIo: TokenCliIo = {
-  stdout: (text) => process.stdout.write(text),
-  stderr: (text) => process.stderr.write(text),
-};
 
 /** Runs `skein cert` with the arguments after the subcommand; resolves to the exit code. */
 export async function runCert(argv: readonly string[], io: TokenCliIo = processIo): Promise<number> {

@@ -30,7 +30,8 @@ export interface TokenCliIo {
   readonly stderr: (text: string) => void;
 }
 
-const processIo: TokenCliIo = {
+/** The process's stdout and stderr, the CLI commands' default io (tests pass their own). */
+export const processIo: TokenCliIo = {
   stdout: (text) => process.stdout.write(text),
   stderr: (text) => process.stderr.write(text),
 };

@@ -62,6 +62,8 @@ export class OutboundListener implements DownstreamHost {
   /** HTTP/1.1 connections (after the preface sniff), for the header-timeout sweep and draining. */
   private readonly h1 = new Set<DownstreamConnection>();
   private readonly idle: IdleSweeper;
+  /** How long a client connection may sit idle (nothing in flight, or nothing sent yet) before it is closed. */
+  private readonly idleTimeoutMs: number;
   private headerSweep: NodeJS.Timeout | undefined;
   headersTimeoutMs: number;
   /** The request head limit for new connections (the listener's max_request_headers_kb, else the sidecar's option). */
@@ -88,9 +90,10 @@ export class OutboundListener implements DownstreamHost {
     this.h2 = http2.createServer({ maxSessionMemory: 32 });
     this.h2.on('stream', (stream, headers, flags) => this.onH2Stream(stream, headers, flags));
     logSessionErrors(this.h2, log, 'outbound');
-    closeIdleSessions(this.h2, options.idleTimeoutMs ?? IDLE_TIMEOUT_MS);
+    this.idleTimeoutMs = options.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
+    closeIdleSessions(this.h2, this.idleTimeoutMs);
     this.server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.onConnection(socket));
-    this.idle = new IdleSweeper(this.sockets, options.idleTimeoutMs ?? IDLE_TIMEOUT_MS);
+    this.idle = new IdleSweeper(this.sockets, this.idleTimeoutMs);
   }
 
   get port(): number {
@@ -151,7 +154,7 @@ export class OutboundListener implements DownstreamHost {
     };
     // A connection that says nothing yet is idle, not slow (clients open spare connections ahead of need): it gets the
     // idle timeout, as in Envoy; the header timeout starts with the first bytes of a request.
-    socket.setTimeout(this.options.idleTimeoutMs ?? IDLE_TIMEOUT_MS, onSilent);
+    socket.setTimeout(this.idleTimeoutMs, onSilent);
     socket.once('end', onSilent);
     const onData = (chunk: Buffer): void => {
       head = head === undefined ? chunk : Buffer.concat([head, chunk]);
