@@ -11,7 +11,8 @@ const HEALTH_RANK: Readonly<Record<Health, number>> = { HEALTHY: 0, DRAINING: 1,
 
 /**
  * Kubernetes endpoint conditions to Envoy health: ready (or unset, or publishNotReadyAddresses) is HEALTHY;
- * serving while terminating is DRAINING (finish, send nothing new); anything else is UNHEALTHY.
+ * serving while terminating is DRAINING (finish, send nothing new; HEALTHY when no endpoint is ready, below);
+ * anything else is UNHEALTHY.
  */
 export function endpointHealth(
   conditions: { ready?: boolean; serving?: boolean; terminating?: boolean } | undefined,
@@ -103,13 +104,34 @@ export function buildLoadAssignment(input: EndpointsInput): { cla: ClusterLoadAs
     else zones.set(ep.zone, [lb]);
   }
 
-  const endpoints = [...zones.keys()].sort().map((zone) => ({
-    locality: { zone },
-    lb_endpoints: zones.get(zone) ?? [],
-    load_balancing_weight: { value: 1 },
-    priority: 0,
-  }));
+  // kube-proxy's fallback: with no ready endpoint left, the serving-terminating ones take new connections (a
+  // one-replica Deployment rolling keeps answering). Sent as HEALTHY so that every client does the same: gRPC's xDS
+  // clients drop DRAINING endpoints, and Envoy would only reach them in panic mode.
+  const all = [...zones.values()].flat();
+  if (!all.some((ep) => ep.health_status === 'HEALTHY')) {
+    for (const ep of all) if (ep.health_status === 'DRAINING') ep.health_status = 'HEALTHY';
+  }
+  const endpoints = [...zones.keys()].sort().map((zone) => {
+    const lbEndpoints = zones.get(zone) ?? [];
+    return {
+      locality: { zone },
+      lb_endpoints: lbEndpoints,
+      load_balancing_weight: { value: localityWeight(lbEndpoints) },
+      priority: 0,
+    };
+  });
   return { cla: { cluster_name: input.clusterName, endpoints }, errors };
+}
+
+/**
+ * A zone's weight is the number of its endpoints taking traffic (at least 1, as xDS requires), as Istio sends it:
+ * gRPC's xDS clients pick a zone by weight first, so equal weights would give a zone's lone replica as much as
+ * a whole zone of them. Envoy ignores zone weights unless told to weigh localities; Skein's sidecar ignores them.
+ */
+function localityWeight(endpoints: readonly LbEndpoint[]): number {
+  let n = 0;
+  for (const ep of endpoints) if (ep.health_status === 'HEALTHY') n++;
+  return Math.max(1, n);
 }
 
 /** Orders IPv4 numerically (10.0.0.9 before 10.0.0.10), then anything else as text. */

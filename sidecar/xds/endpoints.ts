@@ -13,12 +13,8 @@ export function mapHealth(status: string): EndpointHealth {
   return 'unhealthy';
 }
 
-/** Largest weight Envoy accepts for an endpoint × locality product (uint32). */
-const MAX_WEIGHT = 0xffffffff;
-
 function decodeLbEndpoint(
   ep: LbEndpoint,
-  localityWeight: number,
   path: string,
   problems: Problems,
   dnsAllowed: boolean,
@@ -68,7 +64,7 @@ function decodeLbEndpoint(
   return {
     address: sa.address,
     port: sa.port_value ?? 0,
-    weight: Math.min(weight * localityWeight, MAX_WEIGHT),
+    weight,
     health: mapHealth(ep.health_status),
     ...(inboundPort !== undefined ? { inboundPort } : {}),
     ...(proxyProtocol !== undefined ? { proxyProtocol } : {}),
@@ -94,13 +90,13 @@ export function decodeEndpoints(
     if (locality.priority !== 0) {
       problems.add(`${lpath}.priority`, `priority ${locality.priority} is not supported (only 0)`);
     }
-    let localityWeight = 1;
-    if (locality.load_balancing_weight) {
-      if (locality.load_balancing_weight.value < 1) problems.add(`${lpath}.load_balancing_weight`, 'must be at least 1');
-      else localityWeight = locality.load_balancing_weight.value;
+    // Zone weights are checked but not used, as Envoy does without locality_weighted_lb_config: endpoints are
+    // balanced by their own weights across zones (the control plane sends zone weights for gRPC's xDS clients).
+    if (locality.load_balancing_weight && locality.load_balancing_weight.value < 1) {
+      problems.add(`${lpath}.load_balancing_weight`, 'must be at least 1');
     }
     locality.lb_endpoints.forEach((ep, j) => {
-      const decoded = decodeLbEndpoint(ep, localityWeight, `${lpath}.lb_endpoints[${j}]`, problems, dnsAllowed);
+      const decoded = decodeLbEndpoint(ep, `${lpath}.lb_endpoints[${j}]`, problems, dnsAllowed);
       if (decoded) out.push(decoded);
     });
   });

@@ -10,7 +10,7 @@ export interface EndpointConfig {
   /** The workload's own address (pod IP and target port), as EDS names it. */
   readonly address: string;
   readonly port: number;
-  /** EDS load_balancing_weight (endpoint weight × locality weight), at least 1. */
+  /** The endpoint's EDS load_balancing_weight, at least 1 (zone weights are not used, as in Envoy by default). */
   readonly weight: number;
   readonly health: EndpointHealth;
   /** Set when the endpoint runs a Skein sidecar: connect to address:inboundPort and tell it `port` (PROXY protocol v2). */

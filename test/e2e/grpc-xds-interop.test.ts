@@ -43,8 +43,14 @@ async function startEchoServer(protoPath: string, name: string): Promise<EchoSer
   return { name, port, server };
 }
 
+/** Where a server's endpoint sits (its zone) and whether its pod is terminating (still serving). */
+interface Placement {
+  readonly zone?: string;
+  readonly terminating?: boolean;
+}
+
 /** The registry: Service echo.default (gRPC port 50051 → named targetPort) with one EndpointSlice per server. */
-function registryObjects(servers: readonly EchoServer[]): object[] {
+function registryObjects(servers: readonly EchoServer[], placement: Readonly<Record<string, Placement>>): object[] {
   const objects: object[] = [
     {
       apiVersion: 'v1',
@@ -58,7 +64,8 @@ function registryObjects(servers: readonly EchoServer[]): object[] {
     },
   ];
   for (const s of servers) {
-    // Both servers share 127.0.0.1, so each needs its own slice: a slice's ports apply to all of its endpoints.
+    const { zone, terminating = false } = placement[s.name] ?? {};
+    // The servers share 127.0.0.1, so each needs its own slice: a slice's ports apply to all of its endpoints.
     objects.push(
       {
         apiVersion: 'discovery.k8s.io/v1',
@@ -73,7 +80,8 @@ function registryObjects(servers: readonly EchoServer[]): object[] {
         endpoints: [
           {
             addresses: ['127.0.0.1'],
-            conditions: { ready: true, serving: true, terminating: false },
+            conditions: { ready: !terminating, serving: true, terminating },
+            ...(zone ? { zone } : {}),
             targetRef: { kind: 'Pod', name: `echo-${s.name}`, namespace: 'default' },
           },
         ],
@@ -90,9 +98,9 @@ function registryObjects(servers: readonly EchoServer[]): object[] {
   return objects;
 }
 
-function writeRegistry(path: string, servers: readonly EchoServer[]): void {
+function writeRegistry(path: string, servers: readonly EchoServer[], placement: Readonly<Record<string, Placement>> = {}): void {
   const tmp = `${path}.tmp`;
-  writeFileSync(tmp, registryObjects(servers).map((o) => dump(o, { noRefs: true })).join('---\n'));
+  writeFileSync(tmp, registryObjects(servers, placement).map((o) => dump(o, { noRefs: true })).join('---\n'));
   renameSync(tmp, path);
 }
 
@@ -184,9 +192,9 @@ describe.skipIf(!available)(title, () => {
     dir = mkdtempSync(join(tmpdir(), 'skein-xds-interop-'));
     const protoPath = join(dir, 'echo.proto');
     writeFileSync(protoPath, ECHO_PROTO);
-    servers = [await startEchoServer(protoPath, 'a'), await startEchoServer(protoPath, 'b')];
+    servers = [await startEchoServer(protoPath, 'a'), await startEchoServer(protoPath, 'b'), await startEchoServer(protoPath, 'c')];
     registryPath = join(dir, 'registry.yaml');
-    writeRegistry(registryPath, servers);
+    writeRegistry(registryPath, servers.slice(0, 2));
     cp = await ControlPlaneProcess.start({ registry: registryPath, debounceMs: 20, readyTimeoutMs: 15_000 });
     client = new XdsClient(protoPath, {
       xds_servers: [{ server_uri: cp.xdsAddress, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
@@ -205,6 +213,7 @@ describe.skipIf(!available)(title, () => {
   it('reaches both endpoints, then only the one left after the registry drops the other', async () => {
     const c = client as XdsClient;
     const first = await callUntil(c, 8000, (names) => names.includes('a') && names.includes('b'));
+    expect(first.names).not.toContain('c');
     const context = () => `errors: ${first.errors.slice(0, 3).join('; ')}\nclient: ${c.stderr}\ncontrol plane: ${cp?.logTail()}`;
     expect(new Set(first.names), context()).toEqual(new Set(['a', 'b']));
 
@@ -216,5 +225,33 @@ describe.skipIf(!available)(title, () => {
     const settled = await c.call(20);
     expect(settled.errors).toEqual([]);
     expect(new Set(settled.names)).toEqual(new Set(['a']));
+  });
+
+  it('shares calls per endpoint, not per zone: a zone with one replica gets a third when the other zone has two', async () => {
+    const c = client as XdsClient;
+    writeRegistry(registryPath, servers, { a: { zone: 'zone-a' }, b: { zone: 'zone-b' }, c: { zone: 'zone-b' } });
+    await callUntil(c, 8000, (names) => names.length >= 30 && ['a', 'b', 'c'].every((n) => names.slice(-30).includes(n)));
+    const counts: Record<string, number> = {};
+    let errors: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const r = await c.call(30);
+      for (const n of r.names) counts[n] = (counts[n] ?? 0) + 1;
+      errors = [...errors, ...r.errors];
+    }
+    expect(errors).toEqual([]);
+    // 600 calls: a third each is 200; with equal zone weights zone-a's lone replica would take about 300.
+    expect(counts.a ?? 0, JSON.stringify(counts)).toBeGreaterThan(140);
+    expect(counts.a ?? 0, JSON.stringify(counts)).toBeLessThan(260);
+    expect((counts.b ?? 0) + (counts.c ?? 0), JSON.stringify(counts)).toBe(600 - (counts.a ?? 0));
+  });
+
+  it('keeps answering when every endpoint is terminating but still serving (kube-proxy’s fallback)', async () => {
+    const c = client as XdsClient;
+    writeRegistry(registryPath, servers.slice(0, 1), { a: { terminating: true } });
+    const after = await callUntil(c, 8000, (names) => names.length >= 20 && names.slice(-20).every((n) => n === 'a'));
+    expect(after.names.slice(-20), `errors: ${after.errors.slice(0, 3).join('; ')}`).toEqual(Array(20).fill('a'));
+    const settled = await c.call(20);
+    expect(settled.errors).toEqual([]);
+    expect(settled.names).toEqual(Array(20).fill('a'));
   });
 });

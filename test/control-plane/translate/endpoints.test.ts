@@ -105,18 +105,51 @@ describe('endpoints', () => {
     expect(pack(TYPE_URL.endpoint, one as object).value.equals(pack(TYPE_URL.endpoint, two as object).value)).toBe(true);
   });
 
-  it('groups endpoints by zone, weight 1 and priority 0 on every locality', () => {
+  it('groups endpoints by zone, priority 0, each zone weighted by its endpoints taking traffic (at least 1)', () => {
     const state = registryState(
       [web()],
-      [slice('shop', 'web', 'w', [{ name: 'http', port: 8080 }], [{ ip: '10.1.0.1', zone: 'b' }, { ip: '10.1.0.2' }, { ip: '10.1.0.3', zone: 'a' }])],
+      [
+        slice('shop', 'web', 'w', [{ name: 'http', port: 8080 }], [
+          { ip: '10.1.0.1', zone: 'b' },
+          { ip: '10.1.0.2' },
+          { ip: '10.1.0.3', zone: 'a' },
+          { ip: '10.1.0.4', zone: 'b' },
+          { ip: '10.1.0.5', zone: 'b', ready: false },
+          { ip: '10.1.0.6', zone: 'c', ready: false },
+          { ip: '10.1.0.7', zone: 'c', ready: false, serving: true, terminating: true },
+        ]),
+      ],
     );
     const cla = decodedCla(state);
     expect(cla.cluster_name).toBe(WEB);
     expect(cla.endpoints.map((l) => [l.locality?.zone, l.load_balancing_weight?.value, l.priority, l.lb_endpoints.length])).toEqual([
       ['', 1, 0, 1],
       ['a', 1, 0, 1],
-      ['b', 1, 0, 1],
+      ['b', 2, 0, 3],
+      ['c', 1, 0, 2],
     ]);
+  });
+
+  it('sends serving-terminating endpoints as HEALTHY when no endpoint is ready (kube-proxy’s fallback)', () => {
+    const state = registryState(
+      [web()],
+      [
+        slice('shop', 'web', 'w', [{ name: 'http', port: 8080 }], [
+          { ip: '10.1.0.1', zone: 'a', ready: false, serving: true, terminating: true },
+          { ip: '10.1.0.2', zone: 'b', ready: false, serving: true, terminating: true },
+          { ip: '10.1.0.3', zone: 'b', ready: false, serving: false, terminating: true },
+          { ip: '10.1.0.4', zone: 'b', ready: false },
+        ]),
+      ],
+    );
+    const cla = decodedCla(state);
+    expect(flat(cla).map((e) => [e.address, e.health])).toEqual([
+      ['10.1.0.1:8080', 'HEALTHY'],
+      ['10.1.0.2:8080', 'HEALTHY'],
+      ['10.1.0.3:8080', 'UNHEALTHY'],
+      ['10.1.0.4:8080', 'UNHEALTHY'],
+    ]);
+    expect(cla.endpoints.map((l) => l.load_balancing_weight?.value)).toEqual([1, 1]);
   });
 
   it('adds pod, namespace, service account and inbound port metadata where known', () => {

@@ -169,7 +169,7 @@ describe('ClusterLoadAssignment', () => {
     ...extra,
   });
 
-  it('maps weights, health and skein metadata', () => {
+  it('maps endpoint weights (not zone weights, as Envoy by default), health and skein metadata', () => {
     const r = decode(TYPE_URL.endpoint, {
       cluster_name: CLUSTER,
       endpoints: [
@@ -208,7 +208,7 @@ describe('ClusterLoadAssignment', () => {
       {
         address: '10.0.0.1',
         port: 8080,
-        weight: 6,
+        weight: 2,
         health: 'healthy',
         inboundPort: 15006,
         proxyProtocol: 'outside-tls',
@@ -216,7 +216,7 @@ describe('ClusterLoadAssignment', () => {
         namespace: 'default',
         serviceAccount: 'web',
       },
-      { address: '10.0.0.2', port: 8080, weight: 3, health: 'draining' },
+      { address: '10.0.0.2', port: 8080, weight: 1, health: 'draining' },
       { address: '10.0.0.3', port: 8080, weight: 1, health: 'healthy' },
       { address: '10.0.0.4', port: 8080, weight: 1, health: 'unhealthy' },
       { address: '10.0.0.5', port: 8080, weight: 1, health: 'unhealthy' },
