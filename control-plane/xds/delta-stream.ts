@@ -53,6 +53,8 @@ interface TypeState {
   pendingAll: boolean;
   /** Newly subscribed names: answered with removed_resources if they do not exist, so nobody waits for them. */
   readonly announceAbsent: Set<string>;
+  /** Names to send on the next flush even if the client holds their version (re-subscribed, or a warming Cluster's CLA). */
+  readonly resend: Set<string>;
   mustRespond: boolean;
   changedAt: number | undefined;
   readonly inflight: Map<string, InflightResponse>;
@@ -72,6 +74,7 @@ function newTypeState(wildcard: boolean): TypeState {
     pending: new Set(),
     pendingAll: false,
     announceAbsent: new Set(),
+    resend: new Set(),
     mustRespond: true,
     changedAt: undefined,
     inflight: new Map(),
@@ -156,6 +159,7 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     st.known.delete(name);
     st.unacked.delete(name);
     st.pending.delete(name);
+    st.resend.delete(name);
   }
 
   private onAckOrNack(st: TypeState, typeUrl: TypeUrl, req: DeltaDiscoveryRequest__Output): void {
@@ -208,6 +212,19 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     if (touches) st.changedAt = st.changedAt === undefined ? changedAt : Math.min(st.changedAt, changedAt);
   }
 
+  protected resendEndpoints(names: readonly string[], changedAt: number): void {
+    const st = this.types.get(TYPE_URL.endpoint);
+    if (!st || !this.types.has(TYPE_URL.cluster)) return;
+    let touches = false;
+    for (const name of names) {
+      if (!st.wildcard && !st.names.has(name)) continue;
+      st.pending.add(name);
+      st.resend.add(name);
+      touches = true;
+    }
+    if (touches) st.changedAt = st.changedAt === undefined ? changedAt : Math.min(st.changedAt, changedAt);
+  }
+
   protected hasPending(typeUrl: TypeUrl): boolean {
     const st = this.types.get(typeUrl);
     return st !== undefined && (st.mustRespond || st.pendingAll || st.pending.size > 0);
@@ -236,7 +253,7 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
       const r = map.get(name);
       const held = st.known.version(name);
       if (r) {
-        if (held === r.version) continue;
+        if (held === r.version && !st.resend.has(name)) continue;
         const before = st.unacked.get(name);
         st.unacked.set(name, { version: r.version, acked: before ? before.acked : held, seq, rejected: false });
         st.known.set(name, r);
@@ -254,6 +271,7 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     const changedAt = st.changedAt;
     st.pending.clear();
     st.announceAbsent.clear();
+    st.resend.clear();
     st.pendingAll = false;
     st.mustRespond = false;
     st.changedAt = undefined;

@@ -43,6 +43,8 @@ interface TypeState {
   changed: Set<string> | typeof ALL;
   /** EDS/RDS: names subscribed since the last response (ALL: the first request). */
   added: Set<string> | typeof ALL;
+  /** EDS: subscribed names to send even if the client holds their version (their Cluster changed: warming). */
+  resend: Set<string>;
   lastSent: SentRecord | undefined;
   lastAcked: SentRecord | undefined;
 }
@@ -159,6 +161,7 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
         changedAt: undefined,
         changed: new Set(),
         added: ALL,
+        resend: new Set(),
         lastSent: undefined,
         lastAcked: undefined,
       };
@@ -239,6 +242,20 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     st.changedAt = st.changedAt === undefined ? changedAt : Math.min(st.changedAt, changedAt);
   }
 
+  protected resendEndpoints(names: readonly string[], changedAt: number): void {
+    const st = this.types.get(TYPE_URL.endpoint);
+    if (!st || !this.types.has(TYPE_URL.cluster)) return;
+    let touches = false;
+    for (const name of names) {
+      if (!st.names.has(name)) continue;
+      st.resend.add(name);
+      touches = true;
+    }
+    if (!touches) return;
+    st.dirty = true;
+    st.changedAt = st.changedAt === undefined ? changedAt : Math.min(st.changedAt, changedAt);
+  }
+
   protected hasPending(typeUrl: TypeUrl): boolean {
     const st = this.types.get(typeUrl);
     return st !== undefined && (st.dirty || st.mustRespond);
@@ -256,7 +273,8 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     const map = resourcesOf(this.view, typeUrl);
     const response = st.wildcard ? wildcardResponse(map) : namedResponse(map, st.names);
     const { anys, version } = response;
-    const mustRespond = st.mustRespond;
+    const mustRespond = st.mustRespond || st.resend.size > 0;
+    if (st.resend.size > 0) st.resend = new Set();
     const changedAt = st.changedAt;
     st.dirty = false;
     st.mustRespond = false;
@@ -276,12 +294,13 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     const map = resourcesOf(this.view, typeUrl);
     const prev = st.lastSent;
     const everything = st.changed === ALL || st.added === ALL || !prev;
+    const resend = st.resend;
     const carried: VersionedResource[] = [];
     const look = (name: string, isNew: boolean): void => {
       if (!st.names.has(name)) return;
       const r = map.get(name);
       if (!r) return;
-      const held = isNew || !prev?.names?.has(name) ? undefined : prev.resources.get(name);
+      const held = isNew || resend.has(name) || !prev?.names?.has(name) ? undefined : prev.resources.get(name);
       if (held?.version !== r.version) carried.push(r);
     };
     if (everything) {
@@ -290,7 +309,8 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     } else {
       const added = st.added as Set<string>;
       for (const name of added) look(name, true);
-      for (const name of st.changed as Set<string>) if (!added.has(name)) look(name, false);
+      for (const name of resend) if (!added.has(name)) look(name, true);
+      for (const name of st.changed as Set<string>) if (!added.has(name) && !resend.has(name)) look(name, false);
     }
     const mustRespond = st.mustRespond;
     const changedAt = st.changedAt;
@@ -299,6 +319,7 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     st.changedAt = undefined;
     st.changed = new Set();
     st.added = new Set();
+    if (resend.size > 0) st.resend = new Set();
     if (carried.length === 0 && !mustRespond) {
       // Nothing the client lacks: it holds this map's version of every subscribed name now (the old map can go).
       if (prev && prev.resources !== map) {

@@ -1,11 +1,12 @@
 // The life of one ADS stream, shared by SotW and delta: node check, scope, publishes, ordered flushes, ACK/NACK books.
 import * as grpc from '@grpc/grpc-js';
-import { ADS_ORDER, kindOf, shortName, type Node__Output, type TypeUrl } from '../../proto/index.ts';
-import type { ScopeResources, Snapshot } from '../cache/snapshot.ts';
+import { ADS_ORDER, kindOf, shortName, type Node__Output, TYPE_URL, type TypeUrl } from '../../proto/index.ts';
+import type { ResourcesByName, ScopeResources, Snapshot } from '../cache/snapshot.ts';
 import { DEFAULT_SLICE_MS } from '../slices.ts';
 import { malformedReason } from './bad-requests.ts';
 import { tracer, tracing } from './log.ts';
 import type { XdsMode } from './metrics.ts';
+import { changedBetween } from './shared-state.ts';
 import type { ProxyStatusRecord, ResourceStatus } from './status.ts';
 import {
   type AdsStream,
@@ -75,6 +76,11 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
   protected abstract subscribedTypes(): Iterable<TypeUrl>;
   /** Records that names of a type changed in the scope, at snapshot.changedAt. */
   protected abstract markChanged(typeUrl: TypeUrl, changed: Changed, changedAt: number): void;
+  /**
+   * Clusters changed: their ClusterLoadAssignments (`names`) must be sent again even if unchanged, as Envoy finishes
+   * warming an updated Cluster only on a new CLA response. Only names the stream subscribes to (with CDS) count.
+   */
+  protected abstract resendEndpoints(names: readonly string[], changedAt: number): void;
   protected abstract hasPending(typeUrl: TypeUrl): boolean;
   /** Builds and writes the response for a type with pending work. */
   protected abstract flushType(typeUrl: TypeUrl): void;
@@ -170,6 +176,13 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
         if (prev.get(typeUrl) === next.get(typeUrl)) continue;
         this.markChanged(typeUrl, changes?.get(typeUrl) ?? ALL, snapshot.changedAt);
       }
+      const prevClusters = prev.get(TYPE_URL.cluster);
+      const nextClusters = next.get(TYPE_URL.cluster);
+      if (prevClusters !== nextClusters && nextClusters !== undefined) {
+        const changed = changes?.get(TYPE_URL.cluster) ?? changedBetween(prevClusters ?? EMPTY_MAP, nextClusters);
+        const names = endpointNamesOf(nextClusters, changed);
+        if (names.length > 0) this.resendEndpoints(names, snapshot.changedAt);
+      }
       this.scheduleFlush();
     });
   }
@@ -264,6 +277,27 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
       this.terminate(grpc.status.INTERNAL, `xDS stream failed: ${errorText(err)}`);
     }
   }
+}
+
+const EMPTY_MAP: ResourcesByName = new Map();
+
+/** Per change list (shared by every stream of a scope, and by scopes): the CLA names of its EDS clusters. */
+const endpointNamesCache = new WeakMap<object, { readonly clusters: ResourcesByName; readonly names: readonly string[] }>();
+
+/**
+ * The ClusterLoadAssignment names (eds_cluster_config.service_name, else the cluster's name) of the EDS clusters
+ * among `changed` that `clusters` still has. Computed once per change list and map, whatever the number of streams.
+ */
+export function endpointNamesOf(clusters: ResourcesByName, changed: Iterable<string> & object): readonly string[] {
+  const hit = endpointNamesCache.get(changed);
+  if (hit?.clusters === clusters) return hit.names;
+  const names: string[] = [];
+  for (const name of changed) {
+    const c = clusters.get(name)?.message as { type?: string; eds_cluster_config?: { service_name?: string } } | undefined;
+    if (c?.type === 'EDS') names.push(c.eds_cluster_config?.service_name || name);
+  }
+  endpointNamesCache.set(changed, { clusters, names });
+  return names;
 }
 
 /**

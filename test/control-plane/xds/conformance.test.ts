@@ -1,0 +1,87 @@
+// Points of Envoy's xDS protocol doc checked against a real grpc-js client: cluster warming, re-subscription, "*".
+import { afterEach, describe, expect, it } from 'vitest';
+import { TYPE_URL, unpack } from '../../../proto/index.ts';
+import { type DeltaReader, envoyNode, openDelta, openSotw, type SotwReader } from './ads-client.ts';
+import { cluster, endpoints, listener, route } from './fake-cache.ts';
+import { type Harness, startHarness } from './harness.ts';
+
+const SCOPE = 'envoy/default';
+let h: Harness;
+afterEach(async () => {
+  await h?.close();
+});
+
+const base = () => ({
+  [SCOPE]: {
+    [TYPE_URL.cluster]: { put: [cluster('a'), cluster('b'), cluster('c')] },
+    [TYPE_URL.endpoint]: { put: [endpoints('a', '10.0.0.1'), endpoints('b', '10.0.0.2'), endpoints('c', '10.0.0.3')] },
+    [TYPE_URL.listener]: { put: [listener('virtualOutbound')] },
+    [TYPE_URL.route]: { put: [route('outbound/default', 'a')] },
+  },
+});
+
+const sotwNames = (r: { resources: { type_url: string; value: Buffer }[] }) =>
+  r.resources.map((any) => {
+    const m = unpack<{ name?: string; cluster_name?: string }>(any);
+    return m.name || m.cluster_name;
+  });
+const deltaNames = (r: { resources: { name: string }[] }) => r.resources.map((x) => x.name).sort();
+
+/** Reads the next SotW response and ACKs it with the names given for its type. */
+async function sotwAck(s: SotwReader, subscribed: Record<string, string[]> = {}) {
+  const r = await s.next();
+  s.send({ type_url: r.type_url, version_info: r.version_info, response_nonce: r.nonce, resource_names: subscribed[r.type_url] ?? [] });
+  return r;
+}
+
+async function deltaAck(s: DeltaReader) {
+  const r = await s.next();
+  s.send({ type_url: r.type_url, response_nonce: r.nonce });
+  return r;
+}
+
+/** A response type later in ADS order than `typeUrl`'s, sent as a barrier: it arrives first if nothing else was due. */
+async function nothingPending(s: SotwReader | DeltaReader, sotw: boolean): Promise<string> {
+  if (sotw) (s as SotwReader).send({ type_url: TYPE_URL.route, resource_names: ['outbound/default'] });
+  else (s as DeltaReader).send({ type_url: TYPE_URL.route, resource_names_subscribe: ['outbound/default'] });
+  return (await s.next()).type_url;
+}
+
+describe('resource warming: a changed Cluster gets its ClusterLoadAssignment again', () => {
+  it('SotW: the CLA of a cluster whose connect timeout changed is sent after CDS, and only that one', async () => {
+    h = await startHarness(base());
+    const s = openSotw(h.client());
+    const subscribed = { [TYPE_URL.endpoint]: ['a', 'b'] };
+    s.send({ node: envoyNode('w1'), type_url: TYPE_URL.cluster });
+    await sotwAck(s, subscribed);
+    s.send({ type_url: TYPE_URL.endpoint, resource_names: ['a', 'b'] });
+    expect(sotwNames(await sotwAck(s, subscribed))).toEqual(['a', 'b']);
+    // b's Cluster changes, its endpoints do not; c (not subscribed in EDS) changes too.
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('b', 5), cluster('c', 5)] } } });
+    const cds = await sotwAck(s, subscribed);
+    expect(cds.type_url).toBe(TYPE_URL.cluster);
+    const eds = await sotwAck(s, subscribed);
+    expect(eds.type_url).toBe(TYPE_URL.endpoint);
+    expect(sotwNames(eds)).toEqual(['b']);
+    // Nothing else was due (no second EDS response).
+    expect(await nothingPending(s, true)).toBe(TYPE_URL.route);
+  });
+
+  it('delta: the CLA of a changed cluster is resent although its version is unchanged', async () => {
+    h = await startHarness(base());
+    const s = openDelta(h.client());
+    s.send({ node: envoyNode('w2'), type_url: TYPE_URL.cluster });
+    await deltaAck(s);
+    s.send({ type_url: TYPE_URL.endpoint, resource_names_subscribe: ['a', 'b'] });
+    const first = await deltaAck(s);
+    expect(deltaNames(first)).toEqual(['a', 'b']);
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('b', 5), cluster('c', 5)] } } });
+    const cds = await deltaAck(s);
+    expect(cds.type_url).toBe(TYPE_URL.cluster);
+    expect(deltaNames(cds)).toEqual(['b', 'c']);
+    const eds = await deltaAck(s);
+    expect(eds.type_url).toBe(TYPE_URL.endpoint);
+    expect(eds.resources.map((r) => [r.name, r.version])).toEqual([['b', first.resources.find((r) => r.name === 'b')?.version]]);
+    expect(await nothingPending(s, false)).toBe(TYPE_URL.route);
+  });
+});
