@@ -94,7 +94,10 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
   protected handleRequest(req: DeltaDiscoveryRequest__Output, typeUrl: TypeUrl): void {
     let st = this.types.get(typeUrl);
     const subscribe = req.resource_names_subscribe;
+    /** On the first request, the names the client says it holds (not resent); later, every subscribed name is sent. */
+    let resumed: Readonly<Record<string, string>> | undefined;
     if (!st) {
+      resumed = req.initial_resource_versions ?? {};
       const canWildcard = typeUrl === TYPE_URL.cluster || typeUrl === TYPE_URL.listener;
       st = newTypeState(subscribe.includes('*') || (subscribe.length === 0 && canWildcard));
       this.types.set(typeUrl, st);
@@ -131,6 +134,8 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
         if (!current.has(key)) added.add(key);
       }
       if (!st.known.has(key)) st.announceAbsent.add(key);
+      // Subscribing to a name the client holds is still answered with it: the client may have forgotten it.
+      else if (resumed?.[name] === undefined) st.resend.add(key);
       st.pending.add(key);
     }
     for (const name of req.resource_names_unsubscribe) {
@@ -139,12 +144,20 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
         for (const held of [...st.known.keys()]) if (!has(held)) this.forget(st, held);
         continue;
       }
-      if (has(name)) {
+      const subscribed = has(name);
+      if (subscribed) {
         added.delete(name);
         if (current.has(name)) removed.add(name);
       }
       st.announceAbsent.delete(name);
       if (!st.wildcard) this.forget(st, name);
+      else if (subscribed) {
+        // With "*" too, the client cannot tell whether the wildcard still covers the name: it is answered either
+        // way, in resources if it exists (the wildcard has it), else in removed_resources.
+        st.pending.add(name);
+        st.resend.add(name);
+        st.announceAbsent.add(name);
+      }
     }
     if (added.size > 0 || removed.size > 0) st.names = editNames(current, [...added], [...removed]);
     this.record?.subscribed(typeUrl, st.wildcard, st.names.size);

@@ -85,3 +85,53 @@ describe('resource warming: a changed Cluster gets its ClusterLoadAssignment aga
     expect(await nothingPending(s, false)).toBe(TYPE_URL.route);
   });
 });
+
+describe('delta subscriptions (spec "Subscribing to Resources", "Unsubscribing from Resources")', () => {
+  it('answers a re-subscription to a name the client holds with the resource (the client may have forgotten it)', async () => {
+    h = await startHarness(base());
+    const s = openDelta(h.client());
+    s.send({ node: envoyNode('r1'), type_url: TYPE_URL.endpoint, resource_names_subscribe: ['a'] });
+    const first = await deltaAck(s);
+    expect(deltaNames(first)).toEqual(['a']);
+    s.send({ type_url: TYPE_URL.endpoint, resource_names_subscribe: ['a', 'b'] });
+    const again = await deltaAck(s);
+    expect(deltaNames(again)).toEqual(['a', 'b']);
+    expect(again.resources.find((r) => r.name === 'a')?.version).toBe(first.resources[0]?.version);
+  });
+
+  it('still skips what a resuming client says it holds (initial_resource_versions)', async () => {
+    h = await startHarness(base());
+    const version = h.cache.current().scopes.get(SCOPE)?.get(TYPE_URL.endpoint)?.get('a')?.version ?? '';
+    const s = openDelta(h.client());
+    s.send({
+      node: envoyNode('r2'),
+      type_url: TYPE_URL.endpoint,
+      resource_names_subscribe: ['a', 'b'],
+      initial_resource_versions: { a: version },
+    });
+    expect(deltaNames(await deltaAck(s))).toEqual(['b']);
+  });
+
+  it('with "*" and a name, unsubscribing the name is answered: resources if "*" covers it, else removed_resources', async () => {
+    h = await startHarness(base());
+    const s = openDelta(h.client());
+    s.send({ node: envoyNode('r3'), type_url: TYPE_URL.cluster, resource_names_subscribe: ['*', 'b', 'not-a-cluster'] });
+    const first = await deltaAck(s);
+    expect(deltaNames(first)).toEqual(['a', 'b', 'c']);
+    expect(first.removed_resources).toEqual(['not-a-cluster']);
+    s.send({ type_url: TYPE_URL.cluster, resource_names_unsubscribe: ['b'] });
+    const kept = await deltaAck(s);
+    expect(deltaNames(kept)).toEqual(['b']);
+    expect(kept.removed_resources).toEqual([]);
+    s.send({ type_url: TYPE_URL.cluster, resource_names_unsubscribe: ['not-a-cluster'] });
+    const gone = await deltaAck(s);
+    expect(gone.resources).toEqual([]);
+    expect(gone.removed_resources).toEqual(['not-a-cluster']);
+    // Without "*", unsubscribing needs no answer.
+    s.send({ type_url: TYPE_URL.cluster, resource_names_subscribe: ['a'] });
+    expect(deltaNames(await deltaAck(s))).toEqual(['a']);
+    s.send({ type_url: TYPE_URL.cluster, resource_names_unsubscribe: ['*'] });
+    s.send({ type_url: TYPE_URL.cluster, resource_names_unsubscribe: ['a'] });
+    expect(await nothingPending(s, false)).toBe(TYPE_URL.route);
+  });
+});
