@@ -33,6 +33,8 @@ interface SentRecord {
 
 interface TypeState {
   wildcard: boolean;
+  /** A request of this type has listed names ("*" or others): an empty list no longer means the legacy wildcard. */
+  explicit: boolean;
   names: ReadonlySet<string>;
   /** A publish changed something this stream subscribes to. */
   dirty: boolean;
@@ -78,12 +80,15 @@ function namedResponse(map: ResourcesByName, names: ReadonlySet<string>): { anys
   return { anys: found.map((r) => r.any), version: versionOf(found) };
 }
 
-/** LDS and CDS may be wildcard: `*`, or an empty list on the first request (legacy wildcard). */
-function isWildcard(typeUrl: TypeUrl, names: readonly string[], wasWildcard: boolean | undefined): boolean {
+/**
+ * LDS and CDS may be wildcard: `*`, or an empty list while no request of the type has listed names (the legacy
+ * wildcard). Once names were listed, an empty list unsubscribes from everything.
+ */
+function isWildcard(typeUrl: TypeUrl, names: readonly string[], explicit: boolean): boolean {
   if (names.includes('*')) return true;
   if (names.length > 0) return false;
   if (typeUrl !== TYPE_URL.cluster && typeUrl !== TYPE_URL.listener) return false;
-  return wasWildcard ?? true;
+  return !explicit;
 }
 
 /**
@@ -111,8 +116,20 @@ function byName(a: VersionedResource, b: VersionedResource): number {
  * ACK, usually in the order it first sent it, which is the set's order: comparing in step needs no hashing of the
  * thousands of freshly decoded strings. Any other order falls back to set lookups.
  */
-/** Per interned subscription set, the wire bytes of the resource_names that made it (shared by its streams). */
-const subscriptionBytes = new WeakMap<ReadonlySet<string>, Buffer>();
+/**
+ * Per kind of subscription and interned name set, the wire bytes of the resource_names that made it (shared by its
+ * streams). The kind matters: the set leaves out `*`, and the same bytes mean the same thing only in the same kind
+ * (`[]` keeps a legacy wildcard, but unsubscribes from an explicit one).
+ */
+const subscriptionBytes = {
+  legacy: new WeakMap<ReadonlySet<string>, Buffer>(),
+  wildcard: new WeakMap<ReadonlySet<string>, Buffer>(),
+  named: new WeakMap<ReadonlySet<string>, Buffer>(),
+};
+
+function bytesOfKind(st: TypeState): WeakMap<ReadonlySet<string>, Buffer> {
+  return st.wildcard ? (st.explicit ? subscriptionBytes.wildcard : subscriptionBytes.legacy) : subscriptionBytes.named;
+}
 
 /** Equal bytes; the request reader hands out one buffer per recent run, so equal runs are usually one object. */
 function sameBytes(a: Buffer | undefined, b: Buffer): boolean {
@@ -152,9 +169,9 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     let st = this.types.get(typeUrl);
     if (!st) {
       const names = req.resource_names;
-      const wildcard = isWildcard(typeUrl, names, undefined);
       st = {
-        wildcard,
+        wildcard: isWildcard(typeUrl, names, false),
+        explicit: names.length > 0,
         names: this.internAll(typeUrl, names),
         dirty: false,
         mustRespond: true,
@@ -166,7 +183,7 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
         lastAcked: undefined,
       };
       this.types.set(typeUrl, st);
-      this.remember(st.names, req);
+      this.remember(st, req);
       this.record?.subscribed(typeUrl, st.wildcard, st.names.size);
       return;
     }
@@ -189,25 +206,30 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     }
     // The same bytes as the request that made this subscription: the same names (the common ACK).
     const raw = rawNamesOf(req);
-    if (nonce !== '' && raw !== undefined && sameBytes(subscriptionBytes.get(st.names), raw)) return;
+    if (nonce !== '' && raw !== undefined && sameBytes(bytesOfKind(st).get(st.names), raw)) return;
     const names = req.resource_names;
-    const wildcard = isWildcard(typeUrl, names, st.wildcard);
+    const wildcard = isWildcard(typeUrl, names, st.explicit);
+    if (names.length > 0) st.explicit = true;
     if (nonce === '' || wildcard !== st.wildcard || !sameNames(st.names, names)) {
       const before = st.names;
       st.wildcard = wildcard;
       st.names = this.internAll(typeUrl, names);
-      this.remember(st.names, req);
+      this.remember(st, req);
       if (nonce === '') st.added = ALL;
       else if (st.added !== ALL) for (const name of st.names) if (!before.has(name)) st.added.add(name);
       st.mustRespond = true;
       this.record?.subscribed(typeUrl, st.wildcard, st.names.size);
+    } else {
+      // The same subscription (names in another order, or `*` listed where it was the legacy wildcard).
+      this.remember(st, req);
     }
   }
 
   /** Keeps the raw names of the request that made a (shared) subscription set, to recognise repeats cheaply. */
-  private remember(names: ReadonlySet<string>, req: DiscoveryRequest__Output): void {
+  private remember(st: TypeState, req: DiscoveryRequest__Output): void {
     const raw = rawNamesOf(req);
-    if (raw !== undefined && !subscriptionBytes.has(names)) subscriptionBytes.set(names, stableRun(raw));
+    const known = bytesOfKind(st);
+    if (raw !== undefined && !known.has(st.names)) known.set(st.names, stableRun(raw));
   }
 
   /** The subscribed names, using the snapshot's own strings, as one set shared by streams with the same subscription. */

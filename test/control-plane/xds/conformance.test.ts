@@ -135,3 +135,41 @@ describe('delta subscriptions (spec "Subscribing to Resources", "Unsubscribing f
     expect(await nothingPending(s, false)).toBe(TYPE_URL.route);
   });
 });
+
+describe('SotW "*" (spec "How the client specifies what resources to return")', () => {
+  it('a request that only adds or drops "*" changes the subscription, whatever other streams sent', async () => {
+    h = await startHarness(base());
+    const s = openSotw(h.client());
+    s.send({ node: envoyNode('s1'), type_url: TYPE_URL.cluster, resource_names: ['a'] });
+    expect(sotwNames(await sotwAck(s, { [TYPE_URL.cluster]: ['*', 'a'] }))).toEqual(['a']);
+    expect(sotwNames(await sotwAck(s, { [TYPE_URL.cluster]: ['a'] }))).toEqual(['a', 'b', 'c']);
+    expect(sotwNames(await sotwAck(s, { [TYPE_URL.cluster]: ['a'] }))).toEqual(['a']);
+    // Another stream whose names were first seen with "*" by the one above: adding "*" is answered too.
+    const t = openSotw(h.client());
+    t.send({ node: envoyNode('s2'), type_url: TYPE_URL.cluster, resource_names: ['*', 'a'] });
+    expect(sotwNames(await sotwAck(t, { [TYPE_URL.cluster]: ['a'] }))).toEqual(['a', 'b', 'c']);
+    expect(sotwNames(await sotwAck(t, { [TYPE_URL.cluster]: ['*', 'a'] }))).toEqual(['a']);
+    expect(sotwNames(await sotwAck(t, { [TYPE_URL.cluster]: ['*', 'a'] }))).toEqual(['a', 'b', 'c']);
+    // A plain ACK is still not answered.
+    expect(await nothingPending(t, true)).toBe(TYPE_URL.route);
+  });
+
+  it('[] after an explicit ["*"] unsubscribes from everything; [] from the start stays the legacy wildcard', async () => {
+    h = await startHarness(base());
+    const s = openSotw(h.client());
+    s.send({ node: envoyNode('s3'), type_url: TYPE_URL.cluster, resource_names: ['*'] });
+    expect(sotwNames(await sotwAck(s, { [TYPE_URL.cluster]: [] }))).toEqual(['a', 'b', 'c']);
+    const none = await sotwAck(s, { [TYPE_URL.cluster]: [] });
+    expect(none.type_url).toBe(TYPE_URL.cluster);
+    expect(none.resources).toEqual([]);
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('d')] } } });
+    expect(await nothingPending(s, true)).toBe(TYPE_URL.route);
+
+    const legacy = openSotw(h.client());
+    legacy.send({ node: envoyNode('s4'), type_url: TYPE_URL.cluster });
+    expect(sotwNames(await sotwAck(legacy))).toEqual(['a', 'b', 'c', 'd']);
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('e')] } } });
+    expect(sotwNames(await sotwAck(legacy))).toEqual(['a', 'b', 'c', 'd', 'e']);
+    expect(await nothingPending(legacy, true)).toBe(TYPE_URL.route);
+  });
+});
