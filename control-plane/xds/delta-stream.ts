@@ -207,6 +207,15 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     return this.types.keys();
   }
 
+  protected subscribes(typeUrl: TypeUrl): boolean {
+    return this.types.has(typeUrl);
+  }
+
+  protected acknowledged(typeUrl: TypeUrl): boolean {
+    const st = this.types.get(typeUrl);
+    return st === undefined || (st.inflight.size === 0 && st.unacked.size === 0);
+  }
+
   protected markChanged(typeUrl: TypeUrl, changed: Changed, changedAt: number): void {
     const st = this.types.get(typeUrl);
     if (!st) return;

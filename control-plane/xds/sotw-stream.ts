@@ -244,6 +244,15 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     return this.types.keys();
   }
 
+  protected subscribes(typeUrl: TypeUrl): boolean {
+    return this.types.has(typeUrl);
+  }
+
+  protected acknowledged(typeUrl: TypeUrl): boolean {
+    const st = this.types.get(typeUrl);
+    return st?.lastSent === undefined || st.lastAcked === st.lastSent;
+  }
+
   protected markChanged(typeUrl: TypeUrl, changed: Changed, changedAt: number): void {
     const st = this.types.get(typeUrl);
     if (!st) return;

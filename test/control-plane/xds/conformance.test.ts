@@ -173,3 +173,73 @@ describe('SotW "*" (spec "How the client specifies what resources to return")', 
     expect(await nothingPending(legacy, true)).toBe(TYPE_URL.route);
   });
 });
+
+describe('make-before-break (spec "Eventual consistency considerations")', () => {
+  /** A port rename: cluster a goes, d comes, and the route moves from a to d, in one publish. */
+  const rename = () => ({
+    [SCOPE]: {
+      [TYPE_URL.cluster]: { put: [cluster('d')], remove: ['a'] },
+      [TYPE_URL.endpoint]: { put: [endpoints('d', '10.0.0.4')], remove: ['a'] },
+      [TYPE_URL.route]: { put: [route('outbound/default', 'd')] },
+    },
+  });
+
+  it('SotW: a removed cluster stays in CDS until the proxy has ACKed the routes that no longer use it', async () => {
+    h = await startHarness(base());
+    const s = openSotw(h.client());
+    const subscribed = { [TYPE_URL.endpoint]: ['a', 'b'], [TYPE_URL.route]: ['outbound/default'] };
+    s.send({ node: envoyNode('m1'), type_url: TYPE_URL.cluster });
+    s.send({ type_url: TYPE_URL.endpoint, resource_names: subscribed[TYPE_URL.endpoint] });
+    s.send({ type_url: TYPE_URL.listener });
+    s.send({ type_url: TYPE_URL.route, resource_names: subscribed[TYPE_URL.route] });
+    const last = new Map<string, { version_info: string; nonce: string }>();
+    for (let i = 0; i < 4; i++) {
+      const r = await sotwAck(s, subscribed);
+      last.set(r.type_url, r);
+    }
+    h.cache.publish(rename());
+    const cds = await sotwAck(s, subscribed);
+    expect(cds.type_url).toBe(TYPE_URL.cluster);
+    expect(sotwNames(cds)).toEqual(['a', 'b', 'c', 'd']);
+    // The client asks for d's endpoints (a new cluster) and gets them; the route moved to d meanwhile.
+    subscribed[TYPE_URL.endpoint] = ['a', 'b', 'd'];
+    const lastEds = last.get(TYPE_URL.endpoint);
+    s.send({ type_url: TYPE_URL.endpoint, version_info: lastEds?.version_info, response_nonce: lastEds?.nonce, resource_names: subscribed[TYPE_URL.endpoint] });
+    const rds = await s.next();
+    expect(rds.type_url).toBe(TYPE_URL.route);
+    const eds = await sotwAck(s, subscribed);
+    expect(eds.type_url).toBe(TYPE_URL.endpoint);
+    expect(sotwNames(eds)).toEqual(['d']);
+    // A listener exchange (a new subscription, answered and ACKed) lets nothing go: the route table is not ACKed.
+    const lastLds = last.get(TYPE_URL.listener);
+    s.send({ type_url: TYPE_URL.listener, version_info: lastLds?.version_info, response_nonce: lastLds?.nonce, resource_names: ['virtualOutbound'] });
+    expect((await sotwAck(s, { [TYPE_URL.listener]: ['virtualOutbound'] })).type_url).toBe(TYPE_URL.listener);
+    // The ACK of the route table lets a go.
+    s.send({ type_url: TYPE_URL.route, version_info: rds.version_info, response_nonce: rds.nonce, resource_names: subscribed[TYPE_URL.route] });
+    const after = await s.next();
+    expect(after.type_url).toBe(TYPE_URL.cluster);
+    expect(sotwNames(after)).toEqual(['b', 'c', 'd']);
+  });
+
+  it('delta: the removal of a renamed cluster (and its CLA) comes after the route ACK', async () => {
+    h = await startHarness(base());
+    const s = openDelta(h.client());
+    s.send({ node: envoyNode('m2'), type_url: TYPE_URL.cluster });
+    s.send({ type_url: TYPE_URL.endpoint, resource_names_subscribe: ['a', 'b'] });
+    s.send({ type_url: TYPE_URL.listener });
+    s.send({ type_url: TYPE_URL.route, resource_names_subscribe: ['outbound/default'] });
+    for (let i = 0; i < 4; i++) await deltaAck(s);
+    h.cache.publish(rename());
+    const cds = await deltaAck(s);
+    expect([cds.type_url, deltaNames(cds), cds.removed_resources]).toEqual([TYPE_URL.cluster, ['d'], []]);
+    const rds = await s.next();
+    expect(rds.type_url).toBe(TYPE_URL.route);
+    s.send({ type_url: TYPE_URL.route, response_nonce: rds.nonce });
+    const removal = [await deltaAck(s), await deltaAck(s)];
+    expect(removal.map((r) => [r.type_url, r.resources.length, r.removed_resources])).toEqual([
+      [TYPE_URL.cluster, 0, ['a']],
+      [TYPE_URL.endpoint, 0, ['a']],
+    ]);
+  });
+});
+
