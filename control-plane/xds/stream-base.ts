@@ -194,11 +194,13 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
           this.markChanged(typeUrl, changes?.get(typeUrl) ?? ALL, snapshot.changedAt);
         }
       }
-      // Make-before-break: clusters the snapshot removed stay (with their CLAs) while the listeners and routes sent
-      // to the proxy since, which may have stopped using them, are not all ACKed (a route still naming a removed
-      // cluster would fail its requests meanwhile). A proxy without listeners or routes to wait for drops them now.
+      // Make-before-break: when a publish replaces clusters (adds some and removes others: a port renamed, a route
+      // moved to another Service's cluster), the removed ones stay (with their CLAs) while the listeners and routes
+      // sent to the proxy since, which may have stopped using them, are not all ACKed (a route still naming a
+      // removed cluster would fail its requests meanwhile). A publish that only removes clusters (a Service deleted:
+      // its routes go too) drops them at once, as does a proxy without listeners or routes to wait for.
       let next = actual;
-      if (this.subscribes(TYPE_URL.cluster) && !this.routesSettled()) {
+      if (this.subscribes(TYPE_URL.cluster) && (wasKeeping || addsClusters(prev, actual, changes)) && !this.routesSettled()) {
         const clusters = withRemoved(prev.get(TYPE_URL.cluster), actual.get(TYPE_URL.cluster));
         const endpoints = withRemoved(prev.get(TYPE_URL.endpoint), actual.get(TYPE_URL.endpoint));
         if (clusters !== actual.get(TYPE_URL.cluster) || endpoints !== actual.get(TYPE_URL.endpoint)) {
@@ -358,6 +360,16 @@ function withRemoved(prev: ResourcesByName | undefined, next: ResourcesByName | 
   const result = out ?? next;
   keptCache.set(prev, { next, out: result });
   return result;
+}
+
+/** Whether the publish adds a cluster the view did not have (judged from its change list; none for a new scope). */
+function addsClusters(prev: ScopeResources, actual: ScopeResources, changes: ReadonlyMap<TypeUrl, ReadonlySet<string>> | undefined): boolean {
+  const changed = changes?.get(TYPE_URL.cluster);
+  const before = prev.get(TYPE_URL.cluster);
+  const after = actual.get(TYPE_URL.cluster);
+  if (!changed || !before || !after || before === after) return false;
+  for (const name of changed) if (after.has(name) && !before.has(name)) return true;
+  return false;
 }
 
 const changeSets = new WeakMap<readonly string[], ReadonlySet<string>>();

@@ -221,6 +221,28 @@ describe('make-before-break (spec "Eventual consistency considerations")', () =>
     expect(sotwNames(after)).toEqual(['b', 'c', 'd']);
   });
 
+  it('a publish that only removes a cluster (a Service deleted, its routes with it) drops it at once', async () => {
+    h = await startHarness(base());
+    const s = openSotw(h.client());
+    const subscribed = { [TYPE_URL.endpoint]: ['a', 'b'], [TYPE_URL.route]: ['outbound/default'] };
+    s.send({ node: envoyNode('m3'), type_url: TYPE_URL.cluster });
+    s.send({ type_url: TYPE_URL.endpoint, resource_names: subscribed[TYPE_URL.endpoint] });
+    s.send({ type_url: TYPE_URL.listener });
+    s.send({ type_url: TYPE_URL.route, resource_names: subscribed[TYPE_URL.route] });
+    for (let i = 0; i < 4; i++) await sotwAck(s, subscribed);
+    h.cache.publish({
+      [SCOPE]: {
+        [TYPE_URL.cluster]: { remove: ['a'] },
+        [TYPE_URL.endpoint]: { remove: ['a'] },
+        [TYPE_URL.route]: { put: [route('outbound/default', 'b')] },
+      },
+    });
+    const cds = await s.next();
+    expect(cds.type_url).toBe(TYPE_URL.cluster);
+    expect(sotwNames(cds)).toEqual(['b', 'c']);
+    expect((await s.next()).type_url).toBe(TYPE_URL.route);
+  });
+
   it('delta: the removal of a renamed cluster (and its CLA) comes after the route ACK', async () => {
     h = await startHarness(base());
     const s = openDelta(h.client());
