@@ -203,10 +203,6 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     this.acked(typeUrl, nonce, response.systemVersion, response.changedAt);
   }
 
-  protected subscribedTypes(): Iterable<TypeUrl> {
-    return this.types.keys();
-  }
-
   protected subscribes(typeUrl: TypeUrl): boolean {
     return this.types.has(typeUrl);
   }

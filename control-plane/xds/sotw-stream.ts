@@ -240,10 +240,6 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     return internNames(set);
   }
 
-  protected subscribedTypes(): Iterable<TypeUrl> {
-    return this.types.keys();
-  }
-
   protected subscribes(typeUrl: TypeUrl): boolean {
     return this.types.has(typeUrl);
   }

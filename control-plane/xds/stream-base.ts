@@ -80,8 +80,6 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
 
   /** Applies a request of a known type to the per-type state (subscriptions, ACK/NACK). */
   protected abstract handleRequest(req: Req, typeUrl: TypeUrl): void;
-  /** Types this stream has subscribed to (any order). */
-  protected abstract subscribedTypes(): Iterable<TypeUrl>;
   /** Records that names of a type changed in the scope, at snapshot.changedAt. */
   protected abstract markChanged(typeUrl: TypeUrl, changed: Changed, changedAt: number): void;
   /**
