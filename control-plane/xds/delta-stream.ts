@@ -53,6 +53,8 @@ interface TypeState {
   pendingAll: boolean;
   /** Newly subscribed names: answered with removed_resources if they do not exist, so nobody waits for them. */
   readonly announceAbsent: Set<string>;
+  /** Names to send on the next flush even if the client holds their version (re-subscribed, or a warming Cluster's CLA). */
+  readonly resend: Set<string>;
   mustRespond: boolean;
   changedAt: number | undefined;
   readonly inflight: Map<string, InflightResponse>;
@@ -72,6 +74,7 @@ function newTypeState(wildcard: boolean): TypeState {
     pending: new Set(),
     pendingAll: false,
     announceAbsent: new Set(),
+    resend: new Set(),
     mustRespond: true,
     changedAt: undefined,
     inflight: new Map(),
@@ -91,7 +94,10 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
   protected handleRequest(req: DeltaDiscoveryRequest__Output, typeUrl: TypeUrl): void {
     let st = this.types.get(typeUrl);
     const subscribe = req.resource_names_subscribe;
+    /** On the first request, the names the client says it holds (not resent); later, every subscribed name is sent. */
+    let resumed: Readonly<Record<string, string>> | undefined;
     if (!st) {
+      resumed = req.initial_resource_versions ?? {};
       const canWildcard = typeUrl === TYPE_URL.cluster || typeUrl === TYPE_URL.listener;
       st = newTypeState(subscribe.includes('*') || (subscribe.length === 0 && canWildcard));
       this.types.set(typeUrl, st);
@@ -128,6 +134,8 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
         if (!current.has(key)) added.add(key);
       }
       if (!st.known.has(key)) st.announceAbsent.add(key);
+      // Subscribing to a name the client holds is still answered with it: the client may have forgotten it.
+      else if (resumed?.[name] === undefined) st.resend.add(key);
       st.pending.add(key);
     }
     for (const name of req.resource_names_unsubscribe) {
@@ -136,12 +144,20 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
         for (const held of [...st.known.keys()]) if (!has(held)) this.forget(st, held);
         continue;
       }
-      if (has(name)) {
+      const subscribed = has(name);
+      if (subscribed) {
         added.delete(name);
         if (current.has(name)) removed.add(name);
       }
       st.announceAbsent.delete(name);
       if (!st.wildcard) this.forget(st, name);
+      else if (subscribed) {
+        // With "*" too, the client cannot tell whether the wildcard still covers the name: it is answered either
+        // way, in resources if it exists (the wildcard has it), else in removed_resources.
+        st.pending.add(name);
+        st.resend.add(name);
+        st.announceAbsent.add(name);
+      }
     }
     if (added.size > 0 || removed.size > 0) st.names = editNames(current, [...added], [...removed]);
     this.record?.subscribed(typeUrl, st.wildcard, st.names.size);
@@ -156,6 +172,7 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     st.known.delete(name);
     st.unacked.delete(name);
     st.pending.delete(name);
+    st.resend.delete(name);
   }
 
   private onAckOrNack(st: TypeState, typeUrl: TypeUrl, req: DeltaDiscoveryRequest__Output): void {
@@ -186,8 +203,13 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     this.acked(typeUrl, nonce, response.systemVersion, response.changedAt);
   }
 
-  protected subscribedTypes(): Iterable<TypeUrl> {
-    return this.types.keys();
+  protected subscribes(typeUrl: TypeUrl): boolean {
+    return this.types.has(typeUrl);
+  }
+
+  protected acknowledged(typeUrl: TypeUrl): boolean {
+    const st = this.types.get(typeUrl);
+    return st === undefined || (st.inflight.size === 0 && st.unacked.size === 0);
   }
 
   protected markChanged(typeUrl: TypeUrl, changed: Changed, changedAt: number): void {
@@ -204,6 +226,19 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
           touches = true;
         }
       }
+    }
+    if (touches) st.changedAt = st.changedAt === undefined ? changedAt : Math.min(st.changedAt, changedAt);
+  }
+
+  protected resendEndpoints(names: readonly string[], changedAt: number): void {
+    const st = this.types.get(TYPE_URL.endpoint);
+    if (!st || !this.types.has(TYPE_URL.cluster)) return;
+    let touches = false;
+    for (const name of names) {
+      if (!st.wildcard && !st.names.has(name)) continue;
+      st.pending.add(name);
+      st.resend.add(name);
+      touches = true;
     }
     if (touches) st.changedAt = st.changedAt === undefined ? changedAt : Math.min(st.changedAt, changedAt);
   }
@@ -236,7 +271,7 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
       const r = map.get(name);
       const held = st.known.version(name);
       if (r) {
-        if (held === r.version) continue;
+        if (held === r.version && !st.resend.has(name)) continue;
         const before = st.unacked.get(name);
         st.unacked.set(name, { version: r.version, acked: before ? before.acked : held, seq, rejected: false });
         st.known.set(name, r);
@@ -254,6 +289,7 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     const changedAt = st.changedAt;
     st.pending.clear();
     st.announceAbsent.clear();
+    st.resend.clear();
     st.pendingAll = false;
     st.mustRespond = false;
     st.changedAt = undefined;

@@ -33,6 +33,8 @@ interface SentRecord {
 
 interface TypeState {
   wildcard: boolean;
+  /** A request of this type has listed names ("*" or others): an empty list no longer means the legacy wildcard. */
+  explicit: boolean;
   names: ReadonlySet<string>;
   /** A publish changed something this stream subscribes to. */
   dirty: boolean;
@@ -43,6 +45,8 @@ interface TypeState {
   changed: Set<string> | typeof ALL;
   /** EDS/RDS: names subscribed since the last response (ALL: the first request). */
   added: Set<string> | typeof ALL;
+  /** EDS: subscribed names to send even if the client holds their version (their Cluster changed: warming). */
+  resend: Set<string>;
   lastSent: SentRecord | undefined;
   lastAcked: SentRecord | undefined;
 }
@@ -76,12 +80,15 @@ function namedResponse(map: ResourcesByName, names: ReadonlySet<string>): { anys
   return { anys: found.map((r) => r.any), version: versionOf(found) };
 }
 
-/** LDS and CDS may be wildcard: `*`, or an empty list on the first request (legacy wildcard). */
-function isWildcard(typeUrl: TypeUrl, names: readonly string[], wasWildcard: boolean | undefined): boolean {
+/**
+ * LDS and CDS may be wildcard: `*`, or an empty list while no request of the type has listed names (the legacy
+ * wildcard). Once names were listed, an empty list unsubscribes from everything.
+ */
+function isWildcard(typeUrl: TypeUrl, names: readonly string[], explicit: boolean): boolean {
   if (names.includes('*')) return true;
   if (names.length > 0) return false;
   if (typeUrl !== TYPE_URL.cluster && typeUrl !== TYPE_URL.listener) return false;
-  return wasWildcard ?? true;
+  return !explicit;
 }
 
 /**
@@ -109,8 +116,20 @@ function byName(a: VersionedResource, b: VersionedResource): number {
  * ACK, usually in the order it first sent it, which is the set's order: comparing in step needs no hashing of the
  * thousands of freshly decoded strings. Any other order falls back to set lookups.
  */
-/** Per interned subscription set, the wire bytes of the resource_names that made it (shared by its streams). */
-const subscriptionBytes = new WeakMap<ReadonlySet<string>, Buffer>();
+/**
+ * Per kind of subscription and interned name set, the wire bytes of the resource_names that made it (shared by its
+ * streams). The kind matters: the set leaves out `*`, and the same bytes mean the same thing only in the same kind
+ * (`[]` keeps a legacy wildcard, but unsubscribes from an explicit one).
+ */
+const subscriptionBytes = {
+  legacy: new WeakMap<ReadonlySet<string>, Buffer>(),
+  wildcard: new WeakMap<ReadonlySet<string>, Buffer>(),
+  named: new WeakMap<ReadonlySet<string>, Buffer>(),
+};
+
+function bytesOfKind(st: TypeState): WeakMap<ReadonlySet<string>, Buffer> {
+  return st.wildcard ? (st.explicit ? subscriptionBytes.wildcard : subscriptionBytes.legacy) : subscriptionBytes.named;
+}
 
 /** Equal bytes; the request reader hands out one buffer per recent run, so equal runs are usually one object. */
 function sameBytes(a: Buffer | undefined, b: Buffer): boolean {
@@ -150,20 +169,21 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     let st = this.types.get(typeUrl);
     if (!st) {
       const names = req.resource_names;
-      const wildcard = isWildcard(typeUrl, names, undefined);
       st = {
-        wildcard,
+        wildcard: isWildcard(typeUrl, names, false),
+        explicit: names.length > 0,
         names: this.internAll(typeUrl, names),
         dirty: false,
         mustRespond: true,
         changedAt: undefined,
         changed: new Set(),
         added: ALL,
+        resend: new Set(),
         lastSent: undefined,
         lastAcked: undefined,
       };
       this.types.set(typeUrl, st);
-      this.remember(st.names, req);
+      this.remember(st, req);
       this.record?.subscribed(typeUrl, st.wildcard, st.names.size);
       return;
     }
@@ -186,25 +206,30 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     }
     // The same bytes as the request that made this subscription: the same names (the common ACK).
     const raw = rawNamesOf(req);
-    if (nonce !== '' && raw !== undefined && sameBytes(subscriptionBytes.get(st.names), raw)) return;
+    if (nonce !== '' && raw !== undefined && sameBytes(bytesOfKind(st).get(st.names), raw)) return;
     const names = req.resource_names;
-    const wildcard = isWildcard(typeUrl, names, st.wildcard);
+    const wildcard = isWildcard(typeUrl, names, st.explicit);
+    if (names.length > 0) st.explicit = true;
     if (nonce === '' || wildcard !== st.wildcard || !sameNames(st.names, names)) {
       const before = st.names;
       st.wildcard = wildcard;
       st.names = this.internAll(typeUrl, names);
-      this.remember(st.names, req);
+      this.remember(st, req);
       if (nonce === '') st.added = ALL;
       else if (st.added !== ALL) for (const name of st.names) if (!before.has(name)) st.added.add(name);
       st.mustRespond = true;
       this.record?.subscribed(typeUrl, st.wildcard, st.names.size);
+    } else {
+      // The same subscription (names in another order, or `*` listed where it was the legacy wildcard).
+      this.remember(st, req);
     }
   }
 
   /** Keeps the raw names of the request that made a (shared) subscription set, to recognise repeats cheaply. */
-  private remember(names: ReadonlySet<string>, req: DiscoveryRequest__Output): void {
+  private remember(st: TypeState, req: DiscoveryRequest__Output): void {
     const raw = rawNamesOf(req);
-    if (raw !== undefined && !subscriptionBytes.has(names)) subscriptionBytes.set(names, stableRun(raw));
+    const known = bytesOfKind(st);
+    if (raw !== undefined && !known.has(st.names)) known.set(st.names, stableRun(raw));
   }
 
   /** The subscribed names, using the snapshot's own strings, as one set shared by streams with the same subscription. */
@@ -215,8 +240,13 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     return internNames(set);
   }
 
-  protected subscribedTypes(): Iterable<TypeUrl> {
-    return this.types.keys();
+  protected subscribes(typeUrl: TypeUrl): boolean {
+    return this.types.has(typeUrl);
+  }
+
+  protected acknowledged(typeUrl: TypeUrl): boolean {
+    const st = this.types.get(typeUrl);
+    return st?.lastSent === undefined || st.lastAcked === st.lastSent;
   }
 
   protected markChanged(typeUrl: TypeUrl, changed: Changed, changedAt: number): void {
@@ -239,6 +269,20 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     st.changedAt = st.changedAt === undefined ? changedAt : Math.min(st.changedAt, changedAt);
   }
 
+  protected resendEndpoints(names: readonly string[], changedAt: number): void {
+    const st = this.types.get(TYPE_URL.endpoint);
+    if (!st || !this.types.has(TYPE_URL.cluster)) return;
+    let touches = false;
+    for (const name of names) {
+      if (!st.names.has(name)) continue;
+      st.resend.add(name);
+      touches = true;
+    }
+    if (!touches) return;
+    st.dirty = true;
+    st.changedAt = st.changedAt === undefined ? changedAt : Math.min(st.changedAt, changedAt);
+  }
+
   protected hasPending(typeUrl: TypeUrl): boolean {
     const st = this.types.get(typeUrl);
     return st !== undefined && (st.dirty || st.mustRespond);
@@ -256,7 +300,8 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     const map = resourcesOf(this.view, typeUrl);
     const response = st.wildcard ? wildcardResponse(map) : namedResponse(map, st.names);
     const { anys, version } = response;
-    const mustRespond = st.mustRespond;
+    const mustRespond = st.mustRespond || st.resend.size > 0;
+    if (st.resend.size > 0) st.resend = new Set();
     const changedAt = st.changedAt;
     st.dirty = false;
     st.mustRespond = false;
@@ -276,12 +321,13 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     const map = resourcesOf(this.view, typeUrl);
     const prev = st.lastSent;
     const everything = st.changed === ALL || st.added === ALL || !prev;
+    const resend = st.resend;
     const carried: VersionedResource[] = [];
     const look = (name: string, isNew: boolean): void => {
       if (!st.names.has(name)) return;
       const r = map.get(name);
       if (!r) return;
-      const held = isNew || !prev?.names?.has(name) ? undefined : prev.resources.get(name);
+      const held = isNew || resend.has(name) || !prev?.names?.has(name) ? undefined : prev.resources.get(name);
       if (held?.version !== r.version) carried.push(r);
     };
     if (everything) {
@@ -290,7 +336,8 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     } else {
       const added = st.added as Set<string>;
       for (const name of added) look(name, true);
-      for (const name of st.changed as Set<string>) if (!added.has(name)) look(name, false);
+      for (const name of resend) if (!added.has(name)) look(name, true);
+      for (const name of st.changed as Set<string>) if (!added.has(name) && !resend.has(name)) look(name, false);
     }
     const mustRespond = st.mustRespond;
     const changedAt = st.changedAt;
@@ -299,6 +346,7 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     st.changedAt = undefined;
     st.changed = new Set();
     st.added = new Set();
+    if (resend.size > 0) st.resend = new Set();
     if (carried.length === 0 && !mustRespond) {
       // Nothing the client lacks: it holds this map's version of every subscribed name now (the old map can go).
       if (prev && prev.resources !== map) {

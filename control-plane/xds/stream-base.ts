@@ -1,11 +1,12 @@
 // The life of one ADS stream, shared by SotW and delta: node check, scope, publishes, ordered flushes, ACK/NACK books.
 import * as grpc from '@grpc/grpc-js';
-import { ADS_ORDER, kindOf, shortName, type Node__Output, type TypeUrl } from '../../proto/index.ts';
-import type { ScopeResources, Snapshot } from '../cache/snapshot.ts';
+import { ADS_ORDER, kindOf, shortName, type Node__Output, TYPE_URL, type TypeUrl } from '../../proto/index.ts';
+import type { ResourcesByName, ScopeResources, Snapshot, VersionedResource } from '../cache/snapshot.ts';
 import { DEFAULT_SLICE_MS } from '../slices.ts';
 import { malformedReason } from './bad-requests.ts';
 import { tracer, tracing } from './log.ts';
 import type { XdsMode } from './metrics.ts';
+import { changedBetween } from './shared-state.ts';
 import type { ProxyStatusRecord, ResourceStatus } from './status.ts';
 import {
   type AdsStream,
@@ -38,8 +39,16 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
   scope: string | undefined;
   protected node: Node__Output | undefined;
   protected record: ProxyStatusRecord | undefined;
-  /** The scope's resources as of the last snapshot this stream saw; responses are built from it. */
+  /**
+   * The scope's resources as of the last snapshot this stream saw; responses are built from it. While `keeping`,
+   * its CDS and EDS maps also hold clusters (and CLAs) that the snapshot removed: see onSnapshot.
+   */
   protected view: ScopeResources = EMPTY_SCOPE;
+  /** The scope's resources in the last snapshot, as published. */
+  private actual: ScopeResources = EMPTY_SCOPE;
+  /** The view keeps removed clusters until the proxy has ACKed the listeners and routes sent since (make-before-break). */
+  private keeping = false;
+  private lastChangedAt = 0;
   protected serial = 0;
   protected readonly deps: StreamDeps;
   protected readonly outbox: Outbox<Res>;
@@ -71,11 +80,18 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
 
   /** Applies a request of a known type to the per-type state (subscriptions, ACK/NACK). */
   protected abstract handleRequest(req: Req, typeUrl: TypeUrl): void;
-  /** Types this stream has subscribed to (any order). */
-  protected abstract subscribedTypes(): Iterable<TypeUrl>;
   /** Records that names of a type changed in the scope, at snapshot.changedAt. */
   protected abstract markChanged(typeUrl: TypeUrl, changed: Changed, changedAt: number): void;
+  /**
+   * Clusters changed: their ClusterLoadAssignments (`names`) must be sent again even if unchanged, as Envoy finishes
+   * warming an updated Cluster only on a new CLA response. Only names the stream subscribes to (with CDS) count.
+   */
+  protected abstract resendEndpoints(names: readonly string[], changedAt: number): void;
   protected abstract hasPending(typeUrl: TypeUrl): boolean;
+  /** Whether the stream has a subscription of the type. */
+  protected abstract subscribes(typeUrl: TypeUrl): boolean;
+  /** Whether every response sent of the type has been ACKed (a NACK leaves the client on an older one: false). */
+  protected abstract acknowledged(typeUrl: TypeUrl): boolean;
   /** Builds and writes the response for a type with pending work. */
   protected abstract flushType(typeUrl: TypeUrl): void;
   protected abstract resourceStatus(typeUrl: TypeUrl): Iterable<ResourceStatus>;
@@ -133,6 +149,7 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
     // A request only changes its own type's state; a plain ACK leaves nothing to send (types blocked by backpressure
     // are flushed when the outbox becomes writable again).
     if (this.hasPending(typeUrl as TypeUrl)) this.scheduleFlush();
+    if (this.keeping && (typeUrl === TYPE_URL.listener || typeUrl === TYPE_URL.route) && this.routesSettled()) this.dropKept();
   }
 
   private start(node: Node__Output): void {
@@ -143,6 +160,7 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
     this.scope = scope;
     this.serial = snapshot.serial;
     this.view = snapshot.scopes.get(scope) ?? EMPTY_SCOPE;
+    this.actual = this.view;
     this.record = this.deps.status.open({
       nodeId: node.id,
       scope,
@@ -161,17 +179,72 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
     this.guard(() => {
       if (this.closed || this.scope === undefined) return;
       this.serial = snapshot.serial;
-      const next = snapshot.scopes.get(this.scope) ?? EMPTY_SCOPE;
+      this.lastChangedAt = snapshot.changedAt;
+      const actual = snapshot.scopes.get(this.scope) ?? EMPTY_SCOPE;
       const prev = this.view;
-      if (next === prev) return;
-      this.view = next;
+      if (actual === this.actual) return;
       const changes = snapshot.changes.get(this.scope);
-      for (const typeUrl of this.subscribedTypes()) {
-        if (prev.get(typeUrl) === next.get(typeUrl)) continue;
-        this.markChanged(typeUrl, changes?.get(typeUrl) ?? ALL, snapshot.changedAt);
+      const wasKeeping = this.keeping;
+      this.actual = actual;
+      // Listeners and routes follow the snapshot; they are marked first, as whether clusters are kept depends on them.
+      for (const typeUrl of [TYPE_URL.listener, TYPE_URL.route]) {
+        if (this.subscribes(typeUrl) && prev.get(typeUrl) !== actual.get(typeUrl)) {
+          this.markChanged(typeUrl, changes?.get(typeUrl) ?? ALL, snapshot.changedAt);
+        }
+      }
+      // Make-before-break: when a publish replaces clusters (adds some and removes others: a port renamed, a route
+      // moved to another Service's cluster), the removed ones stay (with their CLAs) while the listeners and routes
+      // sent to the proxy since, which may have stopped using them, are not all ACKed (a route still naming a
+      // removed cluster would fail its requests meanwhile). A publish that only removes clusters (a Service deleted:
+      // its routes go too) drops them at once, as does a proxy without listeners or routes to wait for.
+      let next = actual;
+      if (this.subscribes(TYPE_URL.cluster) && (wasKeeping || addsClusters(prev, actual, changes)) && !this.routesSettled()) {
+        const clusters = withRemoved(prev.get(TYPE_URL.cluster), actual.get(TYPE_URL.cluster));
+        const endpoints = withRemoved(prev.get(TYPE_URL.endpoint), actual.get(TYPE_URL.endpoint));
+        if (clusters !== actual.get(TYPE_URL.cluster) || endpoints !== actual.get(TYPE_URL.endpoint)) {
+          const kept = new Map(actual);
+          if (clusters) kept.set(TYPE_URL.cluster, clusters);
+          if (endpoints) kept.set(TYPE_URL.endpoint, endpoints);
+          next = kept;
+        }
+      }
+      this.keeping = next !== actual;
+      this.view = next;
+      // Against the snapshot's change lists unless the view kept something, before or now (then against the view).
+      const exact = !wasKeeping && !this.keeping;
+      for (const typeUrl of [TYPE_URL.cluster, TYPE_URL.endpoint]) {
+        if (!this.subscribes(typeUrl) || prev.get(typeUrl) === next.get(typeUrl)) continue;
+        this.markChanged(typeUrl, exact ? (changes?.get(typeUrl) ?? ALL) : namesChanged(prev.get(typeUrl), next.get(typeUrl)), snapshot.changedAt);
+      }
+      const prevClusters = prev.get(TYPE_URL.cluster);
+      const nextClusters = next.get(TYPE_URL.cluster);
+      if (prevClusters !== nextClusters && nextClusters !== undefined) {
+        const changed = (exact ? changes?.get(TYPE_URL.cluster) : undefined) ?? changedBetween(prevClusters ?? EMPTY_MAP, nextClusters);
+        const names = endpointNamesOf(nextClusters, changed);
+        if (names.length > 0) this.resendEndpoints(names, snapshot.changedAt);
       }
       this.scheduleFlush();
     });
+  }
+
+  /** Every listener and route table sent has been ACKed and none is waiting to be sent. */
+  private routesSettled(): boolean {
+    for (const typeUrl of [TYPE_URL.listener, TYPE_URL.route]) {
+      if (this.subscribes(typeUrl) && (this.hasPending(typeUrl) || !this.acknowledged(typeUrl))) return false;
+    }
+    return true;
+  }
+
+  /** The proxy's listeners and routes no longer name the kept clusters: they go (CDS, and their CLAs for delta). */
+  private dropKept(): void {
+    const prev = this.view;
+    this.keeping = false;
+    this.view = this.actual;
+    for (const typeUrl of [TYPE_URL.cluster, TYPE_URL.endpoint]) {
+      if (!this.subscribes(typeUrl) || prev.get(typeUrl) === this.view.get(typeUrl)) continue;
+      this.markChanged(typeUrl, namesChanged(prev.get(typeUrl), this.view.get(typeUrl)), this.lastChangedAt);
+    }
+    this.scheduleFlush();
   }
 
   protected scheduleFlush(): void {
@@ -264,6 +337,66 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
       this.terminate(grpc.status.INTERNAL, `xDS stream failed: ${errorText(err)}`);
     }
   }
+}
+
+const EMPTY_MAP: ResourcesByName = new Map();
+
+/** Per map a view held: the last map it moved to and the result, shared by every stream of the scope. */
+const keptCache = new WeakMap<ResourcesByName, { readonly next: ResourcesByName; readonly out: ResourcesByName }>();
+
+/** `next` plus the entries of `prev` it lacks (`next` itself when it lacks none); computed once per pair of maps. */
+function withRemoved(prev: ResourcesByName | undefined, next: ResourcesByName | undefined): ResourcesByName | undefined {
+  if (!prev || !next || prev === next) return next;
+  const hit = keptCache.get(prev);
+  if (hit?.next === next) return hit.out;
+  let out: Map<string, VersionedResource> | undefined;
+  for (const [name, r] of prev) {
+    if (next.has(name)) continue;
+    out ??= new Map(next);
+    out.set(name, r);
+  }
+  const result = out ?? next;
+  keptCache.set(prev, { next, out: result });
+  return result;
+}
+
+/** Whether the publish adds a cluster the view did not have (judged from its change list; none for a new scope). */
+function addsClusters(prev: ScopeResources, actual: ScopeResources, changes: ReadonlyMap<TypeUrl, ReadonlySet<string>> | undefined): boolean {
+  const changed = changes?.get(TYPE_URL.cluster);
+  const before = prev.get(TYPE_URL.cluster);
+  const after = actual.get(TYPE_URL.cluster);
+  if (!changed || !before || !after || before === after) return false;
+  for (const name of changed) if (after.has(name) && !before.has(name)) return true;
+  return false;
+}
+
+const changeSets = new WeakMap<readonly string[], ReadonlySet<string>>();
+
+/** The names whose resource differs between two maps of a view, as a change list (shared per pair of maps). */
+function namesChanged(prev: ResourcesByName | undefined, next: ResourcesByName | undefined): ReadonlySet<string> {
+  const names = changedBetween(prev ?? EMPTY_MAP, next ?? EMPTY_MAP);
+  let set = changeSets.get(names);
+  if (!set) changeSets.set(names, (set = new Set(names)));
+  return set;
+}
+
+/** Per change list (shared by every stream of a scope, and by scopes): the CLA names of its EDS clusters. */
+const endpointNamesCache = new WeakMap<object, { readonly clusters: ResourcesByName; readonly names: readonly string[] }>();
+
+/**
+ * The ClusterLoadAssignment names (eds_cluster_config.service_name, else the cluster's name) of the EDS clusters
+ * among `changed` that `clusters` still has. Computed once per change list and map, whatever the number of streams.
+ */
+export function endpointNamesOf(clusters: ResourcesByName, changed: Iterable<string> & object): readonly string[] {
+  const hit = endpointNamesCache.get(changed);
+  if (hit?.clusters === clusters) return hit.names;
+  const names: string[] = [];
+  for (const name of changed) {
+    const c = clusters.get(name)?.message as { type?: string; eds_cluster_config?: { service_name?: string } } | undefined;
+    if (c?.type === 'EDS') names.push(c.eds_cluster_config?.service_name || name);
+  }
+  endpointNamesCache.set(changed, { clusters, names });
+  return names;
 }
 
 /**

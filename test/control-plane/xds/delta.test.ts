@@ -80,9 +80,10 @@ describe('delta ADS', () => {
     const first = many.slice(0, 100).map((r) => r.name);
     s.send({ node: envoyNode('d-rebase'), type_url: TYPE_URL.endpoint, resource_names_subscribe: first });
     expect(names(await ack(s))).toEqual(first);
-    // 100 sends re-based this stream's held state on the whole map, which also has e100..e119.
+    // 100 sends re-based this stream's held state on the whole map, which also has e100..e119. e005, held already,
+    // is sent again too: a subscription is always answered with the resource (the client may have forgotten it).
     s.send({ type_url: TYPE_URL.endpoint, resource_names_subscribe: ['e110', 'e005'] });
-    expect(names(await ack(s))).toEqual(['e110']);
+    expect(names(await ack(s))).toEqual(['e005', 'e110']);
     s.send({ type_url: TYPE_URL.endpoint, resource_names_unsubscribe: ['e005'] });
     s.send({ type_url: TYPE_URL.endpoint, resource_names_subscribe: ['e005'] });
     expect(names(await ack(s))).toEqual(['e005']);

@@ -1,0 +1,267 @@
+// Points of Envoy's xDS protocol doc checked against a real grpc-js client: cluster warming, re-subscription, "*".
+import { afterEach, describe, expect, it } from 'vitest';
+import { TYPE_URL, unpack } from '../../../proto/index.ts';
+import { type DeltaReader, envoyNode, openDelta, openSotw, type SotwReader } from './ads-client.ts';
+import { cluster, endpoints, listener, route } from './fake-cache.ts';
+import { type Harness, startHarness } from './harness.ts';
+
+const SCOPE = 'envoy/default';
+let h: Harness;
+afterEach(async () => {
+  await h?.close();
+});
+
+const base = () => ({
+  [SCOPE]: {
+    [TYPE_URL.cluster]: { put: [cluster('a'), cluster('b'), cluster('c')] },
+    [TYPE_URL.endpoint]: { put: [endpoints('a', '10.0.0.1'), endpoints('b', '10.0.0.2'), endpoints('c', '10.0.0.3')] },
+    [TYPE_URL.listener]: { put: [listener('virtualOutbound')] },
+    [TYPE_URL.route]: { put: [route('outbound/default', 'a')] },
+  },
+});
+
+const sotwNames = (r: { resources: { type_url: string; value: Buffer }[] }) =>
+  r.resources.map((any) => {
+    const m = unpack<{ name?: string; cluster_name?: string }>(any);
+    return m.name || m.cluster_name;
+  });
+const deltaNames = (r: { resources: { name: string }[] }) => r.resources.map((x) => x.name).sort();
+
+/** Reads the next SotW response and ACKs it with the names given for its type. */
+async function sotwAck(s: SotwReader, subscribed: Record<string, string[]> = {}) {
+  const r = await s.next();
+  s.send({ type_url: r.type_url, version_info: r.version_info, response_nonce: r.nonce, resource_names: subscribed[r.type_url] ?? [] });
+  return r;
+}
+
+async function deltaAck(s: DeltaReader) {
+  const r = await s.next();
+  s.send({ type_url: r.type_url, response_nonce: r.nonce });
+  return r;
+}
+
+/** A response type later in ADS order than `typeUrl`'s, sent as a barrier: it arrives first if nothing else was due. */
+async function nothingPending(s: SotwReader | DeltaReader, sotw: boolean): Promise<string> {
+  if (sotw) (s as SotwReader).send({ type_url: TYPE_URL.route, resource_names: ['outbound/default'] });
+  else (s as DeltaReader).send({ type_url: TYPE_URL.route, resource_names_subscribe: ['outbound/default'] });
+  return (await s.next()).type_url;
+}
+
+describe('resource warming: a changed Cluster gets its ClusterLoadAssignment again', () => {
+  it('SotW: the CLA of a cluster whose connect timeout changed is sent after CDS, and only that one', async () => {
+    h = await startHarness(base());
+    const s = openSotw(h.client());
+    const subscribed = { [TYPE_URL.endpoint]: ['a', 'b'] };
+    s.send({ node: envoyNode('w1'), type_url: TYPE_URL.cluster });
+    await sotwAck(s, subscribed);
+    s.send({ type_url: TYPE_URL.endpoint, resource_names: ['a', 'b'] });
+    expect(sotwNames(await sotwAck(s, subscribed))).toEqual(['a', 'b']);
+    // b's Cluster changes, its endpoints do not; c (not subscribed in EDS) changes too.
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('b', 5), cluster('c', 5)] } } });
+    const cds = await sotwAck(s, subscribed);
+    expect(cds.type_url).toBe(TYPE_URL.cluster);
+    const eds = await sotwAck(s, subscribed);
+    expect(eds.type_url).toBe(TYPE_URL.endpoint);
+    expect(sotwNames(eds)).toEqual(['b']);
+    // Nothing else was due (no second EDS response).
+    expect(await nothingPending(s, true)).toBe(TYPE_URL.route);
+  });
+
+  it('delta: the CLA of a changed cluster is resent although its version is unchanged', async () => {
+    h = await startHarness(base());
+    const s = openDelta(h.client());
+    s.send({ node: envoyNode('w2'), type_url: TYPE_URL.cluster });
+    await deltaAck(s);
+    s.send({ type_url: TYPE_URL.endpoint, resource_names_subscribe: ['a', 'b'] });
+    const first = await deltaAck(s);
+    expect(deltaNames(first)).toEqual(['a', 'b']);
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('b', 5), cluster('c', 5)] } } });
+    const cds = await deltaAck(s);
+    expect(cds.type_url).toBe(TYPE_URL.cluster);
+    expect(deltaNames(cds)).toEqual(['b', 'c']);
+    const eds = await deltaAck(s);
+    expect(eds.type_url).toBe(TYPE_URL.endpoint);
+    expect(eds.resources.map((r) => [r.name, r.version])).toEqual([['b', first.resources.find((r) => r.name === 'b')?.version]]);
+    expect(await nothingPending(s, false)).toBe(TYPE_URL.route);
+  });
+});
+
+describe('delta subscriptions (spec "Subscribing to Resources", "Unsubscribing from Resources")', () => {
+  it('answers a re-subscription to a name the client holds with the resource (the client may have forgotten it)', async () => {
+    h = await startHarness(base());
+    const s = openDelta(h.client());
+    s.send({ node: envoyNode('r1'), type_url: TYPE_URL.endpoint, resource_names_subscribe: ['a'] });
+    const first = await deltaAck(s);
+    expect(deltaNames(first)).toEqual(['a']);
+    s.send({ type_url: TYPE_URL.endpoint, resource_names_subscribe: ['a', 'b'] });
+    const again = await deltaAck(s);
+    expect(deltaNames(again)).toEqual(['a', 'b']);
+    expect(again.resources.find((r) => r.name === 'a')?.version).toBe(first.resources[0]?.version);
+  });
+
+  it('still skips what a resuming client says it holds (initial_resource_versions)', async () => {
+    h = await startHarness(base());
+    const version = h.cache.current().scopes.get(SCOPE)?.get(TYPE_URL.endpoint)?.get('a')?.version ?? '';
+    const s = openDelta(h.client());
+    s.send({
+      node: envoyNode('r2'),
+      type_url: TYPE_URL.endpoint,
+      resource_names_subscribe: ['a', 'b'],
+      initial_resource_versions: { a: version },
+    });
+    expect(deltaNames(await deltaAck(s))).toEqual(['b']);
+  });
+
+  it('with "*" and a name, unsubscribing the name is answered: resources if "*" covers it, else removed_resources', async () => {
+    h = await startHarness(base());
+    const s = openDelta(h.client());
+    s.send({ node: envoyNode('r3'), type_url: TYPE_URL.cluster, resource_names_subscribe: ['*', 'b', 'not-a-cluster'] });
+    const first = await deltaAck(s);
+    expect(deltaNames(first)).toEqual(['a', 'b', 'c']);
+    expect(first.removed_resources).toEqual(['not-a-cluster']);
+    s.send({ type_url: TYPE_URL.cluster, resource_names_unsubscribe: ['b'] });
+    const kept = await deltaAck(s);
+    expect(deltaNames(kept)).toEqual(['b']);
+    expect(kept.removed_resources).toEqual([]);
+    s.send({ type_url: TYPE_URL.cluster, resource_names_unsubscribe: ['not-a-cluster'] });
+    const gone = await deltaAck(s);
+    expect(gone.resources).toEqual([]);
+    expect(gone.removed_resources).toEqual(['not-a-cluster']);
+    // Without "*", unsubscribing needs no answer.
+    s.send({ type_url: TYPE_URL.cluster, resource_names_subscribe: ['a'] });
+    expect(deltaNames(await deltaAck(s))).toEqual(['a']);
+    s.send({ type_url: TYPE_URL.cluster, resource_names_unsubscribe: ['*'] });
+    s.send({ type_url: TYPE_URL.cluster, resource_names_unsubscribe: ['a'] });
+    expect(await nothingPending(s, false)).toBe(TYPE_URL.route);
+  });
+});
+
+describe('SotW "*" (spec "How the client specifies what resources to return")', () => {
+  it('a request that only adds or drops "*" changes the subscription, whatever other streams sent', async () => {
+    h = await startHarness(base());
+    const s = openSotw(h.client());
+    s.send({ node: envoyNode('s1'), type_url: TYPE_URL.cluster, resource_names: ['a'] });
+    expect(sotwNames(await sotwAck(s, { [TYPE_URL.cluster]: ['*', 'a'] }))).toEqual(['a']);
+    expect(sotwNames(await sotwAck(s, { [TYPE_URL.cluster]: ['a'] }))).toEqual(['a', 'b', 'c']);
+    expect(sotwNames(await sotwAck(s, { [TYPE_URL.cluster]: ['a'] }))).toEqual(['a']);
+    // Another stream whose names were first seen with "*" by the one above: adding "*" is answered too.
+    const t = openSotw(h.client());
+    t.send({ node: envoyNode('s2'), type_url: TYPE_URL.cluster, resource_names: ['*', 'a'] });
+    expect(sotwNames(await sotwAck(t, { [TYPE_URL.cluster]: ['a'] }))).toEqual(['a', 'b', 'c']);
+    expect(sotwNames(await sotwAck(t, { [TYPE_URL.cluster]: ['*', 'a'] }))).toEqual(['a']);
+    expect(sotwNames(await sotwAck(t, { [TYPE_URL.cluster]: ['*', 'a'] }))).toEqual(['a', 'b', 'c']);
+    // A plain ACK is still not answered.
+    expect(await nothingPending(t, true)).toBe(TYPE_URL.route);
+  });
+
+  it('[] after an explicit ["*"] unsubscribes from everything; [] from the start stays the legacy wildcard', async () => {
+    h = await startHarness(base());
+    const s = openSotw(h.client());
+    s.send({ node: envoyNode('s3'), type_url: TYPE_URL.cluster, resource_names: ['*'] });
+    expect(sotwNames(await sotwAck(s, { [TYPE_URL.cluster]: [] }))).toEqual(['a', 'b', 'c']);
+    const none = await sotwAck(s, { [TYPE_URL.cluster]: [] });
+    expect(none.type_url).toBe(TYPE_URL.cluster);
+    expect(none.resources).toEqual([]);
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('d')] } } });
+    expect(await nothingPending(s, true)).toBe(TYPE_URL.route);
+
+    const legacy = openSotw(h.client());
+    legacy.send({ node: envoyNode('s4'), type_url: TYPE_URL.cluster });
+    expect(sotwNames(await sotwAck(legacy))).toEqual(['a', 'b', 'c', 'd']);
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('e')] } } });
+    expect(sotwNames(await sotwAck(legacy))).toEqual(['a', 'b', 'c', 'd', 'e']);
+    expect(await nothingPending(legacy, true)).toBe(TYPE_URL.route);
+  });
+});
+
+describe('make-before-break (spec "Eventual consistency considerations")', () => {
+  /** A port rename: cluster a goes, d comes, and the route moves from a to d, in one publish. */
+  const rename = () => ({
+    [SCOPE]: {
+      [TYPE_URL.cluster]: { put: [cluster('d')], remove: ['a'] },
+      [TYPE_URL.endpoint]: { put: [endpoints('d', '10.0.0.4')], remove: ['a'] },
+      [TYPE_URL.route]: { put: [route('outbound/default', 'd')] },
+    },
+  });
+
+  it('SotW: a removed cluster stays in CDS until the proxy has ACKed the routes that no longer use it', async () => {
+    h = await startHarness(base());
+    const s = openSotw(h.client());
+    const subscribed = { [TYPE_URL.endpoint]: ['a', 'b'], [TYPE_URL.route]: ['outbound/default'] };
+    s.send({ node: envoyNode('m1'), type_url: TYPE_URL.cluster });
+    s.send({ type_url: TYPE_URL.endpoint, resource_names: subscribed[TYPE_URL.endpoint] });
+    s.send({ type_url: TYPE_URL.listener });
+    s.send({ type_url: TYPE_URL.route, resource_names: subscribed[TYPE_URL.route] });
+    const last = new Map<string, { version_info: string; nonce: string }>();
+    for (let i = 0; i < 4; i++) {
+      const r = await sotwAck(s, subscribed);
+      last.set(r.type_url, r);
+    }
+    h.cache.publish(rename());
+    const cds = await sotwAck(s, subscribed);
+    expect(cds.type_url).toBe(TYPE_URL.cluster);
+    expect(sotwNames(cds)).toEqual(['a', 'b', 'c', 'd']);
+    // The client asks for d's endpoints (a new cluster) and gets them; the route moved to d meanwhile.
+    subscribed[TYPE_URL.endpoint] = ['a', 'b', 'd'];
+    const lastEds = last.get(TYPE_URL.endpoint);
+    s.send({ type_url: TYPE_URL.endpoint, version_info: lastEds?.version_info, response_nonce: lastEds?.nonce, resource_names: subscribed[TYPE_URL.endpoint] });
+    const rds = await s.next();
+    expect(rds.type_url).toBe(TYPE_URL.route);
+    const eds = await sotwAck(s, subscribed);
+    expect(eds.type_url).toBe(TYPE_URL.endpoint);
+    expect(sotwNames(eds)).toEqual(['d']);
+    // A listener exchange (a new subscription, answered and ACKed) lets nothing go: the route table is not ACKed.
+    const lastLds = last.get(TYPE_URL.listener);
+    s.send({ type_url: TYPE_URL.listener, version_info: lastLds?.version_info, response_nonce: lastLds?.nonce, resource_names: ['virtualOutbound'] });
+    expect((await sotwAck(s, { [TYPE_URL.listener]: ['virtualOutbound'] })).type_url).toBe(TYPE_URL.listener);
+    // The ACK of the route table lets a go.
+    s.send({ type_url: TYPE_URL.route, version_info: rds.version_info, response_nonce: rds.nonce, resource_names: subscribed[TYPE_URL.route] });
+    const after = await s.next();
+    expect(after.type_url).toBe(TYPE_URL.cluster);
+    expect(sotwNames(after)).toEqual(['b', 'c', 'd']);
+  });
+
+  it('a publish that only removes a cluster (a Service deleted, its routes with it) drops it at once', async () => {
+    h = await startHarness(base());
+    const s = openSotw(h.client());
+    const subscribed = { [TYPE_URL.endpoint]: ['a', 'b'], [TYPE_URL.route]: ['outbound/default'] };
+    s.send({ node: envoyNode('m3'), type_url: TYPE_URL.cluster });
+    s.send({ type_url: TYPE_URL.endpoint, resource_names: subscribed[TYPE_URL.endpoint] });
+    s.send({ type_url: TYPE_URL.listener });
+    s.send({ type_url: TYPE_URL.route, resource_names: subscribed[TYPE_URL.route] });
+    for (let i = 0; i < 4; i++) await sotwAck(s, subscribed);
+    h.cache.publish({
+      [SCOPE]: {
+        [TYPE_URL.cluster]: { remove: ['a'] },
+        [TYPE_URL.endpoint]: { remove: ['a'] },
+        [TYPE_URL.route]: { put: [route('outbound/default', 'b')] },
+      },
+    });
+    const cds = await s.next();
+    expect(cds.type_url).toBe(TYPE_URL.cluster);
+    expect(sotwNames(cds)).toEqual(['b', 'c']);
+    expect((await s.next()).type_url).toBe(TYPE_URL.route);
+  });
+
+  it('delta: the removal of a renamed cluster (and its CLA) comes after the route ACK', async () => {
+    h = await startHarness(base());
+    const s = openDelta(h.client());
+    s.send({ node: envoyNode('m2'), type_url: TYPE_URL.cluster });
+    s.send({ type_url: TYPE_URL.endpoint, resource_names_subscribe: ['a', 'b'] });
+    s.send({ type_url: TYPE_URL.listener });
+    s.send({ type_url: TYPE_URL.route, resource_names_subscribe: ['outbound/default'] });
+    for (let i = 0; i < 4; i++) await deltaAck(s);
+    h.cache.publish(rename());
+    const cds = await deltaAck(s);
+    expect([cds.type_url, deltaNames(cds), cds.removed_resources]).toEqual([TYPE_URL.cluster, ['d'], []]);
+    const rds = await s.next();
+    expect(rds.type_url).toBe(TYPE_URL.route);
+    s.send({ type_url: TYPE_URL.route, response_nonce: rds.nonce });
+    const removal = [await deltaAck(s), await deltaAck(s)];
+    expect(removal.map((r) => [r.type_url, r.resources.length, r.removed_resources])).toEqual([
+      [TYPE_URL.cluster, 0, ['a']],
+      [TYPE_URL.endpoint, 0, ['a']],
+    ]);
+  });
+});
+
