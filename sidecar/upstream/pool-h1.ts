@@ -273,6 +273,11 @@ class H1Exchange implements DispatchController, ConnectionUser {
     this.requestSent = true;
   }
 
+  /** The server stopped reading (an early answer, then a close or reset): the rest of the body is dropped unsent. */
+  stopBody(): void {
+    this.detachBody(true);
+  }
+
   bodyError(err: NodeJS.ErrnoException): void {
     this.detachBody(false);
     this.conn?.fail(err);
