@@ -1,6 +1,6 @@
 // An app that answers an upload early (a 413, or a 200) and closes with the body unread, so that its kernel resets the
-// connection: the caller still gets that answer, through a sidecar pair (plaintext and mTLS), straight to the app, and
-// over an opaque TCP listener.
+// connection: the caller still gets that answer, through a sidecar pair (plaintext, L7 inbound, mTLS), straight to the
+// app, and over an opaque TCP listener.
 import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -99,6 +99,21 @@ const topologies: Record<string, () => Topology> = {
       async target(app) {
         const pair = await startPair([app.port]);
         pair.client.update(mesh([cluster(RAW, [endpoint(app.port, pair.inbound)])], [{ name: 'raw', domains: ['raw'], routes: [route(RAW)] }]));
+        close = () => pair.close();
+        return { port: pair.outbound, host: 'raw' };
+      },
+      close: () => close(),
+    };
+  },
+  'a sidecar pair whose inbound judges each request (L7 authorization, undici to the app)': () => {
+    let close = async (): Promise<void> => {};
+    return {
+      async target(app) {
+        const pair = await startPair([app.port]);
+        const anyone = { allow: [{ from: [], to: [] }], deny: [] };
+        const m = mesh([cluster(RAW, [endpoint(app.port, pair.inbound)], { authz: anyone })], [{ name: 'raw', domains: ['raw'], routes: [route(RAW)] }]);
+        pair.client.update(m);
+        pair.server.update(m);
         close = () => pair.close();
         return { port: pair.outbound, host: 'raw' };
       },
