@@ -61,6 +61,8 @@ export class H1Connection {
   private ended = false;
   /** The server refused a write (EPIPE, ECONNRESET): read on for its answer, never reuse the connection. */
   private refused = false;
+  /** Writes are guarded (see guardBody). */
+  private guarded = false;
 
   constructor(owner: ConnectionOwner, open: OpenSocket, idleMs: number) {
     this.owner = owner;
@@ -70,9 +72,6 @@ export class H1Connection {
     (socket as unknown as WithConn)[kConn] = this;
     // TCP keep-alive probes find a peer that vanished while the connection sat idle (undici does the same).
     socket.setKeepAlive(true, 60_000);
-    // An app that answers an upload early (a 413) and closes with the body unread resets the connection: the write of
-    // the next body bytes fails, and its answer, already in our kernel buffer, must still be read (as Envoy does).
-    guardWrites(socket, onRefused);
     socket.once((socket as { encrypted?: boolean }).encrypted === true ? 'secureConnect' : 'connect', onReady);
     socket.on('data', onData);
     socket.on('end', onEnd);
@@ -162,6 +161,17 @@ export class H1Connection {
 
   destroy(): void {
     if (!this.socket.destroyed) this.socket.destroy();
+  }
+
+  /**
+   * Before a request body is written (once per connection; requests without one never pay for it): an app that
+   * answers an upload early (a 413) and closes with the body unread resets the connection, the write of the next
+   * body bytes fails, and its answer, already in our kernel buffer, must still be read (as Envoy does).
+   */
+  guardBody(): void {
+    if (this.guarded) return;
+    this.guarded = true;
+    guardWrites(this.socket, onRefused);
   }
 
   /** The server refused our writes: the rest of the request body is dropped; the response is read to its end or error. */

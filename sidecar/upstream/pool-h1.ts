@@ -232,6 +232,7 @@ class H1Exchange implements DispatchController, ConnectionUser {
       this.requestSent = true;
       return;
     }
+    (this.conn as H1Connection).guardBody();
     // Body bytes already buffered arrive on the next tick: held with the head so both go out in one write.
     socket.cork();
     socket.write(this.head, 'latin1');

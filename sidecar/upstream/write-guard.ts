@@ -34,10 +34,12 @@ type Guarded = net.Socket & { [kGuard]?: Guard };
  * After this, a write the peer refuses (EPIPE, ECONNRESET) is reported once to `onRefused` instead (on the next
  * tick), and it and every
  * later write are taken as done without going out: the socket stays open for reading, to its end or its read error.
- * The caller stops writing and reads the answer. Costs nothing per write beyond a call; allocates once per socket.
+ * The caller stops writing and reads the answer. Costs nothing per write beyond a call; allocates once per socket
+ * (a second call on the same socket does nothing).
  */
 export function guardWrites(socket: net.Socket, onRefused: OnRefused): void {
   const s = socket as Guarded;
+  if (s[kGuard] !== undefined) return;
   const guard: Guard = {
     socket,
     write: s._write as WriteFn,
