@@ -7,7 +7,7 @@ import type { Dispatcher, Pool } from 'undici';
 import { authorize, type Caller, type InboundPolicy } from '../authz/index.ts';
 import { normalizeTarget } from '../authz/path.ts';
 import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
-import { headerListFromRaw, stripHopByHop } from '../upstream/index.ts';
+import { guardWrites, headerListFromRaw, stripHopByHop } from '../upstream/index.ts';
 import type { Headers, ProxyHeader, RequestHeadInfo } from '../upstream/index.ts';
 import { logger } from '../log.ts';
 import { InboundH2Handler } from './inbound-h2.ts';
@@ -70,6 +70,8 @@ export class InboundHttpHandler {
    * authorization policies never uses.
    */
   private undici: typeof Undici | undefined;
+  /** undici's own connector (plain TCP to the app), wrapped by connector(). */
+  private connect: Undici.buildConnector.connector | undefined;
   private loading: Promise<void> | undefined;
 
   constructor(options: InboundHttpOptions) {
@@ -161,7 +163,7 @@ export class InboundHttpHandler {
   /** Sends a request on a connection of its own, closed after it (the pool could hand out one the app just closed). */
   private sendFresh(port: number, options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
     const { Client } = this.undici as typeof Undici;
-    const client = new Client(this.origin(port), { keepAliveTimeout: 1, headersTimeout: 0, bodyTimeout: 0 });
+    const client = new Client(this.origin(port), { keepAliveTimeout: 1, headersTimeout: 0, bodyTimeout: 0, connect: this.connector() });
     client.dispatch(options, handler);
     client.close().catch(() => {});
   }
@@ -205,10 +207,24 @@ export class InboundHttpHandler {
     let p = this.pools.get(port);
     if (p === undefined) {
       const { Pool } = this.undici as typeof Undici;
-      p = new Pool(this.origin(port), { pipelining: 1, keepAliveTimeout: 60_000, headersTimeout: 0, bodyTimeout: 0, allowH2: false });
+      p = new Pool(this.origin(port), { pipelining: 1, keepAliveTimeout: 60_000, headersTimeout: 0, bodyTimeout: 0, allowH2: false, connect: this.connector() });
       this.pools.set(port, p);
     }
     return p;
+  }
+
+  /**
+   * undici's connector with writes guarded (see guardWrites): an app that answers an upload early (a 413) and closes
+   * with the body unread resets the connection, and undici's next body write would otherwise destroy the socket with
+   * that answer unread. Refused writes go nowhere; undici reads the answer and ends the exchange with it.
+   */
+  private connector(): Undici.buildConnector.connector {
+    const base = (this.connect ??= (this.undici as typeof Undici).buildConnector({}));
+    return (options, callback) =>
+      base(options, (err, socket) => {
+        if (socket !== null) guardWrites(socket, ignoreRefusal);
+        (callback as (e: Error | null, s: net.Socket | null) => void)(err, socket);
+      });
   }
 
   private origin(port: number): string {
@@ -237,6 +253,9 @@ function countInbound(metrics: DataPlaneMetrics, appPort: number, res: http.Serv
     if (reason !== undefined) metrics.localError(reason);
   });
 }
+
+/** undici writes on into the guard (nowhere) until the app's answer ends the exchange. */
+function ignoreRefusal(): void {}
 
 /** undici's errors for a connection the app closed before answering (the keep-alive race). */
 const CLOSED_CODES = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
@@ -272,6 +291,9 @@ class AppExchange implements Dispatcher.DispatchHandler {
   onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[]>): void {
     // Informational responses (102, 103 Early Hints) are not relayed, as on the other paths: the final one follows.
     if (status < 200) return;
+    // An answer before the whole request arrived (an early 413 to an upload): the connection closes after it, as in
+    // Envoy. undici stops the request body, which ends the caller's connection, so it must not be reused meanwhile.
+    if (!this.res.req.complete) this.res.shouldKeepAlive = false;
     this.res.writeHead(status, stripHopByHop(headers as Headers) as http.OutgoingHttpHeaders);
   }
 

@@ -4,13 +4,14 @@ import type { Counter } from 'prom-client';
 import { authorize, type Caller, type InboundPolicy } from '../authz/index.ts';
 import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import { parseSpiffeId, peerSpiffeId, type TlsContexts } from '../tls/index.ts';
-import { parseProxyHeader, type ParseResult } from '../upstream/index.ts';
+import { guardWrites, parseProxyHeader, writeRefused, type ParseResult } from '../upstream/index.ts';
 import type { ProxyHeader } from '../upstream/index.ts';
 import { logger } from '../log.ts';
 import type { InboundHttpHandler } from './inbound-http.ts';
 import { localReplyText } from '../http1/response-head.ts';
 import { REASON_HEADER } from './local-reply.ts';
 import { AppDownH2 } from './app-down-h2.ts';
+import { closeAfterUpstream, drainClient } from './linger.ts';
 
 const log = logger('inbound');
 
@@ -50,6 +51,18 @@ export class L4PipeHandler implements InboundHandler {
 
   handle(client: net.Socket, appPort: number, header: ProxyHeader | undefined, rest: Buffer): void {
     const app = net.connect({ host: this.appHost, port: appPort, noDelay: true, allowHalfOpen: true });
+    // The app closed or reset after answering (an early 413 to an upload it will not read): its answer, then a FIN,
+    // reaches the caller, whose remaining bytes are dropped (see closeAfterUpstream).
+    let appGone = false;
+    const afterApp = (): void => {
+      if (appGone) return;
+      appGone = true;
+      closeAfterUpstream(client, app, done);
+    };
+    guardWrites(app, () => {
+      drainClient(client, app);
+      if (app.readableEnded) afterApp();
+    });
     this.conns.add(client);
     if (rest.length > 0) app.write(rest);
     // What the caller sent before the app answered the connection, kept to answer it ourselves if the app does not.
@@ -69,10 +82,13 @@ export class L4PipeHandler implements InboundHandler {
       client.destroy();
       app.destroy();
     };
+    app.on('end', () => {
+      if (writeRefused(app) !== undefined) afterApp();
+    });
     app.on('error', (err: NodeJS.ErrnoException) => {
       log.debug('app connection failed', { port: appPort, code: err.code, source: header?.sourceAddress });
       if (connected) {
-        done();
+        afterApp();
         return;
       }
       // No app listening: the caller is told so in an answer it can read (and its sidecar may send a bodiless
@@ -86,7 +102,7 @@ export class L4PipeHandler implements InboundHandler {
     });
     client.on('error', done);
     client.on('close', done);
-    app.on('close', done);
+    app.on('close', afterApp);
     client.pipe(app);
     app.pipe(client);
     client.resume();

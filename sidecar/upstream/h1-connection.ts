@@ -2,6 +2,7 @@
 import type net from 'node:net';
 import { BODY_PAUSED, COMPLETE, NEED_MORE, ResponseReader } from '../http1/response-reader.ts';
 import type { ResponseHeaders, ResponseSink } from '../http1/response-reader.ts';
+import { guardWrites } from './write-guard.ts';
 
 /** The pool a connection returns to between requests. */
 export interface ConnectionOwner {
@@ -17,6 +18,8 @@ export interface ConnectionUser extends ResponseSink {
   write(socket: net.Socket): void;
   /** The whole request (body included) has been handed to the socket. */
   readonly requestSent: boolean;
+  /** The server stopped reading (it closed or reset): write no more of the body; its answer may still come. */
+  stopBody(): void;
   complete(trailers: ResponseHeaders | undefined): void;
   /** The exchange broke; `started`: some response byte had arrived; `reused`: the connection carried one before. */
   failed(err: NodeJS.ErrnoException, started: boolean, reused: boolean): void;
@@ -56,6 +59,10 @@ export class H1Connection {
   private bodyPaused = false;
   private resumeWanted = false;
   private ended = false;
+  /** The server refused a write (EPIPE, ECONNRESET): read on for its answer, never reuse the connection. */
+  private refused = false;
+  /** Writes are guarded (see guardBody). */
+  private guarded = false;
 
   constructor(owner: ConnectionOwner, open: OpenSocket, idleMs: number) {
     this.owner = owner;
@@ -156,6 +163,24 @@ export class H1Connection {
     if (!this.socket.destroyed) this.socket.destroy();
   }
 
+  /**
+   * Before a request body is written (once per connection; requests without one never pay for it): an app that
+   * answers an upload early (a 413) and closes with the body unread resets the connection, the write of the next
+   * body bytes fails, and its answer, already in our kernel buffer, must still be read (as Envoy does).
+   */
+  guardBody(): void {
+    if (this.guarded) return;
+    this.guarded = true;
+    guardWrites(this.socket, onRefused);
+  }
+
+  /** The server refused our writes: the rest of the request body is dropped; the response is read to its end or error. */
+  writeRefused(): void {
+    if (this.refused) return;
+    this.refused = true;
+    this.user?.stopBody();
+  }
+
   connected(): void {
     this.ready = true;
     this.user?.write(this.socket);
@@ -213,7 +238,7 @@ export class H1Connection {
     const hint = r.keepAliveHintMs;
     // Close before the server's own idle timeout would (a second early).
     if (hint !== undefined) this.idleMs = Math.min(this.idleMs, hint - 1000);
-    const reusable = r.keepAlive && r.rest === undefined && user.requestSent && !this.ended && !this.closed;
+    const reusable = r.keepAlive && r.rest === undefined && user.requestSent && !this.ended && !this.closed && !this.refused;
     if (reusable && this.owner.park(this)) {
       if (this.socket.isPaused()) this.socket.resume();
     } else {
@@ -261,6 +286,7 @@ class Discard implements ConnectionUser {
   }
 
   write(): void {}
+  stopBody(): void {}
   onHead(): void {}
   onBody(chunk: Buffer): boolean {
     this.bytes += chunk.length;
@@ -296,6 +322,9 @@ function protocolError(code: string, reason: string): NodeJS.ErrnoException {
 
 function resumeParse(c: H1Connection, user: ConnectionUser): void {
   c.resumeHeld(user);
+}
+function onRefused(socket: net.Socket): void {
+  (socket as unknown as WithConn)[kConn].writeRefused();
 }
 function onReady(this: net.Socket): void {
   (this as unknown as WithConn)[kConn].connected();

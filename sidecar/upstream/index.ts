@@ -9,5 +9,6 @@ export { compose, headerListFromObject, headerListFromRaw, headerListValue, stri
 export type { Dispatch, DispatchController, DispatchHandler, DispatchRequest, HeaderList, Headers, Interceptor, RequestHeadInfo } from './dispatch.ts';
 export { timeoutInterceptor } from './timeout.ts';
 export { STREAM_IDLE_TIMEOUT_MS, StreamIdleWatch } from './stream-idle.ts';
+export { guardWrites, writeRefused } from './write-guard.ts';
 export { encodeProxyHeader, parseProxyHeader, SIGNATURE as PROXY_V2_SIGNATURE } from './proxy-protocol.ts';
 export type { ProxyHeader, ParseResult } from './proxy-protocol.ts';

@@ -232,6 +232,7 @@ class H1Exchange implements DispatchController, ConnectionUser {
       this.requestSent = true;
       return;
     }
+    (this.conn as H1Connection).guardBody();
     // Body bytes already buffered arrive on the next tick: held with the head so both go out in one write.
     socket.cork();
     socket.write(this.head, 'latin1');
@@ -271,6 +272,11 @@ class H1Exchange implements DispatchController, ConnectionUser {
     if (s === undefined || s.destroyed) return;
     if (this.chunked) s.write(LAST_CHUNK);
     this.requestSent = true;
+  }
+
+  /** The server stopped reading (an early answer, then a close or reset): the rest of the body is dropped unsent. */
+  stopBody(): void {
+    this.detachBody(true);
   }
 
   bodyError(err: NodeJS.ErrnoException): void {

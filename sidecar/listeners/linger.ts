@@ -1,0 +1,39 @@
+// The L4 pipes' close when the upstream side went away first: nginx's lingering close toward the client.
+import type net from 'node:net';
+
+/** Lingering ends when the client sends nothing this long (nginx's lingering_timeout)... */
+export const LINGER_IDLE_MS = 5_000;
+/** ...or after this long in all (nginx's lingering_time). */
+export const LINGER_MAX_MS = 30_000;
+
+/**
+ * The upstream of an L4 pipe (`upstream`) has closed or reset after answering: what it sent still reaches `client`,
+ * then a FIN, and what the client still sends (the rest of an upload the app refused) is read and dropped until the
+ * client closes, at most LINGER_IDLE_MS quiet or LINGER_MAX_MS in all; then `done`. Closing at once instead would,
+ * with the client's bytes unread, make our kernel reset the connection, and the client (a peer sidecar, whose write
+ * of the next body bytes then fails) could lose the answer.
+ */
+export function closeAfterUpstream(client: net.Socket, upstream: net.Socket, done: () => void): void {
+  client.unpipe(upstream);
+  // Nothing to deliver (the upstream never sent a byte: closed at once, as before), or all of it delivered and
+  // nothing more to read from the client (the usual end of a connection both sides closed).
+  if (client.destroyed || client.bytesWritten === 0 || (client.readableEnded && client.writableFinished)) {
+    done();
+    return;
+  }
+  drainClient(client, upstream);
+  if (!client.writableEnded) client.end();
+  client.setTimeout(LINGER_IDLE_MS, done);
+  const timer = setTimeout(done, LINGER_MAX_MS);
+  client.once('close', () => clearTimeout(timer));
+}
+
+/** Stops sending `client`'s bytes to `upstream` (it refused them); they are read and dropped from now on. */
+export function drainClient(client: net.Socket, upstream: net.Socket): void {
+  client.unpipe(upstream);
+  if (client.listeners('data').includes(drop)) return;
+  client.on('data', drop);
+  client.resume();
+}
+
+function drop(): void {}
