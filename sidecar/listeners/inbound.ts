@@ -4,14 +4,14 @@ import type { Counter } from 'prom-client';
 import { authorize, type Caller, type InboundPolicy } from '../authz/index.ts';
 import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import { parseSpiffeId, peerSpiffeId, type TlsContexts } from '../tls/index.ts';
-import { guardWrites, parseProxyHeader, writeRefused, type ParseResult } from '../upstream/index.ts';
+import { parseProxyHeader, type ParseResult } from '../upstream/index.ts';
 import type { ProxyHeader } from '../upstream/index.ts';
 import { logger } from '../log.ts';
 import type { InboundHttpHandler } from './inbound-http.ts';
 import { localReplyText } from '../http1/response-head.ts';
 import { REASON_HEADER } from './local-reply.ts';
 import { AppDownH2 } from './app-down-h2.ts';
-import { closeAfterUpstream, drainClient } from './linger.ts';
+import { lingerAfterUpstream } from './linger.ts';
 
 const log = logger('inbound');
 
@@ -51,18 +51,14 @@ export class L4PipeHandler implements InboundHandler {
 
   handle(client: net.Socket, appPort: number, header: ProxyHeader | undefined, rest: Buffer): void {
     const app = net.connect({ host: this.appHost, port: appPort, noDelay: true, allowHalfOpen: true });
-    // The app closed or reset after answering (an early 413 to an upload it will not read): its answer, then a FIN,
-    // reaches the caller, whose remaining bytes are dropped (see closeAfterUpstream).
-    let appGone = false;
-    const afterApp = (): void => {
-      if (appGone) return;
-      appGone = true;
-      closeAfterUpstream(client, app, done);
+    const done = (): void => {
+      this.conns.delete(client);
+      client.destroy();
+      app.destroy();
     };
-    guardWrites(app, () => {
-      drainClient(client, app);
-      if (app.readableEnded) afterApp();
-    });
+    // The app closed or reset after answering (an early 413 to an upload it will not read): its answer, then a FIN,
+    // reaches the caller, whose remaining bytes are dropped (see lingerAfterUpstream).
+    const afterApp = lingerAfterUpstream(client, app, done);
     this.conns.add(client);
     if (rest.length > 0) app.write(rest);
     // What the caller sent before the app answered the connection, kept to answer it ourselves if the app does not.
@@ -76,14 +72,6 @@ export class L4PipeHandler implements InboundHandler {
       connected = true;
       client.off('data', keep);
       early.length = 0;
-    });
-    const done = (): void => {
-      this.conns.delete(client);
-      client.destroy();
-      app.destroy();
-    };
-    app.on('end', () => {
-      if (writeRefused(app) !== undefined) afterApp();
     });
     app.on('error', (err: NodeJS.ErrnoException) => {
       log.debug('app connection failed', { port: appPort, code: err.code, source: header?.sourceAddress });

@@ -1,5 +1,6 @@
 // The L4 pipes' close when the upstream side went away first: nginx's lingering close toward the client.
 import type net from 'node:net';
+import { guardWrites, writeRefused } from '../upstream/index.ts';
 
 /** Lingering ends when the client sends nothing this long (nginx's lingering_timeout)... */
 export const LINGER_IDLE_MS = 5_000;
@@ -37,3 +38,26 @@ export function drainClient(client: net.Socket, upstream: net.Socket): void {
 }
 
 function drop(): void {}
+
+/**
+ * Wires an L4 pipe for an upstream that answers early and then goes away (an app's 413 to an upload it will not
+ * read): the upstream's writes are guarded (guardWrites); once it refused one, the client's bytes are dropped, and
+ * once it has also ended, closeAfterUpstream runs. Returns that step (it runs once), for the caller's own upstream
+ * error and close handlers.
+ */
+export function lingerAfterUpstream(client: net.Socket, upstream: net.Socket, done: () => void): () => void {
+  let gone = false;
+  const after = (): void => {
+    if (gone) return;
+    gone = true;
+    closeAfterUpstream(client, upstream, done);
+  };
+  guardWrites(upstream, () => {
+    drainClient(client, upstream);
+    if (upstream.readableEnded) after();
+  });
+  upstream.on('end', () => {
+    if (writeRefused(upstream) !== undefined) after();
+  });
+  return after;
+}

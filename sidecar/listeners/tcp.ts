@@ -1,12 +1,11 @@
 // Opaque TCP service listeners: bind each on the sidecar's own outbound host at the Service port, pipe to an endpoint.
 import net from 'node:net';
-import { guardWrites, writeRefused } from '../upstream/index.ts';
 import type { ClusterManager } from '../upstream/index.ts';
 import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import type { TcpListenerConfig } from '../xds/model.ts';
 import { logger } from '../log.ts';
 import { ListenerBindError, LocalReplyError } from './errors.ts';
-import { closeAfterUpstream, drainClient } from './linger.ts';
+import { lingerAfterUpstream } from './linger.ts';
 
 const log = logger('listener');
 
@@ -77,20 +76,8 @@ class TcpServiceListener {
       upstream.destroy();
     };
     // The upstream closed or reset after answering (an app's early answer to an upload it will not read): the answer,
-    // then a FIN, reaches the client, whose remaining bytes are dropped (see closeAfterUpstream).
-    let upstreamGone = false;
-    const afterUpstream = (): void => {
-      if (upstreamGone) return;
-      upstreamGone = true;
-      closeAfterUpstream(client, upstream, done);
-    };
-    guardWrites(upstream, () => {
-      drainClient(client, upstream);
-      if (upstream.readableEnded) afterUpstream();
-    });
-    upstream.on('end', () => {
-      if (writeRefused(upstream) !== undefined) afterUpstream();
-    });
+    // then a FIN, reaches the client, whose remaining bytes are dropped (see lingerAfterUpstream).
+    const afterUpstream = lingerAfterUpstream(client, upstream, done);
     client.on('error', done);
     upstream.on('error', (err: NodeJS.ErrnoException) => {
       failed = true;
