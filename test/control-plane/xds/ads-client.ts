@@ -8,12 +8,20 @@ import {
   type DiscoveryResponse__Output,
   grpcDefinitions,
   type Node,
+  unpack,
 } from '../../../proto/index.ts';
 
 export function adsClient(address: string): AggregatedDiscoveryServiceClient {
   const Ctor = grpcDefinitions().envoy.service.discovery.v3.AggregatedDiscoveryService;
   return new Ctor(address, grpc.credentials.createInsecure());
 }
+
+/** The names of a SotW response's resources (a ClusterLoadAssignment's is its cluster_name), in order. */
+export const resourceNames = (r: { resources: { type_url: string; value: Buffer }[] }): (string | undefined)[] =>
+  r.resources.map((any) => {
+    const m = unpack<{ name?: string; cluster_name?: string }>(any);
+    return m.name || m.cluster_name;
+  });
 
 export const envoyNode = (id: string): Node => ({ id, user_agent_name: 'envoy', user_agent_version: '1.30.0' });
 

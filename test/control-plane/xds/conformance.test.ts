@@ -1,7 +1,7 @@
 // Points of Envoy's xDS protocol doc checked against a real grpc-js client: cluster warming, re-subscription, "*".
 import { afterEach, describe, expect, it } from 'vitest';
-import { TYPE_URL, unpack } from '../../../proto/index.ts';
-import { type DeltaReader, envoyNode, openDelta, openSotw, type SotwReader } from './ads-client.ts';
+import { TYPE_URL } from '../../../proto/index.ts';
+import { type DeltaReader, envoyNode, openDelta, openSotw, resourceNames, type SotwReader } from './ads-client.ts';
 import { cluster, endpoints, listener, route } from './fake-cache.ts';
 import { type Harness, startHarness } from './harness.ts';
 
@@ -20,11 +20,6 @@ const base = () => ({
   },
 });
 
-const sotwNames = (r: { resources: { type_url: string; value: Buffer }[] }) =>
-  r.resources.map((any) => {
-    const m = unpack<{ name?: string; cluster_name?: string }>(any);
-    return m.name || m.cluster_name;
-  });
 const deltaNames = (r: { resources: { name: string }[] }) => r.resources.map((x) => x.name).sort();
 
 /** Reads the next SotW response and ACKs it with the names given for its type. */
@@ -55,14 +50,14 @@ describe('resource warming: a changed Cluster gets its ClusterLoadAssignment aga
     s.send({ node: envoyNode('w1'), type_url: TYPE_URL.cluster });
     await sotwAck(s, subscribed);
     s.send({ type_url: TYPE_URL.endpoint, resource_names: ['a', 'b'] });
-    expect(sotwNames(await sotwAck(s, subscribed))).toEqual(['a', 'b']);
+    expect(resourceNames(await sotwAck(s, subscribed))).toEqual(['a', 'b']);
     // b's Cluster changes, its endpoints do not; c (not subscribed in EDS) changes too.
     h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('b', 5), cluster('c', 5)] } } });
     const cds = await sotwAck(s, subscribed);
     expect(cds.type_url).toBe(TYPE_URL.cluster);
     const eds = await sotwAck(s, subscribed);
     expect(eds.type_url).toBe(TYPE_URL.endpoint);
-    expect(sotwNames(eds)).toEqual(['b']);
+    expect(resourceNames(eds)).toEqual(['b']);
     // Nothing else was due (no second EDS response).
     expect(await nothingPending(s, true)).toBe(TYPE_URL.route);
   });
@@ -141,15 +136,15 @@ describe('SotW "*" (spec "How the client specifies what resources to return")', 
     h = await startHarness(base());
     const s = openSotw(h.client());
     s.send({ node: envoyNode('s1'), type_url: TYPE_URL.cluster, resource_names: ['a'] });
-    expect(sotwNames(await sotwAck(s, { [TYPE_URL.cluster]: ['*', 'a'] }))).toEqual(['a']);
-    expect(sotwNames(await sotwAck(s, { [TYPE_URL.cluster]: ['a'] }))).toEqual(['a', 'b', 'c']);
-    expect(sotwNames(await sotwAck(s, { [TYPE_URL.cluster]: ['a'] }))).toEqual(['a']);
+    expect(resourceNames(await sotwAck(s, { [TYPE_URL.cluster]: ['*', 'a'] }))).toEqual(['a']);
+    expect(resourceNames(await sotwAck(s, { [TYPE_URL.cluster]: ['a'] }))).toEqual(['a', 'b', 'c']);
+    expect(resourceNames(await sotwAck(s, { [TYPE_URL.cluster]: ['a'] }))).toEqual(['a']);
     // Another stream whose names were first seen with "*" by the one above: adding "*" is answered too.
     const t = openSotw(h.client());
     t.send({ node: envoyNode('s2'), type_url: TYPE_URL.cluster, resource_names: ['*', 'a'] });
-    expect(sotwNames(await sotwAck(t, { [TYPE_URL.cluster]: ['a'] }))).toEqual(['a', 'b', 'c']);
-    expect(sotwNames(await sotwAck(t, { [TYPE_URL.cluster]: ['*', 'a'] }))).toEqual(['a']);
-    expect(sotwNames(await sotwAck(t, { [TYPE_URL.cluster]: ['*', 'a'] }))).toEqual(['a', 'b', 'c']);
+    expect(resourceNames(await sotwAck(t, { [TYPE_URL.cluster]: ['a'] }))).toEqual(['a', 'b', 'c']);
+    expect(resourceNames(await sotwAck(t, { [TYPE_URL.cluster]: ['*', 'a'] }))).toEqual(['a']);
+    expect(resourceNames(await sotwAck(t, { [TYPE_URL.cluster]: ['*', 'a'] }))).toEqual(['a', 'b', 'c']);
     // A plain ACK is still not answered.
     expect(await nothingPending(t, true)).toBe(TYPE_URL.route);
   });
@@ -158,7 +153,7 @@ describe('SotW "*" (spec "How the client specifies what resources to return")', 
     h = await startHarness(base());
     const s = openSotw(h.client());
     s.send({ node: envoyNode('s3'), type_url: TYPE_URL.cluster, resource_names: ['*'] });
-    expect(sotwNames(await sotwAck(s, { [TYPE_URL.cluster]: [] }))).toEqual(['a', 'b', 'c']);
+    expect(resourceNames(await sotwAck(s, { [TYPE_URL.cluster]: [] }))).toEqual(['a', 'b', 'c']);
     const none = await sotwAck(s, { [TYPE_URL.cluster]: [] });
     expect(none.type_url).toBe(TYPE_URL.cluster);
     expect(none.resources).toEqual([]);
@@ -167,9 +162,9 @@ describe('SotW "*" (spec "How the client specifies what resources to return")', 
 
     const legacy = openSotw(h.client());
     legacy.send({ node: envoyNode('s4'), type_url: TYPE_URL.cluster });
-    expect(sotwNames(await sotwAck(legacy))).toEqual(['a', 'b', 'c', 'd']);
+    expect(resourceNames(await sotwAck(legacy))).toEqual(['a', 'b', 'c', 'd']);
     h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('e')] } } });
-    expect(sotwNames(await sotwAck(legacy))).toEqual(['a', 'b', 'c', 'd', 'e']);
+    expect(resourceNames(await sotwAck(legacy))).toEqual(['a', 'b', 'c', 'd', 'e']);
     expect(await nothingPending(legacy, true)).toBe(TYPE_URL.route);
   });
 });
@@ -200,7 +195,7 @@ describe('make-before-break (spec "Eventual consistency considerations")', () =>
     h.cache.publish(rename());
     const cds = await sotwAck(s, subscribed);
     expect(cds.type_url).toBe(TYPE_URL.cluster);
-    expect(sotwNames(cds)).toEqual(['a', 'b', 'c', 'd']);
+    expect(resourceNames(cds)).toEqual(['a', 'b', 'c', 'd']);
     // The client asks for d's endpoints (a new cluster) and gets them; the route moved to d meanwhile.
     subscribed[TYPE_URL.endpoint] = ['a', 'b', 'd'];
     const lastEds = last.get(TYPE_URL.endpoint);
@@ -209,7 +204,7 @@ describe('make-before-break (spec "Eventual consistency considerations")', () =>
     expect(rds.type_url).toBe(TYPE_URL.route);
     const eds = await sotwAck(s, subscribed);
     expect(eds.type_url).toBe(TYPE_URL.endpoint);
-    expect(sotwNames(eds)).toEqual(['d']);
+    expect(resourceNames(eds)).toEqual(['d']);
     // A listener exchange (a new subscription, answered and ACKed) lets nothing go: the route table is not ACKed.
     const lastLds = last.get(TYPE_URL.listener);
     s.send({ type_url: TYPE_URL.listener, version_info: lastLds?.version_info, response_nonce: lastLds?.nonce, resource_names: ['virtualOutbound'] });
@@ -218,7 +213,7 @@ describe('make-before-break (spec "Eventual consistency considerations")', () =>
     s.send({ type_url: TYPE_URL.route, version_info: rds.version_info, response_nonce: rds.nonce, resource_names: subscribed[TYPE_URL.route] });
     const after = await s.next();
     expect(after.type_url).toBe(TYPE_URL.cluster);
-    expect(sotwNames(after)).toEqual(['b', 'c', 'd']);
+    expect(resourceNames(after)).toEqual(['b', 'c', 'd']);
   });
 
   it('a publish that only removes a cluster (a Service deleted, its routes with it) drops it at once', async () => {
@@ -239,7 +234,7 @@ describe('make-before-break (spec "Eventual consistency considerations")', () =>
     });
     const cds = await s.next();
     expect(cds.type_url).toBe(TYPE_URL.cluster);
-    expect(sotwNames(cds)).toEqual(['b', 'c']);
+    expect(resourceNames(cds)).toEqual(['b', 'c']);
     expect((await s.next()).type_url).toBe(TYPE_URL.route);
   });
 

@@ -2,7 +2,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TYPE_URL, unpack } from '../../../proto/index.ts';
-import { envoyNode, eventually, openSotw, type SotwReader } from './ads-client.ts';
+import { envoyNode, eventually, openSotw, resourceNames, type SotwReader } from './ads-client.ts';
 import { cluster, endpoints, listener, route } from './fake-cache.ts';
 import { type Harness, startHarness } from './harness.ts';
 
@@ -21,11 +21,6 @@ const base = () => ({
   },
 });
 
-const names = (r: { resources: { type_url: string; value: Buffer }[] }) =>
-  r.resources.map((any) => {
-    const m = unpack<{ name?: string; cluster_name?: string }>(any);
-    return m.name || m.cluster_name;
-  });
 
 /** ACKs the next response, repeating the names subscribed for its type (an ACK that changed them would be a new request). */
 async function ackNext(s: SotwReader, subscribed: Record<string, string[]> = {}) {
@@ -46,7 +41,7 @@ describe('SotW ADS', () => {
     s.send({ node: envoyNode('sidecar~10.0.0.9~web-1.default~default.svc.cluster.local'), type_url: TYPE_URL.cluster });
     const r = await s.next();
     expect(r.type_url).toBe(TYPE_URL.cluster);
-    expect(names(r)).toEqual(['a', 'b']);
+    expect(resourceNames(r)).toEqual(['a', 'b']);
     expect(r.nonce).not.toBe('');
     expect(r.version_info).not.toBe('');
     s.send({ type_url: TYPE_URL.cluster, version_info: r.version_info, response_nonce: r.nonce });
@@ -121,7 +116,7 @@ describe('SotW ADS', () => {
     s.send({ type_url: TYPE_URL.endpoint, resource_names: ['a', 'b'], response_nonce: second.nonce, version_info: second.version_info });
     const third = await s.next();
     expect(third.type_url).toBe(TYPE_URL.endpoint);
-    expect(names(third)).toEqual(['b']);
+    expect(resourceNames(third)).toEqual(['b']);
   });
 
   it('sends EDS and RDS incrementally: only changed or newly subscribed resources, CDS as the whole state', async () => {
@@ -137,7 +132,7 @@ describe('SotW ADS', () => {
     s.send({ type_url: TYPE_URL.endpoint, resource_names: subscribed[TYPE_URL.endpoint] });
     s.send({ type_url: TYPE_URL.route, resource_names: subscribed[TYPE_URL.route] });
     const initial = [await ackNext(s, subscribed), await ackNext(s, subscribed), await ackNext(s, subscribed)];
-    expect(initial.map(names)).toEqual([['a', 'b'], ['a', 'b'], ['inbound/default', 'outbound/default']]);
+    expect(initial.map(resourceNames)).toEqual([['a', 'b'], ['a', 'b'], ['inbound/default', 'outbound/default']]);
     h.cache.publish({
       [SCOPE]: {
         [TYPE_URL.cluster]: { put: [cluster('c')] },
@@ -146,19 +141,19 @@ describe('SotW ADS', () => {
       },
     });
     const cds = await ackNext(s, subscribed);
-    expect(names(cds)).toEqual(['a', 'b', 'c']);
+    expect(resourceNames(cds)).toEqual(['a', 'b', 'c']);
     const eds = await ackNext(s, subscribed);
     expect(eds.type_url).toBe(TYPE_URL.endpoint);
-    expect(names(eds)).toEqual(['b']);
+    expect(resourceNames(eds)).toEqual(['b']);
     expect(eds.version_info).not.toBe(initial[1]?.version_info);
     const rds = await ackNext(s, subscribed);
-    expect(names(rds)).toEqual(['inbound/default']);
+    expect(resourceNames(rds)).toEqual(['inbound/default']);
     // A change that reverts before it is sent, and one to a name nobody subscribed, send nothing; the next real one does.
     h.cache.publish({ [SCOPE]: { [TYPE_URL.endpoint]: { put: [endpoints('a', '10.0.0.5')] } } });
     h.cache.publish({ [SCOPE]: { [TYPE_URL.endpoint]: { put: [endpoints('a', '10.0.0.1'), endpoints('zz', '10.0.0.6')] } } });
     h.cache.publish({ [SCOPE]: { [TYPE_URL.endpoint]: { put: [endpoints('a', '10.0.0.7')] } } });
     const next = await s.next();
-    expect(names(next)).toEqual(['a']);
+    expect(resourceNames(next)).toEqual(['a']);
     expect(JSON.stringify(unpack(next.resources[0]!))).toContain('10.0.0.7');
     await eventually(() => {
       const eds = h.status.list()[0]?.types.find((t) => t.type === 'EDS');
@@ -171,17 +166,17 @@ describe('SotW ADS', () => {
     const s = openSotw(h.client());
     s.send({ node: envoyNode('n'), type_url: TYPE_URL.endpoint, resource_names: ['a', 'missing'] });
     const r = await s.next();
-    expect(names(r)).toEqual(['a']);
+    expect(resourceNames(r)).toEqual(['a']);
     s.send({ type_url: TYPE_URL.endpoint, resource_names: ['a', 'missing'], response_nonce: r.nonce, version_info: r.version_info });
     s.send({ type_url: TYPE_URL.endpoint, resource_names: ['nothing-here'], response_nonce: r.nonce });
     const empty = await s.next();
     expect(empty.resources).toEqual([]);
     s.send({ type_url: TYPE_URL.endpoint, resource_names: ['a'], response_nonce: empty.nonce });
-    expect(names(await s.next())).toEqual(['a']);
+    expect(resourceNames(await s.next())).toEqual(['a']);
     h.cache.publish({ [SCOPE]: { [TYPE_URL.endpoint]: { put: [endpoints('b', '10.9.9.9')] } } });
     h.cache.publish({ [SCOPE]: { [TYPE_URL.endpoint]: { put: [endpoints('a', '10.1.1.1')] } } });
     const pushed = await s.next();
-    expect(names(pushed)).toEqual(['a']);
+    expect(resourceNames(pushed)).toEqual(['a']);
     expect(JSON.stringify(unpack(pushed.resources[0]!))).toContain('10.1.1.1');
   });
 
@@ -224,7 +219,7 @@ describe('SotW ADS', () => {
     const s2 = openSotw(c);
     s2.send({ node: envoyNode('n-re'), type_url: TYPE_URL.cluster, version_info: r1.version_info });
     const r2 = await s2.next();
-    expect(names(r2)).toEqual(['b', 'c']);
+    expect(resourceNames(r2)).toEqual(['b', 'c']);
     expect(r2.version_info).not.toBe(r1.version_info);
     expect(h.status.list().map((p) => p.nodeId)).toEqual(['n-re']);
     expect(await h.server.metrics.registry.getSingleMetricAsString('skein_xds_connected_proxies')).toMatch(/ 1$/m);
@@ -253,7 +248,7 @@ describe('SotW ADS', () => {
     expect(h.logs.some((l) => l.level === 'warn' && l.fields.reason === 'first request must carry node.id' && l.fields.nodeId === '(not sent yet)')).toBe(true);
     expect(await h.server.metrics.registry.metrics()).toContain('skein_xds_rejected_requests_total{reason="no_node"} 1');
     h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('z')] } } });
-    expect(names(await good.next())).toEqual(['a', 'b', 'z']);
+    expect(resourceNames(await good.next())).toEqual(['a', 'b', 'z']);
   });
 
   it('reaches 50 streams with one publish', async () => {
@@ -291,15 +286,15 @@ describe('SotW ADS', () => {
     // A change: only the changed resource, to both; ACKed with the whole list again (the common SotW ACK).
     h.cache.publish({ [SCOPE]: { [TYPE_URL.endpoint]: { put: [endpoints(many[7]!, '10.0.0.2')] } } });
     const pushed = await ackNext(s, { [TYPE_URL.endpoint]: many });
-    expect(names(pushed)).toEqual([many[7]]);
-    expect(names(await ackNext(other, { [TYPE_URL.endpoint]: many }))).toEqual([many[7]]);
+    expect(resourceNames(pushed)).toEqual([many[7]]);
+    expect(resourceNames(await ackNext(other, { [TYPE_URL.endpoint]: many }))).toEqual([many[7]]);
     // The same names in another order are the same subscription: nothing to send. A new name is answered alone.
     s.send({ type_url: TYPE_URL.endpoint, version_info: pushed.version_info, response_nonce: pushed.nonce, resource_names: [...many].reverse() });
     h.cache.publish({ [SCOPE]: { [TYPE_URL.endpoint]: { put: [endpoints('extra', '10.0.0.3')] } } });
     const withExtra = [...many, 'extra'];
     s.send({ type_url: TYPE_URL.endpoint, version_info: pushed.version_info, response_nonce: pushed.nonce, resource_names: withExtra });
     const added = await s.next();
-    expect(names(added)).toEqual(['extra']);
+    expect(resourceNames(added)).toEqual(['extra']);
     // A NACK of it (with the whole list) is recorded, nothing is resent, the last good version stays ACKed.
     s.send({
       type_url: TYPE_URL.endpoint,
@@ -316,7 +311,7 @@ describe('SotW ADS', () => {
       expect(eds?.lastNack?.resourceNames).toEqual(['extra']);
     });
     h.cache.publish({ [SCOPE]: { [TYPE_URL.endpoint]: { put: [endpoints(many[9]!, '10.0.0.4')] } } });
-    expect(names(await s.next())).toEqual([many[9]]);
+    expect(resourceNames(await s.next())).toEqual([many[9]]);
     expect(s.buffered).toBe(0);
   });
 });
