@@ -1,5 +1,6 @@
 // Opaque TCP service listeners: bind each on the sidecar's own outbound host at the Service port, pipe to an endpoint.
 import net from 'node:net';
+import { upstreamError } from '../upstream/index.ts';
 import type { ClusterManager } from '../upstream/index.ts';
 import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import type { TcpListenerConfig } from '../xds/model.ts';
@@ -81,8 +82,10 @@ class TcpServiceListener {
     client.on('error', done);
     upstream.on('error', (err: NodeJS.ErrnoException) => {
       failed = true;
-      metrics.localError('upstream_connect_error');
-      log.debug('TCP upstream error', { listener: this.config.name, target: ep.pool.dialTarget, code: err.code });
+      // A connection that never came up (refused, timed out, TLS handshake failed) or one reset after it did.
+      const reason = upstreamError(err, ep.pool.dialTarget).reason;
+      metrics.localError(reason);
+      log.debug('TCP upstream error', { listener: this.config.name, target: ep.pool.dialTarget, code: err.code, reason });
       afterUpstream();
     });
     client.on('close', done);

@@ -82,4 +82,42 @@ describe('opaque TCP listeners', () => {
       await pair.close();
     }
   });
+
+  it('counts a refused upstream as upstream_connect_error and one reset after connecting as upstream_reset', async () => {
+    const refusedPort = await freePort();
+    // Resets once the client's bytes arrive (a reset at accept can beat the connect's completion: a failed connect then).
+    const rude = net.createServer((s) => s.once('data', () => s.resetAndDestroy()));
+    const rudePort = await listen(rude);
+    const pair = await startPair([]);
+    const refusedListen = await freePort();
+    const rudeListen = await freePort();
+    const REFUSED = 'outbound|1||refused.default.svc.cluster.local';
+    const RUDE = 'outbound|2||rude.default.svc.cluster.local';
+    const listeners: ListenerConfig[] = [
+      { kind: 'tcp', name: 'refused', version: '1', address: '10.96.0.33', port: refusedListen, cluster: REFUSED },
+      { kind: 'tcp', name: 'rude', version: '1', address: '10.96.0.34', port: rudeListen, cluster: RUDE },
+    ];
+    // Straight to the ports (no peer inbound): what each sidecar sees of its own upstream.
+    const clusters = [cluster(REFUSED, [endpoint(refusedPort)], { protocol: 'tcp' }), cluster(RUDE, [endpoint(rudePort)], { protocol: 'tcp' })];
+    pair.client.update(mesh(clusters, [], listeners));
+    const count = async (reason: string): Promise<number> => {
+      const m = new RegExp(`skein_local_errors_total\\{reason="${reason}"\\} (\\d+)`).exec(await pair.clientRegistry.metrics());
+      return m === null ? 0 : Number(m[1]);
+    };
+    try {
+      await waitFor(() => pair.client.tcpListenerStats().every((l) => l.bound));
+      // The client's bytes were never read: its connection may end with a reset rather than a FIN.
+      expect(await exchange(refusedListen, 'x').catch(() => '')).toBe('');
+      await waitFor(() => pair.client.tcpListenerStats().every((l) => l.connections === 0));
+      expect(await count('upstream_connect_error')).toBe(1);
+      expect(await count('upstream_reset')).toBe(0);
+      await exchange(rudeListen, 'y').catch(() => '');
+      await waitFor(() => pair.client.tcpListenerStats().every((l) => l.connections === 0));
+      expect(await count('upstream_reset')).toBe(1);
+      expect(await count('upstream_connect_error')).toBe(1);
+    } finally {
+      await pair.close();
+      await closeServer(rude);
+    }
+  });
 });
