@@ -298,8 +298,13 @@ export class InboundListener {
         (err: NodeJS.ErrnoException) => {
           this.pending.delete(socket);
           metrics?.tlsHandshakes.labels('inbound', 'failed').inc();
-          metrics?.inboundRefused.labels('tls_handshake').inc();
-          log.warn('inbound mTLS handshake failed', { remote: socket.remoteAddress, error: err.code ?? err.message });
+          const rejected = err.code === 'SKEIN_TLS_CLIENT_CERT_REJECTED';
+          metrics?.inboundRefused.labels(rejected ? 'client_certificate' : 'tls_handshake').inc();
+          log.warn(rejected ? 'inbound mTLS refused: the client certificate is not valid for this mesh' : 'inbound mTLS handshake failed', {
+            remote: socket.remoteAddress,
+            code: err.code,
+            error: err.message,
+          });
           socket.destroy();
         },
       );

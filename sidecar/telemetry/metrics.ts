@@ -170,7 +170,7 @@ export class DataPlaneMetrics {
     });
     this.inboundRefused = new Counter({
       name: 'skein_inbound_refused_total',
-      help: 'Inbound connections refused before reaching the app, by reason (plaintext_strict, tls_handshake, bad_port, ...).',
+      help: 'Inbound connections refused before reaching the app, by reason (plaintext_strict, client_certificate, tls_handshake, bad_port, ...).',
       labelNames: ['reason'],
       registers,
     });

@@ -1,4 +1,5 @@
 // mTLS contexts for the data path: inbound server and outbound client SecureContexts, SPIFFE peer checks, sessions.
+import type { X509Certificate } from 'node:crypto';
 import type net from 'node:net';
 import tls from 'node:tls';
 import { logger } from '../log.ts';
@@ -6,6 +7,9 @@ import { SkeinSidecarError } from '../errors.ts';
 import { parseSpiffeId, peerSpiffeId, recordPeerSpiffeId, spiffeIdOfCertificate } from './spiffe.ts';
 
 const log = logger('tls');
+
+/** Inbound TLS sockets whose client-certificate verification is watched (see #watchVerification). */
+const watched = new WeakSet<tls.TLSSocket>();
 
 /** What a workload presents and trusts; produced by WorkloadIdentity (identity.ts) or given directly in tests. */
 export interface TlsMaterial {
@@ -41,6 +45,26 @@ export class HandshakeAbortedError extends SkeinSidecarError {
   constructor() {
     super('SKEIN_TLS_HANDSHAKE_ABORTED', 'the peer closed the connection before the TLS handshake finished');
   }
+}
+
+/** A client certificate failed Node's chain or validity checks (not issued under the mesh's trust bundle, expired...). */
+export class ClientCertificateRejectedError extends SkeinSidecarError {
+  constructor(reason: string, presented: string) {
+    super('SKEIN_TLS_CLIENT_CERT_REJECTED', `client certificate rejected (${reason}): presented ${presented}; the mesh accepts certificates issued under its trust bundle`);
+  }
+}
+
+/** What a rejected certificate was, for the error: subject, SANs, issuer, validity (never key material). */
+function describeCertificate(cert: X509Certificate | undefined): string {
+  if (cert === undefined) return 'no certificate';
+  // Any field may be absent (SPIFFE certificates often have an empty subject): read none of them blindly.
+  const subject = oneLine(cert.subject);
+  const san = cert.subjectAltName ?? 'no SAN';
+  return `subject "${subject}" (${san}) issued by "${oneLine(cert.issuer)}", valid ${cert.validFrom} to ${cert.validTo}`;
+}
+
+function oneLine(dn: string | undefined): string {
+  return typeof dn === 'string' ? dn.split('\n').join(', ') : '';
 }
 
 /**
@@ -202,6 +226,11 @@ export class TlsContexts {
   #handoffServer(): tls.Server {
     if (this.#handoff) return this.#handoff;
     const server = tls.createServer(this.serverOptions());
+    // Node's TLS server destroys a connection whose client certificate fails verification without an event, so the
+    // log could only say "aborted". 'keylog' is the one server event that hands over the TLSSocket during the
+    // handshake; the key material is ignored (never kept or logged). Our 'secure' listener, put first, sees the
+    // presented certificate before Node's own check destroys the socket, and reports Node's reason a tick later.
+    server.on('keylog', (_line: Buffer, secure: tls.TLSSocket) => this.#watchVerification(secure));
     server.on('secureConnection', (secure: tls.TLSSocket) => {
       const waiting = this.#pending.get(tupleKey(secure));
       this.#pending.delete(tupleKey(secure));
@@ -217,6 +246,27 @@ export class TlsContexts {
     this.#servers.add(server);
     this.#handoff = server;
     return server;
+  }
+
+  #watchVerification(secure: tls.TLSSocket): void {
+    if (watched.has(secure)) return;
+    watched.add(secure);
+    secure.prependOnceListener('secure', () => {
+      const key = tupleKey(secure);
+      let presented: string;
+      try {
+        presented = describeCertificate(secure.getPeerX509Certificate());
+      } catch {
+        presented = 'a certificate that could not be read';
+      }
+      process.nextTick(() => {
+        const reason = (secure as { authorizationError?: unknown }).authorizationError;
+        if (reason === undefined || reason === null) return;
+        const waiting = this.#pending.get(key);
+        this.#pending.delete(key);
+        waiting?.reject(new ClientCertificateRejectedError(String(reason), presented));
+      });
+    });
   }
 
   /** (b) The outbound SecureContext (our certificate, the trust bundle). */

@@ -281,7 +281,7 @@ describe('acceptInbound', () => {
     expect(seen).toEqual(['spiffe://mesh.test/ns/web/sa/frontend']);
   });
 
-  it('refuses a client certificate from another CA', async () => {
+  it('refuses a client certificate from another CA, naming the reason and the certificate presented', async () => {
     const contexts = new TlsContexts(new StaticSource(await mesh.leaf('shop', 'cart')));
     const foreign = await otherMesh.leaf('web', 'frontend');
     const client = new TlsContexts(new StaticSource({ ...foreign, trustBundlePem: mesh.ca.trustBundle() }));
@@ -298,5 +298,8 @@ describe('acceptInbound', () => {
     expect(seen).toEqual([]);
     await new Promise((r) => setTimeout(r, 50));
     expect(refused.length).toBe(1);
+    // Node's own verification result, not a bare "aborted": the chain does not lead to the mesh's bundle.
+    expect(refused[0]).toMatch(/^client certificate rejected \((UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?)\): presented subject/);
+    expect(refused[0]).toContain('URI:spiffe://mesh.test/ns/web/sa/frontend');
   });
 });
