@@ -95,19 +95,27 @@ export class InboundH2Handler {
     const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
     const appPort = info.appPort;
     const session = this.session(appPort);
+    // The caller's request trailers (HEADERS after its DATA) go on to the app once the body has (see pool-h2.ts).
+    let trailers: http2.OutgoingHttpHeaders | undefined;
+    if (!endStream) stream.once('trailers', (t: http2.IncomingHttpHeaders) => (trailers = withoutPseudo(t)));
     whenSettled(
       session,
       () => {
         if (stream.destroyed || stream.closed) return;
         let up: http2.ClientHttp2Stream;
         try {
-          up = session.request(out, { endStream });
+          up = session.request(out, { endStream, waitForTrailers: !endStream });
         } catch (err) {
           this.failed(stream, appPort, err as NodeJS.ErrnoException, grpc);
           return;
         }
         relay(stream, up, appPort, grpc, (err) => this.failed(stream, appPort, err, grpc));
-        if (!endStream) stream.pipe(up);
+        if (!endStream) {
+          up.once('wantTrailers', () => {
+            if (!up.destroyed) up.sendTrailers(trailers ?? {});
+          });
+          stream.pipe(up);
+        }
       },
       (err) => this.failed(stream, appPort, err, grpc),
     );
@@ -157,6 +165,12 @@ export class InboundH2Handler {
     for (const s of this.upstream.values()) s.destroy();
     this.upstream.clear();
   }
+}
+
+function withoutPseudo(h: http2.IncomingHttpHeaders): http2.OutgoingHttpHeaders {
+  const out: http2.OutgoingHttpHeaders = {};
+  for (const name in h) if (name.charCodeAt(0) !== 0x3a) out[name] = h[name];
+  return out;
 }
 
 /**

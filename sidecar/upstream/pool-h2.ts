@@ -31,6 +31,10 @@ class H2Exchange implements DispatchController {
   private early: Buffer[] | undefined;
   /** The stream ended before its head was seen: its end was put off once, for the head's 'response' to come. */
   private endPutOff = false;
+  /** The caller's request trailers (an HTTP/2 caller's HEADERS after its DATA), sent on once its body has gone. */
+  private requestTrailers: http2.OutgoingHttpHeaders | undefined;
+  /** The body is an HTTP/2 caller's stream, so trailers may end it. */
+  private readonly h2Body: boolean;
 
   constructor(pool: EndpointPool, req: DispatchRequest, handler: DispatchHandler) {
     this.pool = pool;
@@ -53,6 +57,15 @@ class H2Exchange implements DispatchController {
     }
     // gRPC needs `te: trailers`; it is the one hop-by-hop header HTTP/2 allows.
     if (req.wantsH2) headers['te'] = 'trailers';
+    // An HTTP/2 caller's body may end with trailers: the upstream stream then waits for them (or ends with an empty
+    // DATA frame when none came), as Envoy forwards request trailers between HTTP/2 hops. Listened for from here, so
+    // trailers that come while the session is still connecting are kept.
+    const body = req.body;
+    this.h2Body = body !== null && isHttp2Stream(body);
+    if (this.h2Body) {
+      (body as unknown as WithExchange)[kExchange] = this;
+      (body as NonNullable<typeof body>).once('trailers', onRequestTrailers);
+    }
     handler.onRequestStart(this);
     let session: http2.ClientHttp2Session;
     try {
@@ -75,8 +88,9 @@ class H2Exchange implements DispatchController {
   private open(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, body: DispatchRequest['body']): void {
     if (this.finished) return;
     let stream: http2.ClientHttp2Stream;
+    const h2Body = this.h2Body;
     try {
-      stream = session.request(headers, { endStream: body === null });
+      stream = session.request(headers, { endStream: body === null, waitForTrailers: h2Body });
     } catch (err) {
       this.fail(err as NodeJS.ErrnoException);
       return;
@@ -89,7 +103,21 @@ class H2Exchange implements DispatchController {
     stream.on('end', onEnd);
     stream.on('error', onError);
     stream.on('close', onClose);
+    if (h2Body) stream.once('wantTrailers', onWantTrailers);
     if (body !== null) body.pipe(stream);
+  }
+
+  gotRequestTrailers(h: http2.IncomingHttpHeaders): void {
+    const out: http2.OutgoingHttpHeaders = {};
+    for (const name in h) if (name.charCodeAt(0) !== 0x3a) out[name] = h[name];
+    this.requestTrailers = out;
+  }
+
+  /** The request body has gone: its trailers, or none (an empty DATA frame with END_STREAM). */
+  sendRequestTrailers(): void {
+    const s = this.stream;
+    if (s === undefined || s.destroyed) return;
+    s.sendTrailers(this.requestTrailers ?? {});
   }
 
   response(h: http2.IncomingHttpHeaders): void {
@@ -188,6 +216,16 @@ class H2Exchange implements DispatchController {
   }
 }
 
+/** A request body that is itself an HTTP/2 stream (an h2c caller's), which may end with trailers. */
+function isHttp2Stream(body: NonNullable<DispatchRequest['body']>): boolean {
+  return (body as { session?: unknown }).session !== undefined && typeof (body as { sendTrailers?: unknown }).sendTrailers === 'function';
+}
+function onRequestTrailers(this: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders): void {
+  (this as unknown as WithExchange)[kExchange].gotRequestTrailers(h);
+}
+function onWantTrailers(this: http2.ClientHttp2Stream): void {
+  (this as unknown as WithExchange)[kExchange].sendRequestTrailers();
+}
 function endLater(ex: H2Exchange): void {
   ex.end();
 }

@@ -10,6 +10,7 @@ import type { ClusterConfig } from '../../../sidecar/xds/model.ts';
 const BROKEN = 'outbound|8080||broken.default.svc.cluster.local';
 const LIMITED = 'outbound|50051||limited.default.svc.cluster.local';
 const HALF_DOWN = 'outbound|50051||halfdown.default.svc.cluster.local';
+const TRAILERS = 'outbound|8080||trailers.default.svc.cluster.local';
 const ANYONE = { allow: [{ from: [], to: [] }], deny: [] };
 
 /** An HTTP/2 app that answers with headers and 16 KiB, then drops the connection: the response is incomplete. */
@@ -25,6 +26,45 @@ function brokenApp(): http2.Http2Server {
     stream.write(grpcCall ? message : Buffer.alloc(16384, 1), () => setTimeout(() => stream.session?.socket.destroy(), 20));
   });
   return server;
+}
+
+/** An HTTP/2 app that answers with the request body's length and the request trailers it received, as JSON. */
+function trailersApp(): http2.Http2Server {
+  const server = http2.createServer();
+  server.on('stream', (stream) => {
+    stream.on('error', () => {});
+    let n = 0;
+    let trailers: Record<string, unknown> = {};
+    stream.on('trailers', (t) => (trailers = { ...t }));
+    stream.on('data', (c: Buffer) => (n += c.length));
+    stream.on('end', () => {
+      stream.respond({ ':status': 200, 'content-type': 'application/json' });
+      stream.end(JSON.stringify({ bytes: n, trailers }));
+    });
+  });
+  return server;
+}
+
+/** Posts `body` over h2c and ends it with `trailers`; resolves the app's JSON answer. */
+function postWithTrailers(port: number, authority: string, body: Buffer, trailers: http2.OutgoingHttpHeaders): Promise<{ bytes: number; trailers: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', reject);
+    const st = session.request({ ':method': 'POST', ':path': '/upload', ':authority': authority }, { waitForTrailers: true });
+    st.once('wantTrailers', () => st.sendTrailers(trailers));
+    let text = '';
+    st.on('data', (c: Buffer) => (text += String(c)));
+    st.on('end', () => {
+      session.close();
+      try {
+        resolve(JSON.parse(text) as { bytes: number; trailers: Record<string, unknown> });
+      } catch {
+        reject(new Error(`not JSON: ${text}`));
+      }
+    });
+    st.on('error', reject);
+    st.end(body);
+  });
 }
 
 /** Fetches over h2c; resolves how the stream ended: 'complete' (END_STREAM) or 'reset'. */
@@ -56,6 +96,7 @@ describe.each([
   let limited: grpc.Server;
   let brokenPort: number;
   let limitedPort: number;
+  let trailersServer: http2.Http2Server;
 
   beforeAll(async () => {
     broken = brokenApp();
@@ -67,18 +108,22 @@ describe.each([
     limitedPort = await new Promise<number>((resolve, reject) =>
       limited.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
     );
+    trailersServer = trailersApp();
+    const trailersPort = await listen(trailersServer);
     const refused = await freePort();
-    pair = await startPair([brokenPort, limitedPort]);
+    pair = await startPair([brokenPort, limitedPort, trailersPort]);
     const m = mesh(
       [
         cluster(BROKEN, [endpoint(brokenPort, pair.inbound)], { protocol: 'http2', ...security }),
         cluster(LIMITED, [endpoint(limitedPort, pair.inbound)], { protocol: 'http2', ...security }),
         cluster(HALF_DOWN, [endpoint(refused), endpoint(limitedPort, pair.inbound)], { protocol: 'http2', lbPolicy: 'round-robin', ...security }),
+        cluster(TRAILERS, [endpoint(trailersPort, pair.inbound)], { protocol: 'http2', ...security }),
       ],
       [
         { name: 'broken', domains: domains('broken', 'default', '10.96.0.30', 8080, false), routes: [route(BROKEN)] },
         { name: 'limited', domains: domains('limited', 'default', '10.96.0.31', 50051, false), routes: [route(LIMITED)] },
         { name: 'halfdown', domains: domains('halfdown', 'default', '10.96.0.32', 50051, false), routes: [route(HALF_DOWN)] },
+        { name: 'trailers', domains: domains('trailers', 'default', '10.96.0.33', 8080, false), routes: [route(TRAILERS)] },
       ],
     );
     pair.client.update(m);
@@ -89,6 +134,17 @@ describe.each([
     limited.forceShutdown();
     await pair.close();
     await closeServer(broken);
+    await closeServer(trailersServer);
+  });
+
+  it("an h2c caller's request trailers reach the app after the body; a request without them still ends", async () => {
+    const body = Buffer.alloc(40_000, 7);
+    const r = await postWithTrailers(pair.outbound, 'trailers.default:8080', body, { 'x-checksum': 'abc123', 'x-count': '2' });
+    expect(r.bytes).toBe(40_000);
+    expect(r.trailers).toMatchObject({ 'x-checksum': 'abc123', 'x-count': '2' });
+    const none = await postWithTrailers(pair.outbound, 'trailers.default:8080', Buffer.from('x'), {});
+    expect(none.bytes).toBe(1);
+    expect(Object.keys(none.trailers)).toEqual([]);
   });
 
   it('an app that drops its connection midway: the h2c client sees a reset, never a complete response', async () => {
