@@ -1,4 +1,4 @@
-// Normalises a request target before authorization (and for the app), so `//admin`, `/./admin`, `/x/../admin`, `/%61dmin` and `http://h/admin` are all `/admin`.
+// Normalises a request target before authorization (and for the app), so `//admin`, `/./admin`, `/x/../admin`, `/%61dmin`, `/admin#x` and `http://h/admin` are all `/admin`.
 
 const UNRESERVED = /[A-Za-z0-9\-._~]/;
 
@@ -32,13 +32,17 @@ function removeDotSegments(path: string): string {
 /**
  * The request target as the policy sees it and the app receives it (Istio's BASE normalisation plus merged
  * slashes): absolute form reduced to its path, unreserved characters decoded, `//` merged, dot segments resolved.
- * The query string is kept as sent. `*` (OPTIONS *) stays `*`.
+ * The query string is kept as sent, a fragment dropped. `*` (OPTIONS *) stays `*`.
  */
 export function normalizeTarget(target: string): string {
   if (target === '*') return target;
   let t = target;
   const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/.exec(t);
   if (scheme !== null) t = t.slice(scheme[0].length);
+  // A fragment is not part of a request target (the outbound listener answers 400 to one); from a native peer it is
+  // cut here, as the app's URL parser would, so the policy judges the path the app serves (`/admin#x` is `/admin`).
+  const hash = t.indexOf('#');
+  if (hash !== -1) t = t.slice(0, hash);
   const q = t.indexOf('?');
   const query = q === -1 ? '' : t.slice(q);
   let path = q === -1 ? t : t.slice(0, q);

@@ -168,6 +168,11 @@ export function badRequest(detail: string): LocalReplyError {
   return new LocalReplyError('SKEIN_BAD_REQUEST', 400, 'bad_request', `bad request: ${detail}`);
 }
 
+export function fragmentInTarget(path: string): LocalReplyError {
+  const shown = path.length > 200 ? `${path.slice(0, 200)}…` : path;
+  return badRequest(`the request target ${JSON.stringify(shown)} has a fragment (#...): browsers keep fragments to themselves, and HTTP requests may not carry one (RFC 9112 §3.2)`);
+}
+
 export function headersTooLarge(limitKb: number): LocalReplyError {
   return new LocalReplyError(
     'SKEIN_HEADERS_TOO_LARGE',

@@ -9,7 +9,7 @@ import { headerListFromObject, headerListFromRaw, headerListValue } from '../ups
 import type { ClusterManager, Dispatch, DispatchRequest, HeaderList, Headers, RequestHeadInfo } from '../upstream/index.ts';
 import type { ClusterRequestMetrics, DataPlaneMetrics } from '../telemetry/metrics.ts';
 import { logger } from '../log.ts';
-import { badRequest, invalidAuthority, isValidAuthority, noCluster, noConfig, noPathRoute, noRoute } from './errors.ts';
+import { badRequest, fragmentInTarget, invalidAuthority, isValidAuthority, noCluster, noConfig, noPathRoute, noRoute } from './errors.ts';
 import type { LocalReason, LocalReplyError } from './errors.ts';
 import { H1Downstream, H2Downstream } from './downstream.ts';
 import { IdleSweeper, abandonExchanges, markActive } from './idle.ts';
@@ -215,6 +215,12 @@ export class OutboundListener implements DownstreamHost {
     r.error = undefined;
     r.cluster = '';
     r.metrics = undefined;
+    // A fragment is never part of a request target (RFC 9112 §3.2, RFC 9113 §8.3.1). Forwarded, `/admin#x` would
+    // slip past a policy on `/admin` that the app then serves (as Envoy found: it answers 400 too).
+    if (path.includes('#')) {
+      r.error = fragmentInTarget(path);
+      return r;
+    }
     const table = this.table;
     const vh = table?.findVirtualHost(authority);
     if (vh === undefined) {

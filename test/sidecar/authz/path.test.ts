@@ -4,7 +4,7 @@ import { normalizeTarget } from '../../../sidecar/authz/path.ts';
 
 describe('normalizeTarget', () => {
   it('reduces every spelling of /admin to /admin', () => {
-    for (const t of ['/admin', '//admin', '/./admin', '/x/../admin', '/%61dmin', '/adm%69n', 'http://web.shop/admin', '/a/b/../../admin', '/../admin', '///admin/.'])
+    for (const t of ['/admin', '//admin', '/./admin', '/x/../admin', '/%61dmin', '/adm%69n', 'http://web.shop/admin', '/a/b/../../admin', '/../admin', '///admin/.', '/admin#frag', '/admin#/public', 'http://h/admin#x'])
       expect(normalizeTarget(t).replace(/\/$/, '')).toBe('/admin');
   });
 
@@ -17,5 +17,9 @@ describe('normalizeTarget', () => {
     expect(normalizeTarget('*')).toBe('*');
     expect(normalizeTarget('http://h')).toBe('/');
     expect(normalizeTarget('/admin/../x')).toBe('/x');
+    // A fragment goes (as the app's URL parser drops it), with whatever it held: a query after it, dot segments.
+    expect(normalizeTarget('/a?x=1#frag')).toBe('/a?x=1');
+    expect(normalizeTarget('/a#frag?x=1')).toBe('/a');
+    expect(normalizeTarget('/public/..#/admin')).toBe('/');
   });
 });

@@ -1,6 +1,7 @@
 // Tests mTLS between two real data planes: STRICT/PERMISSIVE inbound, SPIFFE checks at the outbound, authorization, pooling.
 import http from 'node:http';
 import net from 'node:net';
+import http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { encodeProxyHeader } from '../../../sidecar/upstream/index.ts';
@@ -222,6 +223,21 @@ describe('authorization at the inbound sidecar', () => {
       s.on('close', () => resolve(out));
     });
     expect(raw).toMatch(/^HTTP\/1\.1 403/);
+    // A fragment: the outbound listener refuses it (400); from a native peer, the inbound cuts it (the app would).
+    const viaOutbound = await rawExchange(client.outbound, 'GET /admin#frag HTTP/1.1\r\nhost: api.default\r\nconnection: close\r\n\r\n');
+    expect(viaOutbound).toMatch(/^HTTP\/1\.1 400/);
+    expect(viaOutbound).toContain('has a fragment');
+    const h2 = http2.connect(`http://127.0.0.1:${client.outbound}`);
+    try {
+      const st = h2.request({ ':path': '/admin#frag', ':authority': 'api.default' });
+      st.end();
+      const status = await new Promise<number>((resolve) => st.once('response', (h) => resolve(Number(h[':status']))));
+      expect(status).toBe(400);
+    } finally {
+      h2.close();
+    }
+    const direct = await rawExchange(server.inbound, 'GET /admin#frag HTTP/1.1\r\nhost: api\r\nconnection: close\r\n\r\n', encodeProxyHeader('10.1.0.9', 0, '127.0.0.1', app.port));
+    expect(direct).toMatch(/^HTTP\/1\.1 403/);
     const ok = await request(client.outbound, { host: 'api.default', path: '/adminx/../public/./x' });
     expect(ok.status).toBe(200);
     expect(ok.body).toBe(`/public/x peer=${WEB_ID}`);
@@ -397,3 +413,17 @@ describe('authorization at the inbound sidecar', () => {
     }
   });
 });
+
+/** Writes `text` (after `prefix`, e.g. a PROXY header) on a fresh connection; resolves everything read until close. */
+function rawExchange(port: number, text: string, prefix?: Buffer): Promise<string> {
+  return new Promise<string>((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => {
+      if (prefix !== undefined) s.write(prefix);
+      s.write(text);
+    });
+    let out = '';
+    s.on('data', (c) => (out += c));
+    s.on('error', () => {});
+    s.on('close', () => resolve(out));
+  });
+}
