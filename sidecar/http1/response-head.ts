@@ -37,6 +37,8 @@ export function responseHead(status: number, headers: Readonly<Record<string, He
   for (const name in headers) {
     const v = headers[name];
     if (v === undefined || (noLength && name === 'content-length')) continue;
+    // HTTP/1.1 clients are sent no trailers (see LAST_CHUNK), so none is announced.
+    if (name === 'trailer') continue;
     if (typeof v === 'object') for (const one of v) s += `${name}: ${one}\r\n`;
     else s += `${name}: ${v}\r\n`;
   }

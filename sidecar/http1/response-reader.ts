@@ -21,7 +21,8 @@ export const FAILED = 3;
 export type FeedOutcome = typeof NEED_MORE | typeof BODY_PAUSED | typeof COMPLETE | typeof FAILED;
 
 /** Response headers never handed on (RFC 9110 §7.6.1), plus keep-alive which this reader reads as a hint. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authorization', 'proxy-authenticate', 'http2-settings']);
+// `trailer` is not hop-by-hop (RFC 9110 §6.6.2): it stays, so an HTTP/2 client is sent the trailers it announces.
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'proxy-authorization', 'proxy-authenticate', 'http2-settings']);
 
 /** Largest response head (or trailer block) accepted. */
 export const MAX_HEAD_BYTES = 64 * 1024;

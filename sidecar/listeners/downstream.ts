@@ -145,6 +145,9 @@ export class H2Downstream implements DispatchHandler {
     if (this.stream.destroyed) return;
     const out = headers as http2.OutgoingHttpHeaders;
     out[':status'] = status;
+    // A 204 carries no Content-Length (RFC 9110 §8.6): HTTP/2 clients (nghttp2, curl, Node) take one for a protocol
+    // error and reset the stream, so an app's is dropped here as on the HTTP/1.1 side.
+    if (status === 204 && out['content-length'] !== undefined) delete out['content-length'];
     // The head waits for the first body bytes or the end, at most until the next turn of the event loop. A response
     // that ends with its head must stay one HEADERS frame that ends the stream: gRPC's trailers-only responses (an
     // error status from the app) carry grpc-status there, and a client given headers, then an empty end, loses it.

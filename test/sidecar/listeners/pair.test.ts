@@ -1,11 +1,55 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import http from 'node:http';
 import http2 from 'node:http2';
+import net from 'node:net';
 import { cluster, closeServer, domains, endpoint, listen, mesh, request, route, startApp, startPair } from './harness.ts';
 import type { Pair } from './harness.ts';
 
 const WEB = 'outbound|80||web.default.svc.cluster.local';
 const GRPC = 'outbound|50051||grpc.default.svc.cluster.local';
+const CRAFTED = 'outbound|80||crafted.default.svc.cluster.local';
+
+/** A raw HTTP/1.1 app: /trailers answers chunked and announces a trailer; /nocontent is a 204 that wrongly has a length and body. */
+function craftedApp(): net.Server {
+  return net.createServer((socket) => {
+    socket.on('error', () => {});
+    let buf = '';
+    socket.on('data', (d) => {
+      buf += String(d);
+      while (buf.includes('\r\n\r\n')) {
+        const head = buf.slice(0, buf.indexOf('\r\n\r\n'));
+        buf = buf.slice(buf.indexOf('\r\n\r\n') + 4);
+        if (head.startsWith('GET /trailers '))
+          socket.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-t\r\n\r\n5\r\nhello\r\n0\r\nx-t: v\r\n\r\n');
+        else socket.end('HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\nhello');
+      }
+    });
+  });
+}
+
+/** One h2c GET through the outbound port: status, body and trailers, or the error the stream ended with. */
+function h2Get(port: number, authority: string, path: string): Promise<{ status: number; body: string; trailers: http2.IncomingHttpHeaders | undefined; error?: string }> {
+  return new Promise((resolve) => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => {});
+    const s = session.request({ ':path': path, ':authority': authority });
+    let status = 0;
+    let body = '';
+    let trailers: http2.IncomingHttpHeaders | undefined;
+    s.on('response', (h) => (status = Number(h[':status'])));
+    s.on('trailers', (t) => (trailers = t));
+    s.on('data', (c: Buffer) => (body += String(c)));
+    s.on('end', () => {
+      session.close();
+      resolve({ status, body, trailers });
+    });
+    s.on('error', (e: NodeJS.ErrnoException) => {
+      session.close();
+      resolve({ status, body, trailers, error: e.code ?? e.message });
+    });
+    s.end();
+  });
+}
 
 describe('outbound + inbound pair to real servers', () => {
   let pair: Pair;
@@ -13,6 +57,7 @@ describe('outbound + inbound pair to real servers', () => {
   let grpc: http2.Http2Server;
   let grpcPort: number;
   let grpcConnections = 0;
+  let crafted: net.Server;
 
   beforeAll(async () => {
     web = await startApp('web');
@@ -28,16 +73,20 @@ describe('outbound + inbound pair to real servers', () => {
       });
     });
     grpcPort = await listen(grpc);
-    pair = await startPair([web.port, grpcPort]);
+    crafted = craftedApp();
+    const craftedPort = await listen(crafted);
+    pair = await startPair([web.port, grpcPort, craftedPort]);
     pair.client.update(
       mesh(
         [
           cluster(WEB, [endpoint(web.port, pair.inbound)]),
           cluster(GRPC, [endpoint(grpcPort, pair.inbound)], { protocol: 'http2' }),
+          cluster(CRAFTED, [endpoint(craftedPort, pair.inbound)]),
         ],
         [
           { name: 'web', domains: domains('web', 'default', '10.96.0.10', 80, true), routes: [route(WEB)] },
           { name: 'grpc', domains: domains('grpc', 'default', '10.96.0.11', 50051, false), routes: [route(GRPC)] },
+          { name: 'crafted', domains: domains('crafted', 'default', '10.96.0.12', 80, true), routes: [route(CRAFTED)] },
         ],
       ),
     );
@@ -48,6 +97,25 @@ describe('outbound + inbound pair to real servers', () => {
     await pair.close();
     await closeServer(web.server);
     await closeServer(grpc);
+    await closeServer(crafted);
+  });
+
+  it('sends an HTTP/2 client the trailers an HTTP/1.1 app announced; an HTTP/1.1 client gets the body without them', async () => {
+    const h2 = await h2Get(pair.outbound, 'crafted.default', '/trailers');
+    expect(h2).toMatchObject({ status: 200, body: 'hello' });
+    expect(h2.error).toBeUndefined();
+    expect(h2.trailers?.['x-t']).toBe('v');
+    const h1 = await request(pair.outbound, { host: 'crafted.default', path: '/trailers' });
+    expect(h1.status).toBe(200);
+    expect(h1.body).toBe('hello');
+    expect(h1.headers['trailer']).toBeUndefined();
+  });
+
+  it("drops a 204's Content-Length for HTTP/2 clients too (they reset a stream that has one)", async () => {
+    const h2 = await h2Get(pair.outbound, 'crafted.default', '/nocontent');
+    expect(h2.error).toBeUndefined();
+    expect(h2.status).toBe(204);
+    expect(h2.body).toBe('');
   });
 
   it('is ready once config is applied', () => {
