@@ -7,6 +7,7 @@ export type LocalReason =
   | 'no_healthy_endpoint'
   | 'upstream_connect_error'
   | 'upstream_reset'
+  | 'upstream_protocol_error'
   | 'timeout'
   | 'bad_request'
   | 'headers_too_large'
@@ -136,6 +137,20 @@ export function upstreamReset(code: string, target: string, cause?: unknown): Lo
     503,
     'upstream_reset',
     `upstream reset: ${code} ${target} (the connection closed before a full response)`,
+    { cause },
+  );
+}
+
+/**
+ * The upstream's response is not valid HTTP/1.1 (two Content-Lengths, a bad chunk size, obs-fold...): 502, as
+ * Envoy answers for an upstream protocol error. `detail` is the parser's reason.
+ */
+export function upstreamProtocolError(code: string, target: string, detail: string, cause?: unknown): LocalReplyError {
+  return new LocalReplyError(
+    'SKEIN_UPSTREAM_PROTOCOL_ERROR',
+    502,
+    'upstream_protocol_error',
+    `upstream protocol error: ${code} ${target} (${detail})`,
     { cause },
   );
 }

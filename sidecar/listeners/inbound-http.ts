@@ -328,6 +328,8 @@ class AppExchange implements Dispatcher.DispatchHandler {
       return;
     }
     if (CONNECT_CODES.has(code)) replyH1(this.res, 503, 'upstream_connect_error', `upstream connect error: ${code} app port ${this.appPort}`, true);
+    else if (code.startsWith('HPE_') || err.name === 'HTTPParserError')
+      replyH1(this.res, 502, 'upstream_protocol_error', `upstream protocol error: ${code === 'error' ? err.name : code} app port ${this.appPort} (${appFailure(code, err)})`, true);
     else replyH1(this.res, 503, 'upstream_reset', `upstream reset: ${code} app port ${this.appPort} (${appFailure(code, err)})`, true);
   }
 

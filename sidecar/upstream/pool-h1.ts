@@ -3,7 +3,7 @@ import type net from 'node:net';
 import type { Readable } from 'node:stream';
 import { bodyFraming, chunkHeader, CRLF, InvalidRequestHeadError, LAST_CHUNK, requestHead } from '../http1/request-head.ts';
 import type { ResponseHeaders } from '../http1/response-reader.ts';
-import { badRequest, upstreamOverflow, upstreamReset } from '../listeners/errors.ts';
+import { badRequest, upstreamOverflow, upstreamProtocolError, upstreamReset } from '../listeners/errors.ts';
 import type { LocalReplyError } from '../listeners/errors.ts';
 import { logger } from '../log.ts';
 import type { DispatchController, DispatchHandler, DispatchRequest } from './dispatch.ts';
@@ -338,7 +338,8 @@ class H1Exchange implements DispatchController, ConnectionUser {
   private classify(err: Error, code: string): LocalReplyError {
     const target = this.pool.dialTarget;
     if (code === CLOSED_CODE) return upstreamReset('ECONNRESET', target, err);
-    if (this.responded || code.startsWith('HPE_')) return upstreamReset(code === '' ? 'ECONNRESET' : code, target, err);
+    if (!this.responded && code.startsWith('HPE_')) return upstreamProtocolError(code, target, err.message, err);
+    if (this.responded) return upstreamReset(code === '' ? 'ECONNRESET' : code, target, err);
     return upstreamError(err, target);
   }
 

@@ -84,8 +84,8 @@ describe('the inbound L7 HTTP/1.1 path', () => {
 
   it('names an app response that is not valid HTTP/1.1 as such (not as a closed connection)', async () => {
     const r = await request(pair.outbound, { host: 'bad.default' });
-    expect(r.status).toBe(503);
-    expect(r.headers['x-skein-reason']).toBe('upstream_reset');
+    expect(r.status).toBe(502);
+    expect(r.headers['x-skein-reason']).toBe('upstream_protocol_error');
     expect(r.body).toContain("the app's response is not valid HTTP/1.1");
   });
 

@@ -257,15 +257,16 @@ describe('HTTP/1.1 upstream pool on the wire', () => {
     expect(s.connections()).toBe(2);
   });
 
-  it('answers a malformed response and a response cut short as 503 upstream_reset', async () => {
+  it('answers a malformed response as 502 upstream_protocol_error (as Envoy) and a response cut short as upstream_reset', async () => {
     const s = await raw((sock, _h, n) => {
       if (n === 1) sock.write('HTTX/1.1 200 OK\r\n\r\n');
       else sock.end('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc');
     });
     const c = use(s.port);
     const bad = await send(c);
-    expect([bad.error?.status, bad.error?.reason]).toEqual([503, 'upstream_reset']);
+    expect([bad.error?.status, bad.error?.reason]).toEqual([502, 'upstream_protocol_error']);
     expect(bad.error?.message).toContain('HPE_INVALID_CONSTANT');
+    expect(bad.error?.message).toContain('not valid HTTP/1.1');
     const cut = await send(c);
     expect(cut.statusAtError).toBe(200);
     expect(cut.error?.reason).toBe('upstream_reset');
