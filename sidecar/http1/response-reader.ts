@@ -67,6 +67,8 @@ export class ResponseReader implements ParserEvents {
   private inValue = false;
   private headBytes = 0;
   private connection: string | undefined;
+  /** A Transfer-Encoding with a coding other than chunked (gzip, deflate...), which the sidecar does not decode. */
+  private otherCoding: string | undefined;
 
   constructor() {
     this.parser = new HttpParser(RESPONSE, this);
@@ -82,6 +84,7 @@ export class ResponseReader implements ParserEvents {
     this.trailers = undefined;
     this.rest = undefined;
     this.errorCode = '';
+    this.errorReason = '';
   }
 
   /** Delivers the rest of the current response to `sink` instead (the request was given up; see H1Connection). */
@@ -105,7 +108,7 @@ export class ResponseReader implements ParserEvents {
       return this.complete ? COMPLETE : BODY_PAUSED;
     }
     if (this.errorCode === '') this.errorCode = LLHTTP_ERRORS[r.code] ?? `HPE_${r.code}`;
-    this.errorReason = r.reason;
+    if (this.errorReason === '') this.errorReason = r.reason;
     return FAILED;
   }
 
@@ -141,6 +144,7 @@ export class ResponseReader implements ParserEvents {
     this.headBytes = 0;
     this.connection = undefined;
     this.keepAliveHintMs = undefined;
+    this.otherCoding = undefined;
     return CONTINUE;
   }
 
@@ -171,6 +175,12 @@ export class ResponseReader implements ParserEvents {
     if (upgrade || status === 101) {
       this.errorCode = 'HPE_UNEXPECTED_UPGRADE';
       return PAUSE + 100; // any other value is an error for llhttp (HPE_CB_HEADERS_COMPLETE)
+    }
+    if (this.otherCoding !== undefined && status >= 200) {
+      // Passed on, the coded bytes would reach the client as if they were the content (the header is hop-by-hop).
+      this.errorCode = 'HPE_INVALID_TRANSFER_ENCODING';
+      this.errorReason = `Transfer-Encoding "${this.otherCoding}": only chunked is supported`;
+      return PAUSE + 100;
     }
     this.inHead = false;
     if (status < 200) {
@@ -223,6 +233,7 @@ export class ResponseReader implements ParserEvents {
       if (HOP_BY_HOP.has(name)) {
         if (name === 'connection') this.connection = this.connection === undefined ? value : `${this.connection},${value}`;
         else if (name === 'keep-alive') this.keepAliveHintMs = keepAliveHint(value);
+        else if (name === 'transfer-encoding' && !onlyChunked(value)) this.otherCoding = this.otherCoding === undefined ? value : `${this.otherCoding}, ${value}`;
         return;
       }
       target = this.headers;
@@ -235,6 +246,12 @@ export class ResponseReader implements ParserEvents {
     else if (typeof prev === 'string') target[name] = [prev, value];
     else prev.push(value);
   }
+}
+
+/** A Transfer-Encoding value that lists no coding but chunked (any case, spaces around it). */
+function onlyChunked(value: string): boolean {
+  for (const c of value.split(',')) if (c.trim().toLowerCase() !== 'chunked') return false;
+  return true;
 }
 
 /** Removes the headers a Connection header names. */

@@ -190,4 +190,23 @@ describe('ResponseReader', () => {
     up.free();
     big.free();
   });
+
+  it('refuses a transfer-coding other than chunked (its bytes would pass for the content), and accepts any spelling of chunked', () => {
+    for (const te of ['gzip, chunked', 'chunked, gzip', 'deflate', 'identity']) {
+      const r = new ResponseReader();
+      const s = new Sink();
+      r.begin(s, false);
+      expect(r.feed(b(`HTTP/1.1 200 OK\r\nTransfer-Encoding: ${te}\r\n\r\n3\r\nabc\r\n0\r\n\r\n`)), te).toBe(FAILED);
+      expect(r.errorCode).toBe('HPE_INVALID_TRANSFER_ENCODING');
+      expect(r.errorReason).toContain(te);
+      expect(s.heads).toBe(0);
+      r.free();
+    }
+    const ok = new ResponseReader();
+    const s = new Sink();
+    ok.begin(s, false);
+    expect(ok.feed(b('HTTP/1.1 200 OK\r\nTransfer-Encoding:  CHUNKED \r\n\r\n3\r\nabc\r\n0\r\n\r\n'))).toBe(COMPLETE);
+    expect(s.body).toBe('abc');
+    ok.free();
+  });
 });
