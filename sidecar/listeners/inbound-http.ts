@@ -132,6 +132,14 @@ export class InboundHttpHandler {
     }
     countInbound(this.options.metrics, info.appPort, res);
     const method = req.method ?? 'GET';
+    // As on the outbound side (and Envoy): chunked is the only transfer coding a request may use. node:http reads
+    // `gzip, chunked` as chunked, and the coded body would go on as if it were plain.
+    const te = req.headers['transfer-encoding'];
+    if (te !== undefined && te.trim().toLowerCase() !== 'chunked') {
+      req.resume();
+      replyH1(res, 501, 'bad_request', `Transfer-Encoding "${te.slice(0, 100)}" is not supported: send "chunked" alone or Content-Length`, true);
+      return;
+    }
     // Judged and forwarded normalised: `//admin`, `/x/../admin` or `http://host/admin` cannot slip past `/admin`.
     const path = normalizeTarget(req.url ?? '/');
     const d = authorize(this.options.policyFor(info.appPort), info.caller, { method, path });

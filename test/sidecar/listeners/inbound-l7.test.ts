@@ -117,6 +117,13 @@ describe('the inbound L7 HTTP/1.1 path', () => {
     expect(out).toContain('x-skein-reason: bad_request');
   });
 
+  it('refuses a request transfer-coding other than chunked from a native peer with 501, as the outbound side does', async () => {
+    const request = 'GET / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n';
+    const out = await raw(pair.inbound, Buffer.concat([encodeProxyHeader('127.0.0.1', 0, '127.0.0.1', hintsPort), Buffer.from(request)]));
+    expect(out).toMatch(/^HTTP\/1\.1 501 /);
+    expect(out).toContain('Transfer-Encoding "gzip, chunked" is not supported');
+  });
+
   it('sends a bodiless request again when the app closed the kept-alive connection it went out on', async () => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     try {
