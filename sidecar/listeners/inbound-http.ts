@@ -2,13 +2,13 @@
 import type http from 'node:http';
 import { nodeHttp } from '../builtins.ts';
 import net from 'node:net';
-import type * as Undici from 'undici';
-import type { Dispatcher, Pool } from 'undici';
 import { authorize, type Caller, type InboundPolicy } from '../authz/index.ts';
 import { normalizeTarget } from '../authz/path.ts';
 import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
-import { guardWrites, headerListFromRaw, stripHopByHop } from '../upstream/index.ts';
-import type { Headers, ProxyHeader, RequestHeadInfo } from '../upstream/index.ts';
+import { EndpointPool, headerListFromRaw } from '../upstream/index.ts';
+import type { ConnectionGauge, DispatchController, DispatchHandler, DispatchRequest, Headers, ProxyHeader, RequestHeadInfo } from '../upstream/index.ts';
+import { EndpointLoad } from '../lb/index.ts';
+import type { LocalReplyError } from './errors.ts';
 import { logger } from '../log.ts';
 import { InboundH2Handler } from './inbound-h2.ts';
 import { localReplyText } from '../http1/response-head.ts';
@@ -62,17 +62,12 @@ export class InboundHttpHandler {
   private readonly options: InboundHttpOptions;
   private readonly server: http.Server;
   private readonly h2: InboundH2Handler;
-  /** Keep-alive connections to the app per app port (undici, one request per connection at a time). */
-  private readonly pools = new Map<number, Pool>();
-  private readonly head: RequestHeadInfo = { host: undefined, hasBody: false };
   /**
-   * undici, loaded by the first connection that needs this path: it is a few MB of heap that a sidecar without L7
-   * authorization policies never uses.
+   * Keep-alive connections to the app per app port: the same HTTP/1.1 pool as the outbound side's (llhttp on raw
+   * sockets), so both paths frame, retry and answer errors alike.
    */
-  private undici: typeof Undici | undefined;
-  /** undici's own connector (plain TCP to the app), wrapped by connector(). */
-  private connect: Undici.buildConnector.connector | undefined;
-  private loading: Promise<void> | undefined;
+  private readonly pools = new Map<number, EndpointPool>();
+  private readonly head: RequestHeadInfo = { host: undefined, hasBody: false };
 
   constructor(options: InboundHttpOptions) {
     this.options = options;
@@ -101,20 +96,6 @@ export class InboundHttpHandler {
     if (rest.subarray(0, H2_PREFACE.length).equals(H2_PREFACE)) {
       // HTTP/2 (gRPC): judged per stream, like HTTP/1.1 requests.
       this.h2.handle(stream, appPort, header?.sourceAddress, rest, caller);
-      return;
-    }
-    if (this.undici === undefined) {
-      stream.pause();
-      this.loading ??= import('undici').then((m) => {
-        this.undici = m;
-      });
-      this.loading.then(
-        () => this.handle(stream, appPort, header, rest, caller),
-        (err: unknown) => {
-          log.error('cannot load the HTTP client for the inbound L7 path', { error: String(err) });
-          stream.destroy();
-        },
-      );
       return;
     }
     (stream as WithConn)[kConn] = { appPort, caller, source: header?.sourceAddress };
@@ -161,19 +142,22 @@ export class InboundHttpHandler {
       }
     }
     if (info.caller.principal !== undefined) headers.push(PEER_IDENTITY_HEADER, info.caller.principal);
-    if (head.host !== undefined) headers.push('host', head.host);
-    const options: Dispatcher.DispatchOptions = { method, path, headers, body: head.hasBody ? req : null };
-    const exchange = new AppExchange(res, info.appPort, head.hasBody ? undefined : (ex) => this.sendFresh(info.appPort, options, ex));
+    const pool = this.pool(info.appPort);
+    const request: DispatchRequest = {
+      cluster: `inbound|${info.appPort}||`,
+      method,
+      path,
+      // An HTTP/1.0 caller may send no Host: the app's own address stands in, as an HTTP client would send it.
+      authority: head.host ?? pool.dialTarget,
+      headers,
+      body: head.hasBody ? req : null,
+      hash: undefined,
+      wantsH2: false,
+      timeoutMs: 0,
+    };
+    const exchange = new AppExchange(res, info.appPort);
     res.on('close', () => exchange.closed());
-    this.pool(info.appPort).dispatch(options, exchange);
-  }
-
-  /** Sends a request on a connection of its own, closed after it (the pool could hand out one the app just closed). */
-  private sendFresh(port: number, options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
-    const { Client } = this.undici as typeof Undici;
-    const client = new Client(this.origin(port), { keepAliveTimeout: 1, headersTimeout: 0, bodyTimeout: 0, connect: this.connector() });
-    client.dispatch(options, handler);
-    client.close().catch(() => {});
+    pool.request(request, exchange, false);
   }
 
   /**
@@ -211,40 +195,21 @@ export class InboundHttpHandler {
     new AppUpgrade(socket, app, head, info.appPort, method === 'HEAD').start(`${text}\r\n`);
   }
 
-  private pool(port: number): Pool {
+  private pool(port: number): EndpointPool {
     let p = this.pools.get(port);
     if (p === undefined) {
-      const { Pool } = this.undici as typeof Undici;
-      p = new Pool(this.origin(port), { pipelining: 1, keepAliveTimeout: 60_000, headersTimeout: 0, bodyTimeout: 0, allowH2: false, connect: this.connector() });
+      const target = { address: this.options.appHost, port, inboundPort: undefined, sourceIp: this.options.appHost, connectTimeoutMs: APP_CONNECT_TIMEOUT_MS };
+      p = new EndpointPool(target, new EndpointLoad(), NO_GAUGE);
       this.pools.set(port, p);
     }
     return p;
-  }
-
-  /**
-   * undici's connector with writes guarded (see guardWrites): an app that answers an upload early (a 413) and closes
-   * with the body unread resets the connection, and undici's next body write would otherwise destroy the socket with
-   * that answer unread. Refused writes go nowhere; undici reads the answer and ends the exchange with it.
-   */
-  private connector(): Undici.buildConnector.connector {
-    const base = (this.connect ??= (this.undici as typeof Undici).buildConnector({}));
-    return (options, callback) =>
-      base(options, (err, socket) => {
-        if (socket !== null) guardWrites(socket, ignoreRefusal);
-        (callback as (e: Error | null, s: net.Socket | null) => void)(err, socket);
-      });
-  }
-
-  private origin(port: number): string {
-    const host = this.options.appHost.includes(':') ? `[${this.options.appHost}]` : this.options.appHost;
-    return `http://${host}:${port}`;
   }
 
   close(): void {
     this.h2.close();
     this.server.closeAllConnections();
     this.server.close();
-    for (const p of this.pools.values()) p.destroy().catch(() => {});
+    for (const p of this.pools.values()) p.close();
     this.pools.clear();
   }
 }
@@ -262,54 +227,43 @@ function countInbound(metrics: DataPlaneMetrics, appPort: number, res: http.Serv
   });
 }
 
-/** undici writes on into the guard (nowhere) until the app's answer ends the exchange. */
-function ignoreRefusal(): void {}
+/** How long a connection to the app may take (the app is local: a refusal comes at once; a hung accept does not). */
+const APP_CONNECT_TIMEOUT_MS = 10_000;
 
-/** undici's errors for a connection the app closed before answering (the keep-alive race). */
-const CLOSED_CODES = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
-/** Errors of a connection that could not be made at all. */
-const CONNECT_CODES = new Set(['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT']);
+/** Connections to the app are not counted per cluster (skein_upstream_connections is outbound). */
+const NO_GAUGE: ConnectionGauge = { inc() {}, dec() {}, reused() {} };
 
-/** What went wrong with the app's response, in words: its connection closed, or what it sent is not valid HTTP/1.1. */
-function appFailure(code: string, err: Error): string {
-  if (CLOSED_CODES.has(code) || code === 'UND_ERR_CLOSED') return 'the app closed the connection before a full response';
-  return `the app's response is not valid HTTP/1.1: ${err.message}`;
-}
-
-/** One request to the app, undici's handler: the response goes straight to the caller's ServerResponse. */
-class AppExchange implements Dispatcher.DispatchHandler {
+/** One request to the app: the pool's handler, writing the app's response to the caller's ServerResponse. */
+class AppExchange implements DispatchHandler {
   private readonly res: http.ServerResponse;
   private readonly appPort: number;
-  private controller: Dispatcher.DispatchController | undefined;
+  private controller: DispatchController | undefined;
   private done = false;
-  /** Sends the request again (requests without a body, once): see onResponseError. */
-  private resend: ((exchange: AppExchange) => void) | undefined;
 
-  constructor(res: http.ServerResponse, appPort: number, resend: ((exchange: AppExchange) => void) | undefined) {
+  constructor(res: http.ServerResponse, appPort: number) {
     this.res = res;
     this.appPort = appPort;
-    this.resend = resend;
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
+  onRequestStart(controller: DispatchController): void {
     this.controller = controller;
-    if (this.done) controller.abort(new Error('the caller went away'));
+    if (this.done) controller.abort();
   }
 
-  onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[]>): void {
-    // Informational responses (102, 103 Early Hints) are not relayed, as on the other paths: the final one follows.
-    if (status < 200) return;
+  onResponseStart(status: number, headers: Headers): void {
     // An answer before the whole request arrived (an early 413 to an upload): the connection closes after it, as in
-    // Envoy. undici stops the request body, which ends the caller's connection, so it must not be reused meanwhile.
+    // Envoy. The pool stops sending the request body, so the caller's connection must not be reused meanwhile.
     if (!this.res.req.complete) this.res.shouldKeepAlive = false;
-    this.res.writeHead(status, stripHopByHop(headers as Headers) as http.OutgoingHttpHeaders);
+    // The caller is another sidecar's HTTP/1.1 pool, sent no trailers: none is announced (node refuses a Trailer
+    // header on a response it does not chunk).
+    delete headers['trailer'];
+    this.res.writeHead(status, headers as http.OutgoingHttpHeaders);
   }
 
-  onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (!this.res.write(chunk)) {
-      c.pause();
-      this.res.once('drain', () => c.resume());
-    }
+  onResponseData(chunk: Buffer): boolean {
+    if (this.res.write(chunk)) return true;
+    this.res.once('drain', () => this.controller?.resume());
+    return false;
   }
 
   onResponseEnd(): void {
@@ -317,35 +271,37 @@ class AppExchange implements Dispatcher.DispatchHandler {
     this.res.end();
   }
 
-  onResponseError(_c: Dispatcher.DispatchController | null, err: Error): void {
+  onResponseError(e: LocalReplyError): void {
     if (this.done) return;
     this.done = true;
-    const code = (err as NodeJS.ErrnoException).code ?? 'error';
-    log.debug('app request failed', { port: this.appPort, code });
+    const cause = e.cause as NodeJS.ErrnoException | undefined;
+    const code = cause?.code ?? e.code;
+    log.debug('app request failed', { port: this.appPort, code, reason: e.reason });
     if (this.res.headersSent) {
       this.res.destroy();
       return;
     }
-    const resend = this.resend;
-    if (resend !== undefined && CLOSED_CODES.has(code)) {
-      // A kept-alive connection the app closed just as the request went out (its idle timeout): the request never
-      // reached it, so it goes once more on a fresh connection, as on the outbound side. Only without a body.
-      this.resend = undefined;
-      this.done = false;
-      resend(this);
-      return;
+    const port = `app port ${this.appPort}`;
+    switch (e.reason) {
+      case 'upstream_connect_error':
+        replyH1(this.res, 503, e.reason, `upstream connect error: ${code} ${port}`, true);
+        return;
+      case 'upstream_reset':
+        replyH1(this.res, 503, e.reason, `upstream reset: ${code} ${port} (the app closed the connection before a full response)`, true);
+        return;
+      case 'upstream_protocol_error':
+        replyH1(this.res, 502, e.reason, `upstream protocol error: ${code} ${port} (${(cause?.message ?? e.message).replace('the upstream response', "the app's response")})`, true);
+        return;
+      default:
+        replyH1(this.res, e.status, e.reason, `${e.message} (${port})`, true);
     }
-    if (CONNECT_CODES.has(code)) replyH1(this.res, 503, 'upstream_connect_error', `upstream connect error: ${code} app port ${this.appPort}`, true);
-    else if (code.startsWith('HPE_') || err.name === 'HTTPParserError')
-      replyH1(this.res, 502, 'upstream_protocol_error', `upstream protocol error: ${code === 'error' ? err.name : code} app port ${this.appPort} (${appFailure(code, err)})`, true);
-    else replyH1(this.res, 503, 'upstream_reset', `upstream reset: ${code} app port ${this.appPort} (${appFailure(code, err)})`, true);
   }
 
   /** The caller's response closed: abandon the app request if it is still running. */
   closed(): void {
     if (this.done || this.res.writableFinished) return;
     this.done = true;
-    this.controller?.abort(new Error('the caller went away'));
+    this.controller?.abort();
   }
 }
 

@@ -10,6 +10,7 @@ import { metricValue } from './mtls-harness.ts';
 const HINTS = 'outbound|80||hints.default.svc.cluster.local';
 const RACE = 'outbound|80||race.default.svc.cluster.local';
 const BAD = 'outbound|80||bad.default.svc.cluster.local';
+const INTERIM = 'outbound|80||interim.default.svc.cluster.local';
 const ANYONE = { allow: [{ from: [], to: [] }], deny: [] };
 const ONLY_GET = { allow: [{ from: [], to: [{ methods: ['GET'] }] }], deny: [] };
 
@@ -43,6 +44,7 @@ describe('the inbound L7 HTTP/1.1 path', () => {
   let race: ReturnType<typeof raceApp>;
   let hintsPort: number;
   let bad: net.Server;
+  let interim: net.Server;
 
   beforeAll(async () => {
     // Answers with a folded header line (obs-fold), which HTTP/1.1 parsers refuse in responses.
@@ -51,6 +53,16 @@ describe('the inbound L7 HTTP/1.1 path', () => {
       socket.on('error', () => {});
     });
     const badPort = await listen(bad);
+    // Sends a 100 Continue nobody asked for, then the answer: its body is the request line it was sent.
+    interim = net.createServer((socket) => {
+      socket.once('data', (d) => {
+        const line = String(d).split('\r\n')[0] ?? '';
+        socket.write('HTTP/1.1 100 Continue\r\n\r\n');
+        socket.end(`HTTP/1.1 200 OK\r\ncontent-length: ${line.length}\r\nconnection: close\r\n\r\n${line}`);
+      });
+      socket.on('error', () => {});
+    });
+    const interimPort = await listen(interim);
     hints = http.createServer({ maxHeaderSize: 65536 }, (req, res) => {
       res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
       res.end(`cookie ${String(req.headers.cookie ?? '').length}`);
@@ -58,17 +70,19 @@ describe('the inbound L7 HTTP/1.1 path', () => {
     hintsPort = await listen(hints);
     race = raceApp();
     const racePort = await listen(race.server);
-    pair = await startPair([hintsPort, racePort, badPort]);
+    pair = await startPair([hintsPort, racePort, badPort, interimPort]);
     const m = mesh(
       [
         cluster(HINTS, [endpoint(hintsPort, pair.inbound)], { authz: ONLY_GET }),
         cluster(RACE, [endpoint(racePort, pair.inbound)], { authz: ANYONE }),
         cluster(BAD, [endpoint(badPort, pair.inbound)], { authz: ANYONE }),
+        cluster(INTERIM, [endpoint(interimPort, pair.inbound)], { authz: ANYONE }),
       ],
       [
         { name: 'bad', domains: domains('bad', 'default', '10.96.0.42', 80, true), routes: [route(BAD)] },
         { name: 'hints', domains: domains('hints', 'default', '10.96.0.40', 80, true), routes: [route(HINTS)] },
         { name: 'race', domains: domains('race', 'default', '10.96.0.41', 80, true), routes: [route(RACE)] },
+        { name: 'interim', domains: domains('interim', 'default', '10.96.0.43', 80, true), routes: [route(INTERIM)] },
       ],
     );
     pair.client.update(m);
@@ -80,6 +94,15 @@ describe('the inbound L7 HTTP/1.1 path', () => {
     await closeServer(hints);
     await closeServer(race.server);
     await closeServer(bad);
+    await closeServer(interim);
+  });
+
+  it("relays the final answer after an app's unsolicited 100 Continue, and carries OPTIONS * to the app", async () => {
+    const r = await request(pair.outbound, { host: 'interim.default', path: '/x' });
+    expect([r.status, r.body]).toEqual([200, 'GET /x HTTP/1.1']);
+    const out = await raw(pair.outbound, 'OPTIONS * HTTP/1.1\r\nhost: interim.default\r\nconnection: close\r\n\r\n');
+    expect(out).toMatch(/^HTTP\/1\.1 200 /);
+    expect(out).toContain('OPTIONS * HTTP/1.1');
   });
 
   it('names an app response that is not valid HTTP/1.1 as such (not as a closed connection)', async () => {
