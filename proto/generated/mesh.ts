@@ -45,12 +45,16 @@ import type { HttpFilter as _envoy_extensions_filters_network_http_connection_ma
 import type { Rds as _envoy_extensions_filters_network_http_connection_manager_v3_Rds, Rds__Output as _envoy_extensions_filters_network_http_connection_manager_v3_Rds__Output } from './envoy/extensions/filters/network/http_connection_manager/v3/Rds';
 import type { TcpProxy as _envoy_extensions_filters_network_tcp_proxy_v3_TcpProxy, TcpProxy__Output as _envoy_extensions_filters_network_tcp_proxy_v3_TcpProxy__Output } from './envoy/extensions/filters/network/tcp_proxy/v3/TcpProxy';
 import type { HttpProtocolOptions as _envoy_extensions_upstreams_http_v3_HttpProtocolOptions, HttpProtocolOptions__Output as _envoy_extensions_upstreams_http_v3_HttpProtocolOptions__Output } from './envoy/extensions/upstreams/http/v3/HttpProtocolOptions';
+import type { ClusterDiscoveryServiceClient as _envoy_service_cluster_v3_ClusterDiscoveryServiceClient, ClusterDiscoveryServiceDefinition as _envoy_service_cluster_v3_ClusterDiscoveryServiceDefinition } from './envoy/service/cluster/v3/ClusterDiscoveryService';
 import type { AggregatedDiscoveryServiceClient as _envoy_service_discovery_v3_AggregatedDiscoveryServiceClient, AggregatedDiscoveryServiceDefinition as _envoy_service_discovery_v3_AggregatedDiscoveryServiceDefinition } from './envoy/service/discovery/v3/AggregatedDiscoveryService';
 import type { DeltaDiscoveryRequest as _envoy_service_discovery_v3_DeltaDiscoveryRequest, DeltaDiscoveryRequest__Output as _envoy_service_discovery_v3_DeltaDiscoveryRequest__Output } from './envoy/service/discovery/v3/DeltaDiscoveryRequest';
 import type { DeltaDiscoveryResponse as _envoy_service_discovery_v3_DeltaDiscoveryResponse, DeltaDiscoveryResponse__Output as _envoy_service_discovery_v3_DeltaDiscoveryResponse__Output } from './envoy/service/discovery/v3/DeltaDiscoveryResponse';
 import type { DiscoveryRequest as _envoy_service_discovery_v3_DiscoveryRequest, DiscoveryRequest__Output as _envoy_service_discovery_v3_DiscoveryRequest__Output } from './envoy/service/discovery/v3/DiscoveryRequest';
 import type { DiscoveryResponse as _envoy_service_discovery_v3_DiscoveryResponse, DiscoveryResponse__Output as _envoy_service_discovery_v3_DiscoveryResponse__Output } from './envoy/service/discovery/v3/DiscoveryResponse';
 import type { Resource as _envoy_service_discovery_v3_Resource, Resource__Output as _envoy_service_discovery_v3_Resource__Output } from './envoy/service/discovery/v3/Resource';
+import type { EndpointDiscoveryServiceClient as _envoy_service_endpoint_v3_EndpointDiscoveryServiceClient, EndpointDiscoveryServiceDefinition as _envoy_service_endpoint_v3_EndpointDiscoveryServiceDefinition } from './envoy/service/endpoint/v3/EndpointDiscoveryService';
+import type { ListenerDiscoveryServiceClient as _envoy_service_listener_v3_ListenerDiscoveryServiceClient, ListenerDiscoveryServiceDefinition as _envoy_service_listener_v3_ListenerDiscoveryServiceDefinition } from './envoy/service/listener/v3/ListenerDiscoveryService';
+import type { RouteDiscoveryServiceClient as _envoy_service_route_v3_RouteDiscoveryServiceClient, RouteDiscoveryServiceDefinition as _envoy_service_route_v3_RouteDiscoveryServiceDefinition } from './envoy/service/route/v3/RouteDiscoveryService';
 import type { StringMatcher as _envoy_type_matcher_v3_StringMatcher, StringMatcher__Output as _envoy_type_matcher_v3_StringMatcher__Output } from './envoy/type/matcher/v3/StringMatcher';
 import type { Percent as _envoy_type_v3_Percent, Percent__Output as _envoy_type_v3_Percent__Output } from './envoy/type/v3/Percent';
 import type { Any as _google_protobuf_Any, Any__Output as _google_protobuf_Any__Output } from './google/protobuf/Any';
@@ -174,6 +178,11 @@ export interface ProtoGrpcType {
       }
     }
     service: {
+      cluster: {
+        v3: {
+          ClusterDiscoveryService: SubtypeConstructor<typeof grpc.Client, _envoy_service_cluster_v3_ClusterDiscoveryServiceClient> & { service: _envoy_service_cluster_v3_ClusterDiscoveryServiceDefinition }
+        }
+      }
       discovery: {
         v3: {
           AggregatedDiscoveryService: SubtypeConstructor<typeof grpc.Client, _envoy_service_discovery_v3_AggregatedDiscoveryServiceClient> & { service: _envoy_service_discovery_v3_AggregatedDiscoveryServiceDefinition }
@@ -182,6 +191,21 @@ export interface ProtoGrpcType {
           DiscoveryRequest: MessageTypeDefinition<_envoy_service_discovery_v3_DiscoveryRequest, _envoy_service_discovery_v3_DiscoveryRequest__Output>
           DiscoveryResponse: MessageTypeDefinition<_envoy_service_discovery_v3_DiscoveryResponse, _envoy_service_discovery_v3_DiscoveryResponse__Output>
           Resource: MessageTypeDefinition<_envoy_service_discovery_v3_Resource, _envoy_service_discovery_v3_Resource__Output>
+        }
+      }
+      endpoint: {
+        v3: {
+          EndpointDiscoveryService: SubtypeConstructor<typeof grpc.Client, _envoy_service_endpoint_v3_EndpointDiscoveryServiceClient> & { service: _envoy_service_endpoint_v3_EndpointDiscoveryServiceDefinition }
+        }
+      }
+      listener: {
+        v3: {
+          ListenerDiscoveryService: SubtypeConstructor<typeof grpc.Client, _envoy_service_listener_v3_ListenerDiscoveryServiceClient> & { service: _envoy_service_listener_v3_ListenerDiscoveryServiceDefinition }
+        }
+      }
+      route: {
+        v3: {
+          RouteDiscoveryService: SubtypeConstructor<typeof grpc.Client, _envoy_service_route_v3_RouteDiscoveryServiceClient> & { service: _envoy_service_route_v3_RouteDiscoveryServiceDefinition }
         }
       }
     }
