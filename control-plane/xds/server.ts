@@ -15,6 +15,7 @@ import type { Snapshot, SnapshotCache } from '../cache/snapshot.ts';
 import { DeltaStream } from './delta-stream.ts';
 import { withFastDeltaAcks } from './delta-request.ts';
 import { withSharedEncoding } from './encode.ts';
+import { perTypeResources, perTypeSourceOf } from './config-sources.ts';
 import { NodeStreams } from './node-streams.ts';
 import { usePooledDecoder } from './request-decoder.ts';
 import { withLazyRequestNames } from './request-names.ts';
@@ -245,8 +246,10 @@ export async function startXdsServer(
       }
       try {
         const scope = cache.scopeOf(req.node);
-        const map = resourcesOf(cache.current().scopes.get(scope) ?? EMPTY_SCOPE, only);
+        const published = resourcesOf(cache.current().scopes.get(scope) ?? EMPTY_SCOPE, only);
         cache.releaseScope?.(scope);
+        // As a per-type SotW stream sends them: EDS/RDS config sources pointing at the per-type services.
+        const map = only === TYPE_URL.cluster || only === TYPE_URL.listener ? perTypeResources(only, published, perTypeSourceOf(req.node, 'GRPC')) : published;
         const { anys, version } = fetchResponse(map, only, req.resource_names);
         callback(null, { version_info: version, resources: anys, type_url: only, nonce: '' });
       } catch (err) {

@@ -4,6 +4,7 @@ import { ADS_ORDER, kindOf, shortName, type Node__Output, TYPE_URL, type TypeUrl
 import type { ResourcesByName, ScopeResources, Snapshot, VersionedResource } from '../cache/snapshot.ts';
 import { DEFAULT_SLICE_MS } from '../slices.ts';
 import { malformedReason } from './bad-requests.ts';
+import { type PerTypeSource, perTypeScope, perTypeSourceOf } from './config-sources.ts';
 import { tracer, tracing } from './log.ts';
 import type { XdsMode } from './metrics.ts';
 import { changedBetween } from './shared-state.ts';
@@ -53,6 +54,8 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
   /** The view keeps removed clusters until the proxy has ACKed the listeners and routes sent since (make-before-break). */
   private keeping = false;
   private lastChangedAt = 0;
+  /** A per-type CDS or LDS stream: where the EDS/RDS config sources in what it sends point (config-sources.ts). */
+  private perTypeSource: PerTypeSource | undefined;
   /** A per-type EDS stream: CLAs of changed Clusters to re-send once the node's CDS streams are settled. */
   private heldResends: { readonly names: readonly string[]; readonly changedAt: number }[] | undefined;
   protected serial = 0;
@@ -174,12 +177,15 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
 
   private start(node: Node__Output): void {
     this.node = node;
+    if (this.only === TYPE_URL.cluster || this.only === TYPE_URL.listener) {
+      this.perTypeSource = perTypeSourceOf(node, this.mode === 'delta' ? 'DELTA_GRPC' : 'GRPC');
+    }
     const scope = this.deps.cache.scopeOf(node);
     // scopeOf may publish (a scope built on first use): read the snapshot after it.
     const snapshot = this.deps.cache.current();
     this.scope = scope;
     this.serial = snapshot.serial;
-    this.view = snapshot.scopes.get(scope) ?? EMPTY_SCOPE;
+    this.view = this.adapt(snapshot.scopes.get(scope) ?? EMPTY_SCOPE);
     this.actual = this.view;
     this.record = this.deps.status.open({
       nodeId: node.id,
@@ -200,7 +206,7 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
       if (this.closed || this.scope === undefined) return;
       this.serial = snapshot.serial;
       this.lastChangedAt = snapshot.changedAt;
-      const actual = snapshot.scopes.get(this.scope) ?? EMPTY_SCOPE;
+      const actual = this.adapt(snapshot.scopes.get(this.scope) ?? EMPTY_SCOPE);
       const prev = this.view;
       if (actual === this.actual) return;
       const changes = snapshot.changes.get(this.scope);
@@ -246,6 +252,14 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
       }
       this.scheduleFlush();
     });
+  }
+
+  /**
+   * The scope's resources as this stream sends them: as published, except on a per-type CDS or LDS stream, where
+   * EDS and RDS config sources say where an Envoy without ADS gets them (the same object for the same scope).
+   */
+  private adapt(resources: ScopeResources): ScopeResources {
+    return this.perTypeSource === undefined ? resources : perTypeScope(resources, this.only as TypeUrl, this.perTypeSource);
   }
 
   /**

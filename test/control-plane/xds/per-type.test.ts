@@ -3,8 +3,9 @@ import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatProxyStatus } from '../../../control-plane/cli/proxy-status.ts';
 import { type DiscoveryResponse__Output, TYPE_URL, unpack } from '../../../proto/index.ts';
-import { type DeltaReader, envoyNode, eventually, type PerTypeClient, perTypeClient, resourceNames, type SotwReader } from './ads-client.ts';
-import { cluster, endpoints, listener, route } from './fake-cache.ts';
+import { type DeltaReader, envoyNode, eventually, openSotw, type PerTypeClient, perTypeClient, resourceNames, type SotwReader } from './ads-client.ts';
+import { buildVirtualOutbound } from '../../../control-plane/translate/listener.ts';
+import { cluster, endpoints, listener, resource, route } from './fake-cache.ts';
 import { type Harness, startHarness } from './harness.ts';
 
 const SCOPE = 'envoy/default';
@@ -249,6 +250,49 @@ describe('per-type xDS services (no ADS)', () => {
     ack(eds, await eds.next(), ['a']);
     h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('a', 5)] } } });
     expect(resourceNames(await eds.next())).toEqual(['a']);
+  });
+
+  it('points the EDS and RDS config sources of what CDS and LDS streams send at the per-type services (Envoy rejects ads: {} without ADS)', async () => {
+    h = await startHarness({
+      [SCOPE]: { ...base()[SCOPE], [TYPE_URL.listener]: { put: [resource(TYPE_URL.listener, buildVirtualOutbound('default') as unknown as Record<string, unknown>)] } },
+    });
+    const svc = services();
+    type Cluster = { name: string; eds_cluster_config: { service_name: string; eds_config: Record<string, unknown> } };
+    type Hcm = { stat_prefix: string; rds: { route_config_name: string; config_source: Record<string, unknown> }; http_filters: { name: string }[] };
+    const hcmOf = (any: { type_url: string; value: Buffer }): Hcm => {
+      const l = unpack<{ filter_chains: { filters: { typed_config: { type_url: string; value: Buffer } }[] }[] }>(any);
+      return unpack<Hcm>(l.filter_chains[0]?.filters[0]?.typed_config as never);
+    };
+    const source = (apiType: string, cluster: string) => ({
+      resource_api_version: 'V3',
+      api_config_source: { api_type: apiType, transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: cluster } }] },
+    });
+    // SotW CDS, the bootstrap's xDS cluster named in node metadata: EDS over GRPC through it.
+    const cds = svc.cluster.openSotw();
+    cds.send({ node: { ...envoyNode('no-ads'), metadata: { fields: { XDS_CLUSTER: { stringValue: 'skein-xds' } } } } });
+    const c = unpack<Cluster>((await cds.next()).resources[0] as never);
+    expect(c.name).toBe('a');
+    expect(c.eds_cluster_config.service_name).toBe('a');
+    expect(c.eds_cluster_config.eds_config).toMatchObject(source('GRPC', 'skein-xds'));
+    expect(c.eds_cluster_config.eds_config.config_source_specifier).toBe('api_config_source');
+    // Delta LDS, no metadata: RDS over DELTA_GRPC through `xds_cluster`; the rest of the HCM as translated.
+    const lds = svc.listener.openDelta();
+    lds.send({ node: envoyNode('no-ads') });
+    const hcm = hcmOf((await lds.next()).resources[0]?.resource as never);
+    expect(hcm.rds.config_source).toMatchObject(source('DELTA_GRPC', 'xds_cluster'));
+    expect(hcm.rds.route_config_name).toBe('outbound/default');
+    expect(hcm.stat_prefix).toBe('outbound');
+    expect(hcm.http_filters.map((f) => f.name)).toEqual(['envoy.filters.http.router']);
+    // Fetch as a SotW stream; ADS keeps ads: {}.
+    const fetched = unpack<Cluster>((await svc.cluster.fetch({ node: envoyNode('no-ads') })).resources[0] as never);
+    expect(fetched.eds_cluster_config.eds_config).toMatchObject(source('GRPC', 'xds_cluster'));
+    const ads = openSotw(h.client());
+    ads.send({ node: envoyNode('with-ads'), type_url: TYPE_URL.cluster });
+    const adsCluster = unpack<Cluster>((await ads.next()).resources[0] as never);
+    expect(adsCluster.eds_cluster_config.eds_config).toMatchObject({ ads: {} });
+    ads.send({ node: envoyNode('with-ads'), type_url: TYPE_URL.listener });
+    const adsListener = await ads.next();
+    expect(hcmOf(adsListener.resources[0] as never).rds.config_source).toMatchObject({ ads: {} });
   });
 
   it('keeps no removed cluster on a CDS-only stream (the LDS/RDS ACKs make-before-break waits for come elsewhere)', async () => {
