@@ -12,7 +12,7 @@ export const DEFAULT_XDS_CLUSTER = 'xds_cluster';
  * Where an Envoy without ADS fetches the EDS and RDS resources that Clusters and Listeners name: Skein's resources say
  * `ads: {}`, which such an Envoy rejects ("ADS must be configured to support an ADS config source"). On a per-type CDS
  * or LDS stream they are sent with an api_config_source of the stream's own kind (GRPC for SotW, DELTA_GRPC for delta)
- * over the node's xDS cluster: node metadata XDS_CLUSTER, else `xds_cluster`.
+ * over the node's xDS cluster (node metadata XDS_CLUSTER, else `xds_cluster`), node on the first request only.
  */
 export interface PerTypeSource {
   readonly apiType: 'GRPC' | 'DELTA_GRPC';
@@ -34,6 +34,8 @@ function configSource(source: PerTypeSource): object {
       api_type: source.apiType,
       transport_api_version: 'V3',
       grpc_services: [{ envoy_grpc: { cluster_name: source.cluster } }],
+      // The server keeps the node of a stream's first request: later ones need not repeat it.
+      set_node_on_first_message_only: true,
     },
   };
 }

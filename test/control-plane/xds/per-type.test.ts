@@ -265,7 +265,12 @@ describe('per-type xDS services (no ADS)', () => {
     };
     const source = (apiType: string, cluster: string) => ({
       resource_api_version: 'V3',
-      api_config_source: { api_type: apiType, transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: cluster } }] },
+      api_config_source: {
+        api_type: apiType,
+        transport_api_version: 'V3',
+        grpc_services: [{ envoy_grpc: { cluster_name: cluster } }],
+        set_node_on_first_message_only: true,
+      },
     });
     // SotW CDS, the bootstrap's xDS cluster named in node metadata: EDS over GRPC through it.
     const cds = svc.cluster.openSotw();

@@ -33,11 +33,13 @@ export type _envoy_config_core_v3_ApiConfigSource_ApiType__Output = typeof _envo
 export interface ApiConfigSource {
   'api_type'?: (_envoy_config_core_v3_ApiConfigSource_ApiType);
   'grpc_services'?: (_envoy_config_core_v3_GrpcService)[];
+  'set_node_on_first_message_only'?: (boolean);
   'transport_api_version'?: (_envoy_config_core_v3_ApiVersion);
 }
 
 export interface ApiConfigSource__Output {
   'api_type': (_envoy_config_core_v3_ApiConfigSource_ApiType__Output);
   'grpc_services': (_envoy_config_core_v3_GrpcService__Output)[];
+  'set_node_on_first_message_only': (boolean);
   'transport_api_version': (_envoy_config_core_v3_ApiVersion__Output);
 }
