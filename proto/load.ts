@@ -12,6 +12,10 @@ export const PROTO_ROOT = fileURLToPath(new URL('.', import.meta.url));
 /** Every top-level file; their imports pull in the rest. */
 export const PROTO_FILES = [
   'envoy/service/discovery/v3/ads.proto',
+  'envoy/service/cluster/v3/cds.proto',
+  'envoy/service/endpoint/v3/eds.proto',
+  'envoy/service/listener/v3/lds.proto',
+  'envoy/service/route/v3/rds.proto',
   'envoy/config/cluster/v3/cluster.proto',
   'envoy/config/endpoint/v3/endpoint.proto',
   'envoy/config/listener/v3/listener.proto',

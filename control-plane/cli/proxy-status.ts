@@ -59,7 +59,8 @@ export function formatProxyStatus(proxies: readonly (ProxyStatus & { certificate
       p.scope,
       ...TYPES.map((t) => cell(byType.get(t))),
       certificateCell(p.certificate, now),
-      p.mode.toUpperCase(),
+      // A node without ADS: its per-type streams (CDS, EDS, LDS, RDS services) shown as one proxy.
+      p.perTypeStreams === undefined ? p.mode.toUpperCase() : `${p.mode.toUpperCase()} (no ADS, ${p.perTypeStreams} streams)`,
       p.userAgent,
     ]);
   }

@@ -87,8 +87,8 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
   readonly mode = 'delta' as const;
   private readonly types = new Map<TypeUrl, TypeState>();
 
-  constructor(call: grpc.ServerDuplexStream<DeltaDiscoveryRequest__Output, DeltaDiscoveryResponse>, deps: StreamDeps) {
-    super(call, deps);
+  constructor(call: grpc.ServerDuplexStream<DeltaDiscoveryRequest__Output, DeltaDiscoveryResponse>, deps: StreamDeps, only?: TypeUrl) {
+    super(call, deps, only);
   }
 
   protected handleRequest(req: DeltaDiscoveryRequest__Output, typeUrl: TypeUrl): void {
@@ -212,6 +212,11 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     return st === undefined || (st.inflight.size === 0 && st.unacked.size === 0);
   }
 
+  protected answered(typeUrl: TypeUrl): boolean {
+    const st = this.types.get(typeUrl);
+    return st === undefined || st.inflight.size === 0;
+  }
+
   protected markChanged(typeUrl: TypeUrl, changed: Changed, changedAt: number): void {
     const st = this.types.get(typeUrl);
     if (!st) return;
@@ -232,7 +237,7 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
 
   protected resendEndpoints(names: readonly string[], changedAt: number): void {
     const st = this.types.get(TYPE_URL.endpoint);
-    if (!st || !this.types.has(TYPE_URL.cluster)) return;
+    if (!st) return;
     let touches = false;
     for (const name of names) {
       if (!st.wildcard && !st.names.has(name)) continue;

@@ -8,6 +8,7 @@ export {
   StatusRegistry,
   type StatusQuery,
   type TypeStatus,
+  type XdsService,
 } from './status.ts';
 export { createXdsMetrics, type XdsMetrics, type XdsMode } from './metrics.ts';
 export { XdsBindError } from './errors.ts';

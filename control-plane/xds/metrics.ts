@@ -5,7 +5,7 @@ export type XdsMode = 'sotw' | 'delta';
 
 export interface XdsMetrics {
   readonly registry: Registry;
-  /** Open ADS streams that sent their node. */
+  /** Open ADS streams that sent their node, plus nodes with per-type streams (CDS, EDS, LDS, RDS), once per node. */
   readonly connectedProxies: Gauge;
   readonly pushes: Counter<'type'>;
   readonly nacks: Counter<'type'>;
@@ -44,7 +44,7 @@ export function createXdsMetrics(): XdsMetrics {
     registry,
     connectedProxies: new Gauge({
       name: 'skein_xds_connected_proxies',
-      help: 'ADS streams currently open (one per connected proxy)',
+      help: 'Connected proxies: ADS streams currently open, plus node ids with per-type (CDS/EDS/LDS/RDS) streams open, counted once per node',
       registers: [registry],
     }),
     pushes: new Counter({
@@ -62,7 +62,7 @@ export function createXdsMetrics(): XdsMetrics {
     }),
     rejectedRequests: new Counter({
       name: 'skein_xds_rejected_requests_total',
-      help: 'ADS requests that could not be read or used, by reason (malformed protobuf, too_large: over the receive limit, no_node: a first request without node.id); each ends its stream',
+      help: 'ADS requests that could not be read or used, by reason (malformed protobuf, too_large: over the receive limit, no_node: a first request without node.id, wrong_type: a per-type stream asked for another type); each ends its stream',
       labelNames: ['reason'],
       registers: [registry],
     }),

@@ -1,21 +1,31 @@
-// The ADS gRPC server: binds, serves SotW and delta streams from the snapshot cache, shuts down gracefully.
-import { onFramingError, withMalformedRequestsCaught } from './bad-requests.ts';
+// The xDS gRPC server: binds, serves SotW and delta streams (ADS and the per-type CDS/EDS/LDS/RDS services) from the snapshot cache, shuts down gracefully.
+import { malformedReason, onFramingError, withMalformedRequestsCaught } from './bad-requests.ts';
 import * as grpc from '@grpc/grpc-js';
-import { grpcDefinitions } from '../../proto/index.ts';
-import type { AggregatedDiscoveryServiceHandlers } from '../../proto/index.ts';
+import {
+  type DeltaDiscoveryRequest__Output,
+  type DeltaDiscoveryResponse,
+  type DiscoveryRequest__Output,
+  type DiscoveryResponse,
+  grpcDefinitions,
+  shortName,
+  TYPE_URL,
+  type TypeUrl,
+} from '../../proto/index.ts';
 import type { Snapshot, SnapshotCache } from '../cache/snapshot.ts';
 import { DeltaStream } from './delta-stream.ts';
 import { withFastDeltaAcks } from './delta-request.ts';
 import { withSharedEncoding } from './encode.ts';
+import { perTypeResources, perTypeSourceOf } from './config-sources.ts';
+import { NodeStreams } from './node-streams.ts';
 import { usePooledDecoder } from './request-decoder.ts';
 import { withLazyRequestNames } from './request-names.ts';
 import { XdsBindError } from './errors.ts';
 import { stderrLog, type XdsLog } from './log.ts';
 import { logger } from '../log.ts';
 import { createXdsMetrics, type XdsMetrics } from './metrics.ts';
-import { SotwStream } from './sotw-stream.ts';
+import { fetchResponse, SotwStream } from './sotw-stream.ts';
 import type { StatusRegistry } from './status.ts';
-import { type AdsStream, errorText, SendBudget, type StreamDeps } from './stream-io.ts';
+import { type AdsStream, EMPTY_SCOPE, errorText, resourcesOf, SendBudget, type StreamDeps } from './stream-io.ts';
 
 /** ADS streams one HTTP/2 connection may hold at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). */
 export const MAX_STREAMS_PER_CONNECTION = 100;
@@ -58,32 +68,85 @@ export interface XdsServerHandle {
 /** SKEIN_DEBUG=fanout: how long a publish takes to reach every stream's socket. */
 const fanout = logger('fanout');
 
-/** Routes each publish to the streams of the scopes it touches. */
+/** The per-type services, each carrying one type (Envoy's names: envoy/service/cluster/v3/cds.proto and so on). */
+const PER_TYPE_SERVICES = [
+  { pkg: 'cluster', service: 'ClusterDiscoveryService', typeUrl: TYPE_URL.cluster, sotw: 'StreamClusters', delta: 'DeltaClusters', fetch: 'FetchClusters' },
+  { pkg: 'endpoint', service: 'EndpointDiscoveryService', typeUrl: TYPE_URL.endpoint, sotw: 'StreamEndpoints', delta: 'DeltaEndpoints', fetch: 'FetchEndpoints' },
+  { pkg: 'listener', service: 'ListenerDiscoveryService', typeUrl: TYPE_URL.listener, sotw: 'StreamListeners', delta: 'DeltaListeners', fetch: 'FetchListeners' },
+  { pkg: 'route', service: 'RouteDiscoveryService', typeUrl: TYPE_URL.route, sotw: 'StreamRoutes', delta: 'DeltaRoutes', fetch: 'FetchRoutes' },
+] as const;
+
+type Method = grpc.MethodDefinition<object, object>;
+
+/**
+ * A per-type service's definition: its streaming methods are the ADS ones (already wrapped: the same decoders and
+ * shared-bytes encoders, as the messages are the same) under the per-type path; Fetch keeps its own, with malformed
+ * requests caught.
+ */
+function perTypeDefinition(
+  own: grpc.ServiceDefinition,
+  ads: grpc.ServiceDefinition,
+  names: (typeof PER_TYPE_SERVICES)[number],
+): grpc.ServiceDefinition {
+  const method = (name: string): Method => {
+    const m = own[name] as Method | undefined;
+    if (!m) throw new Error(`${names.service} has no method ${name}`);
+    return m;
+  };
+  const alias = (name: string, adsName: string): Method => {
+    const m = method(name);
+    const base = ads[adsName] as Method;
+    return { ...base, path: m.path, ...(m.originalName !== undefined ? { originalName: m.originalName } : {}) };
+  };
+  return {
+    [names.sotw]: alias(names.sotw, 'StreamAggregatedResources'),
+    [names.delta]: alias(names.delta, 'DeltaAggregatedResources'),
+    ...withMalformedRequestsCaught({ [names.fetch]: method(names.fetch) }),
+  } as grpc.ServiceDefinition;
+}
+
+/**
+ * Routes each publish to the streams of the scopes it touches. Per-type EDS streams get it after every other stream:
+ * the node's CDS streams then already know what they will send, and an EDS stream holds back the CLAs of changed
+ * Clusters until those are answered (node-streams.ts).
+ */
 class Dispatcher {
   private readonly byScope = new Map<string, Set<AdsStream>>();
+  private readonly endpointsByScope = new Map<string, Set<AdsStream>>();
+  /** Per node id, its open per-type streams (a node counts once in skein_xds_connected_proxies). */
+  readonly nodes = new NodeStreams();
   private readonly log: XdsLog;
+  private readonly metrics: XdsMetrics;
 
-  constructor(log: XdsLog) {
+  constructor(log: XdsLog, metrics: XdsMetrics) {
     this.log = log;
+    this.metrics = metrics;
+  }
+
+  private groupOf(stream: AdsStream): Map<string, Set<AdsStream>> {
+    return stream.only === TYPE_URL.endpoint ? this.endpointsByScope : this.byScope;
   }
 
   add(stream: AdsStream): void {
     if (stream.scope === undefined) return;
-    let set = this.byScope.get(stream.scope);
-    if (!set) this.byScope.set(stream.scope, (set = new Set()));
+    const group = this.groupOf(stream);
+    let set = group.get(stream.scope);
+    if (!set) group.set(stream.scope, (set = new Set()));
     set.add(stream);
+    if (stream.only === undefined || this.nodes.add(stream)) this.metrics.connectedProxies.inc();
   }
 
   remove(stream: AdsStream): void {
     if (stream.scope === undefined) return;
-    const set = this.byScope.get(stream.scope);
-    set?.delete(stream);
-    if (set?.size === 0) this.byScope.delete(stream.scope);
+    const group = this.groupOf(stream);
+    const set = group.get(stream.scope);
+    if (!set?.delete(stream)) return;
+    if (set.size === 0) group.delete(stream.scope);
+    if (stream.only === undefined || this.nodes.remove(stream)) this.metrics.connectedProxies.dec();
   }
 
-  publish(snapshot: Snapshot): void {
-    const t0 = fanout.debugEnabled ? performance.now() : 0;
-    for (const streams of this.byScope.values()) {
+  private publishTo(group: Map<string, Set<AdsStream>>, snapshot: Snapshot): void {
+    for (const streams of group.values()) {
       for (const stream of streams) {
         try {
           stream.onSnapshot(snapshot);
@@ -93,6 +156,12 @@ class Dispatcher {
         }
       }
     }
+  }
+
+  publish(snapshot: Snapshot): void {
+    const t0 = fanout.debugEnabled ? performance.now() : 0;
+    this.publishTo(this.byScope, snapshot);
+    if (this.endpointsByScope.size > 0) this.publishTo(this.endpointsByScope, snapshot);
     if (fanout.debugEnabled) {
       // Streams flush in the one setImmediate callback (stream-base.ts) queued in the loop above; this one, queued
       // after it, runs after all of them (the sockets get the bytes in the event loop's next turn, when Node's HTTP/2 sessions write).
@@ -108,12 +177,13 @@ class Dispatcher {
   }
 
   all(): AdsStream[] {
-    return [...this.byScope.values()].flatMap((s) => [...s]);
+    return [...this.byScope.values(), ...this.endpointsByScope.values()].flatMap((s) => [...s]);
   }
 
   get size(): number {
     let n = 0;
     for (const s of this.byScope.values()) n += s.size;
+    for (const s of this.endpointsByScope.values()) n += s.size;
     return n;
   }
 }
@@ -126,7 +196,7 @@ export async function startXdsServer(
   const host = options.host ?? '127.0.0.1';
   const metrics = options.metrics ?? createXdsMetrics();
   const log = options.log ?? stderrLog;
-  const dispatcher = new Dispatcher(log);
+  const dispatcher = new Dispatcher(log, metrics);
   const deps: StreamDeps = {
     cache,
     status,
@@ -137,28 +207,72 @@ export async function startXdsServer(
       maxBufferedBytes: options.maxBufferedBytes ?? 8 * 1024 * 1024,
       budget: options.maxInFlightBytes === 0 ? undefined : new SendBudget(options.maxInFlightBytes ?? 32 * 1024 * 1024),
     },
+    nodes: dispatcher.nodes,
     register: (s) => dispatcher.add(s),
     unregister: (s) => dispatcher.remove(s),
   };
 
-  const handlers: AggregatedDiscoveryServiceHandlers = {
-    StreamAggregatedResources: (call) => {
+  /** A SotW stream: ADS (`only` undefined) or one type's service. */
+  const sotw =
+    (only?: TypeUrl): grpc.handleBidiStreamingCall<DiscoveryRequest__Output, DiscoveryResponse> =>
+    (call) => {
       // SotW ACKs are large (the whole subscription): reassemble them in reused buffers (request-decoder.ts).
       usePooledDecoder(call);
-      const stream = new SotwStream(call, deps);
+      const stream = new SotwStream(call, deps, only);
       onFramingError(call, 'DiscoveryRequest', (reason) => stream.rejectRequest('too_large', reason, true));
-    },
-    DeltaAggregatedResources: (call) => {
-      const stream = new DeltaStream(call, deps);
+    };
+  const delta =
+    (only?: TypeUrl): grpc.handleBidiStreamingCall<DeltaDiscoveryRequest__Output, DeltaDiscoveryResponse> =>
+    (call) => {
+      const stream = new DeltaStream(call, deps, only);
       onFramingError(call, 'DeltaDiscoveryRequest', (reason) => stream.rejectRequest('too_large', reason, true));
-    },
-  };
+    };
+  /** Fetch*: one request, one answer with the type's current resources (REST-over-gRPC; no stream, no status). */
+  const fetch =
+    (only: TypeUrl): grpc.handleUnaryCall<DiscoveryRequest__Output, DiscoveryResponse> =>
+    (call, callback) => {
+      const req = call.request;
+      const service = shortName(only);
+      const reject = (kind: 'malformed' | 'no_node' | 'wrong_type', reason: string): void => {
+        log.warn('xDS fetch rejected', { peer: call.getPeer(), nodeId: req.node?.id || '(not sent)', service, reason });
+        metrics.rejectedRequests.inc({ reason: kind });
+        callback({ code: grpc.status.INVALID_ARGUMENT, details: reason });
+      };
+      const malformed = malformedReason(req);
+      if (malformed !== undefined) return reject('malformed', `malformed request: ${malformed}`);
+      if (!req.node?.id) return reject('no_node', 'the request must carry node.id');
+      if (req.type_url !== '' && req.type_url !== only) {
+        return reject('wrong_type', `the ${service} service carries ${only} only; the request asked for ${req.type_url} (use that type's own service)`);
+      }
+      try {
+        const scope = cache.scopeOf(req.node);
+        const published = resourcesOf(cache.current().scopes.get(scope) ?? EMPTY_SCOPE, only);
+        cache.releaseScope?.(scope);
+        // As a per-type SotW stream sends them: EDS/RDS config sources pointing at the per-type services.
+        const map = only === TYPE_URL.cluster || only === TYPE_URL.listener ? perTypeResources(only, published, perTypeSourceOf(req.node, 'GRPC')) : published;
+        const { anys, version } = fetchResponse(map, only, req.resource_names);
+        callback(null, { version_info: version, resources: anys, type_url: only, nonce: '' });
+      } catch (err) {
+        callback({ code: grpc.status.INTERNAL, details: `xDS fetch failed: ${errorText(err)}` });
+      }
+    };
   // A proxy holds one ADS stream (a proxyless gRPC client one or two): 100 per connection is plenty, and one client
   // cannot open thousands of streams on a connection, each holding a subscription (a 20 000-stream test took RSS
   // from 100 to 420 MB). Past the limit HTTP/2 makes the client wait for a stream to end.
   const server = new grpc.Server({ 'grpc.max_concurrent_streams': MAX_STREAMS_PER_CONNECTION, ...options.grpcOptions });
-  const service = grpcDefinitions().envoy.service.discovery.v3.AggregatedDiscoveryService.service;
-  server.addService(withMalformedRequestsCaught(withFastDeltaAcks(withLazyRequestNames(withSharedEncoding(service)))), handlers);
+  const definitions = grpcDefinitions().envoy.service;
+  const ads = withMalformedRequestsCaught(withFastDeltaAcks(withLazyRequestNames(withSharedEncoding(definitions.discovery.v3.AggregatedDiscoveryService.service))));
+  server.addService(ads, { StreamAggregatedResources: sotw(), DeltaAggregatedResources: delta() });
+  // Envoy without ads_config (cds_config, lds_config, EDS/RDS config sources with api_type GRPC or DELTA_GRPC).
+  for (const names of PER_TYPE_SERVICES) {
+    const own = (definitions[names.pkg].v3 as unknown as Record<string, { service: grpc.ServiceDefinition }>)[names.service];
+    if (!own) throw new Error(`proto definitions lack envoy.service.${names.pkg}.v3.${names.service}`);
+    server.addService(perTypeDefinition(own.service, ads, names), {
+      [names.sotw]: sotw(names.typeUrl),
+      [names.delta]: delta(names.typeUrl),
+      [names.fetch]: fetch(names.typeUrl),
+    });
+  }
   options.extraServices?.(server);
 
   const wanted = `${host.includes(':') ? `[${host}]` : host}:${options.port ?? 15010}`;

@@ -49,6 +49,8 @@ interface TypeState {
   resend: Set<string>;
   lastSent: SentRecord | undefined;
   lastAcked: SentRecord | undefined;
+  /** The last response the client ACKed or NACKed. */
+  lastAnswered: SentRecord | undefined;
 }
 
 /** Per resource map: the wildcard response (list and version) is computed once and shared by every stream. */
@@ -78,6 +80,15 @@ function namedResponse(map: ResourcesByName, names: ReadonlySet<string>): { anys
   }
   found.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return { anys: found.map((r) => r.any), version: versionOf(found) };
+}
+
+/**
+ * The current resources of a type for a one-off request (the per-type services' Fetch*, REST-over-gRPC): the names
+ * asked for, or every resource for CDS and LDS when none are named (or `*`), with the version a stream would send.
+ */
+export function fetchResponse(map: ResourcesByName, typeUrl: TypeUrl, names: readonly string[]): { anys: AnyMessage[]; version: string } {
+  if (isWildcard(typeUrl, names, false)) return wildcardResponse(map);
+  return namedResponse(map, new Set(names));
 }
 
 /**
@@ -161,8 +172,8 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
   readonly mode = 'sotw' as const;
   private readonly types = new Map<TypeUrl, TypeState>();
 
-  constructor(call: grpc.ServerDuplexStream<DiscoveryRequest__Output, DiscoveryResponse>, deps: StreamDeps) {
-    super(call, deps);
+  constructor(call: grpc.ServerDuplexStream<DiscoveryRequest__Output, DiscoveryResponse>, deps: StreamDeps, only?: TypeUrl) {
+    super(call, deps, only);
   }
 
   protected handleRequest(req: DiscoveryRequest__Output, typeUrl: TypeUrl): void {
@@ -181,6 +192,7 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
         resend: new Set(),
         lastSent: undefined,
         lastAcked: undefined,
+        lastAnswered: undefined,
       };
       this.types.set(typeUrl, st);
       this.remember(st, req);
@@ -195,6 +207,7 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
       return;
     }
     if (nonce !== '' && sent) {
+      st.lastAnswered = sent;
       if (req.error_detail) {
         const message = req.error_detail.message || `NACK with code ${req.error_detail.code}`;
         const sentNames = sent.carried ?? (sent.names ? [...sent.names].filter((n) => sent.resources.has(n)) : sent.resources.keys());
@@ -249,6 +262,11 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     return st?.lastSent === undefined || st.lastAcked === st.lastSent;
   }
 
+  protected answered(typeUrl: TypeUrl): boolean {
+    const st = this.types.get(typeUrl);
+    return st?.lastSent === undefined || st.lastAnswered === st.lastSent;
+  }
+
   protected markChanged(typeUrl: TypeUrl, changed: Changed, changedAt: number): void {
     const st = this.types.get(typeUrl);
     if (!st) return;
@@ -271,7 +289,7 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
 
   protected resendEndpoints(names: readonly string[], changedAt: number): void {
     const st = this.types.get(TYPE_URL.endpoint);
-    if (!st || !this.types.has(TYPE_URL.cluster)) return;
+    if (!st) return;
     let touches = false;
     for (const name of names) {
       if (!st.names.has(name)) continue;
@@ -352,6 +370,7 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
       if (prev && prev.resources !== map) {
         const moved = { ...prev, resources: map, names: st.names };
         if (st.lastAcked === prev) st.lastAcked = moved;
+        if (st.lastAnswered === prev) st.lastAnswered = moved;
         st.lastSent = moved;
       }
       return;

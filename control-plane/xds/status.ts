@@ -2,6 +2,12 @@
 import { ADS_ORDER, shortName, type TypeUrl } from '../../proto/index.ts';
 import type { XdsMode } from './metrics.ts';
 
+/**
+ * Which service a stream came in on: ADS (every type), or a per-type service (CDS, EDS, LDS, RDS: that type alone,
+ * for Envoys configured with cds_config/lds_config and EDS/RDS config sources rather than ads_config).
+ */
+export type XdsService = 'ADS' | 'CDS' | 'EDS' | 'LDS' | 'RDS';
+
 /** SYNCED: the latest response was ACKed; STALE: sent but not ACKed yet; NACKED: the latest response was rejected. */
 export type DeliveryState = 'SYNCED' | 'STALE' | 'NACKED' | 'NOT_SENT';
 
@@ -39,11 +45,18 @@ export interface TypeStatus {
 }
 
 export interface ProxyStatus {
+  /** The stream's id; for per-type streams merged into one entry, the oldest one's. */
   readonly stream: number;
   readonly nodeId: string;
   readonly scope: string;
   readonly userAgent: string;
-  readonly mode: XdsMode;
+  /** `mixed`: per-type streams of the node use both SotW and delta. */
+  readonly mode: XdsMode | 'mixed';
+  /**
+   * A node without ADS: how many per-type streams (CDS, EDS, LDS, RDS services) it has open, all shown in this one
+   * entry (Envoy opens one stream per config source: often one per EDS cluster). Absent for an ADS stream.
+   */
+  readonly perTypeStreams?: number;
   readonly peer: string;
   readonly connectedSince: string;
   readonly types: readonly TypeStatus[];
@@ -58,6 +71,7 @@ export interface StreamInfo {
   readonly scope: string;
   readonly userAgent: string;
   readonly mode: XdsMode;
+  readonly service: XdsService;
   readonly peer: string;
   readonly certNotAfter?: string | undefined;
 }
@@ -199,6 +213,69 @@ function stateOf(rec: TypeRecord): DeliveryState {
   return rec.ackedNonce === rec.sentNonce ? 'SYNCED' : 'STALE';
 }
 
+const STATE_RANK: Record<DeliveryState, number> = { NOT_SENT: 0, SYNCED: 1, STALE: 2, NACKED: 3 };
+
+/** The later of two ISO times (null: never). */
+const later = (a: string | null, b: string | null): boolean => b !== null && (a === null || b > a);
+
+/**
+ * One type's status over several per-type streams of a node (Envoy's EDS and RDS without ADS: one stream per config
+ * source). The worst state wins (NACKED, STALE, SYNCED, NOT_SENT); versions and the NACK are the latest ones.
+ */
+function combineTypes(all: readonly TypeStatus[]): TypeStatus {
+  let out = all[0] as TypeStatus;
+  let names = 0;
+  let wildcard: string | undefined;
+  let resources: ResourceStatus[] | undefined;
+  for (const t of all) {
+    if (t.subscribed.startsWith('*')) wildcard ??= t.subscribed;
+    else names += Number(t.subscribed) || 0;
+    if (t.resources) (resources ??= []).push(...t.resources);
+    if (t === out) continue;
+    const sent = later(out.sentAt, t.sentAt) ? t : out;
+    const acked = later(out.ackedAt, t.ackedAt) ? t : out;
+    const nack = later(out.lastNack?.at ?? null, t.lastNack?.at ?? null) ? t.lastNack : out.lastNack;
+    out = {
+      ...out,
+      state: STATE_RANK[t.state] > STATE_RANK[out.state] ? t.state : out.state,
+      sentVersion: sent.sentVersion,
+      sentNonce: sent.sentNonce,
+      sentAt: sent.sentAt,
+      ackedVersion: acked.ackedVersion,
+      ackedAt: acked.ackedAt,
+      lastNack: nack,
+    };
+  }
+  return { ...out, subscribed: wildcard ?? String(names), ...(resources ? { resources } : {}) };
+}
+
+/** A node's per-type streams (oldest first) as one entry, with every type they carry. */
+function mergePerType(streams: readonly ProxyStatus[]): ProxyStatus {
+  const first = streams[0] as ProxyStatus;
+  const byType = new Map<string, TypeStatus[]>();
+  const unknown = new Set<string>();
+  for (const p of streams) {
+    for (const t of p.types) {
+      const list = byType.get(t.typeUrl);
+      if (list) list.push(t);
+      else byType.set(t.typeUrl, [t]);
+    }
+    for (const u of p.unknownTypeUrls) unknown.add(u);
+  }
+  const types: TypeStatus[] = [];
+  for (const typeUrl of ADS_ORDER) {
+    const list = byType.get(typeUrl);
+    if (list) types.push(combineTypes(list));
+  }
+  return {
+    ...first,
+    mode: streams.every((p) => p.mode === first.mode) ? first.mode : 'mixed',
+    perTypeStreams: streams.length,
+    types,
+    unknownTypeUrls: [...unknown],
+  };
+}
+
 export interface StatusQuery {
   /** Only streams of this node id. */
   readonly nodeId?: string;
@@ -206,7 +283,7 @@ export interface StatusQuery {
   readonly resources?: boolean;
 }
 
-/** Every open ADS stream's delivery status; shared by the xDS server (writer) and the admin server (reader). */
+/** Every open xDS stream's delivery status (a node's per-type streams listed as one proxy); shared by the xDS server (writer) and the admin server (reader). */
 export class StatusRegistry {
   private readonly records = new Map<number, ProxyStatusRecord>();
   private nextId = 1;
@@ -221,17 +298,30 @@ export class StatusRegistry {
     this.records.delete(id);
   }
 
+  /** Open streams (a node's per-type streams count one each). */
   get size(): number {
     return this.records.size;
   }
 
-  /** Sorted by node id, then stream id. */
+  /**
+   * One entry per ADS stream, and one per node for its per-type streams (CDS, EDS, LDS, RDS services: Envoy without
+   * ads_config opens several, one node all the same). Sorted by node id, then stream id.
+   */
   list(query: StatusQuery = {}): ProxyStatus[] {
     const out: ProxyStatus[] = [];
+    const perType = new Map<string, ProxyStatus[]>();
     for (const rec of this.records.values()) {
       if (query.nodeId !== undefined && rec.info.nodeId !== query.nodeId) continue;
-      out.push(rec.toJSON(query.resources === true));
+      const status = rec.toJSON(query.resources === true);
+      if (rec.info.service === 'ADS') {
+        out.push(status);
+        continue;
+      }
+      const streams = perType.get(rec.info.nodeId);
+      if (streams) streams.push(status);
+      else perType.set(rec.info.nodeId, [status]);
     }
+    for (const streams of perType.values()) out.push(mergePerType(streams));
     return out.sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : a.stream - b.stream));
   }
 }

@@ -1,13 +1,15 @@
-// The life of one ADS stream, shared by SotW and delta: node check, scope, publishes, ordered flushes, ACK/NACK books.
+// The life of one xDS stream, shared by SotW and delta, ADS or one type: node check, scope, publishes, ordered flushes, ACK/NACK books.
 import * as grpc from '@grpc/grpc-js';
 import { ADS_ORDER, kindOf, shortName, type Node__Output, TYPE_URL, type TypeUrl } from '../../proto/index.ts';
 import type { ResourcesByName, ScopeResources, Snapshot, VersionedResource } from '../cache/snapshot.ts';
 import { DEFAULT_SLICE_MS } from '../slices.ts';
 import { malformedReason } from './bad-requests.ts';
+import { type PerTypeSource, perTypeScope, perTypeSourceOf } from './config-sources.ts';
 import { tracer, tracing } from './log.ts';
 import type { XdsMode } from './metrics.ts';
 import { changedBetween } from './shared-state.ts';
-import type { ProxyStatusRecord, ResourceStatus } from './status.ts';
+import type { PerTypeStream } from './node-streams.ts';
+import type { ProxyStatusRecord, ResourceStatus, XdsService } from './status.ts';
 import {
   type AdsStream,
   EMPTY_SCOPE,
@@ -34,9 +36,12 @@ export interface RequestHead {
 export const ALL = 'all';
 export type Changed = ReadonlySet<string> | typeof ALL;
 
-export abstract class AdsStreamBase<Req extends RequestHead, Res> implements AdsStream {
+export abstract class AdsStreamBase<Req extends RequestHead, Res> implements AdsStream, PerTypeStream {
   abstract readonly mode: XdsMode;
   scope: string | undefined;
+  /** The one type a per-type stream carries; undefined on ADS. */
+  readonly only: TypeUrl | undefined;
+  readonly service: XdsService;
   protected node: Node__Output | undefined;
   protected record: ProxyStatusRecord | undefined;
   /**
@@ -49,6 +54,10 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
   /** The view keeps removed clusters until the proxy has ACKed the listeners and routes sent since (make-before-break). */
   private keeping = false;
   private lastChangedAt = 0;
+  /** A per-type CDS or LDS stream: where the EDS/RDS config sources in what it sends point (config-sources.ts). */
+  private perTypeSource: PerTypeSource | undefined;
+  /** A per-type EDS stream: CLAs of changed Clusters to re-send once the node's CDS streams are settled. */
+  private heldResends: { readonly names: readonly string[]; readonly changedAt: number }[] | undefined;
   protected serial = 0;
   protected readonly deps: StreamDeps;
   protected readonly outbox: Outbox<Res>;
@@ -56,9 +65,11 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
   private closed = false;
   private flushScheduled = false;
 
-  constructor(call: grpc.ServerDuplexStream<Req, Res>, deps: StreamDeps) {
+  constructor(call: grpc.ServerDuplexStream<Req, Res>, deps: StreamDeps, only?: TypeUrl) {
     this.call = call;
     this.deps = deps;
+    this.only = only;
+    this.service = only === undefined ? 'ADS' : (shortName(only) as XdsService);
     this.outbox = new Outbox<Res>(
       call,
       deps.limits,
@@ -84,7 +95,7 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
   protected abstract markChanged(typeUrl: TypeUrl, changed: Changed, changedAt: number): void;
   /**
    * Clusters changed: their ClusterLoadAssignments (`names`) must be sent again even if unchanged, as Envoy finishes
-   * warming an updated Cluster only on a new CLA response. Only names the stream subscribes to (with CDS) count.
+   * warming an updated Cluster only on a new CLA response. Only names the stream subscribes to count (see warmsClusters).
    */
   protected abstract resendEndpoints(names: readonly string[], changedAt: number): void;
   protected abstract hasPending(typeUrl: TypeUrl): boolean;
@@ -92,6 +103,8 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
   protected abstract subscribes(typeUrl: TypeUrl): boolean;
   /** Whether every response sent of the type has been ACKed (a NACK leaves the client on an older one: false). */
   protected abstract acknowledged(typeUrl: TypeUrl): boolean;
+  /** Whether every response sent of the type has been answered, by an ACK or a NACK. */
+  protected abstract answered(typeUrl: TypeUrl): boolean;
   /** Builds and writes the response for a type with pending work. */
   protected abstract flushType(typeUrl: TypeUrl): void;
   protected abstract resourceStatus(typeUrl: TypeUrl): Iterable<ResourceStatus>;
@@ -103,9 +116,9 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
   /**
    * A request this stream cannot read: logged once (peer, node id if known, reason), counted in
    * skein_xds_rejected_requests_total, and the stream ends (other streams are not affected). A malformed message, or
-   * a first request without node.id, ends it with INVALID_ARGUMENT; an oversized one has had RESOURCE_EXHAUSTED sent by grpc-js (`statusSent`).
+   * a first request without node.id, or a per-type stream's request for another type, ends it with INVALID_ARGUMENT; an oversized one has had RESOURCE_EXHAUSTED sent by grpc-js (`statusSent`).
    */
-  rejectRequest(kind: 'malformed' | 'too_large' | 'no_node', reason: string, statusSent: boolean): void {
+  rejectRequest(kind: 'malformed' | 'too_large' | 'no_node' | 'wrong_type', reason: string, statusSent: boolean): void {
     if (this.closed) return;
     const code = kind === 'too_large' ? grpc.status.RESOURCE_EXHAUSTED : grpc.status.INVALID_ARGUMENT;
     let peer = '(unknown)';
@@ -134,7 +147,16 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
       }
       this.start(req.node);
     }
-    const typeUrl = req.type_url;
+    let typeUrl = req.type_url;
+    if (this.only !== undefined && typeUrl !== this.only) {
+      // The type is implicit on a per-type service (the xDS protocol: type_url "is implicit in requests made via
+      // singleton xDS APIs such as CDS, LDS"): empty means the service's type; another type is the client's mistake.
+      if (typeUrl !== '') {
+        this.rejectRequest('wrong_type', `the ${this.service} service carries ${this.only} only; the request asked for ${typeUrl} (use ADS, or that type's own service)`, false);
+        return;
+      }
+      typeUrl = this.only;
+    }
     if (!kindOf(typeUrl)) {
       if (!this.record?.unknownTypeUrls.has(typeUrl)) {
         this.deps.log.warn('request for a type Skein does not serve; answering nothing', {
@@ -149,30 +171,34 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
     // A request only changes its own type's state; a plain ACK leaves nothing to send (types blocked by backpressure
     // are flushed when the outbox becomes writable again).
     if (this.hasPending(typeUrl as TypeUrl)) this.scheduleFlush();
+    else if (this.only === TYPE_URL.cluster) this.announceClustersSettled();
     if (this.keeping && (typeUrl === TYPE_URL.listener || typeUrl === TYPE_URL.route) && this.routesSettled()) this.dropKept();
   }
 
   private start(node: Node__Output): void {
     this.node = node;
+    if (this.only === TYPE_URL.cluster || this.only === TYPE_URL.listener) {
+      this.perTypeSource = perTypeSourceOf(node, this.mode === 'delta' ? 'DELTA_GRPC' : 'GRPC');
+    }
     const scope = this.deps.cache.scopeOf(node);
     // scopeOf may publish (a scope built on first use): read the snapshot after it.
     const snapshot = this.deps.cache.current();
     this.scope = scope;
     this.serial = snapshot.serial;
-    this.view = snapshot.scopes.get(scope) ?? EMPTY_SCOPE;
+    this.view = this.adapt(snapshot.scopes.get(scope) ?? EMPTY_SCOPE);
     this.actual = this.view;
     this.record = this.deps.status.open({
       nodeId: node.id,
       scope,
       userAgent: userAgentOf(node),
       mode: this.mode,
+      service: this.service,
       peer: this.call.getPeer(),
       certNotAfter: metadataString(node, 'CERT_NOT_AFTER'),
     });
     this.record.setResourceView((typeUrl) => this.resourceStatus(typeUrl));
-    this.deps.metrics.connectedProxies.inc();
     this.deps.register(this);
-    trace('stream started', { nodeId: node.id, scope, mode: this.mode });
+    trace('stream started', { nodeId: node.id, scope, mode: this.mode, service: this.service });
   }
 
   onSnapshot(snapshot: Snapshot): void {
@@ -180,7 +206,7 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
       if (this.closed || this.scope === undefined) return;
       this.serial = snapshot.serial;
       this.lastChangedAt = snapshot.changedAt;
-      const actual = snapshot.scopes.get(this.scope) ?? EMPTY_SCOPE;
+      const actual = this.adapt(snapshot.scopes.get(this.scope) ?? EMPTY_SCOPE);
       const prev = this.view;
       if (actual === this.actual) return;
       const changes = snapshot.changes.get(this.scope);
@@ -196,7 +222,8 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
       // moved to another Service's cluster), the removed ones stay (with their CLAs) while the listeners and routes
       // sent to the proxy since, which may have stopped using them, are not all ACKed (a route still naming a
       // removed cluster would fail its requests meanwhile). A publish that only removes clusters (a Service deleted:
-      // its routes go too) drops them at once, as does a proxy without listeners or routes to wait for.
+      // its routes go too) drops them at once, as does a proxy without listeners or routes to wait for. A per-type CDS
+      // stream never sees LDS/RDS ACKs (they come on other streams, which may not even be ours): it keeps nothing.
       let next = actual;
       if (this.subscribes(TYPE_URL.cluster) && (wasKeeping || addsClusters(prev, actual, changes)) && !this.routesSettled()) {
         const clusters = withRemoved(prev.get(TYPE_URL.cluster), actual.get(TYPE_URL.cluster));
@@ -218,13 +245,65 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
       }
       const prevClusters = prev.get(TYPE_URL.cluster);
       const nextClusters = next.get(TYPE_URL.cluster);
-      if (prevClusters !== nextClusters && nextClusters !== undefined) {
+      if (prevClusters !== nextClusters && nextClusters !== undefined && this.warmsClusters()) {
         const changed = (exact ? changes?.get(TYPE_URL.cluster) : undefined) ?? changedBetween(prevClusters ?? EMPTY_MAP, nextClusters);
         const names = endpointNamesOf(nextClusters, changed);
-        if (names.length > 0) this.resendEndpoints(names, snapshot.changedAt);
+        if (names.length > 0) this.resendOrHold(names, snapshot.changedAt);
       }
       this.scheduleFlush();
     });
+  }
+
+  /**
+   * The scope's resources as this stream sends them: as published, except on a per-type CDS or LDS stream, where
+   * EDS and RDS config sources say where an Envoy without ADS gets them (the same object for the same scope).
+   */
+  private adapt(resources: ScopeResources): ScopeResources {
+    return this.perTypeSource === undefined ? resources : perTypeScope(resources, this.only as TypeUrl, this.perTypeSource);
+  }
+
+  /**
+   * Whether a changed Cluster's ClusterLoadAssignment must be sent again on this stream: an ADS stream with both CDS
+   * and EDS, or a per-type EDS stream (the proxy's CDS comes on another stream; see resendOrHold for when).
+   */
+  private warmsClusters(): boolean {
+    return this.only === undefined ? this.subscribes(TYPE_URL.cluster) && this.subscribes(TYPE_URL.endpoint) : this.only === TYPE_URL.endpoint;
+  }
+
+  /**
+   * On ADS the CLAs go in this publish's flush, after CDS. A per-type EDS stream holds them back while the node has
+   * a CDS stream here that has not yet sent and had answered the Clusters that changed (node-streams.ts): a CLA that
+   * reached Envoy before its updated Cluster would leave that Cluster warming. Publishes reach per-type CDS streams
+   * before EDS ones (server.ts), so the CDS stream already knows it has something to send.
+   */
+  private resendOrHold(names: readonly string[], changedAt: number): void {
+    const nodes = this.deps.nodes;
+    if (this.only === TYPE_URL.endpoint && nodes && !nodes.clustersSettled(this)) {
+      (this.heldResends ??= []).push({ names, changedAt });
+      return;
+    }
+    this.resendEndpoints(names, changedAt);
+  }
+
+  /** PerTypeStream: the node's CDS streams are settled; re-sends the held CLAs. */
+  releaseEndpoints(): void {
+    this.guard(() => {
+      const held = this.heldResends;
+      if (!held || this.closed) return;
+      this.heldResends = undefined;
+      for (const { names, changedAt } of held) this.resendEndpoints(names, changedAt);
+      if (this.hasPending(TYPE_URL.endpoint)) this.scheduleFlush();
+    });
+  }
+
+  /** PerTypeStream (a CDS stream): nothing to send, and every response sent was ACKed or NACKed. */
+  clustersSettled(): boolean {
+    return !this.hasPending(TYPE_URL.cluster) && this.answered(TYPE_URL.cluster);
+  }
+
+  /** A per-type CDS stream that may have just settled: the node's EDS streams may go on. */
+  private announceClustersSettled(): void {
+    if (this.deps.nodes && this.clustersSettled()) this.deps.nodes.clustersAnswered(this.nodeId, this.scope);
   }
 
   /** Every listener and route table sent has been ACKed and none is waiting to be sent. */
@@ -271,6 +350,8 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
         return;
       }
       this.flushType(typeUrl);
+      // A flush that sent nothing (the client holds this version) settles a per-type CDS stream at once.
+      if (this.only === TYPE_URL.cluster) this.announceClustersSettled();
     }
   }
 
@@ -323,9 +404,10 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
     this.outbox.close();
     if (this.node) {
       this.deps.unregister(this);
+      // An EDS stream of the node may be waiting for this CDS stream: it waits no more.
+      if (this.only === TYPE_URL.cluster) this.deps.nodes?.clustersAnswered(this.nodeId, this.scope);
       if (this.scope !== undefined) this.deps.cache.releaseScope?.(this.scope);
       this.record?.close();
-      this.deps.metrics.connectedProxies.dec();
       trace('stream ended', { nodeId: this.nodeId });
     }
   }

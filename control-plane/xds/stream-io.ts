@@ -5,6 +5,7 @@ import type { ResourcesByName, ScopeResources, Snapshot, SnapshotCache } from '.
 import type { Node__Output, TypeUrl } from '../../proto/index.ts';
 import type { XdsLog } from './log.ts';
 import type { XdsMetrics } from './metrics.ts';
+import type { NodeStreams, PerTypeStream } from './node-streams.ts';
 import type { StatusRegistry } from './status.ts';
 
 export interface StreamLimits {
@@ -114,6 +115,8 @@ export interface StreamDeps {
   readonly metrics: XdsMetrics;
   readonly log: XdsLog;
   readonly limits: StreamLimits;
+  /** Per node, its per-type streams (an EDS stream waits for the node's CDS streams); absent: no such waiting. */
+  readonly nodes?: NodeStreams;
   /** The stream learned its scope (first request): start sending it publishes. */
   register(stream: AdsStream): void;
   /** The stream ended: stop sending it publishes. */
@@ -121,7 +124,7 @@ export interface StreamDeps {
 }
 
 /** What the server's publish dispatcher and shutdown need from a stream. */
-export interface AdsStream {
+export interface AdsStream extends PerTypeStream {
   readonly scope: string | undefined;
   onSnapshot(snapshot: Snapshot): void;
   /** Ends the stream with a status (shutdown, errors); `quiet`: an expected end, traced rather than logged. */

@@ -6,9 +6,11 @@ import type { Cluster as _envoy_config_cluster_v3_Cluster, Cluster__Output as _e
 import type { OutlierDetection as _envoy_config_cluster_v3_OutlierDetection, OutlierDetection__Output as _envoy_config_cluster_v3_OutlierDetection__Output } from './envoy/config/cluster/v3/OutlierDetection';
 import type { Address as _envoy_config_core_v3_Address, Address__Output as _envoy_config_core_v3_Address__Output } from './envoy/config/core/v3/Address';
 import type { AggregatedConfigSource as _envoy_config_core_v3_AggregatedConfigSource, AggregatedConfigSource__Output as _envoy_config_core_v3_AggregatedConfigSource__Output } from './envoy/config/core/v3/AggregatedConfigSource';
+import type { ApiConfigSource as _envoy_config_core_v3_ApiConfigSource, ApiConfigSource__Output as _envoy_config_core_v3_ApiConfigSource__Output } from './envoy/config/core/v3/ApiConfigSource';
 import type { ConfigSource as _envoy_config_core_v3_ConfigSource, ConfigSource__Output as _envoy_config_core_v3_ConfigSource__Output } from './envoy/config/core/v3/ConfigSource';
 import type { ControlPlane as _envoy_config_core_v3_ControlPlane, ControlPlane__Output as _envoy_config_core_v3_ControlPlane__Output } from './envoy/config/core/v3/ControlPlane';
 import type { DataSource as _envoy_config_core_v3_DataSource, DataSource__Output as _envoy_config_core_v3_DataSource__Output } from './envoy/config/core/v3/DataSource';
+import type { GrpcService as _envoy_config_core_v3_GrpcService, GrpcService__Output as _envoy_config_core_v3_GrpcService__Output } from './envoy/config/core/v3/GrpcService';
 import type { HeaderValue as _envoy_config_core_v3_HeaderValue, HeaderValue__Output as _envoy_config_core_v3_HeaderValue__Output } from './envoy/config/core/v3/HeaderValue';
 import type { HeaderValueOption as _envoy_config_core_v3_HeaderValueOption, HeaderValueOption__Output as _envoy_config_core_v3_HeaderValueOption__Output } from './envoy/config/core/v3/HeaderValueOption';
 import type { Http1ProtocolOptions as _envoy_config_core_v3_Http1ProtocolOptions, Http1ProtocolOptions__Output as _envoy_config_core_v3_Http1ProtocolOptions__Output } from './envoy/config/core/v3/Http1ProtocolOptions';
@@ -45,12 +47,16 @@ import type { HttpFilter as _envoy_extensions_filters_network_http_connection_ma
 import type { Rds as _envoy_extensions_filters_network_http_connection_manager_v3_Rds, Rds__Output as _envoy_extensions_filters_network_http_connection_manager_v3_Rds__Output } from './envoy/extensions/filters/network/http_connection_manager/v3/Rds';
 import type { TcpProxy as _envoy_extensions_filters_network_tcp_proxy_v3_TcpProxy, TcpProxy__Output as _envoy_extensions_filters_network_tcp_proxy_v3_TcpProxy__Output } from './envoy/extensions/filters/network/tcp_proxy/v3/TcpProxy';
 import type { HttpProtocolOptions as _envoy_extensions_upstreams_http_v3_HttpProtocolOptions, HttpProtocolOptions__Output as _envoy_extensions_upstreams_http_v3_HttpProtocolOptions__Output } from './envoy/extensions/upstreams/http/v3/HttpProtocolOptions';
+import type { ClusterDiscoveryServiceClient as _envoy_service_cluster_v3_ClusterDiscoveryServiceClient, ClusterDiscoveryServiceDefinition as _envoy_service_cluster_v3_ClusterDiscoveryServiceDefinition } from './envoy/service/cluster/v3/ClusterDiscoveryService';
 import type { AggregatedDiscoveryServiceClient as _envoy_service_discovery_v3_AggregatedDiscoveryServiceClient, AggregatedDiscoveryServiceDefinition as _envoy_service_discovery_v3_AggregatedDiscoveryServiceDefinition } from './envoy/service/discovery/v3/AggregatedDiscoveryService';
 import type { DeltaDiscoveryRequest as _envoy_service_discovery_v3_DeltaDiscoveryRequest, DeltaDiscoveryRequest__Output as _envoy_service_discovery_v3_DeltaDiscoveryRequest__Output } from './envoy/service/discovery/v3/DeltaDiscoveryRequest';
 import type { DeltaDiscoveryResponse as _envoy_service_discovery_v3_DeltaDiscoveryResponse, DeltaDiscoveryResponse__Output as _envoy_service_discovery_v3_DeltaDiscoveryResponse__Output } from './envoy/service/discovery/v3/DeltaDiscoveryResponse';
 import type { DiscoveryRequest as _envoy_service_discovery_v3_DiscoveryRequest, DiscoveryRequest__Output as _envoy_service_discovery_v3_DiscoveryRequest__Output } from './envoy/service/discovery/v3/DiscoveryRequest';
 import type { DiscoveryResponse as _envoy_service_discovery_v3_DiscoveryResponse, DiscoveryResponse__Output as _envoy_service_discovery_v3_DiscoveryResponse__Output } from './envoy/service/discovery/v3/DiscoveryResponse';
 import type { Resource as _envoy_service_discovery_v3_Resource, Resource__Output as _envoy_service_discovery_v3_Resource__Output } from './envoy/service/discovery/v3/Resource';
+import type { EndpointDiscoveryServiceClient as _envoy_service_endpoint_v3_EndpointDiscoveryServiceClient, EndpointDiscoveryServiceDefinition as _envoy_service_endpoint_v3_EndpointDiscoveryServiceDefinition } from './envoy/service/endpoint/v3/EndpointDiscoveryService';
+import type { ListenerDiscoveryServiceClient as _envoy_service_listener_v3_ListenerDiscoveryServiceClient, ListenerDiscoveryServiceDefinition as _envoy_service_listener_v3_ListenerDiscoveryServiceDefinition } from './envoy/service/listener/v3/ListenerDiscoveryService';
+import type { RouteDiscoveryServiceClient as _envoy_service_route_v3_RouteDiscoveryServiceClient, RouteDiscoveryServiceDefinition as _envoy_service_route_v3_RouteDiscoveryServiceDefinition } from './envoy/service/route/v3/RouteDiscoveryService';
 import type { StringMatcher as _envoy_type_matcher_v3_StringMatcher, StringMatcher__Output as _envoy_type_matcher_v3_StringMatcher__Output } from './envoy/type/matcher/v3/StringMatcher';
 import type { Percent as _envoy_type_v3_Percent, Percent__Output as _envoy_type_v3_Percent__Output } from './envoy/type/v3/Percent';
 import type { Any as _google_protobuf_Any, Any__Output as _google_protobuf_Any__Output } from './google/protobuf/Any';
@@ -90,10 +96,12 @@ export interface ProtoGrpcType {
         v3: {
           Address: MessageTypeDefinition<_envoy_config_core_v3_Address, _envoy_config_core_v3_Address__Output>
           AggregatedConfigSource: MessageTypeDefinition<_envoy_config_core_v3_AggregatedConfigSource, _envoy_config_core_v3_AggregatedConfigSource__Output>
+          ApiConfigSource: MessageTypeDefinition<_envoy_config_core_v3_ApiConfigSource, _envoy_config_core_v3_ApiConfigSource__Output>
           ApiVersion: EnumTypeDefinition
           ConfigSource: MessageTypeDefinition<_envoy_config_core_v3_ConfigSource, _envoy_config_core_v3_ConfigSource__Output>
           ControlPlane: MessageTypeDefinition<_envoy_config_core_v3_ControlPlane, _envoy_config_core_v3_ControlPlane__Output>
           DataSource: MessageTypeDefinition<_envoy_config_core_v3_DataSource, _envoy_config_core_v3_DataSource__Output>
+          GrpcService: MessageTypeDefinition<_envoy_config_core_v3_GrpcService, _envoy_config_core_v3_GrpcService__Output>
           HeaderValue: MessageTypeDefinition<_envoy_config_core_v3_HeaderValue, _envoy_config_core_v3_HeaderValue__Output>
           HeaderValueOption: MessageTypeDefinition<_envoy_config_core_v3_HeaderValueOption, _envoy_config_core_v3_HeaderValueOption__Output>
           HealthStatus: EnumTypeDefinition
@@ -174,6 +182,11 @@ export interface ProtoGrpcType {
       }
     }
     service: {
+      cluster: {
+        v3: {
+          ClusterDiscoveryService: SubtypeConstructor<typeof grpc.Client, _envoy_service_cluster_v3_ClusterDiscoveryServiceClient> & { service: _envoy_service_cluster_v3_ClusterDiscoveryServiceDefinition }
+        }
+      }
       discovery: {
         v3: {
           AggregatedDiscoveryService: SubtypeConstructor<typeof grpc.Client, _envoy_service_discovery_v3_AggregatedDiscoveryServiceClient> & { service: _envoy_service_discovery_v3_AggregatedDiscoveryServiceDefinition }
@@ -182,6 +195,21 @@ export interface ProtoGrpcType {
           DiscoveryRequest: MessageTypeDefinition<_envoy_service_discovery_v3_DiscoveryRequest, _envoy_service_discovery_v3_DiscoveryRequest__Output>
           DiscoveryResponse: MessageTypeDefinition<_envoy_service_discovery_v3_DiscoveryResponse, _envoy_service_discovery_v3_DiscoveryResponse__Output>
           Resource: MessageTypeDefinition<_envoy_service_discovery_v3_Resource, _envoy_service_discovery_v3_Resource__Output>
+        }
+      }
+      endpoint: {
+        v3: {
+          EndpointDiscoveryService: SubtypeConstructor<typeof grpc.Client, _envoy_service_endpoint_v3_EndpointDiscoveryServiceClient> & { service: _envoy_service_endpoint_v3_EndpointDiscoveryServiceDefinition }
+        }
+      }
+      listener: {
+        v3: {
+          ListenerDiscoveryService: SubtypeConstructor<typeof grpc.Client, _envoy_service_listener_v3_ListenerDiscoveryServiceClient> & { service: _envoy_service_listener_v3_ListenerDiscoveryServiceDefinition }
+        }
+      }
+      route: {
+        v3: {
+          RouteDiscoveryService: SubtypeConstructor<typeof grpc.Client, _envoy_service_route_v3_RouteDiscoveryServiceClient> & { service: _envoy_service_route_v3_RouteDiscoveryServiceDefinition }
         }
       }
     }

@@ -16,6 +16,44 @@ export function adsClient(address: string): AggregatedDiscoveryServiceClient {
   return new Ctor(address, grpc.credentials.createInsecure());
 }
 
+/** A per-type service's methods as a test calls them (Envoy without ADS: CDS, EDS, LDS, RDS each on its own streams). */
+export interface PerTypeClient {
+  readonly client: grpc.Client;
+  openSotw(): SotwReader;
+  openDelta(): DeltaReader;
+  fetch(req: DiscoveryRequest): Promise<DiscoveryResponse__Output>;
+}
+
+const PER_TYPE = {
+  cluster: ['ClusterDiscoveryService', 'Clusters'],
+  endpoint: ['EndpointDiscoveryService', 'Endpoints'],
+  listener: ['ListenerDiscoveryService', 'Listeners'],
+  route: ['RouteDiscoveryService', 'Routes'],
+} as const;
+
+type StreamMethod<Req, Res> = () => grpc.ClientDuplexStream<Req, Res>;
+type UnaryMethod = (req: DiscoveryRequest, cb: (err: grpc.ServiceError | null, res?: DiscoveryResponse__Output) => void) => void;
+
+/** A client of envoy.service.<kind>.v3.<Kind>DiscoveryService, built from Skein's proto definitions (on `channel` if given). */
+export function perTypeClient(address: string, kind: keyof typeof PER_TYPE, channel?: ReturnType<grpc.Client['getChannel']>): PerTypeClient {
+  const [service, suffix] = PER_TYPE[kind];
+  const Ctor = (grpcDefinitions().envoy.service[kind].v3 as unknown as Record<string, new (a: string, c: grpc.ChannelCredentials, o?: grpc.ClientOptions) => grpc.Client>)[service];
+  if (!Ctor) throw new Error(`no ${service} in the proto definitions`);
+  // channelOverride: several services' streams on one HTTP/2 connection, as Envoy's config sources naming one cluster.
+  const client = new Ctor(address, grpc.credentials.createInsecure(), channel ? { channelOverride: channel as grpc.ClientOptions['channelOverride'] } : {});
+  const methods = client as unknown as Record<string, unknown>;
+  const method = <F>(name: string): F => (methods[name] as F & { bind(c: unknown): F }).bind(client);
+  return {
+    client,
+    openSotw: () => new Reader(method<StreamMethod<DiscoveryRequest, DiscoveryResponse__Output>>(`Stream${suffix}`)()),
+    openDelta: () => new Reader(method<StreamMethod<DeltaDiscoveryRequest, DeltaDiscoveryResponse__Output>>(`Delta${suffix}`)()),
+    fetch: (req) =>
+      new Promise((resolve, reject) =>
+        method<UnaryMethod>(`Fetch${suffix}`)(req, (err, res) => (err || !res ? reject(err ?? new Error('no response')) : resolve(res))),
+      ),
+  };
+}
+
 /** The names of a SotW response's resources (a ClusterLoadAssignment's is its cluster_name), in order. */
 export const resourceNames = (r: { resources: { type_url: string; value: Buffer }[] }): (string | undefined)[] =>
   r.resources.map((any) => {

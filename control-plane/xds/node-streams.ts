@@ -1,0 +1,60 @@
+// A node's per-type streams (CDS, EDS, LDS, RDS services without ADS), so one stream can wait for another's progress.
+import { TYPE_URL, type TypeUrl } from '../../proto/index.ts';
+
+/** What NodeStreams needs from a per-type stream. */
+export interface PerTypeStream {
+  readonly nodeId: string;
+  readonly scope: string | undefined;
+  readonly only: TypeUrl | undefined;
+  /** CDS: nothing waits to be sent and every response sent was ACKed or NACKed (the proxy has applied it). */
+  clustersSettled(): boolean;
+  /** EDS: sends the ClusterLoadAssignments held back for changed Clusters (see AdsStreamBase.holdResends). */
+  releaseEndpoints(): void;
+}
+
+/**
+ * Per node id, its open per-type streams. Envoy without ADS gets Clusters and ClusterLoadAssignments on separate
+ * streams (often one EDS stream per cluster), and finishes warming an updated Cluster only on a CLA that arrives
+ * after it: HTTP/2 does not keep the order of frames across streams, so an EDS stream holds such a CLA back until
+ * the node's CDS streams here have had their responses answered (Envoy ACKs CDS after creating the new Cluster and
+ * its EDS watch).
+ */
+export class NodeStreams {
+  private readonly byNode = new Map<string, Set<PerTypeStream>>();
+
+  /** Adds a stream; true when it is the node's first. */
+  add(stream: PerTypeStream): boolean {
+    let set = this.byNode.get(stream.nodeId);
+    const first = set === undefined;
+    if (!set) this.byNode.set(stream.nodeId, (set = new Set()));
+    set.add(stream);
+    return first;
+  }
+
+  /** Removes a stream; true when it was the node's last. */
+  remove(stream: PerTypeStream): boolean {
+    const set = this.byNode.get(stream.nodeId);
+    if (!set?.delete(stream)) return false;
+    if (set.size > 0) return false;
+    this.byNode.delete(stream.nodeId);
+    return true;
+  }
+
+  /** Whether every CDS stream of the stream's node and scope is settled (true when it has none here). */
+  clustersSettled(stream: PerTypeStream): boolean {
+    const set = this.byNode.get(stream.nodeId);
+    if (!set) return true;
+    for (const s of set) if (s.only === TYPE_URL.cluster && s.scope === stream.scope && !s.clustersSettled()) return false;
+    return true;
+  }
+
+  /** A CDS stream of the node settled or ended: its EDS streams send what they held back, once all CDS streams are settled. */
+  clustersAnswered(nodeId: string, scope: string | undefined): void {
+    const set = this.byNode.get(nodeId);
+    if (!set) return;
+    let settled = true;
+    for (const s of set) if (s.only === TYPE_URL.cluster && s.scope === scope && !s.clustersSettled()) settled = false;
+    if (!settled) return;
+    for (const s of set) if (s.only === TYPE_URL.endpoint && s.scope === scope) s.releaseEndpoints();
+  }
+}
