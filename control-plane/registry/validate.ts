@@ -48,6 +48,10 @@ const PROTOCOLS = new Set(['TCP', 'UDP', 'SCTP']);
 const SERVICE_TYPES = new Set(['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName']);
 const ADDRESS_TYPES = new Set(['IPv4', 'IPv6', 'FQDN']);
 const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+/** A DNS-1123 label (namespace names): at most 63 characters, no dots. */
+const DNS_LABEL = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+/** A DNS-1035 label (Service names): a DNS-1123 label that starts with a letter. */
+const DNS_1035_LABEL = /^(?=.{1,63}$)[a-z]([-a-z0-9]*[a-z0-9])?$/;
 const INBOUND_PORT_ANNOTATION = 'skein.dev/inbound-port';
 
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -140,9 +144,13 @@ export function checkDocument(file: string, doc: DocumentInput, pos: DocumentPos
     if (!meta) err('metadata', `required (a mapping with name), got ${show(value.metadata)}`);
     else {
       if (!name) err('metadata.name', `required, got ${show(meta.name)}`);
+      // As the API server checks them: a Service's name is a DNS-1035 label and a namespace a DNS-1123 label (no
+      // dots), else `a.b` in `c` and `a` in `b.c` would both be a.b.c.svc.cluster.local and share one cluster.
+      else if (value.kind === 'Service' && !DNS_1035_LABEL.test(name))
+        err('metadata.name', `${show(name)} is not a valid Service name (at most 63 lowercase letters, digits and '-', starting with a letter; no dots)`);
       else if (!DNS_NAME.test(name)) err('metadata.name', `${show(name)} is not a valid Kubernetes name (lowercase DNS name)`);
-      if (meta.namespace !== undefined && (typeof meta.namespace !== 'string' || !DNS_NAME.test(meta.namespace)))
-        err('metadata.namespace', `${show(meta.namespace)} is not a valid namespace name`);
+      if (meta.namespace !== undefined && (typeof meta.namespace !== 'string' || !DNS_LABEL.test(meta.namespace)))
+        err('metadata.namespace', `${show(meta.namespace)} is not a valid namespace name (at most 63 lowercase letters, digits and '-'; no dots)`);
       checkStringMap(meta.labels, 'metadata.labels', err);
       checkStringMap(meta.annotations, 'metadata.annotations', err);
       const tooLarge = annotationSizeProblem(meta.annotations);
@@ -202,7 +210,8 @@ function checkService(svc: Obj, err: Err): void {
   if (!isObj(spec)) return err('spec', `expected a mapping, got ${show(spec)}`);
   const type = spec.type ?? 'ClusterIP';
   if (!SERVICE_TYPES.has(type as string)) err('spec.type', `${show(type)} is not a Service type (${[...SERVICE_TYPES].join(', ')})`);
-  if (type === 'ExternalName' && (typeof spec.externalName !== 'string' || !DNS_NAME.test(spec.externalName.toLowerCase())))
+  // A trailing dot (a fully qualified name) is trimmed by the API server before it checks, and by the translation.
+  if (type === 'ExternalName' && (typeof spec.externalName !== 'string' || !DNS_NAME.test(spec.externalName.toLowerCase().replace(/\.$/, ''))))
     err('spec.externalName', `an ExternalName Service needs a DNS name, got ${show(spec.externalName)}`);
   const ip = spec.clusterIP;
   if (ip !== undefined && ip !== 'None' && ip !== '' && (typeof ip !== 'string' || !isIP(ip)))
@@ -212,11 +221,16 @@ function checkService(svc: Obj, err: Err): void {
   const ports: unknown = spec.ports;
   if (!Array.isArray(ports)) return err('spec.ports', `expected a list, got ${show(ports)}`);
   const names = new Set<string>();
+  const numbers = new Set<string>();
   ports.forEach((p: unknown, i) => {
     const path = `spec.ports[${i}]`;
     if (!isObj(p)) return err(path, `expected a mapping, got ${show(p)}`);
     if (!isPort(p.port)) err(`${path}.port`, `${show(p.port)} is not a port number (1-65535)`);
     checkProtocol(p.protocol, `${path}.protocol`, err);
+    // The API server refuses a port number twice for one protocol: the two would share one cluster.
+    const number = `${String(p.port)}/${typeof p.protocol === 'string' ? p.protocol : 'TCP'}`;
+    if (isPort(p.port) && numbers.has(number)) err(`${path}.port`, `duplicate port ${number}: each port and protocol may appear once`);
+    numbers.add(number);
     const tp = p.targetPort;
     if (tp !== undefined && !isPort(tp) && !(typeof tp === 'string' && /^[a-z0-9-]{1,15}$/.test(tp) && /[a-z]/.test(tp)))
       err(`${path}.targetPort`, `${show(tp)} is neither a port number (1-65535) nor a port name`);
@@ -233,8 +247,10 @@ function checkService(svc: Obj, err: Err): void {
 
 function checkSlice(slice: Obj, err: Err): void {
   const labels = isObj(slice.metadata) && isObj(slice.metadata.labels) ? slice.metadata.labels : {};
-  if (typeof labels[SERVICE_NAME_LABEL] !== 'string' || !labels[SERVICE_NAME_LABEL])
-    err(`metadata.labels["${SERVICE_NAME_LABEL}"]`, 'required: the name of the Service this slice belongs to');
+  // Kubernetes allows a slice without the label: it belongs to no Service, and is kept but serves nothing.
+  const owner = labels[SERVICE_NAME_LABEL];
+  if (owner !== undefined && (typeof owner !== 'string' || !DNS_1035_LABEL.test(owner)))
+    err(`metadata.labels["${SERVICE_NAME_LABEL}"]`, `${show(owner)} is not a Service name`);
   const type = slice.addressType;
   if (!ADDRESS_TYPES.has(type as string)) err('addressType', `${show(type)} is not an address type (IPv4, IPv6 or FQDN)`);
   const valid = type === 'IPv4' ? isIPv4 : type === 'IPv6' ? isIPv6 : (a: string) => DNS_NAME.test(a);

@@ -115,7 +115,6 @@ describe('parseRegistryText', () => {
       'document 2 (Service, line 9): apiVersion: required, got missing',
       'document 2 (Service, line 9): metadata.name: required, got missing',
       'document 2 (Service, line 9): spec: required',
-      'document 3 (EndpointSlice default/s, line 12): metadata.labels["kubernetes.io/service-name"]: required',
       'document 3 (EndpointSlice default/s, line 12): addressType: "IPv5" is not an address type (IPv4, IPv6 or FQDN)',
       'document 3 (EndpointSlice default/s, line 12): endpoints[0].addresses: required: a non-empty list of addresses, got []',
       'document 4 (Deployment default/d, line 19): kind: unknown kind "Deployment"',
@@ -129,6 +128,32 @@ describe('parseRegistryText', () => {
     ];
     for (const e of expected) expect(problems.some((p) => p.startsWith(`registry.yaml: ${e}`)), e).toBe(true);
     expect(problems).toHaveLength(expected.length);
+  });
+
+  it("checks names as the API server does: a Service name and a namespace are labels (no dots), a port once per protocol", () => {
+    const text = docs(
+      `apiVersion: v1\nkind: Service\nmetadata: { name: a.b, namespace: c }\nspec: { ports: [{ port: 80 }] }\n`,
+      `apiVersion: v1\nkind: Service\nmetadata: { name: a, namespace: b.c }\nspec: { ports: [{ port: 80 }] }\n`,
+      `apiVersion: v1\nkind: Service\nmetadata: { name: dup }\nspec: { ports: [{ name: http, port: 80 }, { name: alt, port: 80 }, { name: udp, port: 80, protocol: UDP }] }\n`,
+      `apiVersion: v1\nkind: Service\nmetadata: { name: ${'x'.repeat(64)} }\nspec: { ports: [{ port: 80 }] }\n`,
+    );
+    const problems = invalid(text);
+    expect(problems.some((p) => p.includes('metadata.name: "a.b" is not a valid Service name'))).toBe(true);
+    expect(problems.some((p) => p.includes('metadata.namespace: "b.c" is not a valid namespace name'))).toBe(true);
+    expect(problems.some((p) => p.includes('spec.ports[1].port: duplicate port 80/TCP'))).toBe(true);
+    expect(problems.some((p) => p.includes(`"${'x'.repeat(64)}" is not a valid Service name`))).toBe(true);
+    expect(problems).toHaveLength(4);
+    // Accepted as Kubernetes accepts them: an ExternalName with a trailing dot, a slice that names no Service, a
+    // dotted slice name.
+    const ok = parseRegistryText(
+      'registry.yaml',
+      docs(
+        `apiVersion: v1\nkind: Service\nmetadata: { name: ext }\nspec: { type: ExternalName, externalName: api.example.com. }\n`,
+        `apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: { name: loose.slice }\naddressType: IPv4\nendpoints: [{ addresses: ["10.0.0.1"] }]\n`,
+      ),
+    );
+    expect(ok.services.map((x) => x.metadata?.name)).toEqual(['ext']);
+    expect(ok.slices.map((x) => x.metadata?.name)).toEqual(['loose.slice']);
   });
 
   it('reports List items with their index and duplicate objects', () => {
