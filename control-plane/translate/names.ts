@@ -43,6 +43,12 @@ const APP_PROTOCOLS: Readonly<Record<string, PortProtocol>> = {
   tls: 'tcp',
   'kubernetes.io/wss': 'tcp',
   'kubernetes.io/ws': 'http',
+  // gRPC-Web travels as HTTP/1.1 (Istio's GRPC-Web is HTTP too).
+  'grpc-web': 'http',
+  // Istio's other explicit protocols: databases and caches that speak their own wire protocols.
+  mongo: 'tcp',
+  mysql: 'tcp',
+  redis: 'tcp',
 };
 
 const NAME_PREFIXES: Readonly<Record<string, PortProtocol>> = {
@@ -53,11 +59,15 @@ const NAME_PREFIXES: Readonly<Record<string, PortProtocol>> = {
   tcp: 'tcp',
   https: 'tcp',
   tls: 'tcp',
+  mongo: 'tcp',
+  mysql: 'tcp',
+  redis: 'tcp',
 };
 
 /**
  * Istio's rule: appProtocol when it names a known protocol, else the port name's prefix (`<protocol>[-<suffix>]`),
- * else HTTP. `grpc-web` is plain HTTP/1.1 to the proxy.
+ * else HTTP (Istio would sniff the first bytes; Skein does not, so a TCP port needs a `tcp`, `tls`, `mongo`, `mysql`
+ * or `redis` name or appProtocol). `grpc-web` is plain HTTP/1.1 to the proxy.
  */
 export function detectProtocol(port: Pick<V1ServicePort, 'name' | 'appProtocol'>): PortProtocol {
   const app = port.appProtocol?.toLowerCase();

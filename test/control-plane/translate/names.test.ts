@@ -39,6 +39,11 @@ describe('names', () => {
     [{ name: 'TCP' }, 'tcp'],
     [{ name: 'https' }, 'tcp'],
     [{ name: 'postgres' }, 'http'],
+    [{ name: 'mysql' }, 'tcp'],
+    [{ name: 'redis-main' }, 'tcp'],
+    [{ name: 'mongo' }, 'tcp'],
+    [{ name: 'db', appProtocol: 'mysql' }, 'tcp'],
+    [{ name: 'grpc-api', appProtocol: 'grpc-web' }, 'http'],
     [{}, 'http'],
   ] as const)('detects %j as %s', (port, expected) => {
     expect(detectProtocol(port)).toBe(expected);
