@@ -1,5 +1,5 @@
 // Translation entry points: everything one Service contributes, and assembling per-Service results into scopes.
-import type { V1Service, V1ServicePort } from '@kubernetes/client-node';
+import type { V1EndpointSlice, V1Service, V1ServicePort } from '@kubernetes/client-node';
 import type { Cluster, ClusterLoadAssignment, Listener, Route, RouteConfiguration, VirtualHost } from '../../proto/index.ts';
 import type { RegistryState, ServiceKey } from '../registry/registry.ts';
 import { serviceKey } from '../registry/registry.ts';
@@ -132,6 +132,7 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
   const connectTimeoutMs = settings.connectTimeoutMs ?? options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const slices = state.slices.get(key) ?? [];
   const publishNotReady = service.spec?.publishNotReadyAddresses === true;
+  const family = primaryFamily(service, slices);
   // ExternalName Services have no mesh pods: no identities, inbound mode or authorization to carry.
   let security;
   if (!isExternal) {
@@ -176,6 +177,7 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
         slices,
         pods: state.pods,
         publishNotReadyAddresses: publishNotReady,
+        addressFamily: family,
         holdEndpointsWithoutPod: options.holdEndpointsWithoutPod === true,
       });
       endpoints.push(eds.cla);
@@ -260,4 +262,18 @@ export { type Assembled, assemble } from './assemble.ts';
  */
 function withMaxStreamDuration(routes: readonly Route[]): Route[] {
   return routes.map((r) => (r.route?.timeout ? { ...r, route: { ...r.route, max_stream_duration: { max_stream_duration: r.route.timeout } } } : r));
+}
+
+/**
+ * The address family a Service's endpoints are taken from: its first `ipFamilies` entry (the one its clusterIP has),
+ * else its clusterIP's, else IPv4 when it has IPv4 slices. A dual-stack Service has a slice per family for the same
+ * Pods, and kube-proxy programs each family apart: merged, every Pod would be an endpoint twice, and an IPv4-only
+ * client would be sent to IPv6 addresses.
+ */
+function primaryFamily(service: V1Service, slices: readonly V1EndpointSlice[]): 'IPv4' | 'IPv6' {
+  const first = service.spec?.ipFamilies?.[0];
+  if (first === 'IPv4' || first === 'IPv6') return first;
+  const ip = service.spec?.clusterIP;
+  if (ip && ip !== 'None') return ip.includes(':') ? 'IPv6' : 'IPv4';
+  return slices.some((s) => s.addressType === 'IPv4') || !slices.some((s) => s.addressType === 'IPv6') ? 'IPv4' : 'IPv6';
 }

@@ -45,6 +45,8 @@ export interface EndpointsInput {
   readonly slices: readonly V1EndpointSlice[];
   readonly pods: ReadonlyMap<string, V1Pod>;
   readonly publishNotReadyAddresses: boolean;
+  /** Only slices of this address type count (a dual-stack Service's other family is left out); unset: both. */
+  readonly addressFamily?: 'IPv4' | 'IPv6';
   /** See TranslateOptions.holdEndpointsWithoutPod. */
   readonly holdEndpointsWithoutPod?: boolean;
 }
@@ -54,6 +56,7 @@ export function buildLoadAssignment(input: EndpointsInput): { cla: ClusterLoadAs
   const byAddress = new Map<string, Collected>();
   for (const slice of input.slices) {
     if (slice.addressType === 'FQDN') continue; // no semantics defined by Kubernetes; kube-proxy ignores them too
+    if (input.addressFamily !== undefined && slice.addressType !== input.addressFamily) continue;
     const port = slicePortFor(slice, input.servicePort);
     if (port === undefined) continue;
     for (const ep of slice.endpoints ?? []) {
@@ -69,7 +72,9 @@ export function buildLoadAssignment(input: EndpointsInput): { cla: ClusterLoadAs
         ref?.name && (ref.kind ?? 'Pod') === 'Pod'
           ? `${ref.namespace ?? slice.metadata?.namespace ?? 'default'}/${ref.name}`
           : undefined;
-      byAddress.set(key, { address, port, zone: ep.zone ?? '', health, ...(podKey ? { podKey } : {}) });
+      // A better-state duplicate without a Pod reference keeps the Pod the other one named (its identity, inbound port).
+      const pod = podKey ?? previous?.podKey;
+      byAddress.set(key, { address, port, zone: ep.zone ?? '', health, ...(pod ? { podKey: pod } : {}) });
     }
   }
 

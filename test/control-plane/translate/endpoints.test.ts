@@ -97,6 +97,36 @@ describe('endpoints', () => {
     ]);
   });
 
+  it('takes a dual-stack Service\'s endpoints from its primary family only (each Pod once, as kube-proxy per family)', () => {
+    const slices = [
+      slice('shop', 'web', 'web-v4', [{ name: 'http', port: 8080 }], [{ ip: '10.1.0.1' }, { ip: '10.1.0.2' }]),
+      slice('shop', 'web', 'web-v6', [{ name: 'http', port: 8080 }], [{ ip: 'fd00::1' }, { ip: 'fd00::2' }], 'IPv6'),
+    ];
+    const v4 = flat(decodedCla(registryState([web({ ipFamilies: ['IPv4', 'IPv6'] })], slices))).map((e) => e.address);
+    expect(v4).toEqual(['10.1.0.1:8080', '10.1.0.2:8080']);
+    const v6 = flat(decodedCla(registryState([web({ clusterIP: 'fd00:10:96::a', ipFamilies: ['IPv6', 'IPv4'] })], slices))).map((e) => e.address);
+    expect(v6).toEqual(['fd00::1:8080', 'fd00::2:8080']);
+    // Without ipFamilies: the clusterIP's family; headless: IPv4 when there are IPv4 slices.
+    expect(flat(decodedCla(registryState([web()], slices))).length).toBe(2);
+    expect(flat(decodedCla(registryState([web({ clusterIP: 'None' })], slices))).map((e) => e.address)).toEqual(['10.1.0.1:8080', '10.1.0.2:8080']);
+    expect(flat(decodedCla(registryState([web({ clusterIP: 'None' })], [slices[1]!]))).length).toBe(2);
+  });
+
+  it('keeps the Pod a duplicate endpoint named when its better-state copy in another slice names none', () => {
+    const state = registryState(
+      [web()],
+      [
+        slice('shop', 'web', 'web-a', [{ name: 'http', port: 8080 }], [{ ip: '10.1.0.1', pod: 'web-1', ready: false }]),
+        slice('shop', 'web', 'web-b', [{ name: 'http', port: 8080 }], [{ ip: '10.1.0.1', ready: true }]),
+      ],
+      [pod('shop', 'web-1', 'web-sa')],
+    );
+    const eps = decodedCla(state).endpoints[0]?.lb_endpoints ?? [];
+    expect(eps.length).toBe(1);
+    expect(eps[0]?.health_status).toBe('HEALTHY');
+    expect(structValue(eps[0]?.metadata?.filter_metadata?.skein, 'pod')).toBe('web-1');
+  });
+
   it('gives equal bytes for equal input regardless of slice and endpoint order', () => {
     const a = slice('shop', 'web', 'a', [{ name: 'http', port: 8080 }], [{ ip: '10.1.0.3', zone: 'z2' }, { ip: '10.1.0.1', zone: 'z1' }]);
     const b = slice('shop', 'web', 'b', [{ name: 'http', port: 8080 }], [{ ip: '10.1.0.2', zone: 'z1' }]);
