@@ -166,6 +166,7 @@ export async function runDemo(argv: string[]): Promise<number> {
   for (const [signal, code] of Object.entries(signalCodes)) {
     process.once(signal, () => {
       interrupted = code;
+      out(`skein demo: ${signal}: stopping the mesh (every process gets SIGTERM)`);
       if (loadRunning) stopping = true;
       else void shutdown().then(() => process.exit(code));
     });
