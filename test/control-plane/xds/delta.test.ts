@@ -2,23 +2,16 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { TYPE_URL, unpack } from '../../../proto/index.ts';
 import { type DeltaReader, envoyNode, eventually, openDelta } from './ads-client.ts';
-import { cluster, endpoints, listener, route } from './fake-cache.ts';
+import { cluster, endpoints, listener, route, baseSnapshot, TEST_SCOPE } from './fake-cache.ts';
 import { type Harness, startHarness } from './harness.ts';
 
-const SCOPE = 'envoy/default';
+const SCOPE = TEST_SCOPE;
 let h: Harness;
 afterEach(async () => {
   await h?.close();
 });
 
-const base = () => ({
-  [SCOPE]: {
-    [TYPE_URL.cluster]: { put: [cluster('a'), cluster('b')] },
-    [TYPE_URL.endpoint]: { put: [endpoints('a', '10.0.0.1'), endpoints('b', '10.0.0.2')] },
-    [TYPE_URL.listener]: { put: [listener('virtualOutbound')] },
-    [TYPE_URL.route]: { put: [route('outbound/default', 'a')] },
-  },
-});
+const base = baseSnapshot;
 
 const names = (r: { resources: { name: string }[] }) => r.resources.map((x) => x.name).sort();
 

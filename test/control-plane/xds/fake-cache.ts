@@ -50,6 +50,19 @@ export const route = (name: string, cluster = 'c'): VersionedResource =>
 /** Per type: resources to put (by name) and names to delete. */
 export type Update = Partial<Record<TypeUrl, { put?: VersionedResource[]; remove?: string[] }>>;
 
+/** The scope the ADS test suites publish to. */
+export const TEST_SCOPE = 'envoy/default';
+
+/** The snapshot the ADS test suites start from: clusters a and b, their endpoints, one listener and its routes. */
+export const baseSnapshot = (): Record<string, Update> => ({
+  [TEST_SCOPE]: {
+    [TYPE_URL.cluster]: { put: [cluster('a'), cluster('b')] },
+    [TYPE_URL.endpoint]: { put: [endpoints('a', '10.0.0.1'), endpoints('b', '10.0.0.2')] },
+    [TYPE_URL.listener]: { put: [listener('virtualOutbound')] },
+    [TYPE_URL.route]: { put: [route('outbound/default', 'a')] },
+  },
+});
+
 export class FakeCache implements SnapshotCache {
   private snapshot: Snapshot;
   private readonly listeners = new Set<(s: Snapshot) => void>();

@@ -5,10 +5,10 @@ import { formatProxyStatus } from '../../../control-plane/cli/proxy-status.ts';
 import { type DiscoveryResponse__Output, TYPE_URL, unpack } from '../../../proto/index.ts';
 import { type DeltaReader, envoyNode, eventually, openSotw, type PerTypeClient, perTypeClient, resourceNames, type SotwReader } from './ads-client.ts';
 import { buildVirtualOutbound } from '../../../control-plane/translate/listener.ts';
-import { cluster, endpoints, listener, resource, route } from './fake-cache.ts';
+import { cluster, endpoints, listener, resource, baseSnapshot, TEST_SCOPE } from './fake-cache.ts';
 import { type Harness, startHarness } from './harness.ts';
 
-const SCOPE = 'envoy/default';
+const SCOPE = TEST_SCOPE;
 let h: Harness;
 let clients: PerTypeClient[] = [];
 afterEach(async () => {
@@ -17,14 +17,7 @@ afterEach(async () => {
   await h?.close();
 });
 
-const base = () => ({
-  [SCOPE]: {
-    [TYPE_URL.cluster]: { put: [cluster('a'), cluster('b')] },
-    [TYPE_URL.endpoint]: { put: [endpoints('a', '10.0.0.1'), endpoints('b', '10.0.0.2')] },
-    [TYPE_URL.listener]: { put: [listener('virtualOutbound')] },
-    [TYPE_URL.route]: { put: [route('outbound/default', 'a')] },
-  },
-});
+const base = baseSnapshot;
 
 /** Clients of the four services, all on one HTTP/2 connection (Envoy's config sources naming one xDS cluster). */
 function services(): Record<'cluster' | 'endpoint' | 'listener' | 'route', PerTypeClient> {
