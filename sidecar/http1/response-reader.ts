@@ -238,6 +238,12 @@ export class ResponseReader implements ParserEvents {
       }
       target = this.headers;
     } else {
+      // Connection-specific fields are not passed on from trailers either; llhttp takes a `Connection: close` there
+      // as the end of the connection, so the connection must not be reused.
+      if (HOP_BY_HOP.has(name)) {
+        if (name === 'connection' && /(?:^|,)\s*close\s*(?:,|$)/i.test(value)) this.keepAlive = false;
+        return;
+      }
       target = this.trailers ??= {};
     }
     if (name === '__proto__') return;

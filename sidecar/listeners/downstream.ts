@@ -7,6 +7,7 @@ import type { LocalReason, LocalReplyError } from './errors.ts';
 import { exchangeEnded, exchangeStarted } from './idle.ts';
 import type { HeldExchange } from './idle.ts';
 import { grpcMessage, REASON_HEADER, replyH2 } from './local-reply.ts';
+import { sendTrailersSafely } from '../upstream/h2-trailers.ts';
 
 const kEx = Symbol('skein.downstream');
 
@@ -206,7 +207,7 @@ export class H2Downstream implements DispatchHandler {
     const t = this.trailers;
     const out: http2.OutgoingHttpHeaders = {};
     if (t !== undefined) for (const k in t) if (t[k] !== undefined) out[k] = t[k];
-    this.stream.sendTrailers(out);
+    sendTrailersSafely(this.stream, out);
   }
 
   onResponseError(error: LocalReplyError): void {

@@ -7,6 +7,7 @@ import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import { logger } from '../log.ts';
 import { grpcMessage, localReasonOf, REASON_HEADER, replyH2 } from './local-reply.ts';
 import { trackSettings, whenSettled } from '../upstream/h2-settings.ts';
+import { sendTrailersSafely } from '../upstream/h2-trailers.ts';
 import { closeIdleSessions, giveToH2Server, logSessionErrors } from './h2-socket.ts';
 
 const log = logger('authz');
@@ -112,7 +113,7 @@ export class InboundH2Handler {
         relay(stream, up, appPort, grpc, (err) => this.failed(stream, appPort, err, grpc));
         if (!endStream) {
           up.once('wantTrailers', () => {
-            if (!up.destroyed) up.sendTrailers(trailers ?? {});
+            if (!up.destroyed) sendTrailersSafely(up, trailers);
           });
           stream.pipe(up);
         }
@@ -206,7 +207,7 @@ function relay(
       return;
     }
     stream.respond(head, { waitForTrailers: true });
-    stream.once('wantTrailers', () => stream.sendTrailers(trailers ?? {}));
+    stream.once('wantTrailers', () => sendTrailersSafely(stream, trailers));
     up.pipe(stream, { end: false });
   });
   up.on('trailers', (h: http2.IncomingHttpHeaders) => {

@@ -5,6 +5,7 @@ import { upstreamReset } from '../listeners/errors.ts';
 import type { EndpointPool } from './pool.ts';
 import { upstreamError } from './pool.ts';
 import { isSettled, whenSettled } from './h2-settings.ts';
+import { sendTrailersSafely } from './h2-trailers.ts';
 
 const { HTTP2_HEADER_STATUS } = http2.constants;
 
@@ -117,7 +118,7 @@ class H2Exchange implements DispatchController {
   sendRequestTrailers(): void {
     const s = this.stream;
     if (s === undefined || s.destroyed) return;
-    s.sendTrailers(this.requestTrailers ?? {});
+    sendTrailersSafely(s, this.requestTrailers);
   }
 
   response(h: http2.IncomingHttpHeaders): void {

@@ -21,6 +21,9 @@ function craftedApp(): net.Server {
         buf = buf.slice(buf.indexOf('\r\n\r\n') + 4);
         if (head.startsWith('GET /trailers '))
           socket.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-t\r\n\r\n5\r\nhello\r\n0\r\nx-t: v\r\n\r\n');
+        // Trailers HTTP/2 forbids (connection-specific fields): node refuses to send them.
+        else if (head.startsWith('GET /badtrailers '))
+          socket.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: connection\r\n\r\n5\r\nhello\r\n0\r\nconnection: close\r\nkeep-alive: 5\r\n\r\n');
         else socket.end('HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\nhello');
       }
     });
@@ -109,6 +112,15 @@ describe('outbound + inbound pair to real servers', () => {
     expect(h1.status).toBe(200);
     expect(h1.body).toBe('hello');
     expect(h1.headers['trailer']).toBeUndefined();
+  });
+
+  it('ends the stream without the trailers HTTP/2 forbids (connection-specific) instead of failing, and serves on', async () => {
+    const bad = await h2Get(pair.outbound, 'crafted.default', '/badtrailers');
+    expect(bad.error).toBeUndefined();
+    expect([bad.status, bad.body]).toEqual([200, 'hello']);
+    expect(bad.trailers?.['connection']).toBeUndefined();
+    const next = await h2Get(pair.outbound, 'crafted.default', '/trailers');
+    expect(next.trailers?.['x-t']).toBe('v');
   });
 
   it("drops a 204's Content-Length for HTTP/2 clients too (they reset a stream that has one)", async () => {
