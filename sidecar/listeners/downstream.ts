@@ -169,24 +169,49 @@ export class H2Downstream implements DispatchHandler {
       return;
     }
     if (endStream) {
-      this.stream.respond(head, { endStream: true });
+      this.respond(head, END_STREAM);
       return;
     }
     // Trailers are waited for only where they are expected: gRPC, or a response announcing them (`trailer`). Waiting
     // costs a frame of its own for END_STREAM, sent only once node asks for trailers, on the session's next I/O: a
     // client that waits for the end before it writes again (haproxy's h2 backend) stalled ~200 ms per response.
     if (trailersFollow || this.grpc || head['trailer'] !== undefined) {
+      if (!this.respond(head, WAIT_FOR_TRAILERS)) return;
       this.wantsTrailers = true;
-      this.stream.respond(head, { waitForTrailers: true });
       this.stream.once('wantTrailers', onWantTrailers);
       return;
     }
-    this.stream.respond(head);
+    this.respond(head, undefined);
+  }
+
+  /**
+   * stream.respond, which throws on a head HTTP/2 cannot carry as it is: an HTTP/1.1 app's repeated single-value
+   * header (two Content-Types) is sent with its first value; a head still refused is answered 502 naming why, and
+   * the upstream request is dropped. A throw here would end the process (this runs in socket callbacks).
+   */
+  private respond(head: http2.OutgoingHttpHeaders, options: http2.ServerStreamResponseOptions | undefined): boolean {
+    try {
+      this.stream.respond(head, options);
+      return true;
+    } catch (first) {
+      try {
+        this.stream.respond(firstValues(head), options);
+        return true;
+      } catch {
+        this.finish(502);
+        this.controller?.abort();
+        const message = `the app's response head cannot be sent over HTTP/2: ${(first as Error).message}`;
+        this.scope.metrics.localError('upstream_protocol_error');
+        replyH2(this.stream, 502, 'upstream_protocol_error', `upstream protocol error: ${message}`, this.grpc);
+        return false;
+      }
+    }
   }
 
   onResponseData(chunk: Buffer): boolean {
     if (this.stream.destroyed) return true;
     this.sendHead(false);
+    if (!this.stream.headersSent || this.stream.writableEnded) return true; // the head was refused: answered 502
     const ok = this.stream.write(chunk);
     if (!ok) this.stream.once('drain', onH2Drain);
     return ok;
@@ -254,6 +279,19 @@ function onH2Close(this: http2.ServerHttp2Stream): void {
 function onH2Drain(this: http2.ServerHttp2Stream): void {
   (this as unknown as Record<symbol, H2Downstream>)[kEx]?.resume();
 }
+const END_STREAM: http2.ServerStreamResponseOptions = { endStream: true };
+const WAIT_FOR_TRAILERS: http2.ServerStreamResponseOptions = { waitForTrailers: true };
+
+/** The head with every repeated field cut to its first value, but Set-Cookie (node refuses repeats of many fields). */
+function firstValues(head: http2.OutgoingHttpHeaders): http2.OutgoingHttpHeaders {
+  const out: http2.OutgoingHttpHeaders = {};
+  for (const name in head) {
+    const v = head[name];
+    out[name] = Array.isArray(v) && name !== 'set-cookie' ? v[0] : v;
+  }
+  return out;
+}
+
 function flushH2Head(ex: H2Downstream): void {
   ex.sendHead(false);
 }

@@ -21,6 +21,8 @@ function craftedApp(): net.Server {
         buf = buf.slice(buf.indexOf('\r\n\r\n') + 4);
         if (head.startsWith('GET /trailers '))
           socket.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-t\r\n\r\n5\r\nhello\r\n0\r\nx-t: v\r\n\r\n');
+        else if (head.startsWith('GET /dupheaders '))
+          socket.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-type: text/html\r\nlocation: /a\r\nlocation: /b\r\ncontent-length: 2\r\n\r\nok');
         // Trailers HTTP/2 forbids (connection-specific fields): node refuses to send them.
         else if (head.startsWith('GET /badtrailers '))
           socket.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: connection\r\n\r\n5\r\nhello\r\n0\r\nconnection: close\r\nkeep-alive: 5\r\n\r\n');
@@ -121,6 +123,14 @@ describe('outbound + inbound pair to real servers', () => {
     expect(bad.trailers?.['connection']).toBeUndefined();
     const next = await h2Get(pair.outbound, 'crafted.default', '/trailers');
     expect(next.trailers?.['x-t']).toBe('v');
+  });
+
+  it('answers an HTTP/2 client whose HTTP/1.1 app repeats a single-value header (content-type, location)', async () => {
+    const r = await h2Get(pair.outbound, 'crafted.default', '/dupheaders');
+    expect(r.error).toBeUndefined();
+    expect([r.status, r.body]).toEqual([200, 'ok']);
+    const next = await h2Get(pair.outbound, 'crafted.default', '/trailers');
+    expect(next.status).toBe(200);
   });
 
   it("drops a 204's Content-Length for HTTP/2 clients too (they reset a stream that has one)", async () => {
