@@ -7,7 +7,7 @@ import type { LocalReason, LocalReplyError } from './errors.ts';
 import { exchangeEnded, exchangeStarted } from './idle.ts';
 import type { HeldExchange } from './idle.ts';
 import { grpcMessage, REASON_HEADER, replyH2 } from './local-reply.ts';
-import { sendTrailersSafely } from '../upstream/h2-trailers.ts';
+import { firstValues, sendTrailersSafely } from '../upstream/h2-headers.ts';
 
 const kEx = Symbol('skein.downstream');
 
@@ -281,16 +281,6 @@ function onH2Drain(this: http2.ServerHttp2Stream): void {
 }
 const END_STREAM: http2.ServerStreamResponseOptions = { endStream: true };
 const WAIT_FOR_TRAILERS: http2.ServerStreamResponseOptions = { waitForTrailers: true };
-
-/** The head with every repeated field cut to its first value, but Set-Cookie (node refuses repeats of many fields). */
-function firstValues(head: http2.OutgoingHttpHeaders): http2.OutgoingHttpHeaders {
-  const out: http2.OutgoingHttpHeaders = {};
-  for (const name in head) {
-    const v = head[name];
-    out[name] = Array.isArray(v) && name !== 'set-cookie' ? v[0] : v;
-  }
-  return out;
-}
 
 function flushH2Head(ex: H2Downstream): void {
   ex.sendHead(false);

@@ -7,7 +7,7 @@ import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import { logger } from '../log.ts';
 import { grpcMessage, localReasonOf, REASON_HEADER, replyH2 } from './local-reply.ts';
 import { trackSettings, whenSettled } from '../upstream/h2-settings.ts';
-import { sendTrailersSafely } from '../upstream/h2-trailers.ts';
+import { sendTrailersSafely } from '../upstream/h2-headers.ts';
 import { closeIdleSessions, giveToH2Server, logSessionErrors } from './h2-socket.ts';
 
 const log = logger('authz');

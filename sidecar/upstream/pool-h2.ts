@@ -5,7 +5,7 @@ import { upstreamReset } from '../listeners/errors.ts';
 import type { EndpointPool } from './pool.ts';
 import { upstreamError } from './pool.ts';
 import { isSettled, whenSettled } from './h2-settings.ts';
-import { sendTrailersSafely } from './h2-trailers.ts';
+import { firstValues, sendTrailersSafely } from './h2-headers.ts';
 
 const { HTTP2_HEADER_STATUS } = http2.constants;
 
@@ -90,11 +90,17 @@ class H2Exchange implements DispatchController {
     if (this.finished) return;
     let stream: http2.ClientHttp2Stream;
     const h2Body = this.h2Body;
+    const options = { endStream: body === null, waitForTrailers: h2Body };
     try {
-      stream = session.request(headers, { endStream: body === null, waitForTrailers: h2Body });
+      stream = session.request(headers, options);
     } catch (err) {
-      this.fail(err as NodeJS.ErrnoException);
-      return;
+      // An HTTP/1.1 caller's repeated single-value header (two User-Agents) goes with its first value.
+      try {
+        stream = session.request(firstValues(headers), options);
+      } catch {
+        this.fail(err as NodeJS.ErrnoException);
+        return;
+      }
     }
     this.stream = stream;
     (stream as unknown as WithExchange)[kExchange] = this;

@@ -2,7 +2,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { cluster, closeServer, domains, endpoint, listen, mesh, request, route, startApp, startPair } from './harness.ts';
+import { cluster, closeServer, domains, endpoint, listen, mesh, raw, request, route, startApp, startPair } from './harness.ts';
 import type { Pair } from './harness.ts';
 
 const WEB = 'outbound|80||web.default.svc.cluster.local';
@@ -131,6 +131,12 @@ describe('outbound + inbound pair to real servers', () => {
     expect([r.status, r.body]).toEqual([200, 'ok']);
     const next = await h2Get(pair.outbound, 'crafted.default', '/trailers');
     expect(next.status).toBe(200);
+  });
+
+  it('sends an HTTP/1.1 request that repeats a single-value header (User-Agent) to an HTTP/2 app with its first value', async () => {
+    const out = await raw(pair.outbound, 'POST /svc/M HTTP/1.1\r\nhost: grpc.default:50051\r\nuser-agent: a\r\nuser-agent: b\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi');
+    expect(out).toMatch(/^HTTP\/1\.1 200 /);
+    expect(out).toContain('/svc/M|undefined|hi');
   });
 
   it("drops a 204's Content-Length for HTTP/2 clients too (they reset a stream that has one)", async () => {

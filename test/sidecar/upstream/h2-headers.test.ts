@@ -1,7 +1,7 @@
-// sendTrailersSafely: trailers node refuses are dropped and the stream still ends; nothing is thrown.
+// sendTrailersSafely and firstValues: heads and trailers node:http2 would refuse are trimmed; nothing is thrown.
 import http2 from 'node:http2';
 import { describe, expect, it } from 'vitest';
-import { sendTrailersSafely } from '../../../sidecar/upstream/h2-trailers.ts';
+import { firstValues, sendTrailersSafely } from '../../../sidecar/upstream/h2-headers.ts';
 
 describe('sendTrailersSafely', () => {
   it('ends a real stream with no trailers when node refuses the ones given (a connection-specific field)', async () => {
@@ -49,5 +49,14 @@ describe('sendTrailersSafely', () => {
     } as unknown as http2.Http2Stream;
     expect(() => sendTrailersSafely(stream, { 'x-a': '1' })).not.toThrow();
     expect(destroyed).toBe(true);
+  });
+
+  it('firstValues keeps the first of repeated fields, Set-Cookie whole', () => {
+    const head: Record<string, string | string[]> = { 'content-type': ['a', 'b'], 'set-cookie': ['x=1', 'y=2'], vary: 'accept' };
+    expect(firstValues(head)).toEqual({
+      'content-type': 'a',
+      'set-cookie': ['x=1', 'y=2'],
+      vary: 'accept',
+    });
   });
 });
