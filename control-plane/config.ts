@@ -30,12 +30,13 @@ export const USAGE = `Usage: skein control-plane (--registry FILE | --kubernetes
                            [--xds-address HOST:PORT] [--xds-tls-address HOST:PORT|none] [--admin-address HOST:PORT]
                            [--cluster-domain cluster.local] [--trust-domain cluster.local]
                            [--debounce-ms 100] [--ca-dir .skein/ca]
+                           [--ca-root-cert FILE --ca-root-key FILE [--ca-trust-bundle FILE]]
 
   --registry FILE        serve Services, EndpointSlices and Pods from a multi-document YAML file (watched)
   --kubernetes           watch the Kubernetes API (in-cluster config, or --kubeconfig / $KUBECONFIG)
   --namespaces a,b       only these namespaces (default: all)
-  --xds-address          ADS gRPC, plaintext (default 127.0.0.1:15010)
-  --xds-tls-address      ADS and certificate signing over TLS (default 127.0.0.1:15012; "none" to disable)
+  --xds-address          xDS over gRPC (ADS and the per-type services), plaintext (default 127.0.0.1:15010)
+  --xds-tls-address      the same xDS and certificate signing over TLS (default 127.0.0.1:15012; "none" to disable)
   --ca-dir               the local CA: root key (0600), trust bundle, bootstrap-token secret (default .skein/ca)
   --ca-root-cert FILE    issue under your own root: its certificate (with --ca-root-key, mode 0600)
   --ca-root-key FILE     and its private key; the CA makes an intermediate under it and keeps that in memory
