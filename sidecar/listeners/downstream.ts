@@ -7,7 +7,7 @@ import type { LocalReason, LocalReplyError } from './errors.ts';
 import { exchangeEnded, exchangeStarted } from './idle.ts';
 import type { HeldExchange } from './idle.ts';
 import { grpcMessage, REASON_HEADER, replyH2 } from './local-reply.ts';
-import { firstValues, sendTrailersSafely } from '../upstream/h2-headers.ts';
+import { respondSafely, sendTrailersSafely } from '../upstream/h2-headers.ts';
 
 const kEx = Symbol('skein.downstream');
 
@@ -184,28 +184,15 @@ export class H2Downstream implements DispatchHandler {
     this.respond(head, undefined);
   }
 
-  /**
-   * stream.respond, which throws on a head HTTP/2 cannot carry as it is: an HTTP/1.1 app's repeated single-value
-   * header (two Content-Types) is sent with its first value; a head still refused is answered 502 naming why, and
-   * the upstream request is dropped. A throw here would end the process (this runs in socket callbacks).
-   */
+  /** Sends the head (see respondSafely); one node:http2 cannot send at all is answered 502 and the upstream dropped. */
   private respond(head: http2.OutgoingHttpHeaders, options: http2.ServerStreamResponseOptions | undefined): boolean {
-    try {
-      this.stream.respond(head, options);
-      return true;
-    } catch (first) {
-      try {
-        this.stream.respond(firstValues(head), options);
-        return true;
-      } catch {
-        this.finish(502);
-        this.controller?.abort();
-        const message = `the app's response head cannot be sent over HTTP/2: ${(first as Error).message}`;
-        this.scope.metrics.localError('upstream_protocol_error');
-        replyH2(this.stream, 502, 'upstream_protocol_error', `upstream protocol error: ${message}`, this.grpc);
-        return false;
-      }
-    }
+    const refused = respondSafely(this.stream, head, options);
+    if (refused === undefined) return true;
+    this.finish(502);
+    this.controller?.abort();
+    this.scope.metrics.localError('upstream_protocol_error');
+    replyH2(this.stream, 502, 'upstream_protocol_error', `upstream protocol error: the app's response head cannot be sent over HTTP/2: ${refused.message}`, this.grpc);
+    return false;
   }
 
   onResponseData(chunk: Buffer): boolean {

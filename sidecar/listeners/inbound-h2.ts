@@ -7,7 +7,7 @@ import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import { logger } from '../log.ts';
 import { grpcMessage, localReasonOf, REASON_HEADER, replyH2 } from './local-reply.ts';
 import { trackSettings, whenSettled } from '../upstream/h2-settings.ts';
-import { sendTrailersSafely } from '../upstream/h2-headers.ts';
+import { respondSafely, sendTrailersSafely } from '../upstream/h2-headers.ts';
 import { closeIdleSessions, giveToH2Server, logSessionErrors } from './h2-socket.ts';
 
 const log = logger('authz');
@@ -168,6 +168,9 @@ export class InboundH2Handler {
   }
 }
 
+const END_STREAM: http2.ServerStreamResponseOptions = { endStream: true };
+const WAIT_FOR_TRAILERS: http2.ServerStreamResponseOptions = { waitForTrailers: true };
+
 function withoutPseudo(h: http2.IncomingHttpHeaders): http2.OutgoingHttpHeaders {
   const out: http2.OutgoingHttpHeaders = {};
   for (const name in h) if (name.charCodeAt(0) !== 0x3a) out[name] = h[name];
@@ -201,12 +204,19 @@ function relay(
     answered = true;
     const head: http2.OutgoingHttpHeaders = {};
     for (const name in h) head[name] = h[name];
-    if ((flags & NGHTTP2_FLAG_END_STREAM) !== 0) {
+    const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
+    const refused = respondSafely(stream, head, endStream ? END_STREAM : WAIT_FOR_TRAILERS);
+    if (refused !== undefined) {
+      // A head node:http2 cannot send (a :status of 600 or more): the caller gets 502 naming it, the app's stream goes.
       headOnly = true;
-      stream.respond(head, { endStream: true });
+      up.close(NGHTTP2_CANCEL);
+      replyH2(stream, 502, 'upstream_protocol_error', `upstream protocol error: app port ${appPort}: the app's response head cannot be sent over HTTP/2: ${refused.message}`, grpc);
       return;
     }
-    stream.respond(head, { waitForTrailers: true });
+    if (endStream) {
+      headOnly = true;
+      return;
+    }
     stream.once('wantTrailers', () => sendTrailersSafely(stream, trailers));
     up.pipe(stream, { end: false });
   });

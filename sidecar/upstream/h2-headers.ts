@@ -30,3 +30,29 @@ export function firstValues<T extends http2.OutgoingHttpHeaders>(head: T): T {
   }
   return out as T;
 }
+
+/** Fields node:http2 refuses in a head as connection-specific, which an HTTP/1.1 app (or a lax HTTP/2 one) may send. */
+const CONNECTION_FIELDS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings']);
+
+/**
+ * stream.respond(), which throws on a head node:http2 will not send (a repeated single-value field, a
+ * connection-specific one, a `:status` outside 100–599). A refused head is sent again with repeats cut to their
+ * first value and connection-specific fields dropped; what is still refused (an impossible status) is returned for
+ * the caller to answer 502. Never throws: it runs in socket and stream callbacks, where a throw ends the process.
+ */
+export function respondSafely(stream: http2.ServerHttp2Stream, head: http2.OutgoingHttpHeaders, options?: http2.ServerStreamResponseOptions): Error | undefined {
+  try {
+    stream.respond(head, options);
+    return undefined;
+  } catch (err) {
+    const clean = firstValues(head);
+    for (const name of CONNECTION_FIELDS) delete clean[name];
+    if (clean['te'] !== undefined && clean['te'] !== 'trailers') delete clean['te'];
+    try {
+      stream.respond(clean, options);
+      return undefined;
+    } catch {
+      return err as Error;
+    }
+  }
+}

@@ -1,6 +1,7 @@
 // HTTP/2 upstreams that break a response off or limit concurrent streams, through the pair: L4 pipe and L7 relay inbound.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http2 from 'node:http2';
+import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { closeServer, cluster, domains, endpoint, freePort, listen, mesh, route, startPair } from './harness.ts';
 import type { Pair } from './harness.ts';
@@ -11,6 +12,8 @@ const BROKEN = 'outbound|8080||broken.default.svc.cluster.local';
 const LIMITED = 'outbound|50051||limited.default.svc.cluster.local';
 const HALF_DOWN = 'outbound|50051||halfdown.default.svc.cluster.local';
 const TRAILERS = 'outbound|8080||trailers.default.svc.cluster.local';
+const BAD_STATUS = 'outbound|8080||badstatus.default.svc.cluster.local';
+const CONN_HEADER = 'outbound|8080||connheader.default.svc.cluster.local';
 const ANYONE = { allow: [{ from: [], to: [] }], deny: [] };
 
 /** An HTTP/2 app that answers with headers and 16 KiB, then drops the connection: the response is incomplete. */
@@ -26,6 +29,45 @@ function brokenApp(): http2.Http2Server {
     stream.write(grpcCall ? message : Buffer.alloc(16384, 1), () => setTimeout(() => stream.session?.socket.destroy(), 20));
   });
   return server;
+}
+
+/** An HTTP/2 app written frame by frame (node's own server refuses such heads): every stream gets `head`, then "body". */
+function rawHeadApp(head: Array<[string, string]>): net.Server {
+  const frame = (type: number, flags: number, id: number, payload: Buffer): Buffer => {
+    const h = Buffer.alloc(9);
+    h.writeUIntBE(payload.length, 0, 3);
+    h[3] = type;
+    h[4] = flags;
+    h.writeUInt32BE(id, 5);
+    return Buffer.concat([h, payload]);
+  };
+  // HPACK literal fields without indexing (names and values under 127 bytes, no Huffman).
+  const block = Buffer.concat(head.flatMap(([n, v]) => [Buffer.from([0, n.length]), Buffer.from(n), Buffer.from([v.length]), Buffer.from(v)]));
+  return net.createServer((socket) => {
+    socket.on('error', () => {});
+    let buf = Buffer.alloc(0);
+    let preface = false;
+    socket.write(frame(4, 0, 0, Buffer.alloc(0)));
+    socket.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      if (!preface) {
+        if (buf.length < 24) return;
+        buf = buf.subarray(24);
+        preface = true;
+      }
+      while (buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
+        const len = buf.readUIntBE(0, 3);
+        const type = buf[3];
+        const flags = buf[4] as number;
+        const id = buf.readUInt32BE(5) & 0x7fffffff;
+        buf = buf.subarray(9 + len);
+        if (type === 4 && (flags & 1) === 0) socket.write(frame(4, 1, 0, Buffer.alloc(0)));
+        if (type !== 1) continue;
+        socket.write(frame(1, 4, id, block));
+        socket.write(frame(0, 1, id, Buffer.from('body')));
+      }
+    });
+  });
 }
 
 /** An HTTP/2 app that answers with the request body's length and the request trailers it received, as JSON. */
@@ -67,6 +109,25 @@ function postWithTrailers(port: number, authority: string, body: Buffer, trailer
   });
 }
 
+/** One h2c GET: the status, x-skein-reason, body and whether an http2-settings header came back. */
+function fetchStatus(port: number, authority: string): Promise<{ status: number; reason: unknown; body: string; settingsHeader: unknown }> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', reject);
+    const st = session.request({ ':path': '/', ':authority': authority });
+    let head: http2.IncomingHttpHeaders = {};
+    let body = '';
+    st.on('response', (h) => (head = h));
+    st.on('data', (c: Buffer) => (body += String(c)));
+    st.on('end', () => {
+      session.close();
+      resolve({ status: Number(head[':status']), reason: head['x-skein-reason'], body, settingsHeader: head['http2-settings'] });
+    });
+    st.on('error', reject);
+    st.end();
+  });
+}
+
 /** Fetches over h2c; resolves how the stream ended: 'complete' (END_STREAM) or 'reset'. */
 function fetchH2(port: number, authority: string): Promise<{ status: number; bytes: number; ended: 'complete' | 'reset' }> {
   return new Promise((resolve) => {
@@ -97,6 +158,8 @@ describe.each([
   let brokenPort: number;
   let limitedPort: number;
   let trailersServer: http2.Http2Server;
+  let badStatus: net.Server;
+  let connHeader: net.Server;
 
   beforeAll(async () => {
     broken = brokenApp();
@@ -110,20 +173,28 @@ describe.each([
     );
     trailersServer = trailersApp();
     const trailersPort = await listen(trailersServer);
+    badStatus = rawHeadApp([[':status', '600'], ['content-type', 'text/plain']]);
+    connHeader = rawHeadApp([[':status', '200'], ['http2-settings', 'AAMAAABk'], ['content-type', 'text/plain']]);
+    const badStatusPort = await listen(badStatus);
+    const connHeaderPort = await listen(connHeader);
     const refused = await freePort();
-    pair = await startPair([brokenPort, limitedPort, trailersPort]);
+    pair = await startPair([brokenPort, limitedPort, trailersPort, badStatusPort, connHeaderPort]);
     const m = mesh(
       [
         cluster(BROKEN, [endpoint(brokenPort, pair.inbound)], { protocol: 'http2', ...security }),
         cluster(LIMITED, [endpoint(limitedPort, pair.inbound)], { protocol: 'http2', ...security }),
         cluster(HALF_DOWN, [endpoint(refused), endpoint(limitedPort, pair.inbound)], { protocol: 'http2', lbPolicy: 'round-robin', ...security }),
         cluster(TRAILERS, [endpoint(trailersPort, pair.inbound)], { protocol: 'http2', ...security }),
+        cluster(BAD_STATUS, [endpoint(badStatusPort, pair.inbound)], { protocol: 'http2', ...security }),
+        cluster(CONN_HEADER, [endpoint(connHeaderPort, pair.inbound)], { protocol: 'http2', ...security }),
       ],
       [
         { name: 'broken', domains: domains('broken', 'default', '10.96.0.30', 8080, false), routes: [route(BROKEN)] },
         { name: 'limited', domains: domains('limited', 'default', '10.96.0.31', 50051, false), routes: [route(LIMITED)] },
         { name: 'halfdown', domains: domains('halfdown', 'default', '10.96.0.32', 50051, false), routes: [route(HALF_DOWN)] },
         { name: 'trailers', domains: domains('trailers', 'default', '10.96.0.33', 8080, false), routes: [route(TRAILERS)] },
+        { name: 'badstatus', domains: domains('badstatus', 'default', '10.96.0.34', 8080, false), routes: [route(BAD_STATUS)] },
+        { name: 'connheader', domains: domains('connheader', 'default', '10.96.0.35', 8080, false), routes: [route(CONN_HEADER)] },
       ],
     );
     pair.client.update(m);
@@ -135,6 +206,20 @@ describe.each([
     await pair.close();
     await closeServer(broken);
     await closeServer(trailersServer);
+    await closeServer(badStatus);
+    await closeServer(connHeader);
+  });
+
+  it("answers 502 to an app head HTTP/2 cannot carry (:status 600), drops a connection-specific field, and lives on", async () => {
+    const bad = await fetchStatus(pair.outbound, 'badstatus.default:8080');
+    expect(bad.status).toBe(502);
+    expect(bad.reason).toBe('upstream_protocol_error');
+    const conn = await fetchStatus(pair.outbound, 'connheader.default:8080');
+    expect([conn.status, conn.body]).toEqual([200, 'body']);
+    expect(conn.settingsHeader).toBeUndefined();
+    // Both sidecars still serve.
+    const again = await fetchStatus(pair.outbound, 'connheader.default:8080');
+    expect(again.status).toBe(200);
   });
 
   it("an h2c caller's request trailers reach the app after the body; a request without them still ends", async () => {
