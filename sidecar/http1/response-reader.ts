@@ -176,6 +176,12 @@ export class ResponseReader implements ParserEvents {
       this.errorCode = 'HPE_UNEXPECTED_UPGRADE';
       return PAUSE + 100; // any other value is an error for llhttp (HPE_CB_HEADERS_COMPLETE)
     }
+    if (status < 100) {
+      // llhttp reads any three digits; below 100 is no HTTP status (taken for a 1xx, the response never ended).
+      this.errorCode = 'HPE_INVALID_STATUS';
+      this.errorReason = `status ${status} is not an HTTP status code (100-999)`;
+      return PAUSE + 100;
+    }
     if (this.otherCoding !== undefined && status >= 200) {
       // Passed on, the coded bytes would reach the client as if they were the content (the header is hop-by-hop).
       this.errorCode = 'HPE_INVALID_TRANSFER_ENCODING';

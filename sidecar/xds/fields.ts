@@ -18,7 +18,13 @@ export interface DurationLike {
   readonly nanos: number;
 }
 
-/** A google.protobuf.Duration in milliseconds; undefined when unset; reports negative values. */
+/**
+ * The longest timer Node runs (2^31 - 1 ms, about 24.8 days): a longer one fires after 1 ms, which turned a
+ * `skein.dev/timeout: 600h` into an immediate 504 on every request. Longer durations are held to it.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A google.protobuf.Duration in milliseconds (at most MAX_TIMER_MS); undefined when unset; reports negative values. */
 export function durationMs(d: DurationLike | null | undefined, path: string, problems: Problems): number | undefined {
   if (!d) return undefined;
   const seconds = Number(d.seconds);
@@ -27,7 +33,7 @@ export function durationMs(d: DurationLike | null | undefined, path: string, pro
     problems.add(path, 'must not be negative');
     return undefined;
   }
-  return seconds * 1000 + Math.floor(nanos / 1e6);
+  return Math.min(seconds * 1000 + Math.floor(nanos / 1e6), MAX_TIMER_MS);
 }
 
 export function isPort(n: unknown): n is number {

@@ -191,6 +191,18 @@ describe('ResponseReader', () => {
     big.free();
   });
 
+  it('refuses a status below 100 (llhttp reads any three digits; taken for a 1xx, the response never ended)', () => {
+    for (const status of ['000', '099']) {
+      const r = new ResponseReader();
+      const s = new Sink();
+      r.begin(s, false);
+      expect(r.feed(b(`HTTP/1.1 ${status} Odd\r\ncontent-length: 2\r\n\r\nok`))).toBe(FAILED);
+      expect(r.errorCode).toBe('HPE_INVALID_STATUS');
+      expect(s.heads).toBe(0);
+      r.free();
+    }
+  });
+
   it('refuses a transfer-coding other than chunked (its bytes would pass for the content), and accepts any spelling of chunked', () => {
     for (const te of ['gzip, chunked', 'chunked, gzip', 'deflate', 'identity']) {
       const r = new ResponseReader();

@@ -95,6 +95,14 @@ describe('Cluster', () => {
     expect(r.ok && r.resource.value.config.connectTimeoutMs).toBe(5000);
   });
 
+  it('holds a timeout longer than a Node timer can run (about 24.8 days) to that longest timer', () => {
+    // 600 h: given to setTimeout as it is, Node fires it after 1 ms and every connection would time out at once.
+    const r = decode(TYPE_URL.cluster, cluster({ connect_timeout: { seconds: 600 * 3600 } }));
+    expect(r.ok && r.resource.value.config.connectTimeoutMs).toBe(2 ** 31 - 1);
+    const day = decode(TYPE_URL.cluster, cluster({ connect_timeout: { seconds: 86_400 } }));
+    expect(day.ok && day.resource.value.config.connectTimeoutMs).toBe(86_400_000);
+  });
+
   it('maps a LOGICAL_DNS cluster to a dns cluster', () => {
     const r = decode(
       TYPE_URL.cluster,
