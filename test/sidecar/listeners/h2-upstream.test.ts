@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http2 from 'node:http2';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { closeServer, cluster, domains, endpoint, freePort, listen, mesh, route, startPair } from './harness.ts';
+import { closeServer, cluster, domains, endpoint, freePort, h2Frame, listen, mesh, route, startPair } from './harness.ts';
 import type { Pair } from './harness.ts';
 import { bytes, ECHO_SERVICE, unary } from './grpc-helpers.ts';
 import type { ClusterConfig } from '../../../sidecar/xds/model.ts';
@@ -33,14 +33,7 @@ function brokenApp(): http2.Http2Server {
 
 /** An HTTP/2 app written frame by frame (node's own server refuses such heads): every stream gets `head`, then "body". */
 function rawHeadApp(head: Array<[string, string]>): net.Server {
-  const frame = (type: number, flags: number, id: number, payload: Buffer): Buffer => {
-    const h = Buffer.alloc(9);
-    h.writeUIntBE(payload.length, 0, 3);
-    h[3] = type;
-    h[4] = flags;
-    h.writeUInt32BE(id, 5);
-    return Buffer.concat([h, payload]);
-  };
+  const frame = h2Frame;
   // HPACK literal fields without indexing (names and values under 127 bytes, no Huffman).
   const block = Buffer.concat(head.flatMap(([n, v]) => [Buffer.from([0, n.length]), Buffer.from(n), Buffer.from([v.length]), Buffer.from(v)]));
   return net.createServer((socket) => {
