@@ -257,16 +257,25 @@ class AppExchange implements DispatchHandler {
     // The caller is another sidecar's HTTP/1.1 pool, sent no trailers: none is announced (node refuses a Trailer
     // header on a response it does not chunk).
     delete headers['trailer'];
-    this.res.writeHead(status, headers as http.OutgoingHttpHeaders);
+    try {
+      this.res.writeHead(status, headers as http.OutgoingHttpHeaders);
+    } catch (err) {
+      // node:http refused the head (the parser should have refused it first): a 502, never a throw from here.
+      this.done = true;
+      this.controller?.abort();
+      replyH1(this.res, 502, 'upstream_protocol_error', `upstream protocol error: app port ${this.appPort}: the app's response head cannot be relayed: ${(err as Error).message}`, true);
+    }
   }
 
   onResponseData(chunk: Buffer): boolean {
+    if (this.done) return true;
     if (this.res.write(chunk)) return true;
     this.res.once('drain', () => this.controller?.resume());
     return false;
   }
 
   onResponseEnd(): void {
+    if (this.done) return;
     this.done = true;
     this.res.end();
   }
