@@ -133,6 +133,7 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
   const slices = state.slices.get(key) ?? [];
   const publishNotReady = service.spec?.publishNotReadyAddresses === true;
   const family = primaryFamily(service, slices);
+  const headless = !isExternal && service.spec?.clusterIP === 'None';
   // ExternalName Services have no mesh pods: no identities, inbound mode or authorization to carry.
   let security;
   if (!isExternal) {
@@ -198,6 +199,42 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
     }
     listeners.push(buildProxylessListener(vhName));
     routeTables.push(buildRouteConfiguration(vhName, [buildVirtualHost(vhName, [vhName, fqdn], withMaxStreamDuration(routes))]));
+
+    // A headless Service's Pods are also addressed one by one (a StatefulSet's web-0.web.shop.svc.cluster.local, as
+    // Kubernetes DNS answers them): each named endpoint gets a cluster and a virtual host of its own.
+    if (headless && protocol !== 'tcp') {
+      const hosts = podHostnames(slices, family);
+      if (hosts.length > MAX_POD_NAMES) {
+        report('SKEIN_TRANSLATE_POD_NAMES', `Service ${key}: ${hosts.length} named endpoints; only the first ${MAX_POD_NAMES} are addressable by Pod name`);
+      }
+      for (const host of hosts.slice(0, MAX_POD_NAMES)) {
+        const podFqdn = `${host}.${fqdn}`;
+        const podCluster = clusterName(port.port, podFqdn);
+        const podBase = { ...base, name: podCluster };
+        const podEnvoy = buildCluster({ ...podBase, lbPolicy: envoyPolicy, security, protocolOptions: true });
+        envoyClusters.push(podEnvoy);
+        proxylessClusters.push(shared ? podEnvoy : buildCluster({ ...podBase, lbPolicy: proxylessPolicy }));
+        const podSlices = slices.map((sl) => ({ ...sl, endpoints: (sl.endpoints ?? []).filter((e) => e.hostname === host) }));
+        const eds = buildLoadAssignment({
+          clusterName: podCluster,
+          servicePort: port,
+          slices: podSlices,
+          pods: state.pods,
+          publishNotReadyAddresses: publishNotReady,
+          addressFamily: family,
+          holdEndpointsWithoutPod: options.holdEndpointsWithoutPod === true,
+        });
+        endpoints.push(eds.cla);
+        const podRoutes = buildRoutes(podCluster, [], timeoutMs, settings.hashHeader);
+        const podVh = hostPort(podFqdn, port.port);
+        const d = serviceDomains({ name: `${host}.${name}`, namespace, fqdn: podFqdn, port: port.port, isDefaultPort: port.port === defaultPort });
+        virtualHosts.push({
+          name: podVh,
+          remote: buildVirtualHost(podVh, d.remote, podRoutes),
+          local: buildVirtualHost(podVh, [...d.remote, ...d.local], podRoutes),
+        });
+      }
+    }
   }
 
   return {
@@ -276,4 +313,20 @@ function primaryFamily(service: V1Service, slices: readonly V1EndpointSlice[]): 
   const ip = service.spec?.clusterIP;
   if (ip && ip !== 'None') return ip.includes(':') ? 'IPv6' : 'IPv4';
   return slices.some((s) => s.addressType === 'IPv4') || !slices.some((s) => s.addressType === 'IPv6') ? 'IPv4' : 'IPv6';
+}
+
+/** An endpoint hostname usable in a domain (Kubernetes checks it as a DNS-1123 label; a hand-made slice may not). */
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/** At most this many Pods of one headless Service are addressable by name (each costs a cluster per port). */
+const MAX_POD_NAMES = 256;
+
+/** The `hostname`s of a headless Service's endpoints (a StatefulSet's Pod names), in the address family used. */
+function podHostnames(slices: readonly V1EndpointSlice[], family: 'IPv4' | 'IPv6'): string[] {
+  const names = new Set<string>();
+  for (const slice of slices) {
+    if (slice.addressType !== family) continue;
+    for (const ep of slice.endpoints ?? []) if (ep.hostname && DNS_LABEL.test(ep.hostname)) names.add(ep.hostname);
+  }
+  return [...names].sort();
 }

@@ -79,6 +79,24 @@ describe('snapshot cache', () => {
     expect(bytesOf(snap)).toEqual(fromScratch(source.current));
   });
 
+  it("stays consistent as a headless Service's named Pods come and go (a cluster and a virtual host each)", () => {
+    const db = service('shop', 'db', { clusterIP: 'None', ports: [{ name: 'http', port: 8008 }] });
+    const podsAt = (n: number) => slice('shop', 'db', 'db-1', [{ name: 'http', port: 8008 }], Array.from({ length: n }, (_, i) => ({ ip: `10.1.2.${i + 1}`, hostname: `db-${i}` })));
+    const source = new FakeSource(withSlices(withService(baseState(), 'shop/db', db), 'shop/db', [podsAt(2)]));
+    const log = recordingLog();
+    cache = createSnapshotCache(source, { log });
+    const clusters = (): string[] => [...(cache?.current().scopes.get('envoy/shop')?.get(TYPE_URL.cluster)?.keys() ?? [])].filter((n) => n.includes('.shop.') && n.includes('db')).sort();
+    expect(clusters()).toEqual(['outbound|8008||db-0.db.shop.svc.cluster.local', 'outbound|8008||db-1.db.shop.svc.cluster.local', 'outbound|8008||db.shop.svc.cluster.local']);
+    expect(checkSnapshot(cache.current())).toEqual([]);
+    for (const n of [3, 1, 0]) {
+      source.emit(withSlices(source.current, 'shop/db', [podsAt(n)]), ['shop/db']);
+      cache.flush();
+    }
+    expect(log.errors).toEqual([]);
+    expect(checkSnapshot(cache.current())).toEqual([]);
+    expect(bytesOf(cache.current())).toEqual(fromScratch(source.current));
+  });
+
   it('shares CDS and EDS maps between scopes and versions resources by content hash', () => {
     cache = createSnapshotCache(new FakeSource(baseState()), { log: recordingLog() });
     const snap = cache.current();

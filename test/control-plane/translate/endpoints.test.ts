@@ -281,4 +281,27 @@ describe('endpoints', () => {
     ]);
     expect(res.tcpListeners).toEqual([]);
   });
+
+  it("addresses a headless Service's named Pods one by one (web-0.web.shop…), HTTP ports only", () => {
+    const svc = service('shop', 'db', { clusterIP: 'None', ports: [{ name: 'http', port: 8008 }, { name: 'tcp-pg', port: 5432 }] });
+    const ports = [{ name: 'http', port: 8008 }, { name: 'tcp-pg', port: 5432 }];
+    const endpointsOf = [{ ip: '10.1.0.7', hostname: 'db-0' }, { ip: '10.1.0.8', hostname: 'db-1' }, { ip: '10.1.0.9', hostname: 'Not A Label' }];
+    const state = registryState([svc], [slice('shop', 'db', 'db-1', ports, endpointsOf)]);
+    const res = translateService('shop/db', state);
+    expect(res.clusters.envoy.map((c) => c.name)).toEqual([
+      'outbound|8008||db.shop.svc.cluster.local',
+      'outbound|8008||db-0.db.shop.svc.cluster.local',
+      'outbound|8008||db-1.db.shop.svc.cluster.local',
+      'outbound|5432||db.shop.svc.cluster.local',
+    ]);
+    expect(res.clusters.proxyless.map((c) => c.name)).toEqual(res.clusters.envoy.map((c) => c.name));
+    const pod0 = flat(decodedCla(state, 'outbound|8008||db-0.db.shop.svc.cluster.local', 'shop/db')).map((e) => e.address);
+    expect(pod0).toEqual(['10.1.0.7:8008']);
+    const vh = res.virtualHosts.find((v) => v.name === 'db-0.db.shop.svc.cluster.local:8008');
+    expect(vh?.remote.domains).toEqual(expect.arrayContaining(['db-0.db.shop.svc.cluster.local:8008', 'db-0.db.shop:8008', 'db-0.db.shop.svc:8008']));
+    expect(vh?.local.domains).toContain('db-0.db:8008');
+    // A normal (virtual IP) Service gets no per-Pod names even when its endpoints have hostnames.
+    const vip = registryState([service('shop', 'db', { clusterIP: '10.96.0.9', ports: [{ name: 'http', port: 8008 }] })], [slice('shop', 'db', 'db-1', [{ name: 'http', port: 8008 }], endpointsOf)]);
+    expect(translateService('shop/db', vip).clusters.envoy.map((c) => c.name)).toEqual(['outbound|8008||db.shop.svc.cluster.local']);
+  });
 });

@@ -33,6 +33,8 @@ export interface EndpointSpec {
   terminating?: boolean;
   pod?: string;
   zone?: string;
+  /** The endpoint's hostname (a StatefulSet Pod's name under a headless Service). */
+  hostname?: string;
 }
 
 export function slice(
@@ -58,6 +60,7 @@ export function slice(
       },
       ...(e.pod ? { targetRef: { kind: 'Pod', name: e.pod, namespace } } : {}),
       ...(e.zone !== undefined ? { zone: e.zone } : {}),
+      ...(e.hostname !== undefined ? { hostname: e.hostname } : {}),
     })),
   } as unknown as V1EndpointSlice;
 }
