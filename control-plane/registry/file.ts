@@ -75,6 +75,8 @@ export class FileRegistry implements Registry {
   private readonly documents = new DocumentCache();
   /** The current objects by `<Kind> <namespace>/<name>`, to keep identity across content-equal edits. */
   private byId = new Map<string, object>();
+  /** Services that EndpointSlices name but the file does not hold, already warned about (once until that changes). */
+  private readonly orphans = new Set<ServiceKey>();
   /** Pod (`<ns>/<name>`) → the Services whose slices point at it; built with each full parse, then kept per edit. */
   private podOwners: PodOwners | undefined;
   /** When a file event or poll first noticed a change not applied yet (for RegistryChange.detectedAt). */
@@ -420,6 +422,22 @@ export class FileRegistry implements Registry {
       ...(detectedAt !== undefined ? { sinceNoticedMs: Math.round(performance.now() - detectedAt) } : {}),
     });
     if (!first && changed.size > 0) this.changes.emit({ state: next, changed, ...(detectedAt !== undefined ? { detectedAt } : {}) });
+    this.warnOrphans(next);
+  }
+
+  /**
+   * A slice whose kubernetes.io/service-name names no Service in the file serves nothing (as in Kubernetes): said
+   * once, since in a hand-written file it is most often a typo or a Service left out.
+   */
+  private warnOrphans(state: RegistryState): void {
+    for (const [key, slices] of state.slices) {
+      if (state.services.has(key) || this.orphans.has(key)) continue;
+      this.orphans.add(key);
+      log.warn('registry file: EndpointSlices name a Service the file does not hold; they serve nothing', {
+        problem: `${this.path}: EndpointSlice ${slices.map((sl) => sl.metadata?.name ?? '?').join(', ')} in ${key.split('/')[0]} names Service "${key.split('/')[1]}" (kubernetes.io/service-name), which the file does not hold`,
+      });
+    }
+    for (const key of this.orphans) if (state.services.has(key) || !state.slices.has(key)) this.orphans.delete(key);
   }
 
   private report(code: string, message: string): void {

@@ -254,6 +254,36 @@ describe('FileRegistry', () => {
     }
   });
 
+  it('says once when EndpointSlices name a Service the file does not hold (they serve nothing), and again after it was fixed', async () => {
+    await writeFile(path, docs(svc('api'), slice('apii', ['10.0.0.1'])));
+    const lines: string[] = [];
+    const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      lines.push(String(chunk));
+      return true;
+    });
+    try {
+      registry = new FileRegistry(path, { debounceMs: 10, pollMs: 100 });
+      await registry.start();
+      const warned = () => lines.filter((l) => l.includes('name a Service the file does not hold'));
+      expect(warned()).toHaveLength(1);
+      expect(warned()[0]).toContain('names Service \\"apii\\"');
+      // An unrelated edit does not repeat it; adding the Service quiets it; losing it again says it again.
+      let change = nextChange(registry);
+      await writeFile(path, docs(svc('api', 81), slice('apii', ['10.0.0.1'])));
+      await change;
+      expect(warned()).toHaveLength(1);
+      change = nextChange(registry);
+      await writeFile(path, docs(svc('api', 81), svc('apii'), slice('apii', ['10.0.0.1'])));
+      await change;
+      change = nextChange(registry);
+      await writeFile(path, docs(svc('api', 82), slice('apii', ['10.0.0.1'])));
+      await change;
+      expect(warned()).toHaveLength(2);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   it('reloads on change, keeps the last good state on a broken edit, recovers, and shares unchanged objects', async () => {
     await writeFile(path, docs(svc('web'), slice('web', ['10.0.0.1']), svc('api'), slice('api', ['10.0.1.1']), pod('web-1', 'web')));
     registry = new FileRegistry(path, { debounceMs: 20, pollMs: 200 });
