@@ -22,7 +22,7 @@ import {
 } from './names.ts';
 import type { RouteSpec } from './route.ts';
 import { buildRouteConfiguration, buildRoutes, buildVirtualHost } from './route.ts';
-import { DEFAULT_TRUST_DOMAIN, policyIndex, serviceSecurity } from './security.ts';
+import { DEFAULT_TRUST_DOMAIN, policyIndex, serviceSecurity, type ServiceSecurity } from './security.ts';
 
 const NO_POLICIES: RegistryState['policies'] = new Map();
 
@@ -135,7 +135,7 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
   const family = primaryFamily(service, slices);
   const headless = !isExternal && service.spec?.clusterIP === 'None';
   // ExternalName Services have no mesh pods: no identities, inbound mode or authorization to carry.
-  let security;
+  let security: ServiceSecurity | undefined;
   if (!isExternal) {
     const index = policyIndex(state.policies ?? NO_POLICIES, options.trustDomain ?? DEFAULT_TRUST_DOMAIN);
     const result = serviceSecurity({ namespace, name, settings, slices, pods: state.pods, index });
@@ -164,18 +164,19 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
     };
     const envoyPolicy = envoyLbPolicy(settings.lbPolicy);
     const proxylessPolicy = proxylessLbPolicy(settings.lbPolicy);
-    const envoyCluster = buildCluster({ ...base, lbPolicy: envoyPolicy, security, protocolOptions: true });
-    envoyClusters.push(envoyCluster);
     // Proxyless clients get no security metadata or protocol options, so their cluster is its own object unless the
     // envoy one has neither.
     const shared = proxylessPolicy === envoyPolicy && !security && protocol !== 'http2';
-    proxylessClusters.push(shared ? envoyCluster : buildCluster({ ...base, lbPolicy: proxylessPolicy }));
-
-    if (!isExternal) {
+    /** Publishes a cluster of this port for both kinds of client, and its endpoints from `from` (not for ExternalName). */
+    const addCluster = (name: string, from: readonly V1EndpointSlice[]): void => {
+      const envoyCluster = buildCluster({ ...base, name, lbPolicy: envoyPolicy, security, protocolOptions: true });
+      envoyClusters.push(envoyCluster);
+      proxylessClusters.push(shared ? envoyCluster : buildCluster({ ...base, name, lbPolicy: proxylessPolicy }));
+      if (isExternal) return;
       const eds = buildLoadAssignment({
-        clusterName: cluster,
+        clusterName: name,
         servicePort: port,
-        slices,
+        slices: from,
         pods: state.pods,
         publishNotReadyAddresses: publishNotReady,
         addressFamily: family,
@@ -183,7 +184,8 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
       });
       endpoints.push(eds.cla);
       reportErrors(eds.errors);
-    }
+    };
+    addCluster(cluster, slices);
 
     const routes = buildRoutes(cluster, extraRoutes, timeoutMs, settings.hashHeader);
     const vhName = hostPort(fqdn, port.port);
@@ -210,21 +212,7 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
       for (const host of hosts.slice(0, MAX_POD_NAMES)) {
         const podFqdn = `${host}.${fqdn}`;
         const podCluster = clusterName(port.port, podFqdn);
-        const podBase = { ...base, name: podCluster };
-        const podEnvoy = buildCluster({ ...podBase, lbPolicy: envoyPolicy, security, protocolOptions: true });
-        envoyClusters.push(podEnvoy);
-        proxylessClusters.push(shared ? podEnvoy : buildCluster({ ...podBase, lbPolicy: proxylessPolicy }));
-        const podSlices = slices.map((sl) => ({ ...sl, endpoints: (sl.endpoints ?? []).filter((e) => e.hostname === host) }));
-        const eds = buildLoadAssignment({
-          clusterName: podCluster,
-          servicePort: port,
-          slices: podSlices,
-          pods: state.pods,
-          publishNotReadyAddresses: publishNotReady,
-          addressFamily: family,
-          holdEndpointsWithoutPod: options.holdEndpointsWithoutPod === true,
-        });
-        endpoints.push(eds.cla);
+        addCluster(podCluster, slices.map((sl) => ({ ...sl, endpoints: (sl.endpoints ?? []).filter((e) => e.hostname === host) })));
         const podRoutes = buildRoutes(podCluster, [], timeoutMs, settings.hashHeader);
         const podVh = hostPort(podFqdn, port.port);
         const d = serviceDomains({ name: `${host}.${name}`, namespace, fqdn: podFqdn, port: port.port, isDefaultPort: port.port === defaultPort });
