@@ -47,6 +47,16 @@ function invalid(text: string): string[] {
   throw new Error('expected the file to be rejected');
 }
 
+/** Collects what is written to stderr (the log) until spy.mockRestore(). */
+function captureStderr() {
+  const lines: string[] = [];
+  const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    lines.push(String(chunk));
+    return true;
+  });
+  return { lines, spy };
+}
+
 /** Resolves with the next change the registry emits. */
 function nextChange(r: FileRegistry): Promise<RegistryChange> {
   return new Promise((resolve) => {
@@ -232,11 +242,7 @@ describe('FileRegistry', () => {
   it('serves an object with an unknown field and logs the field once, at start and for an edit', async () => {
     const typo = `apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selectr: { app: web }\n  ports:\n    - port: 80\n`;
     await writeFile(path, docs(svc('api'), typo));
-    const lines: string[] = [];
-    const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-      lines.push(String(chunk));
-      return true;
-    });
+    const { lines, spy } = captureStderr();
     try {
       registry = new FileRegistry(path, { debounceMs: 10, pollMs: 100 });
       await registry.start();
@@ -256,11 +262,7 @@ describe('FileRegistry', () => {
 
   it('says once when EndpointSlices name a Service the file does not hold (they serve nothing), and again after it was fixed', async () => {
     await writeFile(path, docs(svc('api'), slice('apii', ['10.0.0.1'])));
-    const lines: string[] = [];
-    const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-      lines.push(String(chunk));
-      return true;
-    });
+    const { lines, spy } = captureStderr();
     try {
       registry = new FileRegistry(path, { debounceMs: 10, pollMs: 100 });
       await registry.start();
