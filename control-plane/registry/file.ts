@@ -83,7 +83,8 @@ export class FileRegistry implements Registry {
   private noticedAt: number | undefined;
   private lastStat = '';
   private reloading: Promise<void> | undefined;
-  private again = false;
+  /** The read that follows the one under way (reload()). */
+  private queued: Promise<void> | undefined;
   private stopped = true;
 
   constructor(path: string, options: FileRegistryOptions = {}) {
@@ -143,18 +144,21 @@ export class FileRegistry implements Registry {
 
   /** Reloads now (also called by the watcher and the poll); resolves when the file has been read and applied. */
   reload(): Promise<void> {
-    if (this.reloading) {
-      this.again = true;
+    if (!this.reloading) {
+      this.reloading = this.reloadOnce().finally(() => {
+        this.reloading = undefined;
+      });
       return this.reloading;
     }
-    this.reloading = this.reloadOnce().finally(() => {
-      this.reloading = undefined;
-      if (this.again && !this.stopped) {
-        this.again = false;
-        void this.reload();
-      }
-    });
-    return this.reloading;
+    // A read already under way may have read the file before the caller's write: one more read follows it, shared
+    // by everyone who asks meanwhile, and the caller waits for that one (not for the read it may have missed).
+    this.queued ??= this.reloading
+      .catch(() => undefined)
+      .then(() => {
+        this.queued = undefined;
+        return this.stopped ? undefined : this.reload();
+      });
+    return this.queued;
   }
 
   /**
@@ -211,7 +215,11 @@ export class FileRegistry implements Registry {
       log.info('registry file is back', { file: this.path });
     }
     if (isBlank(bytes) && this.current.services.size + this.current.pods.size + this.current.policies.size > 0 && !(await this.stillEmpty())) {
-      this.schedule(); // an editor truncated the file and is still writing it: read it again once it settles
+      // An editor truncated the file and is writing it: read it again once it settles, in this same reload, so a
+      // caller of reload() gets the written file.
+      await new Promise((resolve) => setTimeout(resolve, this.debounceMs));
+      this.noticedAt ??= detectedAt;
+      if (!this.stopped) await this.reloadOnce();
       return;
     }
     this.lastStat = key;

@@ -404,6 +404,34 @@ describe('FileRegistry with an emptied file', () => {
   });
 });
 
+describe('FileRegistry.reload() called while a read is under way', () => {
+  it('resolves only once the file as it was at the call has been applied', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'skein-registry-'));
+    const path = join(dir, 'registry.yaml');
+    // A long poll and a watcher that may or may not fire: the test drives the reads itself.
+    const registry = new FileRegistry(path, { debounceMs: 10, pollMs: 60_000 });
+    try {
+      await writeFile(path, svc('web'));
+      await registry.start();
+      await writeFile(path, '');
+      const first = registry.reload(); // sees an empty file and waits to see whether it stays empty
+      await writeFile(path, docs(svc('web'), svc('api')));
+      const second = registry.reload(); // must not resolve with the read that began before this write
+      await second;
+      expect([...registry.state().services.keys()].sort()).toEqual(['default/api', 'default/web']);
+      await first;
+      await writeFile(path, docs(svc('web'), svc('api'), svc('db')));
+      const a = registry.reload();
+      await writeFile(path, docs(svc('web')));
+      await Promise.all([a, registry.reload(), registry.reload()]);
+      expect([...registry.state().services.keys()]).toEqual(['default/web']);
+    } finally {
+      await registry.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('writeRegistryFile', () => {
   it('writes a multi-document file atomically that the registry reads back', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'skein-registry-'));
