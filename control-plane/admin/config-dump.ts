@@ -1,6 +1,6 @@
 // Builds /debug/config_dump: one scope's resources from the current snapshot as Envoy-style JSON ("@type", Anys decoded).
 import type protobuf from 'protobufjs';
-import { ADS_ORDER, messageRoot, shortName, type TypeUrl } from '../../proto/index.ts';
+import { ADS_ORDER, messageRoot, shortName, TYPE_URL, type TypeUrl } from '../../proto/index.ts';
 import type { Snapshot } from '../cache/snapshot.ts';
 
 export interface ConfigDump {
@@ -13,9 +13,9 @@ export type DumpResult =
   | { readonly ok: true; readonly dump: ConfigDump }
   | { readonly ok: false; readonly status: number; readonly error: string; readonly scopes: string[] };
 
-const TYPE_NAMES = new Set(['CDS', 'EDS', 'LDS', 'RDS']);
+const TYPE_NAMES = new Set(['CDS', 'EDS', 'LDS', 'RDS', 'VHDS']);
 
-/** `type` (CDS, EDS, LDS, RDS) and `name` narrow the dump; a missing or unknown scope lists the scopes there are. */
+/** `type` (CDS, EDS, LDS, RDS, VHDS) and `name` narrow the dump; a missing or unknown scope lists the scopes there are. */
 export function configDump(snapshot: Snapshot, query: URLSearchParams): DumpResult {
   const scopes = [...snapshot.scopes.keys()].sort();
   const scope = query.get('scope');
@@ -28,14 +28,18 @@ export function configDump(snapshot: Snapshot, query: URLSearchParams): DumpResu
   }
   const type = query.get('type')?.toUpperCase();
   if (type !== undefined && !TYPE_NAMES.has(type)) {
-    return { ok: false, status: 400, error: `unknown type ${JSON.stringify(type)}: use CDS, EDS, LDS or RDS`, scopes };
+    return { ok: false, status: 400, error: `unknown type ${JSON.stringify(type)}: use CDS, EDS, LDS, RDS or VHDS`, scopes };
   }
   const name = query.get('name');
   const types: ConfigDump['types'] = {};
   for (const typeUrl of ADS_ORDER) {
     const short = shortName(typeUrl);
     if (type !== undefined && short !== type) continue;
-    const list = [...(resources.get(typeUrl)?.values() ?? [])]
+    // VHDS: the virtual hosts as VHDS clients get them, one resource each (envoy scopes only; their RDS then has
+    // `vhds` instead of them: see Snapshot.vhdsScopes).
+    const source = typeUrl === TYPE_URL.virtualHost ? snapshot.vhdsScopes?.get(scope) : resources;
+    if (source === undefined) continue;
+    const list = [...(source.get(typeUrl)?.values() ?? [])]
       .filter((r) => name === null || r.name === name)
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
       .map((r) => ({ name: r.name, version: r.version, resource: anyToJson(r.any.type_url, r.any.value) }));

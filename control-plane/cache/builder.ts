@@ -10,7 +10,7 @@ import type { Kind, PackedService, PackedVhost } from './packed.ts';
 import { KINDS, packService, sameList, sameVhosts } from './packed.ts';
 import type { ResourcesByName, VersionedResource } from './snapshot.ts';
 import { runNow, type Sliced } from '../slices.ts';
-import { encodeRouteTable, encodeVirtualHost, versioned, versionedBytes } from './versions.ts';
+import { encodeRouteTable, encodeVirtualHost, vhdsRouteTable, versioned, versionedBytes, virtualHostResource } from './versions.ts';
 
 export type Translate = (key: ServiceKey, state: RegistryState, options: TranslateOptions) => ServiceResources;
 
@@ -20,6 +20,10 @@ export interface NamespaceState {
   readonly lds: ResourcesByName;
   /** `outbound/<ns>` only. */
   readonly rds: ResourcesByName;
+  /** VHDS: the virtual hosts of `outbound/<ns>`, one resource each, named `outbound/<ns>/<vhost name>`. */
+  readonly vhosts: ResourcesByName;
+  /** VHDS: `outbound/<ns>` as VHDS clients get it (`vhds`, no virtual hosts); the same map for the namespace's life. */
+  readonly vhdsRds: ResourcesByName;
   readonly problems: readonly TranslationProblem[];
 }
 
@@ -289,26 +293,39 @@ function* buildNamespaceSteps(
     lds = fresh;
   }
   let rds = old?.rds;
+  let vhostMap = old?.vhosts;
   let problems = old?.problems ?? [];
-  if (rebuildRoutes || !rds) {
+  const routeName = outboundRouteName(ns);
+  if (rebuildRoutes || !rds || !vhostMap) {
     const owned = vhosts.map((v) => ({ service: v.service, namespace: v.namespace, vhost: v }));
     const table = yield* namespaceVirtualHostsSteps(owned, ns);
     problems = table.problems;
     const bytes: Buffer[] = [];
+    // VHDS: the same bytes as resources of their own; one whose bytes did not change keeps its resource (and version).
+    const nextVhosts = new Map<string, VersionedResource>();
+    let vhostsSame = old?.vhosts !== undefined && old.vhosts.size === table.vhosts.length;
+    // The table keeps the vhosts' order but drops any left without a domain: then pair them by name, not position.
+    const byName = table.vhosts.length === vhosts.length ? undefined : new Map(vhosts.map((v) => [v.name, v]));
     for (const [i, vh] of table.vhosts.entries()) {
       if (i % 1000 === 999) yield;
-      const packed = vhosts[i] as PackedVhost;
-      if (vh === packed.local) bytes.push(packed.localBytes);
-      else if (vh === packed.remote) bytes.push(packed.remoteBytes);
-      else bytes.push(encodeVirtualHost(vh)); // domains removed as duplicates
+      const packed = (byName ? byName.get(vh.name ?? '') : vhosts[i]) as PackedVhost;
+      let b: Buffer;
+      if (vh === packed.local) b = packed.localBytes;
+      else if (vh === packed.remote) b = packed.remoteBytes;
+      else b = encodeVirtualHost(vh); // domains removed as duplicates
+      bytes.push(b);
+      const resource = virtualHostResource(routeName, packed.name, b, vh, old?.vhosts);
+      if (resource !== old?.vhosts.get(resource.name)) vhostsSame = false;
+      nextVhosts.set(resource.name, resource);
     }
     yield;
-    const name = outboundRouteName(ns);
-    const previous = old?.rds.get(name);
-    const resource = versionedBytes(TYPE_URL.route, name, encodeRouteTable(name, bytes), { name, virtual_hosts: table.vhosts }, previous);
-    rds = resource === previous && old ? old.rds : new Map([[name, resource]]);
+    vhostMap = vhostsSame && old ? old.vhosts : nextVhosts;
+    const previous = old?.rds.get(routeName);
+    const resource = versionedBytes(TYPE_URL.route, routeName, encodeRouteTable(routeName, bytes), { name: routeName, virtual_hosts: table.vhosts }, previous);
+    rds = resource === previous && old ? old.rds : new Map([[routeName, resource]]);
   }
-  return { virtualOutbound, lds, rds, problems };
+  const vhdsRds = old?.vhdsRds ?? new Map([[routeName, vhdsRouteTable(routeName)]]);
+  return { virtualOutbound, lds, rds, vhosts: vhostMap, vhdsRds, problems };
 }
 
 /** Checks what this build changed: EDS clusters have CLAs, routes name existing clusters, listeners existing tables. */

@@ -297,22 +297,32 @@ export function createSnapshotCache(source: SnapshotSource, options: CacheOption
   };
 }
 
-function scopeOf(cds: ResourcesByName, eds: ResourcesByName, lds: ResourcesByName, rds: ResourcesByName, previous?: ScopeResources): ScopeResources {
+function scopeOf(
+  cds: ResourcesByName,
+  eds: ResourcesByName,
+  lds: ResourcesByName,
+  rds: ResourcesByName,
+  previous?: ScopeResources,
+  vhosts?: ResourcesByName,
+): ScopeResources {
   if (
     previous &&
     previous.get(TYPE_URL.cluster) === cds &&
     previous.get(TYPE_URL.endpoint) === eds &&
     previous.get(TYPE_URL.listener) === lds &&
-    previous.get(TYPE_URL.route) === rds
+    previous.get(TYPE_URL.route) === rds &&
+    previous.get(TYPE_URL.virtualHost) === vhosts
   ) {
     return previous;
   }
-  return new Map<TypeUrl, ResourcesByName>([
+  const out = new Map<TypeUrl, ResourcesByName>([
     [TYPE_URL.cluster, cds],
     [TYPE_URL.endpoint, eds],
     [TYPE_URL.listener, lds],
     [TYPE_URL.route, rds],
   ]);
+  if (vhosts) out.set(TYPE_URL.virtualHost, vhosts);
+  return out;
 }
 
 function changeSets(
@@ -320,20 +330,33 @@ function changeSets(
   eds: ReadonlySet<string>,
   lds: ReadonlySet<string>,
   rds: ReadonlySet<string>,
+  vhosts?: ReadonlySet<string>,
 ): ReadonlyMap<TypeUrl, ReadonlySet<string>> {
   const none = (s: ReadonlySet<string>) => (s.size === 0 ? EMPTY_SET : s);
-  return new Map<TypeUrl, ReadonlySet<string>>([
+  const out = new Map<TypeUrl, ReadonlySet<string>>([
     [TYPE_URL.cluster, none(cds)],
     [TYPE_URL.endpoint, none(eds)],
     [TYPE_URL.listener, none(lds)],
     [TYPE_URL.route, none(rds)],
   ]);
+  if (vhosts) out.set(TYPE_URL.virtualHost, none(vhosts));
+  return out;
+}
+
+/** Names whose resource differs between two maps of VHDS resources (or that only one has). */
+function vhostChanges(prev: ResourcesByName | undefined, next: ResourcesByName): ReadonlySet<string> {
+  if (prev === next) return EMPTY_SET;
+  const names = new Set<string>();
+  for (const [name, r] of next) if (prev?.get(name) !== r) names.add(name);
+  for (const name of prev?.keys() ?? []) if (!next.has(name)) names.add(name);
+  return names;
 }
 
 /** Assembles the scopes from the build state, sharing CDS/EDS maps (and unchanged scopes) by reference. */
 function makeSnapshot(previous: Snapshot | undefined, result: BuildResult, changedAt: number, serial: number): Snapshot {
   const { state, changed } = result;
   const scopes = new Map<ScopeKey, ScopeResources>();
+  const vhdsScopes = new Map<ScopeKey, ScopeResources>();
   const changes = new Map<ScopeKey, ReadonlyMap<TypeUrl, ReadonlySet<string>>>();
   for (const ns of [...state.namespaces.keys()].sort()) {
     const nsState = state.namespaces.get(ns);
@@ -341,13 +364,15 @@ function makeSnapshot(previous: Snapshot | undefined, result: BuildResult, chang
     const key = envoyScope(ns);
     const prevScope = previous?.scopes.get(key);
     scopes.set(key, scopeOf(state.maps.cds, state.maps.eds, nsState.lds, nsState.rds, prevScope));
+    // VHDS clients: the same maps but the route table's VHDS form (its virtual hosts come as VirtualHost resources).
+    vhdsScopes.set(key, scopeOf(state.maps.cds, state.maps.eds, nsState.lds, nsState.vhdsRds, previous?.vhdsScopes?.get(key), nsState.vhosts));
     if (prevScope) {
       const rds = result.routeTablesChanged.has(ns) ? new Set([outboundRouteName(ns)]) : EMPTY_SET;
-      changes.set(key, changeSets(changed.cds, changed.eds, changed.tcpLds, rds));
+      changes.set(key, changeSets(changed.cds, changed.eds, changed.tcpLds, rds, vhostChanges(previous?.vhdsScopes?.get(key)?.get(TYPE_URL.virtualHost), nsState.vhosts)));
     }
   }
   const prevProxyless = previous?.scopes.get(PROXYLESS_SCOPE);
   scopes.set(PROXYLESS_SCOPE, scopeOf(state.maps.pcds, state.maps.eds, state.maps.plds, state.maps.prds, prevProxyless));
   if (prevProxyless) changes.set(PROXYLESS_SCOPE, changeSets(changed.pcds, changed.eds, changed.plds, changed.prds));
-  return Object.freeze({ serial, scopes, changes, changedAt });
+  return Object.freeze({ serial, scopes, vhdsScopes, changes, changedAt });
 }

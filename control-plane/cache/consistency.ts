@@ -1,4 +1,4 @@
-// Whole-snapshot consistency check: every EDS cluster has a CLA, routes and TCP proxies name clusters, listeners tables.
+// Whole-snapshot consistency check: every EDS cluster has a CLA, routes (and VHDS vhosts) and TCP proxies name clusters, listeners tables.
 import { EXTENSION_TYPE_URL, TYPE_URL, unpack } from '../../proto/index.ts';
 import { clustersOfRoutes } from '../translate/route.ts';
 import type { Snapshot } from './snapshot.ts';
@@ -45,6 +45,15 @@ export function checkSnapshot(snapshot: Snapshot): string[] {
           const cluster = unpack<{ cluster?: string }>(any).cluster;
           if (!cluster || !cds.has(cluster)) problems.push(`${scope}: listener ${name} names missing cluster ${cluster}`);
         }
+      }
+    }
+  }
+  // VHDS forms: each VirtualHost's routes name published clusters too.
+  for (const [scope, types] of snapshot.vhdsScopes ?? []) {
+    const cds = types.get(TYPE_URL.cluster) ?? new Map();
+    for (const [name, r] of types.get(TYPE_URL.virtualHost) ?? []) {
+      for (const cluster of clustersOfRoutes((r.message as { routes?: object[] }).routes)) {
+        if (!cds.has(cluster)) problems.push(`${scope}: virtual host ${name} names missing cluster ${cluster}`);
       }
     }
   }

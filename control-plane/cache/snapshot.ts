@@ -14,7 +14,7 @@ export interface VersionedResource {
 
 export type ResourcesByName = ReadonlyMap<string, VersionedResource>;
 
-/** All resources of one scope, per type URL (CDS, EDS, LDS, RDS); a type with nothing has an empty map. */
+/** All resources of one scope, per type URL (CDS, EDS, LDS, RDS; and VHDS in a scope's VHDS form); a type with nothing has an empty map. */
 export type ScopeResources = ReadonlyMap<TypeUrl, ResourcesByName>;
 
 /**
@@ -28,6 +28,12 @@ export interface Snapshot {
   /** Increases by one on every publish. */
   readonly serial: number;
   readonly scopes: ReadonlyMap<ScopeKey, ScopeResources>;
+  /**
+   * The `envoy/<ns>` scopes as VHDS clients (delta ADS, node.client_features VHDS_FEATURE) get them: the same maps,
+   * but route tables with `vhds` and no virtual hosts, and the virtual hosts one resource each under the VirtualHost
+   * type URL (only here: `scopes` stays what every other client gets). Absent: no scope has a VHDS form.
+   */
+  readonly vhdsScopes?: ReadonlyMap<ScopeKey, ScopeResources>;
   /**
    * Names whose resource changed, appeared or disappeared since the previous snapshot, per scope and type.
    * A scope that is new in this snapshot has no entry: streams treat all of it as changed.

@@ -2,8 +2,8 @@
 import { createHash } from 'node:crypto';
 import protobuf from 'protobufjs';
 import type { TypeUrl } from '../../proto/index.ts';
-import { encodeMessage, TYPE_URL } from '../../proto/index.ts';
-import type { VersionedResource } from './snapshot.ts';
+import { encodeMessage, TYPE_URL, vhdsResourceName } from '../../proto/index.ts';
+import type { ResourcesByName, VersionedResource } from './snapshot.ts';
 
 /** sha256 of the bytes, first 16 hex digits: equal bytes give equal versions, across restarts too. */
 export function contentVersion(bytes: Uint8Array): string {
@@ -29,7 +29,7 @@ export function versioned(typeUrl: TypeUrl, name: string, message: object, previ
   return versionedBytes(typeUrl, name, encodeMessage(typeUrl, message), message, previous);
 }
 
-const VIRTUAL_HOST_TYPE = 'type.googleapis.com/envoy.config.route.v3.VirtualHost';
+const VIRTUAL_HOST_TYPE = TYPE_URL.virtualHost;
 
 /** The bytes of one VirtualHost, to be framed into route tables without re-encoding it per table. */
 export function encodeVirtualHost(vhost: object): Buffer {
@@ -48,3 +48,36 @@ export function encodeRouteTable(name: string, vhostBytes: readonly Uint8Array[]
 }
 
 export const ROUTE_TYPE: TypeUrl = TYPE_URL.route;
+
+/** Versions of shared vhost encodings: a vhost's bytes are the same in every namespace that sees it the same way. */
+const bytesVersions = new WeakMap<Buffer, string>();
+
+function versionOf(bytes: Buffer): string {
+  let v = bytesVersions.get(bytes);
+  if (v === undefined) bytesVersions.set(bytes, (v = contentVersion(bytes)));
+  return v;
+}
+
+/**
+ * The VHDS resource of one virtual host of `routeConfigName`, named `<route configuration name>/<vhost name>`;
+ * `previous` (that table's last VHDS map) keeps its resource when the bytes are the same. The bytes are the ones the
+ * route table is framed from (shared with it, and hashed once however many namespaces see them).
+ */
+export function virtualHostResource(
+  routeConfigName: string,
+  vhostName: string,
+  bytes: Buffer,
+  message: object,
+  previous: ResourcesByName | undefined,
+): VersionedResource {
+  const name = vhdsResourceName(routeConfigName, vhostName);
+  const old = previous?.get(name);
+  if (old && (old.any.value === bytes || old.any.value.equals(bytes))) return old;
+  // Each resource its own Any: responses cache an encoded Resource{name, version, resource} per Any.
+  return Object.freeze({ name, version: versionOf(bytes), any: Object.freeze({ type_url: VIRTUAL_HOST_TYPE, value: bytes }), message });
+}
+
+/** A route table as VHDS clients get it: no virtual hosts, and `vhds` from ADS (the virtual hosts follow as VHDS resources). */
+export function vhdsRouteTable(name: string): VersionedResource {
+  return versioned(TYPE_URL.route, name, { name, vhds: { config_source: { ads: {}, resource_api_version: 'V3' } } });
+}

@@ -21,6 +21,8 @@ text of every rejection with the resources it names.
 `;
 
 const TYPES = ['CDS', 'EDS', 'LDS', 'RDS'] as const;
+/** VHDS (virtual hosts as resources of their own, for clients that ask for it) gets a column only when a proxy has it. */
+const VHDS = 'VHDS';
 
 function cell(t: TypeStatus | undefined): string {
   if (!t) return 'NOT SENT';
@@ -51,13 +53,14 @@ function table(rows: string[][]): string {
 /** The text `skein proxy-status` prints for a /debug/proxy-status answer. */
 export function formatProxyStatus(proxies: readonly (ProxyStatus & { certificate?: CertificateView })[], now = Date.now()): string {
   if (proxies.length === 0) return 'No proxies are connected to the control plane.\n';
-  const rows = [['NAME', 'SCOPE', ...TYPES, 'CERT EXPIRES IN', 'MODE', 'AGENT']];
+  const types: readonly string[] = proxies.some((p) => p.types.some((t) => t.type === VHDS)) ? [...TYPES, VHDS] : TYPES;
+  const rows = [['NAME', 'SCOPE', ...types, 'CERT EXPIRES IN', 'MODE', 'AGENT']];
   for (const p of proxies) {
     const byType = new Map(p.types.map((t) => [t.type, t]));
     rows.push([
       p.nodeId,
       p.scope,
-      ...TYPES.map((t) => cell(byType.get(t))),
+      ...types.map((t) => (t === VHDS && !byType.has(t) ? '-' : cell(byType.get(t)))),
       certificateCell(p.certificate, now),
       // A node without ADS: its per-type streams (CDS, EDS, LDS, RDS services) shown as one proxy.
       p.perTypeStreams === undefined ? p.mode.toUpperCase() : `${p.mode.toUpperCase()} (no ADS, ${p.perTypeStreams} streams)`,

@@ -11,7 +11,7 @@ import type { VersionedResource } from '../cache/snapshot.ts';
 import { encodeDeltaResources, withEncodedResources } from './encode.ts';
 import { tracer } from './log.ts';
 import { EMPTY_NAMES, HeldResources, editNames } from './shared-state.ts';
-import { nackedNames, type ResourceStatus } from './status.ts';
+import { mentions, nackedNames, type ResourceStatus } from './status.ts';
 import { AdsStreamBase, ALL, type Changed } from './stream-base.ts';
 import { newNonce, resourcesOf, type StreamDeps } from './stream-io.ts';
 
@@ -30,12 +30,17 @@ interface InflightResponse {
 }
 
 interface Unacked {
-  readonly version: string;
+  /** The version sent; undefined: the name was sent in removed_resources. */
+  readonly version: string | undefined;
   /** The version the client had ACKed before (undefined: none). */
   readonly acked: string | undefined;
+  /** What the client held before this response, had the responses before it been taken (what a NACK puts back). */
+  readonly prev: string | undefined;
   readonly seq: number;
-  /** The response carrying it was NACKed: the client kept `acked`. */
+  /** The response carrying it was NACKed and the NACK named it (or named none of the response): the client kept `acked`. */
   rejected: boolean;
+  /** Sent again because a NACK dropped it with the response it came in without naming it (done once: see `retry`). */
+  readonly retried: boolean;
 }
 
 interface TypeState {
@@ -55,6 +60,11 @@ interface TypeState {
   readonly announceAbsent: Set<string>;
   /** Names to send on the next flush even if the client holds their version (re-subscribed, or a warming Cluster's CLA). */
   readonly resend: Set<string>;
+  /**
+   * Names a NACK dropped without naming them (the client rejects a response whole): offered again on the next
+   * flush, once; if that response is NACKed too, they count as rejected, so a NACK never starts a resend loop.
+   */
+  readonly retry: Set<string>;
   mustRespond: boolean;
   changedAt: number | undefined;
   readonly inflight: Map<string, InflightResponse>;
@@ -75,6 +85,7 @@ function newTypeState(wildcard: boolean): TypeState {
     pendingAll: false,
     announceAbsent: new Set(),
     resend: new Set(),
+    retry: new Set(),
     mustRespond: true,
     changedAt: undefined,
     inflight: new Map(),
@@ -98,7 +109,7 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     let resumed: Readonly<Record<string, string>> | undefined;
     if (!st) {
       resumed = req.initial_resource_versions ?? {};
-      const canWildcard = typeUrl === TYPE_URL.cluster || typeUrl === TYPE_URL.listener;
+      const canWildcard = typeUrl === TYPE_URL.cluster || typeUrl === TYPE_URL.listener || typeUrl === TYPE_URL.virtualHost;
       st = newTypeState(subscribe.includes('*') || (subscribe.length === 0 && canWildcard));
       this.types.set(typeUrl, st);
       st.pendingAll = st.wildcard;
@@ -189,14 +200,33 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     }
     if (req.error_detail) {
       const message = req.error_detail.message || `NACK with code ${req.error_detail.code}`;
-      const rejected: string[] = [];
-      for (const [name, u] of st.unacked) {
-        if (u.seq !== response.seq) continue;
-        u.rejected = true;
-        rejected.push(name);
+      const sentNames: string[] = [];
+      for (const [name, u] of st.unacked) if (u.seq === response.seq) sentNames.push(name);
+      // The client keeps its previous state for the whole response. When the NACK names some of its resources
+      // (Envoy's, gRPC's and Skein's sidecar's do), the others were dropped with them: their ACKed versions are put
+      // back and they are offered again, once. A resource the NACK names, every resource of a NACK that names none,
+      // and one already offered again count as rejected: an update keeps its rejected version in `known` and is not
+      // resent until it changes; a removal is sent again when its name is next looked at. So a NACK never starts a
+      // resend loop, and one bad resource does not hold back the others.
+      const blamed = new Set(sentNames.filter((name) => mentions(message, name)));
+      for (const name of sentNames) {
+        const u = st.unacked.get(name) as Unacked;
+        if (blamed.size > 0 && !blamed.has(name) && !u.retried) {
+          // (Were an earlier response for the same name rejected too, `prev` is a version the client lacks: the
+          // name is resent all the same, which is what it needs.)
+          if (u.prev === undefined) st.known.delete(name);
+          else st.known.set(name, u.prev);
+          st.unacked.delete(name);
+          st.pending.add(name);
+          st.retry.add(name);
+        } else if (u.version === undefined) {
+          if (u.prev !== undefined) st.known.set(name, u.prev);
+          st.unacked.delete(name);
+        } else {
+          u.rejected = true;
+        }
       }
-      this.nacked(typeUrl, nonce, response.systemVersion, message, nackedNames(message, rejected));
-      // The client keeps its previous versions; `known` keeps the rejected one so it is not resent in a loop.
+      this.nacked(typeUrl, nonce, response.systemVersion, message, nackedNames(message, sentNames));
       return;
     }
     for (const [name, u] of st.unacked) if (u.seq <= response.seq && !u.rejected) st.unacked.delete(name);
@@ -278,7 +308,7 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
       if (r) {
         if (held === r.version && !st.resend.has(name)) continue;
         const before = st.unacked.get(name);
-        st.unacked.set(name, { version: r.version, acked: before ? before.acked : held, seq, rejected: false });
+        st.unacked.set(name, { version: r.version, acked: before ? before.acked : held, prev: held, seq, rejected: false, retried: st.retry.has(name) });
         st.known.set(name, r);
         resources.push({ name, version: r.version, resource: r.any });
         carried.push(r);
@@ -286,7 +316,10 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
       } else if (held !== undefined || st.announceAbsent.has(name)) {
         removed.push(name);
         st.known.delete(name);
-        st.unacked.delete(name);
+        // A removal of something the client holds waits for its ACK like an update (a NACK puts it back).
+        const before = st.unacked.get(name);
+        if (held === undefined) st.unacked.delete(name);
+        else st.unacked.set(name, { version: undefined, acked: before ? before.acked : held, prev: held, seq, rejected: false, retried: st.retry.has(name) });
       }
     }
     st.known.compact(map, HELD_OVERRIDE_LIMIT);
@@ -295,6 +328,7 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     st.pending.clear();
     st.announceAbsent.clear();
     st.resend.clear();
+    st.retry.clear();
     st.pendingAll = false;
     st.mustRespond = false;
     st.changedAt = undefined;

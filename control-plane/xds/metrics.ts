@@ -49,7 +49,7 @@ export function createXdsMetrics(): XdsMetrics {
     }),
     pushes: new Counter({
       name: 'skein_xds_pushes_total',
-      help: 'xDS responses sent, by type (CDS, EDS, LDS, RDS)',
+      help: 'xDS responses sent, by type (CDS, EDS, LDS, RDS, VHDS)',
       labelNames: ['type'],
       registers: [registry],
       collect: settle,

@@ -13,7 +13,7 @@ import { type EncodedResources, encodeSotwResources, withEncodedResources } from
 import { tracer } from './log.ts';
 import { rawNamesOf, stableRun } from './request-names.ts';
 import { internNames } from './shared-state.ts';
-import { nackedNames, type ResourceStatus } from './status.ts';
+import { mentions, nackedNames, type ResourceStatus } from './status.ts';
 import { AdsStreamBase, type Changed, ALL, payloadBytes } from './stream-base.ts';
 import { newNonce, resourcesOf, type StreamDeps } from './stream-io.ts';
 
@@ -47,6 +47,8 @@ interface TypeState {
   added: Set<string> | typeof ALL;
   /** EDS: subscribed names to send even if the client holds their version (their Cluster changed: warming). */
   resend: Set<string>;
+  /** EDS/RDS: names offered again after a NACK that did not name them (once: NACKed again, they are not). */
+  retried: Set<string>;
   lastSent: SentRecord | undefined;
   lastAcked: SentRecord | undefined;
   /** The last response the client ACKed or NACKed. */
@@ -190,6 +192,7 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
         changed: new Set(),
         added: ALL,
         resend: new Set(),
+        retried: new Set(),
         lastSent: undefined,
         lastAcked: undefined,
         lastAnswered: undefined,
@@ -212,7 +215,19 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
         const message = req.error_detail.message || `NACK with code ${req.error_detail.code}`;
         const sentNames = sent.carried ?? (sent.names ? [...sent.names].filter((n) => sent.resources.has(n)) : sent.resources.keys());
         this.nacked(typeUrl, nonce, sent.version, message, nackedNames(message, sentNames));
+        // EDS/RDS go one resource at a time: a response the proxy rejected whole took the resources it did not name
+        // down with the ones it did. Those are offered again, once (as delta does): see DeltaStream.onAckOrNack.
+        if (sent.carried && isIncremental(typeUrl, st.wildcard)) {
+          const blamed = sent.carried.filter((name) => mentions(message, name));
+          for (const name of blamed.length > 0 ? sent.carried : []) {
+            if (blamed.includes(name) || st.retried.has(name)) continue;
+            st.resend.add(name);
+            st.retried.add(name);
+            st.dirty = true;
+          }
+        }
       } else {
+        st.retried.clear();
         st.lastAcked = sent;
         this.acked(typeUrl, nonce, sent.version, sent.changedAt);
       }

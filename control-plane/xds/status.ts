@@ -92,13 +92,27 @@ interface TypeRecord {
 
 const MAX_NACK_NAMES = 20;
 
+/** A character that can continue a resource name (`c` is not named by "cluster", nor `x:80` by "x:8080"). */
+const NAME_CHAR = /[A-Za-z0-9_.-]/;
+
+/** Whether a NACK message names a resource: the name as a whole word (quotes, spaces, `:` or `|` around it). */
+export function mentions(message: string, name: string): boolean {
+  if (name === '') return false;
+  for (let at = message.indexOf(name); at >= 0; at = message.indexOf(name, at + 1)) {
+    const before = message[at - 1];
+    const after = message[at + name.length];
+    if ((before === undefined || !NAME_CHAR.test(before)) && (after === undefined || !NAME_CHAR.test(after))) return true;
+  }
+  return false;
+}
+
 /** Picks the resources a NACK message talks about; falls back to the whole response, capped. */
 export function nackedNames(message: string, sentNames: Iterable<string>): string[] {
   const all: string[] = [];
   const named: string[] = [];
   for (const name of sentNames) {
     if (all.length < MAX_NACK_NAMES) all.push(name);
-    if (named.length < MAX_NACK_NAMES && name !== '' && message.includes(name)) named.push(name);
+    if (named.length < MAX_NACK_NAMES && mentions(message, name)) named.push(name);
   }
   return named.length > 0 ? named : all;
 }

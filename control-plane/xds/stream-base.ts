@@ -1,6 +1,6 @@
 // The life of one xDS stream, shared by SotW and delta, ADS or one type: node check, scope, publishes, ordered flushes, ACK/NACK books.
 import * as grpc from '@grpc/grpc-js';
-import { ADS_ORDER, kindOf, shortName, type Node__Output, TYPE_URL, type TypeUrl } from '../../proto/index.ts';
+import { ADS_ORDER, kindOf, shortName, type Node__Output, TYPE_URL, type TypeUrl, VHDS_FEATURE } from '../../proto/index.ts';
 import type { ResourcesByName, ScopeResources, Snapshot, VersionedResource } from '../cache/snapshot.ts';
 import { DEFAULT_SLICE_MS } from '../slices.ts';
 import { malformedReason } from './bad-requests.ts';
@@ -43,6 +43,12 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
   readonly only: TypeUrl | undefined;
   readonly service: XdsService;
   protected node: Node__Output | undefined;
+  /**
+   * A delta ADS stream whose node declares VHDS_FEATURE (in an envoy scope): it gets the scope's VHDS form (route
+   * tables with `vhds`, virtual hosts as VirtualHost resources). Any other stream gets what it always got, and a
+   * request of the VirtualHost type is a type Skein does not serve to it.
+   */
+  protected vhds = false;
   protected record: ProxyStatusRecord | undefined;
   /**
    * The scope's resources as of the last snapshot this stream saw; responses are built from it. While `keeping`,
@@ -157,7 +163,7 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
       }
       typeUrl = this.only;
     }
-    if (!kindOf(typeUrl)) {
+    if (!kindOf(typeUrl) || (typeUrl === TYPE_URL.virtualHost && !this.vhds)) {
       if (!this.record?.unknownTypeUrls.has(typeUrl)) {
         this.deps.log.warn('request for a type Skein does not serve; answering nothing', {
           nodeId: this.nodeId,
@@ -172,7 +178,7 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
     // are flushed when the outbox becomes writable again).
     if (this.hasPending(typeUrl as TypeUrl)) this.scheduleFlush();
     else if (this.only === TYPE_URL.cluster) this.announceClustersSettled();
-    if (this.keeping && (typeUrl === TYPE_URL.listener || typeUrl === TYPE_URL.route) && this.routesSettled()) this.dropKept();
+    if (this.keeping && ROUTING_TYPES.includes(typeUrl as TypeUrl) && this.routesSettled()) this.dropKept();
   }
 
   private start(node: Node__Output): void {
@@ -185,7 +191,8 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
     const snapshot = this.deps.cache.current();
     this.scope = scope;
     this.serial = snapshot.serial;
-    this.view = this.adapt(snapshot.scopes.get(scope) ?? EMPTY_SCOPE);
+    this.vhds = this.mode === 'delta' && this.only === undefined && declaresVhds(node) && snapshot.vhdsScopes?.has(scope) === true;
+    this.view = this.adapt(this.scopeIn(snapshot, scope));
     this.actual = this.view;
     this.record = this.deps.status.open({
       nodeId: node.id,
@@ -206,14 +213,14 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
       if (this.closed || this.scope === undefined) return;
       this.serial = snapshot.serial;
       this.lastChangedAt = snapshot.changedAt;
-      const actual = this.adapt(snapshot.scopes.get(this.scope) ?? EMPTY_SCOPE);
+      const actual = this.adapt(this.scopeIn(snapshot, this.scope));
       const prev = this.view;
       if (actual === this.actual) return;
       const changes = snapshot.changes.get(this.scope);
       const wasKeeping = this.keeping;
       this.actual = actual;
       // Listeners and routes follow the snapshot; they are marked first, as whether clusters are kept depends on them.
-      for (const typeUrl of [TYPE_URL.listener, TYPE_URL.route]) {
+      for (const typeUrl of ROUTING_TYPES) {
         if (this.subscribes(typeUrl) && prev.get(typeUrl) !== actual.get(typeUrl)) {
           this.markChanged(typeUrl, changes?.get(typeUrl) ?? ALL, snapshot.changedAt);
         }
@@ -252,6 +259,11 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
       }
       this.scheduleFlush();
     });
+  }
+
+  /** The scope in a snapshot: its VHDS form for a VHDS stream (see `vhds`), else as published. */
+  private scopeIn(snapshot: Snapshot, scope: string): ScopeResources {
+    return (this.vhds ? snapshot.vhdsScopes?.get(scope) : undefined) ?? snapshot.scopes.get(scope) ?? EMPTY_SCOPE;
   }
 
   /**
@@ -306,9 +318,9 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
     if (this.deps.nodes && this.clustersSettled()) this.deps.nodes.clustersAnswered(this.nodeId, this.scope);
   }
 
-  /** Every listener and route table sent has been ACKed and none is waiting to be sent. */
+  /** Every listener, route table and virtual host sent has been ACKed and none is waiting to be sent. */
   private routesSettled(): boolean {
-    for (const typeUrl of [TYPE_URL.listener, TYPE_URL.route]) {
+    for (const typeUrl of ROUTING_TYPES) {
       if (this.subscribes(typeUrl) && (this.hasPending(typeUrl) || !this.acknowledged(typeUrl))) return false;
     }
     return true;
@@ -422,6 +434,14 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
 }
 
 const EMPTY_MAP: ResourcesByName = new Map();
+
+/** The types that say which clusters requests use (make-before-break waits for their ACKs); VHDS carries routes too. */
+const ROUTING_TYPES: readonly TypeUrl[] = [TYPE_URL.listener, TYPE_URL.route, TYPE_URL.virtualHost];
+
+/** Whether a node asks for VHDS (node.client_features holds VHDS_FEATURE). */
+export function declaresVhds(node: Pick<Node__Output, 'client_features'> | null | undefined): boolean {
+  return Array.isArray(node?.client_features) && node.client_features.includes(VHDS_FEATURE);
+}
 
 /** Per map a view held: the last map it moved to and the result, shared by every stream of the scope. */
 const keptCache = new WeakMap<ResourcesByName, { readonly next: ResourcesByName; readonly out: ResourcesByName }>();

@@ -170,8 +170,10 @@ export function openDeltaStream(
       if (names === 'wildcard') {
         if (before === 'wildcard') return;
         sent.set(typeUrl, 'wildcard');
-        // Legacy wildcard: a first request with no names subscribes to everything of the type.
-        write({ type_url: typeUrl, resource_names_subscribe: [], initial_resource_versions: { ...known } });
+        // Legacy wildcard (CDS, LDS): a first request with no names subscribes to everything of the type; other
+        // types (VHDS) say "*".
+        const all = FULL_STATE_TYPES.has(typeUrl) ? [] : ['*'];
+        write({ type_url: typeUrl, resource_names_subscribe: all, initial_resource_versions: { ...known } });
         return;
       }
       const want = new Set(names);

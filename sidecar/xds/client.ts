@@ -1,13 +1,13 @@
-// The sidecar's ADS client: delta first (SotW fallback), CDS→EDS→LDS→RDS warming, ACK/NACK, last good config, backoff.
+// The sidecar's ADS client: delta first (SotW fallback), CDS→EDS→LDS→RDS(→VHDS) warming, ACK/NACK, last good config, backoff.
 import * as grpc from '@grpc/grpc-js';
-import { adsClientConstructor, kindOf, type Node, shortName, TYPE_URL, type TypeUrl } from '../../proto/index.ts';
+import { adsClientConstructor, kindOf, type Node, shortName, TYPE_URL, type TypeUrl, VHDS_FEATURE } from '../../proto/index.ts';
 import { XdsResourceInvalidError, XdsStreamError } from '../errors.ts';
 import { logger } from '../log.ts';
 import { type AdsStream, type IncomingUpdate, openDeltaStream, openSotwStream } from './ads-stream.ts';
 import { Backoff, type BackoffOptions, DEFAULT_BACKOFF } from './backoff.ts';
 import type { XdsMetrics } from './metrics.ts';
 import type { MeshConfig } from './model.ts';
-import { decodeResources } from './resources.ts';
+import { type DecodedResource, decodeResources } from './resources.ts';
 import { ResourceStore, type Warmth } from './store.ts';
 
 const log = logger('xds');
@@ -49,7 +49,7 @@ export interface XdsClientState {
   readonly lastPublishedAt?: string;
 }
 
-const TYPES: readonly TypeUrl[] = [TYPE_URL.cluster, TYPE_URL.endpoint, TYPE_URL.listener, TYPE_URL.route];
+const TYPES: readonly TypeUrl[] = [TYPE_URL.cluster, TYPE_URL.endpoint, TYPE_URL.listener, TYPE_URL.route, TYPE_URL.virtualHost];
 const STATUS_NAME = Object.fromEntries(Object.entries(grpc.status).map(([k, v]) => [v, k])) as Record<number, string>;
 
 export class XdsClient {
@@ -136,7 +136,7 @@ export class XdsClient {
     log.debug('opening ADS stream', { server: this.options.server, protocol: this.protocol });
     const stream: AdsStream = open(
       this.grpcClient,
-      this.options.node,
+      this.protocol === 'delta' ? withVhds(this.options.node) : this.options.node,
       {
         onOpen: () => {
           if (this.stream !== stream) return;
@@ -184,6 +184,8 @@ export class XdsClient {
     s.subscribe(TYPE_URL.endpoint, [...store.edsNames()], store.versionsOf(TYPE_URL.endpoint));
     s.subscribe(TYPE_URL.listener, 'wildcard', store.versionsOf(TYPE_URL.listener));
     s.subscribe(TYPE_URL.route, [...store.rdsNames()], store.versionsOf(TYPE_URL.route));
+    // VHDS (delta only: the node declares it there): every VirtualHost, once a route table says they come that way.
+    if (s.protocol === 'delta' && store.wantsVhds()) s.subscribe(TYPE_URL.virtualHost, 'wildcard', store.versionsOf(TYPE_URL.virtualHost));
   }
 
   private handleUpdate(stream: AdsStream, update: IncomingUpdate): void {
@@ -195,6 +197,9 @@ export class XdsClient {
       return;
     }
     const decoded = decodeResources(typeUrl, update.items);
+    if (typeUrl === TYPE_URL.virtualHost && decoded.errors.length === 0) {
+      decoded.errors.push(...this.store.checkVirtualHosts(decoded.resources as DecodedResource<typeof TYPE_URL.virtualHost>[], update.removed));
+    }
     if (decoded.errors.length > 0) {
       this.reject(stream, update, decoded.errors);
       return;
@@ -248,4 +253,13 @@ export class XdsClient {
       log.error('applying the new config failed', { error: (err as Error).stack ?? String(err) });
     }
   }
+}
+
+/**
+ * The node as a delta stream sends it: declaring VHDS (a control plane that serves it then sends route tables with
+ * `vhds` and each virtual host as a resource; one that does not ignores it). A state-of-the-world stream never does.
+ */
+function withVhds(node: Node): Node {
+  const features = node.client_features ?? [];
+  return features.includes(VHDS_FEATURE) ? node : { ...node, client_features: [...features, VHDS_FEATURE] };
 }

@@ -114,6 +114,11 @@ export interface RouteTableConfig {
   readonly name: string;
   readonly version: string;
   readonly virtualHosts: readonly VirtualHostConfig[];
+  /**
+   * As received over RDS: the virtual hosts come through VHDS (VirtualHost resources `<name>/<vhost name>`). In a
+   * MeshConfig the table is already assembled: `virtualHosts` holds them, sorted by name.
+   */
+  readonly vhds?: boolean;
 }
 
 export interface HttpListenerConfig {

@@ -1,20 +1,22 @@
-// Decodes and validates xDS resources of any of the four types, collecting every error with its field path.
+// Decodes and validates xDS resources of any type the sidecar takes (CDS, EDS, LDS, RDS, VHDS), collecting every error with its field path.
 import { nodeCrypto } from '../builtins.ts';
 import {
   type Cluster__Output,
   type ClusterLoadAssignment__Output,
   type Listener__Output,
   type RouteConfiguration__Output,
+  splitVhdsResourceName,
   TYPE_URL,
   type TypeUrl,
   unpack,
+  type VirtualHost__Output,
 } from '../../proto/index.ts';
 import { type DecodedCluster, decodeCluster } from './clusters.ts';
 import { decodeEndpoints } from './endpoints.ts';
 import { Problems, quote } from './fields.ts';
 import { decodeListener } from './listeners.ts';
-import type { EndpointConfig, ListenerConfig, RouteTableConfig } from './model.ts';
-import { decodeRouteConfiguration } from './routes.ts';
+import type { EndpointConfig, ListenerConfig, RouteTableConfig, VirtualHostConfig } from './model.ts';
+import { decodeRouteConfiguration, decodeVirtualHost } from './routes.ts';
 
 export type { DecodedCluster } from './clusters.ts';
 export { clustersOfRoutes } from './routes.ts';
@@ -25,12 +27,19 @@ export interface DecodedEndpoints {
   readonly endpoints: readonly EndpointConfig[];
 }
 
+/** A VHDS resource `<route configuration name>/<vhost name>`: one virtual host of that route table. */
+export interface DecodedVirtualHost {
+  readonly routeConfigName: string;
+  readonly vhost: VirtualHostConfig;
+}
+
 /** What each type URL decodes to. */
 export interface DecodedByType {
   [TYPE_URL.cluster]: DecodedCluster;
   [TYPE_URL.endpoint]: DecodedEndpoints;
   [TYPE_URL.listener]: ListenerConfig;
   [TYPE_URL.route]: RouteTableConfig;
+  [TYPE_URL.virtualHost]: DecodedVirtualHost;
 }
 
 export interface DecodedResource<T extends TypeUrl = TypeUrl> {
@@ -49,6 +58,7 @@ export const KIND_LABEL: Readonly<Record<TypeUrl, string>> = {
   [TYPE_URL.endpoint]: 'ClusterLoadAssignment',
   [TYPE_URL.listener]: 'Listener',
   [TYPE_URL.route]: 'RouteConfiguration',
+  [TYPE_URL.virtualHost]: 'VirtualHost',
 };
 
 /** A content hash of a resource's bytes: the version used when the server gives none (state of the world). */
@@ -75,8 +85,20 @@ function decodeTyped(typeUrl: TypeUrl, message: unknown, version: string, proble
       return decodeListener(message as Listener__Output, version, problems);
     case TYPE_URL.route:
       return decodeRouteConfiguration(message as RouteConfiguration__Output, version, problems);
+    case TYPE_URL.virtualHost:
+      return undefined; // decodeResource: it needs the resource name
   }
   return undefined;
+}
+
+/** A VHDS resource: named `<route configuration name>/<its own name>` (Envoy's naming), validated as a table's vhost is. */
+function decodeVhdsResource(message: VirtualHost__Output, resourceName: string | undefined, problems: Problems): DecodedVirtualHost | undefined {
+  const split = resourceName === undefined ? undefined : splitVhdsResourceName(resourceName);
+  if (resourceName === undefined) problems.add('name', 'a VirtualHost needs its delta resource name (<route configuration name>/<virtual host name>)');
+  else if (split === undefined) problems.add('name', `resource name ${quote(resourceName)} is not <route configuration name>/<virtual host name>`);
+  else if (message.name !== split.vhostName) problems.add('name', `${quote(message.name)} differs from the resource name's ${quote(split.vhostName)}`);
+  const vhost = decodeVirtualHost(message, '', problems);
+  return split === undefined ? undefined : { routeConfigName: split.routeConfigName, vhost };
 }
 
 /**
@@ -101,11 +123,15 @@ export function decodeResource<T extends TypeUrl>(
     const name = expectedName ?? '';
     return { ok: false, name, errors: [`${label} ${quote(name)}: cannot decode: ${(err as Error).message}`] };
   }
-  const name = nameOf(typeUrl, message);
+  const vhds = typeUrl === TYPE_URL.virtualHost;
+  // A VirtualHost is known by its resource name (`<table>/<vhost>`); its message holds only the vhost's part.
+  const name = vhds ? (expectedName ?? nameOf(typeUrl, message)) : nameOf(typeUrl, message);
   const problems = new Problems();
-  if (expectedName !== undefined && expectedName !== name)
+  if (!vhds && expectedName !== undefined && expectedName !== name)
     problems.add('name', `${quote(name)} differs from the resource name ${quote(expectedName)}`);
-  const value = decodeTyped(typeUrl, message, version ?? contentVersion(any.value), problems);
+  const value = vhds
+    ? decodeVhdsResource(message as unknown as VirtualHost__Output, expectedName, problems)
+    : decodeTyped(typeUrl, message, version ?? contentVersion(any.value), problems);
   if (!problems.empty || value === undefined) {
     const errors = problems.list.map((p) => `${label} ${quote(name)}: ${p}`);
     return { ok: false, name, errors: errors.length ? errors : [`${label} ${quote(name)}: invalid`] };

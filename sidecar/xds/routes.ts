@@ -1,4 +1,4 @@
-// Validates an Envoy RouteConfiguration (RDS or inline in an HCM) into the sidecar's route table.
+// Validates an Envoy RouteConfiguration (RDS or inline in an HCM) into the sidecar's route table, and VHDS VirtualHosts.
 import type { Route__Output, RouteConfiguration__Output, VirtualHost__Output } from '../../proto/index.ts';
 import type { HeaderMatch, PathMatch, RouteAction, RouteConfig, RouteTableConfig, VirtualHostConfig } from './model.ts';
 import { durationMs, type Problems, quote } from './fields.ts';
@@ -117,7 +117,7 @@ function decodeForward(a: Action, vhRetry: RetryPolicy | null, vhPath: string, p
   });
   const timeout = a.timeout ? durationMs(a.timeout, `${path}.timeout`, problems) : DEFAULT_ROUTE_TIMEOUT_MS;
   const rp = a.retry_policy ?? vhRetry;
-  const retry = rp ? decodeRetry(rp, a.retry_policy ? `${path}.retry_policy` : `${vhPath}.retry_policy`, problems) : undefined;
+  const retry = rp ? decodeRetry(rp, a.retry_policy ? `${path}.retry_policy` : vhPath ? `${vhPath}.retry_policy` : 'retry_policy', problems) : undefined;
   return {
     kind: 'forward',
     targets,
@@ -170,6 +170,39 @@ function checkDomain(domain: string, path: string, problems: Problems): void {
     problems.add(path, `${quote(domain)}: a wildcard may only lead or end a domain`);
 }
 
+/**
+ * Validates one VirtualHost (inside a table, or a VHDS resource on its own); `vpath` prefixes its field paths.
+ * `seen` (domain → index of the vhost that has it) catches duplicates across the table's vhosts.
+ */
+export function decodeVirtualHost(
+  vh: VirtualHost__Output,
+  vpath: string,
+  problems: Problems,
+  seen: Map<string, number> = new Map(),
+  index = 0,
+  tablePrefix = '',
+): VirtualHostConfig {
+  if (!vh.name) problems.add(`${vpath}name`, 'is required');
+  if (vh.domains.length === 0) problems.add(`${vpath}domains`, 'must not be empty');
+  if (vh.request_headers_to_add.length > 0) problems.add(`${vpath}request_headers_to_add`, 'is not supported');
+  const domains = vh.domains.map((d, j) => {
+    const domain = d.toLowerCase();
+    checkDomain(domain, `${vpath}domains[${j}]`, problems);
+    const first = seen.get(domain);
+    if (first !== undefined && first !== index) {
+      problems.add(`${vpath}domains[${j}]`, `${quote(domain)} duplicates ${tablePrefix}virtual_hosts[${first}]`);
+    } else if (first === index) {
+      problems.add(`${vpath}domains[${j}]`, `${quote(domain)} is listed twice`);
+    } else {
+      seen.set(domain, index);
+    }
+    return domain;
+  });
+  const base = vpath.endsWith('.') ? vpath.slice(0, -1) : vpath;
+  const routes = vh.routes.map((r, k) => decodeRoute(r, vh, base, `${vpath}routes[${k}]`, problems));
+  return { name: vh.name, domains, routes };
+}
+
 /** Validates a RouteConfiguration; `prefix` is prepended to field paths (for a table inline in an HCM). */
 export function decodeRouteConfiguration(
   rc: RouteConfiguration__Output,
@@ -179,28 +212,18 @@ export function decodeRouteConfiguration(
 ): RouteTableConfig {
   if (!rc.name && !prefix) problems.add('name', 'is required');
   const seen = new Map<string, number>();
-  const virtualHosts: VirtualHostConfig[] = rc.virtual_hosts.map((vh, i) => {
-    const vpath = `${prefix}virtual_hosts[${i}]`;
-    if (!vh.name) problems.add(`${vpath}.name`, 'is required');
-    if (vh.domains.length === 0) problems.add(`${vpath}.domains`, 'must not be empty');
-    if (vh.request_headers_to_add.length > 0) problems.add(`${vpath}.request_headers_to_add`, 'is not supported');
-    const domains = vh.domains.map((d, j) => {
-      const domain = d.toLowerCase();
-      checkDomain(domain, `${vpath}.domains[${j}]`, problems);
-      const first = seen.get(domain);
-      if (first !== undefined && first !== i) {
-        problems.add(`${vpath}.domains[${j}]`, `${quote(domain)} duplicates ${prefix}virtual_hosts[${first}]`);
-      } else if (first === i) {
-        problems.add(`${vpath}.domains[${j}]`, `${quote(domain)} is listed twice`);
-      } else {
-        seen.set(domain, i);
-      }
-      return domain;
-    });
-    const routes = vh.routes.map((r, k) => decodeRoute(r, vh, vpath, `${vpath}.routes[${k}]`, problems));
-    return { name: vh.name, domains, routes };
-  });
-  return { name: rc.name, version, virtualHosts };
+  const virtualHosts: VirtualHostConfig[] = rc.virtual_hosts.map((vh, i) =>
+    decodeVirtualHost(vh, `${prefix}virtual_hosts[${i}].`, problems, seen, i, prefix),
+  );
+  let vhds = false;
+  if (rc.vhds) {
+    // VHDS: the virtual hosts come as VirtualHost resources on the same ADS stream (store.ts assembles the table).
+    const src = rc.vhds.config_source;
+    if (prefix) problems.add(`${prefix}vhds`, 'is not supported in an inline route table');
+    else if (src?.config_source_specifier !== 'ads') problems.add('vhds.config_source', 'only ads {} is supported');
+    else vhds = true;
+  }
+  return { name: rc.name, version, virtualHosts, ...(vhds ? { vhds } : {}) };
 }
 
 /** Every cluster a route table forwards to. */

@@ -1,4 +1,4 @@
-// Control-plane benchmark: N simulated sidecars on ADS (SotW and delta), endpoint changes from a registry file.
+// Control-plane benchmark: N simulated sidecars on ADS (SotW and delta, delta with VHDS unless --no-vhds), changes from a registry file.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +11,7 @@ import { checkTargets, renderTable, toJson } from './lib/report.ts';
 
 const USAGE = `Usage: npm run bench:control-plane -- [--proxies 100,1000] [--modes sotw,delta] [--quick]
        [--services 1000] [--endpoints 10] [--namespaces 10] [--debounce-ms 100] [--repetitions 3]
-       [--churn-seconds 10] [--timeout-s 20] [--workers 2] [--client h2|grpc-js] [--no-pin]
+       [--churn-seconds 10] [--timeout-s 20] [--workers 2] [--client h2|grpc-js] [--no-pin] [--no-vhds]
 
 Starts \`skein control-plane --registry <generated file>\` once per (proxies, mode), connects the simulated
 proxies over ADS, and measures one endpoint change and 1% churn per second. --quick: 100 proxies (unless
@@ -19,7 +19,9 @@ proxies over ADS, and measures one endpoint change and 1% churn per second. --qu
 generator to different cores with taskset. --client: how the simulated proxies speak gRPC: h2 (default), a bare
 HTTP/2 stream per proxy (test/bench/lib/h2-call.ts), or grpc-js's client (more load-generator CPU per response;
 with 1000 proxies on one core its own queue then shows in the tail). --timeout-s: how long after a change (after the last churn tick)
-proxies may take to ACK it before they count as missed.
+proxies may take to ACK it before they count as missed. Delta proxies declare VHDS (node.client_features
+skein.vhds) and subscribe to every VirtualHost, as Skein's sidecar does; --no-vhds (or SKEIN_BENCH_VHDS=0): they
+do not, and get the whole route table over RDS (for an A/B of the two).
 Environment: SKEIN_BENCH_CP_PROFILE=<dir> profiles the control plane and prints its hottest functions per phase;
 SKEIN_BENCH_CP_LOG=<file> keeps its log; SKEIN_BENCH_CP_NODE_FLAGS="--trace-gc ..." runs it with those node flags and
 SKEIN_BENCH_CP_STDOUT=<file> keeps its stdout (where --trace-gc writes); SKEIN_BENCH_WORKER_FLAGS="--cpu-prof --cpu-prof-dir=<dir>" passes node flags
@@ -49,6 +51,7 @@ function parseFlags(argv: string[]) {
       client: { type: 'string', default: 'h2' },
       'timeout-s': { type: 'string', default: '20' },
       'no-pin': { type: 'boolean', default: false },
+      'no-vhds': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -85,6 +88,7 @@ function parseFlags(argv: string[]) {
     client,
     timeoutMs: int('timeout-s', values['timeout-s'], 1) * 1000,
     pin: !values['no-pin'] && availableParallelism() >= 2,
+    vhds: !values['no-vhds'] && process.env.SKEIN_BENCH_VHDS !== '0',
   };
 }
 
@@ -128,6 +132,7 @@ async function main(): Promise<number> {
               proxies,
               mode,
               client: flags.client,
+              vhds: flags.vhds,
               registry,
               debounceMs: flags.debounceMs,
               workers: Math.min(flags.workers, proxies),
@@ -166,6 +171,7 @@ async function main(): Promise<number> {
   process.stdout.write(`\nControl-plane benchmark: ${flags.services} Services × ${flags.endpoints} endpoints, ` +
     `${flags.namespaces} namespaces, debounce ${flags.debounceMs} ms, ` +
     `${flags.pin ? 'control plane on CPU 0, load generator on CPU 1' : 'no CPU pinning'}, simulated proxies on ${flags.client === 'h2' ? 'bare HTTP/2 streams' : "grpc-js's client"}, ` +
+    `delta ${flags.vhds ? 'with VHDS' : 'without VHDS (RDS only)'}, ` +
     `${((Date.now() - started) / 1000).toFixed(0)} s\n\n`);
   process.stdout.write(`${renderTable(runs, checks, flags.debounceMs)}\n`);
   const meta = {
@@ -174,6 +180,7 @@ async function main(): Promise<number> {
     namespaces: flags.namespaces,
     debounce_ms: flags.debounceMs,
     client: flags.client,
+    vhds: flags.vhds,
     repetitions: flags.repetitions,
     churn_seconds: flags.churnSeconds,
     timeout_s: flags.timeoutMs / 1000,

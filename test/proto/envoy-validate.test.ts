@@ -145,9 +145,25 @@ describe('the resources Skein serves load in a real Envoy', () => {
     expect(scopes).toEqual(['envoy/default', 'envoy/lonely', 'envoy/shop', 'proxyless']);
     for (const scope of scopes) {
       const kinds = new Set(served(snapshot, scope).map((r) => r.typeUrl));
-      expect([...kinds].sort(), scope).toEqual(Object.values(TYPE_URL).sort());
+      // VirtualHost resources are in a scope's VHDS form only (for clients that ask for VHDS).
+      expect([...kinds].sort(), scope).toEqual(Object.values(TYPE_URL).filter((t) => t !== TYPE_URL.virtualHost).sort());
     }
   });
+
+  for (const scope of ['envoy/default', 'envoy/lonely', 'envoy/shop']) {
+    it(`${scope} as VHDS clients get it: its route table and VirtualHost resources pass every PGV rule`, () => {
+      const form = snapshot.vhdsScopes?.get(scope);
+      expect(form, scope).toBeDefined();
+      const resources: ServedResource[] = [];
+      for (const typeUrl of [TYPE_URL.route, TYPE_URL.virtualHost]) {
+        for (const r of form?.get(typeUrl)?.values() ?? []) resources.push({ typeUrl, name: r.name, bytes: r.any.value });
+      }
+      expect(resources.filter((r) => r.typeUrl === TYPE_URL.virtualHost).length, scope).toBeGreaterThan(0);
+      const walker = new PgvWalker(protos);
+      for (const r of resources) walker.validateBytes(r.typeUrl, r.bytes, `${r.typeUrl.split('.').pop()} ${r.name}`);
+      expect(format(walker.findings)).toBe('');
+    });
+  }
 
   for (const scope of ['envoy/default', 'envoy/lonely', 'envoy/shop', 'proxyless']) {
     it(`${scope}: passes every PGV rule and Envoy's load-time checks`, () => {

@@ -1,7 +1,8 @@
 // Runs the whole sidecar (config → xDS client → data plane → admin) against an in-process xDS peer and a real backend.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer, request, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
+import { get } from './outbound-get.ts';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -64,21 +65,6 @@ function seed(peer: XdsPeer, backendPort: number): void {
       ],
     }),
   );
-}
-
-/** A plain HTTP/1.1 request with an explicit Host header (through the outbound listener). */
-function get(port: number, path: string, host: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, headers: { host }, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.setTimeout(5000, () => req.destroy(new Error('no response through the outbound listener within 5 s')));
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 const cleanups: (() => unknown)[] = [];

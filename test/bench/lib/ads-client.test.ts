@@ -68,9 +68,13 @@ describe('SimulatedProxy against the xDS server', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  const cases = (['sotw', 'delta'] as XdsMode[]).flatMap((mode) => (['h2', 'grpc-js'] as ClientKind[]).map((client) => ({ mode, client })));
-  for (const { mode, client } of cases) {
-    it(`${mode} (${client}): syncs CDS, EDS, LDS and RDS, ACKs the EDS update that carries a changed endpoint, follows a Service added and removed`, async () => {
+  const cases = [
+    ...(['sotw', 'delta'] as XdsMode[]).flatMap((mode) => (['h2', 'grpc-js'] as ClientKind[]).map((client) => ({ mode, client, vhds: true }))),
+    { mode: 'delta' as XdsMode, client: 'h2' as ClientKind, vhds: false },
+  ];
+  for (const { mode, client, vhds } of cases) {
+    const types = mode === 'delta' && vhds ? 'RDS and VHDS' : 'RDS';
+    it(`${mode} (${client}${mode === 'delta' && !vhds ? ', --no-vhds' : ''}): syncs CDS, EDS, LDS and ${types}, ACKs the EDS update that carries a changed endpoint, follows a Service added and removed`, async () => {
       const tracker = new ChangeTracker(2);
       const counters = newCounters();
       const synced = new Set<number>();
@@ -81,6 +85,7 @@ describe('SimulatedProxy against the xDS server', () => {
             address: xds.address,
             mode,
             client,
+            vhds,
             slot,
             index: slot,
             namespace: namespaceName(slot),
@@ -95,6 +100,9 @@ describe('SimulatedProxy against the xDS server', () => {
         await until('both proxies to sync', () => synced.size === 2);
         const nodes = status.list().map((s) => s.nodeId);
         expect(nodes).toContain(`sidecar~127.0.0.1~p0.${namespaceName(0)}~${namespaceName(0)}.svc.cluster.local`);
+        const vhdsStreams = () => status.list().filter((p) => p.types.some((t) => t.type === 'VHDS'));
+        const usesVhds = mode === 'delta' && vhds;
+        await until('the VHDS ACKs', () => vhdsStreams().filter((p) => p.types.every((t) => t.state === 'SYNCED')).length === (usesVhds ? 2 : 0));
 
         const [change] = registry.changeEndpoints(1);
         if (!change) throw new Error('no change');
@@ -124,6 +132,9 @@ describe('SimulatedProxy against the xDS server', () => {
         publish();
         await until('both proxies to receive the new Service', () => tracker.result(2)?.ackedAt.every(Number.isFinite) ?? false);
         expect(status.list({ resources: true }).some((s) => JSON.stringify(s).includes(added.cluster))).toBe(true);
+        // With VHDS the new Service's virtual host comes as a resource of its own (and the route table is not resent).
+        const vhostOf = (p: ReturnType<typeof status.list>[number]) => p.types.find((t) => t.type === 'VHDS')?.resources?.some((r) => r.name.includes(added.cluster.split('||')[1] ?? '?'));
+        if (usesVhds) await until('the VirtualHost of the new Service', () => status.list({ resources: true }).every((p) => vhostOf(p) === true));
         registry.removeAddedService();
         publish();
         await until('the server to drop the removed EDS name', () =>

@@ -1,4 +1,4 @@
-// A simulated sidecar on ADS (state of the world or delta): subscribes like Envoy, ACKs everything, counts bytes.
+// A simulated sidecar on ADS (state of the world or delta, optionally with VHDS): subscribes like Skein's sidecar, ACKs everything, counts bytes.
 import * as grpc from '@grpc/grpc-js';
 import {
   type DeltaDiscoveryRequest,
@@ -13,6 +13,7 @@ import {
   type Node,
   decodeMessage,
   grpcDefinitions,
+  VHDS_FEATURE,
 } from '../../../proto/index.ts';
 import { type ChangeTracker, type Expectation, monotonicMs } from './change-tracker.ts';
 import { H2Call } from './h2-call.ts';
@@ -48,11 +49,16 @@ export interface SimulatedProxyOptions {
   readonly tracker: ChangeTracker;
   /** Shared by the worker's proxies. */
   readonly counters: ProxyCounters;
-  /** Called once, when CDS, EDS (every subscribed cluster), LDS and RDS have all been received and ACKed. */
+  /** Called once, when CDS, EDS (every subscribed cluster), LDS and RDS (and VHDS) have all been received and ACKed. */
   readonly onSynced: (slot: number) => void;
   readonly onError: (slot: number, message: string) => void;
   /** Default 'h2'. */
   readonly client?: ClientKind;
+  /**
+   * Delta only (default true): declare VHDS (node.client_features) and, once the route table has come, subscribe to
+   * every VirtualHost, as Skein's sidecar does; synced then also waits for the VirtualHosts. false: RDS only.
+   */
+  readonly vhds?: boolean;
 }
 
 /** The part of a bidi call the simulated proxy uses (grpc-js's ClientDuplexStream and H2Call both have it). */
@@ -219,11 +225,27 @@ class HeldDemand {
   }
 }
 
+/**
+ * One string per resource name and version in a load-generator process: each proxy decodes its own copies of the
+ * same thousands of names (CDS, EDS, LDS, VHDS); shared, a worker's proxies keep less heap for its GC to walk
+ * inside the measured ACK times.
+ */
+const strings = new Map<string, string>();
+function intern(s: string): string {
+  const hit = strings.get(s);
+  if (hit !== undefined) return hit;
+  strings.set(s, s);
+  return s;
+}
+
 function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
   if (a.size !== b.size) return false;
   for (const x of a) if (!b.has(x)) return false;
   return true;
 }
+
+/** Delta: the types whose held names checkSynced needs. */
+const HELD_TYPES = new Set<string>([TYPE_URL.endpoint, TYPE_URL.route]);
 
 const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   // A connection per proxy, like real sidecars (grpc-js otherwise shares one subchannel between equal channels).
@@ -242,7 +264,10 @@ export class SimulatedProxy {
   private readonly subscribed = new Map<string, Set<string>>();
   private readonly version = new Map<string, string>();
   private readonly nonce = new Map<string, string>();
-  /** Delta: the resources currently held, per type, name → version. */
+  /**
+   * Delta: the resources currently held, name → version, of the types whose names the sync check looks at (EDS,
+   * RDS); the others' names are not kept (a proxy's held names cost the load generator's GC, not the control plane).
+   */
   private readonly held = new Map<string, Map<string, string>>();
   /** Delta: the EDS names the held Clusters ask for, and the route tables the held Listeners ask for. */
   private readonly demand = new Map<string, { readonly of: HeldDemand; readonly type: string }>([
@@ -255,6 +280,11 @@ export class SimulatedProxy {
     this.o = options;
   }
 
+  /** Whether this proxy asks for VHDS (delta streams only, as the sidecar). */
+  get vhds(): boolean {
+    return this.o.mode === 'delta' && this.o.vhds !== false;
+  }
+
   get node(): Node {
     const ns = this.o.namespace;
     return {
@@ -263,6 +293,7 @@ export class SimulatedProxy {
       metadata: { fields: { NAMESPACE: { string_value: ns } } },
       user_agent_name: 'skein-bench',
       user_agent_version: '1',
+      ...(this.vhds ? { client_features: [VHDS_FEATURE] } : {}),
     } as Node;
   }
 
@@ -379,8 +410,8 @@ export class SimulatedProxy {
   private onDelta(res: DeltaDiscoveryResponse__Output): void {
     const type = res.type_url;
     const at = monotonicMs();
-    const held = this.held.get(type) ?? new Map<string, string>();
-    this.held.set(type, held);
+    const held = HELD_TYPES.has(type) ? (this.held.get(type) ?? new Map<string, string>()) : undefined;
+    if (held) this.held.set(type, held);
     const completed: Expectation[] = [];
     const demand = this.demand.get(type);
     const add = new Set<string>();
@@ -388,18 +419,23 @@ export class SimulatedProxy {
     for (const r of res.resources) {
       const bytes = r.resource?.value as Uint8Array | undefined;
       if (!bytes) continue;
-      held.set(r.name, r.version);
+      held?.set(intern(r.name), intern(r.version));
       if (type === TYPE_URL.endpoint) this.o.tracker.inspect(this.o.slot, r.name, bytes, at, completed);
       demand?.of.update(r.name, bytes, add, remove);
     }
     for (const name of res.removed_resources) {
-      held.delete(name);
+      held?.delete(name);
       demand?.of.update(name, undefined, add, remove);
     }
     this.call?.write({ type_url: type, response_nonce: res.nonce } satisfies DeltaDiscoveryRequest);
     if (completed.length) this.o.tracker.acked(this.o.slot, completed, monotonicMs());
     this.received.add(type);
     if (demand) this.subscribeDelta(demand.type, add, remove);
+    // VHDS: every VirtualHost, once (after the first route table, as the sidecar subscribes when a table says vhds).
+    if (type === TYPE_URL.route && this.vhds && !this.subscribed.has(TYPE_URL.virtualHost)) {
+      this.subscribed.set(TYPE_URL.virtualHost, new Set(['*']));
+      this.write({ type_url: TYPE_URL.virtualHost, resource_names_subscribe: ['*'] });
+    }
     this.checkSynced();
   }
 
@@ -419,6 +455,7 @@ export class SimulatedProxy {
     for (const t of [TYPE_URL.cluster, TYPE_URL.endpoint, TYPE_URL.listener, TYPE_URL.route]) {
       if (!this.received.has(t)) return;
     }
+    if (this.vhds && !this.received.has(TYPE_URL.virtualHost)) return;
     if (this.o.mode === 'delta') {
       // Every subscribed EDS and RDS name must have arrived.
       for (const t of [TYPE_URL.endpoint, TYPE_URL.route]) {

@@ -16,6 +16,8 @@ export interface RunSettings {
   readonly mode: XdsMode;
   /** How the simulated proxies speak gRPC. */
   readonly client: ClientKind;
+  /** Delta proxies ask for VHDS as Skein's sidecar does (default true; --no-vhds: RDS only, as before). */
+  readonly vhds?: boolean;
   readonly registry: GeneratedRegistry;
   readonly debounceMs: number;
   readonly workers: number;
@@ -162,7 +164,7 @@ async function runMeasured(s: RunSettings, windows: [string, number, number][]):
         lastLog = monotonicMs();
         s.log(`  synced ${n}/${s.proxies} proxies`);
       }
-    });
+    }, s.vhds !== false);
     const syncSeconds = (monotonicMs() - t0) / 1000;
     windows.push(['initial sync', t0, monotonicMs()]);
     const syncCpuSeconds = cpuSeconds(cp.pid) - cpu0;

@@ -8,7 +8,7 @@ export interface ProxySpec {
 }
 
 export type ToWorker =
-  | { type: 'start'; address: string; mode: XdsMode; client: ClientKind; proxies: ProxySpec[]; maxConnecting: number }
+  | { type: 'start'; address: string; mode: XdsMode; client: ClientKind; vhds: boolean; proxies: ProxySpec[]; maxConnecting: number }
   | { type: 'expect'; id: number; markers: Marker[] }
   | { type: 'collect'; id: number }
   | { type: 'forget'; id: number }
@@ -47,6 +47,7 @@ function start(msg: Extract<ToWorker, { type: 'start' }>): void {
         address: msg.address,
         mode: msg.mode,
         client: msg.client,
+        vhds: msg.vhds,
         slot,
         index: spec.index,
         namespace: spec.namespace,

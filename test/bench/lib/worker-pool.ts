@@ -85,12 +85,12 @@ export class WorkerPool {
 
   /** Starts the proxies, spread round-robin over the workers; resolves when all are synced or on timeout. */
   async start(address: string, mode: XdsMode, client: ClientKind, specs: readonly ProxySpec[], timeoutMs: number,
-    progress?: (synced: number) => void): Promise<number> {
+    progress?: (synced: number) => void, vhds = true): Promise<number> {
     const shares: ProxySpec[][] = this.workers.map(() => []);
     specs.forEach((s, i) => shares[i % shares.length]?.push(s));
     this.workers.forEach((w, i) => {
       w.size = shares[i]?.length ?? 0;
-      w.child.send({ type: 'start', address, mode, client, proxies: shares[i] ?? [], maxConnecting: 25 } satisfies ToWorker);
+      w.child.send({ type: 'start', address, mode, client, vhds, proxies: shares[i] ?? [], maxConnecting: 25 } satisfies ToWorker);
     });
     const deadline = Date.now() + timeoutMs;
     let last = -1;

@@ -159,6 +159,19 @@ describe('skein proxy-status', () => {
     ]);
     expect(text).toMatch(/^p\s+proxyless\s+NOT SENT\s+STALE\s+NOT SENT\s+NOT SENT\s+-\s+DELTA\s+gRPC Node\/1\.14$/m);
     expect(text).not.toContain('NACK');
+    expect(text).not.toContain('VHDS');
+  });
+
+  it('adds a VHDS column when a proxy gets virtual hosts through VHDS ("-" for the others)', () => {
+    const base = { scope: 'envoy/shop', userAgent: 'skein-sidecar', mode: 'delta' as const, peer: '127.0.0.1:1', connectedSince: new Date(0).toISOString(), unknownTypeUrls: [] };
+    const synced = (type: string, typeUrl: string) => ({ type, typeUrl, state: 'SYNCED' as const, subscribed: '*', sentVersion: '3', sentNonce: 'n', sentAt: null, ackedVersion: '3', ackedAt: null, lastNack: null });
+    const text = formatProxyStatus([
+      { ...base, stream: 1, nodeId: 'a', types: [synced('RDS', TYPE_URL.route), synced('VHDS', TYPE_URL.virtualHost)] },
+      { ...base, stream: 2, nodeId: 'b', types: [synced('RDS', TYPE_URL.route)] },
+    ] as never);
+    expect(text).toMatch(/^NAME\s+SCOPE\s+CDS\s+EDS\s+LDS\s+RDS\s+VHDS\s+CERT EXPIRES IN/m);
+    expect(text).toMatch(/^a\s+envoy\/shop\s+NOT SENT\s+NOT SENT\s+NOT SENT\s+SYNCED\s+SYNCED\s+-\s+DELTA/m);
+    expect(text).toMatch(/^b\s+envoy\/shop\s+NOT SENT\s+NOT SENT\s+NOT SENT\s+SYNCED\s+-\s+-\s+DELTA/m);
   });
 
   it('exits 1 with a hint when the control plane is unreachable, 2 on a bad flag', async () => {

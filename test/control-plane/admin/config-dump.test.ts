@@ -26,6 +26,15 @@ function dump(query: string): J {
 }
 
 describe('config_dump', () => {
+  it('lists the VirtualHosts VHDS clients get, in envoy scopes only', () => {
+    const vhds = dump('scope=envoy/shop&type=VHDS').types.VHDS.resources as { name: string; resource: J }[];
+    expect(vhds.map((r) => r.name)).toEqual(['outbound/shop/web.shop.svc.cluster.local:80']);
+    expect(vhds[0]?.resource['@type']).toBe(TYPE_URL.virtualHost);
+    expect(vhds[0]?.resource.domains).toContain('web');
+    expect(Object.keys(dump('scope=envoy/shop').types)).toEqual(['CDS', 'EDS', 'LDS', 'RDS', 'VHDS']);
+    expect(Object.keys(dump('scope=proxyless').types)).toEqual(['CDS', 'EDS', 'LDS', 'RDS']);
+  });
+
   it('decodes the listeners filter configs instead of printing bytes', () => {
     const lds = dump('scope=envoy/shop&type=LDS').types.LDS.resources as { name: string; resource: J }[];
     const outbound = lds.find((r) => r.name === 'virtualOutbound')?.resource;

@@ -138,6 +138,44 @@ describe('delta ADS', () => {
     expect((await s.next()).type_url).toBe(TYPE_URL.listener);
   });
 
+  it('offers again, once, what a NACK dropped without naming it: updates and removals, not the named resource', async () => {
+    h = await startHarness(base());
+    const s = openDelta(h.client());
+    s.send({ node: envoyNode('d7'), type_url: TYPE_URL.cluster });
+    expect(names(await ack(s))).toEqual(['a', 'b']);
+    // One response: c and d added, a changed, b removed. The proxy rejects it whole over d, naming d only.
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('a', 4), cluster('c'), cluster('d')], remove: ['b'] } } });
+    const r = await s.next();
+    expect([names(r), r.removed_resources]).toEqual([['a', 'c', 'd'], ['b']]);
+    s.send({ type_url: TYPE_URL.cluster, response_nonce: r.nonce, error_detail: { code: 3, message: 'cluster d: lb_policy is not supported' } });
+    // What it dropped comes again (a, c, and b's removal), d does not; the proxy rejects the retry too, naming nothing.
+    const retry = await s.next();
+    expect([names(retry), retry.removed_resources]).toEqual([['a', 'c'], ['b']]);
+    s.send({ type_url: TYPE_URL.cluster, response_nonce: retry.nonce, error_detail: { code: 3, message: 'no' } });
+    // No loop: the next response carries only what changes next.
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('e')] } } });
+    const next = await ack(s);
+    expect([names(next), next.removed_resources]).toEqual([['e'], []]);
+    await eventually(() => {
+      const cds = h.status.list({ resources: true })[0]?.types[0];
+      const acked = Object.fromEntries((cds?.resources ?? []).map((x) => [x.name, x.ackedVersion !== null]));
+      // As the proxy holds it: its old a (ACKed), b (the removal was rejected with the retry), neither c nor d, and e.
+      expect(acked).toEqual({ a: true, b: true, c: false, d: false, e: true });
+    });
+  });
+
+  it('counts a NACK that names none of the response\'s resources against all of them (nothing is resent)', async () => {
+    h = await startHarness(base());
+    const s = openDelta(h.client());
+    s.send({ node: envoyNode('d8'), type_url: TYPE_URL.cluster });
+    await ack(s);
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('c')] } } });
+    const r = await s.next();
+    s.send({ type_url: TYPE_URL.cluster, response_nonce: r.nonce, error_detail: { code: 3, message: 'rejected' } });
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('e')] } } });
+    expect(names(await ack(s))).toEqual(['e']);
+  });
+
   it('drops resources held only through the wildcard when the client unsubscribes from *', async () => {
     h = await startHarness(base());
     const s = openDelta(h.client());

@@ -79,6 +79,26 @@ describe('SotW ADS', () => {
     expect(h.status.list()[0]?.types[0]?.lastNack?.message).toContain('LEAST_REQUEST');
   });
 
+  it('offers again, once, the ClusterLoadAssignments a NACK dropped without naming them (EDS goes one by one)', async () => {
+    h = await startHarness(base());
+    const s = openSotw(h.client());
+    s.send({ node: envoyNode('n-eds'), type_url: TYPE_URL.endpoint, resource_names: ['a', 'b'] });
+    expect(resourceNames(await ackNext(s, { [TYPE_URL.endpoint]: ['a', 'b'] }))).toEqual(['a', 'b']);
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.endpoint]: { put: [endpoints('a', '10.9.0.1'), endpoints('b', '10.9.0.2')] } } });
+    const r = await s.next();
+    expect(resourceNames(r)).toEqual(['a', 'b']);
+    const nack = (x: { nonce: string }, message: string) =>
+      s.send({ type_url: TYPE_URL.endpoint, version_info: '', resource_names: ['a', 'b'], response_nonce: x.nonce, error_detail: { code: 3, message } });
+    nack(r, 'cluster_name a: endpoint 10.9.0.1 is not allowed');
+    // b went down with a: it comes again; a does not. The retry is NACKed too (naming nothing): no loop.
+    const retry = await s.next();
+    expect(resourceNames(retry)).toEqual(['b']);
+    nack(retry, 'no');
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.endpoint]: { put: [endpoints('missing', '10.9.0.3')] } } });
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.endpoint]: { put: [endpoints('a', '10.9.0.4')] } } });
+    expect(resourceNames(await s.next())).toEqual(['a']);
+  });
+
   it('logs the first 2000 characters of a huge NACK text and keeps it whole in the proxy status', async () => {
     h = await startHarness(base());
     const s = openSotw(h.client());

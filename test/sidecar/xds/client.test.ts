@@ -1,7 +1,7 @@
 // Tests the sidecar's ADS client against an in-process xDS peer: ACK/NACK, subscriptions, warming, reconnect, fallback.
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { pack, TYPE_URL } from '../../../proto/index.ts';
+import { pack, TYPE_URL, VHDS_FEATURE } from '../../../proto/index.ts';
 import { ADS_SOURCE, outboundListener } from './listener-fixture.ts';
 import { XdsClient, type XdsClientOptions } from '../../../sidecar/xds/client.ts';
 import { createXdsMetrics } from '../../../sidecar/xds/metrics.ts';
@@ -123,7 +123,8 @@ describe('XdsClient (delta)', () => {
     expect(mesh.clusters.get(WEB)?.lbPolicy).toBe('p2c-ewma');
     expect(mesh.listeners.get('virtualOutbound')).toMatchObject({ kind: 'http', routeConfigName: ROUTES });
     expect(mesh.routes.get(ROUTES)?.virtualHosts[0]?.domains).toEqual(['host0:80']);
-    expect(Object.keys(mesh.versions).sort()).toEqual([...Object.values(TYPE_URL)].sort());
+    // A table with its virtual hosts inline: no VHDS subscription.
+    expect(Object.keys(mesh.versions).sort()).toEqual([...Object.values(TYPE_URL)].filter((t) => t !== TYPE_URL.virtualHost).sort());
 
     const first = peer.requests[0]!;
     expect(first.protocol).toBe('delta');
@@ -132,14 +133,16 @@ describe('XdsClient (delta)', () => {
     expect(first.node?.user_agent_name).toBe('skein-sidecar');
     expect(first.node?.metadata?.fields.NAMESPACE?.stringValue).toBe('default');
     expect(first.node?.metadata?.fields.INBOUND_PORT?.stringValue).toBe('15006');
+    expect(first.node?.client_features).toEqual([VHDS_FEATURE]);
     expect(peer.requests.filter((r) => r.node)).toHaveLength(1);
 
     const eds = await peer.waitFor(is(TYPE_URL.endpoint, 'request'));
     expect(eds.names).toEqual([WEB]);
     const rds = await peer.waitFor(is(TYPE_URL.route, 'request'));
     expect(rds.names).toEqual([ROUTES]);
-    for (const t of Object.values(TYPE_URL)) await peer.waitFor(is(t, 'ack'));
+    for (const t of Object.values(TYPE_URL)) if (t !== TYPE_URL.virtualHost) await peer.waitFor(is(t, 'ack'));
     expect(peer.requests.some((r) => r.kind === 'nack')).toBe(false);
+    expect(peer.requests.some((r) => r.typeUrl === TYPE_URL.virtualHost)).toBe(false);
 
     const state = h.client.state();
     expect(state).toMatchObject({ connected: true, protocol: 'delta', published: true, warming: { warm: true } });
@@ -248,6 +251,92 @@ describe('XdsClient (delta)', () => {
   });
 });
 
+const VHDS_ROUTES = { name: ROUTES, vhds: { config_source: ADS_SOURCE } };
+const vhost = (name: string, cluster: string, domains = [`${name}:80`]) => ({
+  name,
+  domains,
+  routes: [{ match: { prefix: '/' }, route: { cluster } }],
+});
+const setVhost = (peer: XdsPeer, v: ReturnType<typeof vhost>, resourceName = `${ROUTES}/${v.name}`) =>
+  peer.setAny(TYPE_URL.virtualHost, resourceName, pack(TYPE_URL.virtualHost, v));
+
+describe('XdsClient (VHDS)', () => {
+  it('subscribes to every VirtualHost after a route table says vhds, and assembles the table from them', async () => {
+    const peer = await startPeer();
+    seed(peer);
+    peer.setAny(TYPE_URL.route, ROUTES, pack(TYPE_URL.route, VHDS_ROUTES));
+    peer.setAny(TYPE_URL.cluster, API, pack(TYPE_URL.cluster, cluster(API)));
+    peer.setAny(TYPE_URL.endpoint, API, pack(TYPE_URL.endpoint, cla(API, '10.0.0.2')));
+    setVhost(peer, vhost('web.default.svc.cluster.local:80', WEB, ['web:80', 'web']));
+    setVhost(peer, vhost('api.default.svc.cluster.local:8080', API, ['api:8080']));
+    const h = startClient(peer);
+    const mesh = await h.next();
+    const table = mesh.routes.get(ROUTES);
+    expect(table?.vhds).toBe(true);
+    // Sorted by name, as the control plane orders a table.
+    expect(table?.virtualHosts.map((v) => v.name)).toEqual(['api.default.svc.cluster.local:8080', 'web.default.svc.cluster.local:80']);
+    expect(table?.virtualHosts[1]?.domains).toEqual(['web:80', 'web']);
+    // Warm means the routed clusters have their endpoints: both came before the first publish.
+    expect(mesh.clusters.get(API)?.endpoints).toHaveLength(1);
+    const vhds = await peer.waitFor(is(TYPE_URL.virtualHost, 'request'));
+    const rds = peer.requests.findIndex(is(TYPE_URL.route, 'request'));
+    expect(peer.requests.indexOf(vhds)).toBeGreaterThan(rds);
+    expect(vhds.names).toEqual(['*']);
+    await peer.waitFor(is(TYPE_URL.virtualHost, 'ack'));
+
+    // One added, one removed: the table follows; an unrelated update keeps the same table object.
+    setVhost(peer, vhost('cart.default.svc.cluster.local:80', WEB, ['cart:80']));
+    peer.push(TYPE_URL.virtualHost);
+    let next = await h.next();
+    expect(next.routes.get(ROUTES)?.virtualHosts.map((v) => v.name)).toEqual([
+      'api.default.svc.cluster.local:8080',
+      'cart.default.svc.cluster.local:80',
+      'web.default.svc.cluster.local:80',
+    ]);
+    peer.remove(TYPE_URL.virtualHost, `${ROUTES}/api.default.svc.cluster.local:8080`);
+    next = await h.next();
+    expect(next.routes.get(ROUTES)?.virtualHosts.map((v) => v.name)).toEqual(['cart.default.svc.cluster.local:80', 'web.default.svc.cluster.local:80']);
+    const table2 = next.routes.get(ROUTES);
+    peer.set(TYPE_URL.endpoint, cla(WEB, '10.0.0.9'));
+    next = await h.next();
+    expect(next.routes.get(ROUTES)).toBe(table2);
+  });
+
+  it('NACKs a bad VirtualHost naming the resource and field, and one whose domain another of its table has', async () => {
+    const peer = await startPeer();
+    seed(peer);
+    peer.setAny(TYPE_URL.route, ROUTES, pack(TYPE_URL.route, VHDS_ROUTES));
+    setVhost(peer, vhost('web', WEB, ['web:80']));
+    const h = startClient(peer);
+    const good = await h.next();
+    await peer.waitFor(is(TYPE_URL.virtualHost, 'ack'));
+
+    let from = peer.requests.length;
+    setVhost(peer, { name: 'bad', domains: [], routes: [] });
+    peer.push(TYPE_URL.virtualHost);
+    let nack = await peer.waitFor(is(TYPE_URL.virtualHost, 'nack'), 5000, from);
+    expect(nack.errorText).toBe('VirtualHost "outbound/default/bad": domains: must not be empty');
+    peer.remove(TYPE_URL.virtualHost, `${ROUTES}/bad`);
+
+    from = peer.requests.length;
+    setVhost(peer, vhost('other', WEB, ['other:80']), `${ROUTES}/not-its-name`);
+    peer.push(TYPE_URL.virtualHost);
+    nack = await peer.waitFor(is(TYPE_URL.virtualHost, 'nack'), 5000, from);
+    expect(nack.errorText).toBe('VirtualHost "outbound/default/not-its-name": name: "other" differs from the resource name\'s "not-its-name"');
+    peer.remove(TYPE_URL.virtualHost, `${ROUTES}/not-its-name`);
+
+    from = peer.requests.length;
+    setVhost(peer, vhost('dup', WEB, ['dup:80', 'web:80']));
+    peer.push(TYPE_URL.virtualHost);
+    nack = await peer.waitFor(is(TYPE_URL.virtualHost, 'nack'), 5000, from);
+    expect(nack.errorText).toBe('VirtualHost "outbound/default/dup": domains[1]: "web:80" duplicates VirtualHost "outbound/default/web"');
+    // What was rejected never reached the table; the removals in between were accepted.
+    expect(h.client.current()?.routes.get(ROUTES)?.virtualHosts.map((v) => v.name)).toEqual(['web']);
+    expect(good.routes.get(ROUTES)?.virtualHosts.map((v) => v.name)).toEqual(['web']);
+    expect(h.client.state().lastNack?.typeUrl).toBe(TYPE_URL.virtualHost);
+  });
+});
+
 describe('XdsClient (state of the world)', () => {
   it('falls back to SotW when delta is UNIMPLEMENTED, ACKs with version_info and NACKs with the last good one', async () => {
     const peer = await startPeer({ delta: false });
@@ -262,6 +351,8 @@ describe('XdsClient (state of the world)', () => {
     const eds = await peer.waitFor(is(TYPE_URL.endpoint, 'request', 'sotw'));
     expect(eds.names).toEqual([WEB]);
     expect(peer.requests[0]?.node?.id).toContain('sidecar~10.1.2.3~');
+    // VHDS is asked for on delta streams only.
+    expect(peer.requests[0]?.node?.client_features ?? []).not.toContain(VHDS_FEATURE);
 
     const from = peer.requests.length;
     peer.set(TYPE_URL.route, { name: ROUTES, virtual_hosts: [{ name: 'a', domains: ['x', 'x'], routes: [] }] });

@@ -561,3 +561,38 @@ describe('responses', () => {
     expect(!bad.ok && bad.errors).toEqual([`Cluster "${CLUSTER}": name: "${CLUSTER}" differs from the resource name "other"`]);
   });
 });
+
+describe('VirtualHost (VHDS) and a RouteConfiguration with vhds', () => {
+  const route = [{ match: { prefix: '/' }, route: { cluster: CLUSTER } }];
+  const vh = (message: object, name: string) => decodeResources(TYPE_URL.virtualHost, [{ any: pack(TYPE_URL.virtualHost, message), version: 'v1', name }]);
+
+  it('maps a VirtualHost named <table>/<vhost name> into its table', () => {
+    const r = vh({ name: 'web:80', domains: ['Web:80'], routes: route }, 'outbound/default/web:80');
+    expect(r.errors).toEqual([]);
+    expect(r.resources[0]).toMatchObject({ name: 'outbound/default/web:80', version: 'v1', value: { routeConfigName: 'outbound/default', vhost: { name: 'web:80', domains: ['web:80'] } } });
+  });
+
+  it('reports every error with the resource name and field path, and a name that is not <table>/<vhost name>', () => {
+    const r = vh({ name: 'web:80', domains: ['a*b'], routes: [{ match: { prefix: '/' }, route: { cluster: '' } }], request_headers_to_add: [{ header: { key: 'x', value: 'y' } }] }, 'outbound/default/web:80');
+    expect(r.errors).toEqual([
+      'VirtualHost "outbound/default/web:80": request_headers_to_add: is not supported',
+      'VirtualHost "outbound/default/web:80": domains[0]: "a*b": a wildcard may only lead or end a domain',
+      'VirtualHost "outbound/default/web:80": routes[0].route.cluster: must not be empty',
+    ]);
+    expect(vh({ name: 'web:80', domains: ['web:80'], routes: route }, 'web:80').errors).toEqual([
+      'VirtualHost "web:80": name: resource name "web:80" is not <route configuration name>/<virtual host name>',
+    ]);
+    expect(decodeResource(TYPE_URL.virtualHost, pack(TYPE_URL.virtualHost, { name: 'web:80', domains: ['web:80'], routes: route }))).toMatchObject({
+      ok: false,
+      errors: ['VirtualHost "web:80": name: a VirtualHost needs its delta resource name (<route configuration name>/<virtual host name>)'],
+    });
+  });
+
+  it('marks a table whose virtual hosts come through VHDS from ADS, and rejects another source', () => {
+    const ok = decode(TYPE_URL.route, { name: 'outbound/default', vhds: { config_source: ads } });
+    expect(ok).toMatchObject({ ok: true, resource: { value: { name: 'outbound/default', virtualHosts: [], vhds: true } } });
+    expect(errorsOf(TYPE_URL.route, { name: 'outbound/default', vhds: { config_source: { path: '/etc/vh.yaml' } } })).toEqual([
+      'RouteConfiguration "outbound/default": vhds.config_source: only ads {} is supported',
+    ]);
+  });
+});

@@ -100,3 +100,60 @@ describe('ResourceStore', () => {
     expect(s.versionsOf(TYPE_URL.endpoint)).toEqual({ a: 'e1', b: 'e2' });
   });
 });
+
+describe('ResourceStore with VHDS', () => {
+  const vhdsTable = (name: string): DecodedResource<typeof TYPE_URL.route> => ({ name, version: 'r-vhds', value: { name, version: 'r-vhds', virtualHosts: [], vhds: true } });
+  const vhost = (table: string, name: string, cluster: string, version = 'v1'): DecodedResource<typeof TYPE_URL.virtualHost> => {
+    const inner = tableOf(cluster);
+    return { name: `${table}/${name}`, version, value: { routeConfigName: table, vhost: { ...inner, name, domains: [`${name}:80`] } } };
+  };
+  const tableOf = (cluster: string) => (table('x', cluster).value.virtualHosts[0] as RouteTableConfig['virtualHosts'][number]);
+
+  it('a vhds table is not warm (and not served) until the VirtualHost response has come; then it holds them by name', () => {
+    const s = new ResourceStore();
+    s.apply(TYPE_URL.cluster, [eds('c1'), eds('c2')], [], false);
+    s.apply(TYPE_URL.endpoint, [cla('c1'), cla('c2')], [], false);
+    s.apply(TYPE_URL.listener, [http('outbound/ns')], [], false);
+    s.apply(TYPE_URL.route, [vhdsTable('outbound/ns')], [], false);
+    expect(s.wantsVhds()).toBe(true);
+    expect(s.warmth()).toEqual({ warm: false, missing: ['VirtualHost resources of "outbound/ns" (no VHDS response yet)'] });
+    // Published anyway (the warming timeout): the table is left out, so the listener is not ready; never empty.
+    expect(s.build({}).routes.has('outbound/ns')).toBe(false);
+
+    s.apply(TYPE_URL.virtualHost, [vhost('outbound/ns', 'b', 'c2'), vhost('outbound/ns', 'a', 'c1'), vhost('other/ns', 'z', 'c1')], [], false);
+    expect(s.warmth()).toEqual({ warm: true, missing: [] });
+    const built = s.build({}).routes.get('outbound/ns');
+    expect(built?.virtualHosts.map((v) => v.name)).toEqual(['a', 'b']);
+    expect(built?.vhds).toBe(true);
+    // The same object until the table or one of its VirtualHosts changes.
+    expect(s.build({}).routes.get('outbound/ns')).toBe(built);
+    s.apply(TYPE_URL.virtualHost, [vhost('other/ns', 'z', 'c2', 'v2')], [], false);
+    expect(s.build({}).routes.get('outbound/ns')).toBe(built);
+    s.apply(TYPE_URL.virtualHost, [], ['outbound/ns/a'], false);
+    expect(s.build({}).routes.get('outbound/ns')?.virtualHosts.map((v) => v.name)).toEqual(['b']);
+  });
+
+  it('keeps a VirtualHost whose table it does not have yet, and uses it when the table comes', () => {
+    const s = new ResourceStore();
+    s.apply(TYPE_URL.cluster, [eds('c1')], [], false);
+    s.apply(TYPE_URL.endpoint, [cla('c1')], [], false);
+    s.apply(TYPE_URL.virtualHost, [vhost('outbound/ns', 'a', 'c1')], [], false);
+    expect(s.vhosts.has('outbound/ns/a')).toBe(true);
+    s.apply(TYPE_URL.listener, [http('outbound/ns')], [], false);
+    expect(s.vhosts.has('outbound/ns/a')).toBe(true);
+    s.apply(TYPE_URL.route, [vhdsTable('outbound/ns')], [], false);
+    expect(s.warmth().warm).toBe(true);
+    expect(s.build({}).routes.get('outbound/ns')?.virtualHosts.map((v) => v.name)).toEqual(['a']);
+  });
+
+  it('names a domain that another VirtualHost of the same table already has', () => {
+    const s = new ResourceStore();
+    s.apply(TYPE_URL.virtualHost, [vhost('outbound/ns', 'a', 'c1')], [], false);
+    const dup = vhost('outbound/ns', 'b', 'c1');
+    const clash = { ...dup, value: { ...dup.value, vhost: { ...dup.value.vhost, domains: ['b:80', 'a:80'] } } };
+    expect(s.checkVirtualHosts([clash], [])).toEqual(['VirtualHost "outbound/ns/b": domains[1]: "a:80" duplicates VirtualHost "outbound/ns/a"']);
+    // Not when the other one goes in the same update, nor in another table.
+    expect(s.checkVirtualHosts([clash], ['outbound/ns/a'])).toEqual([]);
+    expect(s.checkVirtualHosts([{ ...clash, name: 'other/b', value: { ...clash.value, routeConfigName: 'other' } }], [])).toEqual([]);
+  });
+});
