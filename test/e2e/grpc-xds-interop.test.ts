@@ -1,108 +1,16 @@
 // Proxyless gRPC interop: a grpc-js-xds client balances over endpoints that `skein control-plane` serves from a file.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, renameSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as grpc from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dump } from 'js-yaml';
 import { ControlPlaneProcess, controlPlaneAvailable } from '../bench/lib/control-plane-process.ts';
+import { ECHO_PROTO, type EchoServer, SERVICE_PORT, startEchoServer, writeRegistry } from './grpc-echo.ts';
 import type { ClientReply, ClientRequest } from './grpc-xds-interop-client.ts';
 
 const CLIENT = fileURLToPath(new URL('./grpc-xds-interop-client.ts', import.meta.url));
-const SERVICE_PORT = 50051;
 const TARGET = `xds:///echo.default.svc.cluster.local:${SERVICE_PORT}`;
-
-const ECHO_PROTO = `syntax = "proto3";
-package skein.e2e;
-message EchoRequest { string message = 1; }
-message EchoReply { string server = 1; string message = 2; }
-service Echo { rpc Echo (EchoRequest) returns (EchoReply); }
-`;
-
-interface EchoServer {
-  readonly name: string;
-  readonly port: number;
-  readonly server: grpc.Server;
-}
-
-async function startEchoServer(protoPath: string, name: string): Promise<EchoServer> {
-  const pkg = grpc.loadPackageDefinition(loadSync(protoPath, { keepCase: true })) as unknown as {
-    skein: { e2e: { Echo: grpc.ServiceClientConstructor } };
-  };
-  const server = new grpc.Server();
-  server.addService(pkg.skein.e2e.Echo.service, {
-    Echo: (call: grpc.ServerUnaryCall<{ message: string }, unknown>, cb: grpc.sendUnaryData<unknown>) =>
-      cb(null, { server: name, message: call.request.message }),
-  });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
-  return { name, port, server };
-}
-
-/** Where a server's endpoint sits (its zone) and whether its pod is terminating (still serving). */
-interface Placement {
-  readonly zone?: string;
-  readonly terminating?: boolean;
-}
-
-/** The registry: Service echo.default (gRPC port 50051 → named targetPort) with one EndpointSlice per server. */
-function registryObjects(servers: readonly EchoServer[], placement: Readonly<Record<string, Placement>>): object[] {
-  const objects: object[] = [
-    {
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name: 'echo', namespace: 'default' },
-      spec: {
-        clusterIP: '10.96.0.50',
-        selector: { app: 'echo' },
-        ports: [{ name: 'grpc', port: SERVICE_PORT, targetPort: 'grpc', appProtocol: 'grpc', protocol: 'TCP' }],
-      },
-    },
-  ];
-  for (const s of servers) {
-    const { zone, terminating = false } = placement[s.name] ?? {};
-    // The servers share 127.0.0.1, so each needs its own slice: a slice's ports apply to all of its endpoints.
-    objects.push(
-      {
-        apiVersion: 'discovery.k8s.io/v1',
-        kind: 'EndpointSlice',
-        metadata: {
-          name: `echo-${s.name}`,
-          namespace: 'default',
-          labels: { 'kubernetes.io/service-name': 'echo' },
-        },
-        addressType: 'IPv4',
-        ports: [{ name: 'grpc', port: s.port, protocol: 'TCP' }],
-        endpoints: [
-          {
-            addresses: ['127.0.0.1'],
-            conditions: { ready: !terminating, serving: true, terminating },
-            ...(zone ? { zone } : {}),
-            targetRef: { kind: 'Pod', name: `echo-${s.name}`, namespace: 'default' },
-          },
-        ],
-      },
-      {
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: { name: `echo-${s.name}`, namespace: 'default', labels: { app: 'echo' } },
-        spec: { serviceAccountName: 'echo', containers: [{ name: 'echo', image: 'echo:1' }] },
-        status: { phase: 'Running', podIP: '127.0.0.1' },
-      },
-    );
-  }
-  return objects;
-}
-
-function writeRegistry(path: string, servers: readonly EchoServer[], placement: Readonly<Record<string, Placement>> = {}): void {
-  const tmp = `${path}.tmp`;
-  writeFileSync(tmp, registryObjects(servers, placement).map((o) => dump(o, { noRefs: true })).join('---\n'));
-  renameSync(tmp, path);
-}
 
 class XdsClient {
   private readonly child: ChildProcess;
@@ -194,7 +102,7 @@ describe.skipIf(!available)(title, () => {
     writeFileSync(protoPath, ECHO_PROTO);
     servers = [await startEchoServer(protoPath, 'a'), await startEchoServer(protoPath, 'b'), await startEchoServer(protoPath, 'c')];
     registryPath = join(dir, 'registry.yaml');
-    writeRegistry(registryPath, servers.slice(0, 2));
+    writeRegistry(registryPath, [{ name: 'echo', servers: servers.slice(0, 2) }]);
     cp = await ControlPlaneProcess.start({ registry: registryPath, debounceMs: 20, readyTimeoutMs: 15_000 });
     client = new XdsClient(protoPath, {
       xds_servers: [{ server_uri: cp.xdsAddress, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
@@ -217,7 +125,7 @@ describe.skipIf(!available)(title, () => {
     const context = () => `errors: ${first.errors.slice(0, 3).join('; ')}\nclient: ${c.stderr}\ncontrol plane: ${cp?.logTail()}`;
     expect(new Set(first.names), context()).toEqual(new Set(['a', 'b']));
 
-    writeRegistry(registryPath, servers.filter((s) => s.name === 'a'));
+    writeRegistry(registryPath, [{ name: 'echo', servers: servers.filter((s) => s.name === 'a') }]);
     // Converged once 20 calls in a row answer from "a" only.
     const after = await callUntil(c, 8000, (names) => names.length >= 20 && names.slice(-20).every((n) => n === 'a'));
     expect(after.names.slice(-20)).toEqual(Array(20).fill('a'));
@@ -229,7 +137,9 @@ describe.skipIf(!available)(title, () => {
 
   it('shares calls per endpoint, not per zone: a zone with one replica gets a third when the other zone has two', async () => {
     const c = client as XdsClient;
-    writeRegistry(registryPath, servers, { a: { zone: 'zone-a' }, b: { zone: 'zone-b' }, c: { zone: 'zone-b' } });
+    writeRegistry(registryPath, [
+      { name: 'echo', servers, placement: { a: { zone: 'zone-a' }, b: { zone: 'zone-b' }, c: { zone: 'zone-b' } } },
+    ]);
     await callUntil(c, 8000, (names) => names.length >= 30 && ['a', 'b', 'c'].every((n) => names.slice(-30).includes(n)));
     const counts: Record<string, number> = {};
     let errors: string[] = [];
@@ -247,7 +157,7 @@ describe.skipIf(!available)(title, () => {
 
   it('keeps answering when every endpoint is terminating but still serving (kube-proxy’s fallback)', async () => {
     const c = client as XdsClient;
-    writeRegistry(registryPath, servers.slice(0, 1), { a: { terminating: true } });
+    writeRegistry(registryPath, [{ name: 'echo', servers: servers.slice(0, 1), placement: { a: { terminating: true } } }]);
     const after = await callUntil(c, 8000, (names) => names.length >= 20 && names.slice(-20).every((n) => n === 'a'));
     expect(after.names.slice(-20), `errors: ${after.errors.slice(0, 3).join('; ')}`).toEqual(Array(20).fill('a'));
     const settled = await c.call(20);
