@@ -13,12 +13,13 @@ import { cpuSeconds, memoryUsage } from './lib/proc-stats.ts';
 import { aggregate, checkTargets, renderTable, toJson } from './lib/proxy-report.ts';
 import { type ScenarioOptions, type ScenarioResult, type Setup, type SetupName, measureSetup, openLoop } from './lib/proxy-scenario.ts';
 import { AUTHORITY, CLIENT_IP, type Running, SERVER_IP, startSetups } from './lib/proxy-setups.ts';
+import { schedTraceAvailable } from './lib/sched-trace.ts';
 import { type SidecarPair, sidecarHasMtls, skeinAvailable, startSidecarPair } from './lib/sidecar-pair.ts';
 import { wrkAvailable } from './lib/wrk.ts';
 
 const USAGE = `Usage: npm run bench:proxy -- [--runs 3] [--rate 1000] [--duration 10] [--warmup 2] [--connections 32]
        [--seq-duration 3] [--wrk-duration 5] [--wrk-connections 64] [--setups direct,haproxy,skein,haproxy-tls,skein-mtls]
-       [--mtls auto|on|off] [--idle-services 1000] [--no-idle] [--no-pin] [--quick] [--profile]
+       [--mtls auto|on|off] [--idle-services 1000] [--no-idle] [--no-pin] [--quick] [--profile] [--sched]
 
 Runs, in one process tree on loopback: the app (haproxy answering 200 with 1 KiB), direct (client → app), a haproxy
 pair (outbound routes by Host, PROXY v2 + keep-alive to the inbound one) and our sidecar pair (skein control-plane
@@ -28,7 +29,10 @@ scheduled time), one request at a time for --seq-duration s, then wrk (closed lo
 With mTLS (--mtls auto: when \`skein sidecar\` has --mtls), also our pair with mutual TLS (certificates from the
 control plane's CA) and the haproxy pair with TLS between the haproxies (a test CA made with openssl).
 Then one sidecar's idle RSS holding --idle-services generated Services. Prints a table, then one JSON line.
---profile: instead, runs our pair under the open-loop load with node --cpu-prof and prints where the time goes.`;
+--profile: instead, runs our pair under the open-loop load with node --cpu-prof and prints where the time goes.
+Every run sets the slowest 1% of requests against the sidecars' GC pauses and reports each proxy's run-queue wait.
+--sched: also traces the scheduler (perf sched, root; Debian's linux-perf) during the open-loop runs and breaks the
+slowest requests' time down: the proxies' CPU running the request path, running other tasks, or idle.`;
 
 const LOAD_CPUS = '1';
 const SUT_CPUS = '0';
@@ -55,6 +59,7 @@ function parseFlags(argv: string[]) {
       'no-pin': { type: 'boolean', default: false },
       quick: { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
+      sched: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -90,6 +95,7 @@ function parseFlags(argv: string[]) {
     idleServices: values['no-idle'] ? 0 : Math.round(num('idle-services', values['idle-services'], 1)),
     pin: !values['no-pin'] && availableParallelism() >= 2,
     profile: values.profile,
+    sched: values.sched,
   };
 }
 
@@ -206,6 +212,12 @@ async function main(): Promise<number> {
       const status = await getOnce(s.host, s.port, AUTHORITY);
       if (status !== 200) throw new Error(`${s.name}: a probe request through ${s.host}:${s.port} answered ${status}, not 200`);
     }
+    let runOpts = opts;
+    if (flags.sched) {
+      if (!flags.pin) log('--sched: needs the proxies pinned to one CPU (not with --no-pin or one CPU): no scheduler trace');
+      else if (!schedTraceAvailable()) log('--sched: perf cannot trace the scheduler here (install linux-perf; run as root): no scheduler trace');
+      else runOpts = { ...opts, sched: { cpu: Number(SUT_CPUS), appPid: running.appPid, dir } };
+    }
     const ours = setups.find((s) => s.name === 'skein');
     if (ours?.procs[0] !== undefined) idleRssOneCluster = memoryUsage(ours.procs[0].pid).rss;
     for (let run = 0; run < flags.runs; run++) {
@@ -214,13 +226,14 @@ async function main(): Promise<number> {
       const order = setups.map((_, i) => setups[(i + run) % setups.length] as Setup);
       for (const s of order) {
         log(`run ${run + 1}/${flags.runs}: ${s.name}`);
-        const r = await measureSetup(s, opts);
+        const r = await measureSetup(s, runOpts);
         results[s.name] = r;
         log(
           `  ${s.name}: p50 ${(r.open.latency.p50 * 1000).toFixed(0)} µs, p99 ${(r.open.latency.p99 * 1000).toFixed(0)} µs, ` +
             `c1 p50 ${(r.seq.latency.p50 * 1000).toFixed(0)} µs, wrk ${r.wrk.requestsPerSec.toFixed(0)} req/s, ` +
             `errors ${r.open.errors + r.open.non2xx}`,
         );
+        if (r.schedOthers !== undefined) log(`  ${s.name}: other tasks on CPU ${SUT_CPUS} during the slowest 1%: ${r.schedOthers || 'none'}`);
       }
       runs.push(results);
     }

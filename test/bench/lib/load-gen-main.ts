@@ -14,6 +14,7 @@ const { values } = parseArgs({
     warmup: { type: 'string', default: '2000' },
     connections: { type: 'string', default: '32' },
     spin: { type: 'string', default: '1' },
+    dump: { type: 'string' },
   },
 });
 
@@ -26,7 +27,7 @@ async function main(): Promise<void> {
   const result =
     values.mode === 'sequential'
       ? await runSequential({ ...target, durationMs, warmupMs })
-      : await runOpenLoop({ ...target, durationMs, warmupMs, rate: Number(values.rate), connections: Number(values.connections), spin: values.spin !== '0' });
+      : await runOpenLoop({ ...target, durationMs, warmupMs, rate: Number(values.rate), connections: Number(values.connections), spin: values.spin !== '0', dumpPath: values.dump });
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 

@@ -1,6 +1,8 @@
 // Open-loop HTTP/1.1 load: requests on a fixed clock, latency measured from the SCHEDULED time (no coordinated omission).
+import { writeFileSync } from 'node:fs';
 import { type Completion, Http1Conn, requestBytes } from './http1-conn.ts';
 import { percentileSorted } from './stats.ts';
+import { monotonicMs } from './tail.ts';
 
 export interface LoadTarget {
   readonly host: string;
@@ -24,6 +26,8 @@ export interface OpenLoopOptions extends LoadTarget {
    * whole core. false: a 1 ms timer (sends up to ~1 ms late, counted as latency) for a core shared with others.
    */
   readonly spin?: boolean;
+  /** Writes every measured request there as float64 pairs (scheduled time in monotonic ms, latency in ms). */
+  readonly dumpPath?: string;
 }
 
 export interface LatencySummary {
@@ -74,6 +78,8 @@ class Recorder {
   readonly latency: Float64Array;
   readonly service: Float64Array;
   readonly lag: Float64Array;
+  /** Scheduled time in monotonic ms (to set requests against other processes' events). */
+  readonly at: Float64Array;
   n = 0;
   errors = 0;
   non2xx = 0;
@@ -81,12 +87,14 @@ class Recorder {
     this.latency = new Float64Array(capacity);
     this.service = new Float64Array(capacity);
     this.lag = new Float64Array(capacity);
+    this.at = new Float64Array(capacity);
   }
   record(scheduled: number, sentAt: number, now: number, status: number): void {
     if (this.n >= this.latency.length) return;
     this.latency[this.n] = now - scheduled;
     this.service[this.n] = now - sentAt;
     this.lag[this.n] = sentAt - scheduled;
+    this.at[this.n] = monotonicMs(scheduled);
     this.n++;
     if (status < 200 || status >= 300) this.non2xx++;
   }
@@ -193,6 +201,14 @@ export async function runOpenLoop(o: OpenLoopOptions): Promise<LoadResult> {
   const unanswered = total - completed;
   rec.errors += Math.max(0, unanswered);
   for (const c of all) c.close();
+  if (o.dumpPath !== undefined) {
+    const pairs = new Float64Array(rec.n * 2);
+    for (let i = 0; i < rec.n; i++) {
+      pairs[2 * i] = rec.at[i] as number;
+      pairs[2 * i + 1] = rec.latency[i] as number;
+    }
+    writeFileSync(o.dumpPath, pairs);
+  }
   const measuredMs = measureEnd - measureStart;
   return {
     mode: 'open',

@@ -1,6 +1,7 @@
 // Starts what the proxy benchmark compares: the app, the haproxy pair (plain or TLS) and our sidecar pair (plain or mTLS).
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Haproxy, inboundConfig, outboundConfig, serverConfig } from './haproxy.ts';
 import { freePort } from './pinned-process.ts';
 import type { Setup, SetupName } from './proxy-scenario.ts';
@@ -11,12 +12,14 @@ export const CLIENT_IP = '127.0.0.2';
 export const SERVER_IP = '127.0.0.3';
 export const AUTHORITY = 'bench.default';
 
+const PAUSE_RECORDER = fileURLToPath(new URL('pause-recorder.ts', import.meta.url));
 const REUSED = 'skein_upstream_requests_reused_total';
 const HANDSHAKES = 'skein_tls_handshakes_total{direction="outbound"}';
 
 export interface Running {
   readonly setups: Setup[];
   readonly appPort: number;
+  readonly appPid: number;
   stop(): Promise<void>;
 }
 
@@ -83,15 +86,17 @@ async function startHaproxyPair(dir: string, name: SetupName, appPort: number, c
 async function startSkeinPair(dir: string, name: SetupName, appPort: number, cpus: string | undefined, mtls: boolean): Promise<{ setup: Setup; pair: SidecarPair }> {
   const sub = join(dir, name);
   mkdirSync(sub, { recursive: true });
-  const pair = await startSidecarPair({ dir: sub, appIp: SERVER_IP, appPort, clientIp: CLIENT_IP, cpus, mtls });
+  // Each sidecar records its GC pauses for the tail figures (pause-recorder.ts: an observer, no timers).
+  const record = ['--import', PAUSE_RECORDER];
+  const pair = await startSidecarPair({ dir: sub, appIp: SERVER_IP, appPort, clientIp: CLIENT_IP, cpus, mtls, nodeFlags: { client: record, server: record } });
   const setup: Setup = {
     name,
     host: pair.entry.host,
     port: pair.entry.port,
     authority: AUTHORITY,
     procs: [
-      { role: 'client', pid: pair.client.proc.pid },
-      { role: 'server', pid: pair.server.proc.pid },
+      { role: 'client', pid: pair.client.proc.pid, recordsPauses: true },
+      { role: 'server', pid: pair.server.proc.pid, recordsPauses: true },
     ],
     counters: () => pair.client.counters([REUSED, HANDSHAKES, 'skein_upstream_connections']),
     // Without mTLS no handshake is counted; new connections show as requests not reused.
@@ -131,5 +136,5 @@ export async function startSetups(dir: string, names: readonly SetupName[], cpus
     await stop();
     throw err;
   }
-  return { setups, appPort, stop };
+  return { setups, appPort, appPid: app.proc.pid, stop };
 }
