@@ -233,7 +233,7 @@ async function main(): Promise<number> {
             `c1 p50 ${(r.seq.latency.p50 * 1000).toFixed(0)} µs, wrk ${r.wrk.requestsPerSec.toFixed(0)} req/s, ` +
             `errors ${r.open.errors + r.open.non2xx}`,
         );
-        if (r.schedOthers !== undefined) log(`  ${s.name}: other tasks on CPU ${SUT_CPUS} during the slowest 1%: ${r.schedOthers || 'none'}`);
+        if (r.schedOthers !== undefined) log(`  ${s.name}: other tasks on CPU ${SUT_CPUS} during the slowest 1%: ${r.schedOthers}`);
       }
       runs.push(results);
     }

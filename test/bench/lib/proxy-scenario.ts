@@ -139,7 +139,8 @@ export async function measureSetup(setup: Setup, o: ScenarioOptions): Promise<Sc
     const path = new Set([o.sched.appPid, ...setup.procs.map((p) => p.pid)]);
     const { slowest, all } = cpuBreakdown(requestTimes, slices, path, o.sched.cpu);
     extra = { ...extra, ...schedExtras('slowest1', slowest), ...schedExtras('all', all) };
-    schedOthers = slowest.others.map((x) => `${x.name} ${x.us.toFixed(0)} µs`).join(', ');
+    const list = (xs: CpuShare['others']) => xs.map((x) => `${x.name} ${x.us.toFixed(0)} µs`).join(', ') || 'none';
+    schedOthers = `${list(slowest.others)}; the path's own non-main threads: ${list(slowest.pathThreads)}`;
   }
   const seq = await runLoadGen(
     { mode: 'sequential', host: setup.host, port: setup.port, authority: setup.authority, duration: o.seqDurationMs, warmup: 500 },
@@ -177,6 +178,7 @@ function schedExtras(which: string, c: CpuShare): Record<string, number> {
   return {
     [`sched_${which}_latency_us`]: c.latencyMs * 1000,
     [`sched_${which}_cpu_path_us`]: c.pathUs,
+    [`sched_${which}_cpu_path_threads_us`]: c.pathThreadsUs,
     [`sched_${which}_cpu_other_us`]: c.otherUs,
     [`sched_${which}_cpu_idle_us`]: c.idleUs,
     [`sched_${which}_path_wait_us`]: c.pathWaitUs,

@@ -6,6 +6,8 @@ import { rmSync } from 'node:fs';
 export interface Slice {
   readonly cpu: number;
   readonly pid: number;
+  /** The thread (= pid for a process's main thread). */
+  readonly tid: number;
   readonly name: string;
   readonly start: number;
   readonly end: number;
@@ -65,7 +67,7 @@ export function parseTimehist(text: string): Slice[] {
     if (!m) continue;
     const end = Number(m[1]) * 1000;
     const run = Number(m[8]);
-    out.push({ cpu: Number(m[2]), pid: Number(m[5] ?? m[4]), name: (m[3] as string).trim(), start: end - run, end, delayMs: Number(m[7]) });
+    out.push({ cpu: Number(m[2]), pid: Number(m[5] ?? m[4]), tid: Number(m[4]), name: (m[3] as string).trim(), start: end - run, end, delayMs: Number(m[7]) });
   }
   return out;
 }
@@ -76,6 +78,8 @@ export interface CpuShare {
   readonly latencyMs: number;
   /** Mean per request, µs of the request's time: the CPU ran the processes on the path, ran anything else, or idled. */
   readonly pathUs: number;
+  /** Of pathUs, the part their other threads ran (V8's compiler and GC helpers, libuv's pool), not their main threads. */
+  readonly pathThreadsUs: number;
   readonly otherUs: number;
   readonly idleUs: number;
   /**
@@ -85,6 +89,8 @@ export interface CpuShare {
   readonly pathWaitUs: number;
   /** The other tasks (name[pid]) that held the CPU longest during these requests, with µs per request. */
   readonly others: readonly { readonly name: string; readonly us: number }[];
+  /** The path processes' other threads that held the CPU longest during these requests, with µs per request. */
+  readonly pathThreads: readonly { readonly name: string; readonly us: number }[];
 }
 
 /**
@@ -106,9 +112,11 @@ export function cpuBreakdown(requests: Float64Array, slices: readonly Slice[], p
   function share(indexes: readonly number[]): CpuShare {
     let latency = 0;
     let pathMs = 0;
+    let threadsMs = 0;
     let otherMs = 0;
     let waitMs = 0;
     const byName = new Map<string, number>();
+    const threadsByName = new Map<string, number>();
     for (const i of indexes) {
       const a = requests[2 * i] as number;
       const lat = requests[2 * i + 1] as number;
@@ -118,8 +126,14 @@ export function cpuBreakdown(requests: Float64Array, slices: readonly Slice[], p
         const s = onCpu[j] as Slice;
         const overlap = Math.min(b, s.end) - Math.max(a, s.start);
         if (overlap <= 0 || s.pid === 0) continue;
-        if (path.has(s.pid)) pathMs += overlap;
-        else {
+        if (path.has(s.pid)) {
+          pathMs += overlap;
+          if (s.tid !== s.pid) {
+            threadsMs += overlap;
+            const who = `${s.name}[${s.pid}]`;
+            threadsByName.set(who, (threadsByName.get(who) ?? 0) + overlap);
+          }
+        } else {
           otherMs += overlap;
           const who = `${s.name}[${s.pid}]`;
           byName.set(who, (byName.get(who) ?? 0) + overlap);
@@ -133,19 +147,22 @@ export function cpuBreakdown(requests: Float64Array, slices: readonly Slice[], p
       }
     }
     const k = Math.max(1, indexes.length);
-    const others = [...byName.entries()]
-      .sort((x, y) => y[1] - x[1])
-      .slice(0, 3)
-      .map(([name, ms]) => ({ name, us: (ms / k) * 1000 }));
+    const top = (m: Map<string, number>) =>
+      [...m.entries()]
+        .sort((x, y) => y[1] - x[1])
+        .slice(0, 3)
+        .map(([name, ms]) => ({ name, us: (ms / k) * 1000 }));
     const latencyMs = latency / k;
     return {
       requests: indexes.length,
       latencyMs,
       pathUs: (pathMs / k) * 1000,
+      pathThreadsUs: (threadsMs / k) * 1000,
       otherUs: (otherMs / k) * 1000,
       idleUs: Math.max(0, latencyMs * 1000 - ((pathMs + otherMs) / k) * 1000),
       pathWaitUs: (waitMs / k) * 1000,
-      others,
+      others: top(byName),
+      pathThreads: top(threadsByName),
     };
   }
 }
