@@ -105,8 +105,10 @@ export class L4PipeHandler implements InboundHandler {
     const reason = 'upstream_connect_error';
     const early: Buffer[] = sent.length > 0 ? [sent] : [];
     let total = sent.length;
-    const wait: { timer?: NodeJS.Timeout } = {};
+    const wait: { timer?: NodeJS.Timeout; decided?: boolean } = {};
     const decide = (): void => {
+      if (wait.decided) return;
+      wait.decided = true;
       clearTimeout(wait.timer);
       client.off('data', collect);
       const all = Buffer.concat(early);
@@ -130,7 +132,13 @@ export class L4PipeHandler implements InboundHandler {
     }
     client.on('data', collect);
     client.resume();
-    wait.timer = setTimeout(decide, PROTOCOL_WAIT_MS);
+    // Decided after that event-loop turn's I/O (setImmediate runs after the poll phase): timers run before I/O, so once
+    // the loop was held past the wait (a GC pause, a starved CPU), bytes the caller sent meanwhile are read first.
+    wait.timer = setTimeout(() => {
+      setImmediate(() => {
+        if (!client.destroyed) decide();
+      });
+    }, PROTOCOL_WAIT_MS);
     client.once('close', () => clearTimeout(wait.timer));
   }
 

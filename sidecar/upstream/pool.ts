@@ -127,18 +127,22 @@ export class EndpointPool {
   connect(allowHalfOpen = false, onread?: net.OnReadOpts): net.Socket {
     const t = this.target;
     const socket = this.connector(t, this.header, allowHalfOpen, onread);
-    let timer = setTimeout(onConnectTimeout, t.connectTimeoutMs, socket, t.connectTimeoutMs);
+    // What the connection waits for: 0, TCP; 1, the TLS handshake; 2, nothing (up). A timeout checks it is still due.
+    let stage = 0;
+    let timer = setTimeout(onConnectTimeout, t.connectTimeoutMs, socket, t.connectTimeoutMs, 'connect', () => stage === 0);
     const encrypted = (socket as { encrypted?: boolean }).encrypted === true;
     if (encrypted) {
       // The cluster's connect timeout is for TCP; the mTLS handshake after it gets its own allowance, so a CPU-bound
       // peer (a burst of new connections) is not taken for an unreachable one.
       socket.once('connect', () => {
         clearTimeout(timer);
-        timer = setTimeout(onConnectTimeout, TLS_HANDSHAKE_TIMEOUT_MS, socket, TLS_HANDSHAKE_TIMEOUT_MS, 'TLS handshake');
+        stage = 1;
+        timer = setTimeout(onConnectTimeout, TLS_HANDSHAKE_TIMEOUT_MS, socket, TLS_HANDSHAKE_TIMEOUT_MS, 'TLS handshake', () => stage === 1);
       });
     }
     socket.once(encrypted ? 'secureConnect' : 'connect', () => {
       clearTimeout(timer);
+      stage = 2;
       (socket as unknown as Record<symbol, boolean>)[kConnected] = true;
       this.connections++;
       this.gauge.inc();
@@ -252,8 +256,17 @@ export class EndpointPool {
 /** How long an mTLS handshake to a peer sidecar may take once TCP is up (Istio's connect timeout covers both: 10 s). */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
-function onConnectTimeout(socket: net.Socket, ms: number, what = 'connect'): void {
-  const err = new Error(`${what} timeout after ${ms} ms`) as NodeJS.ErrnoException;
-  err.code = 'ETIMEDOUT';
-  socket.destroy(err);
+/**
+ * A connect (or TLS handshake) timer fired: the connection fails unless it came up meanwhile. Decided after this
+ * event-loop turn's I/O (setImmediate runs after the poll phase), because timers run before I/O: once the loop was
+ * held past the timeout (a long GC pause, a CPU-starved process, a burst of a thousand connects), the timer would
+ * otherwise fail a connection the kernel had completed, whose 'connect' was waiting in the very same turn.
+ */
+function onConnectTimeout(socket: net.Socket, ms: number, what: string, stillWaiting: () => boolean): void {
+  setImmediate(() => {
+    if (!stillWaiting() || socket.destroyed) return;
+    const err = new Error(`${what} timeout after ${ms} ms`) as NodeJS.ErrnoException;
+    err.code = 'ETIMEDOUT';
+    socket.destroy(err);
+  });
 }

@@ -66,6 +66,27 @@ describe('an endpoint whose sidecar is up but whose app is not', () => {
     expect(out).toContain('x-skein-reason: upstream_connect_error');
   });
 
+  it("answers so when the caller's request came while the sidecar was held past its wait for it (timers run before I/O)", async () => {
+    const out = await new Promise<string>((resolve) => {
+      const s = net.connect(pair.inbound, '127.0.0.1', () => {
+        s.write(encodeProxyHeader('127.0.0.1', 0, '127.0.0.1', deadPort));
+        setTimeout(() => s.write('GET /late HTTP/1.1\r\nhost: dead\r\n\r\n'), 100);
+        // The process held (a GC pause, a starved CPU) past both the caller's send and the sidecar's 250 ms wait: both
+        // timers are due at once, the send runs first, and its bytes sit in the sidecar's socket unread.
+        setTimeout(() => {
+          const end = performance.now() + 400;
+          while (performance.now() < end);
+        }, 50);
+      });
+      let text = '';
+      s.on('data', (d) => (text += d));
+      s.on('error', () => {});
+      s.on('close', () => resolve(text));
+    });
+    expect(out).toMatch(/^HTTP\/1\.1 503 /);
+    expect(out).toContain('x-skein-reason: upstream_connect_error');
+  });
+
   it('answers a gRPC call UNAVAILABLE with the same reason, and recovers when the app comes back', async () => {
     const c = new grpc.Client(`127.0.0.1:${pair.outbound}`, grpc.credentials.createInsecure(), { 'grpc.default_authority': 'deadgrpc.default:50051' });
     try {

@@ -1,5 +1,5 @@
 // The outbound listener's own HTTP/1.1 (llhttp on the raw socket): pipelining, split reads, 100-continue, framing, HEAD, upgrades, disconnects.
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
@@ -308,9 +308,8 @@ describe('outbound HTTP/1.1 on the raw socket', () => {
       });
       s.on('close', () => resolve());
     });
-    await new Promise((r) => setTimeout(r, 50));
-    const stat = pair.client.clusterStats().find((c) => c.name === APP)!;
-    expect(stat.endpoints[0]!.active).toBe(0);
+    // The sidecar sees the client leave in its own time (its side of the socket, then the upstream request's abort).
+    await vi.waitFor(() => expect(pair.client.clusterStats().find((c) => c.name === APP)!.endpoints[0]!.active).toBe(0), { timeout: 10_000 });
     expect((await request(pair.outbound, { host: 'app', path: '/after-partial' })).status).toBe(200);
   });
 });

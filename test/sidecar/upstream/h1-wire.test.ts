@@ -227,6 +227,8 @@ describe('HTTP/1.1 upstream pool on the wire', () => {
       return false;
     });
     c.pick({ hash: undefined })!.pool.request(request(), handler, false);
+    // The first chunk arrives (however long that takes), then 'def' (written 30 ms after it) is held back while paused.
+    await until(() => calls > 0);
     await new Promise((r) => setTimeout(r, 100));
     expect(calls).toBe(1);
     controller().resume();

@@ -2,44 +2,60 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { LEAN_NODE_FLAGS } from '../../../cli/lean-exec.ts';
 import { ConfigSettler } from '../../../sidecar/xds/settle.ts';
 
 describe('ConfigSettler', () => {
-  it('collects once, after the changes stop', async () => {
+  // On a fake clock: with real timers and fixed sleeps, a stall of the test process (a loaded CI machine) of ~110 ms
+  // after the first collection let the second one fall inside the sleep that expects none yet.
+  const fake = () => vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('collects once, after the changes stop', () => {
+    fake();
     let runs = 0;
     const s = new ConfigSettler({ quietMs: 40, minIntervalMs: 0, collect: () => runs++ });
     for (let i = 0; i < 5; i++) {
       s.changed();
-      await sleep(10);
+      vi.advanceTimersByTime(10);
     }
     expect(runs).toBe(0);
-    await sleep(80);
+    vi.advanceTimersByTime(29);
+    expect(runs).toBe(0);
+    vi.advanceTimersByTime(1);
+    expect(runs).toBe(1);
+    vi.advanceTimersByTime(1000);
     expect(runs).toBe(1);
     s.stop();
   });
 
-  it('waits out the minimum interval between collections', async () => {
+  it('waits out the minimum interval between collections', () => {
+    fake();
     let runs = 0;
     const s = new ConfigSettler({ quietMs: 10, minIntervalMs: 150, collect: () => runs++ });
     s.changed();
-    await sleep(40);
-    expect(runs).toBe(1);
+    vi.advanceTimersByTime(40);
+    expect(runs).toBe(1); // at 10 ms
     s.changed();
-    await sleep(40);
+    vi.advanceTimersByTime(40);
     expect(runs).toBe(1);
-    await sleep(150);
-    expect(runs).toBe(2);
+    vi.advanceTimersByTime(79);
+    expect(runs).toBe(1);
+    vi.advanceTimersByTime(1);
+    expect(runs).toBe(2); // 150 ms after the first
     s.stop();
   });
 
-  it('compacts after the first config only', async () => {
+  it('compacts after the first config only', () => {
+    fake();
     const calls: boolean[] = [];
     const s = new ConfigSettler({ quietMs: 5, minIntervalMs: 0, collect: (first) => calls.push(first) });
     for (let i = 0; i < 3; i++) {
       s.changed();
-      await sleep(30);
+      vi.advanceTimersByTime(30);
     }
     expect(calls).toEqual([true, false, false]);
     s.stop();
@@ -72,13 +88,14 @@ describe('ConfigSettler', () => {
     expect(compacted).toBeLessThan(plain / 2);
   });
 
-  it('does nothing after stop()', async () => {
+  it('does nothing after stop()', () => {
+    fake();
     let runs = 0;
     const s = new ConfigSettler({ quietMs: 10, collect: () => runs++ });
     s.changed();
     s.stop();
     s.changed();
-    await sleep(40);
+    vi.advanceTimersByTime(1000);
     expect(runs).toBe(0);
   });
 
