@@ -136,7 +136,7 @@ export async function measureSetup(setup: Setup, o: ScenarioOptions): Promise<Sc
   }
   let schedOthers: string | undefined;
   if (slices !== undefined && o.sched !== undefined) {
-    const path = new Set([o.sched.appPid, ...setup.procs.map((p) => p.pid)]);
+    const path = new Map<number, string>([[o.sched.appPid, 'app'], ...setup.procs.map((p) => [p.pid, p.role] as [number, string])]);
     const { slowest, all } = cpuBreakdown(requestTimes, slices, path, o.sched.cpu);
     extra = { ...extra, ...schedExtras('slowest1', slowest), ...schedExtras('all', all) };
     const list = (xs: CpuShare['others']) => xs.map((x) => `${x.name} ${x.us.toFixed(0)} µs`).join(', ') || 'none';
@@ -182,5 +182,11 @@ function schedExtras(which: string, c: CpuShare): Record<string, number> {
     [`sched_${which}_cpu_other_us`]: c.otherUs,
     [`sched_${which}_cpu_idle_us`]: c.idleUs,
     [`sched_${which}_path_wait_us`]: c.pathWaitUs,
+    ...Object.fromEntries(
+      Object.entries(c.byRole).flatMap(([role, r]) => [
+        [`sched_${which}_cpu_${role}_us`, r.us],
+        [`sched_${which}_longest_run_${role}_us`, r.longestRunUs],
+      ]),
+    ),
   };
 }

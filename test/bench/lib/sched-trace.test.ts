@@ -35,7 +35,7 @@ describe('cpuBreakdown', () => {
     }
     slices.push(slice(9, 'busy', 1040, 1041.5), slice(1, 'node', 1041.5, 1041.8, 1), slice(1, 'V8Worker', 1041.8, 1041.9, 0, 0, 2));
     slices.push(slice(7, 'elsewhere', 1040, 1042, 0, 1));
-    const { slowest, all } = cpuBreakdown(new Float64Array(pairs), slices, new Set([1]), 0);
+    const { slowest, all } = cpuBreakdown(new Float64Array(pairs), slices, new Map([[1, 'proxy']]), 0);
     expect(slowest.requests).toBe(1);
     expect(slowest.latencyMs).toBe(2);
     expect(slowest.otherUs).toBeCloseTo(1500);
@@ -45,6 +45,7 @@ describe('cpuBreakdown', () => {
     expect(slowest.idleUs).toBeCloseTo(100);
     expect(slowest.pathWaitUs).toBeCloseTo(1000);
     expect(slowest.others).toEqual([{ name: 'busy[9]', us: expect.closeTo(1500) }]);
+    expect(slowest.byRole).toEqual({ proxy: { us: expect.closeTo(400), longestRunUs: expect.closeTo(300) } });
     expect(all.requests).toBe(100);
     expect(all.pathUs).toBeCloseTo((98 * 100 + 400) / 100);
   });

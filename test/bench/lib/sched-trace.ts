@@ -91,13 +91,23 @@ export interface CpuShare {
   readonly others: readonly { readonly name: string; readonly us: number }[];
   /** The path processes' other threads that held the CPU longest during these requests, with µs per request. */
   readonly pathThreads: readonly { readonly name: string; readonly us: number }[];
+  /**
+   * Per path role (client, server, app...): its CPU time during the request, and the longest it ran at a stretch
+   * (one slice, without giving the CPU up) in the request, both means per request, µs.
+   */
+  readonly byRole: Readonly<Record<string, { readonly us: number; readonly longestRunUs: number }>>;
 }
 
 /**
  * For the slowest 1% of requests and for all of them: how the CPU the proxies run on spent each request's time.
- * `requests` are (scheduled monotonic ms, latency ms) pairs; `path` the pids of the proxies and the app.
+ * `requests` are (scheduled monotonic ms, latency ms) pairs; `path` maps the pids of the proxies and the app to roles.
  */
-export function cpuBreakdown(requests: Float64Array, slices: readonly Slice[], path: ReadonlySet<number>, cpu: number): { slowest: CpuShare; all: CpuShare } {
+export function cpuBreakdown(
+  requests: Float64Array,
+  slices: readonly Slice[],
+  path: ReadonlyMap<number, string>,
+  cpu: number,
+): { slowest: CpuShare; all: CpuShare } {
   // The idle task's slices are left out: idle time is what the others leave of the request.
   const onCpu = slices.filter((s) => s.cpu === cpu && s.pid !== 0).sort((a, b) => a.start - b.start);
   const pathSlices = slices.filter((s) => path.has(s.pid)).sort((a, b) => a.start - b.start);
@@ -117,7 +127,10 @@ export function cpuBreakdown(requests: Float64Array, slices: readonly Slice[], p
     let waitMs = 0;
     const byName = new Map<string, number>();
     const threadsByName = new Map<string, number>();
+    const roleMs = new Map<string, number>();
+    const roleLongest = new Map<string, number>();
     for (const i of indexes) {
+      const longestHere = new Map<string, number>();
       const a = requests[2 * i] as number;
       const lat = requests[2 * i + 1] as number;
       const b = a + lat;
@@ -126,8 +139,11 @@ export function cpuBreakdown(requests: Float64Array, slices: readonly Slice[], p
         const s = onCpu[j] as Slice;
         const overlap = Math.min(b, s.end) - Math.max(a, s.start);
         if (overlap <= 0 || s.pid === 0) continue;
-        if (path.has(s.pid)) {
+        const role = path.get(s.pid);
+        if (role !== undefined) {
           pathMs += overlap;
+          roleMs.set(role, (roleMs.get(role) ?? 0) + overlap);
+          longestHere.set(role, Math.max(longestHere.get(role) ?? 0, s.end - s.start));
           if (s.tid !== s.pid) {
             threadsMs += overlap;
             const who = `${s.name}[${s.pid}]`;
@@ -139,6 +155,7 @@ export function cpuBreakdown(requests: Float64Array, slices: readonly Slice[], p
           byName.set(who, (byName.get(who) ?? 0) + overlap);
         }
       }
+      for (const [role, ms] of longestHere) roleLongest.set(role, (roleLongest.get(role) ?? 0) + ms);
       // A slice's delay is the wait just before its start: count the part of that wait inside the request.
       for (let j = firstStartingAfter(pathSlices, a - pathReach); j < pathSlices.length && (pathSlices[j] as Slice).start - (pathSlices[j] as Slice).delayMs < b; j++) {
         const s = pathSlices[j] as Slice;
@@ -163,6 +180,9 @@ export function cpuBreakdown(requests: Float64Array, slices: readonly Slice[], p
       pathWaitUs: (waitMs / k) * 1000,
       others: top(byName),
       pathThreads: top(threadsByName),
+      byRole: Object.fromEntries(
+        [...new Set(path.values())].map((role) => [role, { us: ((roleMs.get(role) ?? 0) / k) * 1000, longestRunUs: ((roleLongest.get(role) ?? 0) / k) * 1000 }]),
+      ),
     };
   }
 }
