@@ -163,6 +163,7 @@ function tailExtras(t: TailFigures): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [role, g] of Object.entries(t.gc)) {
     out[`gc_per_s_${role}`] = g.perSecond;
+    out[`gc_major_per_s_${role}`] = g.majorPerSecond;
     out[`gc_time_pct_${role}`] = g.timeShare * 100;
     out[`gc_max_ms_${role}`] = g.maxMs;
   }

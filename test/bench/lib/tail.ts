@@ -2,6 +2,7 @@
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { constants } from 'node:perf_hooks';
 import { percentileSorted } from './stats.ts';
 
 const MONOTONIC_OFFSET_MS = Number(process.hrtime.bigint()) / 1e6 - performance.now();
@@ -52,7 +53,7 @@ export type RequestTimes = Float64Array;
 
 export interface TailFigures {
   /** GC pauses per second of the run and their share of it, per sidecar role. */
-  readonly gc: Record<string, { perSecond: number; timeShare: number; maxMs: number }>;
+  readonly gc: Record<string, { perSecond: number; majorPerSecond: number; timeShare: number; maxMs: number }>;
   /** Share of all requests, and of the slowest 1%, that overlapped a pause of any recorded process. */
   readonly overlapAll: number;
   readonly overlapSlow: number;
@@ -104,7 +105,8 @@ export function attributeTail(requests: RequestTimes, pausesByRole: Readonly<Rec
   for (const [role, pauses] of Object.entries(pausesByRole)) {
     const inRun = pauses.filter((p) => p.start >= first && p.start <= last);
     const total = inRun.reduce((s, p) => s + p.ms, 0);
-    gc[role] = { perSecond: (inRun.length / span) * 1000, timeShare: total / span, maxMs: inRun.reduce((m, p) => Math.max(m, p.ms), 0) };
+    const major = inRun.filter((p) => p.kind === constants.NODE_PERFORMANCE_GC_MAJOR).length;
+    gc[role] = { perSecond: (inRun.length / span) * 1000, majorPerSecond: (major / span) * 1000, timeShare: total / span, maxMs: inRun.reduce((m, p) => Math.max(m, p.ms), 0) };
   }
   const p99 = percentileSorted([...latencies].sort((a, b) => a - b), 99);
   let hits = 0;
