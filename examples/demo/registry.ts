@@ -124,12 +124,13 @@ export class RegistryWriter {
       this.#retry ??= setInterval(() => void this.flush(), 1000).unref();
       return;
     }
-    this.#pending = false;
     this.stop();
     await writeRegistryFile(this.path, this.#merge(current));
+    // Only once written: a caller that waits for `pending` to clear reads the change in the file.
+    this.#pending = false;
   }
 
-  /** A flush was skipped because the file did not parse. */
+  /** A flush was skipped because the file did not parse, and its change is not in the file yet. */
   get pending(): boolean {
     return this.#pending;
   }

@@ -207,8 +207,10 @@ function readOuterProxyHeader(socket: net.Socket, then: (outer: ProxyHeader | un
   let buf: Buffer | undefined;
   let outer: ProxyHeader | undefined;
   let quiet: NodeJS.Timeout | undefined;
+  let handed = false;
   const onData = (chunk: Buffer): void => {
     clearTimeout(quiet);
+    if (handed) return;
     buf = buf === undefined ? chunk : Buffer.concat([buf, chunk]);
     if (outer === undefined) {
       const result = readProxyHeader(buf, socket, socket, ' before TLS');
@@ -219,13 +221,20 @@ function readOuterProxyHeader(socket: net.Socket, then: (outer: ProxyHeader | un
       }
     }
     if (buf.length === 0) {
-      // The header alone so far: the next bytes tell TLS from plaintext.
+      // The header alone so far: the next bytes tell TLS from plaintext. Silence is decided after that event-loop
+      // turn's I/O (setImmediate runs after the poll phase): timers run before I/O, so once the loop was held past
+      // the wait (a GC pause, a starved CPU), a TLS handshake that came meanwhile is read first, not taken for silence.
       quiet = setTimeout(() => {
-        socket.off('data', onData);
-        then(outer, Buffer.alloc(0));
+        setImmediate(() => {
+          if (handed || socket.destroyed) return;
+          handed = true;
+          socket.off('data', onData);
+          then(outer, Buffer.alloc(0));
+        });
       }, AFTER_OUTER_HEADER_MS);
       return;
     }
+    handed = true;
     socket.off('data', onData);
     then(outer, buf);
   };

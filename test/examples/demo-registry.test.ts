@@ -1,4 +1,5 @@
 // Tests the demo's registry writer: replica changes replace only the launcher's objects, edits made meanwhile stay.
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -100,5 +101,31 @@ describe('the demo registry writer', () => {
     await expect.poll(() => w.pending, { timeout: 5000 }).toBe(false);
     w.stop();
     expect((await objects(path)).filter((o) => o.kind === 'Pod')).toEqual([]);
+  });
+
+  it('says a skipped change is pending until it is in the file, not only read to be written', async () => {
+    const path = join(dir, 'registry.yaml');
+    const w = new RegistryWriter(path, 'demo', [{ name: 'kv', replicas: 1, serviceAccount: 'kv' }]);
+    const r = replica('kv', 1);
+    w.add(r);
+    await w.flush();
+    const good = await readFile(path, 'utf8');
+    await writeFile(path, `${good}---\nkind: [\n`);
+    w.remove(r);
+    await w.flush();
+    expect(w.pending).toBe(true);
+    await writeFile(path, good);
+    const flushing = w.flush();
+    // Every event-loop turn until it is no longer pending: the file then already holds the change.
+    const seen = await new Promise<string>((resolve) => {
+      const check = (): void => {
+        if (w.pending) setImmediate(check);
+        else resolve(readFileSync(path, 'utf8'));
+      };
+      check();
+    });
+    await flushing;
+    w.stop();
+    expect((loadAll(seen) as Obj[]).filter((o) => o.kind === 'Pod')).toEqual([]);
   });
 });

@@ -210,7 +210,9 @@ describe('XdsClient (delta)', () => {
     const peer = await startPeer();
     seed(peer);
     peer.resources.get(TYPE_URL.endpoint)?.clear();
-    const h = startClient(peer, { warmingTimeoutMs: 300 });
+    // 1 s, not 300 ms: nothing may be published before it, and a stall of the test process between the client's
+    // first update and this check (which takes a few ms) must not be taken for the timeout.
+    const h = startClient(peer, { warmingTimeoutMs: 1000 });
     await peer.waitFor(is(TYPE_URL.route, 'ack'));
     expect(h.configs).toHaveLength(0);
     expect(h.client.state().warming.missing).toEqual([`ClusterLoadAssignment "${WEB}"`]);
