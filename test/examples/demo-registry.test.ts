@@ -85,7 +85,8 @@ describe('the demo registry writer', () => {
     expect(await w.reconcile()).toBe(false);
   });
 
-  it('leaves a file that does not parse alone and writes the change once it parses again', async () => {
+  /** A writer whose file was broken by hand after its first write, holding a replica's removal it could not write. */
+  const skippedChange = async (): Promise<{ path: string; w: RegistryWriter; good: string }> => {
     const path = join(dir, 'registry.yaml');
     const w = new RegistryWriter(path, 'demo', [{ name: 'kv', replicas: 1, serviceAccount: 'kv' }]);
     const r = replica('kv', 1);
@@ -96,6 +97,11 @@ describe('the demo registry writer', () => {
     w.remove(r);
     await w.flush();
     expect(w.pending).toBe(true);
+    return { path, w, good };
+  };
+
+  it('leaves a file that does not parse alone and writes the change once it parses again', async () => {
+    const { path, w, good } = await skippedChange();
     expect(await readFile(path, 'utf8')).toContain('kind: [');
     await writeFile(path, good);
     await expect.poll(() => w.pending, { timeout: 5000 }).toBe(false);
@@ -104,16 +110,7 @@ describe('the demo registry writer', () => {
   });
 
   it('says a skipped change is pending until it is in the file, not only read to be written', async () => {
-    const path = join(dir, 'registry.yaml');
-    const w = new RegistryWriter(path, 'demo', [{ name: 'kv', replicas: 1, serviceAccount: 'kv' }]);
-    const r = replica('kv', 1);
-    w.add(r);
-    await w.flush();
-    const good = await readFile(path, 'utf8');
-    await writeFile(path, `${good}---\nkind: [\n`);
-    w.remove(r);
-    await w.flush();
-    expect(w.pending).toBe(true);
+    const { path, w, good } = await skippedChange();
     await writeFile(path, good);
     const flushing = w.flush();
     // Every event-loop turn until it is no longer pending: the file then already holds the change.

@@ -51,38 +51,35 @@ describe('an endpoint whose sidecar is up but whose app is not', () => {
     expect(counted?.value).toBeGreaterThan(0);
   });
 
-  it('answers so even when the refusal comes before the caller has sent its request', async () => {
-    const out = await new Promise<string>((resolve) => {
+  /** A caller that sends its PROXY header at once and its request 100 ms later; `hold` stalls this process meanwhile. */
+  const lateRequest = (hold?: () => void): Promise<string> =>
+    new Promise<string>((resolve) => {
       const s = net.connect(pair.inbound, '127.0.0.1', () => {
         s.write(encodeProxyHeader('127.0.0.1', 0, '127.0.0.1', deadPort));
         setTimeout(() => s.write('GET /late HTTP/1.1\r\nhost: dead\r\n\r\n'), 100);
+        hold?.();
       });
       let text = '';
       s.on('data', (d) => (text += d));
       s.on('error', () => {});
       s.on('close', () => resolve(text));
     });
+
+  it('answers so even when the refusal comes before the caller has sent its request', async () => {
+    const out = await lateRequest();
     expect(out).toMatch(/^HTTP\/1\.1 503 /);
     expect(out).toContain('x-skein-reason: upstream_connect_error');
   });
 
   it("answers so when the caller's request came while the sidecar was held past its wait for it (timers run before I/O)", async () => {
-    const out = await new Promise<string>((resolve) => {
-      const s = net.connect(pair.inbound, '127.0.0.1', () => {
-        s.write(encodeProxyHeader('127.0.0.1', 0, '127.0.0.1', deadPort));
-        setTimeout(() => s.write('GET /late HTTP/1.1\r\nhost: dead\r\n\r\n'), 100);
-        // The process held (a GC pause, a starved CPU) past both the caller's send and the sidecar's 250 ms wait: both
-        // timers are due at once, the send runs first, and its bytes sit in the sidecar's socket unread.
-        setTimeout(() => {
-          const end = performance.now() + 400;
-          while (performance.now() < end);
-        }, 50);
-      });
-      let text = '';
-      s.on('data', (d) => (text += d));
-      s.on('error', () => {});
-      s.on('close', () => resolve(text));
-    });
+    // The process held (a GC pause, a starved CPU) past both the caller's send and the sidecar's 250 ms wait: both
+    // timers are due at once, the send runs first, and its bytes sit in the sidecar's socket unread.
+    const out = await lateRequest(() =>
+      setTimeout(() => {
+        const end = performance.now() + 400;
+        while (performance.now() < end);
+      }, 50),
+    );
     expect(out).toMatch(/^HTTP\/1\.1 503 /);
     expect(out).toContain('x-skein-reason: upstream_connect_error');
   });
