@@ -25,7 +25,9 @@ export class IdleSweeper {
   constructor(sockets: ReadonlySet<net.Socket>, idleMs: number, everyMs = Math.min(15_000, Math.max(100, idleMs / 4))) {
     this.sockets = sockets;
     this.idleMs = idleMs;
-    this.timer = setInterval(() => this.sweep(performance.now()), everyMs);
+    // After the turn's I/O (setImmediate), as the header sweep: a request that came while the process was held past
+    // the idle timeout is read (and the connection stamped active) before the connection is judged idle.
+    this.timer = setInterval(() => setImmediate(() => this.sweep(performance.now())), everyMs);
     this.timer.unref();
   }
 

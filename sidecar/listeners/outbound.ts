@@ -123,9 +123,16 @@ export class OutboundListener implements DownstreamHost {
     this.headerSweep.unref();
   }
 
+  /**
+   * Decided after this event-loop turn's I/O (setImmediate runs after the poll phase): timers run before I/O, so once
+   * the process was held past the timeout (a GC pause, a starved CPU), the rest of a head that came meanwhile is read
+   * before the head is judged late.
+   */
   private sweepHeaders(): void {
-    const now = performance.now();
-    for (const c of this.h1) c.sweepHead(now, this.headersTimeoutMs);
+    setImmediate(() => {
+      const now = performance.now();
+      for (const c of this.h1) c.sweepHead(now, this.headersTimeoutMs);
+    });
   }
 
   private onConnection(socket: net.Socket): void {
