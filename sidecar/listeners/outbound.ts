@@ -274,13 +274,20 @@ export class OutboundListener implements DownstreamHost {
     }
     let done = false;
     const ms = this.options.configWaitMs ?? CONFIG_WAIT_MS;
+    // After the turn's I/O (setImmediate runs after the poll phase): once the process was held past the wait, a
+    // config that came meanwhile is read first.
     const timer = setTimeout(() => {
-      done = true;
-      if (!gone()) refuse(noConfig(ms));
+      setImmediate(() => {
+        if (done) return;
+        done = true;
+        if (!gone()) refuse(noConfig(ms));
+      });
     }, ms);
     this.waiting.push(() => {
       clearTimeout(timer);
-      if (!done && !gone()) go();
+      if (done) return;
+      done = true;
+      if (!gone()) go();
     });
   }
 
