@@ -22,7 +22,8 @@ export class AppDownH2 {
       session.on('error', () => {});
       this.sessions.add(session);
       session.once('close', () => this.sessions.delete(session));
-      session.setTimeout(5000, () => session.destroy());
+      // After the turn's I/O (setImmediate): a request that came while the process was held past it is answered first.
+      session.setTimeout(5000, () => setImmediate(() => session.closed || session.destroy()));
     });
     this.server.on('stream', (stream, headers) => {
       stream.on('error', () => {});

@@ -52,8 +52,17 @@ export function logSessionErrors(server: http2.Http2Server, log: Logger, listene
  */
 export function closeIdleSessions(server: http2.Http2Server, ms: number): void {
   server.on('session', (session: http2.ServerHttp2Session) => {
-    session.setTimeout(ms, () => {
-      if (!session.closed && !session.destroyed) session.close();
-    });
+    // Decided after the turn's I/O (setImmediate runs after the poll phase): the timeout is a timer, and timers run
+    // before I/O, so once the process was held past it, frames that came meanwhile are read first (then it re-arms).
+    const fired = (): void => {
+      const read = session.socket.bytesRead;
+      const written = session.socket.bytesWritten;
+      setImmediate(() => {
+        if (session.closed || session.destroyed) return;
+        if (session.socket.bytesRead !== read || session.socket.bytesWritten !== written) session.setTimeout(ms, fired);
+        else session.close();
+      });
+    };
+    session.setTimeout(ms, fired);
   });
 }

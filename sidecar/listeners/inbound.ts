@@ -12,6 +12,7 @@ import { localReplyText } from '../http1/response-head.ts';
 import { REASON_HEADER } from './local-reply.ts';
 import { AppDownH2 } from './app-down-h2.ts';
 import { lingerAfterUpstream } from './linger.ts';
+import { clearIdleTimeout, setIdleTimeout } from './socket-timeout.ts';
 
 const log = logger('inbound');
 
@@ -280,7 +281,8 @@ export class InboundListener {
     socket.once('close', () => this.all.delete(socket));
     this.pending.add(socket);
     socket.on('error', () => socket.destroy());
-    socket.setTimeout(HEADER_WAIT_MS, () => {
+    // Decided after the turn's I/O (setIdleTimeout): bytes that came while the process was held past it are read first.
+    setIdleTimeout(socket, HEADER_WAIT_MS, () => {
       log.warn('inbound connection closed: no PROXY header or data within 5 s', { remote: socket.remoteAddress });
       socket.destroy();
     });
@@ -296,7 +298,7 @@ export class InboundListener {
       socket.pause();
       if (first.length === 0) {
         // A PROXY header and then silence: a plaintext caller of a protocol where the server speaks first.
-        socket.setTimeout(0);
+        clearIdleTimeout(socket);
         this.pending.delete(socket);
         this.route(socket, socket, outer, first, undefined);
         return;
@@ -340,7 +342,7 @@ export class InboundListener {
       if (result === undefined) return;
       stream.off('data', onData);
       stream.pause();
-      raw.setTimeout(0);
+      clearIdleTimeout(raw);
       this.pending.delete(raw);
       // A header inside the TLS stream (integrity-protected) wins over one sent before the handshake.
       const header = result.kind === 'header' ? result.header : outer;

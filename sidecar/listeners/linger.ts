@@ -1,6 +1,7 @@
 // The L4 pipes' close when the upstream side went away first: nginx's lingering close toward the client.
 import type net from 'node:net';
 import { guardWrites, writeRefused } from '../upstream/index.ts';
+import { setIdleTimeout } from './socket-timeout.ts';
 
 /** Lingering ends when the client sends nothing this long (nginx's lingering_timeout)... */
 export const LINGER_IDLE_MS = 5_000;
@@ -24,7 +25,7 @@ export function closeAfterUpstream(client: net.Socket, upstream: net.Socket, don
   }
   drainClient(client, upstream);
   if (!client.writableEnded) client.end();
-  client.setTimeout(LINGER_IDLE_MS, done);
+  setIdleTimeout(client, LINGER_IDLE_MS, done); // after the turn's I/O: bytes that came while the process was held count
   const timer = setTimeout(done, LINGER_MAX_MS);
   client.once('close', () => clearTimeout(timer));
 }

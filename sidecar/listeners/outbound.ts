@@ -19,6 +19,7 @@ import type { HeaderSource } from './header-source.ts';
 import { replyH2 } from './local-reply.ts';
 import { startUpgrade, tunnelledProtocol } from './upgrade.ts';
 import { closeIdleSessions, giveToH2Server, logSessionErrors } from './h2-socket.ts';
+import { clearIdleTimeout, setIdleTimeout } from './socket-timeout.ts';
 
 const log = logger('listener');
 
@@ -161,7 +162,8 @@ export class OutboundListener implements DownstreamHost {
     };
     // A connection that says nothing yet is idle, not slow (clients open spare connections ahead of need): it gets the
     // idle timeout, as in Envoy; the header timeout starts with the first bytes of a request.
-    socket.setTimeout(this.idleTimeoutMs, onSilent);
+    // Decided after the turn's I/O (setIdleTimeout): first bytes that came while the process was held past it are read.
+    setIdleTimeout(socket, this.idleTimeoutMs, onSilent);
     socket.once('end', onSilent);
     const onData = (chunk: Buffer): void => {
       head = head === undefined ? chunk : Buffer.concat([head, chunk]);
@@ -170,8 +172,7 @@ export class OutboundListener implements DownstreamHost {
       if (maybeH2 && head.length < PREFACE.length) return; // read more
       socket.off('data', onData);
       socket.off('end', onSilent);
-      socket.setTimeout(0);
-      socket.off('timeout', onSilent);
+      clearIdleTimeout(socket);
       socket.pause();
       if (maybeH2) {
         // The HTTP/2 session takes bytes already buffered on the socket before it consumes the handle.
@@ -273,13 +274,20 @@ export class OutboundListener implements DownstreamHost {
     }
     let done = false;
     const ms = this.options.configWaitMs ?? CONFIG_WAIT_MS;
+    // After the turn's I/O (setImmediate runs after the poll phase): once the process was held past the wait, a
+    // config that came meanwhile is read first.
     const timer = setTimeout(() => {
-      done = true;
-      if (!gone()) refuse(noConfig(ms));
+      setImmediate(() => {
+        if (done) return;
+        done = true;
+        if (!gone()) refuse(noConfig(ms));
+      });
     }, ms);
     this.waiting.push(() => {
       clearTimeout(timer);
-      if (!done && !gone()) go();
+      if (done) return;
+      done = true;
+      if (!gone()) go();
     });
   }
 

@@ -7,6 +7,7 @@ import type { TcpListenerConfig } from '../xds/model.ts';
 import { logger } from '../log.ts';
 import { ListenerBindError, LocalReplyError } from './errors.ts';
 import { lingerAfterUpstream } from './linger.ts';
+import { setIdleTimeout } from './socket-timeout.ts';
 
 const log = logger('listener');
 
@@ -91,7 +92,8 @@ class TcpServiceListener {
     client.on('close', done);
     upstream.on('close', afterUpstream);
     if (this.config.idleTimeoutMs !== undefined && this.config.idleTimeoutMs > 0) {
-      client.setTimeout(this.config.idleTimeoutMs, done);
+      // Decided after the turn's I/O (setIdleTimeout): bytes either way that came while the process was held count.
+      setIdleTimeout(client, this.config.idleTimeoutMs, done);
     }
     client.pipe(upstream);
     upstream.pipe(client);

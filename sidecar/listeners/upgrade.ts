@@ -112,7 +112,9 @@ class Tunnel implements ResponseSink, DispatchController {
     u.on('error', this.onError);
     u.on('close', this.onClose);
     this.handler.onRequestStart(this);
-    if (this.timeoutMs > 0) this.timer = setTimeout(() => this.timedOut(), this.timeoutMs);
+    // Decided after the turn's I/O (setImmediate runs after the poll phase): timers run before I/O, so once the process
+    // was held past the timeout, an answer that came meanwhile is read first.
+    if (this.timeoutMs > 0) this.timer = setTimeout(() => setImmediate(() => this.timedOut()), this.timeoutMs);
     // Queued until the connection (and its TLS handshake) is up, after the PROXY header.
     u.write(head, 'latin1');
   }

@@ -44,7 +44,9 @@ export class StreamIdleWatch {
     // Ten sweeps per timeout (at least every 10 ms, at most every 15 s): a request ends 100–110% of the timeout idle.
     this.sweepMs = Math.max(10, Math.min(15_000, Math.floor(ms / 10)));
     if (!this.autoSweep) return;
-    this.timer = setInterval(() => this.sweep(), this.sweepMs);
+    // After the turn's I/O (setImmediate runs after the poll phase): timers run before I/O, so once the process was held
+    // past a sweep, response bytes that came meanwhile stamp their request before it is judged idle.
+    this.timer = setInterval(() => setImmediate(() => this.sweep()), this.sweepMs);
     this.timer.unref();
   }
 

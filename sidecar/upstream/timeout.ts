@@ -15,10 +15,14 @@ class TimeoutHandler implements DispatchHandler {
   }
 
   private fire(self: TimeoutHandler, request: DispatchRequest): void {
-    if (self.done) return;
-    self.done = true;
-    self.controller?.abort();
-    self.inner.onResponseError(upstreamTimeout('the response', request.timeoutMs, request.cluster));
+    // After the turn's I/O (setImmediate runs after the poll phase): timers run before I/O, so once the process was held
+    // past the timeout (a GC pause, a starved CPU), the end of a response that came meanwhile is read before the 504.
+    setImmediate(() => {
+      if (self.done) return;
+      self.done = true;
+      self.controller?.abort();
+      self.inner.onResponseError(upstreamTimeout('the response', request.timeoutMs, request.cluster));
+    });
   }
 
   onRequestStart(controller: DispatchController): void {

@@ -84,6 +84,26 @@ describe('an endpoint whose sidecar is up but whose app is not', () => {
     expect(out).toContain('x-skein-reason: upstream_connect_error');
   });
 
+  it("answers so when a silent caller's first bytes came while the sidecar was held past its 5 s wait for them", async () => {
+    // The PROXY header and request at 4900 ms, the inbound's wait for a caller's first bytes ends at about 5000 ms.
+    // Held from 4850 ms to 5300 ms: when the process runs again both are due; the bytes are in the socket, unread.
+    const out = await new Promise<string>((resolve) => {
+      const s = net.connect(pair.inbound, '127.0.0.1', () => {
+        setTimeout(() => s.write(Buffer.concat([encodeProxyHeader('127.0.0.1', 0, '127.0.0.1', deadPort), Buffer.from('GET /late HTTP/1.1\r\nhost: dead\r\n\r\n')])), 4900);
+        setTimeout(() => {
+          const end = performance.now() + 450;
+          while (performance.now() < end);
+        }, 4850);
+      });
+      let text = '';
+      s.on('data', (d) => (text += d));
+      s.on('error', () => {});
+      s.on('close', () => resolve(text));
+    });
+    expect(out).toMatch(/^HTTP\/1\.1 503 /);
+    expect(out).toContain('x-skein-reason: upstream_connect_error');
+  }, 15_000);
+
   it('answers a gRPC call UNAVAILABLE with the same reason, and recovers when the app comes back', async () => {
     const c = new grpc.Client(`127.0.0.1:${pair.outbound}`, grpc.credentials.createInsecure(), { 'grpc.default_authority': 'deadgrpc.default:50051' });
     try {

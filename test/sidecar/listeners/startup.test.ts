@@ -1,7 +1,8 @@
 // Tests requests that reach a sidecar before its first config: they wait for it, or get a 503 that says why.
 import http2 from 'node:http2';
+import net from 'node:net';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
-import { closeServer, cluster, domains, endpoint, mesh, request, route, startApp, startPair, type Pair } from './harness.ts';
+import { closeServer, cluster, domains, endpoint, listen, mesh, request, route, startApp, startPair, type Pair } from './harness.ts';
 
 const SVC = 'outbound|80||web.default.svc.cluster.local';
 
@@ -84,5 +85,31 @@ describe('requests before the first config', () => {
     const r = await held;
     expect(r.status).toBe(404);
     expect(r.body).toContain('nothing.default');
+  });
+  it('serves a held request whose config came in time but was read only after the process was held past the wait', async () => {
+    const p = (pair = await startPair([app.port], { configWaitMs: 1000 }));
+    const m = webMesh(p.inbound);
+    p.server.update(m);
+    // A stand-in for the control plane's stream: the client sidecar takes its config when bytes come on a socket.
+    const cp = net.createServer();
+    const cpPort = await listen(cp);
+    const feed = net.connect(cpPort, '127.0.0.1');
+    feed.once('data', () => p.client.update(m));
+    const [peer] = (await new Promise((r) => cp.once('connection', (s: net.Socket) => r([s])))) as [net.Socket];
+    try {
+      const held = request(p.outbound, { host: 'web.default', path: '/late' });
+      // The config at 900 ms, the wait ends at about 1000 ms. Held from 850 ms to 1300 ms: when the process runs
+      // again both are due; the config is in the socket, not yet read.
+      setTimeout(() => peer.write('x'), 900);
+      setTimeout(() => {
+        const end = performance.now() + 450;
+        while (performance.now() < end);
+      }, 850);
+      expect((await held).status).toBe(200);
+    } finally {
+      feed.destroy();
+      peer.destroy();
+      await closeServer(cp);
+    }
   });
 });

@@ -208,13 +208,14 @@ describe('Upgrade answers that go wrong', () => {
   const svc = 'outbound|80||odd.default.svc.cluster.local';
 
   beforeAll(async () => {
-    // Misbehaves by path: garbage, a close without an answer, silence.
+    // Misbehaves by path: garbage, a close without an answer, silence, an answer after 900 ms.
     odd = net.createServer((s) => {
       s.on('error', () => {});
       s.once('data', (d: Buffer) => {
         const path = d.toString('latin1').split(' ')[1];
         if (path === '/garbage') s.end('SSH-2.0-OpenSSH_9.2\r\n\r\n');
         else if (path === '/close') s.destroy();
+        else if (path === '/late') setTimeout(() => s.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n'), 900);
       });
     });
     oddPort = await listen(odd);
@@ -252,6 +253,21 @@ describe('Upgrade answers that go wrong', () => {
     const out = await upgradeTo('/close');
     expect(out).toMatch(/^HTTP\/1\.1 503 /);
     expect(out).toContain('SKEIN_UPSTREAM_CLOSED');
+  });
+
+  it('an answer that came in time but was read only after the process was held past the route timeout opens the tunnel', async () => {
+    pair.client.update(oddMesh(1000));
+    const { s, got } = rawClient(pair.outbound);
+    s.write('GET /late HTTP/1.1\r\nHost: odd.default\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+    // The answer at 900 ms, the timeout at 1000 ms. Held from 850 ms to 1300 ms: when the process runs again both
+    // are due; the answer is in the sidecar's upstream socket, not yet read.
+    setTimeout(() => {
+      const end = performance.now() + 450;
+      while (performance.now() < end);
+    }, 850);
+    await expect.poll(got, POLL).toMatch(/\r\n\r\n/);
+    s.destroy();
+    expect(got()).toMatch(/^HTTP\/1\.1 101 /);
   });
 
   it('silence past the route timeout is a 504; a client that leaves first frees the endpoint', async () => {

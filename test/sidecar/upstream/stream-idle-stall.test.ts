@@ -1,0 +1,69 @@
+// The stream idle timeout after the process was held (a GC pause, a starved CPU): a response that moved in time is kept.
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StreamIdleWatch } from '../../../sidecar/upstream/index.ts';
+import type { DispatchRequest } from '../../../sidecar/upstream/index.ts';
+
+function request(): DispatchRequest {
+  return { cluster: 'outbound|80||api.default.svc.cluster.local', method: 'GET', path: '/', authority: 'api', headers: [], body: null, hash: undefined, wantsH2: false, timeoutMs: 0 };
+}
+
+describe('stream idle timeout after a stall', () => {
+  let server: net.Server;
+  let port = 0;
+  const peers: net.Socket[] = [];
+
+  beforeAll(async () => {
+    server = net.createServer((s) => peers.push(s));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    port = (server.address() as net.AddressInfo).port;
+  });
+
+  afterAll(async () => {
+    for (const s of peers) s.destroy();
+    await new Promise((r) => server.close(r));
+  });
+
+  it('keeps a response whose bytes came before its tenth quiet sweep but were read only after the process was held past it', async () => {
+    const watch = new StreamIdleWatch(2000); // a sweep every 200 ms; idle at the tenth sweep with no response event
+    const upstream = net.connect(port, '127.0.0.1');
+    await new Promise((r) => upstream.once('connect', r));
+    await new Promise<void>((r) => (peers.length > 0 ? r() : server.once('connection', () => setImmediate(r))));
+    const peer = peers[0]!;
+    // Start right after a sweep, so that the sweeps fall at about 200 ms, 400 ms, ... 2000 ms from the request.
+    const t0 = watch.tick;
+    await new Promise<void>((r) => {
+      const look = (): void => void (watch.tick !== t0 ? r() : setImmediate(look));
+      look();
+    });
+    const start = watch.tick;
+    let tickAtHold = -1;
+    const outcome = await new Promise<string>((resolve) => {
+      watch.interceptor((_req, h) => {
+        h.onRequestStart({ pause: () => {}, resume: () => {}, abort: () => upstream.destroy() });
+        upstream.once('data', () => {
+          h.onResponseStart(200, {});
+          h.onResponseEnd(undefined);
+        });
+      })(request(), {
+        onRequestStart: () => {},
+        onResponseStart: () => {},
+        onResponseData: () => true,
+        onResponseEnd: () => resolve('end'),
+        onResponseError: (e) => resolve(`error ${e.status}`),
+      });
+      // The peer answers at 1900 ms, after the ninth sweep (1800) and before the tenth (2000). Held from 1850 ms to
+      // 2350 ms: when the process runs again the answer and the tenth sweep are both due; the answer is unread.
+      setTimeout(() => peer.write('x'), 1900);
+      setTimeout(() => {
+        tickAtHold = watch.tick;
+        const end = performance.now() + 500;
+        while (performance.now() < end);
+      }, 1850);
+    });
+    upstream.destroy();
+    watch.close();
+    expect(tickAtHold - start).toBe(9); // the setup: nine quiet sweeps before the hold
+    expect(outcome).toBe('end');
+  }, 10_000);
+});
