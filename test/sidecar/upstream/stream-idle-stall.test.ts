@@ -24,7 +24,7 @@ describe('stream idle timeout after a stall', () => {
     await new Promise((r) => server.close(r));
   });
 
-  it('keeps a response whose bytes came before its tenth quiet sweep but were read only after the process was held past it', async () => {
+  it('keeps a response whose bytes came before its tenth quiet sweep but were read only after the process was held past it', { timeout: 10_000 }, async (ctx) => {
     const watch = new StreamIdleWatch(2000); // a sweep every 200 ms; idle at the tenth sweep with no response event
     const upstream = net.connect(port, '127.0.0.1');
     await new Promise((r) => upstream.once('connect', r));
@@ -63,7 +63,9 @@ describe('stream idle timeout after a stall', () => {
     });
     upstream.destroy();
     watch.close();
-    expect(tickAtHold - start).toBe(9); // the setup: nine quiet sweeps before the hold
+    // The setup: nine quiet sweeps before the hold. When this process was itself held before then (a long GC pause;
+    // npm run test:stalled freezes it at random), the sweeps ran late and the case is not what it is meant to be.
+    if (tickAtHold - start !== 9) ctx.skip(`the test process was held before its own hold (${tickAtHold - start} sweeps, not 9)`);
     expect(outcome).toBe('end');
-  }, 10_000);
+  });
 });
