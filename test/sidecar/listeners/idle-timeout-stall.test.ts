@@ -19,17 +19,22 @@ function holdAt(at: number, ms: number): void {
   }, at);
 }
 
+/** An outbound listener with a 1 s idle timeout and no config (requests are answered 503 after 50 ms). */
+async function silentOutbound(): Promise<OutboundListener> {
+  const metrics = new DataPlaneMetrics(new Registry());
+  const listener = new OutboundListener(
+    { host: '127.0.0.1', port: 0, requestHeadersTimeoutMs: 10_000, maxRequestHeadersKb: 60, idleTimeoutMs: 1000, configWaitMs: 50 },
+    new ClusterManager('127.0.0.1', metrics),
+    () => {},
+    metrics,
+  );
+  await listener.listen();
+  return listener;
+}
+
 describe('idle timeouts after a stall', () => {
   it('outbound: reads the first request that came while the process was held past the idle timeout of a silent connection', async () => {
-    const metrics = new DataPlaneMetrics(new Registry());
-    const manager = new ClusterManager('127.0.0.1', metrics);
-    const listener = new OutboundListener(
-      { host: '127.0.0.1', port: 0, requestHeadersTimeoutMs: 10_000, maxRequestHeadersKb: 60, idleTimeoutMs: 1000, configWaitMs: 50 },
-      manager,
-      () => {},
-      metrics,
-    );
-    await listener.listen();
+    const listener = await silentOutbound();
     try {
       const out = await new Promise<string>((resolve) => {
         const s = net.connect(listener.port, '127.0.0.1', () => {
@@ -50,15 +55,7 @@ describe('idle timeouts after a stall', () => {
   }, 10_000);
 
   it('outbound: serves an HTTP/2 request that came while the process was held past the session idle timeout', async () => {
-    const metrics = new DataPlaneMetrics(new Registry());
-    const manager = new ClusterManager('127.0.0.1', metrics);
-    const listener = new OutboundListener(
-      { host: '127.0.0.1', port: 0, requestHeadersTimeoutMs: 10_000, maxRequestHeadersKb: 60, idleTimeoutMs: 1000, configWaitMs: 50 },
-      manager,
-      () => {},
-      metrics,
-    );
-    await listener.listen();
+    const listener = await silentOutbound();
     try {
       // Raw frames: the request's bytes are on the wire as soon as it is written (node:http2 writes from an immediate).
       const frames = await new Promise<Buffer>((resolve) => {

@@ -1,34 +1,12 @@
 // The route timeout after the process was held (a GC pause, a starved CPU): a response that came in time is served.
-import net from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { timeoutInterceptor } from '../../../sidecar/upstream/index.ts';
-import type { DispatchRequest } from '../../../sidecar/upstream/index.ts';
-
-function request(timeoutMs: number): DispatchRequest {
-  return { cluster: 'outbound|80||api.default.svc.cluster.local', method: 'GET', path: '/', authority: 'api', headers: [], body: null, hash: undefined, wantsH2: false, timeoutMs };
-}
+import { connectedPair, stallRequest } from './stall-peer.ts';
 
 describe('route timeout after a stall', () => {
-  let server: net.Server;
-  let port = 0;
-  const peers: net.Socket[] = [];
-
-  beforeAll(async () => {
-    server = net.createServer((s) => peers.push(s));
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    port = (server.address() as net.AddressInfo).port;
-  });
-
-  afterAll(async () => {
-    for (const s of peers) s.destroy();
-    await new Promise((r) => server.close(r));
-  });
-
   it('ends a response whose bytes came before the timeout but were read only after the process was held past it', async () => {
-    const upstream = net.connect(port, '127.0.0.1');
-    await new Promise((r) => upstream.once('connect', r));
-    await new Promise<void>((r) => (peers.length > 0 ? r() : server.once('connection', () => setImmediate(r))));
-    const peer = peers[0]!;
+    const pair = await connectedPair();
+    const { upstream, peer } = pair;
     const outcome = await new Promise<string>((resolve) => {
       timeoutInterceptor((_req, h) => {
         h.onRequestStart({ pause: () => {}, resume: () => {}, abort: () => upstream.destroy() });
@@ -37,7 +15,7 @@ describe('route timeout after a stall', () => {
           h.onResponseStart(200, {});
           h.onResponseEnd(undefined);
         });
-      })(request(1000), {
+      })(stallRequest(1000), {
         onRequestStart: () => {},
         onResponseStart: () => {},
         onResponseData: () => true,
@@ -52,7 +30,7 @@ describe('route timeout after a stall', () => {
         while (performance.now() < end);
       }, 850);
     });
-    upstream.destroy();
+    await pair.close();
     expect(outcome).toBe('end');
   }, 10_000);
 });

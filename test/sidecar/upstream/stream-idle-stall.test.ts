@@ -1,35 +1,13 @@
 // The stream idle timeout after the process was held (a GC pause, a starved CPU): a response that moved in time is kept.
-import net from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { StreamIdleWatch } from '../../../sidecar/upstream/index.ts';
-import type { DispatchRequest } from '../../../sidecar/upstream/index.ts';
-
-function request(): DispatchRequest {
-  return { cluster: 'outbound|80||api.default.svc.cluster.local', method: 'GET', path: '/', authority: 'api', headers: [], body: null, hash: undefined, wantsH2: false, timeoutMs: 0 };
-}
+import { connectedPair, stallRequest } from './stall-peer.ts';
 
 describe('stream idle timeout after a stall', () => {
-  let server: net.Server;
-  let port = 0;
-  const peers: net.Socket[] = [];
-
-  beforeAll(async () => {
-    server = net.createServer((s) => peers.push(s));
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    port = (server.address() as net.AddressInfo).port;
-  });
-
-  afterAll(async () => {
-    for (const s of peers) s.destroy();
-    await new Promise((r) => server.close(r));
-  });
-
   it('keeps a response whose bytes came before its tenth quiet sweep but were read only after the process was held past it', { timeout: 10_000 }, async (ctx) => {
     const watch = new StreamIdleWatch(2000); // a sweep every 200 ms; idle at the tenth sweep with no response event
-    const upstream = net.connect(port, '127.0.0.1');
-    await new Promise((r) => upstream.once('connect', r));
-    await new Promise<void>((r) => (peers.length > 0 ? r() : server.once('connection', () => setImmediate(r))));
-    const peer = peers[0]!;
+    const pair = await connectedPair();
+    const { upstream, peer } = pair;
     // Start right after a sweep, so that the sweeps fall at about 200 ms, 400 ms, ... 2000 ms from the request.
     const t0 = watch.tick;
     await new Promise<void>((r) => {
@@ -45,7 +23,7 @@ describe('stream idle timeout after a stall', () => {
           h.onResponseStart(200, {});
           h.onResponseEnd(undefined);
         });
-      })(request(), {
+      })(stallRequest(), {
         onRequestStart: () => {},
         onResponseStart: () => {},
         onResponseData: () => true,
@@ -61,7 +39,7 @@ describe('stream idle timeout after a stall', () => {
         while (performance.now() < end);
       }, 1850);
     });
-    upstream.destroy();
+    await pair.close();
     watch.close();
     // The setup: nine quiet sweeps before the hold. When this process was itself held before then (a long GC pause;
     // npm run test:stalled freezes it at random), the sweeps ran late and the case is not what it is meant to be.
