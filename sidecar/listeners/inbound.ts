@@ -1,4 +1,4 @@
-// The inbound listener: mTLS or plaintext by the first byte, PROXY v2 header, mode and authorization, then L4 pipe or L7.
+// The inbound listener: mTLS or plaintext by the first byte, PROXY header, mode and authorization, then L4 pipe or L7.
 import net from 'node:net';
 import type { Counter } from 'prom-client';
 import { authorize, type Caller, type InboundPolicy } from '../authz/index.ts';
@@ -177,7 +177,7 @@ interface Admitted {
 }
 
 /**
- * Parses the PROXY v2 header at the start of `buf`; undefined when more bytes are needed, or when the header is bad
+ * Parses the PROXY header (v1 or v2) at the start of `buf`; undefined when more bytes are needed, or when the header is bad
  * or too long (then `stream` is closed, with a log line naming `where` it came: ' before TLS', ' inside TLS', '').
  */
 function readProxyHeader(buf: Buffer, raw: net.Socket, stream: net.Socket, where: string): Exclude<ParseResult, { kind: 'partial' }> | undefined {
@@ -185,7 +185,7 @@ function readProxyHeader(buf: Buffer, raw: net.Socket, stream: net.Socket, where
   try {
     result = parseProxyHeader(buf);
   } catch (err) {
-    log.warn(`inbound connection closed: bad PROXY v2 header${where}`, { remote: raw.remoteAddress, error: (err as Error).message });
+    log.warn(`inbound connection closed: bad PROXY header${where}`, { remote: raw.remoteAddress, error: (err as Error).message });
     stream.destroy();
     return undefined;
   }
@@ -201,7 +201,7 @@ function readProxyHeader(buf: Buffer, raw: net.Socket, stream: net.Socket, where
 const AFTER_OUTER_HEADER_MS = 100;
 
 /**
- * Reads a PROXY v2 header at the very start of `socket`, if one is there, and hands over what follows it: at least
+ * Reads a PROXY header (v1 or v2) at the very start of `socket`, if one is there, and hands over what follows it: at least
  * one byte, or none after a header followed by AFTER_OUTER_HEADER_MS of silence. A bad header closes the connection.
  */
 function readOuterProxyHeader(socket: net.Socket, then: (outer: ProxyHeader | undefined, first: Buffer) => void): void {
@@ -331,7 +331,7 @@ export class InboundListener {
   }
 
   /**
-   * Reads the PROXY v2 header (if any) from `stream` (the socket, or the TLS stream over it), then routes.
+   * Reads the PROXY header (v1 or v2) (if any) from `stream` (the socket, or the TLS stream over it), then routes.
    * `peer` is the verified SPIFFE ID for mTLS; `first` holds bytes already read from a plaintext socket.
    */
   private readPreface(raw: net.Socket, stream: net.Socket, peer: string | undefined, first?: Buffer, outer?: ProxyHeader): void {

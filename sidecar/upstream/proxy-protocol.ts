@@ -1,4 +1,4 @@
-// PROXY protocol v2 (HAProxy spec): the header a sidecar writes first on a connection to a peer's inbound port.
+// PROXY protocol (HAProxy spec): the v2 header a sidecar writes first on a connection to a peer's inbound port; v1 and v2 read.
 import net from 'node:net';
 import { ProxyProtocolError } from '../listeners/errors.ts';
 
@@ -43,14 +43,25 @@ export function encodeProxyHeader(src: string, srcPort: number, dst: string, dst
 }
 
 export type ParseResult =
-  /** Not a PROXY v2 connection: the bytes are application data. */
+  /** Not a PROXY connection: the bytes are application data. */
   | { readonly kind: 'none' }
   /** A prefix of a header so far: read more. */
   | { readonly kind: 'partial' }
   | { readonly kind: 'header'; readonly header: ProxyHeader; readonly length: number };
 
-/** Parses a PROXY v2 header at the start of `buf`; throws ProxyProtocolError for a signature followed by nonsense. */
+/** `PROXY `: the start of a v1 (text) header. */
+const V1_PREFIX = Buffer.from('PROXY ', 'latin1');
+/** The longest v1 header, CRLF included (the spec's 107 bytes). */
+const V1_MAX = 107;
+const V1_PORT = /^(0|[1-9]\d{0,4})$/;
+
+/**
+ * Parses a PROXY header at the start of `buf`: v2 (binary, what Skein's sidecars, haproxy's send-proxy-v2 and
+ * Envoy send) or v1 (text, what nginx's stream proxy_protocol and haproxy's send-proxy send). Throws
+ * ProxyProtocolError for a signature followed by nonsense.
+ */
 export function parseProxyHeader(buf: Buffer): ParseResult {
+  if (buf.length > 0 && buf[0] === 0x50) return parseV1(buf);
   const n = Math.min(buf.length, SIGNATURE.length);
   for (let i = 0; i < n; i++) if (buf[i] !== SIGNATURE[i]) return { kind: 'none' };
   if (buf.length < HEADER_FIXED) return { kind: 'partial' };
@@ -92,6 +103,48 @@ export function parseProxyHeader(buf: Buffer): ParseResult {
   }
   // UNSPEC or a non-TCP family: a valid header without usable addresses (the spec says to ignore them).
   return { kind: 'header', header: { command: 'local' }, length: total };
+}
+
+/** `PROXY TCP4|TCP6 <src> <dst> <srcport> <dstport>\r\n` or `PROXY UNKNOWN[ ...]\r\n`. */
+function parseV1(buf: Buffer): ParseResult {
+  const n = Math.min(buf.length, V1_PREFIX.length);
+  for (let i = 0; i < n; i++) if (buf[i] !== V1_PREFIX[i]) return { kind: 'none' };
+  const end = buf.indexOf('\r\n', 0, 'latin1');
+  if (end === -1 || end + 2 > V1_MAX) {
+    if (buf.length < V1_MAX) return { kind: 'partial' };
+    throw new ProxyProtocolError(`v1 header has no CRLF within ${V1_MAX} bytes`);
+  }
+  const length = end + 2;
+  const fields = buf.toString('latin1', V1_PREFIX.length, end).split(' ');
+  const family = fields[0];
+  if (family === 'UNKNOWN') return { kind: 'header', header: { command: 'local' }, length };
+  if (family !== 'TCP4' && family !== 'TCP6') throw new ProxyProtocolError(`v1 protocol ${JSON.stringify(family)} is not TCP4, TCP6 or UNKNOWN`);
+  if (fields.length !== 5) throw new ProxyProtocolError(`v1 header has ${fields.length - 1} addresses and ports, expected 4`);
+  const [, src = '', dst = '', srcPort = '', dstPort = ''] = fields;
+  const version = family === 'TCP4' ? 4 : 6;
+  for (const [what, ip] of [['source', src], ['destination', dst]] as const) {
+    if (net.isIP(ip) !== version) throw new ProxyProtocolError(`v1 ${what} address ${JSON.stringify(ip)} is not IPv${version}`);
+  }
+  for (const [what, port] of [['source', srcPort], ['destination', dstPort]] as const) {
+    if (!V1_PORT.test(port) || Number(port) > 65535) throw new ProxyProtocolError(`v1 ${what} port ${JSON.stringify(port)} is not 0-65535`);
+  }
+  return {
+    kind: 'header',
+    length,
+    header: {
+      command: 'proxy',
+      sourceAddress: version === 6 ? unmapV6(src) : src,
+      destinationAddress: version === 6 ? unmapV6(dst) : dst,
+      sourcePort: Number(srcPort),
+      destinationPort: Number(dstPort),
+    },
+  };
+}
+
+/** An IPv4-mapped IPv6 address in dotted form, as readIPv6 and Node report it. */
+function unmapV6(ip: string): string {
+  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  return m === null ? ip : (m[1] as string);
 }
 
 function writeIPv4(buf: Buffer, at: number, ip: string): void {

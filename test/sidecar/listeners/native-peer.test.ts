@@ -1,4 +1,4 @@
-// A native proxy as a peer: haproxy calling a sidecar (PROXY v2 before TLS), and a sidecar calling haproxy (skein.dev/proxy-protocol).
+// A native proxy as a peer: haproxy calling a sidecar (PROXY v2 or v1 before TLS), and a sidecar calling haproxy (skein.dev/proxy-protocol).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -92,6 +92,30 @@ backend api
     expect(r.status, r.body).toBe(200);
     expect(r.body).toBe(`/from-haproxy peer=${WEB_ID}`);
     expect(await metricValue(server.registry, 'skein_inbound_connections_total', { transport: 'mtls', peer: WEB_ID })).toBeGreaterThan(0);
+  });
+
+  it('reads a PROXY v1 (text) header too, as haproxy\'s send-proxy writes it', async () => {
+    const v1Port = await freePort();
+    const pem = join(dir, 'web.pem');
+    const roots = join(dir, 'roots.pem');
+    const v1 = await startHaproxy(
+      dir,
+      `frontend web
+  bind 127.0.0.1:${v1Port}
+  http-request set-dst-port int(${app.port})
+  default_backend api
+backend api
+  server api 127.0.0.1:${server.inbound} send-proxy ssl verify required ca-file ${roots} crt ${pem} alpn http/1.1
+`,
+      v1Port,
+    );
+    try {
+      const r = await request(v1Port, { host: 'api.default', path: '/from-haproxy-v1' });
+      expect(r.status, r.body).toBe(200);
+      expect(r.body).toBe(`/from-haproxy-v1 peer=${WEB_ID}`);
+    } finally {
+      v1.kill('SIGKILL');
+    }
   });
 });
 

@@ -57,3 +57,38 @@ describe('PROXY protocol v2', () => {
     expect(() => parseProxyHeader(short)).toThrow(/expected 12/);
   });
 });
+
+describe('PROXY protocol v1 (text), as nginx stream proxy_protocol and haproxy send-proxy write it', () => {
+  const v1 = (s: string) => Buffer.from(s, 'latin1');
+
+  it('parses TCP4 and TCP6 headers and hands over what follows', () => {
+    const r = parseProxyHeader(v1('PROXY TCP4 192.168.0.1 10.0.0.5 56324 8080\r\nGET / HTTP/1.1\r\n'));
+    expect(r).toEqual({
+      kind: 'header',
+      length: 44,
+      header: { command: 'proxy', sourceAddress: '192.168.0.1', destinationAddress: '10.0.0.5', sourcePort: 56324, destinationPort: 8080 },
+    });
+    const r6 = parseProxyHeader(v1('PROXY TCP6 fd00::1 ::ffff:10.0.0.5 1 65535\r\n'));
+    expect(r6.kind === 'header' && r6.header).toEqual({ command: 'proxy', sourceAddress: 'fd00::1', destinationAddress: '10.0.0.5', sourcePort: 1, destinationPort: 65535 });
+    expect(parseProxyHeader(v1('PROXY UNKNOWN\r\n'))).toEqual({ kind: 'header', header: { command: 'local' }, length: 15 });
+    expect(parseProxyHeader(v1('PROXY UNKNOWN ffff:f...f:ffff 1 2\r\n')).kind).toBe('header');
+  });
+
+  it('asks for more bytes until the CRLF, and says none for requests that only start alike', () => {
+    for (const partial of ['P', 'PROX', 'PROXY ', 'PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r']) expect(parseProxyHeader(v1(partial)).kind, partial).toBe('partial');
+    for (const data of ['POST / HTTP/1.1\r\n', 'PUT /', 'PRI * HTTP/2.0\r\n', 'PROPFIND / HTTP/1.1\r\n']) expect(parseProxyHeader(v1(data)).kind, data).toBe('none');
+  });
+
+  it('names what is wrong with a bad header', () => {
+    const bad: Array<[string, RegExp]> = [
+      ['PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n', /protocol "UDP4"/],
+      ['PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n', /3 addresses and ports, expected 4/],
+      ['PROXY TCP4 ::1 5.6.7.8 1 2\r\n', /source address "::1" is not IPv4/],
+      ['PROXY TCP6 ::1 5.6.7.8 1 2\r\n', /destination address "5.6.7.8" is not IPv6/],
+      ['PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n', /source port "01"/],
+      ['PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n', /destination port "65536"/],
+      [`PROXY TCP4 ${'1'.repeat(120)}`, /no CRLF within 107 bytes/],
+    ];
+    for (const [text, why] of bad) expect(() => parseProxyHeader(v1(text)), text).toThrow(why);
+  });
+});
