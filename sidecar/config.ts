@@ -42,6 +42,8 @@ export type MtlsConfig =
       /** PEM root(s) that sign the control plane's serving certificate. */
       readonly caRootFile: string;
       readonly trustDomain: string;
+      /** Lowest TLS version between peers: 1.2 (default, as Istio; ECDHE with AEAD ciphers only) or 1.3. */
+      readonly minTlsVersion: 'TLSv1.2' | 'TLSv1.3';
     };
 
 export const SIDECAR_USAGE = `Usage: skein sidecar [flags]
@@ -64,6 +66,7 @@ export const SIDECAR_USAGE = `Usage: skein sidecar [flags]
   --ca-address HOST:PORT      the control plane's CA (TLS)       (env SKEIN_CA_ADDRESS; default <control-plane host>:15012)
   --ca-root-file FILE         PEM root of the control plane cert (env SKEIN_CA_ROOT_FILE; required with --mtls on)
   --trust-domain DOMAIN       SPIFFE trust domain                (env SKEIN_TRUST_DOMAIN; default cluster.local)
+  --tls-min-version 1.2|1.3   lowest TLS version between peers   (env SKEIN_TLS_MIN_VERSION; default 1.2, as Istio)
   --help                      show this help
 
 Environment only:
@@ -92,6 +95,7 @@ const OPTIONS = {
   'ca-address': { type: 'string' },
   'ca-root-file': { type: 'string' },
   'trust-domain': { type: 'string' },
+  'tls-min-version': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -233,5 +237,15 @@ function parseMtls(
   const trustDomain = str('trust-domain', 'SKEIN_TRUST_DOMAIN', 'cluster.local')!;
   if (!DNS_LABELS.test(trustDomain))
     throw new ConfigInvalidError('--trust-domain', `${JSON.stringify(trustDomain)} is not a DNS-style trust domain (e.g. cluster.local)`);
-  return Object.freeze({ enabled: true, tokenFile: tokenFile.trim(), caAddress: Object.freeze(caAddress), caRootFile: caRootFile.trim(), trustDomain });
+  const tlsMin = str('tls-min-version', 'SKEIN_TLS_MIN_VERSION', '1.2')!;
+  if (tlsMin !== '1.2' && tlsMin !== '1.3') throw new ConfigInvalidError('--tls-min-version', `${JSON.stringify(tlsMin)} is not 1.2 or 1.3`);
+  const minTlsVersion = tlsMin === '1.2' ? 'TLSv1.2' : 'TLSv1.3';
+  return Object.freeze({
+    enabled: true,
+    tokenFile: tokenFile.trim(),
+    caAddress: Object.freeze(caAddress),
+    caRootFile: caRootFile.trim(),
+    trustDomain,
+    minTlsVersion,
+  });
 }

@@ -141,7 +141,8 @@ export async function runSidecar(argv: string[], options: SidecarRunOptions = {}
       throw err;
     }
   }
-  const tls = identity === undefined ? undefined : new TlsContexts(identity);
+  const tls =
+    identity === undefined ? undefined : new TlsContexts(identity, config.mtls.enabled ? { minVersion: config.mtls.minTlsVersion } : {});
   if (identity !== undefined) registerCertificateMetrics(registry, identity);
 
   const dataPlane = createDataPlane(

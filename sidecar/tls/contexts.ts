@@ -11,6 +11,22 @@ const log = logger('tls');
 /** Inbound TLS sockets whose client-certificate verification is watched (see #watchVerification). */
 const watched = new WeakSet<tls.TLSSocket>();
 
+/**
+ * The cipher suites offered and accepted: TLS 1.3's three, and for TLS 1.2 only forward-secret (ECDHE) AEAD suites,
+ * as Istio's mesh default (no CBC, no static RSA key exchange, no DHE).
+ */
+export const MESH_CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
 /** What a workload presents and trusts; produced by WorkloadIdentity (identity.ts) or given directly in tests. */
 export interface TlsMaterial {
   readonly keyPem: string;
@@ -85,7 +101,10 @@ export function spiffeServerIdentityCheck(allowed: AllowedPeers, ownTrustDomain:
 export interface TlsContextsOptions {
   /** ALPN protocols offered and accepted (e.g. ['h2', 'http/1.1']); none by default. */
   readonly alpnProtocols?: readonly string[];
-  /** Lowest TLS version; mesh peers all speak 1.3 (default 'TLSv1.3'). */
+  /**
+   * Lowest TLS version (default 'TLSv1.2', Istio's default). Skein's sidecars negotiate 1.3 with each other; 1.2 is
+   * for native peers whose defaults stop there (nginx before 1.23.4, Debian 12's 1.22 among them).
+   */
   readonly minVersion?: tls.SecureVersion;
   /** Outbound sessions kept for resumption, one per peer (default 1024). */
   readonly maxSessions?: number;
@@ -142,7 +161,8 @@ export class TlsContexts {
       key: m.keyPem,
       cert: m.certChainPem.join(''),
       ca: [...m.trustBundlePem],
-      minVersion: this.#options.minVersion ?? 'TLSv1.3',
+      minVersion: this.#options.minVersion ?? 'TLSv1.2',
+      ciphers: MESH_CIPHERS,
       // Needed for TLS 1.2 resumption when client certificates are verified; any constant per mesh is fine.
       sessionIdContext: 'skein-inbound',
     };
@@ -154,7 +174,8 @@ export class TlsContexts {
       key: m.keyPem,
       cert: m.certChainPem.join(''),
       ca: [...m.trustBundlePem],
-      minVersion: this.#options.minVersion ?? 'TLSv1.3',
+      minVersion: this.#options.minVersion ?? 'TLSv1.2',
+      ciphers: MESH_CIPHERS,
     };
   }
 

@@ -48,6 +48,7 @@ describe('parseConfig', () => {
         caAddress: { host: 'skein.skein-system', port: 15012 },
         caRootFile: '/etc/skein/root-cert.pem',
         trustDomain: 'cluster.local',
+        minTlsVersion: 'TLSv1.2',
       },
     });
     expect(Object.isFrozen(c)).toBe(true);
@@ -90,7 +91,16 @@ describe('parseConfig', () => {
       SKEIN_TOKEN_FILE: '/t',
       SKEIN_CA_ROOT_FILE: '/r.pem',
     });
-    expect(c.mtls).toEqual({ enabled: true, tokenFile: '/t', caAddress: { host: '10.0.0.9', port: 15443 }, caRootFile: '/r.pem', trustDomain: 'corp.example' });
+    expect(c.mtls).toEqual({
+      enabled: true,
+      tokenFile: '/t',
+      caAddress: { host: '10.0.0.9', port: 15443 },
+      caRootFile: '/r.pem',
+      trustDomain: 'corp.example',
+      minTlsVersion: 'TLSv1.2',
+    });
+    expect(parseConfig([...base, ...tlsFlags, '--tls-min-version', '1.3'], {}).mtls).toMatchObject({ minTlsVersion: 'TLSv1.3' });
+    expect(parseConfig([...base, ...tlsFlags], { SKEIN_TLS_MIN_VERSION: '1.3' }).mtls).toMatchObject({ minTlsVersion: 'TLSv1.3' });
     expect(parseConfig(base, { SKEIN_MTLS: 'off' }).mtls).toEqual({ enabled: false });
     expect(parseConfig([...base, '--control-plane', '[fd00::1]:15010', ...tlsFlags], {}).mtls).toMatchObject({ caAddress: { host: 'fd00::1', port: 15012 } });
   });
@@ -137,6 +147,7 @@ describe('parseConfig', () => {
     [[...base, '--mtls', 'maybe'], '--mtls', /"maybe" is not on or off/],
     [[...base, ...tlsFlags, '--trust-domain', 'Bad Domain'], '--trust-domain', /not a DNS-style trust domain/],
     [[...base, ...tlsFlags, '--ca-address', 'nohost'], '--ca-address', /is not HOST:PORT/],
+    [[...base, ...tlsFlags, '--tls-min-version', '1.1'], '--tls-min-version', /"1.1" is not 1.2 or 1.3/],
   ])('rejects %j naming %s', (argv, flag, message) => {
     const err = failure(argv);
     expect(err.flag).toBe(flag);

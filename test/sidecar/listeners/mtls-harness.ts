@@ -3,7 +3,7 @@ import http from 'node:http';
 import { Registry } from 'prom-client';
 import { createDataPlane } from '../../../sidecar/listeners/index.ts';
 import type { DataPlane } from '../../../sidecar/listeners/index.ts';
-import type { IdentitySource } from '../../../sidecar/tls/contexts.ts';
+import type { IdentitySource, TlsContextsOptions } from '../../../sidecar/tls/contexts.ts';
 import { TlsContexts } from '../../../sidecar/tls/contexts.ts';
 import type { ClusterConfig } from '../../../sidecar/xds/model.ts';
 import { cluster, domains, endpoint, listen, mesh, route } from './harness.ts';
@@ -18,9 +18,13 @@ export interface Sidecar {
 }
 
 /** A data plane on 127.0.0.1 (OS-chosen ports) with mTLS from `source`, or plaintext when `source` is undefined. */
-export async function startSidecar(source: IdentitySource | undefined, appPorts: number[] = []): Promise<Sidecar> {
+export async function startSidecar(
+  source: IdentitySource | undefined,
+  appPorts: number[] = [],
+  tlsOptions: TlsContextsOptions = {},
+): Promise<Sidecar> {
   const registry = new Registry();
-  const contexts = source === undefined ? undefined : new TlsContexts(source);
+  const contexts = source === undefined ? undefined : new TlsContexts(source, tlsOptions);
   const plane = createDataPlane(
     {
       outbound: { host: '127.0.0.1', port: 0 },
