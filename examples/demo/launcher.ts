@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadOrCreateTokenSecret, mintBootstrapToken } from '../../control-plane/ca/index.ts';
 import { LogEcho } from './log-echo.ts';
-import { busyAddresses, freePort, waitForHttp } from './processes.ts';
+import { freePort, unusableAddresses, waitForHttp } from './processes.ts';
 import { type Replica, RegistryWriter, type ServiceSpec } from './registry.ts';
 import { type MeshEndpoints, Summary } from './summary.ts';
 
@@ -123,9 +123,19 @@ export async function runDemo(argv: string[]): Promise<number> {
   }
   const loadgen: Running = { service: 'loadgen', pod: 'loadgen-1', ip: '127.0.0.9', port: 0, serviceAccount: 'loadgen' };
   // Pod addresses are fixed: if another demo (or the demo's e2e test) holds them, say so instead of failing midway.
-  const busy = await busyAddresses(
+  const { busy, missingHosts } = await unusableAddresses(
     [...replicas, loadgen].flatMap((r) => [`${r.ip}:15001`, `${r.ip}:15006`, `${r.ip}:15000`, ...(r.port ? [`${r.ip}:${r.port}`] : [])]),
   );
+  if (missingHosts.length > 0) {
+    // Linux routes all of 127.0.0.0/8 to loopback; macOS and some BSDs configure 127.0.0.1 alone.
+    const last = Number(missingHosts.map((h) => h.split('.')[3]).sort((a, b) => Number(b) - Number(a))[0]);
+    process.stderr.write(
+      `skein demo: ${missingHosts.join(', ')} ${missingHosts.length === 1 ? 'is' : 'are'} not an address of this machine (EADDRNOTAVAIL): ` +
+        `the demo gives each pod its own loopback address. On macOS add them first:\n` +
+        `  for i in $(seq 9 ${last}); do sudo ifconfig lo0 alias 127.0.0.$i up; done\n`,
+    );
+    return 1;
+  }
   if (busy.length > 0) {
     process.stderr.write(
       `skein demo: ${busy.join(', ')} ${busy.length === 1 ? 'is' : 'are'} already in use; another demo (or its e2e test) is probably running. Stop it and start again.\n`,

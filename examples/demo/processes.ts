@@ -17,20 +17,22 @@ export function freePort(preferred: number): Promise<number> {
   return tryPort(preferred).catch(() => tryPort(0));
 }
 
-/** Which of `addresses` ("ip:port") something already listens on (the demo's pod addresses are fixed). */
-export async function busyAddresses(addresses: readonly string[]): Promise<string[]> {
-  const busy = await Promise.all(
+/** Of `addresses` ("ip:port"): those something already listens on, and the hosts this machine does not have. */
+export async function unusableAddresses(addresses: readonly string[]): Promise<{ busy: string[]; missingHosts: string[] }> {
+  const results = await Promise.all(
     addresses.map(
       (address) =>
-        new Promise<string | undefined>((resolve) => {
+        new Promise<{ address: string; code: string | undefined }>((resolve) => {
           const [host, port] = address.split(':') as [string, string];
           const server = createServer();
-          server.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'EADDRINUSE' ? address : undefined));
-          server.listen(Number(port), host, () => server.close(() => resolve(undefined)));
+          server.once('error', (err: NodeJS.ErrnoException) => resolve({ address, code: err.code }));
+          server.listen(Number(port), host, () => server.close(() => resolve({ address, code: undefined })));
         }),
     ),
   );
-  return busy.filter((a): a is string => a !== undefined);
+  const busy = results.filter((r) => r.code === 'EADDRINUSE').map((r) => r.address);
+  const missingHosts = [...new Set(results.filter((r) => r.code === 'EADDRNOTAVAIL').map((r) => r.address.split(':')[0] as string))];
+  return { busy, missingHosts };
 }
 
 function probe(url: string): Promise<number> {
