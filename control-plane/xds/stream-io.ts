@@ -304,9 +304,15 @@ export class Outbox<T> {
   private armTimer(): void {
     if (this.timer || this.closed) return;
     this.timer = setTimeout(() => {
-      this.timer = undefined;
-      if (!this.closed && !this.keepsUp) this.onBacklogExceeded();
+      // Decided after this turn's I/O (setImmediate runs after the poll phase): timers run before I/O, so after the
+      // process was held past the limit (a GC pause, a long build), write completions that came meanwhile count first.
+      setImmediate(() => {
+        if (this.timer !== timer) return; // caught up (check) or closed meanwhile
+        this.timer = undefined;
+        if (!this.closed && !this.keepsUp) this.onBacklogExceeded();
+      });
     }, this.limits.backlogLimitMs);
+    const timer = this.timer;
     this.timer.unref();
   }
 

@@ -1,6 +1,7 @@
 // Outbox: a stream is woken to flush again only when a flush found it blocked, not after every completed write; a
 // client that does not take its bytes stops holding the shared budget (parking).
 import { EventEmitter } from 'node:events';
+import net from 'node:net';
 import type * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { Outbox, PARK_AFTER_MS, SendBudget } from '../../../control-plane/xds/stream-io.ts';
@@ -89,5 +90,41 @@ describe('Outbox wake-ups', () => {
     expect(budget.inFlight).toBe(0);
     slow.box.close();
     waiting.box.close();
+  });
+
+  it('counts a write that completed while the process was held past the backlog limit (decided after that turn\'s I/O)', async () => {
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
+    const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+    const peer = await accepted;
+    const call = new FakeCall();
+    let exceeded = 0;
+    const box = new Outbox<object>(call as unknown as grpc.ServerDuplexStream<unknown, object>, { backlogLimitMs: 100, maxBufferedBytes: 150 }, () => {}, () => exceeded++);
+    // The write's completion comes as I/O (here: bytes on a socket), as grpc-js's write callbacks do.
+    peer.on('data', () => call.complete());
+    try {
+      box.write({}, 200); // over the limit: the 100 ms backlog timer runs
+      // At 85 ms (after that turn's I/O) the completion is on its way, then the process is held (a GC pause, a
+      // starved CPU) past 100 ms: the next turn runs the due timer first, with the completion unread in the socket.
+      await new Promise<void>((resolve) =>
+        setTimeout(() => {
+          setImmediate(() => {
+            client.write('x');
+            const end = performance.now() + 250;
+            while (performance.now() < end);
+            resolve();
+          });
+        }, 85),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      expect(call.done).toHaveLength(0);
+      expect(exceeded).toBe(0);
+    } finally {
+      box.close();
+      client.destroy();
+      peer.destroy();
+      server.close();
+    }
   });
 });
