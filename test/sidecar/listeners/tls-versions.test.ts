@@ -8,10 +8,14 @@ import { StaticSource, testCa, type TestCa } from '../tls/mesh-helper.ts';
 import { cluster, domains, endpoint, mesh, request, route } from './harness.ts';
 import { apiMesh, metricValue, type Sidecar, startIdentityApp, startSidecar, SVC } from './mtls-harness.ts';
 
+const WEB_ID = 'spiffe://mesh.test/ns/default/sa/web';
+
 interface Answer {
   readonly protocol: string | null;
   readonly cipher: string;
   readonly response: string;
+  readonly session: Buffer | undefined;
+  readonly reused: boolean;
 }
 
 /** A native-style caller: TLS to `port` with `material`, limited to `options`, one HTTP/1.1 request, the raw answer. */
@@ -30,7 +34,11 @@ function callInbound(port: number, material: TlsMaterial, options: tls.Connectio
     socket.setEncoding('latin1');
     socket.on('secureConnect', () => socket.write('GET /tls HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n'));
     socket.on('data', (d: string) => (response += d));
-    socket.on('end', () => resolve({ protocol: socket.getProtocol(), cipher: socket.getCipher()?.standardName ?? '', response }));
+    let session: Buffer | undefined;
+    socket.on('session', (s: Buffer) => (session = s));
+    socket.on('end', () =>
+      resolve({ protocol: socket.getProtocol(), cipher: socket.getCipher()?.standardName ?? '', response, session, reused: socket.isSessionReused() }),
+    );
     socket.on('error', reject);
   });
 }
@@ -65,6 +73,23 @@ describe('TLS versions and suites at the inbound port', () => {
     expect(answer.response).toMatch(/^HTTP\/1\.1 200 /);
     expect(answer.response).toContain('/tls');
     expect(await metricValue(server.registry, 'skein_tls_handshakes_total', { direction: 'inbound', result: 'ok' })).toBeGreaterThanOrEqual(1);
+  });
+
+  it('knows a TLS 1.2 caller that resumes its session by the certificate of the first handshake (authorization holds)', async () => {
+    const guarded = await startSidecar(new StaticSource(await ca.leaf('default', 'api')), [app.port]);
+    try {
+      guarded.plane.update(apiMesh(app.port, guarded.inbound, { authz: { allow: [{ from: [{ principals: [WEB_ID] }], to: [] }], deny: [] } }));
+      const first = await callInbound(guarded.inbound, web, { maxVersion: 'TLSv1.2' });
+      expect(first.response).toContain(`/tls peer=${WEB_ID}`);
+      expect(first.session).toBeDefined();
+      const resumed = await callInbound(guarded.inbound, web, { maxVersion: 'TLSv1.2', session: first.session as Buffer });
+      expect(resumed.reused).toBe(true);
+      expect(resumed.response).toMatch(/^HTTP\/1\.1 200 /);
+      expect(resumed.response).toContain(`/tls peer=${WEB_ID}`);
+      expect(await metricValue(guarded.registry, 'skein_tls_handshakes_total', { direction: 'inbound', result: 'resumed' })).toBe(1);
+    } finally {
+      await guarded.close();
+    }
   });
 
   it('still negotiates TLS 1.3 with a caller that offers it', async () => {
