@@ -92,7 +92,7 @@ describe('Outbox wake-ups', () => {
     waiting.box.close();
   });
 
-  it('counts a write that completed while the process was held past the backlog limit (decided after that turn\'s I/O)', async () => {
+  it('counts a write that completed while the process was held past the backlog limit (decided after that turn\'s I/O)', async (ctx) => {
     const server = net.createServer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
@@ -105,10 +105,14 @@ describe('Outbox wake-ups', () => {
     peer.on('data', () => call.complete());
     try {
       box.write({}, 200); // over the limit: the 100 ms backlog timer runs
+      const written = performance.now();
+      let late = false;
       // At 85 ms (after that turn's I/O) the completion is on its way, then the process is held (a GC pause, a
       // starved CPU) past 100 ms: the next turn runs the due timer first, with the completion unread in the socket.
       await new Promise<void>((resolve) =>
         setTimeout(() => {
+          // Held by something else before this point (npm run test:stalled), the limit had passed already.
+          late = performance.now() - written >= 95;
           setImmediate(() => {
             client.write('x');
             const end = performance.now() + 250;
@@ -118,6 +122,7 @@ describe('Outbox wake-ups', () => {
         }, 85),
       );
       await new Promise((resolve) => setTimeout(resolve, 150));
+      if (late) ctx.skip('the test process was held past the limit before the completion was sent');
       expect(call.done).toHaveLength(0);
       expect(exceeded).toBe(0);
     } finally {
