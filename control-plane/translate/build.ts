@@ -3,7 +3,7 @@ import type { V1EndpointSlice, V1Service, V1ServicePort } from '@kubernetes/clie
 import type { Cluster, ClusterLoadAssignment, Listener, Route, RouteConfiguration, VirtualHost } from '../../proto/index.ts';
 import type { RegistryState, ServiceKey } from '../registry/registry.ts';
 import { serviceKey } from '../registry/registry.ts';
-import type { AnnotationError, ServiceSettings } from './annotations.ts';
+import type { AnnotationError, LbPolicyAnnotation, ServiceSettings } from './annotations.ts';
 import { ANNOTATION, parseServiceAnnotations } from './annotations.ts';
 import { buildCluster, DEFAULT_CONNECT_TIMEOUT_MS, envoyLbPolicy, proxylessLbPolicy } from './cluster.ts';
 import { buildLoadAssignment } from './endpoints.ts';
@@ -20,7 +20,7 @@ import {
   serviceFqdn,
   tcpListenerName,
 } from './names.ts';
-import type { RouteSpec } from './route.ts';
+import type { HashKey, RouteSpec } from './route.ts';
 import { buildRouteConfiguration, buildRoutes, buildVirtualHost } from './route.ts';
 import { DEFAULT_TRUST_DOMAIN, policyIndex, serviceSecurity, type ServiceSecurity } from './security.ts';
 
@@ -108,10 +108,22 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
 
   const { settings, errors } = parseServiceAnnotations(service.metadata, `Service ${key}`);
   reportErrors(errors);
-  if (settings.lbPolicy === 'ring-hash' && !settings.hashHeader) {
+  const balance = balancing(service, settings);
+  if (balance.lbPolicy === 'ring-hash' && !balance.hash) {
     report(
       'SKEIN_TRANSLATE_ANNOTATION',
       `Service ${key} metadata.annotations["${ANNOTATION.lbPolicy}"]: ring-hash without "${ANNOTATION.hashHeader}" hashes nothing, so every request goes to a random endpoint; name the header to hash on`,
+    );
+  }
+  if (service.spec?.sessionAffinity === 'ClientIP' && balance.hash && 'header' in balance.hash) {
+    report(
+      'SKEIN_TRANSLATE_AFFINITY',
+      `Service ${key} spec.sessionAffinity: ClientIP is not kept: metadata.annotations["${ANNOTATION.hashHeader}"] hashes on "${balance.hash.header}" instead`,
+    );
+  } else if (service.spec?.sessionAffinity === 'ClientIP' && balance.lbPolicy !== 'ring-hash') {
+    report(
+      'SKEIN_TRANSLATE_AFFINITY',
+      `Service ${key} spec.sessionAffinity: ClientIP is not kept: metadata.annotations["${ANNOTATION.lbPolicy}"] is "${balance.lbPolicy}"; remove it (ClientIP means ring-hash on the caller's address)`,
     );
   }
 
@@ -162,8 +174,13 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
       connectTimeoutMs,
       externalName: isExternal ? externalName : undefined,
     };
-    const envoyPolicy = envoyLbPolicy(settings.lbPolicy);
-    const proxylessPolicy = proxylessLbPolicy(settings.lbPolicy);
+    // A TCP port has no route to carry a hash, so ClientIP affinity cannot be kept there: it keeps the default.
+    const affinityOnly = protocol === 'tcp' && !settings.lbPolicy && balance.hash !== undefined && 'sourceIp' in balance.hash;
+    if (affinityOnly) {
+      report('SKEIN_TRANSLATE_AFFINITY', `Service ${key} spec.sessionAffinity: ClientIP is not kept on TCP port ${port.port} (HTTP ports only)`);
+    }
+    const envoyPolicy = envoyLbPolicy(affinityOnly ? undefined : balance.lbPolicy);
+    const proxylessPolicy = proxylessLbPolicy(affinityOnly ? undefined : balance.lbPolicy);
     // Proxyless clients get no security metadata or protocol options, so their cluster is its own object unless the
     // envoy one has neither.
     const shared = proxylessPolicy === envoyPolicy && !security && protocol !== 'http2';
@@ -187,7 +204,7 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
     };
     addCluster(cluster, slices);
 
-    const routes = buildRoutes(cluster, extraRoutes, timeoutMs, settings.hashHeader);
+    const routes = buildRoutes(cluster, extraRoutes, timeoutMs, balance.hash);
     const vhName = hostPort(fqdn, port.port);
     if (protocol === 'tcp') {
       if (clusterIP) tcpListeners.push(buildTcpListener(tcpListenerName(clusterIP, port.port), clusterIP, port.port, cluster));
@@ -200,7 +217,7 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
       });
     }
     listeners.push(buildProxylessListener(vhName));
-    routeTables.push(buildRouteConfiguration(vhName, [buildVirtualHost(vhName, [vhName, fqdn], withMaxStreamDuration(routes))]));
+    routeTables.push(buildRouteConfiguration(vhName, [buildVirtualHost(vhName, [vhName, fqdn], forProxyless(routes))]));
 
     // A headless Service's Pods are also addressed one by one (a StatefulSet's web-0.web.shop.svc.cluster.local, as
     // Kubernetes DNS answers them): each named endpoint gets a cluster and a virtual host of its own.
@@ -213,7 +230,7 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
         const podFqdn = `${host}.${fqdn}`;
         const podCluster = clusterName(port.port, podFqdn);
         addCluster(podCluster, slices.map((sl) => ({ ...sl, endpoints: (sl.endpoints ?? []).filter((e) => e.hostname === host) })));
-        const podRoutes = buildRoutes(podCluster, [], timeoutMs, settings.hashHeader);
+        const podRoutes = buildRoutes(podCluster, [], timeoutMs, balance.hash);
         const podVh = hostPort(podFqdn, port.port);
         const d = serviceDomains({ name: `${host}.${name}`, namespace, fqdn: podFqdn, port: port.port, isDefaultPort: port.port === defaultPort });
         virtualHosts.push({
@@ -266,9 +283,9 @@ function resolveRoutes(
         );
         continue;
       }
-      // Ring hash needs the hash on the route: the target Service's own skein.dev/hash-header says which header.
-      const hashHeader = targetKey === key ? settings.hashHeader : parseServiceAnnotations(target.metadata, `Service ${targetKey}`).settings.hashHeader;
-      targets.push({ cluster: clusterName(t.port, serviceFqdn(t.service, t.namespace, domain)), weight: t.weight, hashHeader });
+      // Ring hash needs the hash on the route: the target Service's own balancing says what to hash on.
+      const hash = balancing(target, targetKey === key ? settings : parseServiceAnnotations(target.metadata, `Service ${targetKey}`).settings).hash;
+      targets.push({ cluster: clusterName(t.port, serviceFqdn(t.service, t.namespace, domain)), weight: t.weight, hash });
     }
     routes.push({ prefix: entry.prefix, targets });
   }
@@ -282,11 +299,39 @@ function hasCluster(service: V1Service): boolean {
 export { type Assembled, assemble } from './assemble.ts';
 
 /**
- * The routes for gRPC clients: gRPC ignores a route's `timeout` and applies `max_stream_duration` instead (gRFC A31),
- * so the Service's timeout is given there too.
+ * How a Service's endpoints are balanced: `skein.dev/lb-policy` and `skein.dev/hash-header` when set; else
+ * `sessionAffinity: ClientIP` (kube-proxy sends a client's connections to one endpoint) is a ring hash on the
+ * caller's address, which keeps each client pod on one endpoint while the endpoints stay the same (kube-proxy's
+ * `timeoutSeconds` has no equivalent).
  */
-function withMaxStreamDuration(routes: readonly Route[]): Route[] {
-  return routes.map((r) => (r.route?.timeout ? { ...r, route: { ...r.route, max_stream_duration: { max_stream_duration: r.route.timeout } } } : r));
+function balancing(service: V1Service, settings: ServiceSettings): { readonly lbPolicy?: LbPolicyAnnotation; readonly hash?: HashKey } {
+  const clientIp = service.spec?.sessionAffinity === 'ClientIP';
+  const lbPolicy = settings.lbPolicy ?? (clientIp ? 'ring-hash' : undefined);
+  const hash: HashKey | undefined = settings.hashHeader
+    ? { header: settings.hashHeader }
+    : clientIp && lbPolicy === 'ring-hash'
+      ? { sourceIp: true }
+      : undefined;
+  return { ...(lbPolicy ? { lbPolicy } : {}), ...(hash ? { hash } : {}) };
+}
+
+/** gRPC clients hash a call on their channel (gRFC A42's `io.grpc.channel_id`), the nearest thing they have to a source address. */
+const GRPC_CHANNEL_ID = { filter_state: { key: 'io.grpc.channel_id' } };
+
+/**
+ * The routes for gRPC clients: gRPC ignores a route's `timeout` and applies `max_stream_duration` instead (gRFC A31),
+ * so the Service's timeout is given there too; and a hash on the caller's address becomes one on the channel.
+ */
+function forProxyless(routes: readonly Route[]): Route[] {
+  return routes.map((r) => {
+    const route = r.route;
+    if (!route) return r;
+    const hashing = route.hash_policy?.some((h) => h.connection_properties)
+      ? { hash_policy: route.hash_policy.map((h) => (h.connection_properties ? GRPC_CHANNEL_ID : h)) }
+      : {};
+    const duration = route.timeout ? { max_stream_duration: { max_stream_duration: route.timeout } } : {};
+    return { ...r, route: { ...route, ...duration, ...hashing } };
+  });
 }
 
 /**

@@ -3,11 +3,17 @@ import type { Route, RouteConfiguration, VirtualHost } from '../../proto/index.t
 import { durationOf } from './annotations.ts';
 import { runNow, type Sliced } from '../slices.ts';
 
-/** A resolved route target: an existing cluster, its weight, and the header its Service hashes on (ring hash). */
+/**
+ * What a ring-hash Service hashes on: a request header (`skein.dev/hash-header`), or the caller's address
+ * (Kubernetes `sessionAffinity: ClientIP`).
+ */
+export type HashKey = { readonly header: string } | { readonly sourceIp: true };
+
+/** A resolved route target: an existing cluster, its weight, and what its Service hashes on (ring hash). */
 export interface ClusterTarget {
   readonly cluster: string;
   readonly weight: number;
-  readonly hashHeader?: string | undefined;
+  readonly hash?: HashKey | undefined;
 }
 
 export interface RouteSpec {
@@ -44,14 +50,19 @@ export function normaliseWeights(weights: readonly number[]): number[] {
   return out;
 }
 
+/** Envoy's hash policy for a key; gRPC clients get theirs from forProxyless. */
+function hashPolicy(key: HashKey): NonNullable<NonNullable<Route['route']>['hash_policy']>[number] {
+  return 'header' in key ? { header: { header_name: key.header } } : { connection_properties: { source_ip: true } };
+}
+
 /**
  * Routes for a vhost: annotation routes in order, then the catch-all to the port's own cluster (unless overridden).
- * A route hashes (for ring-hash clusters) on the header of the first target's Service that names one, else on
- * `hashHeader` (the vhost's own Service's).
+ * A route hashes (for ring-hash clusters) on the key of the first target's Service that has one, else on `hash`
+ * (the vhost's own Service's).
  */
-export function buildRoutes(ownCluster: string, extra: readonly RouteSpec[], timeoutMs: number, hashHeader?: string): Route[] {
+export function buildRoutes(ownCluster: string, extra: readonly RouteSpec[], timeoutMs: number, hash?: HashKey): Route[] {
   const specs = [...extra];
-  if (!specs.some((s) => s.prefix === '/')) specs.push({ prefix: '/', targets: [{ cluster: ownCluster, weight: 1, hashHeader }] });
+  if (!specs.some((s) => s.prefix === '/')) specs.push({ prefix: '/', targets: [{ cluster: ownCluster, weight: 1, hash }] });
   return specs.map((spec) => {
     const only = spec.targets.length === 1 ? spec.targets[0] : undefined;
     const weights = normaliseWeights(spec.targets.map((t) => t.weight));
@@ -61,8 +72,8 @@ export function buildRoutes(ownCluster: string, extra: readonly RouteSpec[], tim
           weighted_clusters: { clusters: spec.targets.map((t, i) => ({ name: t.cluster, weight: { value: weights[i] } })) },
           timeout: durationOf(timeoutMs),
         };
-    const header = spec.targets.find((t) => t.hashHeader)?.hashHeader ?? hashHeader;
-    const hashing = header ? { hash_policy: [{ header: { header_name: header } }] } : {};
+    const key = spec.targets.find((t) => t.hash)?.hash ?? hash;
+    const hashing = key ? { hash_policy: [hashPolicy(key)] } : {};
     return { match: { prefix: spec.prefix }, route: { ...action, ...hashing } };
   });
 }

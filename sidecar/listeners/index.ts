@@ -77,6 +77,7 @@ export function createDataPlane(options: DataPlaneOptions, registry: Registry): 
       requestHeadersTimeoutMs: options.requestHeadersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS,
       maxRequestHeadersKb: options.maxRequestHeadersKb ?? 60,
       ...(options.configWaitMs !== undefined ? { configWaitMs: options.configWaitMs } : {}),
+      podIp: options.podIp,
     },
     manager,
     dispatch,

@@ -34,6 +34,8 @@ export interface OutboundOptions {
   readonly idleTimeoutMs?: number;
   /** How long a request that arrives before the first config waits for it (default CONFIG_WAIT_MS). */
   readonly configWaitMs?: number;
+  /** The pod's IP: the client address a `sessionAffinity: ClientIP` Service hashes on when the app calls over loopback. */
+  readonly podIp?: string;
 }
 
 const IDLE_TIMEOUT_MS = 300_000;
@@ -340,7 +342,7 @@ export class OutboundListener implements DownstreamHost {
       const protocol = tunnelledProtocol(req.rawHeaders);
       if (protocol !== undefined) {
         const handler = new H1Downstream(this.scope, conn, r.metrics as ClusterRequestMetrics, startedAt);
-        const hash = action.hashHeader === undefined ? undefined : hashValue(action.hashHeader, headers, authority);
+        const hash = requestHash(action, headers, authority, conn.socket, this.options.podIp);
         const upgrade = { cluster: r.cluster, method: req.method, path, authority, headers, protocol, hash, timeoutMs: action.timeoutMs ?? 0 };
         startUpgrade(this.manager, conn, upgrade, handler);
         return;
@@ -353,7 +355,7 @@ export class OutboundListener implements DownstreamHost {
       authority,
       headers,
       body: info.hasBody ? conn.requestBody() : null,
-      hash: action.hashHeader === undefined ? undefined : hashValue(action.hashHeader, headers, authority),
+      hash: requestHash(action, headers, authority, conn.socket, this.options.podIp),
       wantsH2: false,
       timeoutMs: action.timeoutMs ?? 0,
     };
@@ -425,7 +427,7 @@ export class OutboundListener implements DownstreamHost {
       authority,
       headers,
       body: endStream ? null : stream,
-      hash: action.hashHeader === undefined ? undefined : hashValue(action.hashHeader, headers, authority),
+      hash: requestHash(action, headers, authority, stream.session?.socket, this.options.podIp),
       wantsH2: grpc,
       timeoutMs: action.timeoutMs ?? 0,
     };
@@ -455,4 +457,23 @@ export class OutboundListener implements DownstreamHost {
 function hashValue(name: string, headers: HeaderList, authority: string): string | undefined {
   const n = name.toLowerCase();
   return n === 'host' ? authority : headerListValue(headers, n);
+}
+
+const LOOPBACK = /^(127\.|::1$|::ffff:127\.)/;
+
+/**
+ * What a ring-hash balancer hashes for this request: the route's header, or the caller's address (the pod's IP when
+ * the app calls its sidecar over loopback, as every pod's app does without interception); none otherwise.
+ */
+function requestHash(
+  action: { readonly hashHeader?: string; readonly hashSourceIp?: boolean },
+  headers: HeaderList,
+  authority: string,
+  socket: { readonly remoteAddress?: string | undefined } | undefined,
+  podIp: string | undefined,
+): string | undefined {
+  if (action.hashHeader !== undefined) return hashValue(action.hashHeader, headers, authority);
+  if (action.hashSourceIp !== true) return undefined;
+  const remote = socket?.remoteAddress;
+  return remote === undefined || LOOPBACK.test(remote) ? (podIp ?? remote) : remote;
 }

@@ -91,6 +91,8 @@ export type RouteAction =
       readonly timeoutMs?: number;
       readonly prefixRewrite?: string;
       readonly hashHeader?: string;
+      /** Ring hash on the caller's address (Kubernetes `sessionAffinity: ClientIP`): one endpoint per client pod. */
+      readonly hashSourceIp?: boolean;
       readonly retry?: { readonly retryOn: readonly string[]; readonly numRetries: number; readonly perTryTimeoutMs?: number };
     }
   | { readonly kind: 'direct'; readonly status: number; readonly body: string };

@@ -109,11 +109,12 @@ function decodeForward(a: Action, vhRetry: RetryPolicy | null, vhPath: string, p
   if (durationMs(a.max_stream_duration?.max_stream_duration, `${path}.max_stream_duration`, problems))
     problems.add(`${path}.max_stream_duration.max_stream_duration`, 'is not supported');
   let hashHeader: string | undefined;
+  let hashSourceIp = false;
   if (a.hash_policy.length > 1) problems.add(`${path}.hash_policy`, 'only one hash policy is supported');
   a.hash_policy.forEach((hp, i) => {
-    if (hp.policy_specifier !== 'header' || !hp.header?.header_name)
-      problems.add(`${path}.hash_policy[${i}]`, 'only header { header_name } is supported');
-    else hashHeader = hp.header.header_name.toLowerCase();
+    if (hp.policy_specifier === 'header' && hp.header?.header_name) hashHeader = hp.header.header_name.toLowerCase();
+    else if (hp.policy_specifier === 'connection_properties' && hp.connection_properties?.source_ip === true) hashSourceIp = true;
+    else problems.add(`${path}.hash_policy[${i}]`, 'only header { header_name } and connection_properties { source_ip: true } are supported');
   });
   const timeout = a.timeout ? durationMs(a.timeout, `${path}.timeout`, problems) : DEFAULT_ROUTE_TIMEOUT_MS;
   const rp = a.retry_policy ?? vhRetry;
@@ -125,6 +126,7 @@ function decodeForward(a: Action, vhRetry: RetryPolicy | null, vhPath: string, p
     ...(timeout ? { timeoutMs: timeout } : {}),
     ...(a.prefix_rewrite ? { prefixRewrite: a.prefix_rewrite } : {}),
     ...(hashHeader ? { hashHeader } : {}),
+    ...(hashSourceIp ? { hashSourceIp } : {}),
     ...(retry ? { retry } : {}),
   };
 }

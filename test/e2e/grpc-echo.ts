@@ -46,18 +46,21 @@ export interface EchoService {
   readonly servers: readonly EchoServer[];
   readonly placement?: Readonly<Record<string, Placement>>;
   readonly annotations?: Readonly<Record<string, string>>;
+  /** Kubernetes `spec.sessionAffinity` (None by default). */
+  readonly sessionAffinity?: 'ClientIP' | 'None';
 }
 
 /** Each Service: gRPC port 50051 → named targetPort, one EndpointSlice and one Pod per server. */
 function registryObjects(services: readonly EchoService[]): object[] {
   const objects: object[] = [];
-  services.forEach(({ name, servers, placement = {}, annotations }, i) => {
+  services.forEach(({ name, servers, placement = {}, annotations, sessionAffinity }, i) => {
     objects.push({
       apiVersion: 'v1',
       kind: 'Service',
       metadata: { name, namespace: 'default', ...(annotations ? { annotations } : {}) },
       spec: {
         clusterIP: `10.96.0.${50 + i}`,
+        ...(sessionAffinity ? { sessionAffinity } : {}),
         selector: { app: name },
         ports: [{ name: 'grpc', port: SERVICE_PORT, targetPort: 'grpc', appProtocol: 'grpc', protocol: 'TCP' }],
       },

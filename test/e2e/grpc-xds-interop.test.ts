@@ -155,6 +155,17 @@ describe.skipIf(!available)(title, () => {
     expect((counts.b ?? 0) + (counts.c ?? 0), JSON.stringify(counts)).toBe(600 - (counts.a ?? 0));
   });
 
+  it('keeps a channel on one endpoint for a Service with sessionAffinity: ClientIP (ring hash on the channel id)', async () => {
+    const c = client as XdsClient;
+    writeRegistry(registryPath, [{ name: 'echo', servers, sessionAffinity: 'ClientIP' }]);
+    // Round robin answers from a, b and c in turn; 30 calls in a row from one endpoint mean the ring hash took over.
+    const after = await callUntil(c, 10_000, (names) => names.length >= 30 && new Set(names.slice(-30)).size === 1);
+    expect(new Set(after.names.slice(-30)).size, `errors: ${after.errors.slice(0, 3).join('; ')}\ncontrol plane: ${cp?.logTail()}`).toBe(1);
+    const settled = await c.call(30);
+    expect(settled.errors).toEqual([]);
+    expect(new Set(settled.names)).toEqual(new Set(after.names.slice(-1)));
+  });
+
   it('keeps answering when every endpoint is terminating but still serving (kube-proxy’s fallback)', async () => {
     const c = client as XdsClient;
     writeRegistry(registryPath, [{ name: 'echo', servers: servers.slice(0, 1), placement: { a: { terminating: true } } }]);

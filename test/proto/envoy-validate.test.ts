@@ -66,6 +66,8 @@ function mesh(): RegistryState {
       'skein.dev/hash-header': 'x-session',
     }),
     service('shop', 'web', { clusterIP: '10.96.1.10', ports: [{ name: 'http', port: 80 }] }),
+    // sessionAffinity: ClientIP: a ring hash on the caller's address (an HTTP and a TCP port).
+    service('shop', 'sticky', { clusterIP: '10.96.1.11', sessionAffinity: 'ClientIP', ports: [{ name: 'http', port: 80 }, { name: 'tcp', port: 6379 }] }),
   ];
   const slices = [
     slice('default', 'web', 'web-a', [{ name: 'http', port: 8080 }, { name: 'grpc', port: 9090 }, { name: 'tcp-db', port: 15432 }], [
@@ -174,7 +176,7 @@ describe('the resources Skein serves load in a real Envoy', () => {
 
   it('reports the translation problems of the fixtures (and only those)', () => {
     const problems = [...built.cache.translationProblems().values()].flat().map((p) => p.code);
-    expect(problems).toEqual(['SKEIN_TRANSLATE_ANNOTATION']);
+    expect(problems).toEqual(['SKEIN_TRANSLATE_ANNOTATION', 'SKEIN_TRANSLATE_AFFINITY']);
   });
 });
 

@@ -110,6 +110,27 @@ describe('translateService', () => {
     expect(bad.virtualHosts[0]?.remote.routes?.[0]?.route?.hash_policy).toBeUndefined();
   });
 
+  it('keeps sessionAffinity: ClientIP as a ring hash on the caller\'s address (gRPC clients: on their channel); TCP ports keep the default', () => {
+    const sticky = service('shop', 'web', { clusterIP: '10.96.0.10', sessionAffinity: 'ClientIP', ports: [{ name: 'http', port: 80 }, { name: 'tcp-admin', port: 7000 }] });
+    const res = translateService('shop/web', registryState([sticky]));
+    const [http, tcp] = res.clusters.envoy.map((c) => roundTrip<Cluster__Output>(TYPE_URL.cluster, c));
+    expect([http?.lb_policy, tcp?.lb_policy]).toEqual(['RING_HASH', 'LEAST_REQUEST']);
+    expect(roundTrip<Cluster__Output>(TYPE_URL.cluster, res.clusters.proxyless[0]).lb_policy).toBe('RING_HASH');
+    expect(res.virtualHosts[0]?.remote.routes?.[0]?.route?.hash_policy).toEqual([{ connection_properties: { source_ip: true } }]);
+    const grpcRoute = res.proxyless.routes[0]?.virtual_hosts?.[0]?.routes?.[0]?.route;
+    expect(grpcRoute?.hash_policy).toEqual([{ filter_state: { key: 'io.grpc.channel_id' } }]);
+    expect(res.problems.map((p) => p.message)).toEqual(['Service shop/web spec.sessionAffinity: ClientIP is not kept on TCP port 7000 (HTTP ports only)']);
+    // An explicit annotation wins, and says so.
+    const annotated = service('shop', 'web', { clusterIP: '10.96.0.10', sessionAffinity: 'ClientIP', ports: [{ name: 'http', port: 80 }] }, { 'skein.dev/lb-policy': 'round-robin' });
+    const rr = translateService('shop/web', registryState([annotated]));
+    expect(rr.clusters.envoy[0]?.lb_policy).toBe('ROUND_ROBIN');
+    expect(rr.virtualHosts[0]?.remote.routes?.[0]?.route?.hash_policy).toBeUndefined();
+    expect(rr.problems.map((p) => p.message).join('\n')).toMatch(/sessionAffinity: ClientIP is not kept: .*lb-policy"\] is "round-robin"/);
+    // sessionAffinity: None (the default) changes nothing.
+    const none = service('shop', 'web', { clusterIP: '10.96.0.10', sessionAffinity: 'None', ports: [{ name: 'http', port: 80 }] });
+    expect(translateService('shop/web', registryState([none])).clusters.envoy[0]?.lb_policy).toBe('LEAST_REQUEST');
+  });
+
   it('applies the connect-timeout annotation and the configured default', () => {
     const annotated = translateService('shop/web', registryState([web({ 'skein.dev/connect-timeout': '250ms' })]));
     expect(roundTrip<Cluster__Output>(TYPE_URL.cluster, annotated.clusters.envoy[0]).connect_timeout).toEqual({ seconds: '0', nanos: 250_000_000 });

@@ -400,6 +400,22 @@ describe('Listener', () => {
 describe('RouteConfiguration', () => {
   const table = (virtual_hosts: object[]) => ({ name: 'outbound/default', virtual_hosts });
 
+  it('reads a hash on the caller\'s address (sessionAffinity: ClientIP)', () => {
+    const r = decode(
+      TYPE_URL.route,
+      table([
+        {
+          name: 'web.default.svc.cluster.local:80',
+          domains: ['web:80'],
+          routes: [{ match: { prefix: '/' }, route: { cluster: CLUSTER, hash_policy: [{ connection_properties: { source_ip: true } }] } }],
+        },
+      ]),
+    );
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.resource.value.virtualHosts[0]?.routes[0]?.action).toMatchObject({ kind: 'forward', hashSourceIp: true });
+  });
+
   it('maps matches and actions', () => {
     const r = decode(
       TYPE_URL.route,
@@ -531,7 +547,7 @@ describe('RouteConfiguration', () => {
       `${p}.routes[4].route.weighted_clusters: total weight must be greater than 0`,
       `${p}.routes[4].route.host_rewrite_literal: is not supported`,
       `${p}.routes[4].route.hash_policy: only one hash policy is supported`,
-      `${p}.routes[4].route.hash_policy[0]: only header { header_name } is supported`,
+      `${p}.routes[4].route.hash_policy[0]: only header { header_name } and connection_properties { source_ip: true } are supported`,
       `${p}.routes[4].route.retry_policy.retry_on: "bogus" is not supported`,
       `${p}.routes[4].route.retry_policy.retriable_status_codes: is not supported (use 5xx, gateway-error or retriable-4xx)`,
       `${p}.routes[5]: one of route, direct_response is required`,

@@ -4,16 +4,36 @@ import type { WeightedCluster as _envoy_config_route_v3_WeightedCluster, Weighte
 import type { Duration as _google_protobuf_Duration, Duration__Output as _google_protobuf_Duration__Output } from '../../../../google/protobuf/Duration';
 import type { RetryPolicy as _envoy_config_route_v3_RetryPolicy, RetryPolicy__Output as _envoy_config_route_v3_RetryPolicy__Output } from '../../../../envoy/config/route/v3/RetryPolicy';
 
+export interface _envoy_config_route_v3_RouteAction_HashPolicy_ConnectionProperties {
+  'source_ip'?: (boolean);
+}
+
+export interface _envoy_config_route_v3_RouteAction_HashPolicy_ConnectionProperties__Output {
+  'source_ip': (boolean);
+}
+
+export interface _envoy_config_route_v3_RouteAction_HashPolicy_FilterState {
+  'key'?: (string);
+}
+
+export interface _envoy_config_route_v3_RouteAction_HashPolicy_FilterState__Output {
+  'key': (string);
+}
+
 export interface _envoy_config_route_v3_RouteAction_HashPolicy {
   'header'?: (_envoy_config_route_v3_RouteAction_HashPolicy_Header | null);
+  'connection_properties'?: (_envoy_config_route_v3_RouteAction_HashPolicy_ConnectionProperties | null);
+  'filter_state'?: (_envoy_config_route_v3_RouteAction_HashPolicy_FilterState | null);
   'terminal'?: (boolean);
-  'policy_specifier'?: "header";
+  'policy_specifier'?: "header"|"connection_properties"|"filter_state";
 }
 
 export interface _envoy_config_route_v3_RouteAction_HashPolicy__Output {
   'header'?: (_envoy_config_route_v3_RouteAction_HashPolicy_Header__Output | null);
+  'connection_properties'?: (_envoy_config_route_v3_RouteAction_HashPolicy_ConnectionProperties__Output | null);
+  'filter_state'?: (_envoy_config_route_v3_RouteAction_HashPolicy_FilterState__Output | null);
   'terminal': (boolean);
-  'policy_specifier'?: "header";
+  'policy_specifier'?: "header"|"connection_properties"|"filter_state";
 }
 
 export interface _envoy_config_route_v3_RouteAction_HashPolicy_Header {
