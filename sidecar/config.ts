@@ -42,7 +42,7 @@ export type MtlsConfig =
       /** PEM root(s) that sign the control plane's serving certificate. */
       readonly caRootFile: string;
       readonly trustDomain: string;
-      /** Lowest TLS version between peers: 1.2 (default, as Istio; ECDHE with AEAD ciphers only) or 1.3. */
+      /** Lowest TLS version between peers: 1.2 (default, as Istio's; ECDHE with AEAD ciphers only) or 1.3. */
       readonly minTlsVersion: 'TLSv1.2' | 'TLSv1.3';
     };
 

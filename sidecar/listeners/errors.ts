@@ -210,10 +210,10 @@ export class ListenerBindError extends SkeinDataPlaneError {
   }
 }
 
-/** A PROXY protocol v2 header that cannot be parsed. */
+/** A PROXY protocol header (v1 or v2) that cannot be parsed. */
 export class ProxyProtocolError extends SkeinDataPlaneError {
   constructor(message: string) {
-    super('SKEIN_PROXY_PROTOCOL', `PROXY protocol v2 header: ${message}`);
+    super('SKEIN_PROXY_PROTOCOL', `PROXY protocol header: ${message}`);
     this.name = 'ProxyProtocolError';
   }
 }

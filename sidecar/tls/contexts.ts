@@ -12,8 +12,8 @@ const log = logger('tls');
 const watched = new WeakSet<tls.TLSSocket>();
 
 /**
- * The cipher suites offered and accepted: TLS 1.3's three, and for TLS 1.2 only forward-secret (ECDHE) AEAD suites,
- * as Istio's mesh default (no CBC, no static RSA key exchange, no DHE).
+ * The cipher suites offered and accepted: TLS 1.3's three, and for TLS 1.2 only forward-secret (ECDHE) AEAD suites:
+ * Mozilla's "intermediate" profile without DHE, stricter than Istio's default, which also allows static-RSA AES-GCM.
  */
 export const MESH_CIPHERS = [
   'TLS_AES_128_GCM_SHA256',
@@ -102,7 +102,7 @@ export interface TlsContextsOptions {
   /** ALPN protocols offered and accepted (e.g. ['h2', 'http/1.1']); none by default. */
   readonly alpnProtocols?: readonly string[];
   /**
-   * Lowest TLS version (default 'TLSv1.2', Istio's default). Skein's sidecars negotiate 1.3 with each other; 1.2 is
+   * Lowest TLS version (default 'TLSv1.2', as Istio's). Skein's sidecars negotiate 1.3 with each other; 1.2 is
    * for native peers whose defaults stop there (nginx before 1.23.4, Debian 12's 1.22 among them).
    */
   readonly minVersion?: tls.SecureVersion;
@@ -214,7 +214,10 @@ export class TlsContexts {
   /** Keeps `server`'s certificate current: on rotation it gets the new context for new connections. */
   attachServer(server: tls.Server): () => void {
     this.#servers.add(server);
-    const record = (socket: tls.TLSSocket) => void peerSpiffeId(socket);
+    const record = (socket: tls.TLSSocket) => {
+      socket.disableRenegotiation();
+      peerSpiffeId(socket);
+    };
     server.prependListener('secureConnection', record);
     return () => {
       this.#servers.delete(server);
@@ -253,6 +256,9 @@ export class TlsContexts {
     // presented certificate before Node's own check destroys the socket, and reports Node's reason a tick later.
     server.on('keylog', (_line: Buffer, secure: tls.TLSSocket) => this.#watchVerification(secure));
     server.on('secureConnection', (secure: tls.TLSSocket) => {
+      // TLS 1.2 lets a peer ask for new handshakes on a connection (TLS 1.3 has none): each is a full handshake's CPU,
+      // so none is allowed, as Envoy allows none.
+      secure.disableRenegotiation();
       const waiting = this.#pending.get(tupleKey(secure));
       this.#pending.delete(tupleKey(secure));
       peerSpiffeId(secure);
@@ -341,6 +347,7 @@ export class TlsContexts {
     const socket = tls.connect(options);
     const generation = this.#generation;
     socket.prependOnceListener('secureConnect', () => {
+      socket.disableRenegotiation(); // a TLS 1.2 peer asking for another handshake gets an error, not our CPU
       const id = socket.isSessionReused() && resumable ? resumable.peerId : verifiedId;
       if (id !== undefined) recordPeerSpiffeId(socket, id);
     });

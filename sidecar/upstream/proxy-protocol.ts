@@ -123,7 +123,8 @@ function parseV1(buf: Buffer): ParseResult {
   const [, src = '', dst = '', srcPort = '', dstPort = ''] = fields;
   const version = family === 'TCP4' ? 4 : 6;
   for (const [what, ip] of [['source', src], ['destination', dst]] as const) {
-    if (net.isIP(ip) !== version) throw new ProxyProtocolError(`v1 ${what} address ${JSON.stringify(ip)} is not IPv${version}`);
+    // net.isIP takes IPv6 zone ids (fe80::1%eth0), which the protocol has no place for.
+    if (net.isIP(ip) !== version || ip.includes('%')) throw new ProxyProtocolError(`v1 ${what} address ${JSON.stringify(ip)} is not IPv${version}`);
   }
   for (const [what, port] of [['source', srcPort], ['destination', dstPort]] as const) {
     if (!V1_PORT.test(port) || Number(port) > 65535) throw new ProxyProtocolError(`v1 ${what} port ${JSON.stringify(port)} is not 0-65535`);
@@ -133,18 +134,19 @@ function parseV1(buf: Buffer): ParseResult {
     length,
     header: {
       command: 'proxy',
-      sourceAddress: version === 6 ? unmapV6(src) : src,
-      destinationAddress: version === 6 ? unmapV6(dst) : dst,
+      sourceAddress: version === 6 ? canonicalV6(src) : src,
+      destinationAddress: version === 6 ? canonicalV6(dst) : dst,
       sourcePort: Number(srcPort),
       destinationPort: Number(dstPort),
     },
   };
 }
 
-/** An IPv4-mapped IPv6 address in dotted form, as readIPv6 and Node report it. */
-function unmapV6(ip: string): string {
-  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  return m === null ? ip : (m[1] as string);
+/** An IPv6 address as a v2 header's would read: compressed, lower case, IPv4-mapped ones in dotted form. */
+function canonicalV6(ip: string): string {
+  const b = Buffer.alloc(16);
+  writeIPv6(b, 0, ip);
+  return readIPv6(b, 0);
 }
 
 function writeIPv4(buf: Buffer, at: number, ip: string): void {

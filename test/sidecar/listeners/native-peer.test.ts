@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeProxyHeader } from '../../../sidecar/upstream/index.ts';
 import { haproxyAvailable } from '../../bench/lib/haproxy.ts';
 import { StaticSource, testCa, type TestCa } from '../tls/mesh-helper.ts';
-import { cluster, domains, endpoint, freePort, mesh, request, route } from './harness.ts';
+import { closeServer, cluster, domains, endpoint, freePort, mesh, request, route, startApp } from './harness.ts';
 import { apiMesh, metricValue, type Sidecar, startIdentityApp, startSidecar, SVC } from './mtls-harness.ts';
 
 const WEB_ID = 'spiffe://mesh.test/ns/default/sa/web';
@@ -94,27 +94,32 @@ backend api
     expect(await metricValue(server.registry, 'skein_inbound_connections_total', { transport: 'mtls', peer: WEB_ID })).toBeGreaterThan(0);
   });
 
-  it('reads a PROXY v1 (text) header too, as haproxy\'s send-proxy writes it', async () => {
+  it('reads a PROXY v1 (text) header too, as haproxy\'s send-proxy writes it, and sends to the app port it names', async () => {
+    // A pod with two app ports, and haproxy naming the second: only the header can tell the sidecar which one.
+    const second = await startApp('second');
+    const twoPorts = await startSidecar(new StaticSource(await ca.leaf('default', 'api')), [app.port, second.port]);
+    twoPorts.plane.update(apiMesh(app.port, twoPorts.inbound));
     const v1Port = await freePort();
-    const pem = join(dir, 'web.pem');
-    const roots = join(dir, 'roots.pem');
     const v1 = await startHaproxy(
       dir,
       `frontend web
   bind 127.0.0.1:${v1Port}
-  http-request set-dst-port int(${app.port})
+  http-request set-dst-port int(${second.port})
   default_backend api
 backend api
-  server api 127.0.0.1:${server.inbound} send-proxy ssl verify required ca-file ${roots} crt ${pem} alpn http/1.1
+  server api 127.0.0.1:${twoPorts.inbound} send-proxy ssl verify required ca-file ${join(dir, 'roots.pem')} crt ${join(dir, 'web.pem')} alpn http/1.1
 `,
       v1Port,
     );
     try {
       const r = await request(v1Port, { host: 'api.default', path: '/from-haproxy-v1' });
       expect(r.status, r.body).toBe(200);
-      expect(r.body).toBe(`/from-haproxy-v1 peer=${WEB_ID}`);
+      expect(r.headers['x-app']).toBe('second');
+      expect(r.body).toMatch(/^second GET \/from-haproxy-v1 /);
     } finally {
       v1.kill('SIGKILL');
+      await twoPorts.close();
+      await closeServer(second.server);
     }
   });
 });

@@ -70,6 +70,9 @@ describe('PROXY protocol v1 (text), as nginx stream proxy_protocol and haproxy s
     });
     const r6 = parseProxyHeader(v1('PROXY TCP6 fd00::1 ::ffff:10.0.0.5 1 65535\r\n'));
     expect(r6.kind === 'header' && r6.header).toEqual({ command: 'proxy', sourceAddress: 'fd00::1', destinationAddress: '10.0.0.5', sourcePort: 1, destinationPort: 65535 });
+    // Addresses come out as a v2 header's would: compressed, lower case, IPv4-mapped ones dotted.
+    const long = parseProxyHeader(v1('PROXY TCP6 2001:DB8:0:0:0:0:0:1 ::ffff:0a00:0005 1 2\r\n'));
+    expect(long.kind === 'header' && [long.header.sourceAddress, long.header.destinationAddress]).toEqual(['2001:db8::1', '10.0.0.5']);
     expect(parseProxyHeader(v1('PROXY UNKNOWN\r\n'))).toEqual({ kind: 'header', header: { command: 'local' }, length: 15 });
     expect(parseProxyHeader(v1('PROXY UNKNOWN ffff:f...f:ffff 1 2\r\n')).kind).toBe('header');
   });
@@ -85,6 +88,7 @@ describe('PROXY protocol v1 (text), as nginx stream proxy_protocol and haproxy s
       ['PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n', /3 addresses and ports, expected 4/],
       ['PROXY TCP4 ::1 5.6.7.8 1 2\r\n', /source address "::1" is not IPv4/],
       ['PROXY TCP6 ::1 5.6.7.8 1 2\r\n', /destination address "5.6.7.8" is not IPv6/],
+      ['PROXY TCP6 fe80::1%eth0 ::1 1 2\r\n', /source address "fe80::1%eth0" is not IPv6/],
       ['PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n', /source port "01"/],
       ['PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n', /destination port "65536"/],
       [`PROXY TCP4 ${'1'.repeat(120)}`, /no CRLF within 107 bytes/],
