@@ -100,26 +100,26 @@ describe('Outbox wake-ups', () => {
     const peer = await accepted;
     const call = new FakeCall();
     let exceeded = 0;
-    const box = new Outbox<object>(call as unknown as grpc.ServerDuplexStream<unknown, object>, { backlogLimitMs: 100, maxBufferedBytes: 150 }, () => {}, () => exceeded++);
+    const box = new Outbox<object>(call as unknown as grpc.ServerDuplexStream<unknown, object>, { backlogLimitMs: 300, maxBufferedBytes: 150 }, () => {}, () => exceeded++);
     // The write's completion comes as I/O (here: bytes on a socket), as grpc-js's write callbacks do.
     peer.on('data', () => call.complete());
     try {
-      box.write({}, 200); // over the limit: the 100 ms backlog timer runs
+      box.write({}, 200); // over the limit: the 300 ms backlog timer runs
       const written = performance.now();
       let late = false;
-      // At 85 ms (after that turn's I/O) the completion is on its way, then the process is held (a GC pause, a
-      // starved CPU) past 100 ms: the next turn runs the due timer first, with the completion unread in the socket.
+      // At 150 ms (after that turn's I/O) the completion is on its way, then the process is held (a GC pause, a
+      // starved CPU) past 300 ms: the next turn runs the due timer first, with the completion unread in the socket.
       await new Promise<void>((resolve) =>
         setTimeout(() => {
           // Held by something else before this point (npm run test:stalled), the limit had passed already.
-          late = performance.now() - written >= 95;
+          late = performance.now() - written >= 280;
           setImmediate(() => {
             client.write('x');
-            const end = performance.now() + 250;
+            const end = performance.now() + 400;
             while (performance.now() < end);
             resolve();
           });
-        }, 85),
+        }, 150),
       );
       await new Promise((resolve) => setTimeout(resolve, 150));
       if (late) ctx.skip('the test process was held past the limit before the completion was sent');
