@@ -115,12 +115,12 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
       `Service ${key} metadata.annotations["${ANNOTATION.lbPolicy}"]: ring-hash without "${ANNOTATION.hashHeader}" hashes nothing, so every request goes to a random endpoint; name the header to hash on`,
     );
   }
-  if (service.spec?.sessionAffinity === 'ClientIP' && balance.hash && 'header' in balance.hash) {
+  if (clientIpAffinity(service) && balance.hash && 'header' in balance.hash) {
     report(
       'SKEIN_TRANSLATE_AFFINITY',
       `Service ${key} spec.sessionAffinity: ClientIP is not kept: metadata.annotations["${ANNOTATION.hashHeader}"] hashes on "${balance.hash.header}" instead`,
     );
-  } else if (service.spec?.sessionAffinity === 'ClientIP' && balance.lbPolicy !== 'ring-hash') {
+  } else if (clientIpAffinity(service) && balance.lbPolicy !== 'ring-hash') {
     report(
       'SKEIN_TRANSLATE_AFFINITY',
       `Service ${key} spec.sessionAffinity: ClientIP is not kept: metadata.annotations["${ANNOTATION.lbPolicy}"] is "${balance.lbPolicy}"; remove it (ClientIP means ring-hash on the caller's address)`,
@@ -175,7 +175,7 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
       externalName: isExternal ? externalName : undefined,
     };
     // A TCP port has no route to carry a hash, so ClientIP affinity cannot be kept there: it keeps the default.
-    const affinityOnly = protocol === 'tcp' && !settings.lbPolicy && balance.hash !== undefined && 'sourceIp' in balance.hash;
+    const affinityOnly = protocol === 'tcp' && !settings.lbPolicy && clientIpAffinity(service);
     if (affinityOnly) {
       report('SKEIN_TRANSLATE_AFFINITY', `Service ${key} spec.sessionAffinity: ClientIP is not kept on TCP port ${port.port} (HTTP ports only)`);
     }
@@ -305,7 +305,16 @@ export { type Assembled, assemble } from './assemble.ts';
  * `timeoutSeconds` has no equivalent).
  */
 function balancing(service: V1Service, settings: ServiceSettings): { readonly lbPolicy?: LbPolicyAnnotation; readonly hash?: HashKey } {
-  const clientIp = service.spec?.sessionAffinity === 'ClientIP';
+  return balancingOf(clientIpAffinity(service), settings);
+}
+
+/** kube-proxy keeps ClientIP affinity for Services with a virtual IP only: headless and ExternalName ones have none. */
+function clientIpAffinity(service: V1Service): boolean {
+  const spec = service.spec;
+  return spec?.sessionAffinity === 'ClientIP' && spec.type !== 'ExternalName' && spec.clusterIP !== 'None';
+}
+
+function balancingOf(clientIp: boolean, settings: ServiceSettings): { readonly lbPolicy?: LbPolicyAnnotation; readonly hash?: HashKey } {
   const lbPolicy = settings.lbPolicy ?? (clientIp ? 'ring-hash' : undefined);
   const hash: HashKey | undefined = settings.hashHeader
     ? { header: settings.hashHeader }

@@ -475,5 +475,7 @@ function requestHash(
   if (action.hashHeader !== undefined) return hashValue(action.hashHeader, headers, authority);
   if (action.hashSourceIp !== true) return undefined;
   const remote = socket?.remoteAddress;
-  return remote === undefined || LOOPBACK.test(remote) ? (podIp ?? remote) : remote;
+  if (remote === undefined || LOOPBACK.test(remote)) return podIp ?? remote;
+  // One key per pod whether it came over IPv4 or an IPv6 listener's IPv4-mapped form.
+  return remote.startsWith('::ffff:') ? remote.slice(7) : remote;
 }

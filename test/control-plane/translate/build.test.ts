@@ -126,6 +126,21 @@ describe('translateService', () => {
     expect(rr.clusters.envoy[0]?.lb_policy).toBe('ROUND_ROBIN');
     expect(rr.virtualHosts[0]?.remote.routes?.[0]?.route?.hash_policy).toBeUndefined();
     expect(rr.problems.map((p) => p.message).join('\n')).toMatch(/sessionAffinity: ClientIP is not kept: .*lb-policy"\] is "round-robin"/);
+    // With a hash header the HTTP port hashes on it (and says ClientIP is not kept); the TCP port still keeps the default.
+    const headerWins = service('shop', 'web', { clusterIP: '10.96.0.10', sessionAffinity: 'ClientIP', ports: [{ name: 'http', port: 80 }, { name: 'tcp-admin', port: 7000 }] }, { 'skein.dev/hash-header': 'x-user' });
+    const hw = translateService('shop/web', registryState([headerWins]));
+    expect(hw.clusters.envoy.map((c) => c.lb_policy)).toEqual(['RING_HASH', 'LEAST_REQUEST']);
+    expect(hw.virtualHosts[0]?.remote.routes?.[0]?.route?.hash_policy).toEqual([{ header: { header_name: 'x-user' } }]);
+    // Headless and ExternalName Services have no virtual IP, so kube-proxy keeps no affinity for them, nor does Skein.
+    for (const [key, svc] of [
+      ['shop/db', service('shop', 'db', { clusterIP: 'None', sessionAffinity: 'ClientIP', ports: [{ name: 'http', port: 80 }] })],
+      ['shop/ext', service('shop', 'ext', { type: 'ExternalName', externalName: 'api.example.com', sessionAffinity: 'ClientIP', ports: [{ name: 'http', port: 80 }] })],
+    ] as const) {
+      const t = translateService(key, registryState([svc]));
+      expect(t.clusters.envoy[0]?.lb_policy, key).toBe('LEAST_REQUEST');
+      expect(t.virtualHosts[0]?.remote.routes?.[0]?.route?.hash_policy, key).toBeUndefined();
+      expect(t.problems, key).toEqual([]);
+    }
     // sessionAffinity: None (the default) changes nothing.
     const none = service('shop', 'web', { clusterIP: '10.96.0.10', sessionAffinity: 'None', ports: [{ name: 'http', port: 80 }] });
     expect(translateService('shop/web', registryState([none])).clusters.envoy[0]?.lb_policy).toBe('LEAST_REQUEST');
