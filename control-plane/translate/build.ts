@@ -174,13 +174,11 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
       connectTimeoutMs,
       externalName: isExternal ? externalName : undefined,
     };
-    // A TCP port has no route to carry a hash, so ClientIP affinity cannot be kept there: it keeps the default.
-    const affinityOnly = protocol === 'tcp' && !settings.lbPolicy && clientIpAffinity(service);
-    if (affinityOnly) {
-      report('SKEIN_TRANSLATE_AFFINITY', `Service ${key} spec.sessionAffinity: ClientIP is not kept on TCP port ${port.port} (HTTP ports only)`);
-    }
-    const envoyPolicy = envoyLbPolicy(affinityOnly ? undefined : balance.lbPolicy);
-    const proxylessPolicy = proxylessLbPolicy(affinityOnly ? undefined : balance.lbPolicy);
+    // A TCP port hashes on the caller's address in its tcp_proxy (no route, no header to hash there).
+    const tcpAffinity = protocol === 'tcp' && clientIpAffinity(service) && (!settings.lbPolicy || settings.lbPolicy === 'ring-hash');
+    const portPolicy = protocol === 'tcp' ? (tcpAffinity ? 'ring-hash' : settings.lbPolicy) : balance.lbPolicy;
+    const envoyPolicy = envoyLbPolicy(portPolicy);
+    const proxylessPolicy = proxylessLbPolicy(portPolicy);
     // Proxyless clients get no security metadata or protocol options, so their cluster is its own object unless the
     // envoy one has neither.
     const shared = proxylessPolicy === envoyPolicy && !security && protocol !== 'http2';
@@ -207,7 +205,7 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
     const routes = buildRoutes(cluster, extraRoutes, timeoutMs, balance.hash);
     const vhName = hostPort(fqdn, port.port);
     if (protocol === 'tcp') {
-      if (clusterIP) tcpListeners.push(buildTcpListener(tcpListenerName(clusterIP, port.port), clusterIP, port.port, cluster));
+      if (clusterIP) tcpListeners.push(buildTcpListener(tcpListenerName(clusterIP, port.port), clusterIP, port.port, cluster, tcpAffinity));
     } else {
       const domains = serviceDomains({ name, namespace, fqdn, clusterIP, port: port.port, isDefaultPort: port.port === defaultPort });
       virtualHosts.push({

@@ -38,9 +38,12 @@ export function buildVirtualOutbound(namespace: string): Listener {
   };
 }
 
-/** A TCP Service port on its cluster IP, reached through interception (not bound). */
-export function buildTcpListener(name: string, clusterIP: string, port: number, cluster: string): Listener {
-  const proxy: TcpProxy = { stat_prefix: cluster, cluster };
+/**
+ * A TCP Service port on its cluster IP, reached through interception (not bound); `hashSourceIp` (sessionAffinity:
+ * ClientIP) makes the caller's address its ring-hash key.
+ */
+export function buildTcpListener(name: string, clusterIP: string, port: number, cluster: string, hashSourceIp = false): Listener {
+  const proxy: TcpProxy = { stat_prefix: cluster, cluster, ...(hashSourceIp ? { hash_policy: [{ source_ip: {} }] } : {}) };
   return {
     name,
     address: { socket_address: { address: clusterIP, port_value: port } },

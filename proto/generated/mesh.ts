@@ -59,6 +59,7 @@ import type { EndpointDiscoveryServiceClient as _envoy_service_endpoint_v3_Endpo
 import type { ListenerDiscoveryServiceClient as _envoy_service_listener_v3_ListenerDiscoveryServiceClient, ListenerDiscoveryServiceDefinition as _envoy_service_listener_v3_ListenerDiscoveryServiceDefinition } from './envoy/service/listener/v3/ListenerDiscoveryService';
 import type { RouteDiscoveryServiceClient as _envoy_service_route_v3_RouteDiscoveryServiceClient, RouteDiscoveryServiceDefinition as _envoy_service_route_v3_RouteDiscoveryServiceDefinition } from './envoy/service/route/v3/RouteDiscoveryService';
 import type { StringMatcher as _envoy_type_matcher_v3_StringMatcher, StringMatcher__Output as _envoy_type_matcher_v3_StringMatcher__Output } from './envoy/type/matcher/v3/StringMatcher';
+import type { HashPolicy as _envoy_type_v3_HashPolicy, HashPolicy__Output as _envoy_type_v3_HashPolicy__Output } from './envoy/type/v3/HashPolicy';
 import type { Percent as _envoy_type_v3_Percent, Percent__Output as _envoy_type_v3_Percent__Output } from './envoy/type/v3/Percent';
 import type { Any as _google_protobuf_Any, Any__Output as _google_protobuf_Any__Output } from './google/protobuf/Any';
 import type { BoolValue as _google_protobuf_BoolValue, BoolValue__Output as _google_protobuf_BoolValue__Output } from './google/protobuf/BoolValue';
@@ -222,6 +223,7 @@ export interface ProtoGrpcType {
         }
       }
       v3: {
+        HashPolicy: MessageTypeDefinition<_envoy_type_v3_HashPolicy, _envoy_type_v3_HashPolicy__Output>
         Percent: MessageTypeDefinition<_envoy_type_v3_Percent, _envoy_type_v3_Percent__Output>
       }
     }

@@ -97,7 +97,7 @@ export function createDataPlane(options: DataPlaneOptions, registry: Registry): 
       http: new InboundHttpHandler({ appHost, policyFor, metrics, maxRequestHeadersKb: options.maxRequestHeadersKb }),
     },
   );
-  const tcp = new TcpListeners(options.outbound.host, manager, metrics);
+  const tcp = new TcpListeners(options.outbound.host, manager, metrics, options.podIp);
   let started = false;
   let mesh: MeshConfig | undefined;
   let tableConfig: RouteTableConfig | undefined;

@@ -9,6 +9,7 @@ import { headerListFromObject, headerListFromRaw, headerListValue } from '../ups
 import type { ClusterManager, Dispatch, DispatchRequest, HeaderList, Headers, RequestHeadInfo } from '../upstream/index.ts';
 import type { ClusterRequestMetrics, DataPlaneMetrics } from '../telemetry/metrics.ts';
 import { logger } from '../log.ts';
+import { affinityKey } from './affinity-key.ts';
 import { badRequest, fragmentInTarget, invalidAuthority, isValidAuthority, noCluster, noConfig, noPathRoute, noRoute } from './errors.ts';
 import type { LocalReason, LocalReplyError } from './errors.ts';
 import { H1Downstream, H2Downstream } from './downstream.ts';
@@ -459,12 +460,7 @@ function hashValue(name: string, headers: HeaderList, authority: string): string
   return n === 'host' ? authority : headerListValue(headers, n);
 }
 
-const LOOPBACK = /^(127\.|::1$|::ffff:127\.)/;
-
-/**
- * What a ring-hash balancer hashes for this request: the route's header, or the caller's address (the pod's IP when
- * the app calls its sidecar over loopback, as every pod's app does without interception); none otherwise.
- */
+/** What a ring-hash balancer hashes for this request: the route's header, or the caller (affinityKey); none otherwise. */
 function requestHash(
   action: { readonly hashHeader?: string; readonly hashSourceIp?: boolean },
   headers: HeaderList,
@@ -473,9 +469,5 @@ function requestHash(
   podIp: string | undefined,
 ): string | undefined {
   if (action.hashHeader !== undefined) return hashValue(action.hashHeader, headers, authority);
-  if (action.hashSourceIp !== true) return undefined;
-  const remote = socket?.remoteAddress;
-  if (remote === undefined || LOOPBACK.test(remote)) return podIp ?? remote;
-  // One key per pod whether it came over IPv4 or an IPv6 listener's IPv4-mapped form.
-  return remote.startsWith('::ffff:') ? remote.slice(7) : remote;
+  return action.hashSourceIp === true ? affinityKey(socket?.remoteAddress, podIp) : undefined;
 }

@@ -6,6 +6,7 @@ import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import type { TcpListenerConfig } from '../xds/model.ts';
 import { logger } from '../log.ts';
 import { ListenerBindError, LocalReplyError } from './errors.ts';
+import { affinityKey } from './affinity-key.ts';
 import { lingerAfterUpstream } from './linger.ts';
 import { setIdleTimeout } from './socket-timeout.ts';
 
@@ -28,10 +29,12 @@ class TcpServiceListener {
   error: string | undefined;
   readonly conns = new Set<net.Socket>();
   private readonly host: string;
+  private readonly podIp: string | undefined;
 
-  constructor(config: TcpListenerConfig, host: string, manager: ClusterManager, metrics: DataPlaneMetrics) {
+  constructor(config: TcpListenerConfig, host: string, manager: ClusterManager, metrics: DataPlaneMetrics, podIp?: string) {
     this.config = config;
     this.host = host;
+    this.podIp = podIp;
     this.server = net.createServer({ noDelay: true, pauseOnConnect: true, allowHalfOpen: true }, (client) => this.accept(client, manager, metrics));
     this.server.on('error', (err) => {
       this.bound = false;
@@ -55,7 +58,7 @@ class TcpServiceListener {
 
   private accept(client: net.Socket, manager: ClusterManager, metrics: DataPlaneMetrics): void {
     const clusterName = this.config.cluster;
-    const chosen = manager.choose(clusterName, undefined);
+    const chosen = manager.choose(clusterName, this.config.hashSourceIp === true ? affinityKey(client.remoteAddress, this.podIp) : undefined);
     if (chosen instanceof LocalReplyError) {
       metrics.localError(chosen.reason);
       log.warn('TCP connection closed', { listener: this.config.name, cluster: clusterName, reason: chosen.message });
@@ -111,11 +114,14 @@ export class TcpListeners {
   private readonly manager: ClusterManager;
   private readonly metrics: DataPlaneMetrics;
   private readonly listeners = new Map<string, TcpServiceListener>();
+  private readonly podIp: string | undefined;
 
-  constructor(host: string, manager: ClusterManager, metrics: DataPlaneMetrics) {
+  /** `podIp`: the key a sessionAffinity: ClientIP Service hashes on when the app connects over loopback. */
+  constructor(host: string, manager: ClusterManager, metrics: DataPlaneMetrics, podIp?: string) {
     this.host = host;
     this.manager = manager;
     this.metrics = metrics;
+    this.podIp = podIp;
   }
 
   /** Binds new listeners, closes removed ones (their connections continue), re-targets changed ones. */
@@ -131,7 +137,7 @@ export class TcpListeners {
         l.config = c;
         continue;
       }
-      const nl = new TcpServiceListener(c, this.host, this.manager, this.metrics);
+      const nl = new TcpServiceListener(c, this.host, this.manager, this.metrics, this.podIp);
       this.listeners.set(key, nl);
       binding.push(nl.listen());
     }

@@ -80,7 +80,19 @@ function decodeTcp(
 ): ListenerConfig {
   if (tcp.cluster_specifier !== 'cluster' || !tcp.cluster) problems.add(`${path}.cluster`, 'is required');
   const idleTimeoutMs = durationMs(tcp.idle_timeout, `${path}.idle_timeout`, problems);
-  return { kind: 'tcp', ...base, cluster: tcp.cluster ?? '', ...(idleTimeoutMs ? { idleTimeoutMs } : {}) };
+  if (tcp.hash_policy.length > 1) problems.add(`${path}.hash_policy`, 'only one hash policy is supported');
+  let hashSourceIp = false;
+  tcp.hash_policy.forEach((hp, i) => {
+    if (hp.policy_specifier === 'source_ip') hashSourceIp = true;
+    else problems.add(`${path}.hash_policy[${i}]`, 'only source_ip is supported');
+  });
+  return {
+    kind: 'tcp',
+    ...base,
+    cluster: tcp.cluster ?? '',
+    ...(idleTimeoutMs ? { idleTimeoutMs } : {}),
+    ...(hashSourceIp ? { hashSourceIp } : {}),
+  };
 }
 
 export function decodeListener(l: Listener__Output, version: string, problems: Problems): ListenerConfig | undefined {

@@ -147,6 +147,8 @@ export interface TcpListenerConfig {
   readonly port: number;
   readonly cluster: string;
   readonly idleTimeoutMs?: number;
+  /** Ring hash on the caller's address (Kubernetes `sessionAffinity: ClientIP`): one endpoint per client pod. */
+  readonly hashSourceIp?: boolean;
 }
 
 export type ListenerConfig = HttpListenerConfig | TcpListenerConfig;

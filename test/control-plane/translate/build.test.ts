@@ -110,26 +110,29 @@ describe('translateService', () => {
     expect(bad.virtualHosts[0]?.remote.routes?.[0]?.route?.hash_policy).toBeUndefined();
   });
 
-  it('keeps sessionAffinity: ClientIP as a ring hash on the caller\'s address (gRPC clients: on their channel); TCP ports keep the default', () => {
+  it('keeps sessionAffinity: ClientIP as a ring hash on the caller\'s address (gRPC clients: on their channel), on HTTP and TCP ports', () => {
     const sticky = service('shop', 'web', { clusterIP: '10.96.0.10', sessionAffinity: 'ClientIP', ports: [{ name: 'http', port: 80 }, { name: 'tcp-admin', port: 7000 }] });
     const res = translateService('shop/web', registryState([sticky]));
     const [http, tcp] = res.clusters.envoy.map((c) => roundTrip<Cluster__Output>(TYPE_URL.cluster, c));
-    expect([http?.lb_policy, tcp?.lb_policy]).toEqual(['RING_HASH', 'LEAST_REQUEST']);
+    expect([http?.lb_policy, tcp?.lb_policy]).toEqual(['RING_HASH', 'RING_HASH']);
+    const tcpProxy = unpack<TcpProxy__Output>(res.tcpListeners[0]?.filter_chains?.[0]?.filters?.[0]?.typed_config as { type_url: string; value: Buffer });
+    expect(tcpProxy.hash_policy).toEqual([{ policy_specifier: 'source_ip', source_ip: {} }]);
     expect(roundTrip<Cluster__Output>(TYPE_URL.cluster, res.clusters.proxyless[0]).lb_policy).toBe('RING_HASH');
     expect(res.virtualHosts[0]?.remote.routes?.[0]?.route?.hash_policy).toEqual([{ connection_properties: { source_ip: true } }]);
     const grpcRoute = res.proxyless.routes[0]?.virtual_hosts?.[0]?.routes?.[0]?.route;
     expect(grpcRoute?.hash_policy).toEqual([{ filter_state: { key: 'io.grpc.channel_id' } }]);
-    expect(res.problems.map((p) => p.message)).toEqual(['Service shop/web spec.sessionAffinity: ClientIP is not kept on TCP port 7000 (HTTP ports only)']);
+    expect(res.problems).toEqual([]);
     // An explicit annotation wins, and says so.
     const annotated = service('shop', 'web', { clusterIP: '10.96.0.10', sessionAffinity: 'ClientIP', ports: [{ name: 'http', port: 80 }] }, { 'skein.dev/lb-policy': 'round-robin' });
     const rr = translateService('shop/web', registryState([annotated]));
     expect(rr.clusters.envoy[0]?.lb_policy).toBe('ROUND_ROBIN');
     expect(rr.virtualHosts[0]?.remote.routes?.[0]?.route?.hash_policy).toBeUndefined();
     expect(rr.problems.map((p) => p.message).join('\n')).toMatch(/sessionAffinity: ClientIP is not kept: .*lb-policy"\] is "round-robin"/);
-    // With a hash header the HTTP port hashes on it (and says ClientIP is not kept); the TCP port still keeps the default.
+    // With a hash header the HTTP port hashes on it (and says ClientIP is not kept there); a TCP port has no header, so
+    // it keeps the caller's address.
     const headerWins = service('shop', 'web', { clusterIP: '10.96.0.10', sessionAffinity: 'ClientIP', ports: [{ name: 'http', port: 80 }, { name: 'tcp-admin', port: 7000 }] }, { 'skein.dev/hash-header': 'x-user' });
     const hw = translateService('shop/web', registryState([headerWins]));
-    expect(hw.clusters.envoy.map((c) => c.lb_policy)).toEqual(['RING_HASH', 'LEAST_REQUEST']);
+    expect(hw.clusters.envoy.map((c) => c.lb_policy)).toEqual(['RING_HASH', 'RING_HASH']);
     expect(hw.virtualHosts[0]?.remote.routes?.[0]?.route?.hash_policy).toEqual([{ header: { header_name: 'x-user' } }]);
     // Headless and ExternalName Services have no virtual IP, so kube-proxy keeps no affinity for them, nor does Skein.
     for (const [key, svc] of [

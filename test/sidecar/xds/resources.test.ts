@@ -326,6 +326,18 @@ describe('Listener', () => {
       cluster: CLUSTER,
       idleTimeoutMs: 60_000,
     });
+    expect(r.ok && 'hashSourceIp' in r.resource.value).toBe(false);
+  });
+
+  it('reads a TCP proxy\'s hash on the caller\'s address, and names a hash it cannot use', () => {
+    const at = { name: '10.96.0.10_6379', address: { socket_address: { address: '10.96.0.10', port_value: 6379 } }, bind_to_port: { value: false } };
+    const sticky = pack(EXTENSION_TYPE_URL.tcpProxy, { stat_prefix: 'kv', cluster: CLUSTER, hash_policy: [{ source_ip: {} }] });
+    const r = decode(TYPE_URL.listener, listener([{ name: 'envoy.filters.network.tcp_proxy', typed_config: sticky }], at));
+    expect(r.ok && r.resource.value).toMatchObject({ kind: 'tcp', hashSourceIp: true });
+    const other = pack(EXTENSION_TYPE_URL.tcpProxy, { stat_prefix: 'kv', cluster: CLUSTER, hash_policy: [{ filter_state: { key: 'k' } }] });
+    const bad = decode(TYPE_URL.listener, listener([{ name: 'envoy.filters.network.tcp_proxy', typed_config: other }], at));
+    expect(bad.ok).toBe(false);
+    expect(!bad.ok && bad.errors.join('\n')).toMatch(/filters\[0\]\.typed_config\.hash_policy\[0\]: only source_ip is supported/);
   });
 
   it('reports every HCM error with its field path', () => {
