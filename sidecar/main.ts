@@ -207,7 +207,13 @@ export async function runSidecar(argv: string[], options: SidecarRunOptions = {}
       tls:
         identity === undefined
           ? { mtls: 'off' }
-          : { mtls: 'on', spiffeId: tls?.spiffeId, notAfter: identity.current().notAfter.toISOString(), lastError: identity.lastError() },
+          : {
+              mtls: 'on',
+              spiffeId: tls?.spiffeId,
+              notAfter: identity.current().notAfter.toISOString(),
+              minVersion: config.mtls.enabled ? config.mtls.minTlsVersion : undefined,
+              lastError: identity.lastError(),
+            },
     }),
   });
   try {

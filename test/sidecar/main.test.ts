@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CertificateAuthority, createRoot } from '../../control-plane/ca/authority.ts';
@@ -94,15 +95,27 @@ describe('runSidecar with mutual TLS', () => {
     const rootFile = join(dir, 'root.pem');
     await writeFile(rootFile, serving.current().trustBundlePem);
 
-    const { admin } = await startSidecar([
+    const { admin, ports } = await startSidecar([
       '--token-file', tokenFile,
       '--ca-root-file', rootFile,
       '--ca-address', `127.0.0.1:${port}`,
       '--trust-domain', 'mesh.test',
+      '--tls-min-version', '1.3',
     ]);
-    const dump = (await (await fetch(`${admin}/config_dump`)).json()) as { tls: { mtls: string; spiffeId: string; notAfter: string } };
+    const dump = (await (await fetch(`${admin}/config_dump`)).json()) as { tls: { mtls: string; spiffeId: string; notAfter: string; minVersion: string } };
     expect(dump.tls.mtls).toBe('on');
     expect(dump.tls.spiffeId).toBe('spiffe://mesh.test/ns/default/sa/client');
+    expect(dump.tls.minVersion).toBe('TLSv1.3');
+    // --tls-min-version reaches the inbound port: a caller that stops at TLS 1.2 is refused in the handshake.
+    const refused = await new Promise<string>((resolve) => {
+      const s = tls.connect({ host: '127.0.0.1', port: ports.inbound, maxVersion: 'TLSv1.2', rejectUnauthorized: false });
+      s.on('secureConnect', () => {
+        s.destroy();
+        resolve('connected');
+      });
+      s.on('error', (err) => resolve(err.message));
+    });
+    expect(refused).toMatch(/protocol version/i);
     const metrics = await (await fetch(`${admin}/stats/prometheus`)).text();
     const expiry = Math.floor(new Date(dump.tls.notAfter).getTime() / 1000);
     expect(metrics).toContain(`skein_sidecar_cert_expiry_timestamp_seconds ${expiry}`);
