@@ -303,16 +303,7 @@ export { type Assembled, assemble } from './assemble.ts';
  * `timeoutSeconds` has no equivalent).
  */
 function balancing(service: V1Service, settings: ServiceSettings): { readonly lbPolicy?: LbPolicyAnnotation; readonly hash?: HashKey } {
-  return balancingOf(clientIpAffinity(service), settings);
-}
-
-/** kube-proxy keeps ClientIP affinity for Services with a virtual IP only: headless and ExternalName ones have none. */
-function clientIpAffinity(service: V1Service): boolean {
-  const spec = service.spec;
-  return spec?.sessionAffinity === 'ClientIP' && spec.type !== 'ExternalName' && spec.clusterIP !== 'None';
-}
-
-function balancingOf(clientIp: boolean, settings: ServiceSettings): { readonly lbPolicy?: LbPolicyAnnotation; readonly hash?: HashKey } {
+  const clientIp = clientIpAffinity(service);
   const lbPolicy = settings.lbPolicy ?? (clientIp ? 'ring-hash' : undefined);
   const hash: HashKey | undefined = settings.hashHeader
     ? { header: settings.hashHeader }
@@ -320,6 +311,12 @@ function balancingOf(clientIp: boolean, settings: ServiceSettings): { readonly l
       ? { sourceIp: true }
       : undefined;
   return { ...(lbPolicy ? { lbPolicy } : {}), ...(hash ? { hash } : {}) };
+}
+
+/** kube-proxy keeps ClientIP affinity for Services with a virtual IP only: headless and ExternalName ones have none. */
+function clientIpAffinity(service: V1Service): boolean {
+  const spec = service.spec;
+  return spec?.sessionAffinity === 'ClientIP' && spec.type !== 'ExternalName' && spec.clusterIP !== 'None';
 }
 
 /** gRPC clients hash a call on their channel (gRFC A42's `io.grpc.channel_id`), the nearest thing they have to a source address. */
