@@ -1,30 +1,21 @@
 // Proxyless gRPC interop with gRPC C-core's xDS client (Python grpcio): a second xDS client, written by others, resolves and balances through `skein control-plane`.
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlPlaneProcess, controlPlaneAvailable } from '../bench/lib/control-plane-process.ts';
-import { ECHO_PROTO, type EchoServer, SERVICE_PORT, startEchoServer, writeRegistry } from './grpc-echo.ts';
+import { ECHO_PROTO, type EchoServer, pythonWithGrpc, SERVICE_PORT, startEchoServer, writeRegistry } from './grpc-echo.ts';
 
 const CLIENT = fileURLToPath(new URL('./grpc-core-client.py', import.meta.url));
-
-/** A python3 that imports grpcio (Debian's python3-grpcio, installed by .ci/system-packages.sh), or undefined. */
-function findPython(): string | undefined {
-  for (const candidate of ['/usr/bin/python3', 'python3']) {
-    const r = spawnSync(candidate, ['-c', 'import grpc; print(grpc.__version__)'], { encoding: 'utf8', timeout: 20_000 });
-    if (r.status === 0) return candidate;
-  }
-  return undefined;
-}
 
 interface Calls {
   readonly names: string[];
   readonly errors: string[];
 }
 
-const python = controlPlaneAvailable() ? findPython() : undefined;
+const python = controlPlaneAvailable() ? pythonWithGrpc() : undefined;
 const title = python
   ? 'proxyless gRPC (gRPC C-core through Python grpcio) against skein control-plane'
   : 'proxyless gRPC C-core interop — SKIPPED: no python3 that imports grpc (Debian package python3-grpcio; .ci/system-packages.sh installs it as root)';

@@ -1,10 +1,20 @@
 // The echo gRPC servers and the registry file that the proxyless interop tests (grpc-js-xds, gRPC C-core) share.
+import { spawnSync } from 'node:child_process';
 import { renameSync, writeFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { dump } from 'js-yaml';
 
 export const SERVICE_PORT = 50051;
+
+/** A python3 that imports grpcio (Debian's python3-grpcio, installed by .ci/system-packages.sh), or undefined. */
+export function pythonWithGrpc(): string | undefined {
+  for (const candidate of ['/usr/bin/python3', 'python3']) {
+    const r = spawnSync(candidate, ['-c', 'import grpc'], { encoding: 'utf8', timeout: 20_000 });
+    if (r.status === 0) return candidate;
+  }
+  return undefined;
+}
 
 export const ECHO_PROTO = `syntax = "proto3";
 package skein.e2e;

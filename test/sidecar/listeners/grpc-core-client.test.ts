@@ -1,8 +1,9 @@
 // gRPC C-core (Python grpcio, another HTTP/2 and gRPC implementation) calling through the sidecar pair to a grpc-js app.
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pythonWithGrpc } from '../../e2e/grpc-echo.ts';
 import { ECHO_SERVICE, listenGrpc } from './grpc-helpers.ts';
 import { cluster, domains, endpoint, freePort, mesh, route, startPair, type Pair } from './harness.ts';
 
@@ -10,15 +11,7 @@ const SCRIPT = fileURLToPath(new URL('./grpc-core-calls.py', import.meta.url));
 const ECHO = 'outbound|50051||echo.default.svc.cluster.local';
 const REFUSED = 'outbound|50051||refused.default.svc.cluster.local';
 
-function findPython(): string | undefined {
-  for (const candidate of ['/usr/bin/python3', 'python3']) {
-    const r = spawnSync(candidate, ['-c', 'import grpc'], { encoding: 'utf8', timeout: 20_000 });
-    if (r.status === 0) return candidate;
-  }
-  return undefined;
-}
-
-const python = findPython();
+const python = pythonWithGrpc();
 if (!python) console.warn('grpc-core-client.test.ts: skipped, no python3 that imports grpc (Debian package python3-grpcio; .ci/system-packages.sh installs it)');
 
 describe.skipIf(!python)('gRPC C-core (Python grpcio) through the sidecar pair', () => {

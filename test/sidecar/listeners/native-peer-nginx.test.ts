@@ -1,27 +1,18 @@
 // nginx as a native peer with its own defaults (Debian 12's nginx 1.22 offers TLS 1.2 at most): calling a sidecar, and receiving from one.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StaticSource, testCa, type TestCa } from '../tls/mesh-helper.ts';
 import { cluster, domains, endpoint, freePort, mesh, request, route } from './harness.ts';
 import { apiMesh, metricValue, type Sidecar, startIdentityApp, startSidecar, SVC } from './mtls-harness.ts';
+import { installed, waitForPort } from './native-process.ts';
 
 const WEB_ID = 'spiffe://mesh.test/ns/default/sa/web';
 const API_ID = 'spiffe://mesh.test/ns/default/sa/api';
 
-function nginxAvailable(): boolean {
-  try {
-    execFileSync('nginx', ['-v'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const NGINX = nginxAvailable();
+const NGINX = installed('nginx', ['-v']);
 if (!NGINX) console.warn('native-peer-nginx.test.ts: skipped, nginx is not installed (.ci/run installs it)');
 
 /** Starts nginx in the foreground, one process, on `http` (an http{} block's servers) and waits for `port`. */
@@ -48,19 +39,8 @@ ${http}
   let stderr = '';
   const proc = spawn('nginx', ['-p', dir, '-c', conf, '-e', 'stderr'], { stdio: ['ignore', 'ignore', 'pipe'] });
   proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  for (let i = 0; i < 100; i++) {
-    if (proc.exitCode !== null) throw new Error(`nginx exited: ${stderr}`);
-    const up = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (up) return proc;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`nginx did not listen on ${port}: ${stderr}`);
+  await waitForPort('nginx', port, proc, () => stderr);
+  return proc;
 }
 
 describe.skipIf(!NGINX)('nginx (its default TLS versions) as a native peer', () => {

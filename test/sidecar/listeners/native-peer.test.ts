@@ -11,27 +11,12 @@ import { haproxyAvailable } from '../../bench/lib/haproxy.ts';
 import { StaticSource, testCa, type TestCa } from '../tls/mesh-helper.ts';
 import { closeServer, cluster, domains, endpoint, freePort, mesh, request, route, startApp } from './harness.ts';
 import { apiMesh, metricValue, type Sidecar, startIdentityApp, startSidecar, SVC } from './mtls-harness.ts';
+import { waitForPort } from './native-process.ts';
 
 const WEB_ID = 'spiffe://mesh.test/ns/default/sa/web';
 
 const HAPROXY = haproxyAvailable();
 if (!HAPROXY) console.warn('native-peer.test.ts: skipped, haproxy is not installed (.ci/run installs it)');
-
-async function waitForPort(port: number, proc: ChildProcess, stderr: () => string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    if (proc.exitCode !== null) throw new Error(`haproxy exited: ${stderr()}`);
-    const up = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (up) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`haproxy did not listen on ${port}: ${stderr()}`);
-}
 
 /** Writes `config` to `dir`/haproxy.cfg, starts haproxy on it and waits until it listens on `port`. */
 async function startHaproxy(dir: string, config: string, port: number): Promise<ChildProcess> {
@@ -40,7 +25,7 @@ async function startHaproxy(dir: string, config: string, port: number): Promise<
   let stderr = '';
   const proc = spawn('haproxy', ['-db', '-f', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
   proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  await waitForPort(port, proc, () => stderr);
+  await waitForPort('haproxy', port, proc, () => stderr);
   return proc;
 }
 
