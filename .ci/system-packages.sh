@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian packages Skein's tests and benchmarks drive (curl, iproute2, iptables, haproxy, nginx, wrk, python3-grpcio for the gRPC C-core xDS client) when missing.
+# Installs the Debian packages Skein's tests and benchmarks drive (curl, iproute2, iptables, haproxy, nginx, wrk, python3-grpcio for the gRPC C-core xDS client, libjemalloc2, which sidecars preload when it is there) when missing.
 set -euo pipefail
-wanted=(curl iproute2 iptables haproxy nginx wrk python3-grpcio)
+wanted=(curl iproute2 iptables haproxy nginx wrk python3-grpcio libjemalloc2)
 missing=()
 for pkg in "${wanted[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

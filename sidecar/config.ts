@@ -72,6 +72,7 @@ export const SIDECAR_USAGE = `Usage: skein sidecar [flags]
 Environment only:
   SKEIN_DEBUG=xds,tls,...     debug lines for these modules (* for all) on stderr, as JSON
   SKEIN_LEAN_EXEC=0           do not restart in place with the compile cache and small-heap node flags
+  SKEIN_MALLOC=system         keep glibc's malloc (by default the restart preloads jemalloc when installed)
   NODE_COMPILE_CACHE=DIR      where that compile cache lives (default node_modules/.cache/skein-compile)
 
 --service-account and --namespace must be what the token names (the certificate's identity).`;

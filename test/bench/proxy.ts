@@ -242,7 +242,7 @@ async function main(): Promise<number> {
   }
   if (flags.idleServices > 0 && flags.setups.includes('skein')) {
     log(`idle RSS: one sidecar, ${flags.idleServices} generated Services`);
-    idle = await measureIdleRss({ dir, services: flags.idleServices, endpointsPerService: 3, ip: IDLE_IP, cpus, settleMs: 5000, log });
+    idle = await measureIdleRss({ dir, services: flags.idleServices, endpointsPerService: 3, ip: IDLE_IP, cpus, settleMs: 20_000, log });
   }
   const aggs = aggregate(runs);
   const checks = checkTargets(aggs, idle);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { compileCacheDir, CONTROL_PLANE_PROFILE, LEAN_NODE_FLAGS, leanExecPlan } from '../../cli/lean-exec.ts';
+import { compileCacheDir, CONTROL_PLANE_PROFILE, findJemalloc, JEMALLOC_CONF, JEMALLOC_PATHS, LEAN_NODE_FLAGS, leanExecPlan, SIDECAR_PROFILE } from '../../cli/lean-exec.ts';
 
 const SKEIN = fileURLToPath(new URL('../../cli/skein.ts', import.meta.url));
 
@@ -30,6 +30,29 @@ describe('leanExecPlan', () => {
     const own = leanExecPlan(['/bin/node', 's.ts', 'control-plane'], [], { MALLOC_TRIM_THRESHOLD_: '0' }, CONTROL_PLANE_PROFILE);
     expect(own?.env.MALLOC_TRIM_THRESHOLD_).toBe('0');
     expect(leanExecPlan(['/bin/node', 's.ts', 'sidecar'], [], {})?.env.MALLOC_TRIM_THRESHOLD_).toBeUndefined();
+  });
+
+  it('preloads an installed jemalloc for the sidecar only, unless the operator preloads something or says system', () => {
+    const argv = ['/bin/node', 's.ts', 'sidecar'];
+    const lib = '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2';
+    const plan = leanExecPlan(argv, [], {}, SIDECAR_PROFILE, () => lib);
+    expect(plan?.env.LD_PRELOAD).toBe(lib);
+    expect(plan?.env.MALLOC_CONF).toBe(JEMALLOC_CONF);
+    expect(leanExecPlan(argv, [], { MALLOC_CONF: 'narenas:2' }, SIDECAR_PROFILE, () => lib)?.env.MALLOC_CONF).toBe('narenas:2');
+    expect(leanExecPlan(argv, [], { LD_PRELOAD: '/opt/x.so' }, SIDECAR_PROFILE, () => lib)?.env.LD_PRELOAD).toBe('/opt/x.so');
+    expect(leanExecPlan(argv, [], { SKEIN_MALLOC: 'system' }, SIDECAR_PROFILE, () => lib)?.env.LD_PRELOAD).toBeUndefined();
+    const none = leanExecPlan(argv, [], {}, SIDECAR_PROFILE, () => undefined);
+    expect(none?.env.LD_PRELOAD).toBeUndefined();
+    expect(none?.env.MALLOC_CONF).toBeUndefined();
+    expect(leanExecPlan(['/bin/node', 's.ts', 'control-plane'], [], {}, CONTROL_PLANE_PROFILE, () => lib)?.env.LD_PRELOAD).toBeUndefined();
+  });
+
+  it('looks for jemalloc only at fixed system paths, in order', () => {
+    const seen: string[] = [];
+    expect(findJemalloc((p) => (seen.push(p), p === JEMALLOC_PATHS[2]))).toBe(JEMALLOC_PATHS[2]);
+    expect(seen).toEqual(JEMALLOC_PATHS.slice(0, 3));
+    expect(findJemalloc(() => false)).toBeUndefined();
+    for (const p of JEMALLOC_PATHS) expect(p.startsWith('/usr/lib')).toBe(true);
   });
 
   it('does not restart twice, nor when switched off', () => {
@@ -66,6 +89,11 @@ describe('skein sidecar restarted in place', () => {
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
       for (const flag of LEAN_NODE_FLAGS) expect(cmdline).toContain(flag);
       expect(cmdline).toContain(SKEIN);
+      // With jemalloc installed (CI installs it), the restarted sidecar has it mapped; without, glibc's malloc.
+      const jemalloc = findJemalloc();
+      const maps = readFileSync(`/proc/${pid}/maps`, 'utf8');
+      if (jemalloc === undefined) expect(maps).not.toContain('libjemalloc');
+      else expect(maps).toContain(jemalloc);
     });
   });
 });
@@ -90,6 +118,9 @@ async function whileRunning(args: string[], ready: string, check: (pid: number) 
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.SKEIN_LEAN_EXEC;
   delete env.MALLOC_TRIM_THRESHOLD_;
+  delete env.SKEIN_MALLOC;
+  delete env.LD_PRELOAD;
+  delete env.MALLOC_CONF;
   const child = spawn(process.execPath, [SKEIN, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   try {
     let stderr = '';

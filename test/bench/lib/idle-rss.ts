@@ -119,7 +119,7 @@ if (import.meta.main) {
     options: {
       services: { type: 'string', default: '1000' },
       runs: { type: 'string', default: '1' },
-      settle: { type: 'string', default: '5' },
+      settle: { type: 'string', default: '20' },
       ip: { type: 'string', default: '127.0.0.4' },
     },
   });
