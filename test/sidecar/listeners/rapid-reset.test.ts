@@ -1,0 +1,79 @@
+// HTTP/2 rapid reset (CVE-2023-44487) at the outbound: streams opened and reset in one read start no upstream connection.
+import net from 'node:net';
+import http2 from 'node:http2';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cluster, domains, endpoint, H2_CLIENT_START, h2Frame, mesh, type Pair, route, startApp, startPair } from './harness.ts';
+
+const SVC = 'outbound|80||web.default.svc.cluster.local';
+
+/** HEADERS for GET / to `authority` (HPACK: static :method GET, :scheme http, :path /, literal :authority), END_STREAM. */
+function headers(stream: number, authority: string): Buffer {
+  const value = Buffer.from(authority, 'latin1');
+  const block = Buffer.concat([Buffer.from([0x82, 0x86, 0x84, 0x41, value.length]), value]);
+  return h2Frame(0x1, 0x5, stream, block);
+}
+
+/** RST_STREAM with CANCEL (0x8). */
+function cancel(stream: number): Buffer {
+  const code = Buffer.alloc(4);
+  code.writeUInt32BE(0x8);
+  return h2Frame(0x3, 0, stream, code);
+}
+
+/** Sends `count` requests each followed at once by its RST_STREAM, all in one write; resolves when the server closes or after `ms`. */
+function rapidReset(port: number, authority: string, count: number, ms = 500): Promise<void> {
+  const frames: Buffer[] = [H2_CLIENT_START];
+  for (let i = 0; i < count; i++) frames.push(headers(1 + 2 * i, authority), cancel(1 + 2 * i));
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => s.write(Buffer.concat(frames)));
+    s.on('data', () => {});
+    s.on('error', () => {});
+    const t = setTimeout(() => s.destroy(), ms);
+    s.on('close', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+describe('HTTP/2 rapid reset against an HTTP/1.1 Service', () => {
+  let pair: Pair;
+  let app: Awaited<ReturnType<typeof startApp>>;
+
+  beforeAll(async () => {
+    app = await startApp('web');
+    pair = await startPair([app.port]);
+    pair.client.update(
+      mesh([cluster(SVC, [endpoint(app.port, pair.inbound)])], [{ name: 'web', domains: domains('web', 'default', '10.96.0.10', 80, true), routes: [route(SVC)] }]),
+    );
+    pair.server.update(mesh([], []));
+  });
+
+  afterAll(async () => {
+    await pair?.close();
+    await new Promise((r) => app?.server.close(r));
+  });
+
+  it('starts no upstream connection for streams reset in the read that opened them, and keeps serving', async () => {
+    const before = app.connections();
+    await rapidReset(pair.outbound, 'web.default', 500);
+    await rapidReset(pair.outbound, 'web.default', 500);
+    // Give any connection the sidecar did start time to reach the app.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(app.connections() - before).toBe(0);
+    const session = http2.connect(`http://127.0.0.1:${pair.outbound}`);
+    try {
+      const body = await new Promise<string>((resolve, reject) => {
+        const st = session.request({ ':path': '/after', ':authority': 'web.default' });
+        let text = '';
+        st.setEncoding('utf8');
+        st.on('data', (c: string) => (text += c));
+        st.on('end', () => resolve(text));
+        st.on('error', reject);
+      });
+      expect(body).toBe('web GET /after host=web.default');
+    } finally {
+      session.close();
+    }
+  });
+});
