@@ -53,6 +53,17 @@ export class Endpoint implements LbEndpoint {
     return this.made;
   }
 
+  /**
+   * The peer identities the cluster accepts changed: the pool, whose connections verified the old ones, drains (its
+   * in-flight requests and TCP streams finish), and the next request makes a new pool that checks the new ones.
+   */
+  renewPool(): { readonly pool: EndpointPool; readonly drained: Promise<void> } | undefined {
+    const pool = this.made;
+    if (pool === undefined) return undefined;
+    this.made = undefined;
+    return { pool, drained: pool.drain() };
+  }
+
   /** Removed from its cluster: drains the pool if there is one (resolves when it has closed). */
   retire(): Promise<void> | undefined {
     this.retired = true;
@@ -169,8 +180,11 @@ export class Cluster {
 
   /** Applies a new cluster config; endpoints that survive keep their pools and load stats. */
   update(config: ClusterConfig): void {
-    // Connections already open keep the identity they verified; new ones check the latest list.
-    this.pools.peers.ids = config.identities ?? [];
+    // New connections check the latest list. When it changed, connections that verified the old one are not reused
+    // (as Envoy replaces a cluster whose SAN matchers changed): each endpoint's pool drains and a new one is made.
+    const ids = config.identities ?? [];
+    const identitiesChanged = !sameIdentities(this.pools.peers.ids, ids);
+    this.pools.peers.ids = ids;
     const old = this.endpoints;
     const next = new Map<string, Endpoint>();
     const added: Endpoint[] = [];
@@ -184,6 +198,7 @@ export class Cluster {
         // Back in rotation after being out of it: its failures are forgiven (its latency history is kept).
         if (ec.health === 'healthy' && prev.health !== 'healthy') prev.load.forgive();
         prev.health = ec.health;
+        if (identitiesChanged) this.trackDraining(prev.renewPool());
         next.set(key, prev);
       } else {
         const e = new Endpoint(ec, config.connectTimeoutMs, this.pools);
@@ -194,12 +209,9 @@ export class Cluster {
     if (added.length > 0 && added.length < next.size) seedLoads(added, next);
     for (const [key, ep] of old) {
       if (next.get(key) === ep) continue;
-      const drained = ep.retire();
       const pool = ep.madePool;
-      if (drained === undefined || pool === undefined) continue;
-      const draining = (this.drainingPools ??= new Set());
-      draining.add(pool);
-      void drained.then(() => draining.delete(pool));
+      const drained = ep.retire();
+      if (drained !== undefined && pool !== undefined) this.trackDraining({ pool, drained });
     }
     this.config = config;
     this.endpoints = next;
@@ -208,6 +220,14 @@ export class Cluster {
     if (log.debugEnabled) {
       log.debug('cluster updated', { cluster: config.name, endpoints: next.size, healthy: picker === undefined ? 0 : 'some' });
     }
+  }
+
+  /** Keeps a draining pool reachable (for close() and the draining count) until it has closed. */
+  private trackDraining(d: { readonly pool: EndpointPool; readonly drained: Promise<void> } | undefined): void {
+    if (d === undefined) return;
+    const draining = (this.drainingPools ??= new Set());
+    draining.add(d.pool);
+    void d.drained.then(() => draining.delete(d.pool));
   }
 
   pick(ctx: PickContext): Endpoint | undefined {
@@ -261,6 +281,14 @@ export class Cluster {
     clearTimeout(timer);
     for (const p of pools) p.close();
   }
+}
+
+/** The same identities, in any order. */
+function sameIdentities(a: readonly string[], b: readonly string[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  const set = new Set(a);
+  return b.every((id) => set.has(id));
 }
 
 /** A DNS cluster with no endpoints yet is served from its host and port (ExternalName). */

@@ -140,6 +140,36 @@ describe('mutual TLS between sidecars', () => {
     expect((await request(ok.client.outbound, { host: 'api.default', path: '/y' })).status).toBe(200);
   });
 
+  it('a change of the identities a cluster accepts applies to open connections: none is reused, requests in flight finish', async () => {
+    const slow = http.createServer((req, res) => {
+      req.resume();
+      setTimeout(() => res.end(`${req.url} done`), req.url === '/slow' ? 300 : 0);
+    });
+    const slowPort = await listen(slow);
+    try {
+      const server = await sidecar('default', 'api', [slowPort]);
+      const client = await sidecar('default', 'web');
+      server.plane.update(apiMesh(slowPort, server.inbound));
+      client.plane.update(apiMesh(slowPort, server.inbound, { identities: [API_ID] }));
+      // Two connections that verified API_ID, both idle in the pool afterwards.
+      const warm = await Promise.all([1, 2].map(() => request(client.outbound, { host: 'api.default', path: '/slow' })));
+      expect(warm.map((r) => r.status)).toEqual([200, 200]);
+      const inFlight = request(client.outbound, { host: 'api.default', path: '/slow' });
+      await new Promise((r) => setTimeout(r, 50));
+      // The Service's Pods now run as another service account.
+      client.plane.update(apiMesh(slowPort, server.inbound, { identities: ['spiffe://mesh.test/ns/default/sa/api2'], version: '2' }));
+      const refused = await request(client.outbound, { host: 'api.default', path: '/now' });
+      expect(refused.status).toBe(503);
+      expect(refused.body).toContain(`peer identity ${API_ID} is not one of [spiffe://mesh.test/ns/default/sa/api2]`);
+      const finished = await inFlight;
+      expect([finished.status, finished.body]).toEqual([200, '/slow done']);
+      client.plane.update(apiMesh(slowPort, server.inbound, { identities: [API_ID], version: '3' }));
+      expect((await request(client.outbound, { host: 'api.default', path: '/back' })).status).toBe(200);
+    } finally {
+      await closeServer(slow);
+    }
+  });
+
   it('the outbound refuses a peer of another trust domain when the cluster lists no identities', async () => {
     const other = await testCa('other.test');
     try {
