@@ -5,10 +5,11 @@ import type { ProxyStatus, TypeStatus } from '../xds/index.ts';
 export class ProxyStatusFetchError extends Error {
   readonly code = 'SKEIN_CLI_PROXY_STATUS_FETCH';
   constructor(url: string, cause: string) {
-    super(
-      `cannot read proxy status from ${url}: ${cause}; is the control plane running? ` +
-        'Pass its admin address with --control-plane http://<host>:<port>',
-    );
+    // What answers there speaks something else: most often the xDS port (gRPC over HTTP/2) given for the admin one.
+    const question = /HTTP\/1\.1 protocol|HPE_/.test(cause)
+      ? 'that port does not speak HTTP/1.1: is it the xDS port (gRPC, 15010 by default)? proxy-status reads the admin port (15014 by default). '
+      : 'is the control plane running? ';
+    super(`cannot read proxy status from ${url}: ${cause}; ${question}Pass its admin address with --control-plane http://<host>:<port>`);
     this.name = 'ProxyStatusFetchError';
   }
 }

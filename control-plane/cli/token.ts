@@ -3,6 +3,7 @@ import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CaError } from '../ca/errors.ts';
+import { identityProblem } from '../ca/issue.ts';
 import { loadOrCreateTokenSecret, MAX_TOKEN_TTL_MS, mintBootstrapToken, parseDurationMs, TOKEN_SECRET_FILE } from '../ca/tokens.ts';
 
 /** Where local mode keeps the CA unless told otherwise (shared with `skein control-plane --ca-dir`). */
@@ -72,6 +73,12 @@ export async function runToken(argv: readonly string[], io: TokenCliIo = process
   }
   if (!(ttlMs > 0) || ttlMs > MAX_TOKEN_TTL_MS) {
     io.stderr(`skein token: --ttl "${values.ttl}" is out of range: use more than 0 and at most 366d\n`);
+    return 2;
+  }
+  // Checked before the secret is made: a bad name leaves no new file behind.
+  const problem = identityProblem({ namespace: values.namespace, serviceAccount: values['service-account'] });
+  if (problem !== undefined) {
+    io.stderr(`skein token: ${problem}\n`);
     return 2;
   }
   try {

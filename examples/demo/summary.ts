@@ -77,7 +77,8 @@ export class Summary {
         continue;
       }
       stats.ok++;
-      const replica = String(headers[HOP_HEADERS[hop] ?? 'x-replica'] ?? '?');
+      // A workload of your own (not started by the launcher) does not name its replica.
+      const replica = String(headers[HOP_HEADERS[hop] ?? 'x-replica'] ?? 'other');
       stats.perReplica.set(replica, (stats.perReplica.get(replica) ?? 0) + 1);
       if (hop === entry) stats.latencies.push(ms);
     }
@@ -97,9 +98,9 @@ export class Summary {
       );
       if (s.lastError) lines.push(`${''.padEnd(10)} last error: ${s.lastError}`);
     }
-    lines.push('endpoints: as the load generator\'s sidecar holds them (+Nt terminating, +Nu not ready, ? not known yet)');
+    lines.push('endpoints: as the load generator\'s sidecar holds them (+Nt terminating, +Nu not ready, ? not known yet); other: a replica the demo did not start');
     if (this.#peers.size > 0) {
-      lines.push('', 'service    callers seen by its inbound sidecars (connections)');
+      lines.push('', 'service    callers seen by its inbound sidecars (connections accepted since start)');
       // In the services' order, as the table above (the peers arrive in whatever order the admin servers answer).
       const order = [...this.#stats.keys()];
       const rank = (name: string): number => (order.includes(name) ? order.indexOf(name) : order.length);

@@ -10,6 +10,14 @@ import type { MeshConfig } from './model.ts';
 import { type DecodedResource, decodeResources } from './resources.ts';
 import { ResourceStore, type Warmth } from './store.ts';
 
+/**
+ * grpc-js reports "Protocol error" when what answered does not speak HTTP/2 at all: most often the control plane's
+ * admin port (HTTP/1.1) given for its xDS port.
+ */
+const NOT_GRPC_HINT =
+  'the address answered, but not with HTTP/2 (gRPC): is it an HTTP/1.1 port such as the control plane admin port (15014)? ' +
+  '--control-plane takes the xDS port (15010 by default)';
+
 const log = logger('xds');
 
 export interface XdsClientOptions {
@@ -170,7 +178,13 @@ export class XdsClient {
     this.lastError = err.message;
     this.backoff.streamEnded(Date.now() - this.streamStartedAt);
     const delay = this.backoff.next();
-    log.warn('ADS stream closed; reconnecting', { code: err.code, error: err.message, server: this.options.server, delayMs: delay });
+    log.warn('ADS stream closed; reconnecting', {
+      code: err.code,
+      error: err.message,
+      server: this.options.server,
+      delayMs: delay,
+      ...(/Protocol error/.test(details) ? { hint: NOT_GRPC_HINT } : {}),
+    });
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
     this.reconnectTimer.unref();
   }

@@ -1,4 +1,6 @@
 // The admin server's endpoints and `skein proxy-status` against a live xDS server with real ADS clients.
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type AdminServerHandle, snapshotReadiness, startAdminServer } from '../../../control-plane/admin/server.ts';
 import { formatProxyStatus, runProxyStatus } from '../../../control-plane/cli/proxy-status.ts';
@@ -180,6 +182,19 @@ describe('skein proxy-status', () => {
     expect(await runProxyStatus(['--control-plane', 'http://127.0.0.1:1'], sink, sink)).toBe(1);
     expect(err).toContain('is the control plane running?');
     expect(await runProxyStatus(['--bogus'], sink, sink)).toBe(2);
+  });
+
+  it('says so when the address given is an HTTP/2-only port such as the xDS one', async () => {
+    const xdsLike = http2.createServer();
+    await new Promise<void>((r) => xdsLike.listen(0, '127.0.0.1', r));
+    try {
+      let err = '';
+      const sink = { write: (s: string) => (err += s) };
+      expect(await runProxyStatus(['--control-plane', `127.0.0.1:${(xdsLike.address() as AddressInfo).port}`], sink, sink)).toBe(1);
+      expect(err).toContain('is it the xDS port (gRPC, 15010 by default)? proxy-status reads the admin port (15014 by default)');
+    } finally {
+      await new Promise((r) => xdsLike.close(r));
+    }
   });
 });
 

@@ -2,6 +2,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AuthenticationV1Api, KubeConfig } from '@kubernetes/client-node';
@@ -102,6 +103,12 @@ describe('skein token', () => {
     const d = io();
     expect(await runToken(['-n', 'a', '-s', 'b', '--ttl', '400d'], d.io)).toBe(2);
     expect(d.err.join('')).toContain('--ttl "400d" is out of range');
+    // A name Kubernetes would refuse is refused before a secret is made.
+    const e = io();
+    const fresh = join(dir, 'bad-name');
+    expect(await runToken(['-n', 'Demo.X', '-s', 'a', '--ca-dir', fresh], e.io)).toBe(2);
+    expect(e.err.join('')).toBe('skein token: namespace "Demo.X" is not a valid Kubernetes namespace name\n');
+    expect(existsSync(fresh)).toBe(false);
   });
 
   it('--out writes the token to a file only its owner can read, also over an existing readable file', async () => {
