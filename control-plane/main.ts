@@ -1,5 +1,5 @@
 // `skein control-plane`: wires registry → translation cache → ADS server and admin server; nothing else.
-import { createSnapshotCache } from './cache/index.ts';
+import { type ControlPlaneCache, createSnapshotCache } from './cache/index.ts';
 import { USAGE, parseConfig } from './config.ts';
 import { ConfigProblems } from './admin/problems.ts';
 import { startAdminServer, snapshotReadiness } from './admin/server.ts';
@@ -41,23 +41,50 @@ export async function runControlPlane(argv: string[]): Promise<number> {
     log.error('registry problem; still serving the last good state', { ...problem });
     problems.registryProblem(problem.code);
   });
+  const status = new StatusRegistry();
+  const caMetrics = new MetricsRegistry();
+  const metricRegistries: MetricsRegistry[] = [caMetrics, problemMetrics];
+  /** Set once the registry has loaded; the admin server reads it on each request. */
+  const made: { cache?: ControlPlaneCache } = {};
+  let ledger: CertificateLedger | undefined;
   let registryLoaded = false;
+  const adminHost = config.adminAddress.host;
+  if (!(adminHost === 'localhost' || adminHost === '::1' || /^127\./.test(adminHost))) {
+    // In a cluster Prometheus scrapes it from outside the pod, so it is allowed; but /debug/config_dump shows every
+    // Service, endpoint and policy the control plane knows to whoever reaches the port.
+    log.warn('the admin server listens beyond loopback: /metrics and /debug/* (the whole mesh config) are readable by anyone who reaches it', {
+      address: `${adminHost}:${config.adminAddress.port}`,
+    });
+  }
+  // First, so that health checks are answered (/healthz 200, /readyz 503 saying why) while a large registry loads
+  // and its first snapshot builds (in slices: at 30 000 Services that takes about 25 s).
+  const admin = await startAdminServer({
+    host: config.adminAddress.host,
+    port: config.adminAddress.port,
+    status,
+    cache: () => made.cache,
+    registries: () => metricRegistries,
+    certificateOf: (nodeId) => ledger?.lookup(nodeId),
+    readiness: snapshotReadiness(() => registryLoaded, () => made.cache),
+  });
   await registry.start();
   registryLoaded = true;
   log.info('registry loaded', { source: registry.description, services: registry.state().services.size });
 
-  const cache = createSnapshotCache(registry, {
+  const built = createSnapshotCache(registry, {
     clusterDomain: config.clusterDomain,
     trustDomain: config.trustDomain,
     debounceMs: config.debounceMs,
     // The API server always has the Pods: an endpoint whose Pod is missing waits for it (a file may not list Pods).
     holdEndpointsWithoutPod: config.registry.kind === 'kubernetes',
+    sliceInitial: true,
   });
-  const status = new StatusRegistry();
-  const xds = await startXdsServer({ host: config.xdsAddress.host, port: config.xdsAddress.port }, cache, status);
+  made.cache = built;
+  await built.whenBuilt();
+  log.info('first snapshot built', { ms: Math.round(built.lastPublish().buildMs), serial: built.current().serial });
+  const xds = await startXdsServer({ host: config.xdsAddress.host, port: config.xdsAddress.port }, built, status);
+  metricRegistries.unshift(xds.metrics.registry);
   const servers = [xds];
-  const caMetrics = new MetricsRegistry();
-  let ledger: CertificateLedger | undefined;
   let stopCa = () => {};
   if (config.xdsTlsAddress) {
     const tlsHost = config.xdsTlsAddress.host;
@@ -89,31 +116,14 @@ export async function runControlPlane(argv: string[]): Promise<number> {
             onRefused: (code) => caLedger.refused(`refused_${code}`),
           }),
       },
-      cache,
+      built,
       status,
     );
     servers.push(xdsTls);
     log.info('certificate authority ready', { trustDomain: config.trustDomain, tls: xdsTls.address });
   }
-  const adminHost = config.adminAddress.host;
-  if (!(adminHost === 'localhost' || adminHost === '::1' || /^127\./.test(adminHost))) {
-    // In a cluster Prometheus scrapes it from outside the pod, so it is allowed; but /debug/config_dump shows every
-    // Service, endpoint and policy the control plane knows to whoever reaches the port.
-    log.warn('the admin server listens beyond loopback: /metrics and /debug/* (the whole mesh config) are readable by anyone who reaches it', {
-      address: `${adminHost}:${config.adminAddress.port}`,
-    });
-  }
-  const admin = await startAdminServer({
-    host: config.adminAddress.host,
-    port: config.adminAddress.port,
-    status,
-    cache,
-    registries: [xds.metrics.registry, caMetrics, problemMetrics],
-    certificateOf: (nodeId) => ledger?.lookup(nodeId),
-    readiness: snapshotReadiness(() => registryLoaded, cache),
-  });
-  problems.update(cache.translationProblems());
-  const stopProblems = cache.subscribe(() => problems.update(cache.translationProblems()));
+  problems.update(built.translationProblems());
+  const stopProblems = built.subscribe(() => problems.update(built.translationProblems()));
   log.info('serving', { xds: servers.map((s) => s.address), admin: admin.url });
 
   await new Promise<void>((resolve) => {
@@ -124,7 +134,7 @@ export async function runControlPlane(argv: string[]): Promise<number> {
   stopProblems();
   await Promise.allSettled([...servers.map((s) => s.close()), admin.close()]);
   stopCa();
-  cache.close();
+  built.close();
   await registry.stop();
   return 0;
 }

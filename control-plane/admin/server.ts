@@ -12,9 +12,13 @@ export interface AdminServerOptions {
   /** Default 15014; 0 lets the OS pick. */
   readonly port?: number;
   readonly status: StatusRegistry;
-  readonly cache: SnapshotCache;
-  /** Registries to expose on /metrics (the xDS server's, and others); process metrics are added. */
-  readonly registries: readonly Registry[];
+  /** The snapshot cache, once there is one (the admin server starts before the registry has loaded). */
+  readonly cache: () => SnapshotCache | undefined;
+  /**
+   * Registries to expose on /metrics (the xDS server's, and others); process metrics are added. Read on each scrape,
+   * so a registry made after the admin server started (the xDS server's) is exposed from then on.
+   */
+  readonly registries: () => readonly Registry[];
   /** The certificate last issued to a proxy, by node id (shown by `skein proxy-status`). */
   readonly certificateOf?: (nodeId: string) => object | undefined;
   /** Why the control plane is not ready yet, or undefined once it is (see `snapshotReadiness`). */
@@ -38,11 +42,13 @@ export class AdminBindError extends Error {
 }
 
 /** Ready once the registry loaded and the cache published a first snapshot (serial ≥ 1). */
-export function snapshotReadiness(registryLoaded: () => boolean, cache: SnapshotCache): () => string | undefined {
+export function snapshotReadiness(registryLoaded: () => boolean, cacheOf: () => SnapshotCache | undefined): () => string | undefined {
   return () => {
     if (!registryLoaded()) return 'registry has not loaded its first state yet';
+    const cache = cacheOf();
+    if (cache === undefined) return 'no xDS snapshot published yet';
     try {
-      if (cache.current().serial < 1) return 'no xDS snapshot published yet';
+      if (cache.current().serial < 1) return 'building the first xDS snapshot';
     } catch (err) {
       return `no xDS snapshot available: ${err instanceof Error ? err.message : String(err)}`;
     }
@@ -61,7 +67,14 @@ const json = (res: ServerResponse, status: number, value: unknown): void =>
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServerHandle> {
   const processRegistry = new Registry();
   collectDefaultMetrics({ register: processRegistry });
-  const metrics = Registry.merge([...options.registries, processRegistry]);
+  let merged: { readonly from: readonly Registry[]; readonly registry: Registry } | undefined;
+  const metrics = (): Registry => {
+    const from = options.registries();
+    if (merged === undefined || merged.from.length !== from.length || merged.from.some((r, i) => r !== from[i])) {
+      merged = { from: [...from], registry: Registry.merge([...from, processRegistry]) };
+    }
+    return merged.registry;
+  };
 
   const routes: Record<string, (url: URL, res: ServerResponse) => void | Promise<void>> = {
     '/healthz': (_url, res) => send(res, 200, 'text/plain; charset=utf-8', 'ok\n'),
@@ -70,7 +83,10 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       if (reason === undefined) send(res, 200, 'text/plain; charset=utf-8', 'ready\n');
       else send(res, 503, 'text/plain; charset=utf-8', `not ready: ${reason}\n`);
     },
-    '/metrics': async (_url, res) => send(res, 200, metrics.contentType, await metrics.metrics()),
+    '/metrics': async (_url, res) => {
+      const registry = metrics();
+      send(res, 200, registry.contentType, await registry.metrics());
+    },
     '/debug/proxy-status': (url, res) => {
       const nodeId = url.searchParams.get('node') ?? undefined;
       const resources = url.searchParams.get('resources') === '1' || url.searchParams.get('resources') === 'true';
@@ -85,7 +101,12 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       });
     },
     '/debug/config_dump': (url, res) => {
-      const result = configDump(options.cache.current(), url.searchParams);
+      const cache = options.cache();
+      if (cache === undefined) {
+        json(res, 503, { error: 'no snapshot yet: the registry is still loading' });
+        return;
+      }
+      const result = configDump(cache.current(), url.searchParams);
       if (result.ok) json(res, 200, result.dump);
       else json(res, result.status, { error: result.error, scopes: result.scopes });
     },

@@ -8,8 +8,8 @@ import type { TranslateOptions, TranslationProblem } from '../translate/build.ts
 import { envoyScope, namespaceOfScope, outboundRouteName, PROXYLESS_SCOPE } from '../translate/names.ts';
 import type { BuildResult, BuildState, Translate } from './builder.ts';
 import { applyChanges, applyChangesSteps, EMPTY_BUILD } from './builder.ts';
-import { DEFAULT_SLICE_MS, runNow, runSliced } from '../slices.ts';
-import { checkSnapshot } from './consistency.ts';
+import { DEFAULT_SLICE_MS, runNow, runSliced, slicedPromise } from '../slices.ts';
+import { checkSnapshot, checkSnapshotSteps } from './consistency.ts';
 import { scopeOfNode } from './scope.ts';
 import type { ResourcesByName, ScopeKey, ScopeResources, Snapshot, SnapshotCache } from './snapshot.ts';
 
@@ -34,9 +34,15 @@ export interface CacheOptions extends TranslateOptions {
   readonly maxDelayMs?: number;
   /**
    * A large build (thousands of Services changed) runs in slices of this long, with an event-loop turn between
-   * them (ms; see slices.ts). flush() and the first snapshot always build at once.
+   * them (ms; see slices.ts). flush() always builds at once; the first snapshot too unless `sliceInitial`.
    */
   readonly sliceMs?: number;
+  /**
+   * Build the first snapshot in slices too (the control plane: 25 s at 30 000 Services, during which its admin
+   * server must keep answering health checks). Until it is published, current() is an empty snapshot with serial 0
+   * and whenBuilt() is pending; nothing may ask for a scope (serve xDS) before whenBuilt() resolves.
+   */
+  readonly sliceInitial?: boolean;
   /** The translation function (tests inject faulty ones to exercise the consistency check). */
   readonly translate?: Translate;
   readonly log?: Logger;
@@ -103,22 +109,50 @@ export function createSnapshotCache(source: SnapshotSource, options: CacheOption
 
   // The first snapshot: everything, checked whole.
   const start = performance.now();
-  const initial = applyChanges(EMPTY_BUILD, latest, latest.services.keys(), translateOptions, translate);
-  let snapshot = makeSnapshot(undefined, initial, start, 1);
-  const initialProblems = [...initial.violations, ...checkSnapshot(snapshot)];
-  if (initialProblems.length > 0) {
-    log.error('initial snapshot is inconsistent (a translation bug); serving an empty one', { problems: initialProblems });
-    snapshot = makeSnapshot(undefined, applyChanges(EMPTY_BUILD, latest, [], translateOptions, translate), start, 1);
-  } else {
-    build = initial.state;
+  const initialState = latest;
+  const initialSteps = applyChangesSteps(EMPTY_BUILD, initialState, initialState.services.keys(), translateOptions, translate);
+  const initialRun = options.sliceInitial === true ? runSliced(initialSteps, sliceMs) : { done: true as const, value: runNow(initialSteps) };
+  let snapshot: Snapshot;
+  let stats: PublishStats;
+  /** Publishes the first snapshot (serial 1: `candidate`, whose whole-snapshot check found `checked`), or an empty one if it is inconsistent. */
+  function firstSnapshot(initial: BuildResult, candidate: Snapshot, checked: readonly string[]): void {
+    snapshot = candidate;
+    const initialProblems = [...initial.violations, ...checked];
+    if (initialProblems.length > 0) {
+      log.error('initial snapshot is inconsistent (a translation bug); serving an empty one', { problems: initialProblems });
+      snapshot = makeSnapshot(undefined, applyChanges(EMPTY_BUILD, initialState, [], translateOptions, translate), start, 1);
+    } else {
+      build = initial.state;
+    }
+    stats = { serial: 1, changedAt: start, publishedAt: performance.now(), buildMs: performance.now() - start, translated: initial.translated };
   }
-  let stats: PublishStats = {
-    serial: 1,
-    changedAt: start,
-    publishedAt: performance.now(),
-    buildMs: performance.now() - start,
-    translated: initial.translated,
-  };
+  if (initialRun.done) {
+    const candidate = makeSnapshot(undefined, initialRun.value, start, 1);
+    firstSnapshot(initialRun.value, candidate, checkSnapshot(candidate));
+  } else {
+    snapshot = makeSnapshot(undefined, applyChanges(EMPTY_BUILD, initialState, [], translateOptions, translate), start, 0);
+    stats = { serial: 0, changedAt: start, publishedAt: start, buildMs: 0, translated: 0 };
+    const running = (async () => {
+      try {
+        const initial = await initialRun.promise;
+        const candidate = makeSnapshot(undefined, initial, start, 1);
+        const checked = await slicedPromise(runSliced(checkSnapshotSteps(candidate), sliceMs));
+        if (closed) return;
+        firstSnapshot(initial, candidate, checked);
+        notify(snapshot);
+      } catch (err) {
+        // A translation bug: start-up fails, as it does when the first snapshot is built at once.
+        if (!closed) log.error('building the first snapshot failed (a translation bug)', { error: String(err) });
+        throw err;
+      } finally {
+        inFlight = undefined;
+      }
+      schedule();
+    })();
+    // whenBuilt() gives the failure to whoever waits for it (the control plane's start-up); it is not unhandled.
+    running.catch(() => {});
+    inFlight = running;
+  }
 
   const unsubscribe = source.subscribe((change) => {
     if (closed) return;
@@ -211,18 +245,22 @@ export function createSnapshotCache(source: SnapshotSource, options: CacheOption
     publish(result, changedAt, t0);
   }
 
+  function notify(published: Snapshot): void {
+    for (const listener of [...listeners]) {
+      try {
+        listener(published);
+      } catch (err) {
+        log.error('snapshot listener failed', { error: String(err) });
+      }
+    }
+  }
+
   function publish(result: BuildResult, changedAt: number, t0: number): void {
     build = result.state;
     snapshot = makeSnapshot(snapshot, result, changedAt, snapshot.serial + 1);
     const now = performance.now();
     stats = { serial: snapshot.serial, changedAt, publishedAt: now, buildMs: now - t0, translated: result.translated };
-    for (const listener of [...listeners]) {
-      try {
-        listener(snapshot);
-      } catch (err) {
-        log.error('snapshot listener failed', { error: String(err) });
-      }
-    }
+    notify(snapshot);
     if (log.debugEnabled) {
       log.debug('published', {
         serial: snapshot.serial,

@@ -1,6 +1,7 @@
 // Whole-snapshot consistency check: every EDS cluster has a CLA, routes (and VHDS vhosts) and TCP proxies name clusters, listeners tables.
 import { EXTENSION_TYPE_URL, TYPE_URL, unpack } from '../../proto/index.ts';
 import { clustersOfRoutes } from '../translate/route.ts';
+import { runNow, type Sliced } from '../slices.ts';
 import type { Snapshot } from './snapshot.ts';
 
 interface AnyLike {
@@ -10,7 +11,16 @@ interface AnyLike {
 
 /** Walks every resource of every scope (for the first publish and for tests); returns what is wrong, empty if nothing. */
 export function checkSnapshot(snapshot: Snapshot): string[] {
+  return runNow(checkSnapshotSteps(snapshot));
+}
+
+/** How many resources the check walks between two points where it may pause. */
+const STEP = 512;
+
+/** checkSnapshot as sliced work (slices.ts): at 30 000 Services the walk takes seconds. */
+export function* checkSnapshotSteps(snapshot: Snapshot): Sliced<string[]> {
   const problems: string[] = [];
+  let n = 0;
   for (const [scope, types] of snapshot.scopes) {
     const cds = types.get(TYPE_URL.cluster) ?? new Map();
     const eds = types.get(TYPE_URL.endpoint) ?? new Map();
@@ -20,6 +30,7 @@ export function checkSnapshot(snapshot: Snapshot): string[] {
       const c = r.message as { type?: string; eds_cluster_config?: { service_name?: string } };
       const edsName = c.eds_cluster_config?.service_name || name;
       if (c.type === 'EDS' && !eds.has(edsName)) problems.push(`${scope}: EDS cluster ${name} has no ClusterLoadAssignment`);
+      if (++n % STEP === 0) yield;
     }
     for (const [name, r] of rds) {
       const table = r.message as { virtual_hosts?: { routes?: object[] }[] };
@@ -27,6 +38,7 @@ export function checkSnapshot(snapshot: Snapshot): string[] {
         for (const cluster of clustersOfRoutes(vh.routes)) {
           if (!cds.has(cluster)) problems.push(`${scope}: route table ${name} names missing cluster ${cluster}`);
         }
+        if (++n % STEP === 0) yield;
       }
     }
     for (const [name, r] of lds) {
@@ -46,6 +58,7 @@ export function checkSnapshot(snapshot: Snapshot): string[] {
           if (!cluster || !cds.has(cluster)) problems.push(`${scope}: listener ${name} names missing cluster ${cluster}`);
         }
       }
+      if (++n % STEP === 0) yield;
     }
   }
   // VHDS forms: each VirtualHost's routes name published clusters too.
@@ -55,6 +68,7 @@ export function checkSnapshot(snapshot: Snapshot): string[] {
       for (const cluster of clustersOfRoutes((r.message as { routes?: object[] }).routes)) {
         if (!cds.has(cluster)) problems.push(`${scope}: virtual host ${name} names missing cluster ${cluster}`);
       }
+      if (++n % STEP === 0) yield;
     }
   }
   return problems;

@@ -126,6 +126,9 @@ export class ControlPlaneProcess {
     return cp;
   }
 
+  /** The slowest /readyz answer while waiting for ready (ms): the admin server answers during start-up. */
+  slowestReadyzMs = 0;
+
   get pid(): number {
     if (this.child.pid === undefined) throw new Error('control plane has no pid');
     return this.child.pid;
@@ -146,9 +149,11 @@ export class ControlPlaneProcess {
       if (exitCode !== undefined) {
         throw new Error(`control plane exited (code ${exitCode}) before /readyz answered:\n${this.stderrTail}`);
       }
+      const asked = performance.now();
       try {
-        const res = await fetch(`${this.adminUrl}/readyz`, { signal: AbortSignal.timeout(1000) });
+        const res = await fetch(`${this.adminUrl}/readyz`, { signal: AbortSignal.timeout(10_000) });
         await res.arrayBuffer();
+        this.slowestReadyzMs = Math.max(this.slowestReadyzMs, performance.now() - asked);
         if (res.ok) return;
       } catch {
         // not listening yet

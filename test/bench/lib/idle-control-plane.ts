@@ -19,6 +19,8 @@ export interface IdleControlPlaneResult {
   readonly rssBytes: number;
   readonly peakRssBytes: number;
   readonly privateBytes: number;
+  /** The slowest /readyz answer during start-up (polled every 100 ms): how long health checks can wait. */
+  readonly slowestReadyzMs: number;
 }
 
 function peakRss(pid: number): number {
@@ -48,7 +50,15 @@ async function measure(source: 'file' | 'kubernetes', registry: GeneratedRegistr
     const readySeconds = (performance.now() - started) / 1000;
     await new Promise((r) => setTimeout(r, settleMs));
     const mem = procMemory(cp.pid);
-    return { source, objects, readySeconds, rssBytes: mem.rssBytes, peakRssBytes: peakRss(cp.pid), privateBytes: mem.privateBytes };
+    return {
+      source,
+      objects,
+      readySeconds,
+      rssBytes: mem.rssBytes,
+      peakRssBytes: peakRss(cp.pid),
+      privateBytes: mem.privateBytes,
+      slowestReadyzMs: Math.round(cp.slowestReadyzMs),
+    };
   } finally {
     await cp.stop();
     await fake?.close();
@@ -80,7 +90,7 @@ if (import.meta.main) {
       const mb = (n: number) => (n / 1e6).toFixed(0);
       process.stderr.write(
         `idle control plane (${source}, ${r.objects} objects): ready in ${r.readySeconds.toFixed(1)} s; RSS ${mb(r.rssBytes)} MB ` +
-          `(private ${mb(r.privateBytes)}), peak ${mb(r.peakRssBytes)} MB\n`,
+          `(private ${mb(r.privateBytes)}), peak ${mb(r.peakRssBytes)} MB; slowest /readyz during start-up ${r.slowestReadyzMs} ms\n`,
       );
       results.push(r);
     }

@@ -1,7 +1,10 @@
 // The admin server's endpoints and `skein proxy-status` against a live xDS server with real ADS clients.
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import { Counter, Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { ControlPlaneCache } from '../../../control-plane/cache/index.ts';
+import { StatusRegistry } from '../../../control-plane/xds/index.ts';
 import { type AdminServerHandle, snapshotReadiness, startAdminServer } from '../../../control-plane/admin/server.ts';
 import { formatProxyStatus, runProxyStatus } from '../../../control-plane/cli/proxy-status.ts';
 import { TYPE_URL } from '../../../proto/index.ts';
@@ -33,9 +36,9 @@ async function start(): Promise<void> {
   admin = await startAdminServer({
     port: 0,
     status: h.status,
-    cache: h.cache,
-    registries: [h.server.metrics.registry],
-    readiness: snapshotReadiness(() => registryLoaded, h.cache),
+    cache: () => h.cache,
+    registries: () => [h.server.metrics.registry],
+    readiness: snapshotReadiness(() => registryLoaded, () => h.cache),
   });
 }
 
@@ -74,6 +77,39 @@ describe('admin server', () => {
     expect((await get('/readyz')).status).toBe(200);
     expect((await fetch(`${admin?.url}/healthz`, { method: 'POST' })).status).toBe(405);
     expect((await get('/nope')).status).toBe(404);
+  });
+
+  it('answers before the control plane has a cache (it starts first): /healthz 200, /readyz and config_dump 503 saying why', async () => {
+    let cache: ControlPlaneCache | undefined;
+    const registries: Registry[] = [];
+    let loaded = false;
+    const early = await startAdminServer({
+      port: 0,
+      status: new StatusRegistry(),
+      cache: () => cache,
+      registries: () => registries,
+      readiness: snapshotReadiness(() => loaded, () => cache),
+    });
+    try {
+      const at = (path: string) => fetch(`${early.url}${path}`);
+      expect((await at('/healthz')).status).toBe(200);
+      const notLoaded = await at('/readyz');
+      expect([notLoaded.status, await notLoaded.text()]).toEqual([503, 'not ready: registry has not loaded its first state yet\n']);
+      const dump = await at('/debug/config_dump');
+      expect(dump.status).toBe(503);
+      expect(((await dump.json()) as { error: string }).error).toContain('still loading');
+      expect(await (await at('/metrics')).text()).toContain('process_cpu_seconds_total');
+      // The first snapshot is building (serial 0), then a registry made later shows on /metrics.
+      loaded = true;
+      cache = { current: () => ({ serial: 0 }) } as unknown as ControlPlaneCache;
+      expect(await (await at('/readyz')).text()).toBe('not ready: building the first xDS snapshot\n');
+      const later = new Registry();
+      new Counter({ name: 'skein_made_later_total', help: 'test', registers: [later] }).inc();
+      registries.push(later);
+      expect(await (await at('/metrics')).text()).toContain('skein_made_later_total 1');
+    } finally {
+      await early.close();
+    }
   });
 
   it('exposes the xDS metrics and process metrics on /metrics', async () => {

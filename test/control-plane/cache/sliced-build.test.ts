@@ -104,6 +104,58 @@ describe('snapshot cache: a large build in slices', () => {
     expect(bytesOf(last)).toEqual(fromScratch(later, ['late']));
   });
 
+  it('with sliceInitial, builds the first snapshot in slices: serial 0 until then, a change made meanwhile follows', async () => {
+    const big = mesh(400);
+    const source = new FakeSource(big);
+    cache = createSnapshotCache(source, { debounceMs: 0, sliceMs: 0, sliceInitial: true, log: quiet });
+    const published: Snapshot[] = [];
+    cache.subscribe((s) => published.push(s));
+    // Nothing built yet: an empty snapshot, and timers and I/O keep running while the build goes on.
+    expect(cache.building()).toBe(true);
+    expect(cache.current().serial).toBe(0);
+    expect(cache.current().scopes.get('envoy/ns-3')?.get(TYPE_URL.cluster)?.size ?? 0).toBe(0);
+    let fired = 0;
+    for (let i = 0; i < 50 && cache.building(); i++) {
+      await new Promise((resolve) => setImmediate(resolve));
+      fired++;
+    }
+    expect(fired).toBe(50);
+    expect(published).toHaveLength(0);
+    const services = new Map(big.services);
+    services.delete('ns-2/svc-2' as ServiceKey);
+    const later: RegistryState = { ...big, services };
+    source.emit(later, ['ns-2/svc-2' as ServiceKey]);
+
+    await cache.whenBuilt();
+    expect(published.map((s) => s.serial)).toEqual([1]);
+    expect(bytesOf(published[0] as Snapshot)).toEqual(fromScratch(big));
+    for (let i = 0; published.length < 2; i++) {
+      expect(i, 'the change made during the first build was not published').toBeLessThan(1000);
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      await cache.whenBuilt();
+    }
+    expect(published.map((s) => s.serial)).toEqual([1, 2]);
+    expect(bytesOf(cache.current())).toEqual(fromScratch(later));
+  });
+
+  it('with sliceInitial, a first build that throws (a translation bug) fails whenBuilt(): start-up fails', async () => {
+    let calls = 0;
+    cache = createSnapshotCache(new FakeSource(mesh(10)), {
+      sliceMs: 0,
+      sliceInitial: true,
+      log: quiet,
+      translate: (key, state, options) => {
+        // In a later slice (a throw in the first one comes out of createSnapshotCache itself, as without slices).
+        if (++calls === 5) throw new Error('translation bug');
+        return translateService(key, state, options);
+      },
+    });
+    expect(cache.building()).toBe(true);
+    await expect(cache.whenBuilt()).rejects.toThrow('translation bug');
+    expect(cache.building()).toBe(false);
+    expect(cache.current().serial).toBe(0);
+  });
+
   it('flush() builds at once, without slices', () => {
     const source = new FakeSource(mesh(4));
     cache = createSnapshotCache(source, { debounceMs: 60_000, leadingEdge: false, sliceMs: 0, log: quiet });
