@@ -25,6 +25,14 @@ export class EndpointLoad {
   failed = 0;
   private ewmaMs: number;
   private stamp: number;
+  /**
+   * When the endpoint first answered (NaN until then). Requests sent before it are its warm-up: they pay for the
+   * endpoint's own cold start (its process compiling, its sidecar's first connections to what it calls), so their
+   * latency may lower its estimate but not raise it. Otherwise the replica whose cold start happened to be slowest
+   * looks slowest and P2C starves it for tens of seconds (seen in the demo: one of three app replicas got 1 request
+   * in 10 s). A slow endpoint is known by the first request sent after it answered.
+   */
+  private warmAt = Number.NaN;
   /** The last failure's penalty and when it was given (see FAILURE_PENALTY_MS). */
   private penaltyMs = 0;
   private penaltyAt = 0;
@@ -64,7 +72,13 @@ export class EndpointLoad {
       this.penalize();
       return;
     }
-    this.observeAt(t - startedAt, t);
+    const rtt = t - startedAt;
+    if (!(startedAt >= this.warmAt)) {
+      // Sent during the warm-up (see warmAt); NaN compares false, so the first answer lands here too.
+      if (Number.isNaN(this.warmAt)) this.warmAt = t;
+      if (rtt > this.ewmaMs) return;
+    }
+    this.observeAt(rtt, t);
   }
 
   /**

@@ -41,6 +41,63 @@ describe('peak EWMA load', () => {
   });
 });
 
+describe('warm-up', () => {
+  it('does not take the latency of requests sent before the endpoint first answered as a peak; later ones count', () => {
+    let now = 0;
+    const load = new EndpointLoad(() => now, 30, 10_000);
+    const a = load.start();
+    const b = load.start(); // both sent while the endpoint was cold
+    now = 400;
+    load.finish(a); // its first answer, 400 ms: its own cold start
+    expect(load.latencyMs).toBe(30);
+    now = 450;
+    load.finish(b);
+    expect(load.latencyMs).toBe(30);
+    const c = load.start(); // sent after it answered: a real sample
+    now = 750;
+    load.finish(c);
+    expect(load.latencyMs).toBe(300);
+  });
+
+  it('takes a warm-up answer faster than the estimate', () => {
+    let now = 0;
+    const load = new EndpointLoad(() => now, 30, 10_000);
+    const a = load.start();
+    now = 10_000;
+    load.finish(a);
+    expect(load.latencyMs).toBe(30); // 10 s: slower than 30 ms, not taken
+    const fresh = new EndpointLoad(() => now, 30, 10_000);
+    const b = fresh.start();
+    now += 5;
+    fresh.finish(b);
+    expect(fresh.latencyMs).toBeLessThan(30);
+  });
+
+  it('keeps P2C from starving the replica whose cold start was slowest', () => {
+    let now = 0;
+    const eps = ['a', 'b', 'c'].map((k) => fake(k, 1, 'healthy', () => now));
+    const p = buildPicker('p2c-ewma', eps, { random: seeded(7) })!;
+    // Each replica's first answer pays its own cold start: c's the longest.
+    const cold = { a: 40, b: 60, c: 400 } as Record<string, number>;
+    for (const e of eps) {
+      const t = e.load.start();
+      now += cold[e.key] as number;
+      e.load.finish(t);
+      now -= cold[e.key] as number;
+    }
+    now += 400;
+    const picks = new Map<string, number>();
+    for (let i = 0; i < 300; i++) {
+      const e = p.pick({ hash: undefined })!;
+      picks.set(e.key, (picks.get(e.key) ?? 0) + 1);
+      const t = e.load.start();
+      now += 5; // warm: every replica answers in 5 ms
+      e.load.finish(t);
+    }
+    expect(picks.get('c') ?? 0).toBeGreaterThan(50);
+  });
+});
+
 describe('failure penalty', () => {
   it('makes a failed endpoint cost like a 1 s answer, fading within seconds, renewed by the next failure', () => {
     let now = 0;
