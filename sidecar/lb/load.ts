@@ -82,6 +82,17 @@ export class EndpointLoad {
   }
 
   /**
+   * Call once per `start` for a stream (an opaque TCP connection, an upgraded tunnel) when it ends: its duration is
+   * how long the client kept it, not how fast the endpoint answers, so it is no latency sample (one 60 s WebSocket
+   * would otherwise make the endpoint look 60 s slow to the cluster's HTTP requests). A failure still counts.
+   */
+  endStream(failed = false): void {
+    if (this.active > 0) this.active--;
+    this.total++;
+    if (failed) this.penalize();
+  }
+
+  /**
    * Counts a failure here and gives (or renews) the failure penalty; called by finish() and for a request that
    * failed past the load's own accounting (a peer sidecar's 503 for an app that refused the connection).
    */

@@ -67,16 +67,18 @@ class TcpServiceListener {
     }
     const ep = chosen.endpoint;
     this.conns.add(client);
-    const upstream = ep.pool.openStream();
-    const startedAt = ep.load.start();
+    // The pool this stream counts in: the endpoint may get a new one meanwhile (its expected identities changed).
+    const pool = ep.pool;
+    const upstream = pool.openStream();
+    ep.load.start();
     let released = false;
     let failed = false;
     const done = (): void => {
       if (released) return;
       released = true;
       this.conns.delete(client);
-      ep.load.finish(startedAt, failed);
-      ep.pool.release();
+      ep.load.endStream(failed);
+      pool.release();
       client.destroy();
       upstream.destroy();
     };

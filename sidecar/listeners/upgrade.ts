@@ -5,7 +5,7 @@ import { InvalidRequestHeadError, requestHead } from '../http1/request-head.ts';
 import { COMPLETE, FAILED, NEED_MORE, ResponseReader } from '../http1/response-reader.ts';
 import { readUpgradeAnswer } from '../http1/upgrade-answer.ts';
 import type { ResponseHeaders, ResponseSink } from '../http1/response-reader.ts';
-import type { ClusterManager, DispatchController, Endpoint, HeaderList } from '../upstream/index.ts';
+import type { ClusterManager, DispatchController, Endpoint, EndpointPool, HeaderList } from '../upstream/index.ts';
 import { upstreamError } from '../upstream/index.ts';
 import { logger } from '../log.ts';
 import type { H1Downstream } from './downstream.ts';
@@ -79,6 +79,8 @@ class Tunnel implements ResponseSink, DispatchController {
   private readonly conn: DownstreamConnection;
   private readonly handler: H1Downstream;
   private readonly ep: Endpoint;
+  /** The pool this tunnel counts in (the endpoint may get a new one while it is open: see Endpoint.renewPool). */
+  private readonly pool: EndpointPool;
   private readonly upstream: net.Socket;
   private readonly startedAt: number;
   private readonly timeoutMs: number;
@@ -101,7 +103,8 @@ class Tunnel implements ResponseSink, DispatchController {
     this.handler = handler;
     this.ep = ep;
     this.timeoutMs = timeoutMs;
-    this.upstream = ep.pool.openStream();
+    this.pool = ep.pool;
+    this.upstream = this.pool.openStream();
     this.startedAt = ep.load.start();
   }
 
@@ -284,7 +287,9 @@ class Tunnel implements ResponseSink, DispatchController {
     if (this.released) return;
     this.released = true;
     this.reader?.free();
-    this.ep.load.finish(this.startedAt, this.failedHere);
-    this.ep.pool.release();
+    // An answered upgrade is a tunnel: its lifetime is no latency sample. A refused one (an answer without 101) is.
+    if (this.phase === TUNNEL) this.ep.load.endStream(this.failedHere);
+    else this.ep.load.finish(this.startedAt, this.failedHere);
+    this.pool.release();
   }
 }

@@ -180,10 +180,12 @@ export class Cluster {
 
   /** Applies a new cluster config; endpoints that survive keep their pools and load stats. */
   update(config: ClusterConfig): void {
-    // New connections check the latest list. When it changed, connections that verified the old one are not reused
-    // (as Envoy replaces a cluster whose SAN matchers changed): each endpoint's pool drains and a new one is made.
+    // New connections check the latest list. When it no longer accepts an identity the old one did, connections
+    // that may have verified that identity are not reused (as Envoy replaces a cluster whose SAN matchers changed):
+    // each endpoint's pool drains and a new one is made. A list that only grew (a rollout to a new service account)
+    // keeps them, and so does a plaintext cluster.
     const ids = config.identities ?? [];
-    const identitiesChanged = !sameIdentities(this.pools.peers.ids, ids);
+    const identitiesChanged = this.pools.connector !== undefined && narrowed(this.pools.peers.ids, ids);
     this.pools.peers.ids = ids;
     const old = this.endpoints;
     const next = new Map<string, Endpoint>();
@@ -283,12 +285,12 @@ export class Cluster {
   }
 }
 
-/** The same identities, in any order. */
-function sameIdentities(a: readonly string[], b: readonly string[]): boolean {
-  if (a === b) return true;
-  if (a.length !== b.length) return false;
-  const set = new Set(a);
-  return b.every((id) => set.has(id));
+/** Whether `next` refuses an identity `prev` accepted (an empty list accepts any identity of the trust domain). */
+function narrowed(prev: readonly string[], next: readonly string[]): boolean {
+  if (next.length === 0) return false;
+  if (prev.length === 0) return true;
+  const now = new Set(next);
+  return prev.some((id) => !now.has(id));
 }
 
 /** A DNS cluster with no endpoints yet is served from its host and port (ExternalName). */

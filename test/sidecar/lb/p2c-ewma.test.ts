@@ -98,6 +98,23 @@ describe('warm-up', () => {
   });
 });
 
+describe('streams', () => {
+  it('a TCP stream or tunnel that ends is no latency sample (a 60 s WebSocket is not a 60 s answer); its failure counts', () => {
+    let now = 0;
+    const load = new EndpointLoad(() => now, 30, 10_000);
+    load.finish(load.start()); // warm
+    load.start();
+    now = 60_000;
+    load.endStream();
+    expect([load.active, load.total, load.failed]).toEqual([0, 2, 0]);
+    expect(load.latencyMs).toBe(30);
+    load.start();
+    load.endStream(true);
+    expect(load.failed).toBe(1);
+    expect(load.cost()).toBeCloseTo(1000, 6);
+  });
+});
+
 describe('failure penalty', () => {
   it('makes a failed endpoint cost like a 1 s answer, fading within seconds, renewed by the next failure', () => {
     let now = 0;

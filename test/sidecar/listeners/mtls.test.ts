@@ -165,8 +165,68 @@ describe('mutual TLS between sidecars', () => {
       expect([finished.status, finished.body]).toEqual([200, '/slow done']);
       client.plane.update(apiMesh(slowPort, server.inbound, { identities: [API_ID], version: '3' }));
       expect((await request(client.outbound, { host: 'api.default', path: '/back' })).status).toBe(200);
+      // A list that only grows (a rollout to a new service account) keeps the connections: no pool drains.
+      client.plane.update(apiMesh(slowPort, server.inbound, { identities: [API_ID, 'spiffe://mesh.test/ns/default/sa/api3'], version: '4' }));
+      expect(client.plane.clusterStats().find((c) => c.name === SVC)?.draining).toBe(0);
+      client.plane.update(apiMesh(slowPort, server.inbound, { identities: ['spiffe://mesh.test/ns/default/sa/api3'], version: '5' }));
+      expect(client.plane.clusterStats().find((c) => c.name === SVC)?.draining).toBe(1);
     } finally {
       await closeServer(slow);
+    }
+  });
+
+  it('an identity change lets open TCP streams finish on the old pool, which then closes; new streams check the new identities', async () => {
+    const echo = net.createServer({ allowHalfOpen: true }, (s) => {
+      s.on('data', (c) => s.write(`echo:${c}`));
+      s.on('end', () => s.end());
+    });
+    const echoPort = await listen(echo);
+    try {
+      const server = await sidecar('default', 'api', [echoPort]);
+      const client = await sidecar('default', 'web');
+      const port = await freePort();
+      const tcp: ListenerConfig = { kind: 'tcp', name: `t_${port}`, version: '1', address: '10.96.0.41', port, cluster: SVC };
+      const meshWith = (identities: string[], version: string) => {
+        const base = apiMesh(echoPort, server.inbound, { protocol: 'tcp', identities, version });
+        return { ...base, listeners: new Map([[tcp.name, tcp]]) };
+      };
+      server.plane.update(apiMesh(echoPort, server.inbound, { protocol: 'tcp' }));
+      client.plane.update(meshWith([API_ID], '1'));
+      for (let i = 0; i < 100 && client.plane.tcpListenerStats()[0]?.bound !== true; i++) await new Promise((r) => setTimeout(r, 20));
+      const open = (): Promise<{ say(text: string): Promise<string>; closed: Promise<void>; end(): void }> =>
+        new Promise((resolve) => {
+          const s = net.connect(port, '127.0.0.1', () => resolve({ say, closed, end: () => s.end() }));
+          s.on('error', () => undefined);
+          const closed = new Promise<void>((r) => s.once('close', () => r()));
+          const say = (text: string) =>
+            new Promise<string>((r) => {
+              s.once('data', (d) => r(String(d)));
+              closed.then(() => r(''), () => r(''));
+              s.write(text);
+            });
+        });
+      const first = await open();
+      expect(await first.say('a')).toBe('echo:a');
+      client.plane.update(meshWith(['spiffe://mesh.test/ns/default/sa/api2'], '2'));
+      // The open stream goes on; a new one is refused (the peer's identity is no longer accepted).
+      expect(await first.say('b')).toBe('echo:b');
+      const refused = await open();
+      await refused.closed;
+      client.plane.update(meshWith([API_ID], '3'));
+      const second = await open();
+      expect(await second.say('c')).toBe('echo:c');
+      // The first stream ends: the pool it counted in closes, and the second stream (on the new pool) is untouched.
+      first.end();
+      await first.closed;
+      for (let i = 0; i < 100 && (client.plane.clusterStats().find((c) => c.name === SVC)?.draining ?? 0) > 0; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(client.plane.clusterStats().find((c) => c.name === SVC)?.draining).toBe(0);
+      expect(await second.say('d')).toBe('echo:d');
+      second.end();
+      await second.closed;
+    } finally {
+      await closeServer(echo);
     }
   });
 
