@@ -44,10 +44,12 @@ export async function runControlPlane(argv: string[]): Promise<number> {
   const status = new StatusRegistry();
   const caMetrics = new MetricsRegistry();
   const metricRegistries: MetricsRegistry[] = [caMetrics, problemMetrics];
-  /** Set once the registry has loaded; the admin server reads it on each request. */
+  /** Set once the first snapshot is built; the admin server reads it on each request. */
   const made: { cache?: ControlPlaneCache } = {};
   let ledger: CertificateLedger | undefined;
   let registryLoaded = false;
+  /** Set once every xDS port listens: ready means a proxy can connect. */
+  let serving = false;
   const adminHost = config.adminAddress.host;
   if (!(adminHost === 'localhost' || adminHost === '::1' || /^127\./.test(adminHost))) {
     // In a cluster Prometheus scrapes it from outside the pod, so it is allowed; but /debug/config_dump shows every
@@ -65,7 +67,7 @@ export async function runControlPlane(argv: string[]): Promise<number> {
     cache: () => made.cache,
     registries: () => metricRegistries,
     certificateOf: (nodeId) => ledger?.lookup(nodeId),
-    readiness: snapshotReadiness(() => registryLoaded, () => made.cache),
+    readiness: snapshotReadiness(() => registryLoaded, () => made.cache, () => serving),
   });
   await registry.start();
   registryLoaded = true;
@@ -79,8 +81,8 @@ export async function runControlPlane(argv: string[]): Promise<number> {
     holdEndpointsWithoutPod: config.registry.kind === 'kubernetes',
     sliceInitial: true,
   });
-  made.cache = built;
   await built.whenBuilt();
+  made.cache = built;
   log.info('first snapshot built', { ms: Math.round(built.lastPublish().buildMs), serial: built.current().serial });
   const xds = await startXdsServer({ host: config.xdsAddress.host, port: config.xdsAddress.port }, built, status);
   metricRegistries.unshift(xds.metrics.registry);
@@ -124,6 +126,7 @@ export async function runControlPlane(argv: string[]): Promise<number> {
   }
   problems.update(built.translationProblems());
   const stopProblems = built.subscribe(() => problems.update(built.translationProblems()));
+  serving = true;
   log.info('serving', { xds: servers.map((s) => s.address), admin: admin.url });
 
   await new Promise<void>((resolve) => {

@@ -42,11 +42,16 @@ export class AdminBindError extends Error {
 }
 
 /** Ready once the registry loaded and the cache published a first snapshot (serial ≥ 1). */
-export function snapshotReadiness(registryLoaded: () => boolean, cacheOf: () => SnapshotCache | undefined): () => string | undefined {
+export function snapshotReadiness(
+  registryLoaded: () => boolean,
+  cacheOf: () => SnapshotCache | undefined,
+  serving: () => boolean = () => true,
+): () => string | undefined {
   return () => {
     if (!registryLoaded()) return 'registry has not loaded its first state yet';
     const cache = cacheOf();
-    if (cache === undefined) return 'no xDS snapshot published yet';
+    if (cache === undefined) return 'building the first xDS snapshot';
+    if (!serving()) return 'opening the xDS ports';
     try {
       if (cache.current().serial < 1) return 'building the first xDS snapshot';
     } catch (err) {
@@ -103,7 +108,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     '/debug/config_dump': (url, res) => {
       const cache = options.cache();
       if (cache === undefined) {
-        json(res, 503, { error: 'no snapshot yet: the registry is still loading' });
+        json(res, 503, { error: 'no snapshot yet: the registry is loading or the first snapshot is building' });
         return;
       }
       const result = configDump(cache.current(), url.searchParams);

@@ -279,6 +279,8 @@ export function createSnapshotCache(source: SnapshotSource, options: CacheOption
       return () => listeners.delete(listener);
     },
     scopeOf(node) {
+      // A scope published now would be built on nothing and then replaced by the first snapshot (see sliceInitial).
+      if (snapshot.serial === 0) throw new Error('scopeOf() before the first snapshot: serve xDS only after whenBuilt()');
       const scope = scopeOfNode(node);
       const ns = namespaceOfScope(scope);
       if (ns === undefined) return scope;

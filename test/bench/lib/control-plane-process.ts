@@ -155,8 +155,9 @@ export class ControlPlaneProcess {
         await res.arrayBuffer();
         this.slowestReadyzMs = Math.max(this.slowestReadyzMs, performance.now() - asked);
         if (res.ok) return;
-      } catch {
-        // not listening yet
+      } catch (err) {
+        // Not listening yet (refused at once); or listening but silent for the whole timeout: the slowest answer.
+        if ((err as Error).name === 'TimeoutError') this.slowestReadyzMs = Math.max(this.slowestReadyzMs, performance.now() - asked);
       }
       if (Date.now() > deadline) {
         throw new Error(`control plane not ready after ${timeoutMs} ms:\n${this.stderrTail}`);

@@ -83,12 +83,13 @@ describe('admin server', () => {
     let cache: ControlPlaneCache | undefined;
     const registries: Registry[] = [];
     let loaded = false;
+    let serving = false;
     const early = await startAdminServer({
       port: 0,
       status: new StatusRegistry(),
       cache: () => cache,
       registries: () => registries,
-      readiness: snapshotReadiness(() => loaded, () => cache),
+      readiness: snapshotReadiness(() => loaded, () => cache, () => serving),
     });
     try {
       const at = (path: string) => fetch(`${early.url}${path}`);
@@ -97,12 +98,15 @@ describe('admin server', () => {
       expect([notLoaded.status, await notLoaded.text()]).toEqual([503, 'not ready: registry has not loaded its first state yet\n']);
       const dump = await at('/debug/config_dump');
       expect(dump.status).toBe(503);
-      expect(((await dump.json()) as { error: string }).error).toContain('still loading');
+      expect(((await dump.json()) as { error: string }).error).toContain('the first snapshot is building');
       expect(await (await at('/metrics')).text()).toContain('process_cpu_seconds_total');
-      // The first snapshot is building (serial 0), then a registry made later shows on /metrics.
+      // The first snapshot is building, then the xDS ports open; a registry made later shows on /metrics.
       loaded = true;
-      cache = { current: () => ({ serial: 0 }) } as unknown as ControlPlaneCache;
       expect(await (await at('/readyz')).text()).toBe('not ready: building the first xDS snapshot\n');
+      cache = { current: () => ({ serial: 1 }) } as unknown as ControlPlaneCache;
+      expect(await (await at('/readyz')).text()).toBe('not ready: opening the xDS ports\n');
+      serving = true;
+      expect((await at('/readyz')).status).toBe(200);
       const later = new Registry();
       new Counter({ name: 'skein_made_later_total', help: 'test', registers: [later] }).inc();
       registries.push(later);
