@@ -1,5 +1,5 @@
 // Restarts a long-running command in place (execve) with Node's compile cache and its small-footprint settings.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 /**
@@ -19,29 +19,41 @@ export interface ExecProfile {
 }
 
 /**
- * Where Debian, Ubuntu, Fedora, Alpine and Arch install jemalloc 5 (Debian's package: libjemalloc2). Fixed
- * system paths only: a preloaded library runs with the sidecar's privileges, so it is never looked up on a path the
- * process does not trust.
+ * Where Debian and Ubuntu (per architecture), and Fedora and RHEL install jemalloc 5 (Debian's package:
+ * libjemalloc2), for this process's architecture. Fixed system paths only: a preloaded library runs with the
+ * sidecar's privileges, so it is never looked up on a path the process does not trust.
  */
-export const JEMALLOC_PATHS: readonly string[] = [
-  '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2',
-  '/usr/lib/aarch64-linux-gnu/libjemalloc.so.2',
-  '/usr/lib64/libjemalloc.so.2',
-  '/usr/lib/libjemalloc.so.2',
-];
+export function jemallocPaths(arch: string = process.arch): readonly string[] {
+  const triplet = arch === 'x64' ? 'x86_64-linux-gnu' : arch === 'arm64' ? 'aarch64-linux-gnu' : undefined;
+  if (triplet === undefined) return [];
+  return [`/usr/lib/${triplet}/libjemalloc.so.2`, '/usr/lib64/libjemalloc.so.2'];
+}
+
+/**
+ * Whether this node runs on glibc (its maps name libc.so.6): the paths above hold glibc builds, and a musl node
+ * (Alpine) would fail to start with one preloaded, with no way back after the exec.
+ */
+export function runsOnGlibc(maps: () => string = () => readFileSync('/proc/self/maps', 'utf8')): boolean {
+  try {
+    return /\/libc\.so\.6$/m.test(maps());
+  } catch {
+    return false;
+  }
+}
 
 /**
  * jemalloc for a proxy: one arena (the main thread does nearly all the allocating), and a background thread that
- * returns pages unused for about ten seconds (jemalloc's default decay) to the system. glibc keeps the buffers a
+ * returns unused pages to the system (jemalloc's default ten-second decay curve: within a minute of a burst here). glibc keeps the buffers a
  * burst of connections freed (TLS records, socket reads) in the middle of its heap, where it cannot trim them: after
  * `wrk -c1000` through the demo the caller's sidecar was at 152 MB a minute later with glibc, 101 MB with this, at the
  * same CPU per request (README, Benchmarks). A decay of one second cost the mTLS path about a tenth more CPU.
  */
 export const JEMALLOC_CONF = 'narenas:1,background_thread:true';
 
-/** The first of JEMALLOC_PATHS that exists, or undefined. */
-export function findJemalloc(exists: (path: string) => boolean = existsSync): string | undefined {
-  return JEMALLOC_PATHS.find((p) => exists(p));
+/** The first of jemallocPaths() that exists, when node runs on glibc; else undefined. */
+export function findJemalloc(exists: (path: string) => boolean = existsSync, glibc: () => boolean = runsOnGlibc): string | undefined {
+  if (!glibc()) return undefined;
+  return jemallocPaths().find((p) => exists(p));
 }
 
 /** `skein sidecar`: one per workload, so the smallest idle footprint. */

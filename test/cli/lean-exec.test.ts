@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { compileCacheDir, CONTROL_PLANE_PROFILE, findJemalloc, JEMALLOC_CONF, JEMALLOC_PATHS, LEAN_NODE_FLAGS, leanExecPlan, SIDECAR_PROFILE } from '../../cli/lean-exec.ts';
+import { compileCacheDir, CONTROL_PLANE_PROFILE, findJemalloc, JEMALLOC_CONF, jemallocPaths, LEAN_NODE_FLAGS, leanExecPlan, runsOnGlibc, SIDECAR_PROFILE } from '../../cli/lean-exec.ts';
 
 const SKEIN = fileURLToPath(new URL('../../cli/skein.ts', import.meta.url));
 
@@ -47,12 +47,21 @@ describe('leanExecPlan', () => {
     expect(leanExecPlan(['/bin/node', 's.ts', 'control-plane'], [], {}, CONTROL_PLANE_PROFILE, () => lib)?.env.LD_PRELOAD).toBeUndefined();
   });
 
-  it('looks for jemalloc only at fixed system paths, in order', () => {
+  it('looks for jemalloc only at fixed system paths for this architecture, in order, and only on glibc', () => {
+    const paths = jemallocPaths();
     const seen: string[] = [];
-    expect(findJemalloc((p) => (seen.push(p), p === JEMALLOC_PATHS[2]))).toBe(JEMALLOC_PATHS[2]);
-    expect(seen).toEqual(JEMALLOC_PATHS.slice(0, 3));
-    expect(findJemalloc(() => false)).toBeUndefined();
-    for (const p of JEMALLOC_PATHS) expect(p.startsWith('/usr/lib')).toBe(true);
+    expect(findJemalloc((p) => (seen.push(p), p === paths[1]), () => true)).toBe(paths[1]);
+    expect(seen).toEqual(paths.slice(0, 2));
+    expect(findJemalloc(() => false, () => true)).toBeUndefined();
+    expect(findJemalloc(() => true, () => false)).toBeUndefined();
+    expect(jemallocPaths('x64')).toEqual(['/usr/lib/x86_64-linux-gnu/libjemalloc.so.2', '/usr/lib64/libjemalloc.so.2']);
+    expect(jemallocPaths('arm64')[0]).toBe('/usr/lib/aarch64-linux-gnu/libjemalloc.so.2');
+    expect(jemallocPaths('ia32')).toEqual([]);
+    expect(runsOnGlibc(() => '7f00-7f01 r-xp 00000000 08:01 123 /usr/lib/x86_64-linux-gnu/libc.so.6\n')).toBe(true);
+    expect(runsOnGlibc(() => '7f00-7f01 r-xp 00000000 08:01 123 /lib/ld-musl-x86_64.so.1\n')).toBe(false);
+    expect(runsOnGlibc(() => {
+      throw new Error('no /proc');
+    })).toBe(false);
   });
 
   it('does not restart twice, nor when switched off', () => {
