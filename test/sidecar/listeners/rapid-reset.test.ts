@@ -20,18 +20,28 @@ function cancel(stream: number): Buffer {
   return h2Frame(0x3, 0, stream, code);
 }
 
-/** Sends `count` requests each followed at once by its RST_STREAM, all in one write; resolves when the server closes or after `ms`. */
-function rapidReset(port: number, authority: string, count: number, ms = 500): Promise<void> {
+/**
+ * Sends `count` requests each followed at once by its RST_STREAM, all in one write. Resolves after `ms`, or when the
+ * server closes first (`closedByServer`), with whether a GOAWAY came.
+ */
+function rapidReset(port: number, authority: string, count: number, ms = 500): Promise<{ closedByServer: boolean; goaway: boolean }> {
   const frames: Buffer[] = [H2_CLIENT_START];
   for (let i = 0; i < count; i++) frames.push(headers(1 + 2 * i, authority), cancel(1 + 2 * i));
   return new Promise((resolve) => {
+    let got = Buffer.alloc(0);
+    let timedOut = false;
     const s = net.connect(port, '127.0.0.1', () => s.write(Buffer.concat(frames)));
-    s.on('data', () => {});
+    s.on('data', (d: Buffer) => (got = Buffer.concat([got, d])));
     s.on('error', () => {});
-    const t = setTimeout(() => s.destroy(), ms);
+    const t = setTimeout(() => {
+      timedOut = true;
+      s.destroy();
+    }, ms);
     s.on('close', () => {
       clearTimeout(t);
-      resolve();
+      let goaway = false;
+      for (let p = 0; p + 9 <= got.length; p += 9 + got.readUIntBE(p, 3)) if (got[p + 3] === 0x7) goaway = true;
+      resolve({ closedByServer: !timedOut, goaway });
     });
   });
 }
@@ -44,7 +54,8 @@ describe('HTTP/2 rapid reset against an HTTP/1.1 Service', () => {
     app = await startApp('web');
     pair = await startPair([app.port]);
     pair.client.update(
-      mesh([cluster(SVC, [endpoint(app.port, pair.inbound)])], [{ name: 'web', domains: domains('web', 'default', '10.96.0.10', 80, true), routes: [route(SVC)] }]),
+      // Straight to the app (no peer sidecar), so the app counts every connection the outbound dials.
+      mesh([cluster(SVC, [endpoint(app.port)])], [{ name: 'web', domains: domains('web', 'default', '10.96.0.10', 80, true), routes: [route(SVC)] }]),
     );
     pair.server.update(mesh([], []));
   });
@@ -56,7 +67,7 @@ describe('HTTP/2 rapid reset against an HTTP/1.1 Service', () => {
 
   it('starts no upstream connection for streams reset in the read that opened them, and keeps serving', async () => {
     const before = app.connections();
-    await rapidReset(pair.outbound, 'web.default', 500);
+    expect(await rapidReset(pair.outbound, 'web.default', 500)).toEqual({ closedByServer: false, goaway: false });
     await rapidReset(pair.outbound, 'web.default', 500);
     // Give any connection the sidecar did start time to reach the app.
     await new Promise((r) => setTimeout(r, 300));
@@ -76,4 +87,20 @@ describe('HTTP/2 rapid reset against an HTTP/1.1 Service', () => {
       session.close();
     }
   });
+  it('ends a session that resets more than 1000 streams at once (nghttp2), and serves the next', async () => {
+    expect(await rapidReset(pair.outbound, 'web.default', 1500, 3000)).toEqual({ closedByServer: true, goaway: true });
+    const session = http2.connect(`http://127.0.0.1:${pair.outbound}`);
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const st = session.request({ ':path': '/next', ':authority': 'web.default' });
+        st.on('response', (h) => resolve(Number(h[':status'])));
+        st.on('error', reject);
+        st.resume();
+      });
+      expect(status).toBe(200);
+    } finally {
+      session.close();
+    }
+  });
+
 });
