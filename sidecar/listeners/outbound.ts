@@ -388,6 +388,9 @@ export class OutboundListener implements DownstreamHost {
       );
       return;
     }
+    // A stream already reset, or whose session already ended (nghttp2 ends one that resets too many streams at
+    // once, and its last streams still arrive here): nobody is waiting, so nothing is dialled for it.
+    if (stream.destroyed || stream.session === undefined || stream.session.destroyed) return;
     this.routeH2(stream, h, flags, startedAt);
   }
 
