@@ -46,6 +46,14 @@ async function pair(security: Parameters<typeof apiMesh>[2] = {}, client: { ns?:
   return { server, client: c };
 }
 
+/** A TCP app answering each chunk with `echo:<chunk>` and half-closing when its caller does. */
+function tcpEcho(): net.Server {
+  return net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on('data', (c) => s.write(`echo:${c}`));
+    s.on('end', () => s.end());
+  });
+}
+
 /** Writes a PROXY v2 header and a plaintext HTTP request straight to an inbound port; returns what came back. */
 function plaintextTo(port: number, appPort: number): Promise<string> {
   return new Promise((resolve) => {
@@ -176,10 +184,7 @@ describe('mutual TLS between sidecars', () => {
   });
 
   it('an identity change lets open TCP streams finish on the old pool, which then closes; new streams check the new identities', async () => {
-    const echo = net.createServer({ allowHalfOpen: true }, (s) => {
-      s.on('data', (c) => s.write(`echo:${c}`));
-      s.on('end', () => s.end());
-    });
+    const echo = tcpEcho();
     const echoPort = await listen(echo);
     try {
       const server = await sidecar('default', 'api', [echoPort]);
@@ -344,10 +349,7 @@ describe('authorization at the inbound sidecar', () => {
   });
 
   it('a TCP Service without operation rules is authorized at L4: an allowed peer half-closes cleanly, a denied one is closed', async () => {
-    const echo = net.createServer({ allowHalfOpen: true }, (s) => {
-      s.on('data', (c) => s.write(`echo:${c}`));
-      s.on('end', () => s.end());
-    });
+    const echo = tcpEcho();
     const echoPort = await listen(echo);
     try {
       const server = await sidecar('default', 'api', [echoPort]);
