@@ -16,7 +16,7 @@ import { PROBLEM_INVALID, PROBLEM_WATCH, RegistryKubeconfigError, RegistrySyncTi
 import { Listeners, buildState, normalize, normalizePolicy, objectKey, reuse, type Kind } from './objects.ts';
 import type { PolicyKind, Registry, RegistryChange, RegistryListener, RegistryProblem, RegistryState } from './registry.ts';
 import { EMPTY_STATE, MESH_POLICY_NAMESPACE, diffStates } from './registry.ts';
-import { Feed, isNotFound, type ListFn, type PolicyStore } from './feed.ts';
+import { DEFAULT_LIST_PAGE_SIZE, Feed, isNotFound, type ListFn, type PolicyStore } from './feed.ts';
 import { checkAuthorizationPolicy, checkPeerAuthentication } from './validate-policy.ts';
 import { annotationSizeProblem } from './validate.ts';
 
@@ -36,6 +36,8 @@ export interface KubernetesRegistryOptions {
   readonly backoffMaxMs?: number;
   /** While a skein.dev CRD is not installed (404 on list), look for it again this often (ms); default 60 s. */
   readonly crdRecheckMs?: number;
+  /** Lists ask for this many objects per page (the API's `limit`); default 500 as client-go; 0: one unpaginated list. */
+  readonly listPageSize?: number;
 }
 
 /** The custom resources Skein reads: group skein.dev, version v1 (deploy/crds.yaml installs them). */
@@ -79,6 +81,7 @@ export class KubernetesRegistry implements Registry {
   private readonly peerAuthentications: PolicyStore = { kind: 'PeerAuthentication', objects: new Map() };
   private readonly authorizationPolicies: PolicyStore = { kind: 'AuthorizationPolicy', objects: new Map() };
   private readonly crdRecheckMs: number;
+  private readonly listPageSize: number;
   private readonly missingLogged = new Set<PolicyKind>();
   /** Last problem reported per invalid object (`<Kind> <ns>/<name>`), so a resync does not repeat it. */
   private readonly invalidReported = new Map<string, string>();
@@ -98,6 +101,7 @@ export class KubernetesRegistry implements Registry {
     this.backoffInitialMs = options.backoffInitialMs ?? 500;
     this.backoffMaxMs = options.backoffMaxMs ?? 30_000;
     this.crdRecheckMs = options.crdRecheckMs ?? 60_000;
+    this.listPageSize = options.listPageSize ?? DEFAULT_LIST_PAGE_SIZE;
     this.description = `kubernetes:${this.kc.getCurrentCluster()?.server ?? '?'}${this.namespaces.length ? ` namespaces=${this.namespaces.join(',')}` : ''}`;
   }
 
@@ -110,11 +114,11 @@ export class KubernetesRegistry implements Registry {
       const where = ns ? `/namespaces/${ns}` : '';
       const label = ns ? `namespace ${ns}` : 'all namespaces';
       this.addFeed(`services (${label})`, `/api/v1${where}/services`, this.services,
-        () => (ns ? core.listNamespacedService({ namespace: ns }) : core.listServiceForAllNamespaces()));
+        (page) => (ns ? core.listNamespacedService({ ...page, namespace: ns }) : core.listServiceForAllNamespaces(page)));
       this.addFeed(`endpointslices (${label})`, `/apis/discovery.k8s.io/v1${where}/endpointslices`, this.slices,
-        () => (ns ? discovery.listNamespacedEndpointSlice({ namespace: ns }) : discovery.listEndpointSliceForAllNamespaces()));
+        (page) => (ns ? discovery.listNamespacedEndpointSlice({ ...page, namespace: ns }) : discovery.listEndpointSliceForAllNamespaces(page)));
       this.addFeed(`pods (${label})`, `/api/v1${where}/pods`, this.pods,
-        () => (ns ? core.listNamespacedPod({ namespace: ns }) : core.listPodForAllNamespaces()));
+        (page) => (ns ? core.listNamespacedPod({ ...page, namespace: ns }) : core.listPodForAllNamespaces(page)));
     }
     // Policies: the same namespaces, plus skein-system (its namespace-wide policies apply to the whole mesh).
     const policyScopes = this.namespaces.length ? [...new Set([...this.namespaces, MESH_POLICY_NAMESPACE])] : [undefined];
@@ -124,10 +128,10 @@ export class KubernetesRegistry implements Registry {
       for (const store of [this.peerAuthentications, this.authorizationPolicies]) {
         const plural = POLICY_PLURALS[store.kind];
         const base = { group: POLICY_GROUP, version: POLICY_VERSION };
-        const list = () =>
+        const list: ListFn = (page) =>
           (ns
-            ? custom.listNamespacedCustomObject({ ...base, namespace: ns, plural })
-            : custom.listCustomObjectForAllNamespaces({ ...base, resourcePlural: plural })) as Promise<KubernetesListObject<KubernetesObject>>;
+            ? custom.listNamespacedCustomObject({ ...base, ...page, namespace: ns, plural })
+            : custom.listCustomObjectForAllNamespaces({ ...base, ...page, resourcePlural: plural })) as Promise<KubernetesListObject<KubernetesObject>>;
         this.addPolicyFeed(`${plural} (${label})`, `/apis/${POLICY_GROUP}/${POLICY_VERSION}${where}/${plural}`, store, ns, list);
       }
     }
@@ -176,9 +180,9 @@ export class KubernetesRegistry implements Registry {
     name: string,
     path: string,
     store: Store<T>,
-    list: () => Promise<KubernetesListObject<KubernetesObject>>,
+    list: ListFn,
   ): void {
-    const feed = new Feed(this.kc, name, path, list);
+    const feed = new Feed(this.kc, name, path, list, this.listPageSize);
     const upsert = (obj: KubernetesObject): void => {
       feed.attempts = 0;
       // The API server enforces its own limits; an object past them (another server, an old one) is refused as an
@@ -205,7 +209,7 @@ export class KubernetesRegistry implements Registry {
 
   private addPolicyFeed(name: string, path: string, store: PolicyStore, namespace: string | undefined, list: ListFn): void {
     // Its informer is made (and its handlers attached) by probe(), once the CRD is known to exist.
-    this.feeds.push(new Feed(this.kc, name, path, list, { kind: store.kind, store, namespace }));
+    this.feeds.push(new Feed(this.kc, name, path, list, this.listPageSize, { kind: store.kind, store, namespace }));
   }
 
   /**

@@ -1,4 +1,4 @@
-// A fake Kubernetes API server over real HTTP: list and watch (with resourceVersions, bookmarks, 410 Gone) for the registry.
+// A fake Kubernetes API server over real HTTP: list (paginated too) and watch (resourceVersions, bookmarks, 410 Gone).
 import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -36,8 +36,14 @@ export interface RequestRecord {
   readonly path: string;
   readonly query: Readonly<Record<string, string>>;
   readonly watch: boolean;
-  /** Set when the watch was answered with 410 Gone (an ERROR event): the client must relist. */
+  /** Set when a watch (ERROR event) or a list's continue token was answered 410: the client must relist. */
   gone?: boolean;
+}
+
+/** A paginated list in progress: the items as they were when its first page was served, in key order. */
+interface ListSnapshot {
+  readonly rv: number;
+  readonly items: readonly KubeObject[];
 }
 
 const TYPES: Record<Resource, { group: string; apiVersion: string; kind: string }> = {
@@ -81,6 +87,10 @@ export class FakeKubeApiServer {
   private unavailable = false;
   /** Whether the skein.dev CRDs are installed; without them their URLs answer 404 like a real server. */
   private crds = true;
+  /** Paginated lists by the resourceVersion of their first page (dropped when history is compacted). */
+  private snapshots = new Map<string, ListSnapshot>();
+  /** Called with each list request's query before it is answered (tests change the server between pages). */
+  onList: ((resource: Resource, query: Readonly<Record<string, string>>) => void) | undefined;
 
   private constructor(server: Server) {
     this.server = server;
@@ -185,6 +195,7 @@ export class FakeKubeApiServer {
     this.rv += 1; // as if other writes happened since, so no client's last resourceVersion is still current
     this.oldest = this.rv;
     this.history = [];
+    this.snapshots.clear(); // continue tokens of lists begun before now answer 410 Expired
   }
 
   /** Ends every open watch: `abrupt` destroys the sockets (a network failure), else the streams end cleanly. */
@@ -283,7 +294,12 @@ export class FakeKubeApiServer {
     if (!resource || (m && !url.pathname.startsWith(TYPES[resource].group)) || (CUSTOM.has(resource) && !this.crds)) {
       return reply(404, status(404, 'NotFound', `the server could not find the requested resource (${url.pathname})`));
     }
-    if (!watch) return reply(200, this.list(resource, namespace));
+    if (!watch) {
+      this.onList?.(resource, query);
+      const listed = this.list(resource, namespace, query);
+      if ('code' in listed) record.gone = true;
+      return reply('code' in listed ? Number(listed.code) : 200, listed);
+    }
 
     const from = query.resourceVersion;
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
@@ -313,12 +329,48 @@ export class FakeKubeApiServer {
     });
   }
 
-  private list(resource: Resource, namespace: string | undefined): unknown {
+  /**
+   * A list in key order (namespace, then name, as etcd returns it). With `limit`, one page and a `continue` token while
+   * more remain; every page comes from the snapshot taken at the first, as the real server reads etcd at one revision.
+   * A token whose snapshot was compacted answers 410 Expired.
+   */
+  private list(resource: Resource, namespace: string | undefined, query: Readonly<Record<string, string>>): KubeObject {
     const { apiVersion, kind } = TYPES[resource];
-    const items = [...this.objects.get(resource)!.values()]
-      .filter((o) => !namespace || o.metadata?.namespace === namespace)
-      .map(({ apiVersion: _a, kind: _k, ...rest }) => clone(rest));
-    return { kind: `${kind}List`, apiVersion, metadata: { resourceVersion: String(this.rv) }, items };
+    const limit = Number(query.limit);
+    let snapshot: ListSnapshot;
+    let start = '';
+    if (query.continue) {
+      let token: { rv?: number; start?: string; scope?: string };
+      try {
+        token = JSON.parse(Buffer.from(query.continue, 'base64').toString('utf8')) as typeof token;
+      } catch {
+        return status(400, 'BadRequest', 'continue key is not valid: not base64-encoded JSON');
+      }
+      const found = this.snapshots.get(`${token.scope}@${token.rv}`);
+      if (!found || token.scope !== `${resource}/${namespace ?? ''}`) {
+        return status(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.');
+      }
+      snapshot = found;
+      start = token.start ?? '';
+    } else {
+      const items = [...this.objects.get(resource)!.entries()]
+        .filter(([, o]) => !namespace || o.metadata?.namespace === namespace)
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .map(([, { apiVersion: _a, kind: _k, ...rest }]) => rest); // stored objects are replaced, never changed in place
+      snapshot = { rv: this.rv, items };
+    }
+    const key = (o: KubeObject): string => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
+    const rest = start ? snapshot.items.filter((o) => key(o) > start) : snapshot.items;
+    const page = limit > 0 ? rest.slice(0, limit) : rest;
+    const metadata: Record<string, unknown> = { resourceVersion: String(snapshot.rv) };
+    const scope = `${resource}/${namespace ?? ''}`;
+    if (page.length === rest.length) this.snapshots.delete(`${scope}@${snapshot.rv}`);
+    else {
+      this.snapshots.set(`${scope}@${snapshot.rv}`, snapshot);
+      metadata.continue = Buffer.from(JSON.stringify({ rv: snapshot.rv, start: key(page.at(-1)!), scope })).toString('base64');
+      metadata.remainingItemCount = rest.length - page.length;
+    }
+    return { kind: `${kind}List`, apiVersion, metadata, items: page };
   }
 }
 

@@ -65,9 +65,9 @@ describe('KubernetesRegistry', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function startRegistry(namespaces?: string[]): Promise<KubernetesRegistry> {
+  async function startRegistry(namespaces?: string[], listPageSize?: number): Promise<KubernetesRegistry> {
     const kubeconfig = await api.writeKubeconfig(join(dir, 'kubeconfig'));
-    registry = new KubernetesRegistry({ kubeconfig, namespaces, backoffInitialMs: 20, backoffMaxMs: 200, syncTimeoutMs: 10_000 });
+    registry = new KubernetesRegistry({ kubeconfig, namespaces, listPageSize, backoffInitialMs: 20, backoffMaxMs: 200, syncTimeoutMs: 10_000 });
     registry.subscribe((c) => changes.push(c));
     registry.onProblem((p) => problems.push(p));
     await registry.start();
@@ -207,6 +207,46 @@ describe('KubernetesRegistry', () => {
     expect(api.listCount('services')).toBe(listsBefore);
   });
 
+  it('lists in pages from one snapshot, then watches from it: changes made between pages arrive as events', async () => {
+    for (let i = 0; i < 7; i++) api.create(service('shop', `s${i}`));
+    api.create(slice('shop', 's0', 's0-a', ['10.0.0.1']));
+    let changedBetweenPages = false;
+    api.onList = (resource, query) => {
+      if (resource !== 'services' || !query.continue || changedBetweenPages) return;
+      changedBetweenPages = true;
+      api.create(service('shop', 'late'));
+      api.delete('Service', 'shop', 's6'); // on a later page: the snapshot still has it, the watch then deletes it
+    };
+    const r = await startRegistry(undefined, 3);
+    const pages = api.requests.filter((q) => !q.watch && q.path === '/api/v1/services').map((q) => q.query);
+    expect(pages.map((q) => q.limit)).toEqual(['3', '3', '3']);
+    expect(pages.map((q) => Boolean(q.continue))).toEqual([false, true, true]);
+    await until(r, (s) => s.services.has('shop/late') && !s.services.has('shop/s6'), 'changes made between pages');
+    expect([...r.state().services.keys()].sort()).toEqual(['shop/late', 'shop/s0', 'shop/s1', 'shop/s2', 'shop/s3', 'shop/s4', 'shop/s5']);
+    expect(ips(r.state(), 'shop/s0')).toEqual(['10.0.0.1']);
+    expect(problems).toEqual([]);
+  });
+
+  it('falls back to one full list when a continue token expired mid-list, as client-go does', async () => {
+    for (let i = 0; i < 7; i++) api.create(service('shop', `s${i}`));
+    let expired = false;
+    api.onList = (resource, query) => {
+      if (resource !== 'services' || !query.continue || expired) return;
+      expired = true;
+      api.create(service('shop', 'late'));
+      api.expireHistory(); // the snapshot behind the token is compacted: 410 Expired
+    };
+    const r = await startRegistry(undefined, 3);
+    const lists = api.requests.filter((q) => !q.watch && q.path === '/api/v1/services');
+    expect(lists.map((q) => [q.query.limit, Boolean(q.query.continue), Boolean(q.gone)])).toEqual([
+      ['3', false, false],
+      ['3', true, true],
+      [undefined, false, false],
+    ]);
+    expect(r.state().services.size).toBe(8);
+    expect(problems).toEqual([]);
+  });
+
   it('watches only the namespaces it is given, one informer set per namespace', async () => {
     api.create(service('a', 'one'));
     api.create(service('b', 'two'));
@@ -245,6 +285,36 @@ describe('KubernetesRegistry', () => {
 });
 
 describe('FakeKubeApiServer', () => {
+  it('pages a list in key order from the snapshot of its first page, and answers 410 once that snapshot is compacted', async () => {
+    const api = await FakeKubeApiServer.start();
+    type Page = { metadata: { resourceVersion: string; continue?: string; remainingItemCount?: number }; items: { metadata: { name: string; namespace: string } }[] };
+    const get = async (query: string): Promise<[number, Page]> => {
+      const res = await fetch(`${api.url}/api/v1/services?${query}`);
+      return [res.status, (await res.json()) as Page];
+    };
+    try {
+      for (const [ns, name] of [['b', 'x'], ['a', 'z'], ['a', 'y'], ['c', 'w']] as const) api.create(service(ns, name));
+      const [, first] = await get('limit=2');
+      expect(first.items.map((o) => `${o.metadata.namespace}/${o.metadata.name}`)).toEqual(['a/y', 'a/z']);
+      expect(first.metadata.remainingItemCount).toBe(2);
+      api.delete('Service', 'c', 'w');
+      api.create(service('b', 'new'));
+      const [, second] = await get(`limit=2&continue=${encodeURIComponent(first.metadata.continue!)}`);
+      expect(second.items.map((o) => `${o.metadata.namespace}/${o.metadata.name}`)).toEqual(['b/x', 'c/w']);
+      expect(second.metadata.resourceVersion).toBe(first.metadata.resourceVersion);
+      expect(second.metadata.continue).toBeUndefined();
+
+      const [, again] = await get('limit=1');
+      api.expireHistory();
+      const [code, expired] = await get(`limit=1&continue=${encodeURIComponent(again.metadata.continue!)}`);
+      expect(code).toBe(410);
+      expect(expired).toMatchObject({ kind: 'Status', code: 410, reason: 'Expired' });
+      expect((await get('continue=not-a-token'))[0]).toBe(400);
+    } finally {
+      await api.close();
+    }
+  });
+
   it('streams bookmarks to watches that ask for them and answers 410 to a watch from compacted history', async () => {
     const api = await FakeKubeApiServer.start();
     try {
