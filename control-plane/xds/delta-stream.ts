@@ -7,12 +7,12 @@ import {
   TYPE_URL,
   type TypeUrl,
 } from '../../proto/index.ts';
-import type { VersionedResource } from '../cache/snapshot.ts';
+import type { ResourcesByName, VersionedResource } from '../cache/snapshot.ts';
 import { encodeDeltaResources, withEncodedResources } from './encode.ts';
 import { tracer } from './log.ts';
 import { EMPTY_NAMES, HeldResources, editNames } from './shared-state.ts';
 import { mentions, nackedNames, type ResourceStatus } from './status.ts';
-import { AdsStreamBase, ALL, type Changed } from './stream-base.ts';
+import { AdsStreamBase, ALL, endpointNamesOf, type Changed } from './stream-base.ts';
 import { newNonce, resourcesOf, type StreamDeps } from './stream-io.ts';
 
 const trace = tracer('xds');
@@ -97,6 +97,12 @@ function newTypeState(wildcard: boolean): TypeState {
 export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, DeltaDiscoveryResponse> {
   readonly mode = 'delta' as const;
   private readonly types = new Map<TypeUrl, TypeState>();
+  /**
+   * CLAs of Clusters sent over an older version the client held (a reconnect with initial_resource_versions) before
+   * its EDS request came: sent again when it comes, even at the version the client holds, as Envoy finishes warming
+   * an updated Cluster only with a new ClusterLoadAssignment.
+   */
+  private warmOnSubscribe: Set<string> | undefined;
 
   constructor(call: grpc.ServerDuplexStream<DeltaDiscoveryRequest__Output, DeltaDiscoveryResponse>, deps: StreamDeps, only?: TypeUrl) {
     super(call, deps, only);
@@ -118,7 +124,9 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
         const key = this.intern(typeUrl, name);
         st.known.set(key, version);
         st.pending.add(key);
+        if (this.warmOnSubscribe?.has(key)) st.resend.add(key);
       }
+      if (typeUrl === TYPE_URL.endpoint) this.warmOnSubscribe = undefined;
     } else if (req.response_nonce !== '') {
       this.onAckOrNack(st, typeUrl, req);
       // A plain ACK or NACK (the common request): the subscription is unchanged.
@@ -262,10 +270,27 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
         }
       }
     }
-    if (touches) st.changedAt = st.changedAt === undefined ? changedAt : Math.min(st.changedAt, changedAt);
+    if (touches && changedAt !== undefined) st.changedAt = st.changedAt === undefined ? changedAt : Math.min(st.changedAt, changedAt);
+  }
+
+  /**
+   * An updated Cluster warms until its ClusterLoadAssignment comes again, changed or not: its CLA follows in this
+   * flush (after CDS), or when the EDS subscription comes, if it has not yet (a reconnect). Publishes mark these in
+   * onSnapshot already; this also covers Clusters that changed while the client was away.
+   */
+  private warmUpdated(clusters: ResourcesByName, updated: readonly string[], changedAt: number | undefined): void {
+    const names = endpointNamesOf(clusters, updated);
+    if (names.length === 0) return;
+    if (this.types.has(TYPE_URL.endpoint)) this.markEndpoints(names, changedAt);
+    else for (const name of names) (this.warmOnSubscribe ??= new Set()).add(name);
   }
 
   protected resendEndpoints(names: readonly string[], changedAt: number): void {
+    this.markEndpoints(names, changedAt);
+  }
+
+  /** Marks CLAs to send even at the version the client holds; `changedAt` (none on a reconnect) times the ACK. */
+  private markEndpoints(names: readonly string[], changedAt: number | undefined): void {
     const st = this.types.get(TYPE_URL.endpoint);
     if (!st) return;
     let touches = false;
@@ -275,7 +300,7 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
       st.resend.add(name);
       touches = true;
     }
-    if (touches) st.changedAt = st.changedAt === undefined ? changedAt : Math.min(st.changedAt, changedAt);
+    if (touches && changedAt !== undefined) st.changedAt = st.changedAt === undefined ? changedAt : Math.min(st.changedAt, changedAt);
   }
 
   protected hasPending(typeUrl: TypeUrl): boolean {
@@ -301,12 +326,14 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     const removed: string[] = [];
     const seq = st.seq + 1;
     let bytes = 0;
+    let updated: string[] | undefined;
     for (const name of this.candidates(st, typeUrl)) {
       if (!st.wildcard && !st.names.has(name)) continue;
       const r = map.get(name);
       const held = st.known.version(name);
       if (r) {
         if (held === r.version && !st.resend.has(name)) continue;
+        if (held !== undefined && held !== r.version && typeUrl === TYPE_URL.cluster) (updated ??= []).push(name);
         const before = st.unacked.get(name);
         st.unacked.set(name, { version: r.version, acked: before ? before.acked : held, prev: held, seq, rejected: false, retried: st.retry.has(name) });
         st.known.set(name, r);
@@ -325,6 +352,7 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     st.known.compact(map, HELD_OVERRIDE_LIMIT);
     const mustRespond = st.mustRespond;
     const changedAt = st.changedAt;
+    if (updated && this.only === undefined) this.warmUpdated(map, updated, changedAt);
     st.pending.clear();
     st.announceAbsent.clear();
     st.resend.clear();

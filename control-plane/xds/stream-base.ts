@@ -226,13 +226,19 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
         }
       }
       // Make-before-break: when a publish replaces clusters (adds some and removes others: a port renamed, a route
-      // moved to another Service's cluster), the removed ones stay (with their CLAs) while the listeners and routes
-      // sent to the proxy since, which may have stopped using them, are not all ACKed (a route still naming a
-      // removed cluster would fail its requests meanwhile). A publish that only removes clusters (a Service deleted:
-      // its routes go too) drops them at once, as does a proxy without listeners or routes to wait for. A per-type CDS
-      // stream never sees LDS/RDS ACKs (they come on other streams, which may not even be ours): it keeps nothing.
+      // moved to another Service's cluster), or removes one that a virtual host staying in the proxy's routes still
+      // names (a canary Service deleted, the weighted route to it dropped in the same publish), the removed ones stay
+      // (with their CLAs) while the listeners and routes sent to the proxy since, which stop using them, are not all
+      // ACKed (a route still naming a removed cluster would fail its requests meanwhile). A publish that only removes
+      // clusters whose virtual hosts go too (a Service deleted) drops them at once, as does a proxy without listeners
+      // or routes to wait for. A per-type CDS stream never sees LDS/RDS ACKs (they come on other streams, which may
+      // not even be ours): it keeps nothing.
       let next = actual;
-      if (this.subscribes(TYPE_URL.cluster) && (wasKeeping || addsClusters(prev, actual, changes)) && !this.routesSettled()) {
+      if (
+        this.subscribes(TYPE_URL.cluster) &&
+        (wasKeeping || addsClusters(prev, actual, changes) || removesRoutedCluster(prev, actual)) &&
+        !this.routesSettled()
+      ) {
         const clusters = withRemoved(prev.get(TYPE_URL.cluster), actual.get(TYPE_URL.cluster));
         const endpoints = withRemoved(prev.get(TYPE_URL.endpoint), actual.get(TYPE_URL.endpoint));
         if (clusters !== actual.get(TYPE_URL.cluster) || endpoints !== actual.get(TYPE_URL.endpoint)) {
@@ -470,6 +476,54 @@ function addsClusters(prev: ScopeResources, actual: ScopeResources, changes: Rea
   if (!changed || !before || !after || before === after) return false;
   for (const name of changed) if (after.has(name) && !before.has(name)) return true;
   return false;
+}
+
+/** Per cluster map a view held: the snapshot it moved to and whether that removes a routed cluster (shared by streams). */
+const routedRemovals = new WeakMap<ResourcesByName, { readonly actual: ScopeResources; readonly result: boolean }>();
+
+interface RoutesOf {
+  readonly routes?: readonly { readonly route?: { readonly cluster?: string; readonly weighted_clusters?: { readonly clusters?: readonly { readonly name?: string }[] } } }[];
+}
+interface HostOf extends RoutesOf {
+  readonly name?: string;
+}
+
+/**
+ * Whether the publish removes a cluster that a virtual host the proxy keeps (in a route table or as a VHDS
+ * resource, changed by the same publish) named before it: that host must be ACKed in its new form before the
+ * cluster goes. Computed once per pair of cluster map and snapshot scope, whatever the number of streams.
+ */
+function removesRoutedCluster(prev: ScopeResources, actual: ScopeResources): boolean {
+  const before = prev.get(TYPE_URL.cluster);
+  const after = actual.get(TYPE_URL.cluster);
+  if (!before || !after || before === after) return false;
+  const hit = routedRemovals.get(before);
+  if (hit?.actual === actual) return hit.result;
+  let removed: Set<string> | undefined;
+  for (const name of before.keys()) if (!after.has(name)) (removed ??= new Set()).add(name);
+  const names = (host: HostOf): boolean =>
+    (host.routes ?? []).some((r) => (r.route?.cluster !== undefined && removed!.has(r.route.cluster)) || (r.route?.weighted_clusters?.clusters ?? []).some((w) => w.name !== undefined && removed!.has(w.name)));
+  let result = false;
+  if (removed) {
+    for (const typeUrl of [TYPE_URL.route, TYPE_URL.virtualHost]) {
+      const was = prev.get(typeUrl);
+      const now = actual.get(typeUrl);
+      if (!was || !now || was === now) continue;
+      for (const [name, r] of was) {
+        const next = now.get(name);
+        if (!next || next === r) continue;
+        if (typeUrl === TYPE_URL.virtualHost) result = names(r.message as HostOf);
+        else {
+          const staying = new Set(((next.message as { virtual_hosts?: readonly HostOf[] }).virtual_hosts ?? []).map((h) => h.name));
+          result = ((r.message as { virtual_hosts?: readonly HostOf[] }).virtual_hosts ?? []).some((h) => staying.has(h.name) && names(h));
+        }
+        if (result) break;
+      }
+      if (result) break;
+    }
+  }
+  routedRemovals.set(before, { actual, result });
+  return result;
 }
 
 const changeSets = new WeakMap<readonly string[], ReadonlySet<string>>();

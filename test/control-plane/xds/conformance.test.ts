@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { TYPE_URL } from '../../../proto/index.ts';
 import { type DeltaReader, envoyNode, openDelta, openSotw, resourceNames, type SotwReader } from './ads-client.ts';
-import { cluster, endpoints, listener, route } from './fake-cache.ts';
+import { cluster, endpoints, listener, route, routeTable } from './fake-cache.ts';
 import { type Harness, startHarness } from './harness.ts';
 
 const SCOPE = 'envoy/default';
@@ -33,6 +33,29 @@ async function deltaAck(s: DeltaReader) {
   const r = await s.next();
   s.send({ type_url: r.type_url, response_nonce: r.nonce });
   return r;
+}
+
+/** A SotW stream on CDS, EDS (a and b), LDS and RDS (outbound/default), every first response ACKed. */
+async function sotwSubscribedToAll(id: string) {
+  const s = openSotw(h.client());
+  const subscribed = { [TYPE_URL.endpoint]: ['a', 'b'], [TYPE_URL.route]: ['outbound/default'] };
+  s.send({ node: envoyNode(id), type_url: TYPE_URL.cluster });
+  s.send({ type_url: TYPE_URL.endpoint, resource_names: subscribed[TYPE_URL.endpoint] });
+  s.send({ type_url: TYPE_URL.listener });
+  s.send({ type_url: TYPE_URL.route, resource_names: subscribed[TYPE_URL.route] });
+  for (let i = 0; i < 4; i++) await sotwAck(s, subscribed);
+  return { s, subscribed };
+}
+
+/** The same on delta. */
+async function deltaSubscribedToAll(id: string) {
+  const s = openDelta(h.client());
+  s.send({ node: envoyNode(id), type_url: TYPE_URL.cluster });
+  s.send({ type_url: TYPE_URL.endpoint, resource_names_subscribe: ['a', 'b'] });
+  s.send({ type_url: TYPE_URL.listener });
+  s.send({ type_url: TYPE_URL.route, resource_names_subscribe: ['outbound/default'] });
+  for (let i = 0; i < 4; i++) await deltaAck(s);
+  return s;
 }
 
 /** A response type later in ADS order than `typeUrl`'s, sent as a barrier: it arrives first if nothing else was due. */
@@ -79,6 +102,40 @@ describe('resource warming: a changed Cluster gets its ClusterLoadAssignment aga
     expect(eds.resources.map((r) => [r.name, r.version])).toEqual([['b', first.resources.find((r) => r.name === 'b')?.version]]);
     expect(await nothingPending(s, false)).toBe(TYPE_URL.route);
   });
+});
+
+describe('resource warming on a delta reconnect (initial_resource_versions)', () => {
+  /** Connects, takes CDS and the CLAs of a and b, and returns what the client holds; then b's Cluster changes. */
+  async function holdThenChange(id: string) {
+    const s = openDelta(h.client());
+    s.send({ node: envoyNode(id), type_url: TYPE_URL.cluster });
+    const cds = await deltaAck(s);
+    s.send({ type_url: TYPE_URL.endpoint, resource_names_subscribe: ['a', 'b'] });
+    const eds = await deltaAck(s);
+    s.close();
+    const held = (r: typeof cds) => Object.fromEntries(r.resources.map((x) => [x.name, x.version]));
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('b', 5)] } } });
+    return { clusters: held(cds), endpoints: held(eds) };
+  }
+
+  for (const order of ['EDS request before the CDS response', 'EDS request after the CDS response'] as const) {
+    it(`a Cluster that changed while the client was away gets its unchanged CLA again (${order})`, async () => {
+      h = await startHarness(base());
+      const held = await holdThenChange(order.includes('before') ? 'w3' : 'w4');
+      const s = openDelta(h.client());
+      s.send({ node: envoyNode('w5'), type_url: TYPE_URL.cluster, initial_resource_versions: held.clusters });
+      const eds = { type_url: TYPE_URL.endpoint, resource_names_subscribe: ['a', 'b'], initial_resource_versions: held.endpoints };
+      if (order.includes('before')) s.send(eds);
+      const cds = await deltaAck(s);
+      expect(cds.type_url).toBe(TYPE_URL.cluster);
+      expect(deltaNames(cds)).toEqual(['b']);
+      if (order.includes('after')) s.send(eds);
+      const cla = await deltaAck(s);
+      expect(cla.type_url).toBe(TYPE_URL.endpoint);
+      expect(cla.resources.map((r) => [r.name, r.version])).toEqual([['b', held.endpoints.b]]);
+      expect(await nothingPending(s, false)).toBe(TYPE_URL.route);
+    });
+  }
 });
 
 describe('delta subscriptions (spec "Subscribing to Resources", "Unsubscribing from Resources")', () => {
@@ -216,20 +273,15 @@ describe('make-before-break (spec "Eventual consistency considerations")', () =>
     expect(resourceNames(after)).toEqual(['b', 'c', 'd']);
   });
 
-  it('a publish that only removes a cluster (a Service deleted, its routes with it) drops it at once', async () => {
+  it('a publish that only removes a cluster (a Service deleted, its virtual host with it) drops it at once', async () => {
     h = await startHarness(base());
-    const s = openSotw(h.client());
-    const subscribed = { [TYPE_URL.endpoint]: ['a', 'b'], [TYPE_URL.route]: ['outbound/default'] };
-    s.send({ node: envoyNode('m3'), type_url: TYPE_URL.cluster });
-    s.send({ type_url: TYPE_URL.endpoint, resource_names: subscribed[TYPE_URL.endpoint] });
-    s.send({ type_url: TYPE_URL.listener });
-    s.send({ type_url: TYPE_URL.route, resource_names: subscribed[TYPE_URL.route] });
-    for (let i = 0; i < 4; i++) await sotwAck(s, subscribed);
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.route]: { put: [routeTable('outbound/default', { a: ['a'], b: ['b'] })] } } });
+    const { s, subscribed } = await sotwSubscribedToAll('m3');
     h.cache.publish({
       [SCOPE]: {
         [TYPE_URL.cluster]: { remove: ['a'] },
         [TYPE_URL.endpoint]: { remove: ['a'] },
-        [TYPE_URL.route]: { put: [route('outbound/default', 'b')] },
+        [TYPE_URL.route]: { put: [routeTable('outbound/default', { b: ['b'] })] },
       },
     });
     const cds = await s.next();
@@ -238,14 +290,40 @@ describe('make-before-break (spec "Eventual consistency considerations")', () =>
     expect((await s.next()).type_url).toBe(TYPE_URL.route);
   });
 
+  for (const mode of ['SotW', 'delta'] as const) {
+    it(`${mode}: a removed cluster that a staying virtual host named (a canary's weighted route) goes after the route ACK`, async () => {
+      h = await startHarness(base());
+      h.cache.publish({ [SCOPE]: { [TYPE_URL.route]: { put: [routeTable('outbound/default', { web: ['a', 'b'], b: ['b'] })] } } });
+      const removal = {
+        [SCOPE]: {
+          [TYPE_URL.cluster]: { remove: ['a'] },
+          [TYPE_URL.endpoint]: { remove: ['a'] },
+          [TYPE_URL.route]: { put: [routeTable('outbound/default', { web: ['b'], b: ['b'] })] },
+        },
+      };
+      if (mode === 'SotW') {
+        const { s, subscribed } = await sotwSubscribedToAll('m4');
+        h.cache.publish(removal);
+        // The route table goes first (the clusters did not change for the proxy yet), then CDS without a.
+        expect((await sotwAck(s, subscribed)).type_url).toBe(TYPE_URL.route);
+        const cds = await sotwAck(s, { ...subscribed, [TYPE_URL.endpoint]: ['b'] });
+        expect([cds.type_url, resourceNames(cds)]).toEqual([TYPE_URL.cluster, ['b', 'c']]);
+      } else {
+        const s = await deltaSubscribedToAll('m5');
+        h.cache.publish(removal);
+        expect((await deltaAck(s)).type_url).toBe(TYPE_URL.route);
+        const after = [await deltaAck(s), await deltaAck(s)];
+        expect(after.map((r) => [r.type_url, r.resources.length, r.removed_resources])).toEqual([
+          [TYPE_URL.cluster, 0, ['a']],
+          [TYPE_URL.endpoint, 0, ['a']],
+        ]);
+      }
+    });
+  }
+
   it('delta: the removal of a renamed cluster (and its CLA) comes after the route ACK', async () => {
     h = await startHarness(base());
-    const s = openDelta(h.client());
-    s.send({ node: envoyNode('m2'), type_url: TYPE_URL.cluster });
-    s.send({ type_url: TYPE_URL.endpoint, resource_names_subscribe: ['a', 'b'] });
-    s.send({ type_url: TYPE_URL.listener });
-    s.send({ type_url: TYPE_URL.route, resource_names_subscribe: ['outbound/default'] });
-    for (let i = 0; i < 4; i++) await deltaAck(s);
+    const s = await deltaSubscribedToAll('m2');
     h.cache.publish(rename());
     const cds = await deltaAck(s);
     expect([cds.type_url, deltaNames(cds), cds.removed_resources]).toEqual([TYPE_URL.cluster, ['d'], []]);

@@ -47,6 +47,22 @@ export const route = (name: string, cluster = 'c'): VersionedResource =>
     virtual_hosts: [{ name: 'vh', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster } }] }],
   });
 
+/** A route table with one virtual host per entry: host name → the clusters its one route splits across. */
+export const routeTable = (name: string, hosts: Record<string, string[]>): VersionedResource =>
+  resource(TYPE_URL.route, {
+    name,
+    virtual_hosts: Object.entries(hosts).map(([host, clusters]) => ({
+      name: host,
+      domains: [host],
+      routes: [
+        {
+          match: { prefix: '/' },
+          route: clusters.length === 1 ? { cluster: clusters[0] } : { weighted_clusters: { clusters: clusters.map((c) => ({ name: c, weight: { value: 1 } })) } },
+        },
+      ],
+    })),
+  });
+
 /** Per type: resources to put (by name) and names to delete. */
 export type Update = Partial<Record<TypeUrl, { put?: VersionedResource[]; remove?: string[] }>>;
 
