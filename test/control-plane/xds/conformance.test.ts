@@ -276,7 +276,7 @@ describe('make-before-break (spec "Eventual consistency considerations")', () =>
   it('a publish that only removes a cluster (a Service deleted, its virtual host with it) drops it at once', async () => {
     h = await startHarness(base());
     h.cache.publish({ [SCOPE]: { [TYPE_URL.route]: { put: [routeTable('outbound/default', { a: ['a'], b: ['b'] })] } } });
-    const { s, subscribed } = await sotwSubscribedToAll('m3');
+    const { s } = await sotwSubscribedToAll('m3');
     h.cache.publish({
       [SCOPE]: {
         [TYPE_URL.cluster]: { remove: ['a'] },
