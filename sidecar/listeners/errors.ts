@@ -169,14 +169,13 @@ export function upstreamTimeout(what: string, ms: number, target: string): Local
   return new LocalReplyError('SKEIN_UPSTREAM_TIMEOUT', 504, 'timeout', `upstream timeout: ${what} took over ${ms} ms (${target})`);
 }
 
-/** Nothing of the response moved for `ms` (Envoy's stream_idle_timeout): 408, as Envoy answers it. */
-export function streamIdleTimeout(ms: number, cluster: string): LocalReplyError {
-  return new LocalReplyError(
-    'SKEIN_STREAM_IDLE_TIMEOUT',
-    408,
-    'stream_idle_timeout',
-    `stream idle timeout: no response from ${cluster} for ${ms} ms (the listener's stream_idle_timeout)`,
-  );
+/**
+ * Nothing moved for `ms` (Envoy's stream_idle_timeout): no response byte, and no request body byte while the body
+ * was still due (`uploading`). 408, as Envoy answers it.
+ */
+export function streamIdleTimeout(ms: number, cluster: string, uploading = false): LocalReplyError {
+  const what = uploading ? `no request body bytes from the client and no response from ${cluster}` : `no response from ${cluster}`;
+  return new LocalReplyError('SKEIN_STREAM_IDLE_TIMEOUT', 408, 'stream_idle_timeout', `stream idle timeout: ${what} for ${ms} ms (the listener's stream_idle_timeout)`);
 }
 
 export function badRequest(detail: string): LocalReplyError {

@@ -7,11 +7,11 @@ import type { Dispatch, DispatchController, DispatchHandler, DispatchRequest, He
 export const STREAM_IDLE_TIMEOUT_MS = 300_000;
 
 /**
- * Watches every request in flight with one coarse sweep: a response event stamps the request with the sweep's tick,
- * and a request with no response event for the timeout (while its body, if any, has been fully received) is
- * abandoned: 408 if nothing of the response went out yet, else the downstream is reset (as Envoy does). A peer that
- * stops (SIGSTOP, a hung app, a lost network) then costs a caller minutes, not forever. Per request: one object and
- * a Set entry, no timer.
+ * Watches every request in flight with one coarse sweep: a response event or a chunk of the request body stamps the
+ * request with the sweep's tick, and a request with neither for the timeout is abandoned: 408 if nothing of the
+ * response went out yet, else the downstream is reset (as Envoy does). A peer that stops (SIGSTOP, a hung app, a
+ * lost network), or a client that stops sending a body it announced, then costs minutes, not forever: neither holds
+ * a pooled upstream connection for good. Per request: one object and a Set entry, no timer.
  */
 export class StreamIdleWatch {
   private readonly inFlight = new Set<IdleHandler>();
@@ -74,12 +74,7 @@ export class StreamIdleWatch {
   sweep(): void {
     this.tick++;
     const limit = Math.ceil(this.timeoutMs / this.sweepMs);
-    for (const h of this.inFlight) {
-      // A request still uploading is not idle on our side: the response may rightly wait for the whole body.
-      const body = h.request.body;
-      if (body !== null && !body.readableEnded && !body.destroyed) h.last = this.tick;
-      else if (this.tick - h.last >= limit) h.expire(this.timeoutMs);
-    }
+    for (const h of this.inFlight) if (this.tick - h.last >= limit) h.expire(this.timeoutMs);
   }
 
   close(): void {
@@ -102,13 +97,24 @@ class IdleHandler implements DispatchHandler {
     this.inner = inner;
     this.request = request;
     this.last = watch.tick;
+    // Body bytes count as activity: every Readable (node:http's, node:http2's, our HTTP/1.1 reader's) takes its
+    // chunks through its own push(), so one wrapper sees them without reading the stream itself.
+    const body = request.body;
+    if (body !== null && !body.readableEnded) {
+      const push = body.push;
+      body.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
+        this.last = watch.tick;
+        return push.call(body, chunk, encoding);
+      };
+    }
   }
 
   expire(ms: number): void {
     if (this.done) return;
     this.end();
     this.controller?.abort();
-    this.inner.onResponseError(streamIdleTimeout(ms, this.request.cluster));
+    const body = this.request.body;
+    this.inner.onResponseError(streamIdleTimeout(ms, this.request.cluster, body !== null && !body.readableEnded && !body.destroyed));
   }
 
   private end(): void {

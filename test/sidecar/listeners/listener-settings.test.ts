@@ -1,5 +1,6 @@
 // The outbound listener's settings from xDS through a real sidecar pair: stream_idle_timeout, max_request_headers_kb.
 import http2 from 'node:http2';
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cluster, closeServer, endpoint, mesh, request, route, startApp, startPair } from './harness.ts';
 import type { Pair } from './harness.ts';
@@ -39,6 +40,35 @@ describe('the outbound listener\'s settings from xDS', () => {
     expect(r.body).toContain(`no response from ${SLOW} for 300 ms`);
     // A response that comes in time is untouched.
     expect((await request(pair.outbound, { host: 'slow', path: '/quick' })).status).toBe(200);
+  });
+
+  it('answers 408 to a client that stops sending the body it announced (HTTP/1.1 and HTTP/2), saying so', async () => {
+    const socket = net.connect(pair.outbound, '127.0.0.1');
+    const answer = new Promise<string>((resolve) => {
+      let text = '';
+      socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
+      socket.on('close', () => resolve(text));
+    });
+    socket.write('POST /slow HTTP/1.1\r\nHost: slow\r\nContent-Length: 10\r\n\r\nab');
+    const text = await answer; // the sidecar closes: the rest of the body can no longer be told from a next request
+    expect(text).toMatch(/^HTTP\/1\.1 408 /);
+    expect(text).toContain('x-skein-reason: stream_idle_timeout');
+    expect(text).toContain(`no request body bytes from the client and no response from ${SLOW} for 300 ms`);
+
+    const session = http2.connect(`http://127.0.0.1:${pair.outbound}`);
+    try {
+      const stream = session.request({ ':method': 'POST', ':path': '/slow', ':authority': 'slow', 'content-length': '10' }, { endStream: false });
+      stream.write('ab');
+      const head = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+        stream.on('response', resolve);
+        stream.on('error', reject);
+      });
+      stream.resume();
+      expect(head[':status']).toBe(408);
+      expect(head['x-skein-reason']).toBe('stream_idle_timeout');
+    } finally {
+      session.destroy();
+    }
   });
 
   it('answers an HTTP/2 client the same 408', async () => {
