@@ -284,6 +284,30 @@ describe('bad input and upstream failures', () => {
     expect(out).toMatch(/^HTTP\/1\.1 200/);
   });
 
+  it('closes a connection it answered 400 or 408 even when the client never closes its side (after a 1 s linger)', async () => {
+    for (const input of ['GET / HTTP/1.1\r\nHost: ok\r\nBad Header\r\n\r\n', 'GET / HTTP/1.1\r\n']) {
+      const s = net.connect({ port: pair.outbound, host: '127.0.0.1', allowHalfOpen: true });
+      let text = '';
+      s.on('data', (d: Buffer) => (text += d.toString()));
+      s.on('error', () => {});
+      s.write(input);
+      await new Promise((resolve) => s.once('end', resolve)); // the reply and the sidecar's FIN; our side stays open
+      expect(text).toMatch(/^HTTP\/1\.1 (400|408) /);
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      // A socket the sidecar still held would read and drop these; a closed one answers the first with a reset, which
+      // the second write reports.
+      s.write('more');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      s.write('more');
+      const outcome = await Promise.race([
+        new Promise((resolve) => s.once('close', () => resolve('closed'))),
+        new Promise((resolve) => setTimeout(() => resolve('still open'), 2000)),
+      ]);
+      s.destroy();
+      expect([input, outcome]).toEqual([input, 'closed']);
+    }
+  });
+
   it('answers slow headers with 408 after the header timeout', async () => {
     const out = await raw(pair.outbound, 'GET / HTTP/1.1\r\nHost: ok\r\n', 5000);
     expect(out).toMatch(/^HTTP\/1\.1 408/);
