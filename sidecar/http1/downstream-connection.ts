@@ -1,4 +1,5 @@
 // One client HTTP/1.1 connection on a raw socket: llhttp parses requests, one exchange at a time (pipelined ones wait), responses written here.
+import { endAfterFlush } from './close-after-flush.ts';
 import type net from 'node:net';
 import type { Readable } from 'node:stream';
 import type { LocalReason } from '../listeners/errors.ts';
@@ -27,11 +28,6 @@ const REASON_HEADER = 'x-skein-reason';
 const HEAD_UNSEEN = -1;
 /** Largest body chunk held back to go out with the response head in one write (larger ones are written as they come). */
 const MAX_HELD_BODY = 16 * 1024;
-/**
- * After the last response bytes are flushed and our FIN sent, how long the client has to close its side before the
- * socket is destroyed (Envoy's delayed_close_timeout, 1 s): a client that never closes must not hold the descriptor.
- */
-export const CLOSE_LINGER_MS = 1000;
 const RESOLVED = Promise.resolve();
 
 /** The listener side: routes and dispatches requests, counts local errors. */
@@ -453,18 +449,8 @@ export class DownstreamConnection implements RequestSink {
     this.ended = true;
     this.body?.destroy();
     this.body = null;
-    // Read on to the client's end (the server allows half-open sockets), so the socket closes, and discard what comes
-    // meanwhile (no RST that could destroy the reply before the client read it); a client that keeps its side open
-    // past the linger after our bytes are flushed is cut.
-    const socket = this.socket;
-    socket.resume();
-    socket.once('finish', () => {
-      const linger = setTimeout(() => socket.destroy(), CLOSE_LINGER_MS);
-      linger.unref();
-      socket.once('close', () => clearTimeout(linger));
-    });
-    if (text === '') socket.end();
-    else socket.end(text, 'latin1');
+    // Read on to the client's end (the server allows half-open sockets), so the socket closes.
+    endAfterFlush(this.socket, text);
   }
 
   private cork(): void {

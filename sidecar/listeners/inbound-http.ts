@@ -1,4 +1,5 @@
 // The inbound L7 path: every HTTP/1.1 request (and, through inbound-h2.ts, every HTTP/2 stream) is checked, then forwarded to the app.
+import { endAfterFlush } from '../http1/close-after-flush.ts';
 import type http from 'node:http';
 import { nodeHttp } from '../builtins.ts';
 import net from 'node:net';
@@ -30,7 +31,7 @@ interface ConnInfo {
 }
 type WithConn = { [kConn]?: ConnInfo };
 
-const H2_PREFACE = Buffer.from('PRI ');
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const XFCC = 'x-forwarded-client-cert';
 
 export interface InboundHttpOptions {
@@ -40,14 +41,26 @@ export interface InboundHttpOptions {
   readonly metrics: DataPlaneMetrics;
   /** The largest request head accepted, in KiB (default 60, as on the outbound side). */
   readonly maxRequestHeadersKb?: number;
+  /** A request head (or the first bytes that tell HTTP/1.1 from HTTP/2) must arrive within this (ms); default 10 s. */
+  readonly headersTimeoutMs?: number;
+  /** A connection that has sent nothing is closed after this (ms); default 60 s, as the outbound side's idle timeout. */
+  readonly idleTimeoutMs?: number;
 }
 
-/** A request node's parser refused: answered as the outbound side would (431 or 400, with x-skein-reason), then closed. */
-function clientError(err: NodeJS.ErrnoException, socket: net.Socket, limitKb: number): void {
+const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
+
+/**
+ * A request node's parser refused, or whose head came too slowly: answered as the outbound side would (431, 408 or
+ * 400, with x-skein-reason), then closed.
+ */
+function clientError(err: NodeJS.ErrnoException, socket: net.Socket, limitKb: number, headersTimeoutMs: number): void {
   if (socket.writable && (socket as net.Socket & { _httpMessage?: unknown })._httpMessage == null) {
-    const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-    const message = tooLarge ? `request headers too large: over ${limitKb} KiB` : `malformed HTTP request: ${err.code ?? err.message}`;
-    socket.end(localReplyText(tooLarge ? 431 : 400, 'x-skein-reason', tooLarge ? 'headers_too_large' : 'bad_request', message, 'close', true), 'latin1');
+    let reply: [number, string, string];
+    if (err.code === 'HPE_HEADER_OVERFLOW') reply = [431, 'headers_too_large', `request headers too large: over ${limitKb} KiB`];
+    else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') reply = [408, 'header_timeout', `request headers not received within ${headersTimeoutMs} ms`];
+    else reply = [400, 'bad_request', `malformed HTTP request: ${err.code ?? err.message}`];
+    endAfterFlush(socket, localReplyText(reply[0], 'x-skein-reason', reply[1], reply[2], 'close', true));
     return;
   }
   socket.destroy();
@@ -74,26 +87,48 @@ export class InboundHttpHandler {
     this.h2 = new InboundH2Handler({ appHost: options.appHost, policyFor: options.policyFor, metrics: options.metrics, identityHeader: PEER_IDENTITY_HEADER });
     // Request heads as large as the outbound side accepts (Envoy's 60 KiB default), not node's 16 KiB: adding a
     // policy must not break large cookies or tokens.
+    // requestTimeout 0 would make node's headersTimeout 0 as well (no limit): it is set on its own, and checked every
+    // second rather than node's 30 s.
+    const headersTimeoutMs = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
     this.server = nodeHttp.createServer(
-      { requestTimeout: 0, keepAliveTimeout: 60_000, maxHeaderSize: (options.maxRequestHeadersKb ?? 60) * 1024 },
+      {
+        requestTimeout: 0,
+        headersTimeout: headersTimeoutMs,
+        connectionsCheckingInterval: Math.min(1000, headersTimeoutMs),
+        keepAliveTimeout: 60_000,
+        maxHeaderSize: (options.maxRequestHeadersKb ?? 60) * 1024,
+      },
       (req, res) => this.request(req, res),
     );
-    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => clientError(err, socket, options.maxRequestHeadersKb ?? 60));
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => clientError(err, socket, options.maxRequestHeadersKb ?? 60, headersTimeoutMs));
+    // The server never listens (connections are handed to it); node starts tracking connections for headersTimeout on
+    // 'listening', so it is told it listens.
+    this.server.emit('listening');
     this.server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.upgrade(req, socket, head));
   }
 
   /** Takes a connection after its PROXY header; `rest` holds bytes already read past it. */
   handle(stream: net.Socket, appPort: number, header: ProxyHeader | undefined, rest: Buffer, caller: Caller): void {
-    if (rest.length < H2_PREFACE.length) {
-      // HTTP clients speak first: wait for enough bytes to tell HTTP/2 prior knowledge from HTTP/1.1.
+    const n = Math.min(rest.length, H2_PREFACE.length);
+    const maybeH2 = rest.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+    if (maybeH2 && rest.length < H2_PREFACE.length) {
+      // HTTP clients speak first: wait for enough bytes to tell HTTP/2 prior knowledge from HTTP/1.1, for the idle
+      // timeout while nothing came (a spare connection), for the header timeout once something did.
+      const ms = rest.length === 0 ? (this.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS) : (this.options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS);
+      const timer = setTimeout(() => stream.destroy(), ms);
+      timer.unref();
+      const onClose = (): void => clearTimeout(timer);
+      stream.once('close', onClose);
       stream.once('data', (chunk: Buffer) => {
+        clearTimeout(timer);
+        stream.off('close', onClose);
         stream.pause();
         this.handle(stream, appPort, header, Buffer.concat([rest, chunk]), caller);
       });
       stream.resume();
       return;
     }
-    if (rest.subarray(0, H2_PREFACE.length).equals(H2_PREFACE)) {
+    if (maybeH2) {
       // HTTP/2 (gRPC): judged per stream, like HTTP/1.1 requests.
       this.h2.handle(stream, appPort, header?.sourceAddress, rest, caller);
       return;

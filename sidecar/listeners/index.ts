@@ -94,7 +94,13 @@ export function createDataPlane(options: DataPlaneOptions, registry: Registry): 
       tls: options.tls,
       policyFor,
       metrics,
-      http: new InboundHttpHandler({ appHost, policyFor, metrics, maxRequestHeadersKb: options.maxRequestHeadersKb }),
+      http: new InboundHttpHandler({
+        appHost,
+        policyFor,
+        metrics,
+        maxRequestHeadersKb: options.maxRequestHeadersKb,
+        headersTimeoutMs: options.requestHeadersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS,
+      }),
     },
   );
   const tcp = new TcpListeners(options.outbound.host, manager, metrics, options.podIp);

@@ -150,6 +150,7 @@ export async function startPair(appPorts: number[], opts: { headersTimeoutMs?: n
       appPorts,
       namespace: 'default',
       podIp: '127.0.0.1',
+      requestHeadersTimeoutMs: opts.headersTimeoutMs,
     },
     serverRegistry,
   );

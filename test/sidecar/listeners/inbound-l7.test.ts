@@ -160,3 +160,43 @@ describe('the inbound L7 HTTP/1.1 path', () => {
     expect(race.connections()).toBeGreaterThanOrEqual(2);
   });
 });
+
+describe('the inbound L7 path: slow and silent callers', () => {
+  let pair: Pair;
+  let app: http.Server;
+  let appPort: number;
+
+  beforeAll(async () => {
+    app = http.createServer((_req, res) => res.end('ok'));
+    appPort = await listen(app);
+    pair = await startPair([appPort], { headersTimeoutMs: 300 });
+    // A policy on methods: the inbound side reads each request (the L7 path).
+    const m = mesh([cluster(HINTS, [endpoint(appPort, pair.inbound)], { authz: ONLY_GET })], [{ name: 'hints', domains: ['hints'], routes: [route(HINTS)] }]);
+    pair.client.update(m);
+    pair.server.update(m);
+  });
+
+  afterAll(async () => {
+    await pair.close();
+    await closeServer(app);
+  });
+
+  const viaPeer = (text: string) => Buffer.concat([encodeProxyHeader('127.0.0.1', 0, '127.0.0.1', appPort), Buffer.from(text)]);
+
+  it('answers a request head that does not finish within the header timeout with 408, as the outbound side does', async () => {
+    for (const partial of ['GET / HTTP/1.1\r\nhost: x\r\n', 'G']) {
+      const t0 = performance.now();
+      const out = await raw(pair.inbound, viaPeer(partial), 8000);
+      expect(out).toMatch(/^HTTP\/1\.1 408 /);
+      expect(out).toContain('x-skein-reason: header_timeout');
+      expect(out).toContain('request headers not received within 300 ms');
+      expect(performance.now() - t0).toBeLessThan(5000);
+    }
+  });
+
+  it('closes a connection whose first bytes stop partway through what could be the HTTP/2 preface', async () => {
+    const t0 = performance.now();
+    expect(await raw(pair.inbound, viaPeer('PRI * HT'), 8000)).toBe('');
+    expect(performance.now() - t0).toBeLessThan(5000);
+  });
+});
