@@ -10,7 +10,7 @@ import type { ClusterManager, Dispatch, DispatchRequest, HeaderList, Headers, Re
 import type { ClusterRequestMetrics, DataPlaneMetrics } from '../telemetry/metrics.ts';
 import { logger } from '../log.ts';
 import { affinityKey } from './affinity-key.ts';
-import { badRequest, fragmentInTarget, invalidAuthority, isValidAuthority, noCluster, noConfig, noPathRoute, noRoute } from './errors.ts';
+import { badRequest, fragmentInTarget, headersTooLarge, invalidAuthority, isValidAuthority, noCluster, noConfig, noPathRoute, noRoute } from './errors.ts';
 import type { LocalReason, LocalReplyError } from './errors.ts';
 import { H1Downstream, H2Downstream } from './downstream.ts';
 import { IdleSweeper, abandonExchanges, markActive } from './idle.ts';
@@ -399,6 +399,14 @@ export class OutboundListener implements DownstreamHost {
     const grpc = ct !== undefined && ct.startsWith('application/grpc');
     const authority = (h[':authority'] ?? h['host']) as string | undefined;
     const path = (h[':path'] as string | undefined) ?? '/';
+    // The same limit as an HTTP/1.1 head (the path and every name and value), so a head the app would refuse over
+    // HTTP/1.1 is not carried over HTTP/2 either.
+    if (headBytes(h) > this.maxRequestHeadersKb * 1024) {
+      const e = headersTooLarge(this.maxRequestHeadersKb);
+      this.metrics.localError(e.reason);
+      replyH2(stream, e.status, e.reason, e.message, grpc);
+      return;
+    }
     if (h[':method'] === 'CONNECT') {
       const e = badRequest('CONNECT over HTTP/2 is not supported; send plain HTTP/2 requests to the Service');
       this.metrics.localError(e.reason);
@@ -473,4 +481,16 @@ function requestHash(
 ): string | undefined {
   if (action.hashHeader !== undefined) return hashValue(action.hashHeader, headers, authority);
   return action.hashSourceIp === true ? affinityKey(socket?.remoteAddress, podIp) : undefined;
+}
+
+/** Bytes of an HTTP/2 request head's names and values (pseudo-headers included), as an HTTP/1.1 head is counted. */
+function headBytes(h: http2.IncomingHttpHeaders): number {
+  let n = 0;
+  for (const name in h) {
+    const v = h[name];
+    if (v === undefined) continue;
+    if (typeof v === 'string') n += name.length + v.length;
+    else for (const one of v) n += name.length + one.length;
+  }
+  return n;
 }

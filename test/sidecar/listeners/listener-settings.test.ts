@@ -15,6 +15,23 @@ function withListener(m: MeshConfig, settings: { streamIdleTimeoutMs?: number; m
   return { ...m, listeners: new Map([['virtualOutbound', { ...l, ...settings }]]) };
 }
 
+/** An HTTP/2 GET of /quick from `slow` with extra headers: the status and x-skein-reason. */
+async function h2Status(port: number, headers: Record<string, string>): Promise<[number, string | undefined]> {
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  try {
+    const stream = session.request({ ':path': '/quick', ':authority': 'slow', ...headers });
+    stream.end();
+    const head = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+      stream.on('response', resolve);
+      stream.on('error', reject);
+    });
+    stream.resume();
+    return [Number(head[':status']), head['x-skein-reason'] as string | undefined];
+  } finally {
+    session.close();
+  }
+}
+
 const slowMesh = (app: number, inbound: number): MeshConfig =>
   mesh([cluster(SLOW, [endpoint(app, inbound)])], [{ name: 'slow', domains: ['slow'], routes: [route(SLOW)] }]);
 
@@ -93,7 +110,9 @@ describe('the outbound listener\'s settings from xDS', () => {
     const refused = await request(pair.outbound, { host: 'slow', path: '/quick', headers: big });
     expect(refused.status).toBe(431);
     expect(refused.headers['x-skein-reason']).toBe('headers_too_large');
+    expect(await h2Status(pair.outbound, big)).toEqual([431, 'headers_too_large']); // the same limit over HTTP/2
     pair.client.update(withListener(slowMesh(app.port, pair.inbound), { streamIdleTimeoutMs: 300, maxRequestHeadersKb: 32 }));
     expect((await request(pair.outbound, { host: 'slow', path: '/quick', headers: big })).status).toBe(200);
+    expect((await h2Status(pair.outbound, big))[0]).toBe(200);
   });
 });
