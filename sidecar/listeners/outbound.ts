@@ -322,7 +322,7 @@ export class OutboundListener implements DownstreamHost {
     }
     const abs = splitAbsoluteUrl(path);
     if (abs !== undefined) {
-      path = abs.path;
+      path = abs.emptyPath && req.method === 'OPTIONS' ? '*' : abs.path;
       authority = abs.authority;
     }
     if (authority === undefined || authority === '') {

@@ -172,9 +172,10 @@ export function pickCluster(action: Extract<RouteAction, { kind: 'forward' }>, r
 
 /**
  * Splits an absolute-form request target (`http://web.default:8080/p?q`, as sent to an HTTP proxy) into
- * authority and origin-form path; undefined when the target is not absolute-form.
+ * authority and origin-form path; undefined when the target is not absolute-form. `emptyPath`: the URL had no path
+ * (an OPTIONS for it then goes on as `OPTIONS *`, RFC 9112 §3.2.4).
  */
-export function splitAbsoluteUrl(target: string): { authority: string; path: string } | undefined {
+export function splitAbsoluteUrl(target: string): { authority: string; path: string; emptyPath: boolean } | undefined {
   if (target.charCodeAt(0) === 0x2f /* / */) return undefined;
   const scheme = target.indexOf('://');
   if (scheme < 0) return undefined;
@@ -189,6 +190,7 @@ export function splitAbsoluteUrl(target: string): { authority: string; path: str
   const at = authority.lastIndexOf('@');
   if (at >= 0) authority = authority.slice(at + 1);
   let path = target.slice(end);
-  if (path === '' || path.charCodeAt(0) !== 0x2f) path = `/${path}`;
-  return { authority, path };
+  const emptyPath = path === '' || path.charCodeAt(0) !== 0x2f;
+  if (emptyPath) path = `/${path}`;
+  return { authority, path, emptyPath: path === '/' && emptyPath };
 }

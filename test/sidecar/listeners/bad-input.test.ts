@@ -85,6 +85,10 @@ describe('bad input and upstream failures', () => {
     const star = await raw(pair.outbound, 'OPTIONS * HTTP/1.1\r\nHost: ok\r\nConnection: close\r\n\r\n');
     expect(star).toMatch(/^HTTP\/1\.1 200/);
     expect(star).toContain('ok OPTIONS * host=ok');
+    // Through a proxy, `OPTIONS http://host` (no path) asks about the server: it goes on as `OPTIONS *`.
+    const absolute = await raw(pair.outbound, 'OPTIONS http://ok HTTP/1.1\r\nHost: ok\r\nConnection: close\r\n\r\n');
+    expect(absolute).toContain('ok OPTIONS * host=ok');
+    expect(await raw(pair.outbound, 'OPTIONS http://ok/ HTTP/1.1\r\nHost: ok\r\nConnection: close\r\n\r\n')).toContain('ok OPTIONS / host=ok');
   });
 
   it('answers HTTP/2 CONNECT with 400 itself, blaming no endpoint', async () => {

@@ -131,13 +131,13 @@ describe('weighted clusters', () => {
 
 describe('absolute-form request targets', () => {
   it.each([
-    ['http://web.default/', 'web.default', '/'],
-    ['http://web.default', 'web.default', '/'],
-    ['http://web.default:8080/a/b?c=d', 'web.default:8080', '/a/b?c=d'],
-    ['http://user:pw@web/x', 'web', '/x'],
-    ['http://web?q=1', 'web', '/?q=1'],
-  ])('%s', (target, authority, path) => {
-    expect(splitAbsoluteUrl(target)).toEqual({ authority, path });
+    ['http://web.default/', 'web.default', '/', false],
+    ['http://web.default', 'web.default', '/', true],
+    ['http://web.default:8080/a/b?c=d', 'web.default:8080', '/a/b?c=d', false],
+    ['http://user:pw@web/x', 'web', '/x', false],
+    ['http://web?q=1', 'web', '/?q=1', false],
+  ])('%s', (target, authority, path, emptyPath) => {
+    expect(splitAbsoluteUrl(target)).toEqual({ authority, path, emptyPath });
   });
 
   it('leaves origin-form alone', () => {
