@@ -327,13 +327,17 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     const seq = st.seq + 1;
     let bytes = 0;
     let updated: string[] | undefined;
+    let added: string[] | undefined;
     for (const name of this.candidates(st, typeUrl)) {
       if (!st.wildcard && !st.names.has(name)) continue;
       const r = map.get(name);
       const held = st.known.version(name);
       if (r) {
         if (held === r.version && !st.resend.has(name)) continue;
-        if (held !== undefined && held !== r.version && typeUrl === TYPE_URL.cluster) (updated ??= []).push(name);
+        if (typeUrl === TYPE_URL.cluster) {
+          if (held === undefined) (added ??= []).push(name);
+          else if (held !== r.version) (updated ??= []).push(name);
+        } else if (typeUrl === TYPE_URL.endpoint) this.endpointsSent(name);
         const before = st.unacked.get(name);
         st.unacked.set(name, { version: r.version, acked: before ? before.acked : held, prev: held, seq, rejected: false, retried: st.retry.has(name) });
         st.known.set(name, r);
@@ -341,6 +345,7 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
         carried.push(r);
         bytes += r.any.value.length;
       } else if (held !== undefined || st.announceAbsent.has(name)) {
+        if (typeUrl === TYPE_URL.endpoint) this.endpointsSent(name);
         removed.push(name);
         st.known.delete(name);
         // A removal of something the client holds waits for its ACK like an update (a NACK puts it back).
@@ -353,6 +358,7 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     const mustRespond = st.mustRespond;
     const changedAt = st.changedAt;
     if (updated && this.only === undefined) this.warmUpdated(map, updated, changedAt);
+    if (added) this.awaitEndpoints(endpointNamesOf(map, added));
     st.pending.clear();
     st.announceAbsent.clear();
     st.resend.clear();

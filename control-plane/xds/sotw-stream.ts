@@ -12,9 +12,9 @@ import type { ResourcesByName, VersionedResource } from '../cache/snapshot.ts';
 import { type EncodedResources, encodeSotwResources, withEncodedResources } from './encode.ts';
 import { tracer } from './log.ts';
 import { rawNamesOf, stableRun } from './request-names.ts';
-import { internNames } from './shared-state.ts';
 import { mentions, nackedNames, type ResourceStatus } from './status.ts';
-import { AdsStreamBase, type Changed, ALL, payloadBytes } from './stream-base.ts';
+import { AdsStreamBase, type Changed, ALL, endpointNamesOf, payloadBytes } from './stream-base.ts';
+import { changedBetween, internNames } from './shared-state.ts';
 import { newNonce, resourcesOf, type StreamDeps } from './stream-io.ts';
 
 const trace = tracer('xds');
@@ -341,6 +341,8 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     st.changedAt = undefined;
     // The client already holds this exact set (a change that reverted, or a NACKed version): do not resend it.
     if (!mustRespond && st.lastSent?.version === version) return;
+    if (typeUrl === TYPE_URL.cluster) this.awaitEndpoints(endpointNamesOf(map, newlySent(st, map)));
+    else if (typeUrl === TYPE_URL.endpoint) for (const name of st.wildcard ? map.keys() : st.names) this.endpointsSent(name);
     const nonce = newNonce();
     st.lastSent = { nonce, version, resources: map, names: st.wildcard ? null : st.names, changedAt };
     // The wildcard response's bytes are encoded once per map and shared by every stream that sends it.
@@ -361,7 +363,10 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
       const r = map.get(name);
       if (!r) return;
       const held = isNew || resend.has(name) || !prev?.names?.has(name) ? undefined : prev.resources.get(name);
-      if (held?.version !== r.version) carried.push(r);
+      if (held?.version !== r.version) {
+        carried.push(r);
+        if (typeUrl === TYPE_URL.endpoint) this.endpointsSent(name);
+      }
     };
     if (everything) {
       const added = st.added;
@@ -412,4 +417,12 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
       yield { name, sentVersion: r.version, ackedVersion: (ackedHas && acked.resources.get(name)?.version) || null };
     }
   }
+}
+
+/** The names a CDS response over `map` carries that the last one did not (all of them on the first). */
+function newlySent(st: TypeState, map: ResourcesByName): string[] {
+  const before = st.lastSent?.resources;
+  const sends = (name: string): boolean => map.has(name) && (st.wildcard || st.names.has(name)) && before?.has(name) !== true;
+  if (before === undefined) return [...(st.wildcard ? map.keys() : st.names)].filter(sends);
+  return changedBetween(before, map).filter(sends);
 }

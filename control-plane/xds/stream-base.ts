@@ -70,6 +70,16 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
   private readonly call: grpc.ServerDuplexStream<Req, Res>;
   private closed = false;
   private flushScheduled = false;
+  /**
+   * CLA names of EDS Clusters this ADS stream has just sent the client for the first time. Such a Cluster warms until
+   * its ClusterLoadAssignment comes, and a route naming it meanwhile fails ("routes are not warmed": the protocol
+   * asks the server to have clusters and their endpoints in place first), so listeners and routes wait until these
+   * CLAs went out, for at most AWAIT_ENDPOINTS_MS (a client that never subscribes to them).
+   */
+  private awaiting: Set<string> | undefined;
+  private clustersSent = false;
+  private awaitingUntil = 0;
+  private awaitTimer: NodeJS.Timeout | undefined;
 
   constructor(call: grpc.ServerDuplexStream<Req, Res>, deps: StreamDeps, only?: TypeUrl) {
     this.call = call;
@@ -356,11 +366,44 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
     this.guard(() => this.flush());
   }
 
+  /**
+   * CDS flush: the ClusterLoadAssignments of Clusters sent to this client for the first time (see `awaiting`). Not
+   * for the stream's first Clusters (at start-up Envoy asks for listeners only once its clusters are warm), nor on a
+   * stream that takes no endpoints (nothing there warms).
+   */
+  protected awaitEndpoints(names: readonly string[]): void {
+    const first = !this.clustersSent;
+    this.clustersSent = true;
+    if (first || names.length === 0 || this.only !== undefined || !this.subscribes(TYPE_URL.endpoint)) return;
+    const set = (this.awaiting ??= new Set());
+    for (const name of names) set.add(name);
+    this.awaitingUntil = performance.now() + AWAIT_ENDPOINTS_MS;
+    clearTimeout(this.awaitTimer);
+    this.awaitTimer = setTimeout(() => this.scheduleFlush(), AWAIT_ENDPOINTS_MS + 1);
+    this.awaitTimer.unref();
+  }
+
+  /** EDS flush: a ClusterLoadAssignment went out (or was answered as absent). */
+  protected endpointsSent(name: string): void {
+    this.awaiting?.delete(name);
+  }
+
+  /** Whether listeners and routes wait for the CLAs of new Clusters (see `awaiting`). */
+  private holdsRoutes(): boolean {
+    const awaiting = this.awaiting;
+    if (awaiting === undefined) return false;
+    if (awaiting.size > 0 && performance.now() < this.awaitingUntil) return true;
+    this.awaiting = undefined;
+    clearTimeout(this.awaitTimer);
+    return false;
+  }
+
   /** Sends every type with pending work in ADS order (CDS, EDS, LDS, RDS); stops while the client is not reading. */
   private flush(): void {
     for (const typeUrl of ADS_ORDER) {
       if (this.closed || !this.outbox.writable) return;
       if (!this.hasPending(typeUrl)) continue;
+      if (ROUTING_TYPES.includes(typeUrl) && this.holdsRoutes()) continue;
       // Past the turn's slice (a large publish: each response can take tens of ms), the remaining types go out in
       // a later turn, still in ADS order. runDue starts a stream only before the deadline, so each turn sends one.
       if (performance.now() >= flushDeadline) {
@@ -419,6 +462,7 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
   private cleanup(): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.awaitTimer);
     this.outbox.close();
     if (this.node) {
       this.deps.unregister(this);
@@ -443,6 +487,8 @@ const EMPTY_MAP: ResourcesByName = new Map();
 
 /** The types that say which clusters requests use (make-before-break waits for their ACKs); VHDS carries routes too. */
 const ROUTING_TYPES: readonly TypeUrl[] = [TYPE_URL.listener, TYPE_URL.route, TYPE_URL.virtualHost];
+/** How long listeners and routes wait for the CLAs of new Clusters before they go anyway (see `awaiting`). */
+export const AWAIT_ENDPOINTS_MS = 2000;
 
 /** Whether a node asks for VHDS (node.client_features holds VHDS_FEATURE). */
 export function declaresVhds(node: Pick<Node__Output, 'client_features'> | null | undefined): boolean {

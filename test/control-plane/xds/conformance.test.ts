@@ -138,6 +138,29 @@ describe('resource warming on a delta reconnect (initial_resource_versions)', ()
   }
 });
 
+describe('routes wait for the endpoints of new clusters (spec "routes are not warmed")', () => {
+  it('delta: a client that never asks for the new CLA still gets the routes, after a bounded wait', async () => {
+    h = await startHarness(base());
+    const s = await deltaSubscribedToAll('n1');
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('d')] }, [TYPE_URL.endpoint]: { put: [endpoints('d', '10.0.0.4')] }, [TYPE_URL.route]: { put: [route('outbound/default', 'd')] } } });
+    expect(deltaNames(await deltaAck(s))).toEqual(['d']);
+    const rds = await deltaAck(s); // held for AWAIT_ENDPOINTS_MS, then sent
+    expect([rds.type_url, deltaNames(rds)]).toEqual([TYPE_URL.route, ['outbound/default']]);
+  });
+
+  it('SotW and delta: with a wildcard EDS subscription the new CLA goes right after CDS, and the routes with it', async () => {
+    h = await startHarness(base());
+    const s = openDelta(h.client());
+    s.send({ node: envoyNode('n2'), type_url: TYPE_URL.cluster });
+    s.send({ type_url: TYPE_URL.endpoint, resource_names_subscribe: ['*'] });
+    s.send({ type_url: TYPE_URL.route, resource_names_subscribe: ['outbound/default'] });
+    for (let i = 0; i < 3; i++) await deltaAck(s);
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('d')] }, [TYPE_URL.endpoint]: { put: [endpoints('d', '10.0.0.4')] }, [TYPE_URL.route]: { put: [route('outbound/default', 'd')] } } });
+    const order = [await deltaAck(s), await deltaAck(s), await deltaAck(s)].map((r) => r.type_url);
+    expect(order).toEqual([TYPE_URL.cluster, TYPE_URL.endpoint, TYPE_URL.route]);
+  });
+});
+
 describe('delta subscriptions (spec "Subscribing to Resources", "Unsubscribing from Resources")', () => {
   it('answers a re-subscription to a name the client holds with the resource (the client may have forgotten it)', async () => {
     h = await startHarness(base());
@@ -253,15 +276,16 @@ describe('make-before-break (spec "Eventual consistency considerations")', () =>
     const cds = await sotwAck(s, subscribed);
     expect(cds.type_url).toBe(TYPE_URL.cluster);
     expect(resourceNames(cds)).toEqual(['a', 'b', 'c', 'd']);
-    // The client asks for d's endpoints (a new cluster) and gets them; the route moved to d meanwhile.
+    // The client asks for d's endpoints (a new cluster) and gets them; only then the route table, which moved to d
+    // (a route to a cluster still warming would fail).
     subscribed[TYPE_URL.endpoint] = ['a', 'b', 'd'];
     const lastEds = last.get(TYPE_URL.endpoint);
     s.send({ type_url: TYPE_URL.endpoint, version_info: lastEds?.version_info, response_nonce: lastEds?.nonce, resource_names: subscribed[TYPE_URL.endpoint] });
-    const rds = await s.next();
-    expect(rds.type_url).toBe(TYPE_URL.route);
     const eds = await sotwAck(s, subscribed);
     expect(eds.type_url).toBe(TYPE_URL.endpoint);
     expect(resourceNames(eds)).toEqual(['d']);
+    const rds = await s.next();
+    expect(rds.type_url).toBe(TYPE_URL.route);
     // A listener exchange (a new subscription, answered and ACKed) lets nothing go: the route table is not ACKed.
     const lastLds = last.get(TYPE_URL.listener);
     s.send({ type_url: TYPE_URL.listener, version_info: lastLds?.version_info, response_nonce: lastLds?.nonce, resource_names: ['virtualOutbound'] });
@@ -321,12 +345,15 @@ describe('make-before-break (spec "Eventual consistency considerations")', () =>
     });
   }
 
-  it('delta: the removal of a renamed cluster (and its CLA) comes after the route ACK', async () => {
+  it('delta: a route table naming a new cluster waits for its CLA, and the renamed cluster goes after the route ACK', async () => {
     h = await startHarness(base());
     const s = await deltaSubscribedToAll('m2');
     h.cache.publish(rename());
     const cds = await deltaAck(s);
     expect([cds.type_url, deltaNames(cds), cds.removed_resources]).toEqual([TYPE_URL.cluster, ['d'], []]);
+    s.send({ type_url: TYPE_URL.endpoint, resource_names_subscribe: ['d'] }); // as Envoy does for a new EDS cluster
+    const eds = await deltaAck(s);
+    expect([eds.type_url, deltaNames(eds)]).toEqual([TYPE_URL.endpoint, ['d']]);
     const rds = await s.next();
     expect(rds.type_url).toBe(TYPE_URL.route);
     s.send({ type_url: TYPE_URL.route, response_nonce: rds.nonce });
