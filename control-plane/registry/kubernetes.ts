@@ -18,7 +18,7 @@ import type { PolicyKind, Registry, RegistryChange, RegistryListener, RegistryPr
 import { EMPTY_STATE, MESH_POLICY_NAMESPACE, diffStates } from './registry.ts';
 import { DEFAULT_LIST_PAGE_SIZE, Feed, isNotFound, type ListFn, type PolicyStore } from './feed.ts';
 import { checkAuthorizationPolicy, checkPeerAuthentication } from './validate-policy.ts';
-import { annotationSizeProblem } from './validate.ts';
+import { annotationSizeProblem, checkPod } from './validate.ts';
 
 const log = logger('registry');
 
@@ -187,8 +187,12 @@ export class KubernetesRegistry implements Registry {
       feed.attempts = 0;
       // The API server enforces its own limits; an object past them (another server, an old one) is refused as an
       // invalid policy is: its last valid version stays, and the problem is reported.
+      const errors: string[] = [];
       const tooLarge = annotationSizeProblem(obj.metadata?.annotations);
-      if (this.refuse(store.kind, objectKey(obj), tooLarge ? [`metadata.annotations: ${tooLarge}`] : [], store.objects.has(objectKey(obj)))) return;
+      if (tooLarge) errors.push(`metadata.annotations: ${tooLarge}`);
+      // A Pod's skein.dev/inbound-port is checked as in the file: a typo must not make its callers skip its sidecar.
+      if (store.kind === 'Pod') checkPod(obj as unknown as Record<string, unknown>, (path, msg) => void errors.push(`${path}: ${msg}`));
+      if (this.refuse(store.kind, objectKey(obj), errors, store.objects.has(objectKey(obj)))) return;
       const next = normalize<T>(store.kind, obj);
       const key = objectKey(next);
       const prev = store.objects.get(key);

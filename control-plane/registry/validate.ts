@@ -291,7 +291,8 @@ function checkSlice(slice: Obj, err: Err): void {
   });
 }
 
-function checkPod(pod: Obj, err: Err): void {
+/** A Pod's fields the mesh reads (its inbound-port annotation above all): the file's and the Kubernetes source's check. */
+export function checkPod(pod: Obj, err: Err): void {
   const annotations = isObj(pod.metadata) && isObj(pod.metadata.annotations) ? pod.metadata.annotations : {};
   const inbound = annotations[INBOUND_PORT_ANNOTATION];
   if (inbound !== undefined && !(typeof inbound === 'string' && /^\d+$/.test(inbound) && isPort(Number(inbound))))

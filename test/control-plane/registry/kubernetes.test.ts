@@ -161,6 +161,27 @@ describe('KubernetesRegistry', () => {
     expect(problems).toHaveLength(2);
   });
 
+  it('refuses a Pod whose skein.dev/inbound-port is not a port, as the file does: reported, last valid version kept', async () => {
+    const withInbound = (name: string, port: string) => {
+      const p = pod('shop', name, 'web-sa');
+      return { ...p, metadata: { ...p.metadata, annotations: { 'skein.dev/inbound-port': port } } };
+    };
+    api.create(withInbound('typo', '15o06'));
+    api.create(withInbound('good', '15006'));
+    const r = await startRegistry();
+    expect(r.state().pods.has('shop/typo')).toBe(false); // ignored: its endpoints wait for a valid Pod, never plaintext
+    expect(problems.map((p) => p.message)).toEqual([
+      'kubernetes Pod shop/typo: metadata.annotations["skein.dev/inbound-port"]: "15o06" is not a port number (1-65535) in quotes; it is ignored until it is fixed',
+    ]);
+    api.update(withInbound('good', 'x'));
+    api.create(pod('shop', 'marker', 'other')); // same watch stream: arrives after the update above
+    await until(r, (s) => s.pods.has('shop/marker'), 'marker pod');
+    expect(r.state().pods.get('shop/good')?.metadata?.annotations?.['skein.dev/inbound-port']).toBe('15006');
+    expect(problems.at(-1)?.message).toContain('its last valid version stays in force');
+    api.update(withInbound('typo', '15006'));
+    await until(r, (s) => s.pods.has('shop/typo'), 'fixed pod');
+  });
+
   it('relists after 410 Gone and converges, including changes made while disconnected', async () => {
     api.create(service('shop', 'web'));
     api.create(service('shop', 'old'));
