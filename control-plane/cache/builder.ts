@@ -3,6 +3,7 @@ import { TYPE_URL, unpack } from '../../proto/index.ts';
 import type { RegistryState, ServiceKey } from '../registry/registry.ts';
 import { claimNames, namespaceVirtualHostsSteps } from '../translate/assemble.ts';
 import type { TranslateOptions, TranslationProblem, ServiceResources } from '../translate/build.ts';
+import type { ServiceSettings } from '../translate/annotations.ts';
 import { translateService } from '../translate/build.ts';
 import { buildVirtualOutbound, VIRTUAL_OUTBOUND } from '../translate/listener.ts';
 import { outboundRouteName } from '../translate/names.ts';
@@ -12,7 +13,8 @@ import type { ResourcesByName, VersionedResource } from './snapshot.ts';
 import { runNow, type Sliced } from '../slices.ts';
 import { encodeRouteTable, encodeVirtualHost, vhdsRouteTable, versioned, versionedBytes, virtualHostResource } from './versions.ts';
 
-export type Translate = (key: ServiceKey, state: RegistryState, options: TranslateOptions) => ServiceResources;
+/** `lastGood`: the settings of the Service's previous translation (see translateService). */
+export type Translate = (key: ServiceKey, state: RegistryState, options: TranslateOptions, lastGood?: ServiceSettings) => ServiceResources;
 
 export interface NamespaceState {
   readonly virtualOutbound: VersionedResource;
@@ -113,7 +115,7 @@ export function* applyChangesSteps(
   const touched: { key: ServiceKey; before: PackedService | undefined; after: PackedService | undefined }[] = [];
   for (const key of queue) {
     const before = prev.services.get(key);
-    const res = translate(key, registry, options);
+    const res = translate(key, registry, options, before?.res.settings);
     const after = res.exists ? packService(res, before) : undefined;
     if (after) services.set(key, after);
     else services.delete(key);

@@ -22,11 +22,17 @@ export class AnnotationError extends SkeinControlPlaneError {
   readonly annotation: string;
   /** Where in the object: `Service default/web metadata.annotations["skein.dev/routes"][1].prefix`. */
   readonly where: string;
+  /** Where inside the annotation's value (`[1].prefix`; empty for the whole value). */
+  readonly path: string;
+  /** What is wrong and what applies instead. */
+  readonly problem: string;
   constructor(where: string, annotation: string, path: string, problem: string) {
     super('SKEIN_TRANSLATE_ANNOTATION', `${where} metadata.annotations["${annotation}"]${path}: ${problem}`);
     this.name = 'AnnotationError';
     this.annotation = annotation;
     this.where = where;
+    this.path = path;
+    this.problem = problem;
   }
 }
 
@@ -87,69 +93,87 @@ export interface ServiceSettings {
   readonly allow?: readonly AllowEntry[];
 }
 
-/** Reads every Service annotation; a bad one is reported in `errors` and left out of the settings. */
+/**
+ * Reads every Service annotation. A bad one is reported in `errors`; its setting keeps the value it had in
+ * `lastGood` (the settings of the Service's last translation) when it had one, so a typo in an edit changes nothing
+ * that was in force, else it is left out (the default).
+ */
 export function parseServiceAnnotations(
   meta: V1ObjectMeta | undefined,
   where: string,
+  lastGood?: ServiceSettings,
 ): { settings: ServiceSettings; errors: AnnotationError[] } {
   const annotations = meta?.annotations ?? {};
   const namespace = meta?.namespace ?? 'default';
   const errors: AnnotationError[] = [];
   const settings: { -readonly [K in keyof ServiceSettings]: ServiceSettings[K] } = {};
+  /** A bad value: the last valid setting stays (said so), else `otherwise` says what applies. */
+  const refuse = <K extends keyof ServiceSettings>(field: K, annotation: string, problem: string, otherwise: string, shown?: (v: NonNullable<ServiceSettings[K]>) => string): void => {
+    const kept = lastGood?.[field];
+    if (kept !== undefined) settings[field] = kept;
+    const effect = kept !== undefined ? `keeping its last valid value${shown ? `, ${shown(kept as NonNullable<ServiceSettings[K]>)}` : ''}` : otherwise;
+    errors.push(new AnnotationError(where, annotation, '', `${problem} (${effect})`));
+  };
+  const ms = (v: number): string => `${v}ms`;
 
   const ct = annotations[ANNOTATION.connectTimeout];
   if (ct !== undefined) {
-    const ms = parseDurationMs(ct);
-    if (ms === undefined || ms <= 0) {
-      errors.push(new AnnotationError(where, ANNOTATION.connectTimeout, '', `"${ct}" is not a positive duration; use e.g. "250ms" or "2s" (keeping 1s)`));
-    } else settings.connectTimeoutMs = ms;
+    const value = parseDurationMs(ct);
+    if (value === undefined || value <= 0) refuse('connectTimeoutMs', ANNOTATION.connectTimeout, `"${ct}" is not a positive duration; use e.g. "250ms" or "2s"`, 'keeping 1s', ms);
+    else settings.connectTimeoutMs = value;
   }
 
   const to = annotations[ANNOTATION.timeout];
   if (to !== undefined) {
-    const ms = parseDurationMs(to);
-    if (ms === undefined) {
-      errors.push(new AnnotationError(where, ANNOTATION.timeout, '', `"${to}" is not a duration; use e.g. "15s", or "0s" for no timeout (keeping no timeout)`));
-    } else settings.timeoutMs = ms;
+    const value = parseDurationMs(to);
+    if (value === undefined) refuse('timeoutMs', ANNOTATION.timeout, `"${to}" is not a duration; use e.g. "15s", or "0s" for no timeout`, 'keeping no timeout', ms);
+    else settings.timeoutMs = value;
   }
 
   const lb = annotations[ANNOTATION.lbPolicy];
   if (lb !== undefined) {
     const value = lb.trim().toLowerCase() as LbPolicyAnnotation;
-    if (!LB_POLICIES.includes(value)) {
-      errors.push(new AnnotationError(where, ANNOTATION.lbPolicy, '', `"${lb}" is not one of ${LB_POLICIES.join(', ')} (keeping the default)`));
-    } else settings.lbPolicy = value;
+    if (!LB_POLICIES.includes(value)) refuse('lbPolicy', ANNOTATION.lbPolicy, `"${lb}" is not one of ${LB_POLICIES.join(', ')}`, 'keeping the default', String);
+    else settings.lbPolicy = value;
   }
 
   const hashHeader = annotations[ANNOTATION.hashHeader];
   if (hashHeader !== undefined) {
     const name = hashHeader.trim().toLowerCase();
-    if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(name)) {
-      errors.push(new AnnotationError(where, ANNOTATION.hashHeader, '', `"${hashHeader}" is not an HTTP header name (no hashing)`));
-    } else settings.hashHeader = name;
+    if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(name)) refuse('hashHeader', ANNOTATION.hashHeader, `"${hashHeader}" is not an HTTP header name`, 'no hashing', String);
+    else settings.hashHeader = name;
   }
 
   const routes = annotations[ANNOTATION.routes];
   if (routes !== undefined) {
     const parsed = parseRoutes(routes, namespace, where);
-    if (parsed instanceof AnnotationError) errors.push(parsed);
-    else settings.routes = parsed;
+    if (!(parsed instanceof AnnotationError)) settings.routes = parsed;
+    else if (lastGood?.routes === undefined) errors.push(parsed);
+    else {
+      settings.routes = lastGood.routes;
+      errors.push(new AnnotationError(where, ANNOTATION.routes, parsed.path, parsed.problem.replace(/ \(keeping the default route\)$/, ' (keeping its last valid routes)')));
+    }
   }
 
   const mode = annotations[ANNOTATION.mtlsMode];
   if (mode !== undefined) {
     const value = mode.trim().toUpperCase();
     if (value === 'STRICT' || value === 'PERMISSIVE') settings.mtlsMode = value;
-    else {
-      errors.push(new AnnotationError(where, ANNOTATION.mtlsMode, '', `"${mode}" is not STRICT or PERMISSIVE (using the PeerAuthentication policies, else STRICT)`));
-    }
+    else refuse('mtlsMode', ANNOTATION.mtlsMode, `"${mode}" is not STRICT or PERMISSIVE`, 'using the PeerAuthentication policies, else STRICT', String);
   }
 
   const allow = annotations[ANNOTATION.allow];
   if (allow !== undefined) {
     const parsed = parseAllow(allow, where);
-    settings.allow = parsed.entries;
-    if (parsed.error) errors.push(parsed.error);
+    if (!parsed.error) settings.allow = parsed.entries;
+    else if (lastGood?.allow === undefined) {
+      settings.allow = parsed.entries;
+      errors.push(parsed.error);
+    } else {
+      // As an invalid AuthorizationPolicy is refused in Istio: the callers allowed before stay the callers allowed.
+      settings.allow = lastGood.allow;
+      errors.push(new AnnotationError(where, ANNOTATION.allow, '', parsed.error.problem.replace(/ \((allowing only the valid entries|allowing no caller until fixed)\)$/, ' (keeping its last valid list)')));
+    }
   }
   return { settings, errors };
 }

@@ -72,6 +72,8 @@ export interface ServiceResources {
   /** Other Services whose existence or ports this one's routes depend on (retranslate this one when they change). */
   readonly dependsOn: readonly ServiceKey[];
   readonly problems: readonly TranslationProblem[];
+  /** The annotation settings in force (a bad annotation keeps its value from here in the next translation). */
+  readonly settings?: ServiceSettings;
 }
 
 function emptyResources(key: ServiceKey, problems: TranslationProblem[] = []): ServiceResources {
@@ -91,7 +93,8 @@ function emptyResources(key: ServiceKey, problems: TranslationProblem[] = []): S
 }
 
 /** Translates one Service of the registry state; pure: equal inputs give equal (deep-equal) outputs. */
-export function translateService(key: ServiceKey, state: RegistryState, options: TranslateOptions = {}): ServiceResources {
+/** `lastGood`: the settings of the Service's previous translation, kept for annotations that are now invalid. */
+export function translateService(key: ServiceKey, state: RegistryState, options: TranslateOptions = {}, lastGood?: ServiceSettings): ServiceResources {
   const service = state.services.get(key);
   if (!service) return emptyResources(key);
   const domain = options.clusterDomain ?? DEFAULT_CLUSTER_DOMAIN;
@@ -106,7 +109,7 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
     for (const e of errors) report(e.code, e.message);
   };
 
-  const { settings, errors } = parseServiceAnnotations(service.metadata, `Service ${key}`);
+  const { settings, errors } = parseServiceAnnotations(service.metadata, `Service ${key}`, lastGood);
   reportErrors(errors);
   const balance = balancing(service, settings);
   if (balance.lbPolicy === 'ring-hash' && !balance.hash) {
@@ -131,7 +134,7 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
   const externalName = service.spec?.externalName?.trim().replace(/\.$/, '');
   if (isExternal && !externalName) {
     report('SKEIN_TRANSLATE_EXTERNAL_NAME', `Service ${key} spec.externalName: missing for type ExternalName; set it to a DNS name (no resources published)`);
-    return { ...emptyResources(key, problems), exists: true };
+    return { ...emptyResources(key, problems), exists: true, settings };
   }
 
   const fqdn = serviceFqdn(name, namespace, domain);
@@ -251,6 +254,7 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
     proxyless: { listeners, routes: routeTables },
     dependsOn,
     problems,
+    settings,
   };
 }
 

@@ -97,6 +97,20 @@ describe('snapshot cache', () => {
     expect(bytesOf(cache.current())).toEqual(fromScratch(source.current));
   });
 
+  it('serves the last valid value of a Service annotation an edit broke, until the annotation is valid or gone', () => {
+    const web = (lb?: string) => service('shop', 'web', { clusterIP: '10.96.0.1', ports: [{ name: 'http', port: 80 }] }, lb ? { 'skein.dev/lb-policy': lb } : undefined);
+    const source = new FakeSource(withService(baseState(), 'shop/web', web('round-robin')));
+    cache = createSnapshotCache(source, { log: recordingLog() });
+    const lbPolicy = (): unknown =>
+      (cache?.current().scopes.get('envoy/shop')?.get(TYPE_URL.cluster)?.get('outbound|80||web.shop.svc.cluster.local')?.message as { lb_policy?: unknown }).lb_policy;
+    expect(lbPolicy()).toBe('ROUND_ROBIN');
+    for (const [lb, expected] of [['roundrobin', 'ROUND_ROBIN'], ['random', 'RANDOM'], ['rnd', 'RANDOM'], [undefined, 'LEAST_REQUEST']] as const) {
+      source.emit(withService(source.current, 'shop/web', web(lb)), ['shop/web']);
+      cache.flush();
+      expect([lb, lbPolicy()]).toEqual([lb, expected]);
+    }
+  });
+
   it('shares CDS and EDS maps between scopes and versions resources by content hash', () => {
     cache = createSnapshotCache(new FakeSource(baseState()), { log: recordingLog() });
     const snap = cache.current();
