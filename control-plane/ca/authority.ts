@@ -188,21 +188,25 @@ export class CertificateAuthority {
   }
 
   /**
-   * The workload identity a leaf proves, if this CA issued it and it is valid now (signature by the current issuer,
-   * validity window, a SPIFFE ID of this trust domain); else undefined. A sidecar renews with it when its bootstrap
-   * token has expired.
+   * The workload identity a leaf proves, if it is valid now (validity window, not a CA, a SPIFFE ID of this trust
+   * domain) and signed by the current issuer, or by any chain to the trust bundle that TLS already verified
+   * (`chainVerified`); else undefined. A sidecar renews with it when its bootstrap token has expired.
    */
-  workloadOf(leafDer: Buffer): WorkloadIdentity | undefined {
+  workloadOf(leafDer: Buffer, chainVerified = false): WorkloadIdentity | undefined {
     let leaf: X509Certificate;
     try {
       leaf = new X509Certificate(leafDer);
     } catch {
       return undefined;
     }
-    const issuer = (this.#issuerX509 ??= new X509Certificate(toPem(this.#issuerCert)));
     const now = this.#now().getTime();
-    if (now < Date.parse(leaf.validFrom) || now > Date.parse(leaf.validTo)) return undefined;
-    if (leaf.ca || !leaf.checkIssued(issuer) || !leaf.verify(issuer.publicKey)) return undefined;
+    if (now < Date.parse(leaf.validFrom) || now > Date.parse(leaf.validTo) || leaf.ca) return undefined;
+    // `chainVerified`: the TLS handshake already checked the chain the client presented against the trust bundle (a
+    // leaf from an intermediate of before a restart, or of a root being rotated out, still proves its identity).
+    if (!chainVerified) {
+      const issuer = (this.#issuerX509 ??= new X509Certificate(toPem(this.#issuerCert)));
+      if (!leaf.checkIssued(issuer) || !leaf.verify(issuer.publicKey)) return undefined;
+    }
     const uris = (leaf.subjectAltName ?? '').split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
     if (uris.length !== 1) return undefined;
     const id = parseSpiffeId(uris[0] as string);

@@ -50,8 +50,10 @@ async function proveIdentity(
     return await options.verifier.verify(bearerToken(call.metadata));
   } catch (err) {
     if (err instanceof VerifierUnavailableError) throw err;
+    // grpc-js gives the peer certificate only when the TLS handshake verified the client's chain against the CA's
+    // trust bundle (the serving credentials' roots): the leaf may come from an intermediate of before a restart.
     const raw = call.getAuthContext?.()?.sslPeerCertificate?.raw;
-    const renewing = raw === undefined ? undefined : options.authority.workloadOf(raw);
+    const renewing = raw === undefined ? undefined : options.authority.workloadOf(raw, true);
     if (renewing === undefined) throw err;
     log.debug(`renewing ${renewing.namespace}/${renewing.serviceAccount} on its current certificate`);
     return renewing;

@@ -145,7 +145,11 @@ export class WorkloadIdentity implements IdentitySource {
     const controlPlaneId = options.controlPlaneId ?? `spiffe://${this.#trustDomain}/ns/skein-system/sa/skein-control-plane`;
     const key = current === undefined ? null : Buffer.from(current.keyPem);
     const chain = current === undefined ? null : Buffer.from(current.certChainPem.join(''));
-    const creds = grpc.credentials.createSsl(Buffer.from(options.caRootPem), key, chain, {
+    // The control plane's certificate is checked against the configured root and, once we hold a certificate, the
+    // trust bundle that came with it (over a connection the root verified): a root rotation the CA announced in its
+    // bundle before it swapped roots does not cut the sidecar off from renewing.
+    const roots = current === undefined ? options.caRootPem : [options.caRootPem, ...current.trustBundlePem].join('\n');
+    const creds = grpc.credentials.createSsl(Buffer.from(roots), key, chain, {
       // The control plane is named by its SPIFFE ID, not by whatever host name or IP we reach it at.
       checkServerIdentity: (_host, cert) => {
         const id = spiffeIdOfCertificate(cert);

@@ -1,6 +1,6 @@
 // Tests the workload identity: certificates from the real CertificateService, renewal, rotation timing, tokens.
 import { X509Certificate } from 'node:crypto';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CertificateAuthority } from '../../../control-plane/ca/authority.ts';
 import { addCertificateService } from '../../../control-plane/ca/service.ts';
 import { ServingCertificateProvider } from '../../../control-plane/ca/serving.ts';
-import { DirectoryCaStore } from '../../../control-plane/ca/store.ts';
+import { DirectoryCaStore, ROOT_CERT_FILE, ROOT_KEY_FILE, TRUST_BUNDLE_FILE } from '../../../control-plane/ca/store.ts';
 import { BootstrapTokenVerifier, loadOrCreateTokenSecret, mintBootstrapToken } from '../../../control-plane/ca/tokens.ts';
 import { type TlsMaterial, TlsContexts } from '../../../sidecar/tls/contexts.ts';
 import { checkToken, rotationDelayMs, WorkloadIdentity } from '../../../sidecar/tls/identity.ts';
@@ -99,6 +99,58 @@ describe('WorkloadIdentity against the real CertificateService', () => {
       expect((await identity.rotateNow()).spiffeId).toBe('spiffe://mesh.test/ns/shop/sa/cart');
     } finally {
       identity.stop();
+    }
+  });
+
+  it('renews on its certificate across control-plane restarts and a root rotation announced in its trust bundle', async () => {
+    const base = await mkdtemp(join(tmpdir(), 'skein-rotation-'));
+    const caDir = join(base, 'ca');
+    const nextDir = join(base, 'next');
+    let running: { server: grpc.Server; serving: ServingCertificateProvider } | undefined;
+    let port = 0;
+    /** (Re)starts the control plane's CA on `caDir`, on the same port each time: a new intermediate under its root. */
+    const restart = async (): Promise<void> => {
+      if (running) {
+        running.serving.stop();
+        running.server.forceShutdown();
+      }
+      const authority = await CertificateAuthority.open({ trustDomain: 'mesh.test', store: new DirectoryCaStore(caDir) });
+      const servingNow = await ServingCertificateProvider.start(authority);
+      const s = new grpc.Server();
+      addCertificateService(s, { authority, verifier: new BootstrapTokenVerifier(secret) });
+      port = await new Promise<number>((resolve, reject) => s.bindAsync(`127.0.0.1:${port}`, servingNow.credentials(), (err, p) => (err ? reject(err) : resolve(p))));
+      running = { server: s, serving: servingNow };
+    };
+    const file = (d: string, name: string) => readFile(join(d, name), 'utf8');
+    let identity: WorkloadIdentity | undefined;
+    try {
+      await restart();
+      const rootPem = running!.serving.current().trustBundlePem;
+      const path = await tokenFile('token-rotation');
+      identity = await WorkloadIdentity.start({ caAddress: `127.0.0.1:${port}`, caRootPem: rootPem, trustDomain: 'mesh.test', tokenFile: path, validitySeconds: 3600 });
+      await rm(path); // from now on only the certificate proves who the sidecar is
+      await restart();
+      expect((await identity.rotateNow()).spiffeId).toBe('spiffe://mesh.test/ns/shop/sa/cart');
+
+      // A new root is announced in the trust bundle, then swapped in: the old one stays in the bundle.
+      await CertificateAuthority.open({ trustDomain: 'mesh.test', store: new DirectoryCaStore(nextDir) });
+      const [oldCert, oldKey, newCert, newKey] = await Promise.all([file(caDir, ROOT_CERT_FILE), file(caDir, ROOT_KEY_FILE), file(nextDir, ROOT_CERT_FILE), file(nextDir, ROOT_KEY_FILE)]);
+      await writeFile(join(caDir, TRUST_BUNDLE_FILE), newCert);
+      await restart();
+      expect((await identity.rotateNow()).trustBundlePem).toHaveLength(2);
+      await writeFile(join(caDir, ROOT_CERT_FILE), newCert);
+      await writeFile(join(caDir, ROOT_KEY_FILE), newKey, { mode: 0o600 });
+      await writeFile(join(caDir, TRUST_BUNDLE_FILE), oldCert);
+      await restart();
+      const rotated = await identity.rotateNow(); // --ca-root-file still names only the old root
+      const top = new X509Certificate(rotated.certChainPem.at(-1) ?? '');
+      expect(top.checkIssued(new X509Certificate(newCert))).toBe(true);
+      expect(oldKey).not.toBe(newKey);
+    } finally {
+      identity?.stop();
+      running?.serving.stop();
+      running?.server.forceShutdown();
+      await rm(base, { recursive: true, force: true });
     }
   });
 
