@@ -3,7 +3,7 @@ import { nodeFs } from './builtins.ts';
 import { readFile } from 'node:fs/promises';
 import { flushCompileCache } from 'node:module';
 import { AdminServer, readinessOf } from './admin/server.ts';
-import { type Config, parseConfig, SIDECAR_USAGE, wantsHelp } from './config.ts';
+import { type Config, isLoopback, parseConfig, SIDECAR_USAGE, wantsHelp } from './config.ts';
 import { ConfigInvalidError } from './errors.ts';
 import { parseSpiffeId, registerCertificateMetrics, TlsContexts, WorkloadIdentity } from './tls/index.ts';
 import { createDataPlane } from './listeners/index.ts';
@@ -216,6 +216,11 @@ export async function runSidecar(argv: string[], options: SidecarRunOptions = {}
             },
     }),
   });
+  if (!isLoopback(config.admin.host)) {
+    log.warn('the admin server listens beyond loopback (--admin-address-unsafe): anyone who reaches it can read /config_dump and stop the sidecar with POST /quitquitquit', {
+      address: `${config.admin.host}:${config.admin.port}`,
+    });
+  }
   try {
     await admin.start();
   } catch (err) {

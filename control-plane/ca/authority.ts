@@ -77,7 +77,13 @@ function checkCaPair(certPem: string, keyPem: string, where: string, now: Date):
     throw new CaConfigError(`${where}: the certificate does not parse (${(err as Error).message})`, { cause: err });
   }
   if (!x509.ca) throw new CaConfigError(`${where}: the certificate is not a CA (basicConstraints CA:TRUE missing)`);
-  if (!x509.checkPrivateKey(createPrivateKey(keyPem))) {
+  let key: ReturnType<typeof createPrivateKey>;
+  try {
+    key = createPrivateKey(keyPem);
+  } catch (err) {
+    throw new CaConfigError(`${where}: the private key does not parse (${(err as Error).message}); it must be a PEM private key`, { cause: err });
+  }
+  if (!x509.checkPrivateKey(key)) {
     throw new CaConfigError(`${where}: the private key does not match the certificate`);
   }
   if (new Date(x509.validTo).getTime() <= now.getTime()) {

@@ -60,6 +60,19 @@ async function proveIdentity(
   }
 }
 
+const REFUSAL_LOG_EVERY_MS = 60_000;
+const refusalsLogged = new Map<string, number>();
+
+/** Whether this refusal (peer, status, reason) was not logged in the last minute; remembers at most 1000 of them. */
+function refusalLogDue(key: string): boolean {
+  const now = Date.now();
+  const last = refusalsLogged.get(key);
+  if (last !== undefined && now - last < REFUSAL_LOG_EVERY_MS) return false;
+  if (refusalsLogged.size >= 1000) refusalsLogged.clear();
+  refusalsLogged.set(key, now);
+  return true;
+}
+
 /** Maps the CA's errors onto gRPC status codes. */
 export function grpcStatusFor(err: unknown): grpc.status {
   if (err instanceof RpcError) return err.grpcCode;
@@ -95,7 +108,9 @@ export function certificateServiceHandlers(options: CertificateServiceOptions): 
         (err: unknown) => {
           const code = grpcStatusFor(err);
           const details = err instanceof CaError || err instanceof RpcError ? err.message : 'internal error issuing a certificate';
-          log.debug(`refused a certificate to ${peer}: ${grpc.status[code]} ${(err as Error).message}`);
+          // Logged at warn (once a minute per peer and reason, so a sidecar retrying does not flood the log).
+          if (refusalLogDue(`${peer} ${code} ${details}`)) log.warn(`refused a certificate to ${peer}: ${grpc.status[code]} ${details}`);
+          else log.debug(`refused a certificate to ${peer}: ${grpc.status[code]} ${(err as Error).message}`);
           options.onRefused?.(code, details);
           callback({ code, details });
         },

@@ -82,6 +82,13 @@ describe('CertificateAuthority with a directory store', () => {
     await writeFile(join(dir, 'root-cert.pem'), other.certPem);
     await expect(CertificateAuthority.open({ store: new DirectoryCaStore(dir) })).rejects.toThrow(/does not match/);
   });
+
+  it('names the root key file when it does not parse (truncated or garbage), not only OpenSSL\'s decoder error', async () => {
+    const dir = join(await tempDir(), 'ca');
+    await CertificateAuthority.open({ store: new DirectoryCaStore(dir) });
+    await writeFile(join(dir, 'root-key.pem'), '-----BEGIN PRIVATE KEY-----\nnot a key\n', { mode: 0o600 });
+    await expect(CertificateAuthority.open({ store: new DirectoryCaStore(dir) })).rejects.toThrow(/root in directory .*: the private key does not parse .*; it must be a PEM private key/);
+  });
 });
 
 describe('CertificateAuthority with a provided root', () => {
