@@ -103,7 +103,7 @@ export function createDataPlane(options: DataPlaneOptions, registry: Registry): 
       }),
     },
   );
-  const tcp = new TcpListeners(options.outbound.host, manager, metrics, options.podIp);
+  const tcp = new TcpListeners(options.outbound.host, manager, metrics, options.podIp, options.namespace);
   let started = false;
   let mesh: MeshConfig | undefined;
   let tableConfig: RouteTableConfig | undefined;

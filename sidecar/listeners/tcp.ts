@@ -20,6 +20,8 @@ export interface TcpListenerStat {
   readonly bound: boolean;
   readonly error: string | undefined;
   readonly connections: number;
+  /** Other Services' TCP listeners on the same port, which this one shadows (see TcpListeners.update). */
+  readonly shadowed: readonly string[];
 }
 
 class TcpServiceListener {
@@ -117,23 +119,42 @@ export class TcpListeners {
   private readonly metrics: DataPlaneMetrics;
   private readonly listeners = new Map<string, TcpServiceListener>();
   private readonly podIp: string | undefined;
+  private readonly namespace: string | undefined;
+  /** Per port, the Services it shadows (as last warned about). */
+  private readonly shadows = new Map<string, readonly string[]>();
 
-  /** `podIp`: the key a sessionAffinity: ClientIP Service hashes on when the app connects over loopback. */
-  constructor(host: string, manager: ClusterManager, metrics: DataPlaneMetrics, podIp?: string) {
+  /**
+   * `podIp`: the key a sessionAffinity: ClientIP Service hashes on when the app connects over loopback.
+   * `namespace`: the pod's, whose Services win a port that Services of several namespaces declare.
+   */
+  constructor(host: string, manager: ClusterManager, metrics: DataPlaneMetrics, podIp?: string, namespace?: string) {
     this.host = host;
     this.manager = manager;
     this.metrics = metrics;
     this.podIp = podIp;
+    this.namespace = namespace;
   }
 
-  /** Binds new listeners, closes removed ones (their connections continue), re-targets changed ones. */
+  /**
+   * Binds new listeners, closes removed ones (their connections continue), re-targets changed ones. Without traffic
+   * interception the sidecar listens once per port on its own address, so when several TCP Services share a port
+   * number (each on its own virtual IP in the cluster) one of them gets it, the same one every time: a Service of
+   * this pod's namespace first, then by name. The others are named in a warning and in /config_dump.
+   */
   async update(configs: readonly TcpListenerConfig[]): Promise<void> {
+    const byPort = new Map<string, TcpListenerConfig[]>();
+    for (const c of configs) {
+      const list = byPort.get(`${c.port}`);
+      if (list === undefined) byPort.set(`${c.port}`, [c]);
+      else list.push(c);
+    }
     const seen = new Set<string>();
     const binding: Promise<void>[] = [];
-    for (const c of configs) {
-      const key = `${c.port}`;
-      if (seen.has(key)) continue; // one listener per port on our own host
+    for (const [key, list] of byPort) {
       seen.add(key);
+      const ranked = list.length === 1 ? list : [...list].sort((a, b) => this.rank(a) - this.rank(b) || (a.cluster < b.cluster ? -1 : a.cluster > b.cluster ? 1 : 0));
+      const c = ranked[0] as TcpListenerConfig;
+      this.noteShadows(key, c, ranked.slice(1));
       const l = this.listeners.get(key);
       if (l !== undefined) {
         l.config = c;
@@ -148,7 +169,31 @@ export class TcpListeners {
       l.close();
       this.listeners.delete(key);
     }
+    for (const key of this.shadows.keys()) if (!seen.has(key)) this.shadows.delete(key);
     await Promise.all(binding);
+  }
+
+  /** 0 for a Service of this pod's namespace, else 1 (its cluster is `outbound|<port>||<name>.<ns>.svc...`). */
+  private rank(c: TcpListenerConfig): number {
+    const host = c.cluster.slice(c.cluster.lastIndexOf('|') + 1);
+    return this.namespace !== undefined && host.split('.')[1] === this.namespace ? 0 : 1;
+  }
+
+  private noteShadows(key: string, winner: TcpListenerConfig, losers: readonly TcpListenerConfig[]): void {
+    const names = losers.map((l) => l.cluster);
+    const before = this.shadows.get(key) ?? [];
+    if (names.length === 0) {
+      this.shadows.delete(key);
+      return;
+    }
+    this.shadows.set(key, names);
+    if (before.length === names.length && before.every((n, i) => n === names[i])) return;
+    log.warn(`TCP port ${key} is declared by several Services; without traffic interception this sidecar listens once per port, so it goes to ${winner.cluster}`, {
+      port: Number(key),
+      cluster: winner.cluster,
+      shadowed: names,
+      hint: 'a Service of this pod\'s namespace wins, then by name; give the others distinct port numbers to reach them through this sidecar',
+    });
   }
 
   stats(): TcpListenerStat[] {
@@ -160,6 +205,7 @@ export class TcpListeners {
       bound: l.bound,
       error: l.error,
       connections: l.conns.size,
+      shadowed: this.shadows.get(`${l.config.port}`) ?? [],
     }));
   }
 

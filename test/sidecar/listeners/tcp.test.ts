@@ -47,6 +47,39 @@ describe('opaque TCP listeners', () => {
     }
   });
 
+  it('gives a port several TCP Services declare to the one in its own namespace, and names the others', async () => {
+    const app = (tag: string) =>
+      net.createServer((s) => {
+        s.on('data', () => s.end(tag));
+        s.on('error', () => {});
+      });
+    const mine = app('mine');
+    const theirs = app('theirs');
+    const [minePort, theirsPort] = [await listen(mine), await listen(theirs)];
+    const pair = await startPair([minePort, theirsPort]);
+    const servicePort = await freePort();
+    const OTHER = `outbound|${servicePort}||cache.a-team.svc.cluster.local`;
+    const MINE = `outbound|${servicePort}||pg.default.svc.cluster.local`;
+    const listener = (name: string, address: string, c: string): ListenerConfig => ({ kind: 'tcp', name, version: '1', address, port: servicePort, cluster: c });
+    // The other namespace's Service comes first in the config (and first by name): this pod's namespace still wins.
+    pair.client.update(
+      mesh(
+        [cluster(OTHER, [endpoint(theirsPort, pair.inbound)], { protocol: 'tcp' }), cluster(MINE, [endpoint(minePort, pair.inbound)], { protocol: 'tcp' })],
+        [],
+        [listener('a', '10.96.7.1', OTHER), listener('b', '10.96.6.1', MINE)],
+      ),
+    );
+    try {
+      await waitFor(() => pair.client.tcpListenerStats()[0]?.bound === true);
+      expect(await exchange(servicePort, 'x')).toBe('mine');
+      expect(pair.client.tcpListenerStats()).toMatchObject([{ port: servicePort, cluster: MINE, shadowed: [OTHER] }]);
+    } finally {
+      await pair.close();
+      await closeServer(mine);
+      await closeServer(theirs);
+    }
+  });
+
   it('reports a bind failure in stats and keeps running', async () => {
     const blocker = net.createServer();
     const taken = await listen(blocker);
