@@ -1,5 +1,6 @@
 // `skein cert`: issues a mesh certificate and key from the local CA directory, for a native proxy (haproxy, Envoy) as a peer.
-import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { othersMayWrite, replaceFile } from './files.ts';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CaError, CertificateAuthority, DEFAULT_TRUST_DOMAIN, DirectoryCaStore } from '../ca/index.ts';
@@ -85,11 +86,12 @@ export async function runCert(argv: readonly string[], io: TokenCliIo = processI
     const issued = issueLeaf(ca, publicKeyOf(forgePrivateKey(keyPem, 'the new key')), { identity: { namespace, serviceAccount }, ttlMs });
     const chain = issued.certChain.join('');
     mkdirSync(outDir, { recursive: true, mode: 0o700 });
-    const write = (name: string, text: string, mode: number): void => {
-      const path = join(outDir, name);
-      writeFileSync(path, text, { mode });
-      chmodSync(path, mode); // an existing file keeps its mode through writeFileSync
-    };
+    const unsafe = othersMayWrite(outDir);
+    if (unsafe !== undefined) {
+      io.stderr(`skein cert: ${unsafe}\n`);
+      return 1;
+    }
+    const write = (name: string, text: string, mode: number): void => replaceFile(join(outDir, name), text, mode);
     write('cert.pem', chain, 0o644);
     write('key.pem', keyPem, 0o600);
     write('cert-and-key.pem', `${chain}${keyPem}`, 0o600);

@@ -1,5 +1,6 @@
 // `skein token`: prints a local-mode bootstrap token binding one namespace and service account.
-import { chmodSync, existsSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { replaceFile } from './files.ts';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CaError } from '../ca/errors.ts';
@@ -98,8 +99,7 @@ export async function runToken(argv: readonly string[], io: TokenCliIo = process
     });
     const out = values.out;
     if (out !== undefined) {
-      writeFileSync(out, `${minted.token}\n`, { mode: 0o600 });
-      chmodSync(out, 0o600); // an existing file keeps its mode through writeFileSync
+      replaceFile(out, `${minted.token}\n`, 0o600);
     } else io.stdout(`${minted.token}\n`);
     io.stderr(
       `token for ns/${values.namespace}/sa/${values['service-account']} (id ${minted.jti}) valid until ${minted.expiresAt.toISOString()}${out !== undefined ? `, written to ${out} (mode 0600)` : ''}\n`,

@@ -1,6 +1,6 @@
 // `skein cert`: a mesh certificate for a native proxy, issued from the local CA directory.
 import { X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -35,6 +35,30 @@ describe('skein cert', () => {
     expect(new Date(leaf.validTo).getTime() - Date.now()).toBeLessThanOrEqual(2 * 3600_000 + 1000);
     for (const name of ['key.pem', 'cert-and-key.pem']) expect((await stat(join(out, name))).mode & 0o777).toBe(0o600);
     expect(await readFile(join(out, 'cert-and-key.pem'), 'utf8')).toMatch(/BEGIN CERTIFICATE[\s\S]*BEGIN PRIVATE KEY/);
+  });
+
+  it('replaces what is in the way (a symlink, a file made by someone else) and refuses a directory others may write', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'skein-cert-'));
+    dirs.push(dir);
+    const caDir = join(dir, 'ca');
+    await CertificateAuthority.open({ trustDomain: 'mesh.test', store: new DirectoryCaStore(caDir) });
+    const out = join(dir, 'out');
+    await mkdir(out, { mode: 0o700 });
+    const elsewhere = join(dir, 'elsewhere.pem');
+    await writeFile(elsewhere, 'untouched\n');
+    await symlink(elsewhere, join(out, 'cert-and-key.pem'));
+    await writeFile(join(out, 'key.pem'), 'planted\n', { mode: 0o666 });
+    await chmod(join(out, 'key.pem'), 0o666);
+    const args = ['-n', 'shop', '-s', 'api', '--ca-dir', caDir, '--trust-domain', 'mesh.test', '--out-dir', out];
+    expect((await run(args)).code).toBe(0);
+    expect(await readFile(elsewhere, 'utf8')).toBe('untouched\n');
+    expect((await lstat(join(out, 'cert-and-key.pem'))).isSymbolicLink()).toBe(false);
+    expect((await stat(join(out, 'key.pem'))).mode & 0o777).toBe(0o600);
+    expect(await readFile(join(out, 'key.pem'), 'utf8')).toContain('BEGIN PRIVATE KEY');
+    await chmod(out, 0o777);
+    const shared = await run(args);
+    expect(shared.code).toBe(1);
+    expect(shared.err).toContain('has mode 0777: others could replace the files written there');
   });
 
   it('refuses to make a root of its own, and names what is wrong with bad flags', async () => {
