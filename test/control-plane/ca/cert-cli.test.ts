@@ -18,13 +18,18 @@ async function run(argv: string[]): Promise<{ code: number; err: string }> {
   return { code, err };
 }
 
+/** A temporary directory with a CA of trust domain mesh.test in `ca/`; `out` is where certificates go. */
+async function withCa(): Promise<{ dir: string; caDir: string; out: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'skein-cert-'));
+  dirs.push(dir);
+  const caDir = join(dir, 'ca');
+  await CertificateAuthority.open({ trustDomain: 'mesh.test', store: new DirectoryCaStore(caDir) });
+  return { dir, caDir, out: join(dir, 'out') };
+}
+
 describe('skein cert', () => {
   it('writes a certificate for the SPIFFE ID that chains to the CA root, its key 0600, and the trust bundle', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'skein-cert-'));
-    dirs.push(dir);
-    const caDir = join(dir, 'ca');
-    await CertificateAuthority.open({ trustDomain: 'mesh.test', store: new DirectoryCaStore(caDir) });
-    const out = join(dir, 'out');
+    const { caDir, out } = await withCa();
     const r = await run(['-n', 'shop', '-s', 'haproxy', '--ca-dir', caDir, '--trust-domain', 'mesh.test', '--ttl', '2h', '--out-dir', out]);
     expect(r.code, r.err).toBe(0);
     expect(r.err).toContain('certificate for spiffe://mesh.test/ns/shop/sa/haproxy');
@@ -38,11 +43,7 @@ describe('skein cert', () => {
   });
 
   it('replaces what is in the way (a symlink, a file made by someone else) and refuses a directory others may write', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'skein-cert-'));
-    dirs.push(dir);
-    const caDir = join(dir, 'ca');
-    await CertificateAuthority.open({ trustDomain: 'mesh.test', store: new DirectoryCaStore(caDir) });
-    const out = join(dir, 'out');
+    const { dir, caDir, out } = await withCa();
     await mkdir(out, { mode: 0o700 });
     const elsewhere = join(dir, 'elsewhere.pem');
     await writeFile(elsewhere, 'untouched\n');
