@@ -5,7 +5,7 @@ import { ConfigProblems } from './admin/problems.ts';
 import { startAdminServer, snapshotReadiness } from './admin/server.ts';
 import { openMeshCa } from './ca/bootstrap.ts';
 import { addCertificateService } from './ca/index.ts';
-import { CertificateLedger } from './ca/ledger.ts';
+import { CertificateLedger, requesterOf } from './ca/ledger.ts';
 import { Registry as MetricsRegistry } from 'prom-client';
 import * as grpc from '@grpc/grpc-js';
 import { logger } from './log.ts';
@@ -114,7 +114,7 @@ export async function runControlPlane(argv: string[]): Promise<number> {
           addCertificateService(server, {
             authority: ca.authority,
             verifier: ca.verifier,
-            onIssued: (issued, _identity, requester) => caLedger.issued(issued, requester),
+            onIssued: (issued, identity, requester) => caLedger.issued(issued, requesterOf(requester, identity.namespace)),
             onRefused: (code) => caLedger.refused(`refused_${code}`),
           }),
       },

@@ -53,3 +53,15 @@ export class CertificateLedger {
     return this.#byRequester.get(requester);
   }
 }
+
+/**
+ * The proxy a certificate request names (its xDS node id, `sidecar~<ip>~<pod>.<namespace>~...`), kept only when
+ * that namespace is the one the caller proved: anyone with a token must not be able to pass off a certificate as
+ * another namespace's proxy's in proxy-status. '' (not recorded) otherwise.
+ */
+export function requesterOf(requester: string, provenNamespace: string): string {
+  const parts = requester.split('~');
+  if (parts.length < 3) return '';
+  const podDotNs = parts[2] as string;
+  return podDotNs.slice(podDotNs.lastIndexOf('.') + 1) === provenNamespace ? requester : ''; // a namespace has no dots
+}

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
-import { CertificateLedger } from '../../../control-plane/ca/ledger.ts';
+import { CertificateLedger, requesterOf } from '../../../control-plane/ca/ledger.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CertificateAuthority } from '../../../control-plane/ca/authority.ts';
 import { addCertificateService } from '../../../control-plane/ca/service.ts';
@@ -34,9 +34,9 @@ beforeAll(async () => {
   addCertificateService(server, {
     authority,
     verifier: new BootstrapTokenVerifier(secret),
-    onIssued: (issued, _identity, requester) => {
+    onIssued: (issued, identity, requester) => {
       issuedIds.push(issued.spiffeId);
-      ledger.issued(issued, requester);
+      ledger.issued(issued, requesterOf(requester, identity.namespace)); // as control-plane/main.ts wires it
     },
   });
   const port = await new Promise<number>((resolve, reject) =>
@@ -90,6 +90,10 @@ describe('CertificateService over TLS', () => {
     // X.509 keeps whole seconds.
     expect(Math.floor(Date.parse(record?.notAfter ?? '') / 1000)).toBe(Date.parse(leaf.validTo) / 1000);
     expect(ledger.lookup('someone-else')).toBeUndefined();
+    // A shop token cannot pass a certificate off as another namespace's proxy's.
+    const other = 'sidecar~10.0.0.8~web-1.demo~demo.svc.cluster.local';
+    await call(makeCsr().csrPem, token(), 60, other);
+    expect(ledger.lookup(other)).toBeUndefined();
   });
 
   it('UNAUTHENTICATED without a token, with a forged one, or an expired one', async () => {
