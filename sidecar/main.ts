@@ -6,6 +6,7 @@ import { AdminServer, readinessOf } from './admin/server.ts';
 import { type Config, isLoopback, parseConfig, SIDECAR_USAGE, wantsHelp } from './config.ts';
 import { ConfigInvalidError } from './errors.ts';
 import { parseSpiffeId, registerCertificateMetrics, TlsContexts, WorkloadIdentity } from './tls/index.ts';
+import { CONTROL_PLANE_TLS_OPTIONS, controlPlaneChannelCredentials, controlPlaneSpiffeId } from './tls/control-plane-credentials.ts';
 import { createDataPlane } from './listeners/index.ts';
 import * as grpc from '@grpc/grpc-js';
 import { logger } from './log.ts';
@@ -180,8 +181,22 @@ export async function runSidecar(argv: string[], options: SidecarRunOptions = {}
     identity.onRotate((m) => setCertNotAfter(node, m.notAfter));
   }
   const settler = new ConfigSettler();
+  const xdsServer = `${config.controlPlane.host.includes(':') ? `[${config.controlPlane.host}]` : config.controlPlane.host}:${config.controlPlane.port}`;
+  // --control-plane at the CA's address (the TLS port, 15012) takes xDS over TLS: the control plane's certificate
+  // and SPIFFE ID checked, ours presented. Config carries the accepted peer identities and the mTLS mode, so
+  // plaintext xDS is for loopback and trusted networks (the plaintext port, 15010).
+  const xdsTls = identity !== undefined && config.mtls.enabled && sameHostPort(config.controlPlane, config.mtls.caAddress);
+  if (identity !== undefined && config.mtls.enabled) {
+    log.info(xdsTls ? 'taking xDS over TLS' : 'taking xDS in plaintext (point --control-plane at the TLS port, the CA address, for TLS)', { controlPlane: xdsServer });
+  }
   const xds = new XdsClient({
-    server: `${config.controlPlane.host.includes(':') ? `[${config.controlPlane.host}]` : config.controlPlane.host}:${config.controlPlane.port}`,
+    server: xdsServer,
+    ...(xdsTls && identity !== undefined && config.mtls.enabled
+      ? {
+          credentials: controlPlaneChannelCredentials(identity, identity.caRootPem(), controlPlaneSpiffeId(config.mtls.trustDomain)),
+          channelOptions: CONTROL_PLANE_TLS_OPTIONS,
+        }
+      : {}),
     node,
     protocol: config.xdsProtocol,
     metrics: createXdsMetrics(registry),
@@ -256,4 +271,8 @@ export async function runSidecar(argv: string[], options: SidecarRunOptions = {}
   tls?.close();
   log.info('sidecar stopped', { reason: why });
   return 0;
+}
+
+function sameHostPort(a: { host: string; port: number }, b: { host: string; port: number }): boolean {
+  return a.port === b.port && a.host.toLowerCase() === b.host.toLowerCase();
 }

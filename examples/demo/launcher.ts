@@ -207,7 +207,7 @@ export async function runDemo(argv: string[]): Promise<number> {
 
 
     const startSidecar = async (r: Running) => {
-      const args = [SKEIN, 'sidecar', '--control-plane', `127.0.0.1:${xdsPort}`, '--pod', r.pod, '--namespace', NAMESPACE, '--service-account', r.serviceAccount, '--ip', r.ip, '--outbound-address', `${r.ip}:15001`, '--inbound-address', `${r.ip}:15006`, '--admin-address', `${r.ip}:15000`, '--token-file', tokenFor(r), '--ca-root-file', `${caDir}/root-cert.pem`, '--ca-address', `127.0.0.1:${tlsPort}`];
+      const args = [SKEIN, 'sidecar', '--control-plane', `127.0.0.1:${tlsPort}`, '--pod', r.pod, '--namespace', NAMESPACE, '--service-account', r.serviceAccount, '--ip', r.ip, '--outbound-address', `${r.ip}:15001`, '--inbound-address', `${r.ip}:15006`, '--admin-address', `${r.ip}:15000`, '--token-file', tokenFor(r), '--ca-root-file', `${caDir}/root-cert.pem`, '--ca-address', `127.0.0.1:${tlsPort}`];
       if (r.port) args.push('--app-port', String(r.port));
       const log = logTo(`${r.pod}-sidecar`);
       const sidecar = spawn(process.execPath, args, { stdio: ['ignore', log, log], env: { ...process.env, POD_NAME: r.pod } });

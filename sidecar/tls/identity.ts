@@ -10,6 +10,7 @@ import type { CertificateResponse__Output } from '../../proto/generated/skein/ca
 import { SkeinSidecarError } from '../errors.ts';
 import { logger } from '../log.ts';
 import type { IdentitySource, TlsMaterial } from './contexts.ts';
+import { checkControlPlaneIdentity, controlPlaneRoots, controlPlaneSpiffeId } from './control-plane-credentials.ts';
 import { parseSpiffeId, spiffeIdOfCertificate } from './spiffe.ts';
 
 const log = logger('tls');
@@ -142,19 +143,14 @@ export class WorkloadIdentity implements IdentitySource {
    */
   #makeClient(current: TlsMaterial | undefined): CertificateServiceClient {
     const options = this.#options;
-    const controlPlaneId = options.controlPlaneId ?? `spiffe://${this.#trustDomain}/ns/skein-system/sa/skein-control-plane`;
+    const controlPlaneId = options.controlPlaneId ?? controlPlaneSpiffeId(this.#trustDomain);
     const key = current === undefined ? null : Buffer.from(current.keyPem);
     const chain = current === undefined ? null : Buffer.from(current.certChainPem.join(''));
     // The control plane's certificate is checked against the configured root and, once we hold a certificate, the
     // trust bundle that came with it (over a connection the root verified): a root rotation the CA announced in its
     // bundle before it swapped roots does not cut the sidecar off from renewing.
-    const roots = current === undefined ? options.caRootPem : [options.caRootPem, ...current.trustBundlePem].join('\n');
-    const creds = grpc.credentials.createSsl(Buffer.from(roots), key, chain, {
-      // The control plane is named by its SPIFFE ID, not by whatever host name or IP we reach it at.
-      checkServerIdentity: (_host, cert) => {
-        const id = spiffeIdOfCertificate(cert);
-        return id === controlPlaneId ? undefined : new CertificateFetchError(`control plane presented ${id ?? 'no SPIFFE ID'}, expected ${controlPlaneId}`);
-      },
+    const creds = grpc.credentials.createSsl(Buffer.from(controlPlaneRoots(options.caRootPem, current)), key, chain, {
+      checkServerIdentity: checkControlPlaneIdentity(controlPlaneId, (message) => new CertificateFetchError(message)),
     });
     const Client = certificateClientConstructor();
     // A DNS-style name for SNI so an IP target does not trip Node's "SNI must not be an IP" warning.
@@ -194,6 +190,11 @@ export class WorkloadIdentity implements IdentitySource {
   }
 
   /** The current key, chain and bundle; throws before the first certificate arrives. */
+  /** The root configured for the control plane (--ca-root-file). */
+  caRootPem(): string {
+    return this.#options.caRootPem;
+  }
+
   current(): TlsMaterial {
     if (!this.#current) throw new CertificateFetchError('no workload certificate yet');
     return this.#current;

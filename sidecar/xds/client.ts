@@ -26,6 +26,8 @@ export interface XdsClientOptions {
   readonly node: Node;
   /** Plaintext unless given. */
   readonly credentials?: grpc.ChannelCredentials;
+  /** Channel options to add (a TLS channel's target name override). */
+  readonly channelOptions?: grpc.ChannelOptions;
   /** Called with every new MeshConfig (never concurrently; exceptions are logged). */
   readonly onConfig: (mesh: MeshConfig) => void;
   /** Publish what is there after this long even if not warm (default 5000 ms). */
@@ -92,6 +94,7 @@ export class XdsClient {
       'grpc.initial_reconnect_backoff_ms': Math.max(b.baseMs, 10),
       'grpc.max_reconnect_backoff_ms': b.capMs,
       'grpc.keepalive_time_ms': 30_000,
+      ...options.channelOptions,
     });
   }
 

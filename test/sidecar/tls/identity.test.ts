@@ -13,6 +13,7 @@ import { DirectoryCaStore, ROOT_CERT_FILE, ROOT_KEY_FILE, TRUST_BUNDLE_FILE } fr
 import { BootstrapTokenVerifier, loadOrCreateTokenSecret, mintBootstrapToken } from '../../../control-plane/ca/tokens.ts';
 import { type TlsMaterial, TlsContexts } from '../../../sidecar/tls/contexts.ts';
 import { checkToken, rotationDelayMs, WorkloadIdentity } from '../../../sidecar/tls/identity.ts';
+import { CONTROL_PLANE_TLS_OPTIONS, controlPlaneChannelCredentials, controlPlaneSpiffeId } from '../../../sidecar/tls/control-plane-credentials.ts';
 import { registerCertificateMetrics } from '../../../sidecar/tls/metrics.ts';
 import { testCa } from './mesh-helper.ts';
 
@@ -151,6 +152,30 @@ describe('WorkloadIdentity against the real CertificateService', () => {
       running?.serving.stop();
       running?.server.forceShutdown();
       await rm(base, { recursive: true, force: true });
+    }
+  });
+
+  it('gives other channels to the control plane (xDS over TLS) its checks and the current certificate', async () => {
+    const identity = await WorkloadIdentity.start({ caAddress: address, caRootPem: serving.current().trustBundlePem, trustDomain: 'mesh.test', tokenFile: await tokenFile('token-channel'), validitySeconds: 3600 });
+    const call = (creds: grpc.ChannelCredentials): Promise<number> => {
+      const client = new grpc.Client(address, creds, CONTROL_PLANE_TLS_OPTIONS);
+      return new Promise<number>((resolve) => {
+        // No token: the CA answers only a caller whose certificate proves an identity (here with "no CSR").
+        client.makeUnaryRequest('/skein.ca.v1.CertificateService/CreateCertificate', () => Buffer.alloc(0), (b: Buffer) => b, {}, (err) => {
+          client.close();
+          resolve(err?.code ?? 0);
+        });
+      });
+    };
+    try {
+      const creds = controlPlaneChannelCredentials(identity, identity.caRootPem(), controlPlaneSpiffeId('mesh.test'));
+      expect(await call(creds)).toBe(grpc.status.INVALID_ARGUMENT); // identity proven by the certificate; the CSR is what is wrong
+      await identity.rotateNow();
+      expect(await call(creds)).toBe(grpc.status.INVALID_ARGUMENT);
+      // A control plane with another SPIFFE ID is refused in the handshake.
+      expect(await call(controlPlaneChannelCredentials(identity, identity.caRootPem(), 'spiffe://mesh.test/ns/x/sa/impostor'))).toBe(grpc.status.UNAVAILABLE);
+    } finally {
+      identity.stop();
     }
   });
 
