@@ -20,6 +20,8 @@ export interface Config {
   readonly adminAddress: HostPort;
   readonly clusterDomain: string;
   readonly trustDomain: string;
+  /** Kubernetes mode: the audience a service-account token must carry to get a certificate; '' for the API's default. */
+  readonly tokenAudience: string;
   readonly debounceMs: number;
   readonly caDir: string;
   /** A root (or intermediate) the user provides; the CA then issues from an intermediate it makes under it. */
@@ -29,7 +31,7 @@ export interface Config {
 export const USAGE = `Usage: skein control-plane (--registry FILE | --kubernetes [--kubeconfig FILE] [--namespaces a,b])
                            [--xds-address HOST:PORT] [--xds-tls-address HOST:PORT|none] [--admin-address HOST:PORT]
                            [--cluster-domain cluster.local] [--trust-domain cluster.local]
-                           [--debounce-ms 100] [--ca-dir .skein/ca]
+                           [--debounce-ms 100] [--ca-dir .skein/ca] [--token-audience skein-ca|none]
                            [--ca-root-cert FILE --ca-root-key FILE [--ca-trust-bundle FILE]]
 
   --registry FILE        serve Services, EndpointSlices and Pods from a multi-document YAML file (watched)
@@ -43,6 +45,8 @@ export const USAGE = `Usage: skein control-plane (--registry FILE | --kubernetes
   --ca-trust-bundle FILE extra roots to trust (needed when --ca-root-cert is itself an intermediate)
   --admin-address        /healthz /readyz /metrics /debug/* (default 127.0.0.1:15014)
   --trust-domain         SPIFFE trust domain of the identities the CA issues (env SKEIN_TRUST_DOMAIN; default cluster.local)
+  --token-audience       with --kubernetes: the audience a service-account token must carry to get a certificate
+                         (a projected token, as Istio's istio-ca; default skein-ca; "none": any token the API accepts)
   --cluster-domain       the Kubernetes cluster domain in Service names (env SKEIN_CLUSTER_DOMAIN; default cluster.local)
   --debounce-ms          changes within this window after the first are published together (default 100, at most 10000)`;
 
@@ -70,6 +74,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
         'admin-address': { type: 'string', default: env.SKEIN_ADMIN_ADDRESS ?? '127.0.0.1:15014' },
         'cluster-domain': { type: 'string', default: env.SKEIN_CLUSTER_DOMAIN ?? 'cluster.local' },
         'trust-domain': { type: 'string', default: env.SKEIN_TRUST_DOMAIN ?? 'cluster.local' },
+        'token-audience': { type: 'string', default: env.SKEIN_TOKEN_AUDIENCE ?? 'skein-ca' },
         'debounce-ms': { type: 'string', default: '100' },
         'ca-dir': { type: 'string', default: env.SKEIN_CA_DIR ?? '.skein/ca' },
         'ca-root-cert': { type: 'string' },
@@ -124,6 +129,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     adminAddress: parseHostPort('--admin-address', values['admin-address']),
     clusterDomain: values['cluster-domain'],
     trustDomain: values['trust-domain'],
+    tokenAudience: values['token-audience'] === 'none' ? '' : values['token-audience'],
     debounceMs,
     caDir: resolve(values['ca-dir']),
   });

@@ -98,6 +98,7 @@ export async function runControlPlane(argv: string[]): Promise<number> {
       caDir: config.caDir,
       providedRoot: config.caRoot,
       kubeconfig: loadKubeConfig ? { load: () => loadKubeConfig(kubeconfigFile) } : undefined,
+      tokenAudience: config.tokenAudience,
       dnsNames: ['localhost', 'skein-control-plane.skein-system.svc', `skein-control-plane.skein-system.svc.${config.clusterDomain}`],
       ipAddresses: ['127.0.0.1', ...(/^[\d.]+$/.test(tlsHost) && tlsHost !== '0.0.0.0' && tlsHost !== '127.0.0.1' ? [tlsHost] : [])],
     });

@@ -14,6 +14,8 @@ export interface MeshCaOptions {
   readonly providedRoot?: ProvidedRoot;
   /** Set in Kubernetes mode: the root lives in a Secret and workload tokens are checked with TokenReview. */
   readonly kubeconfig?: { readonly load: () => KubeConfig };
+  /** Kubernetes mode: the audience service-account tokens must carry ('' or absent: the API server's default). */
+  readonly tokenAudience?: string;
   /** SANs of the 15012 serving certificate. */
   readonly dnsNames: readonly string[];
   readonly ipAddresses: readonly string[];
@@ -38,7 +40,11 @@ export async function openMeshCa(options: MeshCaOptions): Promise<MeshCa> {
   });
   const bootstrap = await BootstrapTokenVerifier.fromDir(options.caDir);
   const verifier = kc && k8s
-    ? new RoutingVerifier(bootstrap, new TokenReviewVerifier({ api: kc.makeApiClient(k8s.AuthenticationV1Api) }), isBootstrapToken)
+    ? new RoutingVerifier(
+        bootstrap,
+        new TokenReviewVerifier({ api: kc.makeApiClient(k8s.AuthenticationV1Api), audiences: options.tokenAudience ? [options.tokenAudience] : [] }),
+        isBootstrapToken,
+      )
     : bootstrap;
   const serving = await ServingCertificateProvider.start(authority, {
     dnsNames: [...options.dnsNames],

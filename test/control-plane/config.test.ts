@@ -17,6 +17,10 @@ describe('control-plane config', () => {
 
   it('picks Kubernetes with --kubernetes or inside a cluster', () => {
     expect(parseConfig(['--kubernetes', '--namespaces', 'a, b'], {}).registry).toEqual({ kind: 'kubernetes', kubeconfig: undefined, namespaces: ['a', 'b'] });
+    // Service-account tokens must be projected for the CA's audience unless told otherwise.
+    expect(parseConfig(['--kubernetes'], {}).tokenAudience).toBe('skein-ca');
+    expect(parseConfig(['--kubernetes', '--token-audience', 'none'], {}).tokenAudience).toBe('');
+    expect(parseConfig(['--kubernetes'], { SKEIN_TOKEN_AUDIENCE: 'istio-ca' }).tokenAudience).toBe('istio-ca');
     expect(parseConfig([], { KUBERNETES_SERVICE_HOST: '10.0.0.1' }).registry.kind).toBe('kubernetes');
   });
 
