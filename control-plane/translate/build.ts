@@ -137,6 +137,15 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
     return { ...emptyResources(key, problems), exists: true, settings };
   }
 
+  // An ExternalName naming a Service of the mesh (`<svc>.<ns>.svc.<cluster domain>`) is an alias of it, as Istio
+  // treats it since 1.21: its names route to that Service's clusters (with their mTLS and policies), not to a DNS
+  // cluster that would reach the ClusterIP in plaintext past the target's sidecar.
+  const named = isExternal ? meshServiceNamed(externalName as string, domain) : undefined;
+  const aliased = named === undefined || named === key ? undefined : state.services.get(named);
+  if (named !== undefined && aliased !== undefined && aliased.spec?.type !== 'ExternalName') {
+    return { ...translateAlias(key, service, named, state, domain, settings, report), problems, settings };
+  }
+
   const fqdn = serviceFqdn(name, namespace, domain);
   const clusterIP = clusterIPOf(service);
   const ports = meshPorts(service);
@@ -252,9 +261,68 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
     tcpListeners,
     virtualHosts,
     proxyless: { listeners, routes: routeTables },
-    dependsOn,
+    // An ExternalName naming a Service that does not exist yet becomes its alias when it appears.
+    dependsOn: named !== undefined && named !== key ? [...dependsOn, named] : dependsOn,
     problems,
     settings,
+  };
+}
+
+/** The key of the Service a DNS name names as `<svc>.<ns>.svc[.<domain>]` (whether it exists or not), if it does. */
+function meshServiceNamed(dnsName: string, domain: string): ServiceKey | undefined {
+  const m = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.svc(\..+)?$/.exec(dnsName.toLowerCase());
+  if (!m || (m[5] !== undefined && m[5] !== `.${domain.toLowerCase()}`)) return undefined;
+  return `${m[3]}/${m[1]}` as ServiceKey;
+}
+
+/**
+ * An ExternalName alias of mesh Service `target`: for each of the target's HTTP ports (only those the alias lists,
+ * when it lists any), a virtual host under the alias's own names routing to the target's cluster. Opaque TCP
+ * ports get nothing: an alias has no virtual IP for a listener.
+ */
+function translateAlias(
+  key: ServiceKey,
+  service: V1Service,
+  target: ServiceKey,
+  state: RegistryState,
+  domain: string,
+  settings: ServiceSettings,
+  report: (code: string, message: string) => void,
+): Omit<ServiceResources, 'problems' | 'settings'> {
+  const slash = key.indexOf('/');
+  const namespace = key.slice(0, slash);
+  const name = key.slice(slash + 1);
+  const fqdn = serviceFqdn(name, namespace, domain);
+  const targetService = state.services.get(target) as V1Service;
+  const targetFqdn = serviceFqdn(target.slice(target.indexOf('/') + 1), target.slice(0, target.indexOf('/')), domain);
+  const listed = new Set((service.spec?.ports ?? []).map((p) => p.port));
+  const ports = meshPorts(targetService).filter((p) => detectProtocol(p) !== 'tcp' && (listed.size === 0 || listed.has(p.port)));
+  if (listed.size > 0 && ports.length < listed.size) {
+    const missing = [...listed].filter((p) => !ports.some((t) => t.port === p));
+    report('SKEIN_TRANSLATE_EXTERNAL_NAME', `Service ${key} spec.ports: ${missing.join(', ')} not HTTP ports of ${target}, which spec.externalName names; those ports are not served`);
+  }
+  const defaultPort = defaultHttpPort(ports.map((p) => p.port));
+  const virtualHosts: ServiceVirtualHost[] = [];
+  const listeners: Listener[] = [];
+  const routeTables: RouteConfiguration[] = [];
+  for (const port of ports) {
+    const routes = buildRoutes(clusterName(port.port, targetFqdn), [], settings.timeoutMs ?? 0);
+    const vhName = hostPort(fqdn, port.port);
+    const domains = serviceDomains({ name, namespace, fqdn, port: port.port, isDefaultPort: port.port === defaultPort });
+    virtualHosts.push({ name: vhName, remote: buildVirtualHost(vhName, domains.remote, routes), local: buildVirtualHost(vhName, [...domains.remote, ...domains.local], routes) });
+    listeners.push(buildProxylessListener(vhName));
+    routeTables.push(buildRouteConfiguration(vhName, [buildVirtualHost(vhName, [vhName, fqdn], forProxyless(routes))]));
+  }
+  return {
+    key,
+    namespace,
+    exists: true,
+    clusters: { envoy: [], proxyless: [] },
+    endpoints: [],
+    tcpListeners: [],
+    virtualHosts,
+    proxyless: { listeners, routes: routeTables },
+    dependsOn: [target],
   };
 }
 

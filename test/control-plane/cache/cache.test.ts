@@ -111,6 +111,22 @@ describe('snapshot cache', () => {
     }
   });
 
+  it('turns an ExternalName into an alias when the Service it names appears, consistently (every route has its cluster)', () => {
+    const alias = service('shop', 'alias', { type: 'ExternalName', externalName: 'cart.shop.svc.cluster.local', ports: [{ name: 'http', port: 80 }] });
+    const source = new FakeSource(withService(baseState(), 'shop/alias', alias));
+    cache = createSnapshotCache(source, { log: recordingLog() });
+    type Table = { virtual_hosts?: { name: string; routes: { route?: { cluster?: string } }[] }[] };
+    const routedTo = (): string | undefined =>
+      (cache?.current().scopes.get('envoy/shop')?.get(TYPE_URL.route)?.get('outbound/shop')?.message as Table | undefined)?.virtual_hosts
+        ?.find((v) => v.name === 'alias.shop.svc.cluster.local:80')?.routes[0]?.route?.cluster;
+    expect(routedTo()).toBe('outbound|80||alias.shop.svc.cluster.local'); // a DNS cluster while cart does not exist
+    source.emit(withService(source.current, 'shop/cart', svc('shop', 'cart', '10.96.0.9')), ['shop/cart']);
+    cache.flush();
+    expect(routedTo()).toBe('outbound|80||cart.shop.svc.cluster.local');
+    expect(checkSnapshot(cache.current())).toEqual([]);
+    expect(bytesOf(cache.current())).toEqual(fromScratch(source.current));
+  });
+
   it('shares CDS and EDS maps between scopes and versions resources by content hash', () => {
     cache = createSnapshotCache(new FakeSource(baseState()), { log: recordingLog() });
     const snap = cache.current();

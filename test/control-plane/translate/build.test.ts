@@ -170,6 +170,30 @@ describe('translateService', () => {
     ]);
   });
 
+  it('makes an ExternalName naming a mesh Service an alias of it: its names route to that Service\'s clusters (Istio 1.21+)', () => {
+    const target = service('f', 'web', { clusterIP: '10.96.1.1', ports: [{ name: 'http', port: 80 }, { name: 'grpc', port: 9090 }, { name: 'tcp-db', port: 5432 }] });
+    const alias = service('f', 'alias', { type: 'ExternalName', externalName: 'web.f.svc.cluster.local' }); // no ports: the target's
+    const state = registryState([target, alias]);
+    const res = translateService('f/alias', state);
+    expect(res.clusters.envoy).toEqual([]); // no DNS cluster: traffic goes to web's clusters, with their mTLS
+    expect(res.dependsOn).toEqual(['f/web']);
+    expect(res.virtualHosts.map((v) => [v.name, v.remote.routes?.[0]?.route?.cluster])).toEqual([
+      ['alias.f.svc.cluster.local:80', 'outbound|80||web.f.svc.cluster.local'],
+      ['alias.f.svc.cluster.local:9090', 'outbound|9090||web.f.svc.cluster.local'],
+    ]);
+    expect(res.virtualHosts[0]?.remote.domains).toContain('alias.f');
+    // Listed ports narrow it; a port the target lacks is reported.
+    const narrowed = translateService('f/alias', registryState([target, service('f', 'alias', { type: 'ExternalName', externalName: 'web.f.svc', ports: [{ port: 80 }, { port: 81 }] })]));
+    expect(narrowed.virtualHosts.map((v) => v.name)).toEqual(['alias.f.svc.cluster.local:80']);
+    expect(narrowed.problems.map((p) => p.message)).toEqual(['Service f/alias spec.ports: 81 not HTTP ports of f/web, which spec.externalName names; those ports are not served']);
+    // A name of no Service (yet) stays a DNS alias, and is retranslated when the Service appears.
+    const dns = translateService('f/alias', registryState([alias]));
+    expect(dns.clusters.envoy).toHaveLength(0); // no ports and no target: nothing to serve
+    const dnsWithPort = translateService('f/alias', registryState([service('f', 'alias', { type: 'ExternalName', externalName: 'web.f.svc.cluster.local', ports: [{ name: 'http', port: 80 }] })]));
+    expect(roundTrip<Cluster__Output>(TYPE_URL.cluster, dnsWithPort.clusters.envoy[0]).type).toBe('LOGICAL_DNS');
+    expect(dnsWithPort.dependsOn).toEqual(['f/web']);
+  });
+
   it('reports an ExternalName Service without externalName and publishes nothing for it', () => {
     const res = translateService('shop/x', registryState([service('shop', 'x', { type: 'ExternalName', ports: [{ port: 80 }] })]));
     expect(res.clusters.envoy).toEqual([]);
