@@ -268,7 +268,7 @@ function checkSlice(slice: Obj, err: Err): void {
           if (typeof a !== 'string') err(`${path}.addresses[${j}]`, `${show(a)} is not an address`);
         } else if (!valid(a)) err(`${path}.addresses[${j}]`, `${show(a)} is not ${what}`);
       });
-    if (e.conditions !== undefined) {
+    if (e.conditions !== undefined && e.conditions !== null) { // null: no conditions, as the API server reads it
       if (!isObj(e.conditions)) err(`${path}.conditions`, `expected a mapping, got ${show(e.conditions)}`);
       else
         for (const c of ['ready', 'serving', 'terminating'])

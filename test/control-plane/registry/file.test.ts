@@ -87,6 +87,12 @@ describe('parseRegistryText', () => {
     expect(Object.isFrozen(loaded.services[0]?.spec?.ports)).toBe(true);
   });
 
+  it('reads `conditions: null` on an endpoint as no conditions (ready), as the API server does', () => {
+    const text = docs(svc('web'), slice('web', ['10.0.0.1']).replace('conditions: { ready: true }', 'conditions: null'));
+    const state = parseRegistryText('registry.yaml', text);
+    expect(state.slices[0]?.endpoints?.[0]?.conditions ?? null).toBeNull();
+  });
+
   it('accepts the sample examples/registry.yaml', async () => {
     const text = await readFile(new URL('../../../examples/registry.yaml', import.meta.url), 'utf8');
     const loaded = parseRegistryText('examples/registry.yaml', text);
