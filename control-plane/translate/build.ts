@@ -16,6 +16,7 @@ import {
   detectProtocol,
   hostPort,
   meshPorts,
+  secondaryClusterIPs,
   serviceDomains,
   serviceFqdn,
   tcpListenerName,
@@ -219,7 +220,7 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
     if (protocol === 'tcp') {
       if (clusterIP) tcpListeners.push(buildTcpListener(tcpListenerName(clusterIP, port.port), clusterIP, port.port, cluster, tcpAffinity));
     } else {
-      const domains = serviceDomains({ name, namespace, fqdn, clusterIP, port: port.port, isDefaultPort: port.port === defaultPort });
+      const domains = serviceDomains({ name, namespace, fqdn, clusterIP, otherClusterIPs: secondaryClusterIPs(service), port: port.port, isDefaultPort: port.port === defaultPort });
       virtualHosts.push({
         name: vhName,
         remote: buildVirtualHost(vhName, domains.remote, routes),

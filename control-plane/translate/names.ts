@@ -98,6 +98,13 @@ export function clusterIPOf(service: V1Service): string | undefined {
   return ip;
 }
 
+/** A dual-stack Service's other virtual IPs (`spec.clusterIPs` after the first, which is `spec.clusterIP`). */
+export function secondaryClusterIPs(service: V1Service): string[] {
+  const primary = clusterIPOf(service);
+  if (primary === undefined) return [];
+  return (service.spec?.clusterIPs ?? []).filter((ip) => ip && ip !== 'None' && ip !== primary);
+}
+
 /** An IP as it appears in a Host header: IPv6 in brackets. */
 export function hostOfIP(ip: string): string {
   return ip.includes(':') ? `[${ip}]` : ip;
@@ -120,6 +127,8 @@ export function serviceDomains(args: {
   namespace: string;
   fqdn: string;
   clusterIP?: string | undefined;
+  /** A dual-stack Service's other family's virtual IP(s), answered as well. */
+  otherClusterIPs?: readonly string[];
   port: number;
   isDefaultPort: boolean;
 }): DomainSet {
@@ -127,6 +136,7 @@ export function serviceDomains(args: {
   const ns = args.namespace.toLowerCase();
   const hosts = [args.fqdn, `${name}.${ns}.svc`, `${name}.${ns}`];
   if (args.clusterIP) hosts.push(hostOfIP(args.clusterIP.toLowerCase()));
+  for (const ip of args.otherClusterIPs ?? []) hosts.push(hostOfIP(ip.toLowerCase()));
   const remote = hosts.map((h) => `${h}:${args.port}`);
   const local = [`${name}:${args.port}`];
   if (args.isDefaultPort) {

@@ -194,6 +194,14 @@ describe('translateService', () => {
     expect(dnsWithPort.dependsOn).toEqual(['f/web']);
   });
 
+  it('answers a dual-stack Service on both of its virtual IPs', () => {
+    const dual = service('shop', 'web', { clusterIP: '10.96.5.1', clusterIPs: ['10.96.5.1', 'FD00::5:1'], ipFamilies: ['IPv4', 'IPv6'], ports: [{ name: 'http', port: 80 }] });
+    const domains = translateService('shop/web', registryState([dual])).virtualHosts[0]?.remote.domains;
+    expect(domains).toContain('10.96.5.1:80');
+    expect(domains).toContain('[fd00::5:1]:80');
+    expect(domains).toContain('[fd00::5:1]');
+  });
+
   it('reports an ExternalName Service without externalName and publishes nothing for it', () => {
     const res = translateService('shop/x', registryState([service('shop', 'x', { type: 'ExternalName', ports: [{ port: 80 }] })]));
     expect(res.clusters.envoy).toEqual([]);

@@ -15,7 +15,7 @@ export interface PortSpec {
 export function service(
   namespace: string,
   name: string,
-  spec: { clusterIP?: string; ports?: PortSpec[]; type?: string; externalName?: string; publishNotReadyAddresses?: boolean; ipFamilies?: string[]; sessionAffinity?: string },
+  spec: { clusterIP?: string; ports?: PortSpec[]; type?: string; externalName?: string; publishNotReadyAddresses?: boolean; ipFamilies?: string[]; clusterIPs?: string[]; sessionAffinity?: string },
   annotations?: Record<string, string>,
 ): V1Service {
   return {
