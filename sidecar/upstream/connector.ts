@@ -50,7 +50,12 @@ export function mtlsConnector(contexts: TlsContexts, handshakes: Counter<'direct
         });
       } else {
         failed.inc();
-        log.debug('TLS handshake to a peer sidecar failed', { target: `${t.address}:${t.inboundPort}`, code: err.code });
+        const target = `${t.address}:${t.inboundPort}`;
+        // A certificate problem (expired, another CA, a bad chain) is worth a warning, once a minute per peer and
+        // cause; refused or reset connections (an endpoint going away) are not.
+        if (isCertificateError(err.code) && warnDue(`${target} ${err.code}`)) {
+          log.warn('TLS handshake to a peer sidecar failed: its certificate was not accepted', { target, code: err.code, error: err.message.replace(/; try running Node\.js with --use-system-ca.*$/s, '') });
+        } else log.debug('TLS handshake to a peer sidecar failed', { target, code: err.code });
       }
     });
     return socket;
@@ -82,4 +87,21 @@ function holdSecureConnectUntilWritten(socket: tls.TLSSocket, header: Buffer): v
     socket.emit = emit;
     if (!err && !socket.destroyed) (emit as (e: string, ...a: unknown[]) => boolean).call(socket, 'secureConnect', ...held);
   });
+}
+
+/** Node's codes for a peer certificate it could not accept (OpenSSL's verify errors and TLS alerts). */
+function isCertificateError(code: string | undefined): boolean {
+  return code !== undefined && /^(CERT_|UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO|ERR_SSL_|ERR_TLS_CERT|INVALID_CA|PATH_LENGTH)/.test(code);
+}
+
+const warned = new Map<string, number>();
+
+/** Whether a warning for `key` was not given in the last minute (remembers at most 1000 keys). */
+function warnDue(key: string): boolean {
+  const now = Date.now();
+  const last = warned.get(key);
+  if (last !== undefined && now - last < 60_000) return false;
+  if (warned.size >= 1000) warned.clear();
+  warned.set(key, now);
+  return true;
 }
