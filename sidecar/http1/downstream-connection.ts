@@ -240,6 +240,11 @@ export class DownstreamConnection implements RequestSink {
       this.host.connect(this);
       return;
     }
+    // HTTP/2.0 or 0.9 written in HTTP/1.1 syntax is neither: 505, as RFC 9110 §15.6.6 and node:http answer it.
+    if (h.otherVersion !== undefined) {
+      this.refuse(505, 'bad_request', `HTTP/${h.otherVersion} is not supported in this syntax: send HTTP/1.1 (or HTTP/2 with its own preface)`);
+      return;
+    }
     // As Envoy: chunked is the only transfer coding a request may use; the body is re-framed upstream anyway.
     if (h.transferEncoding !== undefined && h.transferEncoding.trim().toLowerCase() !== 'chunked') {
       this.refuse(501, 'bad_request', `Transfer-Encoding "${h.transferEncoding.slice(0, 100)}" is not supported: send "chunked" alone or Content-Length`);

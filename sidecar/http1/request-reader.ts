@@ -53,6 +53,8 @@ export class RequestReader implements ParserEvents {
   method = '';
   /** The client speaks HTTP/1.0 (minor version 0). */
   http10 = false;
+  /** The request line's version is not 1.x (llhttp reads any digit, e.g. `HTTP/2.0` in HTTP/1.1 syntax). */
+  otherVersion: string | undefined;
   keepAlive = false;
   /** llhttp saw Connection: upgrade with Upgrade, or a CONNECT. */
   upgrade = false;
@@ -122,7 +124,9 @@ export class RequestReader implements ParserEvents {
     this.keepAlive = keepAlive;
     const p = this.parser as HttpParser;
     this.method = p.method();
-    this.http10 = p.version() === '1.0';
+    const version = p.version();
+    this.http10 = version === '1.0';
+    this.otherVersion = version.startsWith('1.') ? undefined : version;
     const h = this.rawHeaders;
     for (let i = 0; i < h.length; i += 2) {
       const name = h[i] as string;

@@ -263,6 +263,12 @@ describe('bad input and upstream failures', () => {
     expect(out).toContain('bad request');
   });
 
+  it('answers a request line naming another HTTP version (HTTP/2.0 in HTTP/1.1 syntax) with 505', async () => {
+    const out = await raw(pair.outbound, 'GET / HTTP/2.0\r\nHost: ok\r\n\r\n');
+    expect(out).toMatch(/^HTTP\/1\.1 505 /);
+    expect(out).toContain('HTTP/2.0 is not supported in this syntax');
+  });
+
   it('answers a malformed request line with 400', async () => {
     const out = await raw(pair.outbound, 'GET /a b c HTTP/9.9\r\nHost: ok\r\n\r\n');
     expect(out).toMatch(/^HTTP\/1\.1 400/);
