@@ -51,6 +51,19 @@ export interface EndpointsInput {
   readonly holdEndpointsWithoutPod?: boolean;
 }
 
+/**
+ * An IPv6 address in RFC 5952's form (lower case, zeros compressed), as the WHATWG URL parser writes it, so that
+ * `2001:DB8::1` and `2001:db8:0::1` in two slices are one endpoint; IPv4 and anything else unchanged.
+ */
+function canonicalIP(address: string): string {
+  if (!address.includes(':')) return address;
+  try {
+    return new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  } catch {
+    return address;
+  }
+}
+
 /** Builds the CLA; bad pod annotations are returned as errors and the endpoint is kept without them. */
 export function buildLoadAssignment(input: EndpointsInput): { cla: ClusterLoadAssignment; errors: AnnotationError[] } {
   const byAddress = new Map<string, Collected>();
@@ -60,8 +73,9 @@ export function buildLoadAssignment(input: EndpointsInput): { cla: ClusterLoadAs
     const port = slicePortFor(slice, input.servicePort);
     if (port === undefined) continue;
     for (const ep of slice.endpoints ?? []) {
-      const address = ep.addresses?.[0];
-      if (!address) continue;
+      const given = ep.addresses?.[0];
+      if (!given) continue;
+      const address = canonicalIP(given);
       const health = endpointHealth(ep.conditions, input.publishNotReadyAddresses);
       const key = `${address}|${port}`;
       const previous = byAddress.get(key);

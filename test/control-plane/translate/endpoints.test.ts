@@ -112,6 +112,15 @@ describe('endpoints', () => {
     expect(flat(decodedCla(registryState([web({ clusterIP: 'None' })], [slices[1]!]))).length).toBe(2);
   });
 
+  it('writes IPv6 endpoints in one canonical form, so one address spelt two ways in two slices is one endpoint', () => {
+    const slices = [
+      slice('shop', 'web', 'web-a', [{ name: 'http', port: 8080 }], [{ ip: '2001:DB8::1' }], 'IPv6'),
+      slice('shop', 'web', 'web-b', [{ name: 'http', port: 8080 }], [{ ip: '2001:db8:0::1' }], 'IPv6'),
+    ];
+    const eps = flat(decodedCla(registryState([web({ clusterIP: 'fd00:10:96::a', ipFamilies: ['IPv6'] })], slices))).map((e) => e.address);
+    expect(eps).toEqual(['2001:db8::1:8080']);
+  });
+
   it('keeps the Pod a duplicate endpoint named when its better-state copy in another slice names none', () => {
     const state = registryState(
       [web()],
