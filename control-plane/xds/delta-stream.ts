@@ -358,7 +358,7 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     const mustRespond = st.mustRespond;
     const changedAt = st.changedAt;
     if (updated && this.only === undefined) this.warmUpdated(map, updated, changedAt);
-    if (added) this.awaitEndpoints(endpointNamesOf(map, added));
+    if (added) this.awaitEndpoints(() => endpointNamesOf(map, added));
     st.pending.clear();
     st.announceAbsent.clear();
     st.resend.clear();

@@ -341,7 +341,7 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     st.changedAt = undefined;
     // The client already holds this exact set (a change that reverted, or a NACKed version): do not resend it.
     if (!mustRespond && st.lastSent?.version === version) return;
-    if (typeUrl === TYPE_URL.cluster) this.awaitEndpoints(endpointNamesOf(map, newlySent(st, map)));
+    if (typeUrl === TYPE_URL.cluster) this.awaitEndpoints(() => endpointNamesOf(map, newlySent(st, map)));
     else if (typeUrl === TYPE_URL.endpoint) for (const name of st.wildcard ? map.keys() : st.names) this.endpointsSent(name);
     const nonce = newNonce();
     st.lastSent = { nonce, version, resources: map, names: st.wildcard ? null : st.names, changedAt };

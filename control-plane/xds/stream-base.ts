@@ -76,9 +76,8 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
    * asks the server to have clusters and their endpoints in place first), so listeners and routes wait until these
    * CLAs went out, for at most AWAIT_ENDPOINTS_MS (a client that never subscribes to them).
    */
-  private awaiting: Set<string> | undefined;
+  private awaiting: Map<string, number> | undefined;
   private clustersSent = false;
-  private awaitingUntil = 0;
   private awaitTimer: NodeJS.Timeout | undefined;
 
   constructor(call: grpc.ServerDuplexStream<Req, Res>, deps: StreamDeps, only?: TypeUrl) {
@@ -246,8 +245,8 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
       let next = actual;
       if (
         this.subscribes(TYPE_URL.cluster) &&
-        (wasKeeping || addsClusters(prev, actual, changes) || removesRoutedCluster(prev, actual)) &&
-        !this.routesSettled()
+        !this.routesSettled() &&
+        (wasKeeping || addsClusters(prev, actual, changes) || removesRoutedCluster(prev, actual, changes))
       ) {
         const clusters = withRemoved(prev.get(TYPE_URL.cluster), actual.get(TYPE_URL.cluster));
         const endpoints = withRemoved(prev.get(TYPE_URL.endpoint), actual.get(TYPE_URL.endpoint));
@@ -371,15 +370,30 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
    * for the stream's first Clusters (at start-up Envoy asks for listeners only once its clusters are warm), nor on a
    * stream that takes no endpoints (nothing there warms).
    */
-  protected awaitEndpoints(names: readonly string[]): void {
+  protected awaitEndpoints(names: () => readonly string[]): void {
     const first = !this.clustersSent;
     this.clustersSent = true;
-    if (first || names.length === 0 || this.only !== undefined || !this.subscribes(TYPE_URL.endpoint)) return;
-    const set = (this.awaiting ??= new Set());
-    for (const name of names) set.add(name);
-    this.awaitingUntil = performance.now() + AWAIT_ENDPOINTS_MS;
-    clearTimeout(this.awaitTimer);
-    this.awaitTimer = setTimeout(() => this.scheduleFlush(), AWAIT_ENDPOINTS_MS + 1);
+    if (first || this.only !== undefined || !this.subscribes(TYPE_URL.endpoint)) return;
+    const list = names();
+    if (list.length === 0) return;
+    // Each name waits AWAIT_ENDPOINTS_MS from when its Cluster was sent, not more: a CLA the client never asks for
+    // holds nothing for longer, however many Clusters follow.
+    const until = performance.now() + AWAIT_ENDPOINTS_MS;
+    const map = (this.awaiting ??= new Map());
+    for (const name of list) if (!map.has(name)) map.set(name, until);
+    if (this.awaitTimer === undefined) this.armAwaitTimer();
+  }
+
+  /** A flush when the earliest wait ends (it then lets the routes go if nothing else is awaited). */
+  private armAwaitTimer(): void {
+    const awaiting = this.awaiting;
+    if (awaiting === undefined || awaiting.size === 0) return;
+    let earliest = Number.POSITIVE_INFINITY;
+    for (const until of awaiting.values()) if (until < earliest) earliest = until;
+    this.awaitTimer = setTimeout(() => {
+      this.awaitTimer = undefined;
+      this.scheduleFlush();
+    }, Math.max(1, earliest - performance.now() + 1));
     this.awaitTimer.unref();
   }
 
@@ -388,13 +402,19 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
     this.awaiting?.delete(name);
   }
 
-  /** Whether listeners and routes wait for the CLAs of new Clusters (see `awaiting`). */
+  /** Whether listeners and routes wait for the CLAs of new Clusters (see `awaiting`); drops waits that ended. */
   private holdsRoutes(): boolean {
     const awaiting = this.awaiting;
     if (awaiting === undefined) return false;
-    if (awaiting.size > 0 && performance.now() < this.awaitingUntil) return true;
+    const now = performance.now();
+    for (const [name, until] of awaiting) if (until <= now) awaiting.delete(name);
+    if (awaiting.size > 0) {
+      if (this.awaitTimer === undefined) this.armAwaitTimer();
+      return true;
+    }
     this.awaiting = undefined;
     clearTimeout(this.awaitTimer);
+    this.awaitTimer = undefined;
     return false;
   }
 
@@ -524,8 +544,8 @@ function addsClusters(prev: ScopeResources, actual: ScopeResources, changes: Rea
   return false;
 }
 
-/** Per cluster map a view held: the snapshot it moved to and whether that removes a routed cluster (shared by streams). */
-const routedRemovals = new WeakMap<ResourcesByName, { readonly actual: ScopeResources; readonly result: boolean }>();
+/** Per scope view moved to: the view it came from and whether that removes a routed cluster (shared by a scope's streams). */
+const routedRemovals = new WeakMap<ScopeResources, { readonly prev: ScopeResources; readonly result: boolean }>();
 
 interface RoutesOf {
   readonly routes?: readonly { readonly route?: { readonly cluster?: string; readonly weighted_clusters?: { readonly clusters?: readonly { readonly name?: string }[] } } }[];
@@ -539,14 +559,16 @@ interface HostOf extends RoutesOf {
  * resource, changed by the same publish) named before it: that host must be ACKed in its new form before the
  * cluster goes. Computed once per pair of cluster map and snapshot scope, whatever the number of streams.
  */
-function removesRoutedCluster(prev: ScopeResources, actual: ScopeResources): boolean {
+function removesRoutedCluster(prev: ScopeResources, actual: ScopeResources, changes: ReadonlyMap<TypeUrl, ReadonlySet<string>> | undefined): boolean {
   const before = prev.get(TYPE_URL.cluster);
   const after = actual.get(TYPE_URL.cluster);
   if (!before || !after || before === after) return false;
-  const hit = routedRemovals.get(before);
-  if (hit?.actual === actual) return hit.result;
+  const hit = routedRemovals.get(actual);
+  if (hit?.prev === prev) return hit.result;
   let removed: Set<string> | undefined;
-  for (const name of before.keys()) if (!after.has(name)) (removed ??= new Set()).add(name);
+  // The publish's change list names what it removed; without one (a view that kept clusters), compare the maps.
+  const changed = changes?.get(TYPE_URL.cluster);
+  for (const name of changed ?? before.keys()) if (before.has(name) && !after.has(name)) (removed ??= new Set()).add(name);
   const names = (host: HostOf): boolean =>
     (host.routes ?? []).some((r) => (r.route?.cluster !== undefined && removed!.has(r.route.cluster)) || (r.route?.weighted_clusters?.clusters ?? []).some((w) => w.name !== undefined && removed!.has(w.name)));
   let result = false;
@@ -568,7 +590,7 @@ function removesRoutedCluster(prev: ScopeResources, actual: ScopeResources): boo
       if (result) break;
     }
   }
-  routedRemovals.set(before, { actual, result });
+  routedRemovals.set(actual, { prev, result });
   return result;
 }
 

@@ -43,18 +43,22 @@ export interface InboundHttpOptions {
   readonly maxRequestHeadersKb?: number;
   /** A request head (or the first bytes that tell HTTP/1.1 from HTTP/2) must arrive within this (ms); default 10 s. */
   readonly headersTimeoutMs?: number;
-  /** A connection that has sent nothing is closed after this (ms); default 60 s, as the outbound side's idle timeout. */
+  /** A connection that has sent nothing is closed after this (ms); default 5 min, as the outbound side's idle timeout. */
   readonly idleTimeoutMs?: number;
 }
 
 const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
-const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
+const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
+/** Connections already given a local answer and closing (clientError): nothing more on them goes to the app. */
+const answered = new WeakSet<net.Socket>();
 
 /**
  * A request node's parser refused, or whose head came too slowly: answered as the outbound side would (431, 408 or
  * 400, with x-skein-reason), then closed.
  */
 function clientError(err: NodeJS.ErrnoException, socket: net.Socket, limitKb: number, headersTimeoutMs: number): void {
+  // node's parser stays on the socket through the linger below: a head completed then must not reach the app.
+  answered.add(socket);
   if (socket.writable && (socket as net.Socket & { _httpMessage?: unknown })._httpMessage == null) {
     let reply: [number, string, string];
     if (err.code === 'HPE_HEADER_OVERFLOW') reply = [431, 'headers_too_large', `request headers too large: over ${limitKb} KiB`];
@@ -108,14 +112,16 @@ export class InboundHttpHandler {
   }
 
   /** Takes a connection after its PROXY header; `rest` holds bytes already read past it. */
-  handle(stream: net.Socket, appPort: number, header: ProxyHeader | undefined, rest: Buffer, caller: Caller): void {
+  handle(stream: net.Socket, appPort: number, header: ProxyHeader | undefined, rest: Buffer, caller: Caller, firstByteAt?: number): void {
     const n = Math.min(rest.length, H2_PREFACE.length);
     const maybeH2 = rest.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
     if (maybeH2 && rest.length < H2_PREFACE.length) {
       // HTTP clients speak first: wait for enough bytes to tell HTTP/2 prior knowledge from HTTP/1.1, for the idle
-      // timeout while nothing came (a spare connection), for the header timeout once something did.
-      const ms = rest.length === 0 ? (this.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS) : (this.options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS);
-      const timer = setTimeout(() => stream.destroy(), ms);
+      // timeout while nothing came (a spare connection), and for the header timeout from the first byte on (one
+      // deadline, however the bytes trickle in).
+      const started = rest.length === 0 ? undefined : (firstByteAt ?? performance.now());
+      const ms = started === undefined ? (this.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS) : started + (this.options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS) - performance.now();
+      const timer = setTimeout(() => stream.destroy(), Math.max(0, ms));
       timer.unref();
       const onClose = (): void => clearTimeout(timer);
       stream.once('close', onClose);
@@ -123,7 +129,7 @@ export class InboundHttpHandler {
         clearTimeout(timer);
         stream.off('close', onClose);
         stream.pause();
-        this.handle(stream, appPort, header, Buffer.concat([rest, chunk]), caller);
+        this.handle(stream, appPort, header, Buffer.concat([rest, chunk]), caller, started ?? performance.now());
       });
       stream.resume();
       return;
@@ -142,7 +148,7 @@ export class InboundHttpHandler {
 
   private request(req: http.IncomingMessage, res: http.ServerResponse): void {
     const info = (req.socket as WithConn)[kConn];
-    if (info === undefined) {
+    if (info === undefined || answered.has(req.socket)) {
       res.destroy();
       return;
     }
@@ -202,7 +208,7 @@ export class InboundHttpHandler {
    */
   private upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
     const info = (socket as WithConn)[kConn];
-    if (info === undefined) {
+    if (info === undefined || answered.has(socket)) {
       socket.destroy();
       return;
     }

@@ -148,6 +148,28 @@ describe('routes wait for the endpoints of new clusters (spec "routes are not wa
     expect([rds.type_url, deltaNames(rds)]).toEqual([TYPE_URL.route, ['outbound/default']]);
   });
 
+  it('delta: a CLA never asked for holds the routes 2 s from its cluster, however many clusters follow', { timeout: 15_000 }, async () => {
+    h = await startHarness(base());
+    const s = await deltaSubscribedToAll('n3');
+    const t0 = performance.now();
+    h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('x')] }, [TYPE_URL.route]: { put: [route('outbound/default', 'b')] } } });
+    expect(deltaNames(await deltaAck(s))).toEqual(['x']); // the client never subscribes to x's endpoints
+    // More clusters keep coming, each subscribed and answered at once, as Envoy does.
+    let routesAt: number | undefined;
+    for (let i = 1; i <= 5 && routesAt === undefined; i++) {
+      await new Promise((r) => setTimeout(r, 800));
+      h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster(`d${i}`)] }, [TYPE_URL.endpoint]: { put: [endpoints(`d${i}`, `10.0.1.${i}`)] } } });
+      for (;;) {
+        const r = await deltaAck(s);
+        if (r.type_url === TYPE_URL.route) routesAt ??= performance.now() - t0;
+        if (r.type_url === TYPE_URL.cluster) s.send({ type_url: TYPE_URL.endpoint, resource_names_subscribe: [`d${i}`] });
+        if (r.type_url === TYPE_URL.endpoint) break;
+      }
+    }
+    expect(routesAt).toBeDefined();
+    expect(routesAt).toBeLessThan(4000); // 2 s after x, not pushed on by d1, d2, ... (which would be 5.2 s and more)
+  });
+
   it('SotW and delta: with a wildcard EDS subscription the new CLA goes right after CDS, and the routes with it', async () => {
     h = await startHarness(base());
     const s = openDelta(h.client());

@@ -194,9 +194,41 @@ describe('the inbound L7 path: slow and silent callers', () => {
     }
   });
 
-  it('closes a connection whose first bytes stop partway through what could be the HTTP/2 preface', async () => {
+  it('closes a connection whose first bytes stop partway through what could be the HTTP/2 preface, or trickle in', async () => {
     const t0 = performance.now();
     expect(await raw(pair.inbound, viaPeer('PRI * HT'), 8000)).toBe('');
     expect(performance.now() - t0).toBeLessThan(5000);
+    // One byte every 100 ms: the header timeout (300 ms) counts from the first, not from the last.
+    const s = net.connect(pair.inbound, '127.0.0.1');
+    s.on('error', () => {});
+    const closed = new Promise<number>((resolve) => s.on('close', () => resolve(performance.now())));
+    s.write(viaPeer('P'));
+    const start = performance.now();
+    const rest = 'RI * HTTP/2.0\r\n\r\nSM\r\n\r\n';
+    for (let i = 0; i < rest.length && !s.destroyed; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      if (!s.destroyed) s.write(rest[i] as string);
+    }
+    expect((await closed) - start).toBeLessThan(rest.length * 100);
+  });
+
+  it('sends nothing to the app that completes its head after the 408 (during the close linger)', async () => {
+    const seen: string[] = [];
+    const listener = (req: http.IncomingMessage) => seen.push(req.url ?? '');
+    app.on('request', listener);
+    try {
+      const s = net.connect(pair.inbound, '127.0.0.1');
+      s.on('error', () => {});
+      let text = '';
+      s.on('data', (d: Buffer) => (text += d.toString()));
+      s.write(viaPeer('GET /late HTTP/1.1\r\nhost: x\r\n'));
+      while (!text.includes('408')) await new Promise((r) => setTimeout(r, 20));
+      s.write('\r\n'); // the head completes within the linger
+      await new Promise((r) => setTimeout(r, 300));
+      s.destroy();
+      expect(seen).toEqual([]);
+    } finally {
+      app.off('request', listener);
+    }
   });
 });
