@@ -96,7 +96,7 @@ export interface ServiceSettings {
 /**
  * Reads every Service annotation. A bad one is reported in `errors`; its setting keeps the value it had in
  * `lastGood` (the settings of the Service's last translation) when it had one, so a typo in an edit changes nothing
- * that was in force, else it is left out (the default).
+ * that was in force, else it is left out (the default). `skein.dev/allow` is the exception (see below).
  */
 export function parseServiceAnnotations(
   meta: V1ObjectMeta | undefined,
@@ -162,18 +162,13 @@ export function parseServiceAnnotations(
     else refuse('mtlsMode', ANNOTATION.mtlsMode, `"${mode}" is not STRICT or PERMISSIVE`, 'using the PeerAuthentication policies, else STRICT', String);
   }
 
+  // `skein.dev/allow` fails closed instead: a broken list allows only its valid entries (none: no caller), never the
+  // callers of a former list, so an edit that takes a caller out cannot leave it in through a typo elsewhere.
   const allow = annotations[ANNOTATION.allow];
   if (allow !== undefined) {
     const parsed = parseAllow(allow, where);
-    if (!parsed.error) settings.allow = parsed.entries;
-    else if (lastGood?.allow === undefined) {
-      settings.allow = parsed.entries;
-      errors.push(parsed.error);
-    } else {
-      // As an invalid AuthorizationPolicy is refused in Istio: the callers allowed before stay the callers allowed.
-      settings.allow = lastGood.allow;
-      errors.push(new AnnotationError(where, ANNOTATION.allow, '', parsed.error.problem.replace(/ \((allowing only the valid entries|allowing no caller until fixed)\)$/, ' (keeping its last valid list)')));
-    }
+    settings.allow = parsed.entries;
+    if (parsed.error) errors.push(parsed.error);
   }
   return { settings, errors };
 }

@@ -144,7 +144,7 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
   const named = isExternal ? meshServiceNamed(externalName as string, domain) : undefined;
   const aliased = named === undefined || named === key ? undefined : state.services.get(named);
   if (named !== undefined && aliased !== undefined && aliased.spec?.type !== 'ExternalName') {
-    return { ...translateAlias(key, service, named, state, domain, settings, report), problems, settings };
+    return { ...translateAlias(key, service, named, state, domain, report), problems, settings };
   }
 
   const fqdn = serviceFqdn(name, namespace, domain);
@@ -287,7 +287,6 @@ function translateAlias(
   target: ServiceKey,
   state: RegistryState,
   domain: string,
-  settings: ServiceSettings,
   report: (code: string, message: string) => void,
 ): Omit<ServiceResources, 'problems' | 'settings'> {
   const slash = key.indexOf('/');
@@ -306,8 +305,12 @@ function translateAlias(
   const virtualHosts: ServiceVirtualHost[] = [];
   const listeners: Listener[] = [];
   const routeTables: RouteConfiguration[] = [];
+  // The target's own routing: its skein.dev/routes split, its timeout, its hashing (its problems are its own report's).
+  const targetSettings = parseServiceAnnotations(targetService.metadata, `Service ${target}`).settings;
+  const targetRoutes = resolveRoutes(target, targetSettings, state, domain, () => {});
+  const hash = balancing(targetService, targetSettings).hash;
   for (const port of ports) {
-    const routes = buildRoutes(clusterName(port.port, targetFqdn), [], settings.timeoutMs ?? 0);
+    const routes = buildRoutes(clusterName(port.port, targetFqdn), targetRoutes.routes, targetSettings.timeoutMs ?? 0, hash);
     const vhName = hostPort(fqdn, port.port);
     const domains = serviceDomains({ name, namespace, fqdn, port: port.port, isDefaultPort: port.port === defaultPort });
     virtualHosts.push({ name: vhName, remote: buildVirtualHost(vhName, domains.remote, routes), local: buildVirtualHost(vhName, [...domains.remote, ...domains.local], routes) });
@@ -323,7 +326,7 @@ function translateAlias(
     tcpListeners: [],
     virtualHosts,
     proxyless: { listeners, routes: routeTables },
-    dependsOn: [target],
+    dependsOn: [target, ...targetRoutes.dependsOn],
   };
 }
 

@@ -189,12 +189,12 @@ export class WorkloadIdentity implements IdentitySource {
     }
   }
 
-  /** The current key, chain and bundle; throws before the first certificate arrives. */
   /** The root configured for the control plane (--ca-root-file). */
   caRootPem(): string {
     return this.#options.caRootPem;
   }
 
+  /** The current key, chain and bundle; throws before the first certificate arrives. */
   current(): TlsMaterial {
     if (!this.#current) throw new CertificateFetchError('no workload certificate yet');
     return this.#current;

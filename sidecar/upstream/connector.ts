@@ -51,10 +51,10 @@ export function mtlsConnector(contexts: TlsContexts, handshakes: Counter<'direct
       } else {
         failed.inc();
         const target = `${t.address}:${t.inboundPort}`;
-        // A certificate problem (expired, another CA, a bad chain) is worth a warning, once a minute per peer and
-        // cause; refused or reset connections (an endpoint going away) are not.
-        if (isCertificateError(err.code) && warnDue(`${target} ${err.code}`)) {
-          log.warn('TLS handshake to a peer sidecar failed: its certificate was not accepted', { target, code: err.code, error: err.message.replace(/; try running Node\.js with --use-system-ca.*$/s, '') });
+        // A TLS problem (an expired certificate, another CA, a bad chain, a peer that does not speak TLS) is worth a
+        // warning, once a minute per peer and cause; refused or reset connections (an endpoint going away) are not.
+        if (isTlsError(err.code) && warnDue(`${target} ${err.code}`)) {
+          log.warn('TLS handshake to a peer sidecar failed', { target, code: err.code, error: err.message.replace(/; try running Node\.js with --use-system-ca.*$/s, '') });
         } else log.debug('TLS handshake to a peer sidecar failed', { target, code: err.code });
       }
     });
@@ -89,8 +89,8 @@ function holdSecureConnectUntilWritten(socket: tls.TLSSocket, header: Buffer): v
   });
 }
 
-/** Node's codes for a peer certificate it could not accept (OpenSSL's verify errors and TLS alerts). */
-function isCertificateError(code: string | undefined): boolean {
+/** Node's codes for a TLS failure: a peer certificate it could not accept (OpenSSL's verify errors) or a TLS alert. */
+function isTlsError(code: string | undefined): boolean {
   return code !== undefined && /^(CERT_|UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO|ERR_SSL_|ERR_TLS_CERT|INVALID_CA|PATH_LENGTH)/.test(code);
 }
 

@@ -91,6 +91,8 @@ class IdleHandler implements DispatchHandler {
   private controller: DispatchController | undefined;
   last: number;
   private done = false;
+  /** The request body is still due from the client (its end not yet received). */
+  private uploading = false;
 
   constructor(watch: StreamIdleWatch, inner: DispatchHandler, request: DispatchRequest) {
     this.watch = watch;
@@ -101,9 +103,11 @@ class IdleHandler implements DispatchHandler {
     // chunks through its own push(), so one wrapper sees them without reading the stream itself.
     const body = request.body;
     if (body !== null && !body.readableEnded) {
+      this.uploading = true;
       const push = body.push;
       body.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
         this.last = watch.tick;
+        if (chunk === null) this.uploading = false; // the client sent all of it (read or not)
         return push.call(body, chunk, encoding);
       };
     }
@@ -113,8 +117,7 @@ class IdleHandler implements DispatchHandler {
     if (this.done) return;
     this.end();
     this.controller?.abort();
-    const body = this.request.body;
-    this.inner.onResponseError(streamIdleTimeout(ms, this.request.cluster, body !== null && !body.readableEnded && !body.destroyed));
+    this.inner.onResponseError(streamIdleTimeout(ms, this.request.cluster, this.uploading && this.request.body?.destroyed !== true));
   }
 
   private end(): void {

@@ -131,14 +131,15 @@ describe('annotations', () => {
       'skein.dev/connect-timeout': '0s',
     });
     const { settings, errors } = parseServiceAnnotations(broken, 'Service shop/web', good);
-    expect(settings).toEqual(good); // connect-timeout had no valid value before: the default applies
+    // connect-timeout had no valid value before: the default applies; allow fails closed to its valid entries.
+    expect(settings).toEqual({ ...good, allow: [good.allow?.[0]] });
     expect(errors.map((e) => e.message)).toEqual([
       'Service shop/web metadata.annotations["skein.dev/connect-timeout"]: "0s" is not a positive duration; use e.g. "250ms" or "2s" (keeping 1s)',
       'Service shop/web metadata.annotations["skein.dev/timeout"]: "5" is not a duration; use e.g. "15s", or "0s" for no timeout (keeping its last valid value, 5000ms)',
       'Service shop/web metadata.annotations["skein.dev/lb-policy"]: "roundrobin" is not one of round-robin, random, ring-hash, least-request (keeping its last valid value, round-robin)',
       'Service shop/web metadata.annotations["skein.dev/routes"][0].weighted[1].port: "x" must be a port number 1-65535 (keeping its last valid routes)',
       'Service shop/web metadata.annotations["skein.dev/mtls-mode"]: "permisive" is not STRICT or PERMISSIVE (keeping its last valid value, PERMISSIVE)',
-      'Service shop/web metadata.annotations["skein.dev/allow"]: "shop/web!" is not a caller; list callers as "<namespace>/<service-account>" or "<namespace>/*", comma-separated (keeping its last valid list)',
+      'Service shop/web metadata.annotations["skein.dev/allow"]: "shop/web!" is not a caller; list callers as "<namespace>/<service-account>" or "<namespace>/*", comma-separated (allowing only the valid entries)',
     ]);
     // Without a last valid value, each falls back as before.
     expect(parseServiceAnnotations(broken, 'Service shop/web').settings).toEqual({ allow: [good.allow?.[0]] });

@@ -182,6 +182,13 @@ describe('translateService', () => {
       ['alias.f.svc.cluster.local:9090', 'outbound|9090||web.f.svc.cluster.local'],
     ]);
     expect(res.virtualHosts[0]?.remote.domains).toContain('alias.f');
+    // The target's own routing goes with it: its canary split and timeout.
+    const split = { 'skein.dev/routes': '[{"prefix": "/", "weighted": [{"service": "web", "port": 80, "weight": 9}, {"service": "canary", "port": 80, "weight": 1}]}]', 'skein.dev/timeout': '3s' };
+    const withSplit = registryState([service('f', 'web', { clusterIP: '10.96.1.1', ports: [{ name: 'http', port: 80 }] }, split), service('f', 'canary', { clusterIP: '10.96.1.2', ports: [{ name: 'http', port: 80 }] }), alias]);
+    const route = translateService('f/alias', withSplit).virtualHosts[0]?.remote.routes?.[0]?.route;
+    expect(route?.weighted_clusters?.clusters?.map((c) => c.name)).toEqual(['outbound|80||web.f.svc.cluster.local', 'outbound|80||canary.f.svc.cluster.local']);
+    expect(route?.timeout).toEqual({ seconds: 3, nanos: 0 });
+    expect(translateService('f/alias', withSplit).dependsOn).toEqual(['f/web', 'f/canary']);
     // Listed ports narrow it; a port the target lacks is reported.
     const narrowed = translateService('f/alias', registryState([target, service('f', 'alias', { type: 'ExternalName', externalName: 'web.f.svc', ports: [{ port: 80 }, { port: 81 }] })]));
     expect(narrowed.virtualHosts.map((v) => v.name)).toEqual(['alias.f.svc.cluster.local:80']);

@@ -83,6 +83,18 @@ describe('stream idle timeout', () => {
     expect(r.aborted()).toBe(1);
   });
 
+  it('does not blame the client for a body it sent whole that the upstream has not read', async () => {
+    const watch = new StreamIdleWatch(1000, false);
+    const body = new PassThrough();
+    const r = recorder();
+    watch.interceptor((_req, h) => h.onRequestStart(r.controller))(request(body), r.handler);
+    body.end('all of it'); // received in full, never read
+    await new Promise((resolve) => setImmediate(resolve));
+    for (let i = 0; i < 10; i++) watch.sweep();
+    expect(r.error()?.message).toContain('stream idle timeout: no response from');
+    expect(r.error()?.message).not.toContain('no request body bytes');
+  });
+
   it('0 turns it off: requests pass through unwrapped', () => {
     const watch = new StreamIdleWatch(0, false);
     const r = recorder();
