@@ -1,4 +1,7 @@
 // KubernetesRegistry: Services, EndpointSlices, Pods and skein.dev policies from the API server through informers (list+watch).
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import {
   CoreV1Api,
   CustomObjectsApi,
@@ -55,7 +58,15 @@ export function loadKubeConfig(file?: string): KubeConfig {
   try {
     if (file) kc.loadFromFile(file);
     else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
-    else kc.loadFromDefault();
+    else {
+      // client-node falls back to http://localhost:8080 when it finds nothing, which then fails on every list with
+      // an unrelated TLS message: say what is missing instead.
+      const home = join(homedir(), '.kube', 'config');
+      if (!process.env.KUBECONFIG && !existsSync(home)) {
+        throw new Error(`no kubeconfig found (KUBECONFIG is not set and ${home} does not exist), and not in a pod (KUBERNETES_SERVICE_HOST is not set)`);
+      }
+      kc.loadFromDefault();
+    }
     if (!kc.getCurrentCluster()) throw new Error('no current cluster (set current-context)');
   } catch (err) {
     throw new RegistryKubeconfigError(source, err);

@@ -109,7 +109,11 @@ export async function runDemo(argv: string[]): Promise<number> {
     return 0;
   }
   const smoke = values.smoke;
-  const durationS = values.duration ? Number(values.duration) : smoke ? 10 : Number.POSITIVE_INFINITY;
+  const durationS = values.duration !== undefined ? Number(values.duration) : smoke ? 10 : Number.POSITIVE_INFINITY;
+  if (!(durationS > 0)) {
+    process.stderr.write(`skein demo: --duration: "${values.duration}" is not a number of seconds above 0\n${USAGE}\n`);
+    return 2;
+  }
   const stateDir = resolve(ROOT, values['state-dir']);
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
 
@@ -344,9 +348,13 @@ export async function runDemo(argv: string[]): Promise<number> {
         for (const line of cpEcho.read()) out(line);
       }
     }
-    summary.setPeers(await inboundPeers(replicas));
-    await refreshEndpoints();
-    out(summary.render());
+    // A signal from the terminal (Ctrl-C) reaches every process of the mesh at once: calls then in flight fail
+    // because everything is stopping, not because anything broke, so the last summary stays the one printed before.
+    if (interrupted === undefined) {
+      summary.setPeers(await inboundPeers(replicas));
+      await refreshEndpoints();
+      out(summary.render());
+    } else out('skein demo: the summary above is the last one from before the signal (calls cut by the shutdown are not counted)');
     agent.destroy();
     if (smoke) {
       const id = (sa: string) => `spiffe://cluster.local/ns/${NAMESPACE}/sa/${sa}`;

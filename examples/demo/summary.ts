@@ -100,7 +100,7 @@ export class Summary {
     }
     lines.push('endpoints: as the load generator\'s sidecar holds them (+Nt terminating, +Nu not ready, ? not known yet); other: a replica the demo did not start');
     if (this.#peers.size > 0) {
-      lines.push('', 'service    callers seen by its inbound sidecars (connections accepted since start)');
+      lines.push('', 'service    callers seen by its inbound sidecars (connections accepted since start, by replicas still running)');
       // In the services' order, as the table above (the peers arrive in whatever order the admin servers answer).
       const order = [...this.#stats.keys()];
       const rank = (name: string): number => (order.includes(name) ? order.indexOf(name) : order.length);

@@ -302,6 +302,16 @@ describe('KubernetesRegistry', () => {
 
   it('explains a kubeconfig that cannot be loaded', () => {
     expect(() => loadKubeConfig(join(dir, 'missing'))).toThrow(/SKEIN|cannot load Kubernetes client configuration from kubeconfig/);
+    // No file, no KUBECONFIG, no ~/.kube/config, not in a pod: say so (client-node would quietly use localhost:8080).
+    const saved = { HOME: process.env.HOME, KUBECONFIG: process.env.KUBECONFIG, KUBERNETES_SERVICE_HOST: process.env.KUBERNETES_SERVICE_HOST };
+    process.env.HOME = dir;
+    delete process.env.KUBECONFIG;
+    delete process.env.KUBERNETES_SERVICE_HOST;
+    try {
+      expect(() => loadKubeConfig()).toThrow(/no kubeconfig found \(KUBECONFIG is not set and .*\.kube\/config does not exist\), and not in a pod/);
+    } finally {
+      for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    }
   });
 });
 
