@@ -164,8 +164,10 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   const namespace = required('namespace', 'POD_NAMESPACE');
   if (!DNS_LABELS.test(namespace)) throw new ConfigInvalidError('--namespace', `${JSON.stringify(namespace)} is not a DNS label`);
   const serviceAccount = str('service-account', 'SERVICE_ACCOUNT', 'default')!;
-  const ip = required('ip', 'POD_IP');
-  if (isIP(ip) === 0) throw new ConfigInvalidError('--ip', `${JSON.stringify(ip)} is not an IP address`);
+  const given = required('ip', 'POD_IP');
+  if (isIP(given) === 0) throw new ConfigInvalidError('--ip', `${JSON.stringify(given)} is not an IP address`);
+  // IPv6 in RFC 5952 form, as the control plane writes endpoint addresses: the sidecar finds itself among them.
+  const ip = isIP(given) === 6 ? new URL(`http://[${given}]/`).hostname.slice(1, -1) : given;
 
   const portArgs = values['app-port'] as string[] | undefined;
   const appPorts = portArgs?.length

@@ -105,6 +105,11 @@ describe('parseConfig', () => {
     expect(parseConfig([...base, '--control-plane', '[fd00::1]:15010', ...tlsFlags], {}).mtls).toMatchObject({ caAddress: { host: 'fd00::1', port: 15012 } });
   });
 
+  it('writes an IPv6 pod IP in the form the control plane writes endpoint addresses (RFC 5952)', () => {
+    const argv = base.map((a) => (a === '10.1.2.3' ? 'FD00:0:0::0A' : a));
+    expect(parseConfig([...argv, ...tlsFlags], {}).ip).toBe('fd00::a');
+  });
+
   it('falls back to the environment, flags winning', () => {
     const env = {
       SKEIN_CONTROL_PLANE: '10.0.0.1:15010',
