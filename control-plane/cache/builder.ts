@@ -3,7 +3,6 @@ import { TYPE_URL, unpack } from '../../proto/index.ts';
 import type { RegistryState, ServiceKey } from '../registry/registry.ts';
 import { claimNames, namespaceVirtualHostsSteps } from '../translate/assemble.ts';
 import type { TranslateOptions, TranslationProblem, ServiceResources } from '../translate/build.ts';
-import type { ServiceSettings } from '../translate/annotations.ts';
 import { translateService } from '../translate/build.ts';
 import { buildVirtualOutbound, VIRTUAL_OUTBOUND } from '../translate/listener.ts';
 import { outboundRouteName } from '../translate/names.ts';
@@ -13,8 +12,7 @@ import type { ResourcesByName, VersionedResource } from './snapshot.ts';
 import { runNow, type Sliced } from '../slices.ts';
 import { encodeRouteTable, encodeVirtualHost, vhdsRouteTable, versioned, versionedBytes, virtualHostResource } from './versions.ts';
 
-/** `lastGood`: the settings of the Service's previous translation (see translateService). */
-export type Translate = (key: ServiceKey, state: RegistryState, options: TranslateOptions, lastGood?: ServiceSettings) => ServiceResources;
+export type Translate = (key: ServiceKey, state: RegistryState, options: TranslateOptions) => ServiceResources;
 
 export interface NamespaceState {
   readonly virtualOutbound: VersionedResource;
@@ -113,9 +111,11 @@ export function* applyChangesSteps(
   }
   const services = new Map(prev.services);
   const touched: { key: ServiceKey; before: PackedService | undefined; after: PackedService | undefined }[] = [];
+  // What each Service served before this change: broken annotations keep their values from there.
+  const withHistory: TranslateOptions = { ...options, lastGoodOf: (k) => prev.services.get(k)?.res.settings };
   for (const key of queue) {
     const before = prev.services.get(key);
-    const res = translate(key, registry, options, before?.res.settings);
+    const res = translate(key, registry, withHistory);
     const after = res.exists ? packService(res, before) : undefined;
     if (after) services.set(key, after);
     else services.delete(key);

@@ -1,6 +1,5 @@
 // KubernetesRegistry: Services, EndpointSlices, Pods and skein.dev policies from the API server through informers (list+watch).
 import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import {
   CoreV1Api,
@@ -61,8 +60,9 @@ export function loadKubeConfig(file?: string): KubeConfig {
     else {
       // client-node falls back to http://localhost:8080 when it finds nothing, which then fails on every list with
       // an unrelated TLS message: say what is missing instead.
-      const home = join(homedir(), '.kube', 'config');
-      if (!process.env.KUBECONFIG && !existsSync(home)) {
+      // Where client-node looks on Linux and macOS ($HOME/.kube/config); elsewhere it is left to client-node.
+      const home = process.env.HOME ? join(process.env.HOME, '.kube', 'config') : undefined;
+      if (!process.env.KUBECONFIG && home !== undefined && process.platform !== 'win32' && !existsSync(home)) {
         throw new Error(`no kubeconfig found (KUBECONFIG is not set and ${home} does not exist), and not in a pod (KUBERNETES_SERVICE_HOST is not set)`);
       }
       kc.loadFromDefault();

@@ -40,6 +40,11 @@ export interface TranslateOptions {
    * the Pod usually follows within moments (the EndpointSlice can arrive first), or was force-deleted.
    */
   readonly holdEndpointsWithoutPod?: boolean;
+  /**
+   * The settings a Service's previous translation served (the snapshot builder supplies it): an annotation an edit
+   * broke keeps its value from there (see parseServiceAnnotations), and an ExternalName alias routes as its target does.
+   */
+  readonly lastGoodOf?: (key: ServiceKey) => ServiceSettings | undefined;
 }
 
 /** Something wrong with one Service's inputs; the rest of its resources (and every other Service's) still publish. */
@@ -94,8 +99,7 @@ function emptyResources(key: ServiceKey, problems: TranslationProblem[] = []): S
 }
 
 /** Translates one Service of the registry state; pure: equal inputs give equal (deep-equal) outputs. */
-/** `lastGood`: the settings of the Service's previous translation, kept for annotations that are now invalid. */
-export function translateService(key: ServiceKey, state: RegistryState, options: TranslateOptions = {}, lastGood?: ServiceSettings): ServiceResources {
+export function translateService(key: ServiceKey, state: RegistryState, options: TranslateOptions = {}): ServiceResources {
   const service = state.services.get(key);
   if (!service) return emptyResources(key);
   const domain = options.clusterDomain ?? DEFAULT_CLUSTER_DOMAIN;
@@ -110,7 +114,7 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
     for (const e of errors) report(e.code, e.message);
   };
 
-  const { settings, errors } = parseServiceAnnotations(service.metadata, `Service ${key}`, lastGood);
+  const { settings, errors } = parseServiceAnnotations(service.metadata, `Service ${key}`, options.lastGoodOf?.(key));
   reportErrors(errors);
   const balance = balancing(service, settings);
   if (balance.lbPolicy === 'ring-hash' && !balance.hash) {
@@ -142,9 +146,14 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
   // treats it since 1.21: its names route to that Service's clusters (with their mTLS and policies), not to a DNS
   // cluster that would reach the ClusterIP in plaintext past the target's sidecar.
   const named = isExternal ? meshServiceNamed(externalName as string, domain) : undefined;
-  const aliased = named === undefined || named === key ? undefined : state.services.get(named);
-  if (named !== undefined && aliased !== undefined && aliased.spec?.type !== 'ExternalName') {
-    return { ...translateAlias(key, service, named, state, domain, report), problems, settings };
+  const aliasOf = aliasTargetOf(service, key, domain, state);
+  if (aliasOf !== undefined) {
+    for (const a of ROUTING_ANNOTATIONS) {
+      if (service.metadata?.annotations?.[a] !== undefined) {
+        report('SKEIN_TRANSLATE_EXTERNAL_NAME', `Service ${key} metadata.annotations["${a}"]: ignored: this ExternalName is an alias of ${aliasOf}, whose own routing applies; set it there`);
+      }
+    }
+    return { ...translateAlias(key, service, aliasOf, state, domain, options, report), problems, settings };
   }
 
   const fqdn = serviceFqdn(name, namespace, domain);
@@ -269,6 +278,18 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
   };
 }
 
+/** Annotations that shape a Service's routing: on an alias they would be ignored (its target's apply). */
+const ROUTING_ANNOTATIONS = ['skein.dev/routes', 'skein.dev/timeout', 'skein.dev/lb-policy', 'skein.dev/hash-header', 'skein.dev/connect-timeout'] as const;
+
+/** The mesh Service an ExternalName Service is an alias of (see translateService), if it is one. */
+function aliasTargetOf(service: V1Service, key: ServiceKey, domain: string, state: RegistryState): ServiceKey | undefined {
+  if (service.spec?.type !== 'ExternalName' || !service.spec.externalName) return undefined;
+  const named = meshServiceNamed(service.spec.externalName.trim().replace(/\.$/, ''), domain);
+  if (named === undefined || named === key) return undefined;
+  const target = state.services.get(named);
+  return target !== undefined && target.spec?.type !== 'ExternalName' ? named : undefined;
+}
+
 /** The key of the Service a DNS name names as `<svc>.<ns>.svc[.<domain>]` (whether it exists or not), if it does. */
 function meshServiceNamed(dnsName: string, domain: string): ServiceKey | undefined {
   const m = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.svc(\..+)?$/.exec(dnsName.toLowerCase());
@@ -287,6 +308,7 @@ function translateAlias(
   target: ServiceKey,
   state: RegistryState,
   domain: string,
+  options: TranslateOptions,
   report: (code: string, message: string) => void,
 ): Omit<ServiceResources, 'problems' | 'settings'> {
   const slash = key.indexOf('/');
@@ -297,16 +319,17 @@ function translateAlias(
   const targetFqdn = serviceFqdn(target.slice(target.indexOf('/') + 1), target.slice(0, target.indexOf('/')), domain);
   const listed = new Set((service.spec?.ports ?? []).map((p) => p.port));
   const ports = meshPorts(targetService).filter((p) => detectProtocol(p) !== 'tcp' && (listed.size === 0 || listed.has(p.port)));
-  if (listed.size > 0 && ports.length < listed.size) {
-    const missing = [...listed].filter((p) => !ports.some((t) => t.port === p));
+  const missing = [...listed].filter((p) => !ports.some((t) => t.port === p));
+  if (missing.length > 0) {
     report('SKEIN_TRANSLATE_EXTERNAL_NAME', `Service ${key} spec.ports: ${missing.join(', ')} not HTTP ports of ${target}, which spec.externalName names; those ports are not served`);
   }
   const defaultPort = defaultHttpPort(ports.map((p) => p.port));
   const virtualHosts: ServiceVirtualHost[] = [];
   const listeners: Listener[] = [];
   const routeTables: RouteConfiguration[] = [];
-  // The target's own routing: its skein.dev/routes split, its timeout, its hashing (its problems are its own report's).
-  const targetSettings = parseServiceAnnotations(targetService.metadata, `Service ${target}`).settings;
+  // The target's own routing: its skein.dev/routes split, its timeout, its hashing, as the target itself serves them
+  // (its last valid values for annotations now broken; its problems are its own report's).
+  const targetSettings = parseServiceAnnotations(targetService.metadata, `Service ${target}`, options.lastGoodOf?.(target)).settings;
   const targetRoutes = resolveRoutes(target, targetSettings, state, domain, () => {});
   const hash = balancing(targetService, targetSettings).hash;
   for (const port of ports) {
@@ -345,8 +368,13 @@ function resolveRoutes(
   for (const [i, entry] of settings.routes.entries()) {
     const targets = [];
     for (const t of entry.targets) {
-      const targetKey = serviceKey(t.namespace, t.service);
-      if (targetKey !== key) dependsOn.add(targetKey);
+      const namedKey = serviceKey(t.namespace, t.service);
+      if (namedKey !== key) dependsOn.add(namedKey);
+      // A route to an ExternalName alias goes to the Service it aliases (the alias has no cluster of its own).
+      const named = state.services.get(namedKey);
+      const aliasOf = named ? aliasTargetOf(named, namedKey, domain, state) : undefined;
+      if (aliasOf !== undefined && aliasOf !== key) dependsOn.add(aliasOf);
+      const targetKey = aliasOf ?? namedKey;
       const target = state.services.get(targetKey);
       const port: V1ServicePort | undefined = target ? meshPorts(target).find((p) => p.port === t.port) : undefined;
       if (!target || !port || !hasCluster(target)) {
@@ -359,7 +387,8 @@ function resolveRoutes(
       }
       // Ring hash needs the hash on the route: the target Service's own balancing says what to hash on.
       const hash = balancing(target, targetKey === key ? settings : parseServiceAnnotations(target.metadata, `Service ${targetKey}`).settings).hash;
-      targets.push({ cluster: clusterName(t.port, serviceFqdn(t.service, t.namespace, domain)), weight: t.weight, hash });
+      const slash = targetKey.indexOf('/');
+      targets.push({ cluster: clusterName(t.port, serviceFqdn(targetKey.slice(slash + 1), targetKey.slice(0, slash), domain)), weight: t.weight, hash });
     }
     routes.push({ prefix: entry.prefix, targets });
   }

@@ -378,9 +378,13 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
     if (list.length === 0) return;
     // Each name waits AWAIT_ENDPOINTS_MS from when its Cluster was sent, not more: a CLA the client never asks for
     // holds nothing for longer, however many Clusters follow.
-    const until = performance.now() + AWAIT_ENDPOINTS_MS;
+    const now = performance.now();
+    const until = now + AWAIT_ENDPOINTS_MS;
     const map = (this.awaiting ??= new Map());
-    for (const name of list) if (!map.has(name)) map.set(name, until);
+    for (const name of list) {
+      const at = map.get(name);
+      if (at === undefined || at <= now) map.set(name, until); // a name sent again after its wait ended waits anew
+    }
     if (this.awaitTimer === undefined) this.armAwaitTimer();
   }
 

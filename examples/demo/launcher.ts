@@ -319,6 +319,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     const victim = replicas.find((r) => r.pod === 'hostname-3');
     const stopAtS = Number.isFinite(durationS) ? durationS / 2 : 20;
     let lastPrint = Date.now();
+    let printedSummary = false;
     cpEcho.skip();
     loadRunning = true;
     while (!stopping && (Date.now() - started) / 1000 < durationS) {
@@ -345,18 +346,21 @@ export async function runDemo(argv: string[]): Promise<number> {
         summary.setPeers(await inboundPeers(replicas));
         await refreshEndpoints();
         out(summary.render());
+        printedSummary = true;
         for (const line of cpEcho.read()) out(line);
       }
     }
     // A signal from the terminal (Ctrl-C) reaches every process of the mesh at once: calls then in flight fail
-    // because everything is stopping, not because anything broke, so the last summary stays the one printed before.
-    if (interrupted === undefined) {
+    // because everything is stopping, not because anything broke, so the last summary stays the one printed before
+    // (and a smoke run that was interrupted checks nothing).
+    const groupInterrupted = interrupted === signalCodes.SIGINT; // Ctrl-C: the terminal signals the whole group
+    if (!groupInterrupted) {
       summary.setPeers(await inboundPeers(replicas));
       await refreshEndpoints();
       out(summary.render());
-    } else out('skein demo: the summary above is the last one from before the signal (calls cut by the shutdown are not counted)');
+    } else if (printedSummary) out('skein demo: the summary above is the last one from before the signal (calls cut by the shutdown are not counted)');
     agent.destroy();
-    if (smoke) {
+    if (smoke && interrupted === undefined) {
       const id = (sa: string) => `spiffe://cluster.local/ns/${NAMESPACE}/sa/${sa}`;
       const problems = summary.check(['web', 'app', 'kv', 'hostname'], {
         web: [id('loadgen')],

@@ -147,8 +147,14 @@ export class InboundHttpHandler {
   }
 
   private request(req: http.IncomingMessage, res: http.ServerResponse): void {
+    // Already answered (408 and closing): read and drop the rest, and let the linger close the socket, so no reset
+    // can destroy the answer before the client reads it.
+    if (answered.has(req.socket)) {
+      req.resume();
+      return;
+    }
     const info = (req.socket as WithConn)[kConn];
-    if (info === undefined || answered.has(req.socket)) {
+    if (info === undefined) {
       res.destroy();
       return;
     }
@@ -207,8 +213,9 @@ export class InboundHttpHandler {
    * into HTTP/2 streams this server does not see one by one, so it is judged per connection, as a TCP stream is.
    */
   private upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
+    if (answered.has(socket)) return; // already answered and closing (see request)
     const info = (socket as WithConn)[kConn];
-    if (info === undefined || answered.has(socket)) {
+    if (info === undefined) {
       socket.destroy();
       return;
     }

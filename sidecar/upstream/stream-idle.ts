@@ -103,7 +103,9 @@ class IdleHandler implements DispatchHandler {
     // chunks through its own push(), so one wrapper sees them without reading the stream itself.
     const body = request.body;
     if (body !== null && !body.readableEnded) {
-      this.uploading = true;
+      // A body that came whole with its head was ended (push(null)) before dispatch: nothing more is due from the
+      // client. node's Readable keeps that in its state; there is no public flag for it.
+      this.uploading = (body as { _readableState?: { ended?: boolean } })._readableState?.ended !== true;
       const push = body.push;
       body.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
         this.last = watch.tick;

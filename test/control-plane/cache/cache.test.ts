@@ -127,6 +127,25 @@ describe('snapshot cache', () => {
     expect(bytesOf(cache.current())).toEqual(fromScratch(source.current));
   });
 
+  it('routes an alias as its target serves itself, also the target\'s last valid routes when an edit broke them', () => {
+    const split = (routes: string) => service('shop', 'cart', { clusterIP: '10.96.0.9', ports: [{ name: 'http', port: 80 }] }, { 'skein.dev/routes': routes });
+    const good = '[{"prefix": "/", "weighted": [{"service": "cart", "port": 80, "weight": 9}, {"service": "web", "port": 80, "weight": 1}]}]';
+    const alias = service('shop', 'alias', { type: 'ExternalName', externalName: 'cart.shop.svc.cluster.local' });
+    const source = new FakeSource(withService(withService(baseState(), 'shop/cart', split(good)), 'shop/alias', alias));
+    cache = createSnapshotCache(source, { log: recordingLog() });
+    type Table = { virtual_hosts?: { name: string; routes: { route?: { weighted_clusters?: { clusters: { name: string }[] } } }[] }[] };
+    const targetsOf = (host: string): string[] | undefined =>
+      (cache?.current().scopes.get('envoy/shop')?.get(TYPE_URL.route)?.get('outbound/shop')?.message as Table | undefined)?.virtual_hosts
+        ?.find((v) => v.name === host)?.routes[0]?.route?.weighted_clusters?.clusters.map((c) => c.name);
+    const both = ['outbound|80||cart.shop.svc.cluster.local', 'outbound|80||web.shop.svc.cluster.local'];
+    expect(targetsOf('alias.shop.svc.cluster.local:80')).toEqual(both);
+    source.emit(withService(source.current, 'shop/cart', split('[{"prefix": "/", "weighted": [{"service": "cart", "port": "x"}]}]')), ['shop/cart']);
+    cache.flush();
+    expect(targetsOf('cart.shop.svc.cluster.local:80')).toEqual(both); // the target keeps its split...
+    expect(targetsOf('alias.shop.svc.cluster.local:80')).toEqual(both); // ...and so does its alias
+    expect(checkSnapshot(cache.current())).toEqual([]);
+  });
+
   it('shares CDS and EDS maps between scopes and versions resources by content hash', () => {
     cache = createSnapshotCache(new FakeSource(baseState()), { log: recordingLog() });
     const snap = cache.current();

@@ -189,6 +189,16 @@ describe('translateService', () => {
     expect(route?.weighted_clusters?.clusters?.map((c) => c.name)).toEqual(['outbound|80||web.f.svc.cluster.local', 'outbound|80||canary.f.svc.cluster.local']);
     expect(route?.timeout).toEqual({ seconds: 3, nanos: 0 });
     expect(translateService('f/alias', withSplit).dependsOn).toEqual(['f/web', 'f/canary']);
+    // Its own routing annotations would be ignored: said so.
+    const annotated = service('f', 'alias', { type: 'ExternalName', externalName: 'web.f.svc.cluster.local' }, { 'skein.dev/timeout': '1s' });
+    expect(translateService('f/alias', registryState([target, annotated])).problems.map((p) => p.message)).toEqual([
+      'Service f/alias metadata.annotations["skein.dev/timeout"]: ignored: this ExternalName is an alias of f/web, whose own routing applies; set it there',
+    ]);
+    // Another Service's weighted route to the alias goes to the aliased Service's cluster (the alias has none).
+    const front = service('f', 'front', { clusterIP: '10.96.1.3', ports: [{ name: 'http', port: 80 }] }, { 'skein.dev/routes': '[{"prefix": "/a", "cluster": "alias:80"}]' });
+    const viaAlias = translateService('f/front', registryState([target, alias, front]));
+    expect(viaAlias.virtualHosts[0]?.remote.routes?.find((r) => r.match?.prefix === '/a')?.route?.cluster).toBe('outbound|80||web.f.svc.cluster.local');
+    expect(viaAlias.dependsOn).toEqual(['f/alias', 'f/web']);
     // Listed ports narrow it; a port the target lacks is reported.
     const narrowed = translateService('f/alias', registryState([target, service('f', 'alias', { type: 'ExternalName', externalName: 'web.f.svc', ports: [{ port: 80 }, { port: 81 }] })]));
     expect(narrowed.virtualHosts.map((v) => v.name)).toEqual(['alias.f.svc.cluster.local:80']);

@@ -217,7 +217,8 @@ describe('the inbound L7 path: slow and silent callers', () => {
     const listener = (req: http.IncomingMessage) => seen.push(req.url ?? '');
     app.on('request', listener);
     try {
-      const s = net.connect(pair.inbound, '127.0.0.1');
+      // Half-open: the client keeps its side open after the sidecar's FIN, as a raw client may.
+      const s = net.connect({ port: pair.inbound, host: '127.0.0.1', allowHalfOpen: true });
       s.on('error', () => {});
       let text = '';
       s.on('data', (d: Buffer) => (text += d.toString()));

@@ -84,15 +84,22 @@ describe('stream idle timeout', () => {
   });
 
   it('does not blame the client for a body it sent whole that the upstream has not read', async () => {
-    const watch = new StreamIdleWatch(1000, false);
-    const body = new PassThrough();
-    const r = recorder();
-    watch.interceptor((_req, h) => h.onRequestStart(r.controller))(request(body), r.handler);
-    body.end('all of it'); // received in full, never read
-    await new Promise((resolve) => setImmediate(resolve));
-    for (let i = 0; i < 10; i++) watch.sweep();
-    expect(r.error()?.message).toContain('stream idle timeout: no response from');
-    expect(r.error()?.message).not.toContain('no request body bytes');
+    // Ended after the request was dispatched, and ended before (a small body in the same packet as its head).
+    for (const endedBefore of [false, true]) {
+      const watch = new StreamIdleWatch(1000, false);
+      const body = new PassThrough();
+      const r = recorder();
+      if (endedBefore) {
+        body.end('all of it');
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      watch.interceptor((_req, h) => h.onRequestStart(r.controller))(request(body), r.handler);
+      if (!endedBefore) body.end('all of it'); // received in full, never read
+      await new Promise((resolve) => setImmediate(resolve));
+      for (let i = 0; i < 10; i++) watch.sweep();
+      expect(r.error()?.message).toContain('stream idle timeout: no response from');
+      expect(r.error()?.message).not.toContain('no request body bytes');
+    }
   });
 
   it('0 turns it off: requests pass through unwrapped', () => {
