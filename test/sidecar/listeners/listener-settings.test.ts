@@ -15,12 +15,19 @@ function withListener(m: MeshConfig, settings: { streamIdleTimeoutMs?: number; m
   return { ...m, listeners: new Map([['virtualOutbound', { ...l, ...settings }]]) };
 }
 
-/** An HTTP/2 GET of /quick from `slow` with extra headers: the status and x-skein-reason. */
-async function h2Status(port: number, headers: Record<string, string>): Promise<[number, string | undefined]> {
+/**
+ * One HTTP/2 request to `slow` on its own session: `send` writes the body (default: none, the stream ends), and the
+ * answer's status and x-skein-reason come back.
+ */
+async function h2Status(
+  port: number,
+  headers: http2.OutgoingHttpHeaders,
+  send: (stream: http2.ClientHttp2Stream) => void = (s) => s.end(),
+): Promise<[number, string | undefined]> {
   const session = http2.connect(`http://127.0.0.1:${port}`);
   try {
-    const stream = session.request({ ':path': '/quick', ':authority': 'slow', ...headers });
-    stream.end();
+    const stream = session.request({ ':path': '/quick', ':authority': 'slow', ...headers }, { endStream: false });
+    send(stream);
     const head = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
       stream.on('response', resolve);
       stream.on('error', reject);
@@ -28,7 +35,7 @@ async function h2Status(port: number, headers: Record<string, string>): Promise<
     stream.resume();
     return [Number(head[':status']), head['x-skein-reason'] as string | undefined];
   } finally {
-    session.close();
+    session.destroy();
   }
 }
 
@@ -72,37 +79,12 @@ describe('the outbound listener\'s settings from xDS', () => {
     expect(text).toContain('x-skein-reason: stream_idle_timeout');
     expect(text).toContain(`no request body bytes from the client and no response from ${SLOW} for 300 ms`);
 
-    const session = http2.connect(`http://127.0.0.1:${pair.outbound}`);
-    try {
-      const stream = session.request({ ':method': 'POST', ':path': '/slow', ':authority': 'slow', 'content-length': '10' }, { endStream: false });
-      stream.write('ab');
-      const head = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
-        stream.on('response', resolve);
-        stream.on('error', reject);
-      });
-      stream.resume();
-      expect(head[':status']).toBe(408);
-      expect(head['x-skein-reason']).toBe('stream_idle_timeout');
-    } finally {
-      session.destroy();
-    }
+    const stalled = await h2Status(pair.outbound, { ':method': 'POST', ':path': '/slow', 'content-length': '10' }, (stream) => stream.write('ab'));
+    expect(stalled).toEqual([408, 'stream_idle_timeout']);
   });
 
   it('answers an HTTP/2 client the same 408', async () => {
-    const session = http2.connect(`http://127.0.0.1:${pair.outbound}`);
-    try {
-      const stream = session.request({ ':path': '/slow', ':authority': 'slow' });
-      stream.end();
-      const head = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
-        stream.on('response', resolve);
-        stream.on('error', reject);
-      });
-      stream.resume();
-      expect(head[':status']).toBe(408);
-      expect(head['x-skein-reason']).toBe('stream_idle_timeout');
-    } finally {
-      session.close();
-    }
+    expect(await h2Status(pair.outbound, { ':path': '/slow' })).toEqual([408, 'stream_idle_timeout']);
   });
 
   it('takes the request head limit from the listener (max_request_headers_kb) over the sidecar\'s own', async () => {
