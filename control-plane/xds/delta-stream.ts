@@ -180,6 +180,11 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     }
     if (added.size > 0 || removed.size > 0) st.names = editNames(current, [...added], [...removed]);
     this.record?.subscribed(typeUrl, st.wildcard, st.names.size);
+    // A per-type EDS stream resuming after the node's CDS stream did: the Clusters that came updated warm (node-streams.ts).
+    if (resumed !== undefined && this.only === TYPE_URL.endpoint && this.deps.nodes) {
+      const warming = this.deps.nodes.warmingFor(this);
+      if (warming.length > 0) this.resendOrHold(warming, undefined);
+    }
   }
 
   /** The snapshot's own string for a name, so 1000 streams subscribed to it share one string. */
@@ -285,7 +290,7 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     else for (const name of names) (this.warmOnSubscribe ??= new Set()).add(name);
   }
 
-  protected resendEndpoints(names: readonly string[], changedAt: number): void {
+  protected resendEndpoints(names: readonly string[], changedAt: number | undefined): void {
     this.markEndpoints(names, changedAt);
   }
 
@@ -358,6 +363,8 @@ export class DeltaStream extends AdsStreamBase<DeltaDiscoveryRequest__Output, De
     const mustRespond = st.mustRespond;
     const changedAt = st.changedAt;
     if (updated && this.only === undefined) this.warmUpdated(map, updated, changedAt);
+    // A per-type CDS stream's first response after a resume: the node's EDS streams send these Clusters' CLAs again.
+    else if (updated && this.only === TYPE_URL.cluster && seq === 1) this.deps.nodes?.clustersUpdatedOnResume(this, endpointNamesOf(map, updated));
     if (added) this.awaitEndpoints(() => endpointNamesOf(map, added));
     st.pending.clear();
     st.announceAbsent.clear();

@@ -10,6 +10,8 @@ export interface PerTypeStream {
   clustersSettled(): boolean;
   /** EDS: sends the ClusterLoadAssignments held back for changed Clusters (see AdsStreamBase.holdResends). */
   releaseEndpoints(): void;
+  /** EDS: sends these ClusterLoadAssignments again, even at the version the client holds, once the node's CDS is settled. */
+  warmEndpoints(names: readonly string[]): void;
 }
 
 /**
@@ -21,6 +23,12 @@ export interface PerTypeStream {
  */
 export class NodeStreams {
   private readonly byNode = new Map<string, Set<PerTypeStream>>();
+  /**
+   * Per node id, the CLA names of Clusters a delta CDS stream sent updated on resuming (initial_resource_versions
+   * older than the current ones): the node's EDS streams, open or opening later, send them again (Envoy finishes
+   * warming an updated Cluster only on a new CLA response). Dropped with the node's last stream.
+   */
+  private readonly warming = new Map<string, Set<string>>();
 
   /** Adds a stream; true when it is the node's first. */
   add(stream: PerTypeStream): boolean {
@@ -37,7 +45,24 @@ export class NodeStreams {
     if (!set?.delete(stream)) return false;
     if (set.size > 0) return false;
     this.byNode.delete(stream.nodeId);
+    this.warming.delete(stream.nodeId);
     return true;
+  }
+
+  /** A delta CDS stream resumed with Clusters the client held at older versions: their CLAs (`names`) go again. */
+  clustersUpdatedOnResume(cds: PerTypeStream, names: readonly string[]): void {
+    const set = this.byNode.get(cds.nodeId);
+    if (!set || names.length === 0) return;
+    let warming = this.warming.get(cds.nodeId);
+    if (!warming) this.warming.set(cds.nodeId, (warming = new Set()));
+    for (const name of names) warming.add(name);
+    for (const s of set) if (s.only === TYPE_URL.endpoint && s.scope === cds.scope) s.warmEndpoints(names);
+  }
+
+  /** For an EDS stream's first request: the CLA names its node's resumed CDS streams left warming. */
+  warmingFor(eds: PerTypeStream): readonly string[] {
+    const warming = this.warming.get(eds.nodeId);
+    return warming ? [...warming] : [];
   }
 
   /** Whether every CDS stream of the stream's node and scope is settled (true when it has none here). */

@@ -302,7 +302,7 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     st.changedAt = st.changedAt === undefined ? changedAt : Math.min(st.changedAt, changedAt);
   }
 
-  protected resendEndpoints(names: readonly string[], changedAt: number): void {
+  protected resendEndpoints(names: readonly string[], changedAt: number | undefined): void {
     const st = this.types.get(TYPE_URL.endpoint);
     if (!st) return;
     let touches = false;
@@ -313,7 +313,7 @@ export class SotwStream extends AdsStreamBase<DiscoveryRequest__Output, Discover
     }
     if (!touches) return;
     st.dirty = true;
-    st.changedAt = st.changedAt === undefined ? changedAt : Math.min(st.changedAt, changedAt);
+    if (changedAt !== undefined) st.changedAt = st.changedAt === undefined ? changedAt : Math.min(st.changedAt, changedAt);
   }
 
   protected hasPending(typeUrl: TypeUrl): boolean {

@@ -63,7 +63,7 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
   /** A per-type CDS or LDS stream: where the EDS/RDS config sources in what it sends point (config-sources.ts). */
   private perTypeSource: PerTypeSource | undefined;
   /** A per-type EDS stream: CLAs of changed Clusters to re-send once the node's CDS streams are settled. */
-  private heldResends: { readonly names: readonly string[]; readonly changedAt: number }[] | undefined;
+  private heldResends: { readonly names: readonly string[]; readonly changedAt: number | undefined }[] | undefined;
   protected serial = 0;
   protected readonly deps: StreamDeps;
   protected readonly outbox: Outbox<Res>;
@@ -112,7 +112,7 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
    * Clusters changed: their ClusterLoadAssignments (`names`) must be sent again even if unchanged, as Envoy finishes
    * warming an updated Cluster only on a new CLA response. Only names the stream subscribes to count (see warmsClusters).
    */
-  protected abstract resendEndpoints(names: readonly string[], changedAt: number): void;
+  protected abstract resendEndpoints(names: readonly string[], changedAt: number | undefined): void;
   protected abstract hasPending(typeUrl: TypeUrl): boolean;
   /** Whether the stream has a subscription of the type. */
   protected abstract subscribes(typeUrl: TypeUrl): boolean;
@@ -303,7 +303,7 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
    * reached Envoy before its updated Cluster would leave that Cluster warming. Publishes reach per-type CDS streams
    * before EDS ones (server.ts), so the CDS stream already knows it has something to send.
    */
-  private resendOrHold(names: readonly string[], changedAt: number): void {
+  protected resendOrHold(names: readonly string[], changedAt: number | undefined): void {
     const nodes = this.deps.nodes;
     if (this.only === TYPE_URL.endpoint && nodes && !nodes.clustersSettled(this)) {
       (this.heldResends ??= []).push({ names, changedAt });
@@ -319,6 +319,15 @@ export abstract class AdsStreamBase<Req extends RequestHead, Res> implements Ads
       if (!held || this.closed) return;
       this.heldResends = undefined;
       for (const { names, changedAt } of held) this.resendEndpoints(names, changedAt);
+      if (this.hasPending(TYPE_URL.endpoint)) this.scheduleFlush();
+    });
+  }
+
+  /** PerTypeStream (an EDS stream): the node's CDS stream resumed with these CLAs' Clusters updated (see NodeStreams). */
+  warmEndpoints(names: readonly string[]): void {
+    this.guard(() => {
+      if (this.closed) return;
+      this.resendOrHold(names, undefined);
       if (this.hasPending(TYPE_URL.endpoint)) this.scheduleFlush();
     });
   }

@@ -236,6 +236,46 @@ describe('per-type xDS services (no ADS)', () => {
     });
   }
 
+  for (const order of ['EDS stream first', 'CDS stream first'] as const) {
+    it(`delta: a Cluster that changed while the node was away gets its unchanged CLA again on the EDS stream, after CDS is answered (${order})`, async () => {
+      h = await startHarness(base());
+      const node = envoyNode(`resume-${order.startsWith('EDS') ? 'e' : 'c'}`);
+      const held = (r: { resources: { name: string; version: string }[] }) => Object.fromEntries(r.resources.map((x) => [x.name, x.version]));
+      const first = services();
+      const cds0 = first.cluster.openDelta();
+      cds0.send({ node });
+      const c0 = await cds0.next();
+      cds0.send({ response_nonce: c0.nonce });
+      const eds0 = first.endpoint.openDelta();
+      eds0.send({ node, resource_names_subscribe: ['a', 'b'] });
+      const e0 = await eds0.next();
+      eds0.send({ response_nonce: e0.nonce });
+      const clusters = held(c0);
+      const endpoints = held(e0);
+      cds0.call.cancel();
+      eds0.call.cancel();
+      await eventually(async () => expect(await gauge()).toContain('skein_xds_connected_proxies 0'));
+      // Cluster a changes while the node is away; its endpoints do not.
+      h.cache.publish({ [SCOPE]: { [TYPE_URL.cluster]: { put: [cluster('a', 5)] } } });
+      const svc = services();
+      const cds = svc.cluster.openDelta();
+      const eds = svc.endpoint.openDelta();
+      const openEds = () => eds.send({ node, resource_names_subscribe: ['a', 'b'], initial_resource_versions: endpoints });
+      if (order === 'EDS stream first') openEds();
+      cds.send({ node, initial_resource_versions: clusters });
+      const c = await cds.next();
+      expect(c.resources.map((x) => x.name)).toEqual(['a']);
+      if (order === 'CDS stream first') openEds();
+      // Held while the CDS response is unanswered (HTTP/2 keeps no order across streams), then sent at the held version.
+      await new Promise((r) => setTimeout(r, 100));
+      // (The EDS stream's first request is answered at once, with nothing it does not hold.)
+      while (eds.buffered > 0) expect((await eds.next()).resources).toEqual([]);
+      cds.send({ response_nonce: c.nonce });
+      const e = await eds.next();
+      expect(e.resources.map((x) => [x.name, x.version])).toEqual([['a', endpoints.a]]);
+    });
+  }
+
   it('re-sends a changed Cluster\'s ClusterLoadAssignment at once when the node has no CDS stream here', async () => {
     h = await startHarness(base());
     const eds = services().endpoint.openSotw();
