@@ -16,6 +16,22 @@ const log = logger('upstream');
 
 /** Error codes that mean the kept-alive connection was gone when the request went out (safe to send once more). */
 const STALE_CODES = new Set(['ECONNRESET', 'EPIPE', CLOSED_CODE]);
+/** Methods RFC 9110 (9.2.2) calls idempotent: sent again when a kept-alive connection closes under them. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/**
+ * Whether a request may go again on a fresh connection after its reused one closed before any response byte. Such a
+ * close is usually the server's idle timeout racing our reuse (the request never reached the app), but it can also be
+ * a peer dying with the request in hand: then only an idempotent request (or one with an Idempotency-Key) may run
+ * twice, as Go's HTTP client decides. A request with a body is never sent again (its body is gone).
+ */
+function replayable(req: DispatchRequest): boolean {
+  if (req.body !== null) return false;
+  if (IDEMPOTENT.has(req.method)) return true;
+  const h = req.headers;
+  for (let i = 0; i < h.length; i += 2) if ((h[i] as string).toLowerCase() === 'idempotency-key') return true;
+  return false;
+}
 
 /** Idle connections close after this long, or a second before the server's Keep-Alive `timeout=` hint. */
 export const IDLE_TIMEOUT_MS = 60_000;
@@ -188,7 +204,7 @@ class H1Exchange implements DispatchController, ConnectionUser {
     this.req = req;
     this.handler = handler;
     this.noBody = req.method === 'HEAD';
-    this.mayRetry = req.body === null;
+    this.mayRetry = replayable(req);
     this.startedAt = pool.load.start();
   }
 
@@ -317,7 +333,7 @@ class H1Exchange implements DispatchController, ConnectionUser {
     if (this.finished) return;
     this.conn = undefined;
     const code = err.code ?? '';
-    // A kept-alive connection the server closed as we reused it: send once more on a fresh one (no body sent).
+    // A kept-alive connection the server closed as we reused it: send once more on a fresh one (see replayable).
     if (!started && this.mayRetry && reused && STALE_CODES.has(code)) {
       log.debug('retrying after a stale keep-alive connection failed', { target: this.pool.dialTarget, code });
       this.mayRetry = false;

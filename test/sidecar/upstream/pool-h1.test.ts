@@ -214,6 +214,23 @@ describe('HTTP/1.1 upstream pool', () => {
     expect(c.stat().endpoints[0]?.active).toBe(0);
   });
 
+  it('does not resend a bodiless non-idempotent request (the peer may have died with it in hand), unless it has an Idempotency-Key', async () => {
+    const a = await app();
+    const c = cluster(a.port, new Registry());
+    clusters.push(c);
+    expect((await send(c, '/first')).status).toBe(200);
+    const r = await send(c, '/stale', { method: 'POST' });
+    expect([r.error?.status, r.error?.reason]).toEqual([503, 'upstream_reset']);
+    expect(a.connections()).toBe(1);
+    expect((await send(c, '/second')).status).toBe(200);
+    const k = await send(c, '/stale', { method: 'POST', headers: ['Idempotency-Key', 'k1'] });
+    expect(k.error).toBeUndefined();
+    expect(k.body).toBe('POST /stale ');
+    const d = await send(c, '/stale', { method: 'DELETE' });
+    expect(d.error).toBeUndefined();
+    expect(d.body).toBe('DELETE /stale ');
+  });
+
   it('streams a request body and answers connection refused as upstream_connect_error', async () => {
     const a = await app();
     const c = cluster(a.port, new Registry());
