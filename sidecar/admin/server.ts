@@ -21,6 +21,8 @@ export interface EndpointStats {
   readonly latencyMs?: number;
   readonly total?: number;
   readonly failed?: number;
+  /** Ms until failure accrual lets the load balancer choose the endpoint again (absent or 0: it may). */
+  readonly ejectedMs?: number;
 }
 
 export interface ClusterStats {
@@ -106,7 +108,9 @@ export function clustersText(stats: readonly ClusterStats[]): string {
     if (c.draining) lines.push(`${c.name}::draining_endpoints::${c.draining}`);
     for (const e of c.endpoints) {
       const id = `${c.name}::${e.address}:${e.port}`;
-      lines.push(`${id}::health_flags::${e.health}`, `${id}::weight::${e.weight}`);
+      // Envoy's flag for an outlier-ejected host, after the EDS health.
+      lines.push(`${id}::health_flags::${e.health}${e.ejectedMs ? '/failed_outlier_check' : ''}`, `${id}::weight::${e.weight}`);
+      if (e.ejectedMs) lines.push(`${id}::ejected_ms::${Math.round(e.ejectedMs)}`);
       if (e.inboundPort !== undefined) lines.push(`${id}::inbound_port::${e.inboundPort}`);
       if (e.active !== undefined) lines.push(`${id}::rq_active::${e.active}`);
       if (e.connections !== undefined) lines.push(`${id}::cx_active::${e.connections}`);

@@ -12,5 +12,5 @@ registerPicker('p2c-ewma', p2cEwma);
 
 export { buildPicker, registerPicker, registeredPolicies } from './picker.ts';
 export type { LbEndpoint, PickContext, Picker, PickerFactory, PickerOptions } from './picker.ts';
-export { EndpointLoad } from './load.ts';
+export { EJECT_BASE_MS, EJECT_MAX_MS, EndpointLoad } from './load.ts';
 export type { Clock } from './load.ts';

@@ -4,13 +4,17 @@
 export const DEFAULT_RTT_MS = 30;
 export const DEFAULT_DECAY_MS = 10_000;
 /**
- * A failed request makes the endpoint cost as if it answered in FAILURE_PENALTY_MS, a penalty that fades with a
- * time constant of FAILURE_DECAY_MS (below 30 ms after ~10 s), apart from its latency history. Decaying as a latency
- * sample (10 s) kept a recovered endpoint from any traffic for 45-60 s after one failure, since P2C never picked it
- * to measure it again. Failing again renews the penalty; outlier ejection is a separate mechanism.
+ * Failure accrual (Linkerd's, Envoy's outlier ejection in small): a failed request takes the endpoint out of P2C's
+ * choice for EJECT_BASE_MS, doubling with each further failure of a request sent after that (a probe once the time
+ * is up), to at most EJECT_MAX_MS; a request sent after the ejection began that succeeds ends the streak. Failures of
+ * requests already in flight when it began (a burst cut by one crash) do not lengthen it. A fixed 1 s cost that faded
+ * instead let a dead endpoint beat busy healthy ones (100 ms × 16 in flight) and kept a recovered one in a fast
+ * cluster out for 11 s.
  */
-export const FAILURE_PENALTY_MS = 1000;
-export const FAILURE_DECAY_MS = 3000;
+export const EJECT_BASE_MS = 250;
+export const EJECT_MAX_MS = 10_000;
+/** An ejected endpoint's cost: above any live one's; among ejected ones the nearest to its return wins. */
+const EJECTED_COST = 1e9;
 
 export type Clock = () => number;
 
@@ -33,9 +37,10 @@ export class EndpointLoad {
    * in 10 s). A slow endpoint is known by the first request sent after it answered.
    */
   private warmAt = Number.NaN;
-  /** The last failure's penalty and when it was given (see FAILURE_PENALTY_MS). */
-  private penaltyMs = 0;
-  private penaltyAt = 0;
+  /** Failure accrual (see EJECT_BASE_MS): out of P2C's choice until `ejectedUntil`, since `ejectedAt`. */
+  private strikes = 0;
+  private ejectedAt = Number.NEGATIVE_INFINITY;
+  private ejectedUntil = Number.NEGATIVE_INFINITY;
   private readonly decayMs: number;
   private readonly now: Clock;
 
@@ -68,10 +73,11 @@ export class EndpointLoad {
     const t = this.now();
     if (failed) {
       // A refused or reset request comes back fast: as a latency it would make a broken endpoint look like the
-      // best one. It gives a penalty instead, which fades so the endpoint is tried again soon.
+      // best one. It ejects the endpoint for a while instead.
       this.penalize();
       return;
     }
+    if (this.strikes !== 0 && startedAt >= this.ejectedAt) this.strikes = 0;
     const rtt = t - startedAt;
     if (!(startedAt >= this.warmAt)) {
       // Sent during the warm-up (see warmAt); NaN compares false, so the first answer lands here too.
@@ -93,13 +99,22 @@ export class EndpointLoad {
   }
 
   /**
-   * Counts a failure here and gives (or renews) the failure penalty; called by finish() and for a request that
-   * failed past the load's own accounting (a peer sidecar's 503 for an app that refused the connection).
+   * Counts a failure here and ejects the endpoint (see EJECT_BASE_MS); called by finish() and for a request that
+   * failed past the load's own accounting (a peer sidecar's 503 for an app that refused the connection). A failure
+   * while ejected (a request that was in flight, or sent because nothing better was left) does not lengthen it.
    */
   penalize(): void {
     this.failed++;
-    this.penaltyMs = FAILURE_PENALTY_MS;
-    this.penaltyAt = this.now();
+    const now = this.now();
+    if (now < this.ejectedUntil) return;
+    this.strikes++;
+    this.ejectedAt = now;
+    this.ejectedUntil = now + Math.min(EJECT_BASE_MS * 2 ** Math.min(this.strikes - 1, 30), EJECT_MAX_MS);
+  }
+
+  /** Ms until the endpoint is back in P2C's choice after failures (0 when it is in). */
+  get ejectedForMs(): number {
+    return Math.max(0, this.ejectedUntil - this.now());
   }
 
   /**
@@ -115,7 +130,8 @@ export class EndpointLoad {
 
   /** Forgets failures: the endpoint was taken out of rotation (not ready) and is back. */
   forgive(): void {
-    this.penaltyMs = 0;
+    this.strikes = 0;
+    this.ejectedUntil = Number.NEGATIVE_INFINITY;
   }
 
   /** Peak EWMA: a slower sample replaces the average at once; faster ones pull it down with time-based decay. */
@@ -133,13 +149,9 @@ export class EndpointLoad {
     this.stamp = t;
   }
 
-  /** The latency estimate in ms, or a failure's fading penalty while that is higher. */
+  /** The latency estimate in ms (failures are no latency: see ejectedForMs). */
   get latencyMs(): number {
-    return Math.max(this.ewmaMs, this.penaltyNow(this.now()));
-  }
-
-  private penaltyNow(now: number): number {
-    return this.penaltyMs === 0 ? 0 : this.penaltyMs * Math.exp(-(now - this.penaltyAt) / FAILURE_DECAY_MS);
+    return this.ewmaMs;
   }
 
   /**
@@ -148,9 +160,9 @@ export class EndpointLoad {
    */
   cost(): number {
     const now = this.now();
+    if (now < this.ejectedUntil) return EJECTED_COST + (this.ejectedUntil - now);
     const idle = now - this.stamp;
-    let latency = idle > 0 && this.active === 0 ? this.ewmaMs * Math.exp(-idle / this.decayMs) : this.ewmaMs;
-    if (this.penaltyMs !== 0) latency = Math.max(latency, this.penaltyNow(now));
+    const latency = idle > 0 && this.active === 0 ? this.ewmaMs * Math.exp(-idle / this.decayMs) : this.ewmaMs;
     return latency * (this.active + 1);
   }
 }

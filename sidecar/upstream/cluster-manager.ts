@@ -93,15 +93,15 @@ export class ClusterManager {
   /** ConnectRetry's way back in: sends the request to an endpoint other than `failed`; false when there is none. */
   retryElsewhere(cluster: Cluster, failed: Endpoint, req: DispatchRequest, handler: DispatchHandler): boolean {
     if (this.clusters.get(req.cluster) !== cluster) return false;
-    for (let tries = 0; tries < 3; tries++) {
-      const other = this.pick(cluster, req.hash);
-      if (other === undefined) return false;
-      if (other === failed) continue;
-      this.metrics.connectRetries.inc();
-      this.sendTo(cluster, other, req, handler, false);
-      return true;
-    }
-    return false;
+    // The balancer's choice unless that is the endpoint that failed (as Envoy's previous_hosts retry predicate):
+    // then the least loaded other one, rather than drawing again (with three endpoints, three draws all returned the
+    // failed one 30% of the time).
+    let other = this.pick(cluster, req.hash);
+    if (other === failed) other = cluster.another(failed);
+    if (other === undefined) return false;
+    this.metrics.connectRetries.inc();
+    this.sendTo(cluster, other, req, handler, false);
+    return true;
   }
 
   stats(): ClusterStat[] {

@@ -236,6 +236,18 @@ export class Cluster {
     return this.picker?.pick(ctx);
   }
 
+  /** For a retry: the healthy endpoint other than `failed` that costs least now (P2C's measure), if there is one. */
+  another(failed: Endpoint): Endpoint | undefined {
+    let best: Endpoint | undefined;
+    let bestCost = Infinity;
+    for (const e of this.endpoints.values()) {
+      if (e === failed || e.health !== 'healthy' || !(e.weight > 0)) continue;
+      const cost = e.load.cost() / e.weight;
+      if (cost < bestCost) [best, bestCost] = [e, cost];
+    }
+    return best;
+  }
+
   endpoint(key: string): Endpoint | undefined {
     return this.endpoints.get(key);
   }
@@ -260,6 +272,7 @@ export class Cluster {
         latencyMs: Math.round(e.load.latencyMs * 1000) / 1000,
         total: e.load.total,
         failed: e.load.failed,
+        ejectedMs: e.load.ejectedForMs,
       })),
     };
   }

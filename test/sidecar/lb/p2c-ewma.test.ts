@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { buildPicker, EndpointLoad } from '../../../sidecar/lb/index.ts';
+import { buildPicker, EJECT_BASE_MS, EndpointLoad } from '../../../sidecar/lb/index.ts';
 import { fake, seeded } from './fake.ts';
 
 describe('peak EWMA load', () => {
@@ -111,24 +111,46 @@ describe('streams', () => {
     load.start();
     load.endStream(true);
     expect(load.failed).toBe(1);
-    expect(load.cost()).toBeCloseTo(1000, 6);
+    expect(load.ejectedForMs).toBe(EJECT_BASE_MS);
   });
 });
 
-describe('failure penalty', () => {
-  it('makes a failed endpoint cost like a 1 s answer, fading within seconds, renewed by the next failure', () => {
+describe('failure accrual', () => {
+  it('takes a failed endpoint out of the choice for 250 ms, doubling per failed probe up to 10 s; a probe that succeeds ends it', () => {
     let now = 0;
     const failing = new EndpointLoad(() => now, 30, 10_000);
-    failing.observe(5);
+    const live = new EndpointLoad(() => now, 30, 10_000);
+    failing.observe(50);
+    live.observe(100);
+    for (let i = 0; i < 16; i++) live.start(); // busy: 100 ms × 17
     failing.finish(failing.start(), true); // refused in 0 ms: not a fast answer
     expect(failing.failed).toBe(1);
-    expect(failing.cost()).toBeCloseTo(1000, 6);
-    now = 3000; // one FAILURE_DECAY_MS
-    expect(failing.cost()).toBeCloseTo(1000 * Math.exp(-1), 6);
-    now = 12_000;
-    expect(failing.cost()).toBeLessThan(30); // back in the running against a 30 ms peer
+    expect(failing.ejectedForMs).toBe(250);
+    expect(failing.cost()).toBeGreaterThan(live.cost());
+    expect(failing.latencyMs).toBe(50); // a failure is no latency
+    // Requests already in flight that fail now do not lengthen it (one crash, one strike).
+    const inFlight = [failing.start(), failing.start()];
+    for (const t of inFlight) failing.finish(t, true);
+    expect(failing.ejectedForMs).toBe(250);
+    // Each probe after the time is up that fails doubles it, to at most 10 s.
+    const seen: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      now += failing.ejectedForMs;
+      expect(failing.cost()).toBeLessThan(live.cost()); // back in the choice: the probe
+      failing.finish(failing.start(), true);
+      seen.push(failing.ejectedForMs);
+    }
+    expect(seen).toEqual([500, 1000, 2000, 4000, 8000, 10_000, 10_000, 10_000]);
+    // A probe that succeeds ends the streak: the next failure is a first one again.
+    now += failing.ejectedForMs;
+    failing.finish(failing.start());
+    expect(failing.ejectedForMs).toBe(0);
     failing.finish(failing.start(), true);
-    expect(failing.cost()).toBeCloseTo(1000, 6);
+    expect(failing.ejectedForMs).toBe(250);
+    // Of two ejected endpoints, the one nearer its return costs less.
+    now += 100;
+    live.finish(live.start(), true);
+    expect(failing.cost()).toBeLessThan(live.cost());
   });
 
   it('is forgiven when the endpoint comes back into rotation; its latency history stays', () => {
@@ -138,6 +160,7 @@ describe('failure penalty', () => {
     load.finish(load.start(), true);
     load.forgive();
     expect(load.latencyMs).toBe(40);
+    expect(load.ejectedForMs).toBe(0);
     expect(load.cost()).toBe(40);
   });
 });

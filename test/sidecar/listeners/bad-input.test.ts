@@ -219,7 +219,7 @@ describe('bad input and upstream failures', () => {
     for (let i = 0; i < 30; i++) expect((await request(pair.outbound, { host: 'half', path: `/h${i}` })).status).toBe(200);
     const refusing = pair.client.clusterStats().find((c) => c.name === HALF)?.endpoints.find((e) => e.port === refusedPort);
     expect(refusing?.failed).toBeGreaterThanOrEqual(1);
-    expect(refusing?.failed).toBeLessThanOrEqual(3); // a failure counts as a 1 s answer: P2C keeps away from it
+    expect(refusing?.failed).toBeLessThanOrEqual(3); // a failure ejects it from P2C's choice (250 ms, doubling per failed probe)
   });
 
   it('names a refused connection the same way on an HTTP/2 (gRPC) cluster', async () => {

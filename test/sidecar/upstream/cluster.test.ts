@@ -156,16 +156,28 @@ describe('cluster endpoint updates', () => {
     await cluster.close(100);
   });
 
+  it('offers a retry the least loaded healthy endpoint other than the one that failed', () => {
+    const cluster = new Cluster(config([ep(1), ep(2), ep(3), ep(4, 'unhealthy')]), '127.0.0.1', new DataPlaneMetrics(new Registry()).cluster('outbound', 'c'));
+    const [e1, e2, e3] = [1, 2, 3].map((p) => cluster.endpoint(`127.0.0.1:${p}`)!);
+    e1!.load.finish(e1!.load.start(), true);
+    e2!.load.start();
+    expect(cluster.another(e1!)).toBe(e3);
+    e3!.load.start();
+    e3!.load.start();
+    expect(cluster.another(e1!)).toBe(e2);
+    expect(cluster.another(e2!)).toBe(e3); // e1 is ejected; e4 is not healthy
+  });
+
   it('forgives an endpoint its failures when it comes back into rotation (not ready, then ready)', () => {
     const cluster = new Cluster(config([ep(1), ep(2)]), '127.0.0.1', new DataPlaneMetrics(new Registry()).cluster('outbound', 'c'));
     const e1 = cluster.endpoint('127.0.0.1:1')!;
     e1.load.finish(e1.load.start(), true);
-    expect(e1.load.latencyMs).toBeGreaterThan(900);
+    expect(e1.load.ejectedForMs).toBeGreaterThan(200);
     cluster.update(config([ep(1, 'unhealthy'), ep(2)], '2'));
-    expect(e1.load.latencyMs).toBeGreaterThan(900); // out of rotation: nothing changes
+    expect(e1.load.ejectedForMs).toBeGreaterThan(200); // out of rotation: nothing changes
     cluster.update(config([ep(1), ep(2)], '3'));
     expect(cluster.endpoint('127.0.0.1:1')).toBe(e1);
-    expect(e1.load.latencyMs).toBeLessThan(100);
+    expect(e1.load.ejectedForMs).toBe(0);
   });
 
   it("starts an endpoint added to a measured cluster from its peers' latency, not the 30 ms default", () => {
