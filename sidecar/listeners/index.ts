@@ -10,6 +10,7 @@ import type { HttpListenerConfig, MeshConfig, RouteTableConfig, TcpListenerConfi
 import { logger } from '../log.ts';
 import { OutboundListener } from './outbound.ts';
 import { InboundListener, L4PipeHandler } from './inbound.ts';
+import { workloadGone } from './workload-gone.ts';
 import type { InboundHandler } from './inbound.ts';
 import { InboundHttpHandler } from './inbound-http.ts';
 import { TcpListeners } from './tcp.ts';
@@ -159,7 +160,17 @@ export function createDataPlane(options: DataPlaneOptions, registry: Registry): 
     ports: () => ({ outbound: outbound.port, inbound: inbound.port }),
 
     async close(drainMs: number): Promise<void> {
-      await Promise.all([outbound.close(drainMs), inbound.close(drainMs), tcp.close(drainMs)]);
+      const deadline = Date.now() + drainMs;
+      const inboundClosed = inbound.close(drainMs);
+      // The workload may still call out while it shuts down (it got SIGTERM too): the outbound side stays up until
+      // the app stops listening and its connections to us have closed, or the drain period ends (see workload-gone.ts).
+      // The last part of the period (up to 1 s) is kept for closing it gracefully: idle connections first, then
+      // `connection: close` (HTTP/2: GOAWAY) on what is in flight.
+      const grace = Math.min(1000, drainMs / 2);
+      const connections = (): number => outbound.connections + tcp.connections;
+      await workloadGone({ appHost, appPorts: options.appPorts, connections, deadline: deadline - grace });
+      const left = Math.max(0, deadline - Date.now());
+      await Promise.all([outbound.close(left), tcp.close(left), inboundClosed]);
       idle.close();
       await manager.close(Math.min(drainMs, 1000));
     },

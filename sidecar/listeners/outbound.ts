@@ -448,6 +448,11 @@ export class OutboundListener implements DownstreamHost {
   }
 
   /** Stops accepting, lets requests in flight finish (responses say `connection: close`) for up to `ms`. */
+  /** Client connections open now. */
+  get connections(): number {
+    return this.sockets.size;
+  }
+
   async close(ms: number): Promise<void> {
     this.scope.draining = true;
     this.idle.stop();

@@ -209,6 +209,13 @@ export class TcpListeners {
     }));
   }
 
+  /** Client connections open now, over every TCP listener. */
+  get connections(): number {
+    let n = 0;
+    for (const l of this.listeners.values()) n += l.conns.size;
+    return n;
+  }
+
   async close(drainMs: number): Promise<void> {
     const all = [...this.listeners.values()];
     this.listeners.clear();

@@ -315,19 +315,29 @@ describe('outbound HTTP/1.1 on the raw socket', () => {
 });
 
 describe('outbound HTTP/1.1 draining', () => {
-  it('closes idle kept-alive connections and says connection: close on responses in flight', async () => {
+  it('keeps serving the workload while it has connections open, then closes idle ones and says connection: close on responses in flight', async () => {
     const app = await startTestApp();
     const pair = await startPair([app.port]);
     pair.client.update(mesh([cluster(APP, [endpoint(app.port)])], [{ name: 'app', domains: ['app'], routes: [route(APP)] }]));
     const idle = net.connect(pair.outbound, '127.0.0.1');
+    let idleClosedAt: number | undefined;
     const idleClosed = new Promise<void>((r) => idle.on('close', () => r()));
+    idle.on('close', () => (idleClosedAt = Date.now()));
     idle.on('error', () => {});
     idle.write('GET /first HTTP/1.1\r\nHost: app\r\n\r\n');
     await new Promise<void>((r) => idle.once('data', () => r()));
+    // A 3 s drain: the workload (no app ports here) keeps a connection, so the outbound side serves it for 2 s, a new
+    // connection included, and closes gracefully in the last second.
+    const t0 = Date.now();
+    const closing = pair.client.close(3000);
+    await new Promise((r) => setTimeout(r, 300));
+    const during = await converse(pair.outbound, ['GET /during HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n'], (t) => t.includes('"url":"/during"'));
+    expect(during.text).toMatch(/^HTTP\/1\.1 200/);
+    expect(idleClosedAt).toBeUndefined();
+    await new Promise((r) => setTimeout(r, Math.max(0, t0 + 1900 - Date.now())));
     const busy = converse(pair.outbound, ['GET /delay HTTP/1.1\r\nHost: app\r\n\r\n'], (t) => t.endsWith('late'));
-    await new Promise((r) => setTimeout(r, 50));
-    const closing = pair.client.close(2000);
     await idleClosed;
+    expect((idleClosedAt ?? 0) - t0).toBeGreaterThanOrEqual(1900);
     const { text, closed } = await busy;
     expect(text).toMatch(/^HTTP\/1\.1 200/);
     expect(text).toContain('connection: close');

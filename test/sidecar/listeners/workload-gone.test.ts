@@ -1,0 +1,41 @@
+// The shutdown wait for the workload: its app's ports, its connections to the outbound side, the drain deadline.
+import net from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { workloadGone } from '../../../sidecar/listeners/workload-gone.ts';
+
+async function app(): Promise<net.Server & { port: number }> {
+  const server = net.createServer((s) => s.destroy());
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return Object.assign(server, { port: (server.address() as net.AddressInfo).port });
+}
+
+describe('workloadGone', () => {
+  it('returns at once for a workload with no ports and no connection open', async () => {
+    const t0 = Date.now();
+    await workloadGone({ appHost: '127.0.0.1', appPorts: [], connections: () => 0, deadline: t0 + 5000 });
+    expect(Date.now() - t0).toBeLessThan(500);
+  });
+
+  it('waits while the app still listens, and ends soon after it stops', async () => {
+    const a = await app();
+    const t0 = Date.now();
+    setTimeout(() => a.close(), 400);
+    await workloadGone({ appHost: '127.0.0.1', appPorts: [a.port], connections: () => 0, deadline: t0 + 5000, everyMs: 50 });
+    const took = Date.now() - t0;
+    expect(took).toBeGreaterThanOrEqual(380);
+    expect(took).toBeLessThan(3000);
+  });
+
+  it('waits while the workload keeps a connection to the outbound side, and at most until the deadline', async () => {
+    let open = 1;
+    const t0 = Date.now();
+    setTimeout(() => (open = 0), 300);
+    await workloadGone({ appHost: '127.0.0.1', appPorts: [], connections: () => open, deadline: t0 + 5000, everyMs: 50 });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(280);
+    const a = await app();
+    const t1 = Date.now();
+    await workloadGone({ appHost: '127.0.0.1', appPorts: [a.port], connections: () => 0, deadline: t1 + 300, everyMs: 50 });
+    expect(Date.now() - t1).toBeLessThan(2000);
+    a.close();
+  });
+});
