@@ -141,8 +141,10 @@ export class OutboundListener implements DownstreamHost {
 
   private onConnection(socket: net.Socket): void {
     this.sockets.add(socket);
+    this.lastConnectionAt = performance.now();
     socket.on('close', () => {
       this.sockets.delete(socket);
+      this.lastConnectionAt = performance.now();
       abandonExchanges(socket);
     });
     socket.on('error', () => {});
@@ -448,6 +450,9 @@ export class OutboundListener implements DownstreamHost {
   }
 
   /** Stops accepting, lets requests in flight finish (responses say `connection: close`) for up to `ms`. */
+  /** When a client connection last opened or closed (performance.now()). */
+  lastConnectionAt = Number.NEGATIVE_INFINITY;
+
   /** Client connections open now. */
   get connections(): number {
     return this.sockets.size;

@@ -1,12 +1,17 @@
 // Shutdown: waits until the workload beside the sidecar no longer needs its outbound side, or the drain period ends.
 import net from 'node:net';
 
+/** A workload with no connection to the outbound side for this long (and no app listening) is done with it. */
+export const QUIET_MS = 1000;
+
 export interface WorkloadGoneOptions {
   /** Where the app listens, and on which ports (none: a workload that only calls out). */
   readonly appHost: string;
   readonly appPorts: readonly number[];
-  /** The workload's connections to the sidecar's outbound listeners, open now. */
-  readonly connections: () => number;
+  /** How long the workload has had no connection open to the sidecar's outbound listeners (0 while it has one). */
+  readonly quietForMs: () => number;
+  /** How long that must be to count as done (a workload opening a connection per request has none open at times). */
+  readonly quietMs?: number;
   /** Date.now() by which to stop waiting whatever the workload does. */
   readonly deadline: number;
   /** How often to look (ms). */
@@ -16,15 +21,16 @@ export interface WorkloadGoneOptions {
 /**
  * In Kubernetes the app and its sidecar get SIGTERM together, and an app finishing its work calls out through the
  * sidecar: Istio keeps the outbound side for the whole drain period, Linkerd users add a preStop sleep. Here the wait
- * ends as soon as the app stops accepting connections on its ports and its connections to the outbound side have
- * closed (a workload with no ports: once it has no connection open), so a sidecar whose app is already gone stops at once.
+ * ends once the app accepts no connections on its ports and has had none open to the outbound side for QUIET_MS (a
+ * workload with no ports: the latter alone), so a sidecar whose app is already gone stops within about a second.
  */
 export async function workloadGone(o: WorkloadGoneOptions): Promise<void> {
   const every = o.everyMs ?? 100;
+  const quiet = o.quietMs ?? QUIET_MS;
   for (;;) {
     const left = o.deadline - Date.now();
     if (left <= 0) return;
-    if (o.connections() === 0 && !(await listening(o.appHost, o.appPorts, Math.min(left, 250)))) return;
+    if (o.quietForMs() >= quiet && !(await listening(o.appHost, o.appPorts, Math.min(left, 250)))) return;
     await new Promise((r) => setTimeout(r, Math.min(every, Math.max(0, o.deadline - Date.now()))));
   }
 }

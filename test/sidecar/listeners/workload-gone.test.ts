@@ -12,7 +12,7 @@ async function app(): Promise<net.Server & { port: number }> {
 describe('workloadGone', () => {
   it('returns at once for a workload with no ports and no connection open', async () => {
     const t0 = Date.now();
-    await workloadGone({ appHost: '127.0.0.1', appPorts: [], connections: () => 0, deadline: t0 + 5000 });
+    await workloadGone({ appHost: '127.0.0.1', appPorts: [], quietForMs: () => Infinity, deadline: t0 + 5000 });
     expect(Date.now() - t0).toBeLessThan(500);
   });
 
@@ -20,21 +20,22 @@ describe('workloadGone', () => {
     const a = await app();
     const t0 = Date.now();
     setTimeout(() => a.close(), 400);
-    await workloadGone({ appHost: '127.0.0.1', appPorts: [a.port], connections: () => 0, deadline: t0 + 5000, everyMs: 50 });
+    await workloadGone({ appHost: '127.0.0.1', appPorts: [a.port], quietForMs: () => Infinity, deadline: t0 + 5000, everyMs: 50 });
     const took = Date.now() - t0;
     expect(took).toBeGreaterThanOrEqual(380);
     expect(took).toBeLessThan(3000);
   });
 
-  it('waits while the workload keeps a connection to the outbound side, and at most until the deadline', async () => {
-    let open = 1;
+  it('waits until the workload has had no connection to the outbound side for a while, and at most until the deadline', async () => {
     const t0 = Date.now();
-    setTimeout(() => (open = 0), 300);
-    await workloadGone({ appHost: '127.0.0.1', appPorts: [], connections: () => open, deadline: t0 + 5000, everyMs: 50 });
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(280);
+    let closedAt: number | undefined;
+    setTimeout(() => (closedAt = Date.now()), 300);
+    const quietForMs = () => (closedAt === undefined ? 0 : Date.now() - closedAt);
+    await workloadGone({ appHost: '127.0.0.1', appPorts: [], quietForMs, quietMs: 400, deadline: t0 + 5000, everyMs: 50 });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(680);
     const a = await app();
     const t1 = Date.now();
-    await workloadGone({ appHost: '127.0.0.1', appPorts: [a.port], connections: () => 0, deadline: t1 + 300, everyMs: 50 });
+    await workloadGone({ appHost: '127.0.0.1', appPorts: [a.port], quietForMs: () => Infinity, deadline: t1 + 300, everyMs: 50 });
     expect(Date.now() - t1).toBeLessThan(2000);
     a.close();
   });
