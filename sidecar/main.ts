@@ -73,7 +73,7 @@ function stopRequested(signal: AbortSignal | undefined, quit: AbortSignal): Prom
 }
 
 /** Gets the first workload certificate (retrying until `signal` aborts); undefined when mTLS is off. */
-async function bootstrapIdentity(config: Config, signal: AbortSignal): Promise<WorkloadIdentity | undefined> {
+async function bootstrapIdentity(config: Config, signal: AbortSignal, onWaiting: (why: string) => void): Promise<WorkloadIdentity | undefined> {
   const m = config.mtls;
   if (!m.enabled) {
     log.warn(
@@ -91,7 +91,11 @@ async function bootstrapIdentity(config: Config, signal: AbortSignal): Promise<W
   const caAddress = `${m.caAddress.host.includes(':') ? `[${m.caAddress.host}]` : m.caAddress.host}:${m.caAddress.port}`;
   log.info('requesting the workload certificate', { caAddress, trustDomain: m.trustDomain, tokenFile: m.tokenFile });
   const requester = nodeId({ ip: config.ip, pod: config.pod, namespace: config.namespace, clusterDomain: config.clusterDomain });
-  return WorkloadIdentity.start({ caAddress, caRootPem, caRootFile: m.caRootFile, trustDomain: m.trustDomain, tokenFile: m.tokenFile, requester }, signal);
+  const waiting = `waiting for the workload certificate from the CA at ${caAddress}`;
+  onWaiting(waiting);
+  return WorkloadIdentity.start({ caAddress, caRootPem, caRootFile: m.caRootFile, trustDomain: m.trustDomain, tokenFile: m.tokenFile, requester }, signal, (error) =>
+    onWaiting(`${waiting}: ${error}`),
+  );
 }
 
 /**
@@ -125,9 +129,47 @@ export async function runSidecar(argv: string[], options: SidecarRunOptions = {}
   const bootstrapAbort = new AbortController();
   void stop.then(() => bootstrapAbort.abort());
   let identity: WorkloadIdentity | undefined;
+  let draining = false;
+  /** While set, what the sidecar is waiting for (the admin server answers 503 with it); undefined once it runs. */
+  let starting: (() => string) | undefined = () => 'starting';
+  const admin = new AdminServer({
+    host: config.admin.host,
+    port: config.admin.port,
+    registry,
+    starting: () => starting?.(),
+    readiness: () => readinessOf(xds.state(), dataPlane.ready(), draining),
+    xdsState: () => xds.state(),
+    mesh: () => xds.current(),
+    clusterStats: () => dataPlane.clusterStats(),
+    quit: () => quit.abort(),
+    dumpExtras: () => ({
+      node: { id: node.id, cluster: node.cluster },
+      tcpListeners: dataPlane.tcpListenerStats(),
+      tls:
+        identity === undefined
+          ? { mtls: 'off' }
+          : {
+              mtls: 'on',
+              spiffeId: tls?.spiffeId,
+              notAfter: identity.current().notAfter.toISOString(),
+              minVersion: config.mtls.enabled ? config.mtls.minTlsVersion : undefined,
+              lastError: identity.lastError(),
+            },
+    }),
+  });
+  if (!isLoopback(config.admin.host)) {
+    log.warn('the admin server listens beyond loopback (--admin-address-unsafe): anyone who reaches it can read /config_dump and stop the sidecar with POST /quitquitquit', {
+      address: `${config.admin.host}:${config.admin.port}`,
+    });
+  }
+  // The admin port answers from the start: while the sidecar waits for its certificate, /ready says why (a probe
+  // then reads a reason, not "connection refused"), /healthz and /stats/prometheus answer, /quitquitquit stops it.
+  await admin.start();
   try {
-    identity = await bootstrapIdentity(config, bootstrapAbort.signal);
+    identity = await bootstrapIdentity(config, bootstrapAbort.signal, (why) => (starting = () => why));
+    starting = () => 'starting the listeners';
   } catch (err) {
+    await admin.close();
     if (bootstrapAbort.signal.aborted) {
       log.info('stopped before the workload certificate arrived', { error: (err as Error).message });
       return 0;
@@ -139,6 +181,7 @@ export async function runSidecar(argv: string[], options: SidecarRunOptions = {}
       checkIdentityMatches(config, identity.current().spiffeId, config.mtls.enabled ? config.mtls.tokenFile : '');
     } catch (err) {
       identity.stop();
+      await admin.close();
       throw err;
     }
   }
@@ -163,6 +206,7 @@ export async function runSidecar(argv: string[], options: SidecarRunOptions = {}
     await dataPlane.start();
   } catch (err) {
     identity?.stop();
+    await admin.close();
     throw err;
   }
 
@@ -206,44 +250,7 @@ export async function runSidecar(argv: string[], options: SidecarRunOptions = {}
     },
   });
 
-  let draining = false;
-  const admin = new AdminServer({
-    host: config.admin.host,
-    port: config.admin.port,
-    registry,
-    readiness: () => readinessOf(xds.state(), dataPlane.ready(), draining),
-    xdsState: () => xds.state(),
-    mesh: () => xds.current(),
-    clusterStats: () => dataPlane.clusterStats(),
-    quit: () => quit.abort(),
-    dumpExtras: () => ({
-      node: { id: node.id, cluster: node.cluster },
-      tcpListeners: dataPlane.tcpListenerStats(),
-      tls:
-        identity === undefined
-          ? { mtls: 'off' }
-          : {
-              mtls: 'on',
-              spiffeId: tls?.spiffeId,
-              notAfter: identity.current().notAfter.toISOString(),
-              minVersion: config.mtls.enabled ? config.mtls.minTlsVersion : undefined,
-              lastError: identity.lastError(),
-            },
-    }),
-  });
-  if (!isLoopback(config.admin.host)) {
-    log.warn('the admin server listens beyond loopback (--admin-address-unsafe): anyone who reaches it can read /config_dump and stop the sidecar with POST /quitquitquit', {
-      address: `${config.admin.host}:${config.admin.port}`,
-    });
-  }
-  try {
-    await admin.start();
-  } catch (err) {
-    await dataPlane.close(0);
-    identity?.stop();
-    tls?.close();
-    throw err;
-  }
+  starting = undefined;
   xds.start();
   const ports = { admin: admin.port, ...dataPlane.ports() };
   const at = (host: string, port: number) => `${host.includes(':') ? `[${host}]` : host}:${port}`;

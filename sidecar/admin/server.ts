@@ -70,6 +70,11 @@ export interface AdminServerOptions {
   readonly dumpExtras?: () => Record<string, unknown>;
   /** POST /quitquitquit: drain and exit, as SIGTERM does (Envoy's admin and Istio's agent have it; Jobs use it). */
   readonly quit?: () => void;
+  /**
+   * While the sidecar is starting (waiting for its certificate), what it waits for: /ready and every page that needs
+   * the running sidecar answer 503 with it; /healthz, /stats/prometheus and /quitquitquit work. Undefined once running.
+   */
+  readonly starting?: () => string | undefined;
 }
 
 function send(res: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
@@ -179,6 +184,11 @@ export class AdminServer {
       return;
     }
     const o = this.options;
+    const starting = o.starting?.();
+    if (starting !== undefined && url.pathname !== '/healthz' && url.pathname !== '/stats/prometheus') {
+      send(res, 503, `${url.pathname === '/ready' ? 'not ready' : 'the sidecar is starting'}: ${starting}\n`);
+      return;
+    }
     switch (url.pathname) {
       case '/healthz':
         send(res, 200, 'ok\n');

@@ -163,11 +163,14 @@ export class WorkloadIdentity implements IdentitySource {
     });
   }
 
-  /** Creates the identity and waits for the first certificate (retrying with backoff until `signal` aborts). */
-  static async start(options: WorkloadIdentityOptions, signal?: AbortSignal): Promise<WorkloadIdentity> {
+  /**
+   * Creates the identity and waits for the first certificate (retrying with backoff until `signal` aborts);
+   * `onRetry` hears each failed attempt's error.
+   */
+  static async start(options: WorkloadIdentityOptions, signal?: AbortSignal, onRetry?: (error: string) => void): Promise<WorkloadIdentity> {
     const identity = new WorkloadIdentity(options);
     try {
-      await identity.#firstCertificate(signal);
+      await identity.#firstCertificate(signal, onRetry);
     } catch (err) {
       identity.stop();
       throw err;
@@ -175,7 +178,7 @@ export class WorkloadIdentity implements IdentitySource {
     return identity;
   }
 
-  async #firstCertificate(signal?: AbortSignal): Promise<void> {
+  async #firstCertificate(signal?: AbortSignal, onRetry?: (error: string) => void): Promise<void> {
     for (;;) {
       if (signal?.aborted || this.#stopped) throw new CertificateFetchError(`no certificate yet: ${this.#lastError ?? 'aborted'}`);
       try {
@@ -184,6 +187,7 @@ export class WorkloadIdentity implements IdentitySource {
       } catch {
         const delay = this.#backoffMs();
         log.warn('could not get a workload certificate; retrying', { error: this.#lastError, retryInMs: delay });
+        onRetry?.(`${this.#lastError ?? 'failed'} (retrying in ${Math.round(delay / 100) / 10} s)`);
         await sleep(delay, signal);
       }
     }

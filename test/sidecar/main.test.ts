@@ -122,20 +122,37 @@ describe('runSidecar with mutual TLS', () => {
     expect(metrics).toContain('skein_tls_handshakes_total');
   });
 
-  it('stops cleanly with exit code 0 while still waiting for a CA that does not answer', async () => {
+  it('answers on its admin port while it waits for a CA that does not answer, and stops cleanly with exit code 0', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'skein-main-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     await writeFile(join(dir, 'token'), 'skein1.x.y', { mode: 0o600 });
     await writeFile(join(dir, 'root.pem'), (await createRoot('mesh.test')).certPem);
     const abort = new AbortController();
     let started = false;
+    // A free port for the admin server, which answers while the sidecar waits.
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const adminPort = (probe.address() as AddressInfo).port;
+    await new Promise((r) => probe.close(r));
     const run = runSidecar(
       ['--control-plane', '127.0.0.1:1', '--pod', 'p', '--namespace', 'default', '--ip', '127.0.0.1',
-        '--outbound-address', '127.0.0.1:0', '--inbound-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0',
-        '--token-file', join(dir, 'token'), '--ca-root-file', join(dir, 'root.pem')],
+        '--outbound-address', '127.0.0.1:0', '--inbound-address', '127.0.0.1:0', '--admin-address', `127.0.0.1:${adminPort}`,
+        '--ca-address', '127.0.0.1:1', '--token-file', join(dir, 'token'), '--ca-root-file', join(dir, 'root.pem')],
       { env: {}, signal: abort.signal, onStarted: () => (started = true) },
     );
-    await new Promise((r) => setTimeout(r, 300));
+    const text = async (path: string) => {
+      const res = await fetch(`http://127.0.0.1:${adminPort}${path}`);
+      return `${res.status} ${await res.text()}`;
+    };
+    // A probe reads why it is not ready (the CA's address and the last error), not "connection refused".
+    let ready = '';
+    for (let i = 0; i < 50 && !ready.includes('retrying'); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      ready = await text('/ready').catch((err: Error) => err.message);
+    }
+    expect(ready).toMatch(/^503 not ready: waiting for the workload certificate from the CA at 127\.0\.0\.1:1: .*retrying in/);
+    expect(await text('/healthz')).toBe('200 ok\n');
+    expect(await text('/config_dump')).toMatch(/^503 the sidecar is starting: waiting for the workload certificate/);
     abort.abort();
     expect(await run).toBe(0);
     expect(started).toBe(false);
