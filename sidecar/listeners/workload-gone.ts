@@ -44,14 +44,24 @@ async function listening(host: string, ports: readonly number[], timeoutMs: numb
 function accepts(host: string, port: number, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect({ host, port });
-    const done = (ok: boolean): void => {
+    s.on('error', () => {});
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve(true);
+    }, timeoutMs);
+    s.once('connect', () => {
+      clearTimeout(timer);
+      // Closed politely (FIN, reading what the app may send first, such as a greeting): a reset would reach an app
+      // that writes on accept as ECONNRESET. A kubelet TCP probe does the same.
+      s.resume();
+      s.end();
+      setTimeout(() => s.destroy(), 2000).unref();
+      resolve(true);
+    });
+    s.once('error', () => {
       clearTimeout(timer);
       s.destroy();
-      resolve(ok);
-    };
-    // No answer in time (a SYN dropped, a stopped process) counts as listening: wait longer rather than cut calls off.
-    const timer = setTimeout(() => done(true), timeoutMs);
-    s.once('connect', () => done(true));
-    s.once('error', () => done(false));
+      resolve(false);
+    });
   });
 }

@@ -39,4 +39,25 @@ describe('workloadGone', () => {
     expect(Date.now() - t1).toBeLessThan(2000);
     a.close();
   });
+
+  it('closes its look at the app politely: an app that greets on accept sees an end, not a reset', async () => {
+    const errors: string[] = [];
+    let ended = 0;
+    const greeter = net.createServer((sock) => {
+      sock.on('error', (err: NodeJS.ErrnoException) => errors.push(err.code ?? err.message));
+      sock.on('end', () => {
+        ended++;
+        sock.end();
+      });
+      sock.write('220 hello\r\n');
+    });
+    await new Promise<void>((r) => greeter.listen(0, '127.0.0.1', r));
+    const port = (greeter.address() as net.AddressInfo).port;
+    const t0 = Date.now();
+    await workloadGone({ appHost: '127.0.0.1', appPorts: [port], quietForMs: () => Infinity, deadline: t0 + 400, everyMs: 50 });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(ended).toBeGreaterThan(0);
+    expect(errors).toEqual([]);
+    greeter.close();
+  });
 });
