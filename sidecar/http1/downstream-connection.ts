@@ -158,6 +158,9 @@ export class DownstreamConnection implements RequestSink {
     this.requestDone = false;
     this.bodyTaken = false;
     this.body = null;
+    // The last request's body is no longer ours to wait for: a push that found it full in the read that also ended it
+    // is never followed by a _read (an ended stream asks for nothing), and would keep the socket paused for good.
+    this.bodyFull = false;
     // An Upgrade request answered without 101 stays HTTP/1.1: start the next message afresh.
     if (code === HPE_PAUSED_UPGRADE) this.parser.reset();
     else this.parser.resume();

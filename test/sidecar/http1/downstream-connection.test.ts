@@ -1,6 +1,7 @@
 // Tests a downstream connection on a real socket whose responses end inside another llhttp parser's callback (as an upstream parser's would).
 import { describe, it, expect, afterEach } from 'vitest';
 import net from 'node:net';
+import { Writable } from 'node:stream';
 import { DownstreamConnection } from '../../../sidecar/http1/downstream-connection.ts';
 import type { DownstreamHost } from '../../../sidecar/http1/downstream-connection.ts';
 import { BODY, CONTINUE, HttpParser, RESPONSE } from '../../../sidecar/http1/llhttp.ts';
@@ -88,6 +89,53 @@ describe('downstream connection', () => {
     expect(responses.map((r) => /x-url: (\S+)/.exec(r)?.[1])).toEqual(['/one', '/two', '/three']);
     // An upstream length unknown to the client side: re-chunked, body intact.
     expect(responses[1]).toContain('transfer-encoding: chunked\r\n\r\n4\r\n/two\r\n0\r\n\r\n');
+  });
+
+  it('reads the next request on the connection after an upload whose reader lagged at its end', async () => {
+    // The body goes to a slow writer (as to an upstream socket that is full): its buffer fills, the socket pauses,
+    // and the body's last bytes may come in the read that ends it, when nothing asks for more body any more.
+    let uploads = 0;
+    const host: DownstreamHost = {
+      draining: false,
+      headersTimeoutMs: 5000,
+      localError: () => {},
+      connect: (conn: DownstreamConnection) => conn.reply(400, 'bad_request', 'no tunnels here'),
+      request(conn: DownstreamConnection): void {
+        const reply = (text: string): void => {
+          conn.writeHead(200, { 'content-length': String(text.length) });
+          conn.writeBody(Buffer.from(text));
+          conn.endResponse();
+        };
+        if (conn.head.method !== 'POST') return reply(`got ${conn.head.url}`);
+        const slow = new Writable({
+          highWaterMark: 1024,
+          write: (_chunk, _enc, cb) => setTimeout(cb, 10),
+        });
+        slow.on('finish', () => reply(`upload ${++uploads}`));
+        conn.requestBody().pipe(slow);
+      },
+    };
+    const port = await serve(host);
+    // Chunked in 16 KiB pieces; the last three and the end come once the rest has backed up, in one read.
+    const piece = Buffer.concat([Buffer.from('4000\r\n'), Buffer.alloc(0x4000, 120), Buffer.from('\r\n')]);
+    const text = await new Promise<string>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      let got = '';
+      const timer = setTimeout(() => s.destroy(), 8000);
+      s.on('data', (c: Buffer) => {
+        got += c.toString('latin1');
+        if (got.endsWith('upload 1')) s.write('GET /after HTTP/1.1\r\nhost: x\r\n\r\n');
+        if (got.endsWith('got /after')) s.end();
+      });
+      s.on('close', () => {
+        clearTimeout(timer);
+        resolve(got);
+      });
+      s.write(Buffer.concat([Buffer.from('POST /up HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n'), ...Array<Buffer>(40).fill(piece)]));
+      setTimeout(() => s.write(Buffer.concat([piece, piece, piece, Buffer.from('0\r\n\r\n')])), 100);
+    });
+    expect(text).toContain('upload 1');
+    expect(text).toContain('got /after');
   });
 
   /** Answers every request with Content-Length `body`, in the given slices: together in one tick, or one per tick. */
