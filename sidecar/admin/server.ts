@@ -113,8 +113,9 @@ export function clustersText(stats: readonly ClusterStats[]): string {
     if (c.draining) lines.push(`${c.name}::draining_endpoints::${c.draining}`);
     for (const e of c.endpoints) {
       const id = `${c.name}::${e.address}:${e.port}`;
-      // Envoy's flag for an outlier-ejected host, after the EDS health.
-      lines.push(`${id}::health_flags::${e.health}${e.ejectedMs ? '/failed_outlier_check' : ''}`, `${id}::weight::${e.weight}`);
+      // Envoy's flag for an outlier-ejected host, in place of `healthy` (other EDS states stay and get it appended).
+      const flags = e.ejectedMs ? `${e.health === 'healthy' ? '' : e.health}/failed_outlier_check` : e.health;
+      lines.push(`${id}::health_flags::${flags}`, `${id}::weight::${e.weight}`);
       if (e.ejectedMs) lines.push(`${id}::ejected_ms::${Math.round(e.ejectedMs)}`);
       if (e.inboundPort !== undefined) lines.push(`${id}::inbound_port::${e.inboundPort}`);
       if (e.active !== undefined) lines.push(`${id}::rq_active::${e.active}`);

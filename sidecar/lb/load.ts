@@ -13,8 +13,6 @@ export const DEFAULT_DECAY_MS = 10_000;
  */
 export const EJECT_BASE_MS = 250;
 export const EJECT_MAX_MS = 10_000;
-/** An ejected endpoint's cost: above any live one's; among ejected ones the nearest to its return wins. */
-const EJECTED_COST = 1e9;
 
 export type Clock = () => number;
 
@@ -74,7 +72,7 @@ export class EndpointLoad {
     if (failed) {
       // A refused or reset request comes back fast: as a latency it would make a broken endpoint look like the
       // best one. It ejects the endpoint for a while instead.
-      this.penalize();
+      this.penalize(startedAt);
       return;
     }
     if (this.strikes !== 0 && startedAt >= this.ejectedAt) this.strikes = 0;
@@ -85,6 +83,11 @@ export class EndpointLoad {
       if (rtt > this.ewmaMs) return;
     }
     this.observeAt(rtt, t);
+  }
+
+  /** Call once per `start` for a request the endpoint never saw (refused here, e.g. a head that cannot be forwarded). */
+  cancel(): void {
+    if (this.active > 0) this.active--;
   }
 
   /**
@@ -101,15 +104,21 @@ export class EndpointLoad {
   /**
    * Counts a failure here and ejects the endpoint (see EJECT_BASE_MS); called by finish() and for a request that
    * failed past the load's own accounting (a peer sidecar's 503 for an app that refused the connection). A failure
-   * while ejected (a request that was in flight, or sent because nothing better was left) does not lengthen it.
+   * while ejected changes nothing; one of a request sent before the last ejection began (`startedAt`, when known)
+   * ejects again for the same time without counting a strike: only probes lengthen it.
    */
-  penalize(): void {
+  penalize(startedAt?: number): void {
     this.failed++;
     const now = this.now();
     if (now < this.ejectedUntil) return;
-    this.strikes++;
+    if (this.strikes === 0 || startedAt === undefined || startedAt >= this.ejectedAt) this.strikes++;
     this.ejectedAt = now;
     this.ejectedUntil = now + Math.min(EJECT_BASE_MS * 2 ** Math.min(this.strikes - 1, 30), EJECT_MAX_MS);
+  }
+
+  /** Whether failures keep the endpoint out of P2C's choice now (see EJECT_BASE_MS). */
+  get ejected(): boolean {
+    return this.ejectedUntil !== Number.NEGATIVE_INFINITY && this.now() < this.ejectedUntil;
   }
 
   /** Ms until the endpoint is back in P2C's choice after failures (0 when it is in). */
@@ -155,12 +164,11 @@ export class EndpointLoad {
   }
 
   /**
-   * Linkerd's cost: latency × (in flight + 1), where the latency decays toward zero while the endpoint is idle
+   * Linkerd's cost: latency × (in flight + 1) (ejection is apart: see `ejected`), where the latency decays toward zero while the endpoint is idle
    * (Finagle reads it through observe(0)), so one slow first answer cannot starve an endpoint for good.
    */
   cost(): number {
     const now = this.now();
-    if (now < this.ejectedUntil) return EJECTED_COST + (this.ejectedUntil - now);
     const idle = now - this.stamp;
     const latency = idle > 0 && this.active === 0 ? this.ewmaMs * Math.exp(-idle / this.decayMs) : this.ewmaMs;
     return latency * (this.active + 1);

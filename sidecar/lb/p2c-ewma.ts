@@ -14,9 +14,32 @@ export class P2cEwmaPicker<E extends LbEndpoint> extends WeightedRandomBase<E> i
     if (j === i) j = i + 1 === n ? 0 : i + 1;
     const a = this.endpoints[i] as E;
     const b = this.endpoints[j] as E;
-    // Weight divides cost: an endpoint with twice the weight is worth twice the load.
-    return a.load.cost() / a.weight <= b.load.cost() / b.weight ? a : b;
+    const aOut = a.load.ejected;
+    const bOut = b.load.ejected;
+    if (aOut !== bOut) return aOut ? b : a;
+    if (aOut && bOut) return this.bestLive() ?? cheaper(a, b);
+    return cheaper(a, b);
   }
+
+  /**
+   * Both draws were ejected: the cheapest endpoint that is not, if any (Envoy and Linkerd take ejected hosts out of
+   * the choice). When all are ejected, the caller balances over them as usual (Envoy's panic mode).
+   */
+  private bestLive(): E | undefined {
+    let best: E | undefined;
+    let bestCost = Infinity;
+    for (const e of this.endpoints) {
+      if (e.load.ejected) continue;
+      const c = e.load.cost() / e.weight;
+      if (c < bestCost) [best, bestCost] = [e, c];
+    }
+    return best;
+  }
+}
+
+/** Weight divides cost: an endpoint with twice the weight is worth twice the load. */
+function cheaper<E extends LbEndpoint>(a: E, b: E): E {
+  return a.load.cost() / a.weight <= b.load.cost() / b.weight ? a : b;
 }
 
 export function p2cEwma<E extends LbEndpoint>(healthy: readonly E[], options: PickerOptions): Picker<E> {

@@ -93,11 +93,11 @@ export class ClusterManager {
   /** ConnectRetry's way back in: sends the request to an endpoint other than `failed`; false when there is none. */
   retryElsewhere(cluster: Cluster, failed: Endpoint, req: DispatchRequest, handler: DispatchHandler): boolean {
     if (this.clusters.get(req.cluster) !== cluster) return false;
-    // The balancer's choice unless that is the endpoint that failed (as Envoy's previous_hosts retry predicate):
-    // then the least loaded other one, rather than drawing again (with three endpoints, three draws all returned the
-    // failed one 30% of the time).
+    // The balancer's choice unless that is the endpoint that failed (as Envoy's previous_hosts retry predicate) or
+    // one ejected after failures: then the least loaded other one, rather than drawing again (with three endpoints,
+    // three draws all returned the failed one 30% of the time).
     let other = this.pick(cluster, req.hash);
-    if (other === failed) other = cluster.another(failed);
+    if (other === failed || other?.load.ejected) other = cluster.another(failed);
     if (other === undefined) return false;
     this.metrics.connectRetries.inc();
     this.sendTo(cluster, other, req, handler, false);

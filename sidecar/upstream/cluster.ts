@@ -236,14 +236,19 @@ export class Cluster {
     return this.picker?.pick(ctx);
   }
 
-  /** For a retry: the healthy endpoint other than `failed` that costs least now (P2C's measure), if there is one. */
+  /**
+   * For a retry: the endpoint other than `failed` that costs least now (P2C's measure), preferring those not ejected
+   * after failures; among healthy ones, else (as the picker falls back) serving-terminating ones.
+   */
   another(failed: Endpoint): Endpoint | undefined {
     let best: Endpoint | undefined;
+    let bestRank = Infinity;
     let bestCost = Infinity;
     for (const e of this.endpoints.values()) {
-      if (e === failed || e.health !== 'healthy' || !(e.weight > 0)) continue;
+      if (e === failed || !(e.weight > 0) || (e.health !== 'healthy' && e.health !== 'draining')) continue;
+      const rank = (e.health === 'healthy' ? 0 : 2) + (e.load.ejected ? 1 : 0);
       const cost = e.load.cost() / e.weight;
-      if (cost < bestCost) [best, bestCost] = [e, cost];
+      if (rank < bestRank || (rank === bestRank && cost < bestCost)) [best, bestRank, bestCost] = [e, rank, cost];
     }
     return best;
   }
@@ -272,7 +277,8 @@ export class Cluster {
         latencyMs: Math.round(e.load.latencyMs * 1000) / 1000,
         total: e.load.total,
         failed: e.load.failed,
-        ejectedMs: e.load.ejectedForMs,
+        // Only P2C takes ejected endpoints out of its choice (see EJECT_BASE_MS).
+        ...(c.lbPolicy === 'p2c-ewma' ? { ejectedMs: e.load.ejectedForMs } : {}),
       })),
     };
   }

@@ -22,14 +22,18 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 /**
  * Whether a request may go again on a fresh connection after its reused one closed before any response byte. Such a
  * close is usually the server's idle timeout racing our reuse (the request never reached the app), but it can also be
- * a peer dying with the request in hand: then only an idempotent request (or one with an Idempotency-Key) may run
- * twice, as Go's HTTP client decides. A request with a body is never sent again (its body is gone).
+ * a peer dying with the request in hand: then only a request RFC 9110 calls idempotent, or one with an
+ * `Idempotency-Key` (or `X-Idempotency-Key`, which Go's HTTP client also honours), may run twice. A request with a
+ * body is never sent again (its body is gone).
  */
 function replayable(req: DispatchRequest): boolean {
   if (req.body !== null) return false;
   if (IDEMPOTENT.has(req.method)) return true;
   const h = req.headers;
-  for (let i = 0; i < h.length; i += 2) if ((h[i] as string).toLowerCase() === 'idempotency-key') return true;
+  for (let i = 0; i < h.length; i += 2) {
+    const name = (h[i] as string).toLowerCase();
+    if (name === 'idempotency-key' || name === 'x-idempotency-key') return true;
+  }
   return false;
 }
 
@@ -71,7 +75,7 @@ export class H1Pool implements ConnectionOwner {
   send(req: DispatchRequest, handler: DispatchHandler): void {
     if (this.idle.length === 0 && this.open >= this.maxConnections) {
       if (this.pending.length >= this.maxPending) {
-        this.pool.load.finish(this.pool.load.start(), true);
+        // Refused here: no failure of the endpoint's (Envoy's overflows do not count toward outlier detection).
         this.pool.release();
         handler.onResponseError(upstreamOverflow(this.pool.dialTarget, this.open, this.pending.length));
         return;
@@ -219,7 +223,7 @@ class H1Exchange implements DispatchController, ConnectionUser {
         this.head = requestHead(r.method, r.path, r.authority, r.headers, framing);
       } catch (err) {
         if (!(err instanceof InvalidRequestHeadError)) throw err;
-        this.finish(true);
+        this.finish(true, true);
         this.handler.onResponseError(badRequest(`the request cannot be forwarded to ${this.pool.dialTarget}: ${err.message}`));
         return;
       }
@@ -344,10 +348,12 @@ class H1Exchange implements DispatchController, ConnectionUser {
     this.handler.onResponseError(this.classify(err, code));
   }
 
-  private finish(failed = false): void {
+  /** `refused`: the request never left (the client's head cannot be forwarded): no sample, no failure of the endpoint's. */
+  private finish(failed = false, refused = false): void {
     this.finished = true;
     this.detachBody(true);
-    this.pool.load.finish(this.startedAt, failed);
+    if (refused) this.pool.load.cancel();
+    else this.pool.load.finish(this.startedAt, failed);
     this.pool.release();
   }
 

@@ -116,27 +116,18 @@ describe('streams', () => {
 });
 
 describe('failure accrual', () => {
-  it('takes a failed endpoint out of the choice for 250 ms, doubling per failed probe up to 10 s; a probe that succeeds ends it', () => {
+  it('ejects a failed endpoint for 250 ms, doubling per failed probe up to 10 s; a probe that succeeds ends it', () => {
     let now = 0;
     const failing = new EndpointLoad(() => now, 30, 10_000);
-    const live = new EndpointLoad(() => now, 30, 10_000);
     failing.observe(50);
-    live.observe(100);
-    for (let i = 0; i < 16; i++) live.start(); // busy: 100 ms × 17
     failing.finish(failing.start(), true); // refused in 0 ms: not a fast answer
-    expect(failing.failed).toBe(1);
-    expect(failing.ejectedForMs).toBe(250);
-    expect(failing.cost()).toBeGreaterThan(live.cost());
+    expect([failing.failed, failing.ejected, failing.ejectedForMs]).toEqual([1, true, 250]);
     expect(failing.latencyMs).toBe(50); // a failure is no latency
-    // Requests already in flight that fail now do not lengthen it (one crash, one strike).
-    const inFlight = [failing.start(), failing.start()];
-    for (const t of inFlight) failing.finish(t, true);
-    expect(failing.ejectedForMs).toBe(250);
     // Each probe after the time is up that fails doubles it, to at most 10 s.
     const seen: number[] = [];
     for (let i = 0; i < 8; i++) {
       now += failing.ejectedForMs;
-      expect(failing.cost()).toBeLessThan(live.cost()); // back in the choice: the probe
+      expect(failing.ejected).toBe(false); // back in the choice: the probe
       failing.finish(failing.start(), true);
       seen.push(failing.ejectedForMs);
     }
@@ -144,13 +135,24 @@ describe('failure accrual', () => {
     // A probe that succeeds ends the streak: the next failure is a first one again.
     now += failing.ejectedForMs;
     failing.finish(failing.start());
-    expect(failing.ejectedForMs).toBe(0);
+    expect(failing.ejected).toBe(false);
     failing.finish(failing.start(), true);
     expect(failing.ejectedForMs).toBe(250);
-    // Of two ejected endpoints, the one nearer its return costs less.
-    now += 100;
-    live.finish(live.start(), true);
-    expect(failing.cost()).toBeLessThan(live.cost());
+  });
+
+  it('does not lengthen it for requests that were in flight when it began, during it or after', () => {
+    let now = 0;
+    const load = new EndpointLoad(() => now, 30, 10_000);
+    const sent = Array.from({ length: 6 }, () => load.start()); // all at t = 0 (say, against an endpoint that hangs)
+    const windows: number[] = [];
+    for (const [i, at] of [100, 400, 1000, 2100, 4300, 8700].entries()) {
+      now = at;
+      load.finish(sent[i] as number, true);
+      windows.push(load.ejectedForMs);
+    }
+    // The first ejects; the others, failing after it ended, eject again for the same 250 ms, not 500, 1000, ...
+    expect(windows).toEqual([250, 250, 250, 250, 250, 250]);
+    expect(load.failed).toBe(6);
   });
 
   it('is forgiven when the endpoint comes back into rotation; its latency history stays', () => {
@@ -160,8 +162,31 @@ describe('failure accrual', () => {
     load.finish(load.start(), true);
     load.forgive();
     expect(load.latencyMs).toBe(40);
-    expect(load.ejectedForMs).toBe(0);
+    expect(load.ejected).toBe(false);
     expect(load.cost()).toBe(40);
+  });
+});
+
+describe('p2c-ewma with ejected endpoints', () => {
+  it('never picks an ejected endpoint while another is not, even when both draws are ejected', () => {
+    const eps = ['live', 'out1', 'out2'].map((k) => fake(k));
+    for (const e of eps.slice(1)) e.load.finish(e.load.start(), true);
+    const p = buildPicker('p2c-ewma', eps, { random: seeded(3) })!;
+    const picks = new Map<string, number>();
+    for (let i = 0; i < 3000; i++) {
+      const k = p.pick({ hash: undefined })!.key;
+      picks.set(k, (picks.get(k) ?? 0) + 1);
+    }
+    expect(picks.get('live')).toBe(3000);
+  });
+
+  it('balances by load as usual when every endpoint is ejected (panic mode)', () => {
+    const eps = ['a', 'b', 'c', 'd'].map((k) => fake(k));
+    for (const e of eps) e.load.finish(e.load.start(), true);
+    const p = buildPicker('p2c-ewma', eps, { random: seeded(7) })!;
+    for (let i = 0; i < 400; i++) p.pick({ hash: undefined })!.load.start(); // left in flight
+    const active = eps.map((e) => e.load.active);
+    expect(Math.max(...active) - Math.min(...active)).toBeLessThanOrEqual(2);
   });
 });
 
