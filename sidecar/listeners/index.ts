@@ -167,7 +167,8 @@ export function createDataPlane(options: DataPlaneOptions, registry: Registry): 
       // The last part of the period (up to 1 s) is kept for closing it gracefully: idle connections first, then
       // `connection: close` (HTTP/2: GOAWAY) on what is in flight.
       const grace = Math.min(1000, drainMs / 2);
-      const quietForMs = (): number => (outbound.connections + tcp.connections > 0 ? 0 : performance.now() - outbound.lastConnectionAt);
+      const quietForMs = (): number =>
+        outbound.connections + tcp.connections > 0 ? 0 : performance.now() - Math.max(outbound.lastConnectionAt, tcp.lastConnectionAt);
       await workloadGone({ appHost, appPorts: options.appPorts, quietForMs, deadline: deadline - grace });
       const left = Math.max(0, deadline - Date.now());
       await Promise.all([outbound.close(left), tcp.close(left), inboundClosed]);

@@ -449,7 +449,6 @@ export class OutboundListener implements DownstreamHost {
     this.dispatch(request, handler);
   }
 
-  /** Stops accepting, lets requests in flight finish (responses say `connection: close`) for up to `ms`. */
   /** When a client connection last opened or closed (performance.now()). */
   lastConnectionAt = Number.NEGATIVE_INFINITY;
 
@@ -458,6 +457,7 @@ export class OutboundListener implements DownstreamHost {
     return this.sockets.size;
   }
 
+  /** Stops accepting, lets requests in flight finish (responses say `connection: close`) for up to `ms`. */
   async close(ms: number): Promise<void> {
     this.scope.draining = true;
     this.idle.stop();

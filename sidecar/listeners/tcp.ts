@@ -58,7 +58,11 @@ class TcpServiceListener {
     });
   }
 
+  /** When a client connection last came or went (performance.now()): the shutdown wait reads it. */
+  lastConnectionAt = Number.NEGATIVE_INFINITY;
+
   private accept(client: net.Socket, manager: ClusterManager, metrics: DataPlaneMetrics): void {
+    this.lastConnectionAt = performance.now();
     const clusterName = this.config.cluster;
     const chosen = manager.choose(clusterName, this.config.hashSourceIp === true ? affinityKey(client.remoteAddress, this.podIp) : undefined);
     if (chosen instanceof LocalReplyError) {
@@ -79,6 +83,7 @@ class TcpServiceListener {
       if (released) return;
       released = true;
       this.conns.delete(client);
+      this.lastConnectionAt = performance.now();
       ep.load.endStream(failed);
       pool.release();
       client.destroy();
@@ -207,6 +212,13 @@ export class TcpListeners {
       connections: l.conns.size,
       shadowed: this.shadows.get(`${l.config.port}`) ?? [],
     }));
+  }
+
+  /** When a client connection of any TCP listener last came or went (performance.now()). */
+  get lastConnectionAt(): number {
+    let t = Number.NEGATIVE_INFINITY;
+    for (const l of this.listeners.values()) if (l.lastConnectionAt > t) t = l.lastConnectionAt;
+    return t;
   }
 
   /** Client connections open now, over every TCP listener. */

@@ -153,4 +153,30 @@ describe('opaque TCP listeners', () => {
       await closeServer(rude);
     }
   });
+
+  it('keeps serving a workload that calls out once a connection at a time while the sidecar drains', async () => {
+    const echo = net.createServer((c) => {
+      c.on('data', (d) => c.write(`echo:${d}`));
+      c.on('end', () => c.end());
+    });
+    const appPort = await listen(echo);
+    const pair = await startPair([appPort]);
+    try {
+      const servicePort = await freePort();
+      const tcp: ListenerConfig = { kind: 'tcp', name: `10.96.0.31_${servicePort}`, version: '1', address: '10.96.0.31', port: servicePort, cluster: DB };
+      pair.client.update(mesh([cluster(DB, [endpoint(appPort, pair.inbound)], { protocol: 'tcp' })], [], [tcp]));
+      await waitFor(() => pair.client.tcpListenerStats()[0]?.bound === true);
+      expect(await exchange(servicePort, 'before')).toBe('echo:before');
+      // A 4 s drain: calls 300 ms apart (no connection open in between) keep the workload "not done" for 3 s.
+      const closing = pair.client.close(4000);
+      for (let i = 0; i < 3; i++) {
+        await new Promise((r) => setTimeout(r, 300));
+        expect(await exchange(servicePort, `during${i}`)).toBe(`echo:during${i}`);
+      }
+      await closing;
+    } finally {
+      await pair.server.close(0);
+      await closeServer(echo);
+    }
+  });
 });
