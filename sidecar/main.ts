@@ -51,25 +51,36 @@ function packageVersion(): string {
  * Waits for SIGTERM, SIGINT, the abort signal or `quit` (POST /quitquitquit on the admin port); resolves with what
  * stopped us.
  */
-function stopRequested(signal: AbortSignal | undefined, quit: AbortSignal): Promise<string> {
-  return new Promise((resolve) => {
+function stopRequested(signal: AbortSignal | undefined, quit: AbortSignal): { stop: Promise<string>; release: () => void } {
+  let stopped = false;
+  let release = (): void => {};
+  const stop = new Promise<string>((resolve) => {
     const done = (why: string) => {
-      process.off('SIGTERM', onTerm);
-      process.off('SIGINT', onInt);
-      signal?.removeEventListener('abort', onAbort);
-      quit.removeEventListener('abort', onQuit);
+      if (stopped) {
+        // Kubernetes sends SIGTERM once and SIGKILL after the grace period; a repeat does not cut the drain short.
+        log.info('already draining; the signal changes nothing', { signal: why });
+        return;
+      }
+      stopped = true;
       resolve(why);
     };
     const onTerm = () => done('SIGTERM');
     const onInt = () => done('SIGINT');
     const onAbort = () => done('abort');
     const onQuit = () => done('POST /quitquitquit');
-    process.once('SIGTERM', onTerm);
-    process.once('SIGINT', onInt);
+    process.on('SIGTERM', onTerm);
+    process.on('SIGINT', onInt);
     quit.addEventListener('abort', onQuit, { once: true });
     if (signal?.aborted) done('abort');
     else signal?.addEventListener('abort', onAbort, { once: true });
+    release = () => {
+      process.off('SIGTERM', onTerm);
+      process.off('SIGINT', onInt);
+      signal?.removeEventListener('abort', onAbort);
+      quit.removeEventListener('abort', onQuit);
+    };
   });
+  return { stop, release: () => release() };
 }
 
 /** Gets the first workload certificate (retrying until `signal` aborts); undefined when mTLS is off. */
@@ -120,12 +131,20 @@ export async function runSidecar(argv: string[], options: SidecarRunOptions = {}
     return 0;
   }
   const config = parseConfig(argv, options.env ?? process.env);
+  // Listen for SIGTERM from the start, so a sidecar still waiting for its certificate stops promptly; signals stay
+  // ours (a repeat is logged, not fatal) until the drain is over.
+  const quit = new AbortController();
+  const { stop, release } = stopRequested(options.signal, quit.signal);
+  try {
+    return await run(config, options, stop, quit);
+  } finally {
+    release();
+  }
+}
+
+async function run(config: Config, options: SidecarRunOptions, stop: Promise<string>, quit: AbortController): Promise<number> {
   const registry = new Registry();
   registerProcessMetrics(registry, 'skein_sidecar_');
-
-  // Listen for SIGTERM from the start, so a sidecar still waiting for its certificate stops promptly.
-  const quit = new AbortController();
-  const stop = stopRequested(options.signal, quit.signal);
   const bootstrapAbort = new AbortController();
   void stop.then(() => bootstrapAbort.abort());
   let identity: WorkloadIdentity | undefined;

@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { get } from './outbound-get.ts';
 import { fileURLToPath } from 'node:url';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -200,7 +200,7 @@ describe('runSidecar', () => {
     const res = await get(ports.outbound, '/greet', 'web');
     expect(res).toEqual({ status: 200, body: 'hello from backend /greet' });
   });
-  it.each(['SIGTERM', 'POST /quitquitquit'])('runs as `skein sidecar` and exits 0 after draining on %s', async (how) => {
+  it.each(['SIGTERM', 'SIGTERM twice', 'POST /quitquitquit'])('runs as `skein sidecar` and exits 0 after draining on %s', async (how) => {
     const peer = await XdsPeer.start();
     cleanups.push(() => peer.stop());
     seed(peer, 9);
@@ -208,7 +208,8 @@ describe('runSidecar', () => {
     const child = spawn(
       process.execPath,
       [cli, 'sidecar', '--control-plane', peer.address, '--pod', 'p-0', '--namespace', 'default', '--ip', '127.0.0.1',
-        '--outbound-address', '127.0.0.1:0', '--inbound-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', '--drain-timeout', '100ms', '--mtls', 'off'],
+        '--outbound-address', '127.0.0.1:0', '--inbound-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0',
+        '--drain-timeout', how === 'SIGTERM twice' ? '3s' : '100ms', '--mtls', 'off'],
       { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH } },
     );
     cleanups.push(() => child.exitCode === null && child.kill('SIGKILL'));
@@ -228,15 +229,28 @@ describe('runSidecar', () => {
       if (ready !== 200) await new Promise((r) => setTimeout(r, 25));
     }
     expect(ready).toBe(200);
+    const exited = once(child, 'exit');
     if (how === 'SIGTERM') child.kill('SIGTERM');
-    else {
+    else if (how === 'SIGTERM twice') {
+      // A repeat during the drain is logged, not fatal (the default action would kill the process: no exit code 0).
+      // A connection to the outbound port keeps the drain going (the workload may still call out) for the repeat.
+      const outboundPort = Number(/"outbound":"[^"]*:(\d+)"/.exec(stderr)?.[1]);
+      const held = net.connect(outboundPort, '127.0.0.1');
+      held.on('error', () => {});
+      await once(held, 'connect');
+      child.kill('SIGTERM');
+      await new Promise((r) => setTimeout(r, 100));
+      child.kill('SIGTERM');
+      held.destroy();
+    } else {
       expect((await fetch(`http://127.0.0.1:${adminPort}/quitquitquit`)).status).toBe(405); // GET does nothing
       const r = await fetch(`http://127.0.0.1:${adminPort}/quitquitquit`, { method: 'POST' });
       expect(r.status).toBe(200);
     }
-    const [code] = await once(child, 'exit');
+    const [code] = await exited;
     expect(code).toBe(0);
-    expect(stderr).toContain(`"msg":"sidecar stopped","reason":"${how}"`);
+    expect(stderr).toContain(`"msg":"sidecar stopped","reason":"${how === 'SIGTERM twice' ? 'SIGTERM' : how}"`);
+    if (how === 'SIGTERM twice') expect(stderr).toContain('already draining');
   });
 });
 
