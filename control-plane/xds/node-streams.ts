@@ -1,6 +1,9 @@
 // A node's per-type streams (CDS, EDS, LDS, RDS services without ADS), so one stream can wait for another's progress.
 import { TYPE_URL, type TypeUrl } from '../../proto/index.ts';
 
+/** How long after a CDS stream resumed its node's new EDS streams still count as part of that reconnect. */
+const WARMING_MS = 30_000;
+
 /** What NodeStreams needs from a per-type stream. */
 export interface PerTypeStream {
   readonly nodeId: string;
@@ -26,9 +29,10 @@ export class NodeStreams {
   /**
    * Per node id, the CLA names of Clusters a delta CDS stream sent updated on resuming (initial_resource_versions
    * older than the current ones): the node's EDS streams, open or opening later, send them again (Envoy finishes
-   * warming an updated Cluster only on a new CLA response). Dropped with the node's last stream.
+   * warming an updated Cluster only on a new CLA response). Dropped with the node's last stream, and no longer given
+   * WARMING_MS after the resume (an EDS stream opened later is a new subscription, not the reconnect's).
    */
-  private readonly warming = new Map<string, Set<string>>();
+  private readonly warming = new Map<string, { readonly scope: string | undefined; readonly names: Set<string>; until: number }>();
 
   /** Adds a stream; true when it is the node's first. */
   add(stream: PerTypeStream): boolean {
@@ -54,15 +58,17 @@ export class NodeStreams {
     const set = this.byNode.get(cds.nodeId);
     if (!set || names.length === 0) return;
     let warming = this.warming.get(cds.nodeId);
-    if (!warming) this.warming.set(cds.nodeId, (warming = new Set()));
-    for (const name of names) warming.add(name);
+    if (!warming || warming.scope !== cds.scope) this.warming.set(cds.nodeId, (warming = { scope: cds.scope, names: new Set(), until: 0 }));
+    warming.until = Date.now() + WARMING_MS;
+    for (const name of names) warming.names.add(name);
     for (const s of set) if (s.only === TYPE_URL.endpoint && s.scope === cds.scope) s.warmEndpoints(names);
   }
 
   /** For an EDS stream's first request: the CLA names its node's resumed CDS streams left warming. */
   warmingFor(eds: PerTypeStream): readonly string[] {
     const warming = this.warming.get(eds.nodeId);
-    return warming ? [...warming] : [];
+    if (!warming || warming.scope !== eds.scope || Date.now() > warming.until) return [];
+    return [...warming.names];
   }
 
   /** Whether every CDS stream of the stream's node and scope is settled (true when it has none here). */
