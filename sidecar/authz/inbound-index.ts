@@ -15,7 +15,7 @@ export interface InboundPolicy {
   readonly services: readonly string[];
   /** Policies of the matching Services that have one; every one must allow. */
   readonly authz: readonly ServicePolicy[];
-  /** Enforce at L7 (an HTTP server per connection): some policy applies and a Service on the port speaks HTTP. */
+  /** Enforce at L7 (an HTTP server per connection): some policy applies, a Service on the port speaks HTTP, none TCP. */
   readonly l7: boolean;
 }
 
@@ -39,18 +39,21 @@ export function buildInboundIndex(mesh: Pick<MeshConfig, 'clusters'>, podIp: str
     let mode: MtlsMode = 'PERMISSIVE';
     const authz: ServicePolicy[] = [];
     let http = false;
+    let tcp = false;
     for (const c of clusters) {
       if ((c.mtlsMode ?? 'STRICT') === 'STRICT') mode = 'STRICT';
       const service = c.service ?? c.name;
-      if (c.protocol !== 'tcp') http = true;
+      if (c.protocol === 'tcp') tcp = true;
+      else http = true;
       if (seen.has(service)) continue;
       seen.add(service);
       if (c.authz !== undefined) authz.push({ service, policy: c.authz });
     }
     // A TCP Service is never judged at L7, even with rules on methods or paths: as in Istio, those fields cannot
     // match a TCP connection (an allow rule with them matches nothing, a deny rule with them matches every caller
-    // its sources name). Parsing its bytes as HTTP would break the protocol.
-    out.set(port, Object.freeze({ mode, services: [...seen], authz, l7: authz.length > 0 && http }));
+    // its sources name). Parsing its bytes as HTTP would break the protocol, so a port that one Service declares TCP
+    // stays opaque even when another Service on it speaks HTTP and has a policy (its rules are then judged at L4).
+    out.set(port, Object.freeze({ mode, services: [...seen], authz, l7: authz.length > 0 && http && !tcp }));
   }
   return out;
 }

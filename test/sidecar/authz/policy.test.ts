@@ -108,4 +108,14 @@ describe('buildInboundIndex', () => {
     expect(l4.get(5432)?.l7).toBe(false);
     expect(withOps.get(5432)?.l7).toBe(false);
   });
+
+  it('keeps a port opaque when one Service declares it TCP and another on the same port speaks HTTP with a policy', () => {
+    const p: AuthzPolicy = { deny: [], allow: [{ from: [{ namespaces: ['demo'] }], to: [] }] };
+    const clusters = new Map(
+      [cluster('redis', 6379, { service: 'demo/redis', protocol: 'tcp' }), cluster('legacy', 6379, { service: 'demo/redis-legacy', authz: p })].map((c) => [c.name, c]),
+    );
+    const port = buildInboundIndex({ clusters }, '10.0.0.5').get(6379);
+    expect(port?.l7).toBe(false); // parsing redis's bytes as HTTP would answer them with 400s
+    expect(port?.authz.map((a) => a.service)).toEqual(['demo/redis-legacy']); // still enforced, at L4
+  });
 });
