@@ -32,27 +32,50 @@ class TcpServiceListener {
   readonly conns = new Set<net.Socket>();
   private readonly host: string;
   private readonly podIp: string | undefined;
+  private readonly metrics: DataPlaneMetrics;
+  /** A listen() under way, or the timer of the next try after a failed bind. */
+  private binding = false;
+  private retry: NodeJS.Timeout | undefined;
+  private closed = false;
 
   constructor(config: TcpListenerConfig, host: string, manager: ClusterManager, metrics: DataPlaneMetrics, podIp?: string) {
     this.config = config;
     this.host = host;
     this.podIp = podIp;
+    this.metrics = metrics;
     this.server = net.createServer({ noDelay: true, pauseOnConnect: true, allowHalfOpen: true }, (client) => this.accept(client, manager, metrics));
     this.server.on('error', (err) => {
       this.bound = false;
       const e = new ListenerBindError(config.name, host, config.port, err);
+      if (this.error !== e.message) log.warn(e.message, { code: e.code, retryInMs: BIND_RETRY_MS });
       this.error = e.message;
       metrics.listenerBindFailures.labels(config.name).set(1);
-      log.warn(e.message, { code: e.code });
     });
   }
 
+  /**
+   * Binds; a failure (the port in use, often by the pod's own app or a previous process) is tried again every
+   * BIND_RETRY_MS and on every config update that still names the listener, as Envoy binds a listener that failed
+   * anew on the next LDS update.
+   */
   listen(): Promise<void> {
+    if (this.bound || this.binding || this.closed) return Promise.resolve();
+    this.binding = true;
+    clearTimeout(this.retry);
     return new Promise((resolve) => {
-      this.server.once('error', () => resolve());
+      const failed = (): void => {
+        this.binding = false;
+        if (!this.closed) this.retry = setTimeout(() => void this.listen(), BIND_RETRY_MS).unref();
+        resolve();
+      };
+      this.server.once('error', failed);
       this.server.listen(this.config.port, this.host, () => {
+        this.server.off('error', failed);
+        this.binding = false;
         this.bound = true;
+        if (this.error !== undefined) log.info('TCP listener bound after all', { listener: this.config.name, port: this.config.port });
         this.error = undefined;
+        this.metrics.listenerBindFailures.labels(this.config.name).set(0);
         resolve();
       });
     });
@@ -113,9 +136,14 @@ class TcpServiceListener {
   }
 
   close(): void {
+    this.closed = true;
+    clearTimeout(this.retry);
     this.server.close();
   }
 }
+
+/** How often a TCP listener whose port was taken tries to bind again. */
+const BIND_RETRY_MS = 5000;
 
 /** The set of TCP service listeners, kept in step with config; bind failures are reported, never fatal. */
 export class TcpListeners {
@@ -163,6 +191,7 @@ export class TcpListeners {
       const l = this.listeners.get(key);
       if (l !== undefined) {
         l.config = c;
+        if (!l.bound) binding.push(l.listen());
         continue;
       }
       const nl = new TcpServiceListener(c, this.host, this.manager, this.metrics, this.podIp);

@@ -80,7 +80,7 @@ describe('opaque TCP listeners', () => {
     }
   });
 
-  it('reports a bind failure in stats and keeps running', async () => {
+  it('reports a bind failure in stats and keeps running; binds on the next update once the port is free', async () => {
     const blocker = net.createServer();
     const taken = await listen(blocker);
     const registry = new Registry();
@@ -97,9 +97,15 @@ describe('opaque TCP listeners', () => {
       expect(stat.bound).toBe(false);
       expect(stat.error).toContain('EADDRINUSE');
       expect(await registry.metrics()).toMatch(/skein_listener_bind_failures\{listener="10\.96\.0\.31_\d+"\} 1/);
+      // The port is freed; the next config that still names the listener binds it (no restart, no removal needed).
+      await closeServer(blocker);
+      dp.update(mesh([cluster(DB, [endpoint(2)], { protocol: 'tcp' })], [], [{ ...tcp, version: '2' }]));
+      await waitFor(() => dp.tcpListenerStats()[0]?.bound === true);
+      expect(dp.tcpListenerStats()[0]).toMatchObject({ bound: true, error: undefined });
+      expect(await registry.metrics()).toMatch(/skein_listener_bind_failures\{listener="10\.96\.0\.31_\d+"\} 0/);
     } finally {
       await dp.close(50);
-      await closeServer(blocker);
+      if (blocker.listening) await closeServer(blocker);
     }
   });
 
