@@ -228,6 +228,14 @@ export function translateService(key: ServiceKey, state: RegistryState, options:
     const vhName = hostPort(fqdn, port.port);
     if (protocol === 'tcp') {
       if (clusterIP) tcpListeners.push(buildTcpListener(tcpListenerName(clusterIP, port.port), clusterIP, port.port, cluster, tcpAffinity));
+      else {
+        // Without a virtual IP (a registry file that left spec.clusterIP out, or a headless Service) there is no
+        // address to listen for: say so rather than leave callers with "connection refused" and nothing in any log.
+        report(
+          'SKEIN_TRANSLATE_TCP_NO_CLUSTER_IP',
+          `Service ${key} spec.ports[${port.name ?? port.port}]: a TCP port needs spec.clusterIP (${headless ? 'headless Services get no TCP listener' : 'set one, e.g. 10.96.0.x, in the registry file'}); sidecars get no listener for port ${port.port}`,
+        );
+      }
     } else {
       const domains = serviceDomains({ name, namespace, fqdn, clusterIP, otherClusterIPs: secondaryClusterIPs(service), port: port.port, isDefaultPort: port.port === defaultPort });
       virtualHosts.push({

@@ -170,6 +170,17 @@ describe('translateService', () => {
     ]);
   });
 
+  it('reports a TCP port that has no virtual IP to listen for (no spec.clusterIP, or headless) instead of dropping it silently', () => {
+    const noIp = service('shop', 'cache', { ports: [{ name: 'redis', port: 6379 }, { name: 'http', port: 80 }] });
+    const res = translateService('shop/cache', registryState([noIp]));
+    expect(res.tcpListeners).toEqual([]);
+    expect(res.problems.map((p) => [p.code, p.message])).toEqual([
+      ['SKEIN_TRANSLATE_TCP_NO_CLUSTER_IP', 'Service shop/cache spec.ports[redis]: a TCP port needs spec.clusterIP (set one, e.g. 10.96.0.x, in the registry file); sidecars get no listener for port 6379'],
+    ]);
+    const headless = translateService('shop/cache', registryState([service('shop', 'cache', { clusterIP: 'None', ports: [{ name: 'redis', port: 6379 }] })]));
+    expect(headless.problems.map((p) => p.message).join('\n')).toContain('headless Services get no TCP listener');
+  });
+
   it('makes an ExternalName naming a mesh Service an alias of it: its names route to that Service\'s clusters (Istio 1.21+)', () => {
     const target = service('f', 'web', { clusterIP: '10.96.1.1', ports: [{ name: 'http', port: 80 }, { name: 'grpc', port: 9090 }, { name: 'tcp-db', port: 5432 }] });
     const alias = service('f', 'alias', { type: 'ExternalName', externalName: 'web.f.svc.cluster.local' }); // no ports: the target's
