@@ -151,6 +151,8 @@ export class TcpListeners {
   private readonly manager: ClusterManager;
   private readonly metrics: DataPlaneMetrics;
   private readonly listeners = new Map<string, TcpServiceListener>();
+  /** Removed listeners whose connections are still open. */
+  private readonly retired = new Set<TcpServiceListener>();
   private readonly podIp: string | undefined;
   private readonly namespace: string | undefined;
   /** Per port, the Services it shadows (as last warned about). */
@@ -202,7 +204,10 @@ export class TcpListeners {
       if (seen.has(key)) continue;
       l.close();
       this.listeners.delete(key);
+      // Its connections go on (as Envoy drains a removed listener's); they still count, and end, at shutdown.
+      if (l.conns.size > 0) this.retired.add(l);
     }
+    for (const l of this.retired) if (l.conns.size === 0) this.retired.delete(l);
     for (const key of this.shadows.keys()) if (!seen.has(key)) this.shadows.delete(key);
     await Promise.all(binding);
   }
@@ -246,19 +251,24 @@ export class TcpListeners {
   /** When a client connection of any TCP listener last came or went (performance.now()). */
   get lastConnectionAt(): number {
     let t = Number.NEGATIVE_INFINITY;
-    for (const l of this.listeners.values()) if (l.lastConnectionAt > t) t = l.lastConnectionAt;
+    for (const l of this.all()) if (l.lastConnectionAt > t) t = l.lastConnectionAt;
     return t;
   }
 
-  /** Client connections open now, over every TCP listener. */
+  /** Client connections open now, over every TCP listener (removed ones' included). */
   get connections(): number {
     let n = 0;
-    for (const l of this.listeners.values()) n += l.conns.size;
+    for (const l of this.all()) n += l.conns.size;
     return n;
   }
 
+  private all(): TcpServiceListener[] {
+    return [...this.listeners.values(), ...this.retired];
+  }
+
   async close(drainMs: number): Promise<void> {
-    const all = [...this.listeners.values()];
+    const all = this.all();
+    this.retired.clear();
     this.listeners.clear();
     for (const l of all) l.close();
     const open = (): number => all.reduce((n, l) => n + l.conns.size, 0);

@@ -37,9 +37,13 @@ export class ClusterManager {
     for (const [name, c] of this.clusters) {
       if (configs.has(name)) continue;
       this.clusters.delete(name);
-      void c.close(drainMs);
+      this.retiring.add(c);
+      void c.close(drainMs).finally(() => this.retiring.delete(c));
     }
   }
+
+  /** Removed clusters still draining their connections in the background (closed with the rest at shutdown). */
+  private readonly retiring = new Set<Cluster>();
 
   get(name: string): Cluster | undefined {
     return this.clusters.get(name);
@@ -109,7 +113,7 @@ export class ClusterManager {
   }
 
   async close(drainMs: number): Promise<void> {
-    const all = [...this.clusters.values()];
+    const all = [...this.clusters.values(), ...this.retiring];
     this.clusters.clear();
     await Promise.all(all.map((c) => c.close(drainMs)));
   }

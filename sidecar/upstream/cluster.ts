@@ -296,7 +296,8 @@ export class Cluster {
     await Promise.race([
       Promise.all(pools.map((p) => p.drain())),
       new Promise<void>((r) => {
-        timer = setTimeout(r, ms);
+        // Unref'd: a removed cluster's long drain must not keep a stopping process alive (shutdown closes it anew).
+        timer = setTimeout(r, ms).unref();
       }),
     ]);
     clearTimeout(timer);

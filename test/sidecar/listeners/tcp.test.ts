@@ -185,4 +185,35 @@ describe('opaque TCP listeners', () => {
       await closeServer(echo);
     }
   });
+
+  it('ends, at shutdown, a connection whose listener and cluster were removed (it had gone on until then)', async () => {
+    const echo = net.createServer((c) => c.on('data', (d) => c.write(`echo:${d}`)));
+    const appPort = await listen(echo);
+    const pair = await startPair([appPort]);
+    try {
+      const servicePort = await freePort();
+      const tcp: ListenerConfig = { kind: 'tcp', name: `10.96.0.32_${servicePort}`, version: '1', address: '10.96.0.32', port: servicePort, cluster: DB };
+      pair.client.update(mesh([cluster(DB, [endpoint(appPort, pair.inbound)], { protocol: 'tcp' })], [], [tcp]));
+      await waitFor(() => pair.client.tcpListenerStats()[0]?.bound === true);
+      const session = net.connect(servicePort, '127.0.0.1');
+      let got = '';
+      session.on('data', (d) => (got += d));
+      const ended = new Promise<void>((r) => session.on('close', () => r()));
+      session.on('error', () => {});
+      session.write('one');
+      await waitFor(() => got === 'echo:one');
+      // The Service goes: the open session continues, as Envoy drains a removed listener.
+      pair.client.update(mesh([], [], []));
+      session.write('two');
+      await waitFor(() => got === 'echo:oneecho:two');
+      expect(got).toBe('echo:oneecho:two');
+      const t0 = Date.now();
+      await pair.client.close(1000);
+      await ended;
+      expect(Date.now() - t0).toBeLessThan(3000); // the drain period, not the removed cluster's 30 s
+    } finally {
+      await pair.server.close(0);
+      await closeServer(echo);
+    }
+  });
 });
