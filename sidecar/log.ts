@@ -72,3 +72,15 @@ export function logger(module: string): Logger {
     debugEnabled,
   };
 }
+
+const warned = new Map<string, number>();
+
+/** Whether a warning for `key` was not given in the last minute (remembers at most 1000 keys). */
+export function warnDue(key: string): boolean {
+  const now = Date.now();
+  const last = warned.get(key);
+  if (last !== undefined && now - last < 60_000) return false;
+  if (warned.size >= 1000) warned.clear();
+  warned.set(key, now);
+  return true;
+}

@@ -6,7 +6,7 @@ import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import { parseSpiffeId, peerSpiffeId, type TlsContexts } from '../tls/index.ts';
 import { parseProxyHeader, type ParseResult } from '../upstream/index.ts';
 import type { ProxyHeader } from '../upstream/index.ts';
-import { logger } from '../log.ts';
+import { logger, warnDue } from '../log.ts';
 import type { InboundHttpHandler } from './inbound-http.ts';
 import { localReplyText } from '../http1/response-head.ts';
 import { REASON_HEADER } from './local-reply.ts';
@@ -120,7 +120,12 @@ export class L4PipeHandler implements InboundHandler {
       } else if (start.startsWith(H2_PREFACE_START)) {
         this.metrics?.localError(reason);
         (this.appDownH2 ??= new AppDownH2()).handle(client, all, why);
-      } else client.destroy();
+      } else {
+        // Opaque TCP has no way to say why: the close is all the caller sees, so it is counted and logged here.
+        this.metrics?.localError(reason);
+        if (warnDue(`app down ${why}`)) log.warn('closed an inbound TCP connection: the app does not accept connections', { reason: why });
+        client.destroy();
+      }
     };
     const collect = (chunk: Buffer): void => {
       early.push(chunk);

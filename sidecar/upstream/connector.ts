@@ -3,7 +3,7 @@ import net from 'node:net';
 import type tls from 'node:tls';
 import type { Counter } from 'prom-client';
 import type { TlsContexts } from '../tls/index.ts';
-import { logger } from '../log.ts';
+import { logger, warnDue } from '../log.ts';
 import { type Connector, plainConnector } from './pool.ts';
 
 const log = logger('tls');
@@ -92,16 +92,4 @@ function holdSecureConnectUntilWritten(socket: tls.TLSSocket, header: Buffer): v
 /** Node's codes for a TLS failure: a peer certificate it could not accept (OpenSSL's verify errors) or a TLS alert. */
 function isTlsError(code: string | undefined): boolean {
   return code !== undefined && /^(CERT_|UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO|ERR_SSL_|ERR_TLS_CERT|INVALID_CA|PATH_LENGTH)/.test(code);
-}
-
-const warned = new Map<string, number>();
-
-/** Whether a warning for `key` was not given in the last minute (remembers at most 1000 keys). */
-function warnDue(key: string): boolean {
-  const now = Date.now();
-  const last = warned.get(key);
-  if (last !== undefined && now - last < 60_000) return false;
-  if (warned.size >= 1000) warned.clear();
-  warned.set(key, now);
-  return true;
 }

@@ -65,6 +65,21 @@ describe('an endpoint whose sidecar is up but whose app is not', () => {
       s.on('close', () => resolve(text));
     });
 
+  it('closes an opaque TCP caller (it has no way to say why) and counts it where it happened', async () => {
+    const metric = async () =>
+      (await pair.serverRegistry.getSingleMetric('skein_local_errors_total')?.get())?.values.find((v) => v.labels.reason === 'upstream_connect_error')?.value ?? 0;
+    const before = await metric();
+    const closed = await new Promise<string>((resolve) => {
+      const s = net.connect(pair.inbound, '127.0.0.1', () => s.write(Buffer.concat([encodeProxyHeader('127.0.0.1', 0, '127.0.0.1', deadPort), Buffer.from('*1\r\n$4\r\nPING\r\n')])));
+      let text = '';
+      s.on('data', (d) => (text += d));
+      s.on('error', () => {});
+      s.on('close', () => resolve(text));
+    });
+    expect(closed).toBe('');
+    expect(await metric()).toBe(before + 1);
+  });
+
   it('answers so even when the refusal comes before the caller has sent its request', async () => {
     const out = await lateRequest();
     expect(out).toMatch(/^HTTP\/1\.1 503 /);
