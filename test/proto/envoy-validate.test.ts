@@ -176,7 +176,8 @@ describe('the resources Skein serves load in a real Envoy', () => {
 
   it('reports the translation problems of the fixtures (and only those)', () => {
     const problems = [...built.cache.translationProblems().values()].flat().map((p) => p.code);
-    expect(problems).toEqual(['SKEIN_TRANSLATE_ANNOTATION']);
+    // The fixtures' TCP ports with no virtual IP (headless, or no clusterIP) get no listener, and say so.
+    expect(problems).toEqual(['SKEIN_TRANSLATE_ANNOTATION', 'SKEIN_TRANSLATE_TCP_NO_CLUSTER_IP', 'SKEIN_TRANSLATE_TCP_NO_CLUSTER_IP']);
   });
 });
 
