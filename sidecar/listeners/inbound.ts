@@ -38,6 +38,8 @@ const H2_PREFACE_START = 'PRI * HTTP/2.0';
  */
 const PROTOCOL_WAIT_MS = 250;
 
+const noop = (): void => {};
+
 export class L4PipeHandler implements InboundHandler {
   private readonly appHost: string;
   private readonly conns = new Set<net.Socket>();
@@ -52,8 +54,17 @@ export class L4PipeHandler implements InboundHandler {
 
   handle(client: net.Socket, appPort: number, header: ProxyHeader | undefined, rest: Buffer): void {
     const app = net.connect({ host: this.appHost, port: appPort, noDelay: true, allowHalfOpen: true });
+    // Counted on the app's side (the caller's may be TLS): what reaches the app came from the caller, and back.
+    const counted =
+      this.metrics?.tcp.connection(
+        'inbound',
+        `inbound|${appPort}||`,
+        () => app.bytesWritten,
+        () => app.bytesRead,
+      ) ?? noop;
     const done = (): void => {
       this.conns.delete(client);
+      counted();
       client.destroy();
       app.destroy();
     };

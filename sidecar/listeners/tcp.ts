@@ -96,6 +96,7 @@ class TcpServiceListener {
     }
     const ep = chosen.endpoint;
     this.conns.add(client);
+    const counted = metrics.tcp.callerSocket('outbound', clusterName, client);
     // The pool this stream counts in: the endpoint may get a new one meanwhile (its expected identities changed).
     const pool = ep.pool;
     const upstream = pool.openStream();
@@ -109,6 +110,7 @@ class TcpServiceListener {
       this.lastConnectionAt = performance.now();
       ep.load.endStream(failed);
       pool.release();
+      counted();
       client.destroy();
       upstream.destroy();
     };

@@ -2,6 +2,7 @@
 import { Counter, Gauge, Histogram, type Registry } from './prom.ts';
 import type { LocalReason } from '../listeners/errors.ts';
 import { HistogramSeries } from './histogram-series.ts';
+import { TcpMetrics } from './tcp-metrics.ts';
 
 export type Direction = 'inbound' | 'outbound';
 
@@ -106,6 +107,8 @@ export class DataPlaneMetrics {
   readonly inboundConnections: Counter<'transport' | 'peer'>;
   /** Requests sent again to another endpoint after their connection could not be made. */
   readonly connectRetries: Counter<string>;
+  /** Connections proxied as byte streams, per direction and cluster (skein_tcp_*). */
+  readonly tcp: TcpMetrics;
   /** Requests sent on a reused connection, counted per request and flushed into requestsReused when scraped. */
   readonly reusedCount = new PendingCount();
   /** Per direction, by cluster name (no `direction|cluster` key string per cluster). */
@@ -191,6 +194,7 @@ export class DataPlaneMetrics {
       labelNames: ['transport', 'peer'],
       registers,
     });
+    this.tcp = new TcpMetrics(registry);
   }
 
   cluster(direction: Direction, cluster: string): ClusterRequestMetrics {

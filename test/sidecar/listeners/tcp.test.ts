@@ -47,6 +47,56 @@ describe('opaque TCP listeners', () => {
     }
   });
 
+  it('counts connections and bytes per cluster on both sides, an open connection\'s bytes up to each scrape', async () => {
+    // The app answers 'pong' (4 bytes) to each 'ping' (4 bytes) and keeps the connection open.
+    const app = net.createServer((s) => {
+      s.on('data', (c) => s.write('pong'.repeat(c.length / 4)));
+      s.on('end', () => s.end());
+    });
+    const appPort = await listen(app);
+    const pair = await startPair([appPort]);
+    const servicePort = await freePort();
+    const tcp: ListenerConfig = { kind: 'tcp', name: `10.96.0.31_${servicePort}`, version: '1', address: '10.96.0.31', port: servicePort, cluster: DB };
+    pair.client.update(mesh([cluster(DB, [endpoint(appPort, pair.inbound)], { protocol: 'tcp' })], [], [tcp]));
+    const series = async (registry: Registry, name: string, direction: string, clusterName: string): Promise<number> => {
+      const text = await registry.metrics();
+      const line = text.split('\n').find((l) => l.startsWith(`${name}{direction="${direction}",cluster="${clusterName}"} `));
+      return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+    };
+    const inboundCluster = `inbound|${appPort}||`;
+    try {
+      await waitFor(() => pair.client.tcpListenerStats()[0]?.bound === true);
+      const s = net.connect(servicePort, '127.0.0.1');
+      await new Promise((r) => s.once('connect', r));
+      let got = 0;
+      s.on('data', (c: Buffer) => (got += c.length));
+      s.write('pingping');
+      await waitFor(() => got === 8);
+      // Still open: opened, not closed, and its bytes so far show.
+      expect(await series(pair.clientRegistry, 'skein_tcp_connections_opened_total', 'outbound', DB)).toBe(1);
+      expect(await series(pair.clientRegistry, 'skein_tcp_connections_closed_total', 'outbound', DB)).toBe(0);
+      expect(await series(pair.clientRegistry, 'skein_tcp_received_bytes_total', 'outbound', DB)).toBe(8);
+      expect(await series(pair.clientRegistry, 'skein_tcp_sent_bytes_total', 'outbound', DB)).toBe(8);
+      expect(await series(pair.serverRegistry, 'skein_tcp_connections_opened_total', 'inbound', inboundCluster)).toBe(1);
+      expect(await series(pair.serverRegistry, 'skein_tcp_received_bytes_total', 'inbound', inboundCluster)).toBe(8);
+      expect(await series(pair.serverRegistry, 'skein_tcp_sent_bytes_total', 'inbound', inboundCluster)).toBe(8);
+      // More bytes, then the close: counted once, not twice.
+      s.end('ping');
+      await new Promise((r) => s.once('close', r));
+      await waitFor(() => pair.client.tcpListenerStats()[0]?.connections === 0);
+      for (let i = 0; i < 100 && (await series(pair.serverRegistry, 'skein_tcp_connections_closed_total', 'inbound', inboundCluster)) === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(await series(pair.clientRegistry, 'skein_tcp_connections_closed_total', 'outbound', DB)).toBe(1);
+      expect(await series(pair.clientRegistry, 'skein_tcp_received_bytes_total', 'outbound', DB)).toBe(12);
+      expect(await series(pair.clientRegistry, 'skein_tcp_sent_bytes_total', 'outbound', DB)).toBe(12);
+      expect(await series(pair.serverRegistry, 'skein_tcp_connections_closed_total', 'inbound', inboundCluster)).toBe(1);
+      expect(await series(pair.serverRegistry, 'skein_tcp_received_bytes_total', 'inbound', inboundCluster)).toBe(12);
+      expect(await series(pair.serverRegistry, 'skein_tcp_sent_bytes_total', 'inbound', inboundCluster)).toBe(12);
+    } finally {
+      await pair.close();
+      await closeServer(app);
+    }
+  });
+
   it('gives a port several TCP Services declare to the one in its own namespace, and names the others', async () => {
     const app = (tag: string) =>
       net.createServer((s) => {
