@@ -5,7 +5,7 @@ import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import type { ClusterConfig } from '../xds/model.ts';
 import { Cluster } from './cluster.ts';
 import type { ClusterStat, Endpoint } from './cluster.ts';
-import type { Dispatch, DispatchController, DispatchHandler, DispatchRequest, Headers } from './dispatch.ts';
+import { type Dispatch, type DispatchController, type DispatchHandler, type DispatchRequest, type Headers, isReplayable } from './dispatch.ts';
 import type { Connector } from './pool.ts';
 import { REASON_HEADER } from '../listeners/local-reply.ts';
 
@@ -137,8 +137,9 @@ function withHint(handler: DispatchHandler, cluster: string, hint: (e: LocalRepl
 
 /**
  * Passes everything through; a failed connection (nothing was sent) sends the request once more elsewhere. So does a
- * peer sidecar's `503 upstream_connect_error` to a bodiless request: nothing listened on its app port, so the app
- * never saw the request (Istio gets the same from its default connect-failure retry on the client side).
+ * peer sidecar's `503 upstream_connect_error`: nothing listened on its app port, so the app never saw the request
+ * (Istio gets the same from its default retry of 503s on the client side). A request with a body is sent again when
+ * the whole body was kept (an HTTP/1.1 caller's, up to REPLAY_LIMIT_BYTES, see request-reader.ts).
  */
 class ConnectRetry implements DispatchHandler {
   private readonly manager: ClusterManager;
@@ -166,7 +167,7 @@ class ConnectRetry implements DispatchHandler {
     // UNAVAILABLE. Such a fast answer must not make the endpoint look like the quickest one, body or not.
     const refused = headers[REASON_HEADER] === 'upstream_connect_error' && this.failed.config.inboundPort !== undefined && (status === 503 || status === 200);
     if (refused) this.failed.load.penalize();
-    if (refused && status === 503 && this.req.body === null) {
+    if (refused && status === 503 && (this.req.body === null || (isReplayable(this.req.body) && this.req.body.replayable))) {
       this.held = { status, headers, body: [] };
       return;
     }
@@ -183,12 +184,30 @@ class ConnectRetry implements DispatchHandler {
 
   onResponseEnd(trailers: Headers | undefined): void {
     const held = this.held;
-    if (held !== undefined) {
-      this.held = undefined;
-      if (this.manager.retryElsewhere(this.cluster, this.failed, this.req, this.handler)) return;
-      this.handler.onResponseStart(held.status, held.headers);
-      for (const chunk of held.body) this.handler.onResponseData(chunk);
+    if (held === undefined) {
+      this.handler.onResponseEnd(trailers);
+      return;
     }
+    this.held = undefined;
+    const body = this.req.body;
+    if (body === null) {
+      if (!this.manager.retryElsewhere(this.cluster, this.failed, this.req, this.handler)) this.deliver(held, trailers);
+      return;
+    }
+    // The peer may have answered before the client sent all of the body: the retry waits for the rest (it is small).
+    if (!isReplayable(body)) {
+      this.deliver(held, trailers);
+      return;
+    }
+    body.whenComplete((replay) => {
+      if (replay === undefined || !this.manager.retryElsewhere(this.cluster, this.failed, { ...this.req, body: replay }, this.handler)) this.deliver(held, trailers);
+    });
+  }
+
+  /** The held answer goes to the client after all. */
+  private deliver(held: { status: number; headers: Headers; body: Buffer[] }, trailers: Headers | undefined): void {
+    this.handler.onResponseStart(held.status, held.headers);
+    for (const chunk of held.body) this.handler.onResponseData(chunk);
     this.handler.onResponseEnd(trailers);
   }
 

@@ -30,6 +30,24 @@ export interface DispatchRequest {
   timeoutMs: number;
 }
 
+/**
+ * A request body that keeps a copy of its bytes, up to a limit, so the request can be sent once more after an answer
+ * that proves the destination app never saw it (a peer sidecar's `503 upstream_connect_error`).
+ */
+export interface ReplayableBody {
+  /** False once the body outgrew the limit (or broke): it can no longer be sent again. */
+  readonly replayable: boolean;
+  /**
+   * Calls `then` with a fresh stream of the whole body once the client has sent all of it (at once if it has), or
+   * with undefined if it outgrows the limit or the client goes away first. Reads the rest if nobody does.
+   */
+  whenComplete(then: (replay: Readable | undefined) => void): void;
+}
+
+export function isReplayable(body: Readable | null): body is Readable & ReplayableBody {
+  return body !== null && typeof (body as Partial<ReplayableBody>).whenComplete === 'function';
+}
+
 /** What the upstream side can be asked to do once a request is under way. */
 export interface DispatchController {
   /** Stop reading the upstream response (downstream is full). */

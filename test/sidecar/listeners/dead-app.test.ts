@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeServer, cluster, domains, endpoint, freePort, mesh, request, route, startApp, startPair } from './harness.ts';
 import type { Pair } from './harness.ts';
 import * as grpc from '@grpc/grpc-js';
+import http from 'node:http';
 import net from 'node:net';
 import { encodeProxyHeader } from '../../../sidecar/upstream/index.ts';
 import { ECHO_SERVICE, unary } from './grpc-helpers.ts';
@@ -139,6 +140,40 @@ describe('an endpoint whose sidecar is up but whose app is not', () => {
     } finally {
       c.close();
     }
+  });
+
+  it('sends a request with a small body to another endpoint too, also when the peer answers before the body ends', async () => {
+    for (let i = 0; i < 6; i++) {
+      const r = await request(pair.outbound, { host: 'mixed.default', path: `/p${i}`, method: 'POST', body: `payload ${i}` });
+      expect(r.status, r.body).toBe(200);
+      expect(r.body).toBe(`payload ${i}`);
+    }
+    // Chunked, the second half 150 ms after the first: the dead endpoint's 503 comes in between.
+    const chunked = (i: number): Promise<{ status: number; body: string }> =>
+      new Promise((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port: pair.outbound, path: `/c${i}`, method: 'POST', headers: { host: 'mixed.default' }, agent: false }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on('error', reject);
+        req.write(`first ${i} `);
+        setTimeout(() => req.end(`second ${i}`), 150);
+      });
+    for (let i = 0; i < 4; i++) expect(await chunked(i)).toEqual({ status: 200, body: `first ${i} second ${i}` });
+  });
+
+  it('does not keep a body over 64 KiB: its request gets the peer\'s 503, never a truncated retry', async () => {
+    const big = 'x'.repeat(64 * 1024 + 1);
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await request(pair.outbound, { host: 'mixed.default', path: `/big${i}`, method: 'POST', body: big });
+      statuses.push(r.status);
+      if (r.status === 200) expect(r.body.length).toBe(big.length);
+      else expect(r.headers['x-skein-reason']).toBe('upstream_connect_error');
+    }
+    // Round robin over one live and one dead endpoint: half of them met the dead one.
+    expect(statuses.filter((s) => s === 503).length).toBe(2);
   });
 
   it('sends a bodiless request to another endpoint: every request is answered by the live one', async () => {
