@@ -1,7 +1,6 @@
 // One client HTTP/1.1 connection on a raw socket: llhttp parses requests, one exchange at a time (pipelined ones wait), responses written here.
 import { endAfterFlush } from './close-after-flush.ts';
 import type net from 'node:net';
-import type { Readable } from 'node:stream';
 import type { LocalReason } from '../listeners/errors.ts';
 import { HPE_OK, HPE_PAUSED, HPE_PAUSED_UPGRADE, HttpParser, REQUEST } from './llhttp.ts';
 import type { ExecuteResult } from './llhttp.ts';
@@ -207,7 +206,7 @@ export class DownstreamConnection implements RequestSink {
   }
 
   /** The request body stream, for requests that have one (empty and ended if it arrived with no bytes). */
-  requestBody(): Readable {
+  requestBody(): RequestBody {
     this.bodyTaken = true;
     if (this.body !== null) {
       const b = this.body;

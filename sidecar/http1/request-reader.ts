@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
 import { BODY, CONTINUE, HPE_USER, PAUSE } from './llhttp.ts';
 import type { HttpParser, ParserEvents } from './llhttp.ts';
-import type { ReplayableBody } from '../upstream/dispatch.ts';
+import { BodyKeeper } from '../upstream/replay-body.ts';
 
 /** What the reader tells its connection (called from inside the parser: must not execute a parser). */
 export interface RequestSink {
@@ -29,21 +29,12 @@ export function errorName(code: number): string {
 }
 
 /**
- * How much of a request body is kept for sending it again (ReplayableBody): Linkerd's limit for retrying requests
- * with bodies. Larger bodies are not kept past it, and are never sent twice.
+ * A request body as a stream: filled from the parser; `_read` tells the connection to read the socket again. Its
+ * keeper holds its chunks up to a limit, so the request can be sent again (see replay-body.ts).
  */
-export const REPLAY_LIMIT_BYTES = 64 * 1024;
-
-/**
- * A request body as a stream: filled from the parser; `_read` tells the connection to read the socket again. Keeps its
- * chunks (views of the socket's reads, no copy) up to REPLAY_LIMIT_BYTES, so it can be sent again (ReplayableBody).
- */
-export class RequestBody extends Readable implements ReplayableBody {
+export class RequestBody extends Readable {
   private readonly owner: { bodyWanted(): void };
-  /** The body's chunks so far; undefined once it outgrew the limit. */
-  private kept: Buffer[] | undefined = [];
-  private keptBytes = 0;
-  private complete = false;
+  readonly keeper: BodyKeeper = new BodyKeeper(this);
 
   constructor(owner: { bodyWanted(): void }) {
     super();
@@ -58,46 +49,8 @@ export class RequestBody extends Readable implements ReplayableBody {
   }
 
   override push(chunk: Buffer | null): boolean {
-    if (chunk === null) this.complete = true;
-    else if (this.kept !== undefined) {
-      this.keptBytes += chunk.length;
-      if (this.keptBytes > REPLAY_LIMIT_BYTES) this.kept = undefined;
-      else this.kept.push(chunk);
-    }
+    this.keeper.pushed(chunk);
     return super.push(chunk);
-  }
-
-  get replayable(): boolean {
-    // A stream is destroyed once read to its end: only one destroyed before it (the client left) is lost.
-    return this.kept !== undefined && (this.complete || !this.destroyed);
-  }
-
-  whenComplete(then: (replay: Readable | undefined) => void): void {
-    if (this.complete || !this.replayable) {
-      then(this.replay());
-      return;
-    }
-    const settle = (): void => {
-      this.off('end', settle);
-      this.off('close', settle);
-      this.off('data', counted);
-      then(this.replay());
-    };
-    // Past the limit: stop waiting (the rest flows away as before).
-    const counted = (): void => {
-      if (this.kept === undefined) settle();
-    };
-    this.on('end', settle);
-    this.on('close', settle);
-    this.on('data', counted);
-    // The first attempt's reader let go of it: the rest is read here, as the exchange would have dropped it anyway.
-    this.resume();
-  }
-
-  private replay(): Readable | undefined {
-    const kept = this.kept;
-    if (kept === undefined || !this.complete) return undefined;
-    return Readable.from(kept, { objectMode: false });
   }
 }
 

@@ -198,6 +198,7 @@ export class InboundHttpHandler {
       authority: head.host ?? pool.dialTarget,
       headers,
       body: head.hasBody ? req : null,
+      replay: undefined,
       hash: undefined,
       wantsH2: false,
       timeoutMs: 0,

@@ -5,7 +5,7 @@ import { DownstreamConnection } from '../http1/downstream-connection.ts';
 import type { DownstreamHost } from '../http1/downstream-connection.ts';
 import { findRoute, pickCluster, splitAbsoluteUrl } from '../router/index.ts';
 import type { CompiledRoute, RouteTable } from '../router/index.ts';
-import { headerListFromObject, headerListFromRaw, headerListValue } from '../upstream/index.ts';
+import { headerListFromObject, headerListFromRaw, headerListValue, keepPushed } from '../upstream/index.ts';
 import type { ClusterManager, Dispatch, DispatchRequest, HeaderList, Headers, RequestHeadInfo } from '../upstream/index.ts';
 import type { ClusterRequestMetrics, DataPlaneMetrics } from '../telemetry/metrics.ts';
 import { logger } from '../log.ts';
@@ -351,13 +351,15 @@ export class OutboundListener implements DownstreamHost {
         return;
       }
     }
+    const body = info.hasBody ? conn.requestBody() : null;
     const request: DispatchRequest = {
       cluster: r.cluster,
       method: req.method,
       path,
       authority,
       headers,
-      body: info.hasBody ? conn.requestBody() : null,
+      body,
+      replay: body?.keeper,
       hash: requestHash(action, headers, authority, conn.socket, this.options.podIp),
       wantsH2: false,
       timeoutMs: action.timeoutMs ?? 0,
@@ -441,6 +443,7 @@ export class OutboundListener implements DownstreamHost {
       authority,
       headers,
       body: endStream ? null : stream,
+      replay: endStream ? undefined : keepPushed(stream),
       hash: requestHash(action, headers, authority, stream.session?.socket, this.options.podIp),
       wantsH2: grpc,
       timeoutMs: action.timeoutMs ?? 0,

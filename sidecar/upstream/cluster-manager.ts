@@ -5,7 +5,7 @@ import type { DataPlaneMetrics } from '../telemetry/metrics.ts';
 import type { ClusterConfig } from '../xds/model.ts';
 import { Cluster } from './cluster.ts';
 import type { ClusterStat, Endpoint } from './cluster.ts';
-import { type Dispatch, type DispatchController, type DispatchHandler, type DispatchRequest, type Headers, isReplayable } from './dispatch.ts';
+import type { Dispatch, DispatchController, DispatchHandler, DispatchRequest, Headers } from './dispatch.ts';
 import type { Connector } from './pool.ts';
 import { REASON_HEADER } from '../listeners/local-reply.ts';
 
@@ -167,7 +167,9 @@ class ConnectRetry implements DispatchHandler {
     // UNAVAILABLE. Such a fast answer must not make the endpoint look like the quickest one, body or not.
     const refused = headers[REASON_HEADER] === 'upstream_connect_error' && this.failed.config.inboundPort !== undefined && (status === 503 || status === 200);
     if (refused) this.failed.load.penalize();
-    if (refused && status === 503 && (this.req.body === null || (isReplayable(this.req.body) && this.req.body.replayable))) {
+    // gRPC's form of it is a trailers-only 200 with UNAVAILABLE.
+    const unavailable = status === 503 || (status === 200 && headers['grpc-status'] === '14');
+    if (refused && unavailable && (this.req.body === null || this.req.replay?.replayable === true)) {
       this.held = { status, headers, body: [] };
       return;
     }
@@ -189,18 +191,18 @@ class ConnectRetry implements DispatchHandler {
       return;
     }
     this.held = undefined;
-    const body = this.req.body;
-    if (body === null) {
+    if (this.req.body === null) {
       if (!this.manager.retryElsewhere(this.cluster, this.failed, this.req, this.handler)) this.deliver(held, trailers);
       return;
     }
-    // The peer may have answered before the client sent all of the body: the retry waits for the rest (it is small).
-    if (!isReplayable(body)) {
+    const replay = this.req.replay;
+    if (replay === undefined) {
       this.deliver(held, trailers);
       return;
     }
-    body.whenComplete((replay) => {
-      if (replay === undefined || !this.manager.retryElsewhere(this.cluster, this.failed, { ...this.req, body: replay }, this.handler)) this.deliver(held, trailers);
+    // The peer may have answered before the client sent all of the body: the retry waits a little for the rest.
+    replay.whenComplete((body) => {
+      if (body === undefined || !this.manager.retryElsewhere(this.cluster, this.failed, { ...this.req, body, replay: undefined }, this.handler)) this.deliver(held, trailers);
     });
   }
 

@@ -28,6 +28,8 @@ export interface DispatchRequest {
   wantsH2: boolean;
   /** Route timeout (0 = none). */
   timeoutMs: number;
+  /** The body's kept copy, when it has one: the request can then be sent again (undefined: bodiless, or not kept). */
+  replay?: ReplayableBody | undefined;
 }
 
 /**
@@ -42,10 +44,6 @@ export interface ReplayableBody {
    * with undefined if it outgrows the limit or the client goes away first. Reads the rest if nobody does.
    */
   whenComplete(then: (replay: Readable | undefined) => void): void;
-}
-
-export function isReplayable(body: Readable | null): body is Readable & ReplayableBody {
-  return body !== null && typeof (body as Partial<ReplayableBody>).whenComplete === 'function';
 }
 
 /** What the upstream side can be asked to do once a request is under way. */

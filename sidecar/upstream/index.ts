@@ -7,6 +7,7 @@ export type { PoolTarget, ConnectionGauge, Connector, PeerIdentities } from './p
 export { mtlsConnector } from './connector.ts';
 export { compose, headerListFromObject, headerListFromRaw, headerListValue, stripHopByHop, HOP_BY_HOP } from './dispatch.ts';
 export type { Dispatch, DispatchController, DispatchHandler, DispatchRequest, HeaderList, Headers, Interceptor, RequestHeadInfo } from './dispatch.ts';
+export { BodyKeeper, keepPushed, REPLAY_LIMIT_BYTES, REPLAY_WAIT_MS } from './replay-body.ts';
 export { timeoutInterceptor } from './timeout.ts';
 export { STREAM_IDLE_TIMEOUT_MS, StreamIdleWatch } from './stream-idle.ts';
 export { guardWrites, writeRefused } from './write-guard.ts';

@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import http from 'node:http';
 import net from 'node:net';
 import { encodeProxyHeader } from '../../../sidecar/upstream/index.ts';
-import { ECHO_SERVICE, unary } from './grpc-helpers.ts';
+import { ECHO_SERVICE, startGrpcEcho, unary } from './grpc-helpers.ts';
 
 const SVC = 'outbound|80||mixed.default.svc.cluster.local';
 const DEAD = 'outbound|80||dead.default.svc.cluster.local';
@@ -188,5 +188,31 @@ describe('an endpoint whose sidecar is up but whose app is not', () => {
     const dead = stat?.endpoints.find((e) => e.inboundPort !== undefined && e.port === deadPort);
     expect(dead?.failed).toBeGreaterThan(0);
     expect(stat?.endpoints.find((e) => e.port === app.port)?.failed).toBe(0);
+  });
+});
+
+describe('a gRPC Service with one replica whose app is down', () => {
+  const GRPC = 'outbound|50051||echo.default.svc.cluster.local';
+
+  it('sends each unary call that met the dead app to the live replica (the peer answered UNAVAILABLE, upstream_connect_error)', async () => {
+    const live = await startGrpcEcho();
+    const deadPort = await freePort();
+    const pair = await startPair([live.port, deadPort]);
+    const m = mesh(
+      [cluster(GRPC, [endpoint(deadPort, pair.inbound), endpoint(live.port, pair.inbound)], { protocol: 'http2', lbPolicy: 'round-robin' })],
+      [{ name: 'echo', domains: domains('echo', 'default', '10.96.0.53', 50051, false), routes: [route(GRPC)] }],
+    );
+    pair.client.update(m);
+    pair.server.update(m);
+    const c = new grpc.Client(`127.0.0.1:${pair.outbound}`, grpc.credentials.createInsecure(), { 'grpc.default_authority': 'echo.default:50051' });
+    try {
+      for (let i = 0; i < 6; i++) expect((await unary(c, '/demo.Echo/Say', `call ${i}`)).reply).toMatch(new RegExp(`^call ${i}`));
+      const retries = (await pair.clientRegistry.getSingleMetric('skein_upstream_connect_retries_total')?.get())?.values[0]?.value ?? 0;
+      expect(retries).toBeGreaterThanOrEqual(3);
+    } finally {
+      c.close();
+      await pair.close();
+      live.server.forceShutdown();
+    }
   });
 });
