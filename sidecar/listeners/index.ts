@@ -104,7 +104,7 @@ export function createDataPlane(options: DataPlaneOptions, registry: Registry): 
       }),
     },
   );
-  const tcp = new TcpListeners(options.outbound.host, manager, metrics, options.podIp, options.namespace);
+  const tcp = new TcpListeners(options.outbound.host, manager, metrics, options.podIp, options.namespace, options.appPorts);
   let started = false;
   let mesh: MeshConfig | undefined;
   let tableConfig: RouteTableConfig | undefined;

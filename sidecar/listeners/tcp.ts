@@ -46,10 +46,10 @@ class TcpServiceListener {
     this.server = net.createServer({ noDelay: true, pauseOnConnect: true, allowHalfOpen: true }, (client) => this.accept(client, manager, metrics));
     this.server.on('error', (err) => {
       this.bound = false;
-      const e = new ListenerBindError(config.name, host, config.port, err);
+      const e = new ListenerBindError(this.config.name, host, this.config.port, err);
       if (this.error !== e.message) log.warn(e.message, { code: e.code, retryInMs: BIND_RETRY_MS });
       this.error = e.message;
-      metrics.listenerBindFailures.labels(config.name).set(1);
+      metrics.listenerBindFailures.labels(this.config.name).set(1);
     });
   }
 
@@ -140,7 +140,18 @@ class TcpServiceListener {
   close(): void {
     this.closed = true;
     clearTimeout(this.retry);
+    this.metrics.listenerBindFailures.remove(this.config.name);
     this.server.close();
+  }
+
+  /** The listener's config changed in place; a new name (the Service's virtual IP changed) takes over the gauge. */
+  retarget(c: TcpListenerConfig): void {
+    if (c.name !== this.config.name) {
+      const failing = this.error !== undefined;
+      this.metrics.listenerBindFailures.remove(this.config.name);
+      if (failing) this.metrics.listenerBindFailures.labels(c.name).set(1);
+    }
+    this.config = c;
   }
 }
 
@@ -164,7 +175,12 @@ export class TcpListeners {
    * `podIp`: the key a sessionAffinity: ClientIP Service hashes on when the app connects over loopback.
    * `namespace`: the pod's, whose Services win a port that Services of several namespaces declare.
    */
-  constructor(host: string, manager: ClusterManager, metrics: DataPlaneMetrics, podIp?: string, namespace?: string) {
+  /** The pod's own app ports, never bound here (the app's restart would find its port taken). */
+  private readonly appPorts: ReadonlySet<number>;
+  private readonly appPortNoted = new Set<string>();
+
+  constructor(host: string, manager: ClusterManager, metrics: DataPlaneMetrics, podIp?: string, namespace?: string, appPorts: readonly number[] = []) {
+    this.appPorts = new Set(appPorts);
     this.host = host;
     this.manager = manager;
     this.metrics = metrics;
@@ -188,13 +204,19 @@ export class TcpListeners {
     const seen = new Set<string>();
     const binding: Promise<void>[] = [];
     for (const [key, list] of byPort) {
+      // The pod's own app port: the app holds it (or will again after a restart); a listener there would take it.
+      if (this.appPorts.has(Number(key))) {
+        if (!this.appPortNoted.has(key)) log.info(`TCP port ${key} is this pod's own app port: no outbound listener there`, { port: Number(key), cluster: list[0]?.cluster });
+        this.appPortNoted.add(key);
+        continue;
+      }
       seen.add(key);
       const ranked = list.length === 1 ? list : [...list].sort((a, b) => this.rank(a) - this.rank(b) || (a.cluster < b.cluster ? -1 : a.cluster > b.cluster ? 1 : 0));
       const c = ranked[0] as TcpListenerConfig;
       this.noteShadows(key, c, ranked.slice(1));
       const l = this.listeners.get(key);
       if (l !== undefined) {
-        l.config = c;
+        l.retarget(c);
         if (!l.bound) binding.push(l.listen());
         continue;
       }

@@ -97,6 +97,23 @@ describe('opaque TCP listeners', () => {
     }
   });
 
+  it("never binds a TCP listener on the pod's own app port (the app restarting there would find it taken)", async () => {
+    const appPort = await freePort();
+    const pair = await startPair([appPort]);
+    const own: ListenerConfig = { kind: 'tcp', name: `10.96.0.32_${appPort}`, version: '1', address: '10.96.0.32', port: appPort, cluster: DB };
+    pair.server.update(mesh([cluster(DB, [endpoint(appPort, pair.inbound)], { protocol: 'tcp' })], [], [own]));
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      expect(pair.server.tcpListenerStats()).toEqual([]);
+      // The app (not yet started, or restarting) can take its port.
+      const app = net.createServer();
+      await new Promise<void>((resolve, reject) => app.once('error', reject).listen(appPort, '127.0.0.1', () => resolve()));
+      await closeServer(app);
+    } finally {
+      await pair.close();
+    }
+  });
+
   it('gives a port several TCP Services declare to the one in its own namespace, and names the others', async () => {
     const app = (tag: string) =>
       net.createServer((s) => {
