@@ -93,12 +93,13 @@ export class EndpointLoad {
   /**
    * Call once per `start` for a stream (an opaque TCP connection, an upgraded tunnel) when it ends: its duration is
    * how long the client kept it, not how fast the endpoint answers, so it is no latency sample (one 60 s WebSocket
-   * would otherwise make the endpoint look 60 s slow to the cluster's HTTP requests). A failure still counts.
+   * would otherwise make the endpoint look 60 s slow to the cluster's HTTP requests). A failure still counts, as one
+   * of a stream opened at `startedAt` (start()'s reading): one open before an ejection lengthens nothing.
    */
-  endStream(failed = false): void {
+  endStream(failed = false, startedAt?: number): void {
     if (this.active > 0) this.active--;
     this.total++;
-    if (failed) this.penalize();
+    if (failed) this.penalize(startedAt);
   }
 
   /**

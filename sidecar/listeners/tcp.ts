@@ -100,7 +100,7 @@ class TcpServiceListener {
     // The pool this stream counts in: the endpoint may get a new one meanwhile (its expected identities changed).
     const pool = ep.pool;
     const upstream = pool.openStream();
-    ep.load.start();
+    const startedAt = ep.load.start();
     let released = false;
     let failed = false;
     const done = (): void => {
@@ -108,7 +108,7 @@ class TcpServiceListener {
       released = true;
       this.conns.delete(client);
       this.lastConnectionAt = performance.now();
-      ep.load.endStream(failed);
+      ep.load.endStream(failed, startedAt);
       pool.release();
       counted();
       client.destroy();

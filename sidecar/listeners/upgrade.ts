@@ -288,7 +288,7 @@ class Tunnel implements ResponseSink, DispatchController {
     this.released = true;
     this.reader?.free();
     // An answered upgrade is a tunnel: its lifetime is no latency sample. A refused one (an answer without 101) is.
-    if (this.phase === TUNNEL) this.ep.load.endStream(this.failedHere);
+    if (this.phase === TUNNEL) this.ep.load.endStream(this.failedHere, this.startedAt);
     else this.ep.load.finish(this.startedAt, this.failedHere);
     this.pool.release();
   }

@@ -115,6 +115,22 @@ describe('streams', () => {
   });
 });
 
+describe('streams open across an ejection', () => {
+  it('streams opened before an ejection that fail after it re-eject without a strike (the wait stays 250 ms)', () => {
+    let now = 0;
+    const load = new EndpointLoad(() => now, 30, 10_000);
+    const opened = [1, 2, 3, 4].map(() => load.start());
+    now = 10;
+    load.endStream(true, opened[0]);
+    expect(load.ejectedForMs).toBe(EJECT_BASE_MS);
+    for (const at of opened.slice(1)) {
+      now += EJECT_BASE_MS + 1;
+      load.endStream(true, at);
+      expect(load.ejectedForMs).toBe(EJECT_BASE_MS);
+    }
+  });
+});
+
 describe('failure accrual', () => {
   it('ejects a failed endpoint for 250 ms, doubling per failed probe up to 10 s; a probe that succeeds ends it', () => {
     let now = 0;
