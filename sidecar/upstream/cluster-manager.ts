@@ -138,8 +138,8 @@ function withHint(handler: DispatchHandler, cluster: string, hint: (e: LocalRepl
 /**
  * Passes everything through; a failed connection (nothing was sent) sends the request once more elsewhere. So does a
  * peer sidecar's `503 upstream_connect_error`: nothing listened on its app port, so the app never saw the request
- * (Istio gets the same from its default retry of 503s on the client side). A request with a body is sent again when
- * the whole body was kept (an HTTP/1.1 caller's, up to REPLAY_LIMIT_BYTES, see request-reader.ts).
+ * (Istio gets the same from its default retry of 503s on the client side), and its gRPC form, a trailers-only
+ * UNAVAILABLE. A request with a body is sent again when the whole body was kept (req.replay, see replay-body.ts).
  */
 class ConnectRetry implements DispatchHandler {
   private readonly manager: ClusterManager;
